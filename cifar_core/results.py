@@ -1,0 +1,152 @@
+"""Read side of the store: runs, their per-epoch histories and the leaderboard, as plain data."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import NotFound
+from .queue import Job, get_job
+
+METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds", "learning_rate")
+
+LEADERBOARD_COLUMNS = [
+    "run", "name", "status", "group", "seed", "params", "epochs", "epochs_planned", "best_val_accuracy",
+    "best_epoch", "final_val_accuracy", "final_accuracy", "test_accuracy", "gap", "seconds_per_epoch",
+    "validation", "optimizer", "learning_rate", "batch_size", "created",
+]
+
+
+@dataclass(frozen=True)
+class RunDetail:
+    job: Job
+    params: int
+    seed: int
+    artifacts_dir: Path
+    test_loss: float | None
+    test_accuracy: float | None
+    stopped_epoch: int | None
+    stop_reason: str | None
+    train_seconds: float | None
+    history: pd.DataFrame  # one row per finished epoch
+
+    @property
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.artifacts_dir.glob("*") if p.is_file()) if self.artifacts_dir.exists() else []
+
+    def to_dict(self) -> dict:
+        return {
+            "run": self.job.id, "name": self.job.name, "status": self.job.state, "error": self.job.error,
+            "attempts": self.job.attempts, "params": self.params, "seed": self.seed,
+            "test_loss": self.test_loss, "test_accuracy": self.test_accuracy,
+            "stopped_epoch": self.stopped_epoch, "stop_reason": self.stop_reason,
+            "train_seconds": self.train_seconds, "artifacts_dir": str(self.artifacts_dir),
+            "spec": self.job.spec, "history": self.history.to_dict(orient="records"),
+        }
+
+
+def run_history(conn: sqlite3.Connection, run_id: int) -> pd.DataFrame:
+    """Per-epoch metrics of one run, epoch ascending (empty frame with the columns if none yet)."""
+    rows = conn.execute(
+        f"SELECT epoch, {', '.join(METRICS)} FROM metrics WHERE run_id = ? ORDER BY epoch", (run_id,)
+    ).fetchall()
+    return pd.DataFrame([dict(r) for r in rows], columns=["epoch", *METRICS])
+
+
+def histories(conn: sqlite3.Connection, run_ids: list[int]) -> pd.DataFrame:
+    """Per-epoch metrics of several runs in one long frame with a `run` column."""
+    if not run_ids:
+        return pd.DataFrame(columns=["run", "epoch", *METRICS])
+    marks = ",".join("?" * len(run_ids))
+    rows = conn.execute(
+        f"SELECT run_id AS run, epoch, {', '.join(METRICS)} FROM metrics WHERE run_id IN ({marks})"
+        " ORDER BY run_id, epoch",
+        run_ids,
+    ).fetchall()
+    return pd.DataFrame([dict(r) for r in rows], columns=["run", "epoch", *METRICS])
+
+
+def run_detail(conn: sqlite3.Connection, run_id: int) -> RunDetail:
+    job = get_job(conn, run_id)
+    row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no run {run_id}; `python -m cifar_core runs` lists the runs")
+    return RunDetail(
+        job=job, params=row["params"], seed=row["seed"], artifacts_dir=Path(row["artifacts_dir"]),
+        test_loss=row["test_loss"], test_accuracy=row["test_accuracy"], stopped_epoch=row["stopped_epoch"],
+        stop_reason=row["stop_reason"], train_seconds=row["train_seconds"], history=run_history(conn, run_id),
+    )
+
+
+def leaderboard(conn: sqlite3.Connection) -> pd.DataFrame:
+    """Every run with its summary figures (one row per run, newest first)."""
+    runs = pd.DataFrame(
+        [dict(r) for r in conn.execute(
+            "SELECT j.id AS run, j.name, j.state AS status, j.group_id AS grp, j.spec_json, j.created_at,"
+            " r.seed, r.params, r.epochs_planned, r.test_accuracy FROM jobs j JOIN runs r ON r.id = j.id"
+            " ORDER BY j.id DESC"
+        ).fetchall()],
+        columns=["run", "name", "status", "grp", "spec_json", "created_at", "seed", "params", "epochs_planned",
+                 "test_accuracy"],
+    )
+    if runs.empty:
+        return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
+    metrics = pd.DataFrame(
+        [dict(r) for r in conn.execute(
+            "SELECT run_id AS run, epoch, accuracy, val_accuracy, seconds FROM metrics ORDER BY run_id, epoch"
+        ).fetchall()],
+        columns=["run", "epoch", "accuracy", "val_accuracy", "seconds"],
+    )
+    board = runs.merge(_epoch_summary(metrics), on="run", how="left")
+    specs = board.pop("spec_json").map(json.loads)
+    board["validation"] = specs.map(lambda s: s.get("validation", "holdout"))
+    board["optimizer"] = specs.map(lambda s: s.get("optimizer", "adam"))
+    board["learning_rate"] = specs.map(lambda s: s.get("learning_rate"))
+    board["batch_size"] = specs.map(lambda s: s.get("batch_size"))
+    board["created"] = pd.to_datetime(board.pop("created_at"), unit="s").dt.floor("s")
+    board["group"] = board.pop("grp").astype("Int64")
+    board["epochs"] = board["epochs"].fillna(0).astype(int)
+    return board[LEADERBOARD_COLUMNS]
+
+
+def _epoch_summary(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per run: epochs done, best validation accuracy and its epoch, final figures, gap, s/epoch."""
+    if metrics.empty:
+        return pd.DataFrame(columns=["run", "epochs", "best_val_accuracy", "best_epoch", "final_val_accuracy",
+                                     "final_accuracy", "gap", "seconds_per_epoch"])
+    grouped = metrics.groupby("run")
+    last = grouped.tail(1).set_index("run")
+    best_idx = metrics["val_accuracy"].fillna(-1).groupby(metrics["run"]).idxmax()
+    best = metrics.loc[best_idx].set_index("run")
+    out = pd.DataFrame({
+        "epochs": grouped["epoch"].max(),
+        "best_val_accuracy": best["val_accuracy"],
+        "best_epoch": best["epoch"],
+        "final_val_accuracy": last["val_accuracy"],
+        "final_accuracy": last["accuracy"],
+        "gap": last["accuracy"] - last["val_accuracy"],
+        "seconds_per_epoch": grouped["seconds"].mean(),
+    })
+    return out.reset_index()
+
+
+def group_summary(board: pd.DataFrame) -> pd.DataFrame:
+    """Runs of the same experiment over several seeds: mean and spread (std) per name and group."""
+    done = board[board["status"] == "succeeded"]
+    if done.empty:
+        return pd.DataFrame(columns=["name", "runs", "best_val_accuracy_mean", "best_val_accuracy_std",
+                                     "test_accuracy_mean", "test_accuracy_std", "params", "seconds_per_epoch"])
+    agg = done.groupby("name").agg(
+        runs=("run", "count"),
+        best_val_accuracy_mean=("best_val_accuracy", "mean"),
+        best_val_accuracy_std=("best_val_accuracy", "std"),
+        test_accuracy_mean=("test_accuracy", "mean"),
+        test_accuracy_std=("test_accuracy", "std"),
+        params=("params", "first"),
+        seconds_per_epoch=("seconds_per_epoch", "mean"),
+    )
+    return agg.reset_index().sort_values("best_val_accuracy_mean", ascending=False)

@@ -1,0 +1,222 @@
+"""Train one experiment from its spec. No store access here: the caller passes a `Reporter`, so
+a cluster backend can run this same function on another machine and forward what it reports.
+
+Resuming: per-epoch checkpoints (Keras BackupAndRestore) live in `workdir/backup`; calling
+`train` again with the same workdir continues after the last completed epoch. The reporter's
+`epoch_end` runs before the checkpoint is written, so an epoch is never checkpointed without
+having been reported; a re-run epoch is reported again and the store replaces it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .data import Dataset, holdout_split
+from .spec import ExperimentSpec
+
+COMPLETED = "completed"
+STOPPED = "stopped"  # the reporter asked to stop (cancel, shutdown, lost lease)
+
+
+class Reporter(Protocol):
+    def epoch_end(self, record: dict) -> None:
+        """One finished epoch: epoch (1-based), loss, accuracy, val_loss, val_accuracy, seconds, learning_rate."""
+
+    def progress(self, epoch: int, batch: int, batches: int) -> None:
+        """Called after every batch; must be cheap (the reporter decides how often to publish)."""
+
+    def should_stop(self) -> bool:
+        """Checked after every batch; must be cheap."""
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    status: str  # COMPLETED | STOPPED
+    history: list[dict]
+    params: int
+    train_seconds: float
+    test_loss: float | None = None
+    test_accuracy: float | None = None
+    stopped_epoch: int | None = None  # early stopping: the epoch training ended at
+    stop_reason: str | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Splits:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+
+def make_splits(spec: ExperimentSpec, ds: Dataset) -> Splits:
+    """Notebook style validates on the test set; holdout keeps 5,000 train images aside."""
+    if spec.validation == "test":
+        return Splits(ds.x_train, ds.y_train, ds.x_test, ds.y_test)
+    train_idx, val_idx = holdout_split(ds)
+    return Splits(ds.x_train[train_idx], ds.y_train[train_idx], ds.x_train[val_idx], ds.y_train[val_idx])
+
+
+def train(spec: ExperimentSpec, ds: Dataset, workdir: Path, reporter: Reporter) -> TrainOutcome:
+    """Train `spec` on `ds`, writing checkpoints and final files under `workdir`."""
+    import keras
+
+    from . import augment
+    from .models import build_model, compile_model, uses_one_hot
+
+    started = time.monotonic()
+    workdir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(spec.seed)
+    splits = make_splits(spec, ds)
+    one_hot = uses_one_hot(spec)
+    steps = math.ceil(len(splits.x_train) / spec.batch_size)
+    train_data = augment.train_dataset(
+        splits.x_train, splits.y_train, spec.batch_size, spec.augment, spec.seed, ds.num_classes, one_hot
+    )
+    val_data = augment.eval_dataset(splits.x_val, splits.y_val, max(spec.batch_size, 256), ds.num_classes, one_hot)
+    model = build_model(spec, ds.input_shape, ds.num_classes)
+    compile_model(model, spec, steps)
+
+    relay, backup = _callbacks(reporter, steps, workdir)
+    callbacks = [relay, backup]
+    early = _early_stopping(spec)
+    if early is not None:
+        callbacks.append(early)
+    model.fit(train_data, validation_data=val_data, epochs=spec.epochs, callbacks=callbacks, verbose=0)
+
+    history = relay.history
+    if relay.stopped:
+        return TrainOutcome(STOPPED, history, model.count_params(), time.monotonic() - started)
+    return _finish(spec, ds, model, workdir, history, early, time.monotonic() - started)
+
+
+def _finish(spec, ds, model, workdir: Path, history, early, seconds: float) -> TrainOutcome:
+    """Score the test set once, save the model, predictions and history, drop the checkpoint."""
+    from . import augment
+
+    probs = augment.predict_probs(model, ds.x_test, tta_flip=spec.tta_flip)
+    test_loss, test_accuracy = _scores(probs, ds.y_test)
+    files = {
+        "model": str(workdir / "model.keras"),
+        "predictions": str(workdir / "predictions.npz"),
+        "history": str(workdir / "history.json"),
+        "spec": str(workdir / "spec.json"),
+    }
+    model.save(files["model"])
+    np.savez(files["predictions"], probs=probs.astype(np.float16), y_true=ds.y_test)
+    _write_json(workdir / "spec.json", spec.to_dict())
+    shutil.rmtree(workdir / "backup", ignore_errors=True)
+    stopped_epoch = stop_reason = None
+    if early is not None and early.stopped_epoch > 0:
+        stopped_epoch = early.stopped_epoch + 1
+        best = int(np.argmax([h[early.monitor] for h in history]) + 1) if "acc" in early.monitor else int(
+            np.argmin([h[early.monitor] for h in history]) + 1
+        )
+        stop_reason = (
+            f"early stopping: no {early.monitor} improvement for {early.patience} epochs; "
+            f"weights restored from epoch {best}"
+        )
+    return TrainOutcome(
+        COMPLETED, history, model.count_params(), seconds, test_loss, test_accuracy, stopped_epoch, stop_reason, files
+    )
+
+
+def _scores(probs: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    picked = np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)
+    return float(-np.log(picked).mean()), float((probs.argmax(axis=1) == y).mean())
+
+
+def _early_stopping(spec: ExperimentSpec):
+    if not spec.early_stopping:
+        return None
+    import keras
+
+    cfg = spec.early_stopping
+    return keras.callbacks.EarlyStopping(
+        monitor=cfg.get("monitor", "val_accuracy"),
+        patience=int(cfg.get("patience", 5)),
+        min_delta=float(cfg.get("min_delta", 0.0)),
+        restore_best_weights=True,
+    )
+
+
+def _read_history(path: Path) -> list[dict]:
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def _write_json(path: Path, value) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=1))
+    tmp.replace(path)
+
+
+def discard_checkpoint(workdir: Path) -> None:
+    shutil.rmtree(workdir / "backup", ignore_errors=True)
+
+
+def _callbacks(reporter: Reporter, steps: int, workdir: Path):
+    """The relay to the reporter and the per-epoch checkpoint, built lazily (no Keras at import).
+
+    The relay keeps `workdir/history.json` (one record per epoch, re-run epochs replaced) so a
+    resumed run returns its whole history without asking the store.
+    """
+    import keras
+
+    history_path = workdir / "history.json"
+
+    class ReporterCallback(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stopped = False
+            self.history = _read_history(history_path)
+            self._epoch = 0
+            self._t0 = 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._epoch = epoch
+            self._t0 = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            reporter.progress(self._epoch, batch + 1, steps)
+            if reporter.should_stop():
+                self.stopped = True
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            if self.stopped:
+                return  # a partial epoch is not a finished epoch
+            logs = logs or {}
+            record = {
+                "epoch": epoch + 1,
+                "loss": _f(logs.get("loss")),
+                "accuracy": _f(logs.get("accuracy")),
+                "val_loss": _f(logs.get("val_loss")),
+                "val_accuracy": _f(logs.get("val_accuracy")),
+                "seconds": time.perf_counter() - self._t0,
+                "learning_rate": _f(self.model.optimizer.learning_rate),
+            }
+            self.history = [h for h in self.history if h["epoch"] < record["epoch"]] + [record]
+            _write_json(history_path, self.history)
+            reporter.epoch_end(record)
+
+    relay = ReporterCallback()
+
+    class Backup(keras.callbacks.BackupAndRestore):
+        def on_epoch_end(self, epoch, logs=None):
+            if not relay.stopped:  # never checkpoint a half-trained epoch as done
+                super().on_epoch_end(epoch, logs)
+
+    return relay, Backup(str(workdir / "backup"), delete_checkpoint=False)
+
+
+def _f(value) -> float | None:
+    return None if value is None else float(np.asarray(value))
