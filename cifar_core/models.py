@@ -1,0 +1,117 @@
+"""Build and compile the Keras model a spec describes. Keras is imported inside the functions,
+so pages can import this module cheaply.
+
+The model takes raw pixels (uint8 or float, 0..255); its first layer, "rescale", scales them to
+0..1, and spec layer i follows under the name `layer_name(i, type)` ("l03_conv2d"). Weights are
+initialised from seeds derived from the spec's seed, so the same spec builds the same model.
+"""
+
+from __future__ import annotations
+
+import re
+
+from . import schedules
+from .spec import INPUT_SHAPE, NUM_CLASSES, ExperimentSpec, layer_name, summarize
+
+_NO_DECAY = ["bias", "gamma", "beta"]  # weight decay shrinks kernels only, as is usual
+
+
+def uses_one_hot(spec: ExperimentSpec) -> bool:
+    """True when the model is compiled for one-hot targets (label smoothing), else integer labels.
+
+    Keras's sparse cross-entropy has no label smoothing, so a spec with label_smoothing > 0 is
+    trained with CategoricalCrossentropy(label_smoothing=...) and the data pipeline must one-hot
+    its labels (e.g. keras.ops.one_hot(y, num_classes)).
+    """
+    return spec.label_smoothing > 0
+
+
+def build_model(spec: ExperimentSpec, input_shape=INPUT_SHAPE, num_classes: int = NUM_CLASSES):
+    """The uncompiled keras.Model for `spec`; raises SpecErrors if the spec does not fit these dims."""
+    import keras
+
+    summarize(spec, input_shape, num_classes)  # same checks as the builder page, before any TF work
+    inputs = keras.Input(shape=tuple(input_shape), name="pixels")
+    x = keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    for i, layer in enumerate(spec.layers):
+        x = _make_layer(keras, i, layer, _layer_seed(spec.seed, i))(x)
+    return keras.Model(inputs, x, name=re.sub(r"[^\w.-]", "_", spec.name))
+
+
+def compile_model(model, spec: ExperimentSpec, steps_per_epoch: int) -> None:
+    """Compile with the spec's optimizer, learning-rate schedule and loss; the metric is "accuracy"."""
+    import keras
+
+    if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch={steps_per_epoch!r} must be a positive int (ceil(train images / batch))")
+    learning_rate = _learning_rate(spec, steps_per_epoch)
+    optimizer = _optimizer(keras, spec, learning_rate)
+    if uses_one_hot(spec):
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=spec.label_smoothing)
+        metric = keras.metrics.CategoricalAccuracy(name="accuracy")
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
+
+
+def _learning_rate(spec: ExperimentSpec, steps_per_epoch: int):
+    """A float, or a Keras schedule when cifar_core.schedules provides make_schedule."""
+    make_schedule = getattr(schedules, "make_schedule", None)
+    if make_schedule is None:
+        return spec.learning_rate
+    return make_schedule(spec.schedule, spec.learning_rate, steps_per_epoch, spec.epochs)
+
+
+def _optimizer(keras, spec: ExperimentSpec, learning_rate):
+    if spec.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=learning_rate)
+    if spec.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate=learning_rate, momentum=spec.momentum)
+    if spec.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=spec.weight_decay)
+    elif spec.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(
+            learning_rate=learning_rate,
+            momentum=spec.momentum,
+            nesterov=spec.nesterov,
+            weight_decay=spec.weight_decay or None,  # Keras applies it decoupled: w -= lr * wd * w
+        )
+    else:
+        raise ValueError(f"optimizer {spec.optimizer!r} is not one of adam, adamw, sgd, rmsprop")
+    if spec.weight_decay > 0:
+        optimizer.exclude_from_weight_decay(var_names=_NO_DECAY)
+    return optimizer
+
+
+def _layer_seed(seed: int, index: int) -> int:
+    return (seed * 1_000_003 + index + 1) % 2**31
+
+
+def _make_layer(keras, i: int, layer: dict, seed: int):
+    """The Keras layer for one normalised spec layer dict."""
+    L = keras.layers
+    kind = layer["type"]
+    name = layer_name(i, kind)
+    args = {k: _as_keras(v) for k, v in layer.items() if k != "type"}
+    if kind == "Dense":
+        return L.Dense(**args, kernel_initializer=keras.initializers.GlorotUniform(seed=seed), name=name)
+    if kind == "Conv2D":
+        return L.Conv2D(**args, kernel_initializer=keras.initializers.GlorotUniform(seed=seed), name=name)
+    if kind in ("Dropout", "RandomFlip", "RandomTranslation", "RandomRotation"):
+        return getattr(L, kind)(**args, seed=seed, name=name)
+    classes = {
+        "Flatten": L.Flatten,
+        "MaxPool2D": L.MaxPooling2D,
+        "AveragePooling2D": L.AveragePooling2D,
+        "GlobalAveragePooling2D": L.GlobalAveragePooling2D,
+        "BatchNormalization": L.BatchNormalization,
+        "Activation": L.Activation,
+    }
+    if kind not in classes:
+        raise ValueError(f"layer {i}: no Keras builder for type {kind!r}")
+    return classes[kind](**args, name=name)
+
+
+def _as_keras(value):
+    return tuple(value) if isinstance(value, list) else value

@@ -1,0 +1,197 @@
+"""Real Keras models built from specs. Matching count_params() and every layer's output shape with
+`summarize()` is the proof that the pure-Python shape inference in cifar_core.spec is right."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cifar_core.errors import SpecErrors
+from cifar_core.models import build_model, compile_model, uses_one_hot
+from cifar_core.presets import get_preset, preset_names
+from cifar_core.spec import parse_spec, summarize
+
+keras = pytest.importorskip("keras")
+
+OUT = {"type": "Dense", "units": 10, "activation": "softmax"}
+TINY = [
+    {"type": "Conv2D", "filters": 4, "kernel_size": 3, "strides": 2, "activation": "relu"},
+    {"type": "GlobalAveragePooling2D"},
+    OUT,
+]
+OTHER_SPECS = {
+    "bn_gap": [
+        {"type": "Conv2D", "filters": 16, "kernel_size": 3, "padding": "same", "use_bias": False},
+        {"type": "BatchNormalization", "momentum": 0.9},
+        {"type": "Activation", "activation": "gelu"},
+        {"type": "Conv2D", "filters": 24, "kernel_size": 3, "strides": 2, "activation": "swish"},
+        {"type": "BatchNormalization"},
+        {"type": "GlobalAveragePooling2D"},
+        {"type": "Dense", "units": 32, "activation": "leaky_relu"},
+        {"type": "BatchNormalization"},
+        OUT,
+    ],
+    "same_pools_and_strides": [
+        {"type": "Conv2D", "filters": 8, "kernel_size": [3, 5], "strides": [1, 2], "padding": "same", "activation": "elu"},
+        {"type": "MaxPool2D", "pool_size": 3, "strides": 2, "padding": "same"},
+        {"type": "AvgPool2D", "pool_size": [2, 3], "padding": "same"},
+        {"type": "Conv2D", "filters": 8, "kernel_size": 2, "strides": 3, "activation": "tanh"},
+        {"type": "MaxPooling2D", "pool_size": 1},
+        {"type": "Flatten"},
+        {"type": "Dropout", "rate": 0.5},
+        {"type": "Dense", "units": 7, "activation": "selu", "use_bias": False},
+        OUT,
+    ],
+    "augmentation": [
+        {"type": "RandomFlip", "mode": "horizontal"},
+        {"type": "RandomTranslation", "height_factor": 0.1, "width_factor": 0.1},
+        {"type": "RandomRotation", "factor": 0.05, "fill_mode": "nearest"},
+        {"type": "Conv2D", "filters": 4, "kernel_size": 11, "strides": 4, "activation": "sigmoid"},
+        {"type": "AveragePooling2D", "pool_size": 2, "strides": 1},
+        {"type": "Flatten"},
+        OUT,
+    ],
+}
+
+
+def spec_of(layers, **settings):
+    return parse_spec({"name": "t", "layers": layers, **settings})
+
+
+def pixels(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+
+
+def assert_matches_summary(spec) -> None:
+    model = build_model(spec, (32, 32, 3), 10)
+    summary = summarize(spec)
+    assert model.count_params() == summary.total_params
+    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
+    assert trainable == summary.trainable_params
+    assert model.get_layer("rescale").output.shape == (None, 32, 32, 3)
+    for s in summary.layers:
+        layer = model.get_layer(s.name)
+        assert tuple(layer.output.shape) == s.output_shape, s.name
+        assert layer.count_params() == s.params, s.name
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_presets_match_the_pure_python_summary(name):
+    assert_matches_summary(parse_spec(get_preset(name)))
+
+
+@pytest.mark.parametrize("name", list(OTHER_SPECS))
+def test_other_specs_match_the_pure_python_summary(name):
+    assert_matches_summary(spec_of(OTHER_SPECS[name]))
+
+
+def test_other_input_shapes_and_class_counts():
+    layers = [{"type": "Conv2D", "filters": 4, "kernel_size": 5}, {"type": "Flatten"}, {"type": "Dense", "units": 3, "activation": "softmax"}]
+    spec = parse_spec({"name": "t", "layers": layers}, (28, 20, 1), 3)
+    model = build_model(spec, (28, 20, 1), 3)
+    summary = summarize(spec, (28, 20, 1), 3)
+    assert model.count_params() == summary.total_params == 5 * 5 * 4 + 4 + 24 * 16 * 4 * 3 + 3
+    assert model.output.shape == (None, 3)
+    with pytest.raises(SpecErrors, match=r"the last layer must be Dense\(units=10"):
+        build_model(spec, (28, 20, 1), 10)
+
+
+def test_model_layout_names_and_rescaling():
+    model = build_model(parse_spec(get_preset("exp4")), (32, 32, 3), 10)
+    names = [layer.name for layer in model.layers]
+    assert names[:3] == ["pixels", "rescale", "l00_conv2d"] and names[-1] == "l07_dense"
+    rescale = model.get_layer("rescale")
+    assert rescale.count_params() == 0
+    x = pixels(2)
+    np.testing.assert_allclose(np.asarray(rescale(x.astype("float32"))), x / 255.0, rtol=1e-6)
+    probs = np.asarray(model(x, training=False))  # uint8 pixels go straight in
+    assert probs.shape == (2, 10)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_same_spec_builds_the_same_weights_and_the_seed_changes_them():
+    spec = spec_of(TINY, seed=3)
+    a, b = build_model(spec, (32, 32, 3), 10), build_model(spec, (32, 32, 3), 10)
+    c = build_model(spec_of(TINY, seed=4), (32, 32, 3), 10)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    assert not np.array_equal(a.get_weights()[0], c.get_weights()[0])
+
+
+def test_augmentation_layers_do_nothing_at_inference():
+    model = build_model(spec_of(OTHER_SPECS["augmentation"]), (32, 32, 3), 10)
+    x = pixels(8).astype("float32") / 255.0
+    for name in ("l00_randomflip", "l01_randomtranslation", "l02_randomrotation"):
+        layer = model.get_layer(name)
+        np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+    flipped = np.asarray(model.get_layer("l00_randomflip")(x, training=True))
+    assert not np.array_equal(flipped, x)  # training does flip (8 images: all kept has p = 1/256)
+    for original, out in zip(x, flipped):
+        assert np.array_equal(out, original) or np.array_equal(out, original[:, ::-1])
+
+
+@pytest.mark.parametrize(
+    "settings, optimizer_class",
+    [
+        ({"optimizer": "adam", "learning_rate": 0.01}, "Adam"),
+        ({"optimizer": "adamw", "weight_decay": 0.05}, "AdamW"),
+        ({"optimizer": "sgd", "learning_rate": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}, "SGD"),
+        ({"optimizer": "rmsprop", "momentum": 0.5}, "RMSprop"),
+    ],
+)
+def test_compile_model_for_each_optimizer(settings, optimizer_class):
+    spec = spec_of(TINY, batch_size=32, **settings)
+    model = build_model(spec, (32, 32, 3), 10)
+    compile_model(model, spec, steps_per_epoch=2)
+    optimizer = model.optimizer
+    assert type(optimizer).__name__ == optimizer_class
+    assert math.isclose(float(optimizer.learning_rate), spec.learning_rate, rel_tol=1e-6)
+    if spec.optimizer in ("sgd", "rmsprop"):
+        assert math.isclose(optimizer.momentum, spec.momentum)
+    if spec.optimizer == "sgd":
+        assert optimizer.nesterov is True
+    if spec.weight_decay:
+        assert math.isclose(optimizer.weight_decay, spec.weight_decay)
+    before = [w.copy() for w in model.get_weights()]
+    history = model.fit(pixels(64), np.arange(64) % 10, batch_size=32, epochs=1, verbose=0)
+    assert set(history.history) == {"loss", "accuracy"}
+    assert np.isfinite(history.history["loss"][0])
+    assert not np.array_equal(before[0], model.get_weights()[0])
+
+
+def test_weight_decay_skips_biases_and_batch_norm():
+    spec = spec_of([*TINY[:1], {"type": "BatchNormalization"}, *TINY[1:]], optimizer="adamw", weight_decay=0.1)
+    model = build_model(spec, (32, 32, 3), 10)
+    compile_model(model, spec, steps_per_epoch=1)
+    decayed = {w.path for w in model.trainable_weights if model.optimizer._use_weight_decay(w)}
+    assert decayed == {"l00_conv2d/kernel", "l03_dense/kernel"}
+
+
+def test_label_smoothing_uses_one_hot_targets():
+    plain, smooth = spec_of(TINY), spec_of(TINY, label_smoothing=0.1)
+    assert not uses_one_hot(plain) and uses_one_hot(smooth)
+    model = build_model(smooth, (32, 32, 3), 10)
+    compile_model(model, smooth, steps_per_epoch=2)
+    assert isinstance(model.loss, keras.losses.CategoricalCrossentropy)
+    assert math.isclose(model.loss.get_config()["label_smoothing"], 0.1)
+    y = np.eye(10, dtype="float32")[np.arange(64) % 10]
+    history = model.fit(pixels(64), y, batch_size=32, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0]) and "accuracy" in history.history
+
+
+def test_schedule_drives_the_learning_rate():
+    spec = spec_of(TINY, learning_rate=0.1, epochs=1, schedule={"type": "cosine", "final_fraction": 0.0})
+    model = build_model(spec, (32, 32, 3), 10)
+    compile_model(model, spec, steps_per_epoch=2)
+    assert math.isclose(float(model.optimizer.learning_rate), 0.1, rel_tol=1e-6)
+    model.fit(pixels(64), np.arange(64) % 10, batch_size=32, epochs=1, verbose=0)
+    assert float(model.optimizer.learning_rate) < 1e-6  # annealed to 0 after the 2 steps
+
+
+def test_compile_model_rejects_bad_steps():
+    spec = spec_of(TINY)
+    model = build_model(spec, (32, 32, 3), 10)
+    with pytest.raises(ValueError, match=r"steps_per_epoch=0 must be a positive int"):
+        compile_model(model, spec, steps_per_epoch=0)

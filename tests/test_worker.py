@@ -1,0 +1,188 @@
+"""Real worker processes training real (tiny) Keras models on small generated data."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+from procs import cli, start_worker, wait_for
+
+from cifar_core import queue, results, store
+
+TINY = {
+    "name": "tiny",
+    "layers": [
+        {"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "relu"},
+        {"type": "MaxPool2D", "pool_size": 2},
+        {"type": "Flatten"},
+        {"type": "Dense", "units": 10, "activation": "softmax"},
+    ],
+    "epochs": 2,
+    "batch_size": 32,
+}
+# About half a second per epoch on small_data, so a test can act in the middle of a run.
+SLOW = {
+    "name": "slow",
+    "layers": [
+        {"type": "Conv2D", "filters": 32, "kernel_size": 3, "padding": "same", "activation": "relu"},
+        {"type": "Conv2D", "filters": 32, "kernel_size": 3, "padding": "same", "activation": "relu"},
+        {"type": "GlobalAveragePooling2D"},
+        {"type": "Dense", "units": 10, "activation": "softmax"},
+    ],
+    "epochs": 40,
+    "batch_size": 16,
+}
+
+
+def _write(tmp_path, doc, name="spec.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+def _submit(tmp_path, doc, data, *extra) -> list[int]:
+    return [int(i) for i in cli("submit", _write(tmp_path, doc, f"{doc['name']}.json"), "--data", str(data), *extra).stdout.split()]
+
+
+def _job(job_id: int) -> queue.Job:
+    conn = store.connect()
+    try:
+        return queue.get_job(conn, job_id)
+    finally:
+        conn.close()
+
+
+def _epochs(job_id: int) -> list[int]:
+    conn = store.connect()
+    try:
+        return list(results.run_history(conn, job_id)["epoch"])
+    finally:
+        conn.close()
+
+
+def test_short_job_end_to_end(lab_home, small_data, tmp_path):
+    [job_id] = _submit(tmp_path, TINY, small_data)
+    assert _job(job_id).state == queue.QUEUED
+    cli("worker", "--exit-when-idle", timeout=300)
+
+    job = _job(job_id)
+    assert job.state == queue.SUCCEEDED, job.error
+    assert job.attempts == 1
+    shown = json.loads(cli("show", str(job_id), "--json").stdout)
+    assert [h["epoch"] for h in shown["history"]] == [1, 2]
+    assert all(h["seconds"] > 0 and 0 <= h["val_accuracy"] <= 1 for h in shown["history"])
+    assert 0.0 <= shown["test_accuracy"] <= 1.0
+    run_dir = lab_home / "runs" / str(job_id)
+    assert {"model.keras", "history.json", "predictions.npz", "spec.json"} <= {p.name for p in run_dir.iterdir()}
+    assert not (run_dir / "backup").exists()
+    listed = json.loads(cli("runs", "--json").stdout)
+    assert [r["run"] for r in listed] == [job_id] and listed[0]["status"] == "succeeded"
+
+
+def test_repeats_and_overrides(lab_home, small_data, tmp_path):
+    ids = _submit(tmp_path, TINY, small_data, "--repeats", "2", "--seed", "10", "--epochs", "1")
+    assert len(ids) == 2
+    specs = [_job(i).spec for i in ids]
+    assert [s["seed"] for s in specs] == [10, 11] and all(s["epochs"] == 1 for s in specs)
+
+
+def test_cancel_running_job_keeps_its_epochs_and_worker_goes_on(lab_home, small_data, tmp_path):
+    [slow_id] = _submit(tmp_path, SLOW, small_data)
+    [tiny_id] = _submit(tmp_path, TINY, small_data)
+    worker = start_worker("--exit-when-idle", log=tmp_path / "worker.log")
+    try:
+        wait_for(lambda: len(_epochs(slow_id)) >= 1, what="a first finished epoch")
+        asked = time.monotonic()
+        assert "stop requested" in cli("cancel", str(slow_id)).stdout
+        wait_for(lambda: _job(slow_id).state == queue.CANCELLED, timeout=30, what="the cancel")
+        assert time.monotonic() - asked < 10
+        kept = _epochs(slow_id)
+        assert kept and kept == list(range(1, len(kept) + 1)) and len(kept) < SLOW["epochs"]
+        assert worker.wait(timeout=120) == 0
+    finally:
+        worker.kill()
+    assert _job(tiny_id).state == queue.SUCCEEDED  # the same worker carried on
+
+
+def test_cancel_queued_job_never_starts(lab_home, small_data, tmp_path):
+    [job_id] = _submit(tmp_path, TINY, small_data)
+    assert cli("cancel", str(job_id)).stdout.strip() == f"job {job_id}: cancelled"
+    cli("worker", "--exit-when-idle")
+    assert _job(job_id).state == queue.CANCELLED and _job(job_id).attempts == 0
+    assert _epochs(job_id) == []
+
+
+def test_killed_worker_job_resumes_without_duplicated_epochs(lab_home, small_data, tmp_path):
+    doc = dict(SLOW, epochs=12)
+    [job_id] = _submit(tmp_path, doc, small_data)
+    first = start_worker("--lease", "2", log=tmp_path / "w1.log")
+    try:
+        wait_for(lambda: len(_epochs(job_id)) >= 3, what="three finished epochs")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        killed_at = time.time()
+    finally:
+        first.kill()
+    done_before = _epochs(job_id)
+    assert _job(job_id).state == queue.RUNNING and len(done_before) < doc["epochs"]
+
+    cli("worker", "--exit-when-idle", "--lease", "2", timeout=300)
+    job = _job(job_id)
+    assert job.state == queue.SUCCEEDED, job.error
+    assert job.attempts == 2
+    conn = store.connect()
+    rows = conn.execute("SELECT epoch, recorded_at FROM metrics WHERE run_id = ? ORDER BY epoch", (job_id,)).fetchall()
+    assert [r[0] for r in rows] == list(range(1, doc["epochs"] + 1))  # every epoch exactly once
+    # It resumed: the epochs that were checkpointed before the kill were not trained again.
+    kept = [r[0] for r in rows if r[1] < killed_at]
+    assert len(kept) >= len(done_before) - 1 >= 2
+    history = json.loads((lab_home / "runs" / str(job_id) / "history.json").read_text())
+    assert [h["epoch"] for h in history] == list(range(1, doc["epochs"] + 1))
+
+
+def test_failing_job_is_marked_failed_and_the_worker_survives(lab_home, small_data, tmp_path):
+    [ok_before] = _submit(tmp_path, TINY, small_data)
+    [bad] = _submit(tmp_path, dict(TINY, name="doomed"), small_data)
+    # The data disappears between submit and training: the job must fail with a clear reason.
+    conn = store.connect()
+    with store.transaction(conn):
+        conn.execute("UPDATE jobs SET data_source = ? WHERE id = ?", (str(tmp_path / "gone"), bad))
+    [ok_after] = _submit(tmp_path, TINY, small_data)
+    cli("worker", "--exit-when-idle", timeout=300)
+    assert _job(ok_before).state == queue.SUCCEEDED
+    failed = _job(bad)
+    assert failed.state == queue.FAILED and "gone" in failed.error
+    assert _job(ok_after).state == queue.SUCCEEDED
+
+
+def test_two_workers_share_the_queue_and_run_each_job_once(lab_home, small_data, tmp_path):
+    ids = _submit(tmp_path, dict(TINY, epochs=1), small_data, "--repeats", "6")
+    workers = [start_worker("--exit-when-idle", "--threads", "1", log=tmp_path / f"w{i}.log") for i in range(2)]
+    try:
+        for w in workers:
+            assert w.wait(timeout=300) == 0
+    finally:
+        for w in workers:
+            w.kill()
+    jobs = [_job(i) for i in ids]
+    assert all(j.state == queue.SUCCEEDED and j.attempts == 1 for j in jobs)
+    assert len({j.worker_id for j in jobs}) == 2
+    assert all(_epochs(i) == [1] for i in ids)
+
+
+def test_worker_shutdown_hands_the_job_back(lab_home, small_data, tmp_path):
+    [job_id] = _submit(tmp_path, SLOW, small_data)
+    worker = start_worker(log=tmp_path / "worker.log")
+    try:
+        wait_for(lambda: len(_epochs(job_id)) >= 1, what="a first finished epoch")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+    finally:
+        worker.kill()
+    job = _job(job_id)
+    assert job.state == queue.QUEUED and job.attempts == 0
+    assert "worker shut down" in job.error
+    assert os.path.exists(lab_home / "runs" / str(job_id) / "backup")
