@@ -61,8 +61,8 @@ PRESETS: dict[str, dict] = {
     "exp2": _notebook(
         "exp2",
         "Dense 32-64-128: a deeper fully connected net on flattened pixels, Adam at lr 0.001 for 40 "
-        "epochs. It learns, but a dense net ignores the spatial layout of the image, so it stays "
-        "well below the convolutional nets and overfits as the epochs go on.",
+        "epochs. The notebook reached about 45% validation accuracy: a dense net ignores the "
+        "spatial layout of the image, so it stays well below the convolutional nets.",
         [_FLATTEN, _dense(32), _dense(64), _dense(128), _OUTPUT],
         learning_rate=0.001,
         epochs=40,
@@ -70,8 +70,8 @@ PRESETS: dict[str, dict] = {
     "exp3": _notebook(
         "exp3",
         "Conv16 5x5: the first convolutional net, 16 filters of 5x5 with 'same' padding, a 2x2 "
-        "max-pool, then dense 64 and 32. Adam at a small lr 0.0001 for only 10 epochs: it is "
-        "still improving when training stops.",
+        "max-pool, then dense 64 and 32. Adam at a small lr 0.0001 for only 10 epochs: the notebook reached about 57% "
+        "validation accuracy, still improving when training stopped.",
         [_conv(16, 5, "same"), _POOL, _FLATTEN, _dense(64), _dense(32), _OUTPUT],
         learning_rate=0.0001,
         epochs=10,
@@ -79,8 +79,9 @@ PRESETS: dict[str, dict] = {
     "exp4": _notebook(
         "exp4",
         "Conv32-64-64: the classic TensorFlow CNN tutorial net (3x3 convolutions of 32, 64 and 64 "
-        "filters with 2x2 max-pools, dense 64). Adam at lr 0.001 for 20 epochs: it learns fast, "
-        "then overfits; watch the validation loss rise while training accuracy keeps climbing.",
+        "filters with 2x2 max-pools, dense 64). Adam at lr 0.001 for 20 epochs: the notebook reached about 72% validation "
+        "accuracy with 91% on training: it overfits, the validation loss rises while training "
+        "accuracy keeps climbing.",
         [_conv(32, 3), _POOL, _conv(64, 3), _POOL, _conv(64, 3), _FLATTEN, _dense(64), _OUTPUT],
         learning_rate=0.001,
         epochs=20,
@@ -88,8 +89,8 @@ PRESETS: dict[str, dict] = {
     "exp5": _notebook(
         "exp5",
         "Conv + Dropout: exp4's convolutions with Dropout 0.2 after each pool and dense layer, and "
-        "a wider dense head (128 then 64). Adam at lr 0.001 for 10 epochs: dropout narrows the gap "
-        "between training and validation accuracy that exp4 shows.",
+        "a wider dense head (128 then 64). Adam at lr 0.001 for 10 epochs: the notebook's best, about 75.6% validation "
+        "accuracy; dropout narrows the gap between training and validation that exp4 shows.",
         [
             _conv(32, 3), _POOL, _DROPOUT,
             _conv(64, 3), _POOL, _DROPOUT,
