@@ -84,11 +84,39 @@ def run_detail(conn: sqlite3.Connection, run_id: int) -> RunDetail:
 
 def leaderboard(conn: sqlite3.Connection) -> pd.DataFrame:
     """Every run with its summary figures (one row per run, newest first)."""
+    return _board(conn, None)
+
+
+def leaderboard_rows(conn: sqlite3.Connection, run_ids: list[int]) -> pd.DataFrame:
+    """The leaderboard rows of some runs only (newest first); unknown ids are left out."""
+    return _board(conn, [int(i) for i in run_ids])
+
+
+def run_specs(conn: sqlite3.Connection, run_ids: list[int]) -> dict[int, dict]:
+    """The spec document of each run, by run id, in the order asked; unknown ids are left out."""
+    if not run_ids:
+        return {}
+    ids = [int(i) for i in run_ids]
+    rows = conn.execute(
+        f"SELECT id, spec_json FROM jobs WHERE id IN ({','.join('?' * len(ids))})", ids
+    ).fetchall()
+    found = {r["id"]: json.loads(r["spec_json"]) for r in rows}
+    return {i: found[i] for i in ids if i in found}
+
+
+def _board(conn: sqlite3.Connection, run_ids: list[int] | None) -> pd.DataFrame:
+    """Leaderboard rows of `run_ids` (all runs when None)."""
+    if run_ids is not None and not run_ids:
+        return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
+    where, where_metrics, args = "", "", []
+    if run_ids is not None:
+        marks = ",".join("?" * len(run_ids))
+        where, where_metrics, args = f" WHERE j.id IN ({marks})", f" WHERE run_id IN ({marks})", run_ids
     runs = pd.DataFrame(
         [dict(r) for r in conn.execute(
             "SELECT j.id AS run, j.name, j.state AS status, j.group_id AS grp, j.spec_json, j.created_at,"
             " r.seed, r.params, r.epochs_planned, r.test_accuracy FROM jobs j JOIN runs r ON r.id = j.id"
-            " ORDER BY j.id DESC"
+            f"{where} ORDER BY j.id DESC", args
         ).fetchall()],
         columns=["run", "name", "status", "grp", "spec_json", "created_at", "seed", "params", "epochs_planned",
                  "test_accuracy"],
@@ -97,7 +125,8 @@ def leaderboard(conn: sqlite3.Connection) -> pd.DataFrame:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
     metrics = pd.DataFrame(
         [dict(r) for r in conn.execute(
-            "SELECT run_id AS run, epoch, accuracy, val_accuracy, seconds FROM metrics ORDER BY run_id, epoch"
+            f"SELECT run_id AS run, epoch, accuracy, val_accuracy, seconds FROM metrics{where_metrics}"
+            " ORDER BY run_id, epoch", args
         ).fetchall()],
         columns=["run", "epoch", "accuracy", "val_accuracy", "seconds"],
     )

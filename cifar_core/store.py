@@ -68,7 +68,12 @@ CREATE TABLE IF NOT EXISTS runs (
     test_accuracy REAL,
     stopped_epoch INTEGER,
     stop_reason TEXT,
-    train_seconds REAL
+    train_seconds REAL,
+    model_bytes INTEGER,
+    latency_p50_ms REAL,          -- batch 1, measured by the worker right after training
+    latency_p95_ms REAL,
+    throughput_ips REAL,          -- images per second at batch 256
+    measured_while_busy INTEGER   -- other jobs were running while it was measured
 );
 CREATE TABLE IF NOT EXISTS metrics (
     run_id INTEGER NOT NULL REFERENCES runs(id),

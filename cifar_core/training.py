@@ -48,6 +48,7 @@ class TrainOutcome:
     stopped_epoch: int | None = None  # early stopping: the epoch training ended at
     stop_reason: str | None = None
     files: dict[str, str] = field(default_factory=dict)
+    cost: dict = field(default_factory=dict)  # model_bytes, latency_p50_ms, latency_p95_ms, throughput_ips
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ def _finish(spec, ds, model, workdir: Path, history, early, seconds: float) -> T
         "spec": str(workdir / "spec.json"),
     }
     model.save(files["model"])
+    cost = measure_cost(model, ds.input_shape, Path(files["model"]))
     np.savez(files["predictions"], probs=probs.astype(np.float16), y_true=ds.y_test)
     _write_json(workdir / "spec.json", spec.to_dict())
     shutil.rmtree(workdir / "backup", ignore_errors=True)
@@ -126,8 +128,22 @@ def _finish(spec, ds, model, workdir: Path, history, early, seconds: float) -> T
             f"weights restored from epoch {best}"
         )
     return TrainOutcome(
-        COMPLETED, history, model.count_params(), seconds, test_loss, test_accuracy, stopped_epoch, stop_reason, files
+        COMPLETED, history, model.count_params(), seconds, test_loss, test_accuracy, stopped_epoch, stop_reason, files,
+        cost,
     )
+
+
+def measure_cost(model, input_shape, model_path: Path) -> dict:
+    """What the model costs to run here: file size, batch-1 latency (p50/p95), batch-256 throughput."""
+    from .deploy import measure_latency, model_file_size
+
+    latency = measure_latency(model, input_shape, batch1_repeats=100, warmup=10, throughput_repeats=3)
+    return {
+        "model_bytes": model_file_size(model_path),
+        "latency_p50_ms": latency.p50_ms,
+        "latency_p95_ms": latency.p95_ms,
+        "throughput_ips": latency.throughput_ips,
+    }
 
 
 def _scores(probs: np.ndarray, y: np.ndarray) -> tuple[float, float]:

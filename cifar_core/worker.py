@@ -156,7 +156,8 @@ class Worker:
         finally:
             _clear_keras()
         if outcome.status == training.COMPLETED:
-            queue.finish(self.conn, job.id, self.id, queue.SUCCEEDED, results=_results(outcome))
+            busy = queue.counts(self.conn)[queue.RUNNING] > 1
+            queue.finish(self.conn, job.id, self.id, queue.SUCCEEDED, results=_results(outcome, busy))
             log.info("job %s succeeded: test accuracy %.4f", job.id, outcome.test_accuracy)
         elif reporter.stop_reason == queue.STOP_CANCEL:
             training.discard_checkpoint(workdir)
@@ -192,8 +193,10 @@ def _train_job(job: queue.Job, workdir: Path, reporter: StoreReporter):
     return training.train(spec, ds, workdir, reporter)
 
 
-def _results(outcome) -> dict:
+def _results(outcome, busy: bool) -> dict:
     return {
+        **outcome.cost,
+        "measured_while_busy": int(busy),
         "params": outcome.params,
         "test_loss": outcome.test_loss,
         "test_accuracy": outcome.test_accuracy,

@@ -78,6 +78,11 @@ def test_short_job_end_to_end(lab_home, small_data, tmp_path):
     run_dir = lab_home / "runs" / str(job_id)
     assert {"model.keras", "history.json", "predictions.npz", "spec.json"} <= {p.name for p in run_dir.iterdir()}
     assert not (run_dir / "backup").exists()
+    conn = store.connect()
+    cost = conn.execute("SELECT model_bytes, latency_p50_ms, latency_p95_ms, throughput_ips FROM runs WHERE id = ?",
+                        (job_id,)).fetchone()
+    assert cost["model_bytes"] == (run_dir / "model.keras").stat().st_size
+    assert 0 < cost["latency_p50_ms"] <= cost["latency_p95_ms"] and cost["throughput_ips"] > 0
     listed = json.loads(cli("runs", "--json").stdout)
     assert [r["run"] for r in listed] == [job_id] and listed[0]["status"] == "succeeded"
 
