@@ -1,0 +1,65 @@
+"""Time loading the real CIFAR-10 images: cold (decode + write cache), then cached, each in a new process.
+
+Usage: .venv/bin/python scripts/bench_data.py [SOURCE]   (default ../shared/datasets/cifar10-jpeg.tar.gz)
+Uses a fresh temporary CIFAR_LAB_HOME, so nothing under ~/ is touched and the first load is really cold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SOURCE = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+
+
+def child(source: str) -> None:
+    """Load once (and again, from the in-process memo) and print the timings as JSON."""
+    sys.path.insert(0, str(ROOT))
+    from cifar_core.data import cache_file, load_dataset
+
+    start = time.perf_counter()
+    ds = load_dataset(source)
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    load_dataset(source)
+    memo = time.perf_counter() - start
+    print(json.dumps({
+        "seconds": first,
+        "memo_seconds": memo,
+        "train": list(ds.x_train.shape),
+        "test": list(ds.x_test.shape),
+        "cache_mb": cache_file(source).stat().st_size / 1e6,
+    }))
+
+
+def run(source: str, home: str) -> dict:
+    env = {**os.environ, "CIFAR_LAB_HOME": home}
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", source], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    source = sys.argv[1] if len(sys.argv) > 1 else str(DEFAULT_SOURCE)
+    with tempfile.TemporaryDirectory(prefix="cifar-bench-") as home:
+        cold = run(source, home)
+        cached = run(source, home)
+    print(f"source       {source}")
+    print(f"arrays       train {cold['train']}  test {cold['test']}  cache file {cold['cache_mb']:.0f} MB")
+    print(f"cold load    {cold['seconds']:.2f} s   (decode + write cache, new process)")
+    print(f"cached load  {cached['seconds']:.2f} s   (read cache, new process)")
+    print(f"memo load    {cached['memo_seconds'] * 1000:.2f} ms (same process again)")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        child(sys.argv[2])
+    else:
+        main()
