@@ -98,6 +98,8 @@ def _make_layer(keras, i: int, layer: dict, seed: int):
         return L.Dense(**args, kernel_initializer=keras.initializers.GlorotUniform(seed=seed), name=name)
     if kind == "Conv2D":
         return L.Conv2D(**args, kernel_initializer=keras.initializers.GlorotUniform(seed=seed), name=name)
+    if kind == "ResidualBlock":
+        return residual_block_class()(**args, seed=seed, name=name)
     if kind in ("Dropout", "RandomFlip", "RandomTranslation", "RandomRotation"):
         return getattr(L, kind)(**args, seed=seed, name=name)
     classes = {
@@ -115,3 +117,61 @@ def _make_layer(keras, i: int, layer: dict, seed: int):
 
 def _as_keras(value):
     return tuple(value) if isinstance(value, list) else value
+
+
+_RESIDUAL_CLASS: type | None = None
+
+
+def residual_block_class() -> type:
+    """Define and register the ResidualBlock layer on first use (keeps keras out of imports)."""
+    global _RESIDUAL_CLASS
+    if _RESIDUAL_CLASS is not None:
+        return _RESIDUAL_CLASS
+    import keras
+
+    @keras.saving.register_keras_serializable(package="cifar_lab", name="ResidualBlock")
+    class ResidualBlock(keras.layers.Layer):
+        """x + relu(bn(conv(relu(bn(conv(x)))))): two same-padded convolutions and an identity shortcut."""
+
+        def __init__(self, filters: int, kernel_size: int = 3, seed: int | None = None, **kwargs):
+            super().__init__(**kwargs)
+            self.filters, self.kernel_size, self.seed = filters, kernel_size, seed
+            init = [keras.initializers.HeNormal(seed=None if seed is None else seed + j) for j in (0, 1)]
+            self.conv1, self.conv2 = (
+                keras.layers.Conv2D(filters, kernel_size, padding="same", use_bias=False, kernel_initializer=i)
+                for i in init
+            )
+            self.bn1, self.bn2 = keras.layers.BatchNormalization(), keras.layers.BatchNormalization()
+
+        def build(self, input_shape):
+            # Built explicitly so a saved model's weights load before the first call.
+            self.conv1.build(input_shape)
+            self.bn1.build(input_shape)
+            self.conv2.build(input_shape)
+            self.bn2.build(input_shape)
+
+        def call(self, x, training=None):
+            y = keras.ops.relu(self.bn1(self.conv1(x), training=training))
+            y = keras.ops.relu(self.bn2(self.conv2(y), training=training))
+            return x + y
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def get_config(self) -> dict:
+            return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size, "seed": self.seed}
+
+    _RESIDUAL_CLASS = ResidualBlock
+    return ResidualBlock
+
+
+def custom_objects() -> dict[str, type]:
+    """The lab's own Keras classes, registered; pass to keras.saving.load_model."""
+    return {"ResidualBlock": residual_block_class(), **schedules.keras_custom_objects()}
+
+
+def load_model(path):
+    """Load a .keras file that this lab wrote (never call it on a user's upload)."""
+    import keras
+
+    return keras.saving.load_model(str(path), custom_objects=custom_objects())

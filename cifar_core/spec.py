@@ -94,13 +94,19 @@ LAYER_ARGS: dict[str, dict[str, Arg]] = {
         "epsilon": Arg("float", 1e-3, 0, 0.1, open_low=True, fix="0.001 is the Keras default"),
     },
     "Activation": {"activation": Arg("choice", REQUIRED, choices=ACTIVATIONS)},
+    # Two conv-BN-ReLU of `filters` channels (same padding, no bias) added back to the input: an
+    # identity shortcut, so the input must already have `filters` channels.
+    "ResidualBlock": {
+        "filters": Arg("int", REQUIRED, 1, 4096, fix="use the input's channel count"),
+        "kernel_size": Arg("int", 3, 1, 11, fix="3 is usual"),
+    },
     "RandomFlip": {"mode": Arg("choice", "horizontal_and_vertical", choices=FLIP_MODES)},
     "RandomTranslation": {"height_factor": _FACTOR, "width_factor": _FACTOR, "fill_mode": _FILL},
     "RandomRotation": {"factor": _FACTOR, "fill_mode": _FILL},
 }
 LAYER_ALIASES = {"MaxPooling2D": "MaxPool2D", "AvgPool2D": "AveragePooling2D"}
 IMAGE_LAYERS = frozenset(
-    {"Conv2D", "MaxPool2D", "AveragePooling2D", "GlobalAveragePooling2D", "RandomFlip", "RandomTranslation", "RandomRotation"}
+    {"Conv2D", "ResidualBlock", "MaxPool2D", "AveragePooling2D", "GlobalAveragePooling2D", "RandomFlip", "RandomTranslation", "RandomRotation"}
 )
 _KEY_HINTS = {
     "name": "layer names are generated from the index (l03_conv2d)",
@@ -676,6 +682,16 @@ def _infer_layer(i: int, layer: dict, shape: tuple, flattened_by) -> tuple[tuple
         out = _window_output(where, i, "kernel", (height, width), (kh, kw), _pair(layer["strides"]), layer["padding"])
         params = kh * kw * channels * layer["filters"] + (layer["filters"] if layer["use_bias"] else 0)
         return (*out, layer["filters"]), params, params
+    if kind == "ResidualBlock":
+        channels, filters, k = shape[2], layer["filters"], layer["kernel_size"]
+        if channels != filters:
+            raise SpecError(
+                f"{where}: filters={filters} must equal the input's {channels} channels (the shortcut adds "
+                f"the input back); set filters to {channels} or put a Conv2D with {filters} filters before it",
+                layer=i,
+            )
+        convs = 2 * k * k * filters * filters
+        return shape, convs + 2 * 4 * filters, convs + 2 * 2 * filters
     if kind in ("MaxPool2D", "AveragePooling2D"):
         size, strides = _pair(layer["pool_size"]), _pair(layer["strides"])
         return (*_window_output(where, i, "pool", shape[:2], size, strides, layer["padding"]), shape[2]), 0, 0

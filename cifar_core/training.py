@@ -92,7 +92,7 @@ def train(spec: ExperimentSpec, ds: Dataset, workdir: Path, reporter: Reporter) 
     early = _early_stopping(spec)
     if early is not None:
         callbacks.append(early)
-    model.fit(train_data, validation_data=val_data, epochs=spec.epochs, callbacks=callbacks, verbose=0)
+    model.fit(train_data, validation_data=val_data, epochs=spec.epochs, callbacks=callbacks, verbose=0, shuffle=False)
 
     history = relay.history
     if relay.stopped:

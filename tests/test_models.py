@@ -44,6 +44,15 @@ OTHER_SPECS = {
         {"type": "Dense", "units": 7, "activation": "selu", "use_bias": False},
         OUT,
     ],
+    "residual": [
+        {"type": "Conv2D", "filters": 16, "kernel_size": 3, "padding": "same", "use_bias": False},
+        {"type": "BatchNormalization"},
+        {"type": "ResidualBlock", "filters": 16},
+        {"type": "MaxPool2D", "pool_size": 2},
+        {"type": "ResidualBlock", "filters": 16, "kernel_size": 5},
+        {"type": "GlobalAveragePooling2D"},
+        OUT,
+    ],
     "augmentation": [
         {"type": "RandomFlip", "mode": "horizontal"},
         {"type": "RandomTranslation", "height_factor": 0.1, "width_factor": 0.1},
@@ -195,3 +204,16 @@ def test_compile_model_rejects_bad_steps():
     model = build_model(spec, (32, 32, 3), 10)
     with pytest.raises(ValueError, match=r"steps_per_epoch=0 must be a positive int"):
         compile_model(model, spec, steps_per_epoch=0)
+
+
+def test_residual_model_saves_and_loads_back(tmp_path):
+    from cifar_core.models import load_model
+
+    spec = spec_of(OTHER_SPECS["residual"], label_smoothing=0.1, schedule={"type": "one_cycle"})
+    model = build_model(spec)
+    compile_model(model, spec, steps_per_epoch=2)
+    x = pixels(8)
+    model.fit(x, keras.ops.one_hot(np.arange(8) % 10, 10), epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    again = load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)

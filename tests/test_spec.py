@@ -465,3 +465,19 @@ def test_spec_is_frozen():
     assert isinstance(spec, ExperimentSpec)
     with pytest.raises(AttributeError):
         spec.epochs = 3
+
+
+def test_residual_block_needs_matching_channels():
+    doc = {"name": "r", "layers": [
+        {"type": "Conv2D", "filters": 8, "kernel_size": 3, "padding": "same"},
+        {"type": "ResidualBlock", "filters": 16},
+        {"type": "GlobalAveragePooling2D"},
+        {"type": "Dense", "units": 10, "activation": "softmax"},
+    ]}
+    [error] = check_spec(doc)
+    assert error.layer == 1
+    assert "filters=16 must equal the input's 8 channels" in str(error)
+    doc["layers"][1]["filters"] = 8
+    summary = summarize(doc)
+    assert summary.layers[1].params == 2 * 9 * 8 * 8 + 8 * 8
+    assert summary.layers[1].trainable == 2 * 9 * 8 * 8 + 4 * 8
