@@ -214,8 +214,9 @@ def export_model(model_path: Path, out_dir: Path, name: str, version: int = 1, *
     naming the format) leaves nothing half-written. Only for models this app trained (see module
     docstring). An existing `<name>/<version>/` is never overwritten: bump the version.
     """
-    import keras
     import tensorflow as tf
+
+    from .models import load_model
 
     model_path, out_dir = Path(model_path), Path(out_dir)
     x = _check_export_args(model_path, name, version, sample_x)
@@ -227,7 +228,7 @@ def export_model(model_path: Path, out_dir: Path, name: str, version: int = 1, *
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        model = keras.saving.load_model(model_path)
+        model = load_model(model_path)
         reference = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
         keras_file, saved_dir, tflite_file = staging / f"{name}.keras", staging / "saved_model", staging / f"{name}.tflite"
 
@@ -236,7 +237,7 @@ def export_model(model_path: Path, out_dir: Path, name: str, version: int = 1, *
 
         staged = [
             _stage("keras", lambda: shutil.copy2(model_path, keras_file),
-                   lambda v: keras.saving.load_model(keras_file).predict(v, verbose=0), reference, keras_file, x),
+                   lambda v: load_model(keras_file).predict(v, verbose=0), reference, keras_file, x),
             _stage("saved_model", lambda: model.export(str(saved_dir), format="tf_saved_model", verbose=False),
                    lambda v: _predict_saved_model(saved_dir, v), reference, saved_dir, x),
             _stage("tflite", convert_tflite, lambda v: _predict_tflite(tflite_file, v), reference, tflite_file, x),

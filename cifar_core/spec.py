@@ -162,6 +162,7 @@ class ExperimentSpec:
     tta_flip: bool = False  # average predictions over the image and its mirror at test time
     early_stopping: dict | None = None  # {"patience", "monitor", "min_delta"}
     description: str = ""
+    sweep_params: dict = field(default_factory=dict)  # {path: value} this run of a sweep was given
 
     def to_dict(self) -> dict:
         """A JSON-ready dict that `parse_spec` turns back into an equal spec."""
@@ -358,7 +359,7 @@ def _check_dims(input_shape, num_classes) -> None:
 def _check_top(doc: dict, errors: list[SpecError]) -> dict:
     """The checked top-level settings except layers; problems are appended to `errors`."""
     values: dict = {}
-    for key, check in (("name", _check_name), ("description", _check_description)):
+    for key, check in (("name", _check_name), ("description", _check_description), ("sweep_params", _check_sweep_params)):
         try:
             values[key] = check(doc.get(key, REQUIRED))
         except SpecError as exc:
@@ -399,6 +400,15 @@ def _check_description(value) -> str:
         shown = f"{len(value)} characters" if isinstance(value, str) else repr(value)
         raise SpecError(f"description must be text of at most {MAX_DESCRIPTION} characters, got {shown}", field="description")
     return value
+
+
+def _check_sweep_params(value) -> dict:
+    if value is REQUIRED:
+        return {}
+    plain = (str, int, float, bool, type(None))
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, plain) for k, v in value.items()):
+        raise SpecError(f"sweep_params must map setting paths to plain values, got {value!r}", field="sweep_params")
+    return dict(value)
 
 
 def _check_schedule(value) -> dict:

@@ -23,20 +23,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def plain_fit(doc: dict, source: str) -> list[float]:
-    """The notebook's way: model.fit on float arrays scaled to 0..1, validation on the test set."""
+    """The notebook's way: the same network, `model.fit` on the arrays, validation on the test set."""
     import keras
-    import numpy as np
 
     from cifar_core.data import load_dataset
+    from cifar_core.models import build_model, compile_model
     from cifar_core.spec import parse_spec
 
     ds = load_dataset(source)
     spec = parse_spec(doc)
     keras.utils.set_random_seed(spec.seed)
-    layers = [keras.Input(ds.input_shape)] + [_keras_layer(layer) for layer in spec.layers]
-    model = keras.Sequential(layers)
-    model.compile(keras.optimizers.Adam(spec.learning_rate), "sparse_categorical_crossentropy", ["accuracy"])
-    x_train, x_test = ds.x_train.astype(np.float32) / 255, ds.x_test.astype(np.float32) / 255
+    model = build_model(spec, ds.input_shape, ds.num_classes)
+    compile_model(model, spec, steps_per_epoch=-(-len(ds.x_train) // spec.batch_size))
     times: list[float] = []
 
     class Timer(keras.callbacks.Callback):
@@ -46,16 +44,9 @@ def plain_fit(doc: dict, source: str) -> list[float]:
         def on_epoch_end(self, epoch, logs=None):
             times.append(time.perf_counter() - self.t0)
 
-    model.fit(x_train, ds.y_train, batch_size=spec.batch_size, epochs=spec.epochs,
-              validation_data=(x_test, ds.y_test), callbacks=[Timer()], verbose=0)
+    model.fit(ds.x_train, ds.y_train, batch_size=spec.batch_size, epochs=spec.epochs,
+              validation_data=(ds.x_test, ds.y_test), callbacks=[Timer()], verbose=0)
     return times
-
-
-def _keras_layer(layer: dict):
-    import keras
-
-    args = {k: v for k, v in layer.items() if k != "type"}
-    return getattr(keras.layers, layer["type"])(**args)
 
 
 def through_queue(doc: dict, source: str) -> list[float]:
