@@ -7,7 +7,7 @@ exp1 30,840 / exp2 110,058 / exp3 265,834 / exp4 122,570 / exp5 196,426.
 
 from __future__ import annotations
 
-import copy
+import json
 
 from .errors import SpecError
 
@@ -113,4 +113,4 @@ def get_preset(name: str) -> dict:
     """A deep copy of the preset's spec document; SpecError listing the presets if unknown."""
     if name not in PRESETS:
         raise SpecError(f"no preset named {name!r}: use one of {', '.join(PRESETS)}", field="name")
-    return copy.deepcopy(PRESETS[name])
+    return json.loads(json.dumps(PRESETS[name]))  # not deepcopy: presets share layer dicts, copies must not

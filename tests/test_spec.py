@@ -481,3 +481,10 @@ def test_residual_block_needs_matching_channels():
     summary = summarize(doc)
     assert summary.layers[1].params == 2 * 9 * 8 * 8 + 8 * 8
     assert summary.layers[1].trainable == 2 * 9 * 8 * 8 + 4 * 8
+
+
+def test_preset_copies_do_not_share_layer_dicts():
+    doc = get_preset("exp5")
+    doc["layers"][2]["rate"] = 0.4
+    assert [layer["rate"] for layer in doc["layers"] if layer["type"] == "Dropout"] == [0.4, 0.2, 0.2, 0.2]
+    assert get_preset("exp5")["layers"][2]["rate"] == 0.2

@@ -1,0 +1,98 @@
+"""Plotly figures of a sweep: its settings against the result, and which setting mattered."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import plotly.graph_objects as go
+
+TARGET = "best_val_accuracy"
+TARGET_LABEL = "best val accuracy"
+_MARGIN = dict(l=60, r=20, t=60, b=20)
+FEW_VALUES = 6  # numeric axes with this many distinct values or fewer get a tick at each one
+
+
+def parallel(table: pd.DataFrame, paths: list[str], log_paths: tuple[str, ...] | list[str] = (), height: int = 420) -> go.Figure:
+    """Parallel coordinates: one axis per swept path, then best validation accuracy, one line per
+    run that has a result, coloured by that accuracy. Log-uniform paths get a log10 axis; text
+    and true/false values get one tick per value."""
+    scored = table[table[TARGET].notna()] if TARGET in table else table.iloc[0:0]
+    dims = [_dimension(scored[p], p, p in log_paths or _spans_decades(scored[p])) for p in paths]
+    y = scored[TARGET].astype(float) if not scored.empty else pd.Series(dtype=float)
+    dims.append(dict(label=TARGET_LABEL, values=y.tolist(), range=_span(y)))
+    low, high = _span(y)
+    fig = go.Figure(go.Parcoords(
+        dimensions=dims,
+        domain=dict(x=[0, 0.88]),  # room on the right for the last axis's labels and the colour bar
+        line=dict(color=y.tolist(), colorscale="Viridis", showscale=True, cmin=low, cmax=high,
+                  colorbar=dict(title=dict(text="val acc"), x=0.94, thickness=14)),
+    ))
+    fig.update_layout(height=height, margin=_MARGIN)
+    return fig
+
+
+def _dimension(values: pd.Series, label: str, log: bool) -> dict:
+    present = [v for v in values.tolist() if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    numeric = bool(present) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
+    if numeric and log and all(v > 0 for v in present):
+        logs = [math.log10(v) if _is_number(v) and v > 0 else None for v in values.tolist()]
+        known = [x for x in logs if x is not None]
+        lo, hi = math.floor(min(known)), math.ceil(max(known))
+        ticks = list(range(lo, hi + 1))
+        return dict(label=f"{label} (log)", values=logs, tickvals=ticks, ticktext=[f"{10.0 ** t:g}" for t in ticks],
+                    range=[lo, hi] if hi > lo else [lo - 0.5, hi + 0.5])
+    if numeric:
+        nums = [float(v) if _is_number(v) else None for v in values.tolist()]
+        dim = dict(label=label, values=nums, range=_span(pd.Series(present, dtype=float)))
+        distinct = sorted(set(present))
+        if len(distinct) <= FEW_VALUES:
+            dim.update(tickvals=distinct, ticktext=[f"{v:g}" for v in distinct])
+        return dim
+    labels = sorted({_text(v) for v in values.tolist()})
+    codes = {t: i for i, t in enumerate(labels)}
+    return dict(label=label, values=[codes[_text(v)] for v in values.tolist()], tickvals=list(range(len(labels))),
+                ticktext=labels, range=[-0.5, max(len(labels) - 1, 0) + 0.5])
+
+
+def _spans_decades(values: pd.Series) -> bool:
+    """Positive numbers two or more decades apart (0.0001 .. 0.01) read better on a log axis."""
+    nums = [v for v in values.tolist() if _is_number(v)]
+    return len(nums) == len(values) > 1 and min(nums) > 0 and max(nums) / min(nums) >= 100
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _text(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "none"
+    return str(v)
+
+
+def _span(values: pd.Series) -> list[float]:
+    """The values' [min, max] (Plotly labels an axis's ends with it); a flat range is widened so
+    the axis still draws."""
+    if values.empty:
+        return [0.0, 1.0]
+    lo, hi = float(values.min()), float(values.max())
+    if hi > lo:
+        return [lo, hi]
+    pad = max(abs(lo) * 0.05, 0.01)
+    return [lo - pad, hi + pad]
+
+
+def importance(ranked: list[tuple[str, float]], height: int | None = None) -> go.Figure:
+    """Horizontal bars of each setting's eta-squared (share of the accuracy's variance it explains),
+    the most important on top."""
+    names = [name for name, _ in ranked][::-1]
+    shares = [share for _, share in ranked][::-1]
+    fig = go.Figure(go.Bar(x=shares, y=names, orientation="h", text=[f"{s:.0%}" for s in shares],
+                           textposition="auto", marker_color="#1f77b4",
+                           hovertemplate="%{y}: %{x:.1%} of the variance<extra></extra>"))
+    fig.update_xaxes(range=[0, 1], tickformat=".0%", title_text="share of the variance in best val accuracy (η²)")
+    fig.update_layout(height=height or 120 + 40 * len(ranked), margin=dict(l=10, r=10, t=20, b=10))
+    return fig

@@ -1,0 +1,322 @@
+"""Sweeps in the store: plan (expand and validate every run), submit as one group, and read back.
+
+A sweep is a group of kind 'sweep' whose detail holds the search space (`sweep.SweepSpace.to_dict`),
+the base experiment and the swept paths; each of its jobs is an ordinary run whose spec carries
+`sweep_params` ({path: value}). Planning is pure Python (no TensorFlow, no data read) so a page can
+preview a sweep on every keystroke; `submit_sweep` reads the data source only for its image shape
+and class count.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from dataclasses import dataclass
+
+import pandas as pd
+
+from . import queue, results
+from .errors import NotFound, SpecError, SpecErrors
+from .spec import INPUT_SHAPE, NUM_CLASSES, parse_spec, summarize
+from .sweep import SweepSpace, expand, load_space, setting_importance
+
+KIND = "sweep"
+TARGET = "best_val_accuracy"
+RESERVED_PATHS = ("name", "sweep_params")  # set per run by the expansion itself
+SWEEP_COLUMNS = ["group", "name", "method", "params", "runs", "done", "failed", "active", "best", "best_run", "created"]
+RESULT_COLUMNS = ["best_val_accuracy", "best_epoch", "test_accuracy", "params", "seconds_per_epoch"]
+DEFAULT_BUDGET = 6
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """A sweep ready to enqueue: every run expanded, validated and counted."""
+
+    base_name: str
+    space: SweepSpace
+    docs: tuple[dict, ...]  # normalised spec documents ("<base>-s01", ...), each with sweep_params
+    params: tuple[int, ...]  # parameter count of each run's model
+
+    @property
+    def runs(self) -> int:
+        return len(self.docs)
+
+    @property
+    def epochs(self) -> int:
+        """Epochs planned over all runs."""
+        return sum(int(d["epochs"]) for d in self.docs)
+
+    def table(self) -> pd.DataFrame:
+        """One row per run: name, each swept path's value, params, epochs."""
+        rows = [
+            {"name": d["name"], **{p: d["sweep_params"].get(p) for p in self.space.paths}, "params": n, "epochs": d["epochs"]}
+            for d, n in zip(self.docs, self.params)
+        ]
+        return pd.DataFrame(rows, columns=["name", *self.space.paths, "params", "epochs"])
+
+
+@dataclass(frozen=True)
+class SweepInfo:
+    """What the store keeps about one sweep (its group row)."""
+
+    id: int
+    name: str
+    space: dict  # SweepSpace.to_dict()
+    base: dict  # the base experiment document
+    run_ids: tuple[int, ...]
+    created: pd.Timestamp
+
+    @property
+    def paths(self) -> list[str]:
+        return list(self.space.get("params", {}))
+
+    @property
+    def method(self) -> str:
+        return str(self.space.get("method", ""))
+
+    @property
+    def log_paths(self) -> list[str]:
+        """Paths drawn log-uniformly: best shown on a log axis."""
+        return [p for p, r in self.space.get("params", {}).items() if "log_uniform" in r]
+
+
+# ------------------------------------------------------------------ planning and submitting
+
+
+def space_from_inputs(params_text: str, method: str, budget: int | None = None, seed: int = 0) -> dict:
+    """A search-space document from a page's inputs: JSON text of the params object plus widgets.
+
+    Text that is a whole space (it has a "params" key) is taken as written, widgets ignored.
+    """
+    try:
+        doc = json.loads(params_text)
+    except json.JSONDecodeError as exc:
+        raise SpecError(
+            f"the search space is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", field="space"
+        ) from None
+    if isinstance(doc, dict) and "params" in doc:
+        return doc
+    space = {"method": method, "seed": int(seed), "params": doc}
+    if method == "random" and budget is not None:
+        space["budget"] = int(budget)
+    return space
+
+
+def plan_sweep(
+    base_doc: dict, space_doc, input_shape=INPUT_SHAPE, num_classes: int = NUM_CLASSES
+) -> SweepPlan:
+    """Expand `space_doc` (a dict, JSON text or file path) over `base_doc` and validate every run.
+
+    All or nothing: SpecError(field="space") naming the first invalid run, its swept values and
+    the path to change, and how many runs are invalid.
+    """
+    space = load_space(space_doc)
+    _check_paths(space)
+    # A JSON round trip drops shared sub-objects (a preset can list the same Dropout dict several
+    # times), so setting one path changes one layer only.
+    base = json.loads(json.dumps(base_doc))
+    docs = expand(base, space)
+    specs, failures = [], []
+    for doc in docs:
+        try:
+            specs.append(parse_spec(doc, input_shape, num_classes))
+        except SpecErrors as exc:
+            failures.append((doc, exc.errors))
+    if failures:
+        raise _invalid_runs(base, failures, len(docs), space.paths)
+    params = tuple(summarize(s, input_shape, num_classes).total_params for s in specs)
+    return SweepPlan(str(base.get("name") or "sweep"), space, tuple(s.to_dict() for s in specs), params)
+
+
+def _check_paths(space: SweepSpace) -> None:
+    for p in space.params:
+        if p.path.split(".")[0] in RESERVED_PATHS:
+            raise SpecError(f"sweep path {p.path!r} is set for each run by the sweep; sweep a training setting", field="space")
+        odd = [v for v in p.values if isinstance(v, (list, dict))]
+        if odd:
+            raise SpecError(
+                f"{p.path} values must be single numbers, text or true/false, got {odd[0]!r}: "
+                f"use single values (to vary one entry of a list setting, sweep '{p.path}.0')",
+                field="space",
+            )
+
+
+def _invalid_runs(base: dict, failures: list[tuple[dict, list[SpecError]]], total: int, paths: list[str]) -> SpecError:
+    doc, errors = failures[0]
+    culprits = sorted({p for e in errors for p in paths if _touches(e, p)})
+    problem = "; ".join(str(e) for e in errors)
+    if not culprits:
+        return SpecError(
+            f"the base experiment {base.get('name')!r} is invalid, so every run is: {problem}; "
+            "fix it in the Builder first (nothing was queued)",
+            field="space",
+        )
+    chosen = ", ".join(f"{p}={json.dumps(v)}" for p, v in doc["sweep_params"].items())
+    return SpecError(
+        f"run {doc['name']!r} ({chosen}) is invalid: {problem}; {len(failures)} of {total} runs are invalid, "
+        f"nothing was queued: change the range of {', '.join(culprits)} in the search space",
+        field="space",
+    )
+
+
+def _touches(error: SpecError, path: str) -> bool:
+    """Whether a validation error is about the setting at `path`."""
+    parts = path.split(".")
+    if error.layer is not None:
+        return len(parts) >= 2 and parts[0] == "layers" and parts[1] == str(error.layer)
+    return error.field is not None and parts[0] == error.field
+
+
+def submit_sweep(
+    conn: sqlite3.Connection, base_doc: dict, space_doc, source: str | None = None
+) -> tuple[int, list[int]]:
+    """Plan the sweep against the data source's shape and classes, then enqueue every run as one
+    group of kind 'sweep'. Returns (group id, job ids); nothing is enqueued if any run is invalid."""
+    from .data import load_dataset
+    from .experiments import resolve_source
+
+    source = resolve_source(source)
+    ds = load_dataset(source)
+    plan = plan_sweep(base_doc, space_doc, ds.input_shape, ds.num_classes)
+    detail = {"space": plan.space.to_dict(), "base": json.loads(json.dumps(base_doc)), "paths": plan.space.paths}
+    ids = queue.submit_many(conn, list(zip(plan.docs, plan.params)), source, group=(KIND, plan.base_name, detail))
+    group_id = conn.execute("SELECT group_id FROM jobs WHERE id = ?", (ids[0],)).fetchone()[0]
+    return int(group_id), ids
+
+
+# ------------------------------------------------------------------ reading sweeps back
+
+
+def get_sweep(conn: sqlite3.Connection, group_id: int) -> SweepInfo:
+    row = conn.execute(
+        "SELECT id, name, detail_json, created_at FROM groups WHERE id = ? AND kind = ?", (int(group_id), KIND)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no sweep {group_id}; `python -m cifar_core sweep SPEC --space SPACE.json` starts one")
+    return _info(conn, row)
+
+
+def _info(conn: sqlite3.Connection, row) -> SweepInfo:
+    detail = json.loads(row["detail_json"])
+    ids = [r[0] for r in conn.execute("SELECT id FROM jobs WHERE group_id = ? ORDER BY id", (row["id"],))]
+    return SweepInfo(
+        id=row["id"], name=row["name"], space=detail.get("space", {}), base=detail.get("base", {}),
+        run_ids=tuple(ids), created=pd.to_datetime(row["created_at"], unit="s").floor("s"),
+    )
+
+
+def list_sweeps(conn: sqlite3.Connection) -> pd.DataFrame:
+    """Every sweep, newest first: runs, how many succeeded (done), failed or cancelled, still
+    queued or running (active), and the best validation accuracy with its run."""
+    rows = conn.execute(
+        "SELECT id, name, detail_json, created_at FROM groups WHERE kind = ? ORDER BY id DESC", (KIND,)
+    ).fetchall()
+    infos = [_info(conn, r) for r in rows]
+    board = results.leaderboard_rows(conn, [i for info in infos for i in info.run_ids])
+    return pd.DataFrame([_sweep_row(info, board) for info in infos], columns=SWEEP_COLUMNS)
+
+
+def _sweep_row(info: SweepInfo, board: pd.DataFrame) -> dict:
+    runs = board[board["run"].isin(info.run_ids)]
+    status = runs["status"]
+    scored = runs.dropna(subset=[TARGET])
+    best = scored.loc[scored[TARGET].astype(float).idxmax()] if not scored.empty else None
+    return {
+        "group": info.id, "name": info.name, "method": info.method, "params": ", ".join(info.paths),
+        "runs": len(info.run_ids), "done": int((status == queue.SUCCEEDED).sum()),
+        "failed": int(status.isin([queue.FAILED, queue.CANCELLED]).sum()),
+        "active": int(status.isin([queue.QUEUED, queue.RUNNING]).sum()),
+        "best": None if best is None else float(best[TARGET]),
+        "best_run": None if best is None else int(best["run"]),
+        "created": info.created,
+    }
+
+
+def sweep_table(conn: sqlite3.Connection, group_id: int) -> pd.DataFrame:
+    """One row per run of the sweep (in run order): run, name, status, each swept path's value,
+    then best_val_accuracy, best_epoch, test_accuracy, params, seconds_per_epoch."""
+    info = get_sweep(conn, group_id)
+    board = results.leaderboard_rows(conn, list(info.run_ids)).set_index("run")
+    specs = results.run_specs(conn, list(info.run_ids))
+    rows = []
+    for run_id in info.run_ids:
+        chosen = specs[run_id].get("sweep_params") or {}
+        b = board.loc[run_id]
+        rows.append({"run": run_id, "name": b["name"], "status": b["status"], **{p: chosen.get(p) for p in info.paths},
+                     **{c: b[c] for c in RESULT_COLUMNS}})
+    table = pd.DataFrame(rows, columns=["run", "name", "status", *info.paths, *RESULT_COLUMNS])
+    for c in ("best_val_accuracy", "test_accuracy", "seconds_per_epoch"):
+        table[c] = pd.to_numeric(table[c], errors="coerce")
+    return table
+
+
+def sweep_importance(conn: sqlite3.Connection, group_id: int) -> list[tuple[str, float]]:
+    """(path, eta-squared) for each swept path over the succeeded runs, most important first
+    (see `sweep.setting_importance`; fewer than 3 finished runs gives 0.0 everywhere)."""
+    info = get_sweep(conn, group_id)
+    return setting_importance(_finished_rows(conn, info), info.paths, TARGET)
+
+
+def _finished_rows(conn: sqlite3.Connection, info: SweepInfo) -> list[dict]:
+    """Succeeded runs as {"sweep_params": plain JSON values, TARGET: float}."""
+    board = results.leaderboard_rows(conn, list(info.run_ids))
+    done = board[(board["status"] == queue.SUCCEEDED) & board[TARGET].notna()]
+    specs = results.run_specs(conn, [int(r) for r in done["run"]])
+    return [
+        {"sweep_params": specs[int(r)].get("sweep_params") or {}, TARGET: float(v)}
+        for r, v in zip(done["run"], done[TARGET])
+    ]
+
+
+def importance_sentence(ranked: list[tuple[str, float]], table: pd.DataFrame) -> str:
+    """One plain sentence saying which setting mattered most (or why it cannot be told yet), from
+    `sweep_importance` and the sweep's `sweep_table`."""
+    done = table[(table["status"] == queue.SUCCEEDED) & table[TARGET].notna()]
+    finished = len(done)
+    if finished < 3:
+        return f"{finished} run(s) finished: at least 3 are needed to tell which setting mattered."
+    if not ranked or ranked[0][1] <= 0.0:
+        return f"Over {finished} finished runs, no swept setting explains the spread in best validation accuracy."
+    (top, share), rest = ranked[0], ranked[1:]
+    text = f"**{top}** mattered most: it explains {share:.0%} of the spread in best validation accuracy over {finished} finished runs"
+    if rest:
+        text += f" (next: {rest[0][0]}, {rest[0][1]:.0%})"
+    distinct = done[top].astype(str).nunique() if top in done else 0
+    if distinct == finished and finished <= 5:
+        text += (f". Each of its values was tried in one run only, so it explains everything by construction: "
+                 "repeat values (other seeds, a larger budget) before trusting this")
+    return text + "."
+
+
+def example_params(base_doc: dict) -> dict:
+    """A sensible starting search space for `base_doc`: the learning rate log-uniformly a decade
+    either side of its own, a few batch sizes, and the first Dropout's rate if it has one."""
+    lr = base_doc.get("learning_rate", 1e-3)
+    lr = lr if isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0 else 1e-3
+    params = {
+        "learning_rate": {"log_uniform": [_round(lr / 10), _round(min(lr * 10, 1.0))]},
+        "batch_size": {"values": [32, 64, 128]},
+    }
+    if "batch_size" not in base_doc:
+        params.pop("batch_size")
+    if "learning_rate" not in base_doc:
+        params.pop("learning_rate")
+    layers = base_doc.get("layers") if isinstance(base_doc.get("layers"), list) else []
+    for i, layer in enumerate(layers):
+        if isinstance(layer, dict) and layer.get("type") == "Dropout" and "rate" in layer:
+            params[f"layers.{i}.rate"] = {"uniform": [0.1, 0.5]}
+            break
+    if not params and "seed" in base_doc:  # nothing else to vary: at least see the spread over seeds
+        params["seed"] = {"values": [0, 1, 2]}
+    return params
+
+
+def params_text(params: dict) -> str:
+    """A search space's params as JSON text, one setting per line (for a text box)."""
+    lines = [f"  {json.dumps(path)}: {json.dumps(rng)}" for path, rng in params.items()]
+    return "{\n" + ",\n".join(lines) + "\n}"
+
+
+def _round(value: float) -> float:
+    return float(f"{value:.3g}") if math.isfinite(value) else value

@@ -1,0 +1,228 @@
+"""Sweeps page: pick a base experiment (a preset, a saved experiment, or the Builder's working one),
+write a search space, preview every run it expands to (each validated against the dataset's
+shape and classes), and submit them as one sweep. Below: every sweep; for the chosen one its runs,
+a parallel-coordinates chart of the swept settings against best validation accuracy, and which
+setting mattered most.
+
+Hand-offs: the Builder may put its working experiment in st.session_state["sweeps_base_doc"]
+before switching here (it is then offered, and chosen, as the base); a link may preselect a base
+with ?base=preset:exp4 or ?base=saved:NAME, and a sweep with ?sweep=ID.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import streamlit as st
+
+from cifar_core import charts_sweep, experiments, queue, sweeps
+from cifar_core.errors import DataError, LabError, SpecError
+from cifar_core.presets import PRESET_TITLES, get_preset, preset_names
+from pages import common
+
+HANDOFF = "sweeps_base_doc"  # set by the Builder: the experiment it is editing
+REFRESH = "2s"
+METHODS = {"random": "random draws", "grid": "grid"}
+PERCENT = st.column_config.NumberColumn(format="percent")
+LIST_COLUMNS = {
+    "group": st.column_config.NumberColumn("sweep", format="%d"),
+    "params": st.column_config.TextColumn("swept"),
+    "best": st.column_config.NumberColumn("best val acc", format="percent"),
+    "best_run": st.column_config.NumberColumn("best run", format="%d"),
+    "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
+}
+RUN_COLUMNS = {
+    "run": st.column_config.NumberColumn("run", format="%d"),
+    "open": st.column_config.LinkColumn("open", display_text="open", help="The run's page"),
+    "best_val_accuracy": PERCENT, "test_accuracy": PERCENT,
+    "params": st.column_config.NumberColumn("params", format="localized"),
+    "seconds_per_epoch": st.column_config.NumberColumn("s/epoch", format="%.1f"),
+}
+SPACE_HELP = (
+    'A JSON object of dotted paths into the base experiment, each {"values": [...]}, {"uniform": [low, high]} '
+    'or {"log_uniform": [low, high]}, e.g. "layers.5.rate". A grid takes only "values". '
+    'A whole space ({"method", "budget", "seed", "params"}) is taken as written.'
+)
+
+
+# ------------------------------------------------------------ the base experiment
+
+
+def _value_columns(table, paths: list[str]) -> dict:
+    """Swept fractional numbers with 4 significant digits, so 0.000108 and 0.000134 stay apart."""
+    return {p: st.column_config.NumberColumn(p, format="%.4g") for p in paths if table[p].dtype.kind == "f"}
+
+
+def _base_options() -> list[str]:
+    with common.connection() as conn:
+        saved = experiments.list_experiments(conn)
+    builder = ["builder:"] if HANDOFF in st.session_state else []
+    return [*builder, *(f"preset:{n}" for n in preset_names()), *(f"saved:{n}" for n in saved)]
+
+
+def _base_label(option: str) -> str:
+    kind, _, name = option.partition(":")
+    if kind == "builder":
+        return f"Builder · {st.session_state[HANDOFF].get('name', 'working experiment')}"
+    return f"{name} · {PRESET_TITLES.get(name, '')}" if kind == "preset" else f"saved · {name}"
+
+
+def _base_doc(option: str) -> dict:
+    kind, _, name = option.partition(":")
+    if kind == "builder":
+        return copy.deepcopy(st.session_state[HANDOFF])
+    if kind == "preset":
+        return get_preset(name)
+    with common.connection() as conn:
+        return experiments.get_experiment(conn, name)
+
+
+def _preselect(options: list[str]) -> None:
+    """Choose the base before its widget exists: a new hand-off from the Builder, else ?base=."""
+    handed = json.dumps(st.session_state.get(HANDOFF), sort_keys=True)
+    if HANDOFF in st.session_state and st.session_state.get("sweeps_handoff_seen") != handed:
+        st.session_state.sweeps_handoff_seen = handed
+        st.session_state.sweeps_base = "builder:"
+    elif "sweeps_base" not in st.session_state and st.query_params.get("base") in options:
+        st.session_state.sweeps_base = st.query_params["base"]
+    if st.session_state.get("sweeps_base") not in options:
+        st.session_state.sweeps_base = options[0]
+
+
+def _fill_inputs(option: str, doc: dict) -> None:
+    """Prefill the space and the epochs from a newly chosen base (edits to them survive reruns)."""
+    fill = f"{option}|{json.dumps(doc, sort_keys=True)}"
+    if st.session_state.get("sweeps_filled_for") != fill or "sweeps_space" not in st.session_state:
+        st.session_state.sweeps_filled_for = fill
+        st.session_state.sweeps_space = sweeps.params_text(sweeps.example_params(doc))
+        epochs = doc.get("epochs", 10)
+        st.session_state.sweeps_epochs = epochs if isinstance(epochs, int) and 1 <= epochs <= 1000 else 10
+
+
+# ------------------------------------------------------------ new sweep
+
+
+def _submit(base: dict, space: dict) -> None:
+    try:
+        with common.connection() as conn:
+            group_id, ids = sweeps.submit_sweep(conn, base, space, common.source())
+    except DataError as exc:
+        st.session_state.sweeps_result = ("data", str(exc))
+        return
+    except LabError as exc:
+        st.session_state.sweeps_result = ("error", str(exc))
+        return
+    st.session_state.sweeps_result = ("success", f"Queued sweep #{group_id}: {len(ids)} runs, jobs #{ids[0]} to #{ids[-1]}. "
+                                   "Watch them on the Training page; their results appear below as they finish.")
+    st.session_state.sweeps_selected = group_id
+
+
+def _new_sweep() -> None:
+    options = _base_options()
+    _preselect(options)
+    st.selectbox("Base experiment", options, format_func=_base_label, key="sweeps_base")
+    option = st.session_state.sweeps_base
+    try:
+        doc = _base_doc(option)
+    except LabError as exc:
+        st.error(str(exc))
+        return
+    _fill_inputs(option, doc)
+    st.caption(
+        f"{doc.get('name')}: {len(doc.get('layers', []))} layers, {doc.get('optimizer', 'adam')} at learning rate "
+        f"{doc.get('learning_rate')}, batch {doc.get('batch_size')}, {doc.get('epochs')} epochs, "
+        f"validation on {doc.get('validation', 'holdout')}"
+    )
+    a, b, c, d = st.columns(4)
+    method = a.selectbox("Method", list(METHODS), format_func=METHODS.get, key="sweeps_method")
+    budget = b.number_input("Budget (runs)", min_value=1, max_value=200, value=sweeps.DEFAULT_BUDGET, step=1,
+                            key="sweeps_budget", disabled=method == "grid", help="Random draws; a grid runs every combination")
+    seed = c.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="sweeps_seed",
+                          help="The same seed draws the same runs")
+    epochs = d.number_input("Epochs per run", min_value=1, max_value=1000, step=1, key="sweeps_epochs")
+    holdout = st.toggle("Validate on held-out training images", value=True, key="sweeps_holdout",
+                        help="Choosing settings by their test-set score fits them to the test set; a holdout keeps the test set for the end")
+    if doc.get("validation") == "test" and not holdout:
+        st.warning("The runs will validate on the test set: the best setting found is then chosen on the test set.")
+    text = st.text_area("Search space", key="sweeps_space", height=220, help=SPACE_HELP)
+
+    base = {**doc, "epochs": int(epochs), **({"validation": "holdout"} if holdout else {})}
+    shape, classes, problem = common.data_dims(common.source())
+    if problem:
+        st.warning(f"Checking against CIFAR-10's shape {shape} and {classes} classes: the dataset is not readable ({problem})")
+    try:
+        space = sweeps.space_from_inputs(text, method, int(budget), int(seed))
+        plan = sweeps.plan_sweep(base, space, shape, classes)
+    except SpecError as exc:
+        st.error(str(exc), icon=":material/error:")
+        return
+    low, high = min(plan.params), max(plan.params)
+    size = f"{low:,}" if low == high else f"{low:,} to {high:,}"
+    st.markdown(f"**{plan.runs} runs** · {plan.epochs} epochs in all · {size} parameters each")
+    preview = plan.table()
+    st.dataframe(preview, hide_index=True, key="sweeps_preview", height=min(38 + 35 * plan.runs, 300),
+                 column_config={**_value_columns(preview, plan.space.paths), "params": RUN_COLUMNS["params"]})
+    st.button(f"Submit {plan.runs} runs", type="primary", icon=":material/play_arrow:", key="sweeps_submit",
+              on_click=_submit, args=(base, space))
+    kind, message = st.session_state.pop("sweeps_result", None) or (None, "")
+    if kind == "data":
+        common.data_error(message)
+    elif kind:
+        getattr(st, kind)(message)
+
+
+# ------------------------------------------------------------ existing sweeps
+
+
+def _sweep_detail(group_id: int) -> None:
+    with common.connection() as conn:
+        info = sweeps.get_sweep(conn, group_id)
+        table = sweeps.sweep_table(conn, group_id)
+        ranked = sweeps.sweep_importance(conn, group_id)
+    st.caption(f"{info.method} sweep of {info.base.get('name', info.name)} over {', '.join(info.paths)}; "
+               f"{len(info.run_ids)} runs, created {info.created}")
+    st.dataframe(table.assign(open="run?run=" + table["run"].astype(str)), hide_index=True, key="sweeps_runs",
+                 column_config={**_value_columns(table, info.paths), **RUN_COLUMNS}, column_order=["run", "open", *[c for c in table.columns if c != "run"]])
+    finished = int(((table["status"] == queue.SUCCEEDED) & table["best_val_accuracy"].notna()).sum())
+    if finished == 0:
+        st.info("No run of this sweep has finished yet; the charts appear as runs finish.")
+        return
+    st.markdown("**Settings against best validation accuracy** (drag along an axis to filter the runs)")
+    st.plotly_chart(charts_sweep.parallel(table, info.paths, info.log_paths), key="sweeps_parcoords")
+    st.markdown("**Which setting mattered most**")
+    st.markdown(sweeps.importance_sentence(ranked, table))
+    if finished >= 3:
+        st.plotly_chart(charts_sweep.importance(ranked), key="sweeps_importance")
+
+
+def _sweeps_list() -> None:
+    with common.connection() as conn:
+        table = sweeps.list_sweeps(conn)
+    if table.empty:
+        st.info("No sweeps yet: describe one above and submit it.")
+        return
+    st.dataframe(table, hide_index=True, key="sweeps_table", column_config=LIST_COLUMNS)
+    ids = [int(i) for i in table["group"]]
+    wanted = st.query_params.get("sweep", "")
+    if "sweeps_selected" not in st.session_state and wanted.isdigit() and int(wanted) in ids:
+        st.session_state.sweeps_selected = int(wanted)
+    if st.session_state.get("sweeps_selected") not in ids:
+        st.session_state.sweeps_selected = ids[0]
+    labels = {int(r.group): f"#{r.group} {r.name} ({r.method}, {r.runs} runs)" for r in table.itertuples()}
+    st.selectbox("Sweep", ids, format_func=labels.get, key="sweeps_selected")
+    _sweep_detail(st.session_state.sweeps_selected)
+
+
+def render() -> None:
+    st.title("Sweeps")
+    st.subheader("New sweep")
+    _new_sweep()
+    st.divider()
+    st.subheader("Sweeps")
+    with common.connection() as conn:
+        active = bool(sweeps.list_sweeps(conn)["active"].sum())
+    st.fragment(_sweeps_list, run_every=REFRESH if active else None)()
+
+
+render()

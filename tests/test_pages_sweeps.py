@@ -1,0 +1,176 @@
+"""The Sweeps page, driven headless with AppTest on small generated data and a real store."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from procs import ROOT
+from streamlit.testing.v1 import AppTest
+
+from cifar_core import experiments, queue, store, sweeps
+from cifar_core.presets import get_preset
+
+PAGE = str(ROOT / "pages" / "sweeps.py")
+TINY = {
+    "name": "tiny",
+    "layers": [
+        {"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "relu"},
+        {"type": "MaxPool2D", "pool_size": 2},
+        {"type": "Flatten"},
+        {"type": "Dense", "units": 10, "activation": "softmax"},
+    ],
+    "epochs": 1,
+    "batch_size": 32,
+    "learning_rate": 0.001,
+}
+GRID = '{"learning_rate": {"values": [0.01, 0.001]}, "batch_size": {"values": [32, 64]}}'
+
+
+@pytest.fixture()
+def app_env(lab_home, small_data, monkeypatch):
+    monkeypatch.setenv("CIFAR_LAB_DATA", str(small_data))
+    monkeypatch.setenv("CIFAR_LAB_NO_WORKER", "1")
+    return small_data
+
+
+@pytest.fixture()
+def conn(app_env):
+    c = store.connect()
+    yield c
+    c.close()
+
+
+def _open(**query) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params.update(query)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _run(widget) -> AppTest:
+    at = widget.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def _frame(at: AppTest, column: str):
+    """The first table shown that has `column` (AppTest does not expose a dataframe's key):
+    "epochs" picks the preview, "method" the list of sweeps, "status" the chosen sweep's runs."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def _finished_sweep(conn, source: str) -> int:
+    """A 3-run sweep taken through the real queue: submitted, claimed, one epoch each, succeeded."""
+    space = {"method": "grid", "params": {"learning_rate": {"values": [0.01, 0.001, 0.0001]}}}
+    group_id, _ = sweeps.submit_sweep(conn, TINY, space, source)
+    while (job := queue.claim(conn, "test-worker")) is not None:
+        acc = 0.6 - job.spec["learning_rate"] * 10
+        queue.record_epoch(conn, job.id, {"epoch": 1, "loss": 1.0, "accuracy": acc, "val_loss": 1.1,
+                                          "val_accuracy": acc, "seconds": 0.5, "learning_rate": job.spec["learning_rate"]})
+        queue.finish(conn, job.id, "test-worker", queue.SUCCEEDED, results={"test_accuracy": acc, "test_loss": 1.2})
+    return group_id
+
+
+def test_controls_render_with_an_example_space(app_env):
+    at = _open()
+    base = at.selectbox(key="sweeps_base")
+    assert base.value == "preset:exp1"
+    assert [o for o in base.options if "exp5" in o] == ["exp5 · Conv + Dropout"]
+    assert at.selectbox(key="sweeps_method").value == "random"
+    assert at.number_input(key="sweeps_budget").value == sweeps.DEFAULT_BUDGET
+    assert at.number_input(key="sweeps_seed").value == 0
+    assert at.number_input(key="sweeps_epochs").value == 20  # exp1's own
+    assert at.toggle(key="sweeps_holdout").value is True
+    assert json.loads(at.text_area(key="sweeps_space").value) == sweeps.example_params(get_preset("exp1"))
+    assert "**6 runs** · 120 epochs in all · 30,840 parameters each" in _texts(at.markdown)
+    assert len(_frame(at, "epochs")) == 6
+    assert at.button(key="sweeps_submit").label == "Submit 6 runs"
+    assert "No sweeps yet" in _texts(at.info)
+    assert not at.get("plotly_chart")
+
+
+def test_choosing_another_base_refills_the_space(app_env):
+    at = _open()
+    at.text_area(key="sweeps_space").set_value('{"batch_size": {"values": [16]}}')
+    at = _run(at.selectbox(key="sweeps_base").set_value("preset:exp5"))
+    assert "layers.2.rate" in json.loads(at.text_area(key="sweeps_space").value)
+    assert at.number_input(key="sweeps_epochs").value == 10
+
+
+@pytest.mark.parametrize(
+    "text, method, message",
+    [
+        ('{"learning_rate": {"log_uniform": [0, 0.1]}}', "random", "learning_rate log_uniform bounds must be > 0"),
+        ('{"learning_rate": {"log_uniform": [0.001, 0.1]}}', "grid", "grid needs 'values' lists; learning_rate has log_uniform"),
+        ('{"learning_rate": {"values": [0.001, 50]}}', "grid",
+         "run 'exp1-s02' (learning_rate=50) is invalid: learning_rate=50 is out of range (0, 10]"),
+        ('{"layers.7.units": {"values": [8]}}', "grid", "sweep path 'layers.7.units': layers has 3 entries (0..2)"),
+        ('{"learning_rate": ', "grid", "the search space is not valid JSON"),
+    ],
+)
+def test_an_invalid_space_shows_the_error_and_no_submit(app_env, text, method, message):
+    at = _open()
+    at.selectbox(key="sweeps_method").set_value(method)
+    at = _run(at.text_area(key="sweeps_space").set_value(text))
+    assert message in _texts(at.error)
+    assert not [b for b in at.button if b.key == "sweeps_submit"]
+
+
+def test_a_valid_space_previews_then_submit_enqueues_it(conn, app_env):
+    at = _open()
+    at.selectbox(key="sweeps_method").set_value("grid")
+    at.number_input(key="sweeps_epochs").set_value(2)
+    at = _run(at.text_area(key="sweeps_space").set_value(GRID))
+    assert not at.error
+    assert "**4 runs** · 8 epochs in all" in _texts(at.markdown)
+    preview = _frame(at, "epochs")
+    assert preview["name"].tolist() == ["exp1-s01", "exp1-s02", "exp1-s03", "exp1-s04"]
+    assert preview["batch_size"].tolist() == [32, 64, 32, 64]
+    assert sum(queue.counts(conn).values()) == 0  # previewing enqueues nothing
+
+    at = _run(at.button(key="sweeps_submit").click())
+    listed = sweeps.list_sweeps(conn)
+    assert listed[["name", "method", "runs", "active"]].values.tolist() == [["exp1", "grid", 4, 4]]
+    group_id = int(listed["group"][0])
+    assert f"Queued sweep #{group_id}: 4 runs" in _texts(at.success)
+    jobs = [queue.get_job(conn, i) for i in sweeps.get_sweep(conn, group_id).run_ids]
+    assert all(j.state == queue.QUEUED and j.spec["epochs"] == 2 and j.spec["validation"] == "holdout" for j in jobs)
+    assert jobs[3].spec["sweep_params"] == {"learning_rate": 0.001, "batch_size": 64}
+    assert at.selectbox(key="sweeps_selected").value == group_id
+    assert len(_frame(at, "status")) == 4
+    assert "No run of this sweep has finished yet" in _texts(at.info)
+
+
+def test_saved_experiments_and_the_builder_hand_off_are_offered(conn, app_env):
+    experiments.save_experiment(conn, TINY)
+    at = _open(base="saved:tiny")
+    assert at.selectbox(key="sweeps_base").value == "saved:tiny"
+    assert at.number_input(key="sweeps_epochs").value == 1
+    at.session_state["sweeps_base_doc"] = {**TINY, "name": "from-builder", "learning_rate": 0.02}
+    at = _run(at)
+    assert at.selectbox(key="sweeps_base").value == "builder:"
+    assert json.loads(at.text_area(key="sweeps_space").value)["learning_rate"] == {"log_uniform": [0.002, 0.2]}
+    assert "from-builder-s01" in _frame(at, "epochs")["name"].tolist()
+
+
+def test_a_finished_sweep_draws_its_charts(conn, app_env):
+    group_id = _finished_sweep(conn, str(app_env))
+    sweeps.submit_sweep(conn, TINY, {"method": "grid", "params": {"batch_size": {"values": [16]}}}, str(app_env))
+    at = _open(sweep=str(group_id))  # the newer, unfinished sweep is listed first; the link picks this one
+    assert at.selectbox(key="sweeps_selected").value == group_id
+    assert len(_frame(at, "method")) == 2
+    runs = _frame(at, "status")
+    assert runs["status"].tolist() == [queue.SUCCEEDED] * 3 and runs["learning_rate"].tolist() == [0.01, 0.001, 0.0001]
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2
+    parcoords = json.loads(charts[0].proto.spec)["data"][0]
+    assert parcoords["type"] == "parcoords"
+    assert [d["label"] for d in parcoords["dimensions"]] == ["learning_rate (log)", "best val accuracy"]
+    assert json.loads(charts[1].proto.spec)["data"][0]["type"] == "bar"
+    assert "**learning_rate** mattered most" in _texts(at.markdown)
