@@ -1,0 +1,55 @@
+"""Plotly figures the pages draw. Each builder takes plain frames and returns a figure; no I/O."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+TRAIN_COLOUR, VAL_COLOUR = "#1f77b4", "#ff7f0e"
+PALETTE = qualitative.Plotly
+SPLIT_DASH = {"train": "solid", "val": "dash"}
+_LAYOUT = dict(margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", yanchor="bottom", y=1.06, x=1, xanchor="right"))
+
+
+def class_counts(counts: pd.DataFrame) -> go.Figure:
+    """Grouped bars of images per class, one colour per split (`gallery.counts_frame`)."""
+    fig = go.Figure()
+    for split, part in counts.groupby("split", sort=False):
+        fig.add_bar(x=part["class"], y=part["images"], name=str(split))
+    fig.update_layout(barmode="group", height=300, yaxis_title="images", **_LAYOUT)
+    return fig
+
+
+def history(history: pd.DataFrame, title: str | None = None, height: int = 300) -> go.Figure:
+    """Loss and accuracy per epoch of one run, train and validation, side by side."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"), horizontal_spacing=0.08)
+    for col, (train, val) in enumerate((("loss", "val_loss"), ("accuracy", "val_accuracy")), start=1):
+        for column, name, colour in ((train, "train", TRAIN_COLOUR), (val, "validation", VAL_COLOUR)):
+            if column in history and history[column].notna().any():
+                fig.add_scatter(
+                    x=history["epoch"], y=history[column], name=name, mode="lines+markers",
+                    line=dict(color=colour), legendgroup=name, showlegend=col == 1, row=1, col=col,
+                )
+    fig.update_xaxes(title_text="epoch", rangemode="tozero")
+    fig.update_yaxes(rangemode="tozero")
+    fig.update_layout(height=height, title=title, **_LAYOUT)
+    return fig
+
+
+def overlay(curves: pd.DataFrame, metric: str, log_y: bool = False, height: int = 420) -> go.Figure:
+    """Several runs' curves of one metric on shared axes (`compare.curves`): a colour per run,
+    solid for train and dashed for validation; hover shows the unsmoothed value too."""
+    fig = go.Figure()
+    colours = {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(curves["label"].unique())}
+    for (label, split), part in curves.groupby(["label", "split"], sort=False):
+        fig.add_scatter(
+            x=part["epoch"], y=part["value"], name=f"{label} {split}", mode="lines+markers",
+            line=dict(dash=SPLIT_DASH.get(split, "solid"), color=colours[label]), legendgroup=str(label),
+            customdata=part["raw"], hovertemplate="epoch %{x}: %{y:.4f} (raw %{customdata:.4f})",
+        )
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text=metric, type="log" if log_y else "linear")
+    fig.update_layout(height=height, **{**_LAYOUT, "legend": dict(orientation="h", yanchor="bottom", y=1.02, x=0)})
+    return fig

@@ -1,0 +1,167 @@
+"""Comparing runs: their settings side by side with the differences flagged, their curves on
+shared axes (optionally smoothed), and the leaderboard filters. Plain pandas, no drawing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import MISSING, fields
+
+import pandas as pd
+
+from .spec import LAYER_ALIASES, LAYER_ARGS, ExperimentSpec
+
+# metric -> (train column, validation column or None) of a run history
+METRICS: dict[str, tuple[str, str | None]] = {
+    "accuracy": ("accuracy", "val_accuracy"),
+    "loss": ("loss", "val_loss"),
+    "learning_rate": ("learning_rate", None),
+    "seconds": ("seconds", None),
+}
+SPLITS = ("train", "val")
+ABSENT = "–"  # shown where a run has no such setting
+
+
+def _spec_defaults() -> dict[str, object]:
+    out = {}
+    for f in fields(ExperimentSpec):
+        if f.default is not MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+SPEC_DEFAULTS = _spec_defaults()
+
+
+def layer_text(layer: object) -> str:
+    """A layer in one line, only its non-default arguments: "Conv2D filters=32 kernel_size=3 activation=relu"."""
+    if not isinstance(layer, dict):
+        return _value_text(layer)
+    kind = layer.get("type")
+    schema = LAYER_ARGS.get(LAYER_ALIASES.get(kind, kind), {}) if isinstance(kind, str) else {}
+    parts = [str(kind)]
+    for key, value in layer.items():
+        if key == "type":
+            continue
+        arg = schema.get(key)
+        if arg is not None and _same(value, arg.default):
+            continue
+        if key == "strides" and "pool_size" in layer and _same(value, layer["pool_size"]):
+            continue  # a pool steps by its size unless told otherwise
+        parts.append(f"{key}={_value_text(value)}")
+    return " ".join(parts)
+
+
+def flatten_spec(doc: Mapping) -> dict[str, str]:
+    """One display row per setting: top-level values (missing ones at their defaults), nested
+    settings as "schedule.type", and one row per layer ("layer 03")."""
+    rows: dict[str, str] = {}
+    ordered = [f.name for f in fields(ExperimentSpec) if f.name != "layers"]
+    ordered += [k for k in doc if k not in SPEC_DEFAULTS]  # unknown keys still show
+    for key in ordered:
+        value = doc.get(key, SPEC_DEFAULTS.get(key))
+        _flatten(rows, key, value)
+    layers = doc.get("layers") or []
+    rows["layers"] = str(len(layers)) if isinstance(layers, list) else _value_text(layers)
+    if isinstance(layers, list):
+        for i, layer in enumerate(layers):
+            rows[f"layer {i:02d}"] = layer_text(layer)
+    return rows
+
+
+def _flatten(rows: dict[str, str], key: str, value: object) -> None:
+    if isinstance(value, dict) and value:
+        for sub, inner in value.items():
+            _flatten(rows, f"{key}.{sub}", inner)
+    else:
+        rows[key] = _value_text(value)
+
+
+def settings_table(specs: Mapping[str, Mapping] | Iterable[Mapping]) -> pd.DataFrame:
+    """Settings of several specs side by side: one column per spec (keyed by label, or by name
+    when given a list), one row per setting, and a boolean "differs" column."""
+    if not isinstance(specs, Mapping):
+        specs = _label_by_name(list(specs))
+    flat = {str(label): flatten_spec(doc) for label, doc in specs.items()}
+    order: list[str] = []
+    for rows in flat.values():
+        order += [k for k in rows if k not in order]
+    table = pd.DataFrame({label: [rows.get(k, ABSENT) for k in order] for label, rows in flat.items()}, index=order)
+    table.index.name = "setting"
+    table["differs"] = table.nunique(axis=1) > 1 if len(flat) > 1 else False
+    return table
+
+
+def _label_by_name(docs: list[Mapping]) -> dict[str, Mapping]:
+    out: dict[str, Mapping] = {}
+    for i, doc in enumerate(docs):
+        label = str(doc.get("name", f"spec {i}"))
+        out[label if label not in out else f"{label} ({i})"] = doc
+    return out
+
+
+def smooth(series: pd.Series | Iterable[float], alpha: float) -> pd.Series:
+    """Exponential moving average; `alpha` in [0, 1) is the weight of the past (0: unchanged,
+    0.9: heavy), as TensorBoard's smoothing slider. Missing values are skipped, not spread."""
+    if not 0 <= alpha < 1:
+        raise ValueError(f"smoothing alpha={alpha!r} is out of range [0, 1); 0 turns it off, 0.6 is moderate")
+    series = pd.Series(series, dtype="float64")
+    if alpha == 0 or series.empty:
+        return series
+    return series.ewm(alpha=1 - alpha, adjust=False, ignore_na=True).mean().where(series.notna())
+
+
+def curves(
+    history: pd.DataFrame,
+    metric: str,
+    alpha: float = 0.0,
+    splits: Iterable[str] = SPLITS,
+    labels: Mapping[int, str] | None = None,
+) -> pd.DataFrame:
+    """Long frame (run, label, split, epoch, value, raw) of one metric of several runs, ready to
+    overlay: `history` is `results.histories(...)`; `raw` keeps the unsmoothed value."""
+    if metric not in METRICS:
+        raise ValueError(f"metric {metric!r} is unknown: use one of {', '.join(METRICS)}")
+    columns = dict(zip(SPLITS, METRICS[metric]))
+    wanted = [s for s in splits if columns.get(s)]
+    parts = []
+    for run, frame in history.sort_values(["run", "epoch"]).groupby("run", sort=False):
+        for split in wanted:
+            raw = frame[columns[split]].astype("float64").reset_index(drop=True)
+            parts.append(pd.DataFrame({
+                "run": int(run), "label": (labels or {}).get(int(run), f"#{int(run)}"), "split": split,
+                "epoch": frame["epoch"].to_numpy(), "value": smooth(raw, alpha).to_numpy(), "raw": raw.to_numpy(),
+            }))
+    if not parts:
+        return pd.DataFrame(columns=["run", "label", "split", "epoch", "value", "raw"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def filter_board(board: pd.DataFrame, name: str = "", statuses: Iterable[str] = ()) -> pd.DataFrame:
+    """Leaderboard rows whose name contains `name` (any case) and whose status is in `statuses` (all if empty)."""
+    keep = pd.Series(True, index=board.index)
+    if name.strip():
+        keep &= board["name"].str.contains(name.strip(), case=False, regex=False)
+    statuses = list(statuses)
+    if statuses:
+        keep &= board["status"].isin(statuses)
+    return board[keep]
+
+
+def _same(a: object, b: object) -> bool:
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def _value_text(value: object) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return format(value, "g")
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":")) if value else ("none" if isinstance(value, dict) else "[]")
+    return str(value)

@@ -1,0 +1,88 @@
+"""What the pages share: the data source, a store connection per script run, and the cached dataset.
+
+Not a page itself (app.py does not list it). Connections are opened per run, never cached:
+SQLite connections must stay in the thread that opened them, and Streamlit runs each session
+(and each fragment rerun) in its own thread.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import streamlit as st
+
+from cifar_core import config, store
+from cifar_core.data import Dataset, DatasetInfo, dataset_info, load_dataset
+from cifar_core.errors import DataError
+from cifar_core.spec import INPUT_SHAPE, NUM_CLASSES
+
+def use_the_router() -> None:
+    """Make sure app.py routes this run. Because a folder named pages/ exists, Streamlit starts in
+    its older multipage mode: a page URL opened directly (/builder, /run?run=5) runs that file
+    alone, with a navigation made from every file in pages/, until some run of app.py calls
+    st.navigation. That happens in a server's first session, and on every AppTest run (AppTest
+    resets the mode). Leave the old mode and rerun, so app.py routes to the same page.
+    Renaming the folder would make this unnecessary."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+use_the_router()  # on first import, for every page; the lab's own pages also call it each run
+
+FIX_DATA = (
+    "Set `CIFAR_LAB_DATA` to a local copy before starting the app, for example "
+    "`CIFAR_LAB_DATA=/path/to/cifar10-jpeg.tar.gz make run` (a cifar-10-python.tar.gz, a cifar-10-batches-py "
+    "folder, or an image folder laid out `train/<class>/*.png` and `test/<class>/*`)."
+)
+
+
+def source() -> str:
+    """The data source this app reads ($CIFAR_LAB_DATA, else the official download)."""
+    return config.default_source()
+
+
+@contextmanager
+def connection() -> Iterator[sqlite3.Connection]:
+    conn = store.connect()
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the dataset…")
+def dataset(src: str) -> Dataset:
+    """The dataset, loaded once per process (a DataError is not cached: the next run retries)."""
+    return load_dataset(src)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Measuring the dataset…")
+def info(src: str) -> DatasetInfo:
+    return dataset_info(dataset(src))
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def data_dims(src: str) -> tuple[tuple[int, int, int], int, str | None]:
+    """(input shape, class count, problem) of the source; CIFAR-10's with the problem if unreadable.
+    Failures are kept a minute too, so a builder click does not retry a slow download each time."""
+    try:
+        ds = dataset(src)
+    except DataError as exc:
+        return INPUT_SHAPE, NUM_CLASSES, str(exc)
+    return ds.input_shape, ds.num_classes, None
+
+
+def md(text: object) -> str:
+    """Text shown as itself in Streamlit's markdown (error messages hold paths like train/<class>/*.png)."""
+    return re.sub(r"([\\`*_\[\]<>$~|#])", r"\\\1", str(text))
+
+
+def data_error(exc: DataError | str) -> None:
+    st.error(f"**The dataset could not be loaded.** {md(exc)}", icon=":material/error:")
+    st.info(FIX_DATA, icon=":material/lightbulb:")

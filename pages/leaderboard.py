@@ -1,0 +1,76 @@
+"""Leaderboard page: every run in a sortable, filterable table (or grouped over seeds), exported as
+CSV; selected runs overlaid on shared axes with their settings side by side, differences marked."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from cifar_core import charts, compare, queue, results
+from pages import common
+
+PERCENT = st.column_config.NumberColumn(format="percent")
+COLUMNS = {
+    "run": st.column_config.NumberColumn("run", format="%d"),
+    "open": st.column_config.LinkColumn("open", display_text="open", help="The run's page"),
+    "params": st.column_config.NumberColumn("params", format="localized"),
+    "best_val_accuracy": PERCENT, "final_val_accuracy": PERCENT, "final_accuracy": PERCENT, "test_accuracy": PERCENT,
+    "gap": st.column_config.NumberColumn("gap", format="percent", help="train minus validation accuracy, last epoch"),
+    "seconds_per_epoch": st.column_config.NumberColumn("s/epoch", format="%.1f"),
+    "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
+    "best_val_accuracy_mean": PERCENT, "best_val_accuracy_std": PERCENT,
+    "test_accuracy_mean": PERCENT, "test_accuracy_std": PERCENT,
+}
+METRIC_NAMES = {"accuracy": "accuracy", "loss": "loss", "learning_rate": "learning rate", "seconds": "seconds per epoch"}
+
+
+def _highlight(table):
+    """Styler that tints the rows whose settings differ between the runs."""
+    return table.style.apply(lambda row: ["background-color: #fff3cd" if row["differs"] else ""] * len(row), axis=1)
+
+
+def render() -> None:
+    common.use_the_router()
+    st.title("Leaderboard")
+    with common.connection() as conn:
+        board = results.leaderboard(conn)
+    if board.empty:
+        st.info("No runs yet.")
+        st.page_link("pages/builder.py", label="Build and submit an experiment", icon=":material/construction:")
+        return
+    a, b, c = st.columns([2, 2, 1], vertical_alignment="bottom")
+    name = a.text_input("Name contains", key="lb_name")
+    statuses = b.multiselect("Status", queue.STATES, key="lb_status", placeholder="any status")
+    grouped = c.toggle("Group seeds", key="lb_group", help="Mean and spread (std) of the succeeded runs of each experiment")
+    shown = compare.filter_board(board, name, statuses).assign(open=lambda d: "run?run=" + d["run"].astype(str))
+    table = results.group_summary(shown) if grouped else shown
+    st.dataframe(table, hide_index=True, column_config=COLUMNS, key="lb_table",
+                 column_order=None if grouped else ["run", "open", *[k for k in results.LEADERBOARD_COLUMNS if k != "run"]])
+    st.download_button("Export CSV", table.drop(columns="open", errors="ignore").to_csv(index=False),
+                       file_name="leaderboard.csv", mime="text/csv", icon=":material/download:", key="lb_csv")
+    st.caption(f"{len(shown)} of {len(board)} runs shown. Click a column header to sort.")
+
+    st.subheader("Compare runs")
+    labels = {int(r.run): f"#{r.run} {r.name}" for r in board.itertuples()}
+    picked = st.multiselect("Runs", list(labels), format_func=labels.get, key="lb_runs", placeholder="pick runs to compare")
+    if not picked:
+        st.caption("Pick two or more runs to overlay their curves and see how their settings differ.")
+        return
+    m, s, k, g = st.columns([2, 2, 2, 1], vertical_alignment="bottom")
+    metric = m.selectbox("Metric", list(METRIC_NAMES), format_func=METRIC_NAMES.get, key="lb_metric")
+    splits = s.segmented_control("Curves", compare.SPLITS, selection_mode="multi", default=list(compare.SPLITS), key="lb_splits")
+    alpha = k.slider("Smoothing (EMA)", 0.0, 0.95, 0.0, 0.05, key="lb_smooth")
+    log_y = g.toggle("Log scale", key="lb_log", help="Logarithmic y axis (loss only)", disabled=metric != "loss") and metric == "loss"
+    with common.connection() as conn:
+        history, specs = results.histories(conn, picked), results.run_specs(conn, picked)
+    curves = compare.curves(history, metric, alpha, splits or compare.SPLITS, labels)
+    st.plotly_chart(charts.overlay(curves, METRIC_NAMES[metric], log_y), key="lb_overlay")
+    settings = compare.settings_table({labels[i]: specs[i] for i in picked if i in specs})
+    only = st.toggle("Only the differences", key="lb_only_diff")
+    st.dataframe(_highlight(settings[settings["differs"]] if only else settings), key="lb_settings",
+                 column_config={"differs": st.column_config.CheckboxColumn("differs")})
+    links = st.container(horizontal=True)
+    for run_id in picked:
+        links.page_link("pages/run.py", label=f"Open {labels[run_id]}", query_params={"run": str(run_id)}, icon=":material/query_stats:")
+
+
+render()

@@ -1,0 +1,99 @@
+"""Run page: one run (chosen by ?run=ID or the select box) with its status and errors, curves,
+per-epoch table, spec and summary, and files. Refreshes while the run is queued or running."""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from cifar_core import charts, monitor, queue, results
+from cifar_core.errors import LabError, NotFound
+from cifar_core.spec import summarize
+from pages import common
+
+REFRESH = 2.0  # seconds between refreshes while the run is active
+
+
+def _percent(value) -> str:
+    return "–" if value is None or value != value else f"{value:.2%}"
+
+
+def _status(detail: results.RunDetail) -> None:
+    job, hist = detail.job, detail.history
+    st.markdown(f"### #{job.id} {common.md(job.name)} · {job.state}")
+    if job.error:
+        (st.error if job.state == queue.FAILED else st.info)(common.md(job.error))
+    best = hist.loc[hist["val_accuracy"].idxmax()] if hist["val_accuracy"].notna().any() else None
+    cols = st.columns(6)
+    cols[0].metric("Best val accuracy" + ("" if best is None else f" (epoch {int(best['epoch'])})"),
+                   _percent(None if best is None else best["val_accuracy"]))
+    cols[1].metric("Final val accuracy", _percent(hist["val_accuracy"].iloc[-1] if len(hist) else None))
+    cols[2].metric("Test accuracy", _percent(detail.test_accuracy))
+    cols[3].metric("Parameters", f"{detail.params:,}")
+    cols[4].metric("Epochs", f"{job.epoch}/{job.epochs}", help=detail.stop_reason)
+    cols[5].metric("Train time", monitor.format_seconds(detail.train_seconds))
+
+
+def _files(detail: results.RunDetail) -> None:
+    files = [{"file": p.name, "bytes": p.stat().st_size, "path": str(p)} for p in detail.files]
+    if files:
+        st.dataframe(files, hide_index=True, column_config={"bytes": st.column_config.NumberColumn(format="localized")})
+    else:
+        st.caption(f"No files yet in `{detail.artifacts_dir}`.")
+    a = b = st.container(horizontal=True)
+    a.download_button("Spec (JSON)", json.dumps(detail.job.spec, indent=2), file_name=f"run-{detail.job.id}-spec.json",
+                      mime="application/json", icon=":material/download:", key="run_spec_download")
+    b.download_button("History (CSV)", detail.history.to_csv(index=False), file_name=f"run-{detail.job.id}-history.csv",
+                      mime="text/csv", icon=":material/download:", key="run_history_download")
+
+
+def _body(run_id: int, polling: bool) -> None:
+    try:
+        with common.connection() as conn:
+            detail = results.run_detail(conn, run_id)
+    except NotFound as exc:
+        st.error(common.md(exc))
+        return
+    if polling and detail.job.finished:
+        st.rerun()  # it just ended: redraw once without the timer
+    _status(detail)
+    curves, epochs, spec, files = st.tabs(["Curves", "Epochs", "Spec", "Files"])
+    with curves:
+        if detail.history.empty:
+            st.caption("No finished epoch yet.")
+        else:
+            st.plotly_chart(charts.history(detail.history), key="run_curves")
+    epochs.dataframe(detail.history, hide_index=True)
+    with spec:
+        try:
+            spec.code(summarize(detail.job.spec).to_text(), language=None)
+        except LabError as exc:  # a spec from another data shape: the raw spec still shows
+            spec.caption(f"No summary: {common.md(exc)}")
+        spec.json(detail.job.spec)
+    with files:
+        _files(detail)
+
+
+def render() -> None:
+    common.use_the_router()
+    st.title("Run")
+    with common.connection() as conn:
+        jobs = {j.id: j for j in queue.list_jobs(conn, limit=10_000)}
+    if not jobs:
+        st.info("No runs yet.")
+        st.page_link("pages/builder.py", label="Build and submit an experiment", icon=":material/construction:")
+        return
+    wanted = st.query_params.get("run", "")
+    ids = list(jobs)
+    index = ids.index(int(wanted)) if wanted.isdigit() and int(wanted) in jobs else 0
+    run_id = st.selectbox("Run", ids, index=index, format_func=lambda i: f"#{i} {jobs[i].name} ({jobs[i].state})",
+                          key="run_pick")
+    if wanted and not (wanted.isdigit() and int(wanted) in jobs):
+        st.warning(common.md(f"There is no run {wanted!r}; showing the newest run instead."))
+    st.query_params["run"] = str(run_id)  # the URL names the run shown, so it can be shared or reloaded
+    polling = not jobs[run_id].finished
+    st.fragment(_body, run_every=REFRESH if polling else None)(run_id, polling)
+
+
+render()

@@ -1,0 +1,96 @@
+"""Training page: the queue (progress, elapsed time, ETA, cancel) and live curves of the running
+jobs, refreshed every REFRESH seconds while anything is queued or running; recent finished jobs
+with their final figures and a link to each run."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from cifar_core import charts, monitor, queue
+from cifar_core.errors import LabError
+from pages import common
+
+REFRESH = 1.5  # seconds between refreshes while jobs are queued or running
+RECENT = 10  # finished jobs listed
+BADGE = {queue.QUEUED: "gray", queue.RUNNING: "blue", queue.SUCCEEDED: "green", queue.FAILED: "red", queue.CANCELLED: "orange"}
+
+
+def _cancel(job_id: int) -> None:
+    """A button callback: it runs before the rerun draws the queue, so the change shows at once."""
+    try:
+        with common.connection() as conn:
+            state = queue.cancel(conn, job_id)
+    except LabError as exc:
+        st.session_state.training_notice = str(exc)
+        return
+    done = state == queue.CANCELLED
+    st.session_state.training_notice = f"Job #{job_id} " + ("cancelled." if done else "will stop within seconds.")
+
+
+def _percent(value) -> str:
+    return "–" if value is None or value != value else f"{value:.1%}"
+
+
+def _active(p: monitor.JobProgress, history) -> None:
+    with st.container(border=True):
+        a, b, c, d = st.columns([4, 1, 1, 1], vertical_alignment="center")
+        a.markdown(f"**#{p.id} {common.md(p.name)}** :{BADGE[p.state]}-badge[{p.state}]")
+        a.progress(p.fraction, text=p.label)
+        b.metric("Elapsed", monitor.format_seconds(p.elapsed))
+        c.metric("ETA", monitor.format_seconds(p.eta))
+        d.button("Cancel", key=f"cancel_{p.id}", icon=":material/cancel:", on_click=_cancel, args=(p.id,),
+                 disabled=p.cancel_requested)
+        if p.error:
+            st.caption(f"Note: {common.md(p.error)}")
+        if p.state == queue.RUNNING and not history.empty:
+            st.plotly_chart(charts.history(history, height=260), key=f"live_{p.id}")
+
+
+def _finished(p: monitor.JobProgress, figures: dict) -> None:
+    a, b, c, d = st.columns([3, 3, 1, 1.2], vertical_alignment="center")
+    a.markdown(f"**#{p.id} {common.md(p.name)}** :{BADGE[p.state]}-badge[{p.state}] · {p.epoch}/{p.epochs} epochs")
+    b.markdown(f"best val {_percent(figures.get('best_val_accuracy'))} · final val "
+               f"{_percent(figures.get('final_val_accuracy'))} · test {_percent(figures.get('test_accuracy'))}")
+    c.write(monitor.format_seconds(p.elapsed))
+    d.page_link("pages/run.py", label="Open run", icon=":material/query_stats:", query_params={"run": str(p.id)})
+    if p.error and p.state == queue.FAILED:
+        st.error(common.md(p.error), icon=":material/error:")
+
+
+def _queue(polling: bool) -> None:
+    with common.connection() as conn:
+        view = monitor.queue_view(conn, recent=RECENT)
+    if polling and not view.refresh:
+        st.rerun()  # nothing left to watch: a full run redraws the page without the timer
+    if st.session_state.get("training_notice"):
+        st.toast(common.md(st.session_state.pop("training_notice")), icon=":material/info:")
+    cols = st.columns(len(queue.STATES) + 1)
+    for col, state in zip(cols, queue.STATES):
+        col.metric(state.capitalize(), view.counts[state])
+    cols[-1].metric("Workers", view.workers_alive)
+    if view.counts[queue.QUEUED] and not view.workers_alive:
+        st.warning("No worker is running, so queued jobs wait. Reload the app (it starts one) or run `make worker`.")
+    st.subheader("Queued and running")
+    if not view.active:
+        st.caption("Nothing queued or running.")
+        st.page_link("pages/builder.py", label="Build and submit an experiment", icon=":material/construction:")
+    for p in view.active:
+        _active(p, view.history[view.history["run"] == p.id])
+    st.subheader("Recently finished")
+    if not view.recent:
+        st.caption("No finished jobs yet.")
+    figures = view.finished.set_index("run").to_dict("index") if not view.finished.empty else {}
+    for p in view.recent:
+        _finished(p, figures.get(p.id, {}))
+
+
+def render() -> None:
+    common.use_the_router()
+    st.title("Training")
+    with common.connection() as conn:
+        counts = queue.counts(conn)
+    polling = bool(counts[queue.QUEUED] or counts[queue.RUNNING])
+    st.fragment(_queue, run_every=REFRESH if polling else None)(polling)
+
+
+render()

@@ -1,0 +1,131 @@
+"""Time the heaviest pages under AppTest: the leaderboard over many runs, and the dataset gallery
+once the dataset is cached in the process.
+
+    .venv/bin/python scripts/bench_pages.py [--runs 500] [--epochs 20] [--data SOURCE] [--data-cache DIR]
+
+The store is filled through the real queue (submit, claim, record each epoch, finish) in a new
+temp home; --data-cache keeps the decoded dataset in DIR between benchmark runs. The gallery uses /work/shared/datasets/cifar10-jpeg.tar.gz if present, else generated data.
+AppTest gives every run a fresh st.cache_data, so the gallery's grid is composed on every timed
+run: the browser sees the same or better. Targets: leaderboard < 1 s, gallery < 1.5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL_DATA = Path("/work/shared/datasets/cifar10-jpeg.tar.gz")
+TARGETS = {"leaderboard": 1.0, "gallery": 1.5}
+
+
+def fill_store(runs: int, epochs: int) -> float:
+    """`runs` runs of `epochs` epochs each through the real queue; returns the seconds it took."""
+    from cifar_core import queue, store
+    from cifar_core.presets import PRESETS
+    from cifar_core.spec import parse_spec, summarize
+
+    started = time.perf_counter()
+    conn = store.connect()
+    names = list(PRESETS)
+    docs = []
+    for i in range(runs):
+        doc = parse_spec(PRESETS[names[i % len(names)]]).to_dict()
+        doc.update(name=f"{doc['name']} v{i // 50}", seed=i % 5, epochs=epochs, learning_rate=0.001 * (1 + i % 3))
+        docs.append((doc, summarize(doc).total_params))
+    ids = queue.submit_many(conn, docs, "bench")
+    for i, job_id in enumerate(ids):
+        assert queue.claim(conn, "bench").id == job_id
+        for e in range(1, epochs + 1):
+            acc = 0.3 + 0.4 * (1 - 0.85 ** e) + (i % 7) / 100
+            queue.record_epoch(conn, job_id, {"epoch": e, "loss": 2.0 * 0.9 ** e, "accuracy": acc, "val_loss": 2.1 * 0.92 ** e,
+                                              "val_accuracy": acc - 0.05, "seconds": 3.0 + i % 4, "learning_rate": 0.001})
+        state = queue.FAILED if i % 50 == 7 else queue.SUCCEEDED
+        queue.finish(conn, job_id, "bench", state, results={"test_accuracy": 0.6 + (i % 7) / 100, "test_loss": 1.1})
+    conn.close()
+    return time.perf_counter() - started
+
+
+def time_runs(at, repeats: int, action=None) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        (action(at) if action else at).run()
+        times.append(time.perf_counter() - started)
+        if at.exception:
+            raise SystemExit(f"the page raised: {at.exception[0].message}")
+    return times
+
+
+def app(page: str):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.switch_page(page)
+    return at
+
+
+def report(name: str, times: list[float], target: float | None = None) -> None:
+    median = statistics.median(times)
+    verdict = "" if target is None else (f"  (target < {target:g} s: {'ok' if median < target else 'MISSED'})")
+    print(f"{name:44} median {median:6.3f} s  min {min(times):6.3f} s  over {len(times)} runs{verdict}")
+
+
+def main() -> int:
+    home = Path(tempfile.mkdtemp(prefix="cifar-bench-"))
+    try:
+        return bench(home)
+    finally:
+        shutil.rmtree(home)  # a symlinked --data-cache is unlinked, not emptied
+
+
+def bench(home: Path) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=500)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--data", help="data source for the gallery (default: the real tarball if present)")
+    p.add_argument("--data-cache", help="folder keeping the decoded dataset between runs (default: none, decode afresh)")
+    args = p.parse_args()
+
+    if args.data_cache:
+        Path(args.data_cache).mkdir(parents=True, exist_ok=True)
+        (home / "cache").symlink_to(Path(args.data_cache).resolve(), target_is_directory=True)
+    data = args.data or (str(REAL_DATA) if REAL_DATA.exists() else None)
+    if data is None:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from datagen import write_image_folder
+
+        data = str(write_image_folder(home / "generated", n_train_per_class=500, n_test_per_class=100))
+    os.environ.update(CIFAR_LAB_HOME=str(home), CIFAR_LAB_DATA=data, CIFAR_LAB_NO_WORKER="1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.path.insert(0, str(ROOT))
+    print(f"home {home}\ndata {data}")
+
+    seconds = fill_store(args.runs, args.epochs)
+    print(f"filled the store with {args.runs} runs x {args.epochs} epochs through the queue in {seconds:.1f} s")
+
+    at = app("pages/leaderboard.py")
+    report("leaderboard, first run (imports)", time_runs(at, 1))
+    report("leaderboard", time_runs(at, args.repeats), TARGETS["leaderboard"])
+    at.multiselect(key="lb_runs").set_value([1, 2, 3, 4, 5]).run()
+    report("leaderboard comparing 5 runs", time_runs(at, args.repeats), TARGETS["leaderboard"])
+
+    at = app("pages/gallery.py")
+    started = time.perf_counter()
+    at.run()
+    print(f"gallery first run (loads and caches the dataset): {time.perf_counter() - started:.1f} s")
+    report("gallery (dataset cached)", time_runs(at, args.repeats), TARGETS["gallery"])
+    report("gallery reshuffle", time_runs(at, args.repeats, lambda a: a.button(key="gallery_reshuffle").click()),
+           TARGETS["gallery"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,392 @@
+"""Every page of the app, driven headless with AppTest on small generated data and a real store."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from procs import ROOT, cli
+from streamlit.testing.v1 import AppTest
+
+from cifar_core import experiments, queue, store
+from cifar_core.spec import parse_spec, summarize
+
+PAGES = ["pages/gallery.py", "pages/builder.py", "pages/training.py", "pages/leaderboard.py", "pages/run.py"]
+TINY = {
+    "name": "tiny",
+    "layers": [
+        {"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "relu"},
+        {"type": "MaxPool2D", "pool_size": 2},
+        {"type": "Flatten"},
+        {"type": "Dense", "units": 10, "activation": "softmax"},
+    ],
+    "epochs": 1,
+    "batch_size": 32,
+}
+
+
+@pytest.fixture()
+def app_env(lab_home, small_data, monkeypatch):
+    monkeypatch.setenv("CIFAR_LAB_DATA", str(small_data))
+    monkeypatch.setenv("CIFAR_LAB_NO_WORKER", "1")
+    return small_data
+
+
+@pytest.fixture()
+def conn(app_env):
+    c = store.connect()
+    yield c
+    c.close()
+
+
+def _open(page: str, **query) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.switch_page(page)
+    at.query_params.update(query)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _run(widget) -> AppTest:
+    at = widget.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _texts(elements) -> str:
+    """The elements' text as a reader sees it (markdown escapes removed)."""
+    return "\n".join(str(e.value) for e in elements).replace("\\", "")
+
+
+def _finished_run(conn, name="tiny", seed=0, epochs=3, lr=0.001, state=queue.SUCCEEDED) -> int:
+    """A run that went through the real queue: submitted, claimed, epochs recorded, finished."""
+    doc = parse_spec({**TINY, "name": name, "seed": seed, "epochs": epochs, "learning_rate": lr}).to_dict()
+    [job_id] = queue.submit(conn, doc, "test-data", params=summarize(doc).total_params)
+    assert queue.claim(conn, "test-worker").id == job_id
+    for e in range(1, epochs + 1):
+        queue.record_epoch(conn, job_id, {"epoch": e, "loss": 2.0 / e, "accuracy": 0.2 + 0.1 * e + seed / 100,
+                                          "val_loss": 2.1 / e, "val_accuracy": 0.15 + 0.1 * e, "seconds": 1.5,
+                                          "learning_rate": lr})
+    if state == queue.SUCCEEDED:
+        queue.finish(conn, job_id, "test-worker", state, results={"test_accuracy": 0.4 + seed / 100, "test_loss": 1.5})
+    else:
+        queue.finish(conn, job_id, "test-worker", state, error="DataError: the data vanished; put it back")
+    return job_id
+
+
+# ------------------------------------------------------------------ every page
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_on_an_empty_store(app_env, page):
+    at = _open(page)
+    assert at.title[0].value in {"Dataset", "Builder", "Training", "Leaderboard", "Run"}
+
+
+# ------------------------------------------------------------------ gallery
+
+
+def test_gallery_shows_counts_shapes_and_a_chart(app_env):
+    at = _open("pages/gallery.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics == {"Train images": "400", "Test images": "100"}
+    shapes = at.dataframe[0].value
+    assert shapes.loc["train", "shape"] == "(400, 32, 32, 3)" and shapes.loc["test", "images"] == 100
+    assert list(at.dataframe[1].value.index) == ["red", "green", "blue"]
+    assert at.get("plotly_chart")[0].key == "gallery_counts"
+    assert len(at.image) >= 2  # the grid and the enlarged image
+    assert len(at.selectbox(key="gallery_cell").options) == 100
+
+
+def test_gallery_same_seed_same_grid_and_reshuffle(app_env):
+    at = _open("pages/gallery.py")
+    first = list(at.selectbox(key="gallery_cell").options)
+    at = _run(at.number_input(key="gallery_seed").set_value(7))
+    seven = list(at.selectbox(key="gallery_cell").options)
+    at = _run(at.number_input(key="gallery_seed").set_value(8))
+    assert list(at.selectbox(key="gallery_cell").options) != seven
+    at = _run(at.number_input(key="gallery_seed").set_value(7))
+    assert list(at.selectbox(key="gallery_cell").options) == seven
+    at = _run(at.button(key="gallery_reshuffle").click())
+    assert at.number_input(key="gallery_seed").value != 7
+    assert first  # the default seed gives a grid too
+
+
+def test_gallery_class_filter_split_and_enlarged_label(app_env):
+    at = _open("pages/gallery.py")
+    at = _run(at.selectbox(key="gallery_class").set_value("cat"))
+    captions = at.selectbox(key="gallery_cell").options
+    assert len(captions) == 40 and all(": cat (train #" in c for c in captions)
+    at = _run(at.segmented_control(key="gallery_split").set_value("test"))
+    captions = at.selectbox(key="gallery_cell").options
+    assert len(captions) == 10 and all(": cat (test #" in c for c in captions)
+    at = _run(at.selectbox(key="gallery_cell").set_value(3))
+    assert any(c.startswith("cat · test image #") for img in at.image for c in img.captions)
+
+
+@pytest.mark.parametrize("bad", ["nowhere", "broken.tar.gz"])
+def test_gallery_with_unreadable_data_shows_the_error_and_the_fix(app_env, tmp_path, monkeypatch, bad):
+    path = tmp_path / bad
+    if bad.endswith(".gz"):
+        path.write_bytes(b"this is not an archive" * 10)
+    monkeypatch.setenv("CIFAR_LAB_DATA", str(path))
+    at = _open("pages/gallery.py")
+    text = _texts(at.error)
+    assert "The dataset could not be loaded" in text and bad in text
+    assert "CIFAR_LAB_DATA" in _texts(at.info)
+    # The builder still works against CIFAR-10's shape and says why.
+    at = _open("pages/builder.py")
+    assert "the dataset is not readable" in _texts(at.warning)
+
+
+# ------------------------------------------------------------------ builder
+
+
+def _layers(at: AppTest) -> list[dict]:
+    return at.session_state.builder["doc"]["layers"]
+
+
+def test_builder_starts_from_a_preset_with_its_summary(app_env):
+    at = _open("pages/builder.py")
+    assert "30,840 parameters" in _texts(at.subheader)  # exp1
+    at.selectbox(key="builder_start").set_value("preset:exp4")
+    at = _run(at.button(key="builder_load").click())
+    assert "122,570 parameters" in _texts(at.subheader)
+    assert "Total params: 122,570" in _texts(at.code)
+    assert "`l00_conv2d` → `(None, 30, 30, 32)` · **896** params" in _texts(at.markdown)
+    assert at.text_input(key=f"bs{at.session_state.builder['gen']}_name").value == "exp4"
+
+
+def test_builder_shows_each_error_beside_its_layer_and_blocks_submit(app_env):
+    at = _open("pages/builder.py")  # exp1: Flatten, Dense 10 relu, Dense 10 softmax
+    uid = at.session_state.builder["uids"][1]
+    at = _run(at.number_input(key=f"b{uid}_Dense_units").set_value(0))
+    assert "layer 1 (Dense): units=0 is out of range 1..4096; use a positive width" in _texts(at.error)
+    assert at.button(key="builder_submit").disabled and at.button(key="builder_save").disabled
+    at = _run(at.number_input(key=f"b{uid}_Dense_units").set_value(48))
+    assert not at.error and not at.button(key="builder_submit").disabled
+    assert _layers(at)[1] == {"type": "Dense", "units": 48, "activation": "relu"}
+
+
+def test_builder_adds_moves_retypes_and_removes_layers(app_env):
+    at = _open("pages/builder.py")
+    at.selectbox(key="builder_new_type").set_value("Dropout")
+    at = _run(at.button(key="builder_add").click())
+    assert [l["type"] for l in _layers(at)] == ["Flatten", "Dense", "Dense", "Dropout"]
+    assert "the last layer must be Dense(units=10, activation='softmax')" in _texts(at.error)
+    dropout = at.session_state.builder["uids"][3]
+    at = _run(at.button(key=f"bu{dropout}").click())
+    assert [l["type"] for l in _layers(at)] == ["Flatten", "Dense", "Dropout", "Dense"]
+    assert not at.error
+    at = _run(at.selectbox(key=f"bt{dropout}").set_value("BatchNormalization"))
+    assert _layers(at)[2] == {"type": "BatchNormalization"}
+    assert "**40** params" in _texts(at.markdown)  # 4 x 10 units
+    at = _run(at.button(key=f"bx{dropout}").click())
+    assert [l["type"] for l in _layers(at)] == ["Flatten", "Dense", "Dense"]
+
+
+def test_builder_settings_change_the_spec(app_env):
+    at = _open("pages/builder.py")
+    gen = at.session_state.builder["gen"]
+    at = _run(at.selectbox(key=f"bs{gen}_optimizer").set_value("sgd"))
+    at = _run(at.number_input(key=f"bs{gen}_momentum").set_value(0.9))
+    at = _run(at.radio(key=f"bs{gen}_validation").set_value("holdout"))
+    doc = at.session_state.builder["doc"]
+    assert (doc["optimizer"], doc["momentum"], doc["validation"]) == ("sgd", 0.9, "holdout")
+    at = _run(at.selectbox(key=f"bs{gen}_optimizer").set_value("adam"))
+    assert "momentum" not in at.session_state.builder["doc"] and not at.error  # adam reads no momentum
+    at = _run(at.text_input(key=f"bs{gen}_name").set_value("bad/name"))
+    assert "name 'bad/name' must be 1..64 letters" in _texts(at.error)
+
+
+def test_builder_upload_validates_and_loads(app_env):
+    at = _open("pages/builder.py")
+    upload = at.file_uploader(key="builder_upload")
+    at = _run(upload.set_value(("tiny.json", json.dumps(TINY).encode(), "application/json")))
+    assert [l["type"] for l in _layers(at)] == ["Conv2D", "MaxPool2D", "Flatten", "Dense"]
+    assert "Loaded tiny.json." in _texts(at.success)
+
+    bad_layer = dict(TINY, layers=[*TINY["layers"][:3], {"type": "Dense", "units": 10, "activation": "softmax", "kernel_regularizer": "l2"}])
+    at = _run(at.file_uploader(key="builder_upload").set_value(("bad.json", json.dumps(bad_layer).encode(), "application/json")))
+    assert "1 problem(s)" in _texts(at.warning)
+    assert "layer 3 (Dense) takes no 'kernel_regularizer'" in _texts(at.error)
+
+    at = _run(at.file_uploader(key="builder_upload").set_value(("broken.json", b'{"name": "x",', "application/json")))
+    assert "broken.json was not loaded: spec is not valid JSON" in _texts(at.error)
+    at = _run(at.file_uploader(key="builder_upload").set_value(("huge.json", b" " * 300_000 + b"{}", "application/json")))
+    assert "over the 256 KB limit" in _texts(at.error)
+    assert [l["type"] for l in _layers(at)][-1] == "Dense"  # a rejected upload leaves the spec alone
+
+
+def test_builder_saves_downloads_and_reloads_an_experiment(app_env, conn):
+    at = _open("pages/builder.py")
+    gen = at.session_state.builder["gen"]
+    at = _run(at.text_input(key=f"bs{gen}_name").set_value("my net"))
+    assert at.download_button(key="builder_download").label == "Download"
+    at = _run(at.button(key="builder_save").click())
+    assert "Saved 'my net'" in _texts(at.success)
+    assert experiments.get_experiment(conn, "my net")["layers"][1]["units"] == 10
+    assert "saved · my net" in at.selectbox(key="builder_start").options
+    at = _run(at.selectbox(key="builder_start").set_value("empty:"))
+    at = _run(at.button(key="builder_load").click())
+    assert [l["type"] for l in _layers(at)] == ["Flatten", "Dense"]
+    at.selectbox(key="builder_start").set_value("saved:my net")
+    at = _run(at.button(key="builder_load").click())
+    assert at.session_state.builder["doc"]["name"] == "my net" and len(_layers(at)) == 3
+
+
+def test_builder_json_editor_applies_a_spec(app_env):
+    at = _open("pages/builder.py")
+    area = next(t for t in at.text_area if t.key.startswith("builder_json_"))
+    at = _run(area.set_value(json.dumps(TINY)))
+    at = _run(at.button(key="builder_apply").click())
+    assert at.session_state.builder["doc"]["name"] == "tiny" and len(_layers(at)) == 4
+    area = next(t for t in at.text_area if t.key.startswith("builder_json_"))
+    at = _run(area.set_value('{"name": "x", "layers": 5}'))
+    at = _run(at.button(key="builder_apply").click())
+    assert 'The JSON was not applied: "layers" must be a list of objects' in _texts(at.error)
+    assert at.session_state.builder["doc"]["name"] == "tiny"
+
+
+# ------------------------------------------------------------------ submit, queue, cancel
+
+
+def test_submitted_job_appears_in_the_queue_and_cancel_marks_it_cancelled(app_env, conn):
+    at = _open("pages/builder.py")
+    at.number_input(key="builder_repeats").set_value(2)
+    at = _run(at.button(key="builder_submit").click())
+    assert "Queued jobs #1, #2." in _texts(at.success)
+    assert [link.value for link in at.get("page_link")] == ["Watch them on the Training page"]
+    assert [j.spec["seed"] for j in sorted(queue.list_jobs(conn), key=lambda j: j.id)] == [0, 1]
+
+    at = _open("pages/training.py")
+    shown = _texts(at.markdown)
+    assert "**#1 exp1** :gray-badge[queued]" in shown and "**#2 exp1**" in shown
+    assert {m.label: m.value for m in at.metric}["Queued"] == "2"
+    assert "No worker is running" in _texts(at.warning)
+    at = _run(at.button(key="cancel_1").click())
+    assert queue.get_job(conn, 1).state == queue.CANCELLED
+    assert {m.label: m.value for m in at.metric}["Cancelled"] == "1"
+    assert ":orange-badge[cancelled]" in _texts(at.markdown)
+    assert "Open run" in [link.value for link in at.get("page_link")]
+
+
+def test_training_page_shows_progress_eta_and_live_curves(app_env, conn):
+    [job_id] = queue.submit(conn, dict(TINY, epochs=4), "test-data")
+    queue.claim(conn, "w")
+    queue.record_epoch(conn, job_id, {"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.2, "val_accuracy": 0.4, "seconds": 3.0})
+    queue.heartbeat(conn, job_id, "w", 30.0, batch=5, batches=10)
+    at = _open("pages/training.py")
+    [bar] = at.get("progress")
+    assert "epoch 2/4 · batch 5/10" in bar.proto.text
+    assert bar.proto.value == int(100 * 1.5 / 4)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Running"] == "1" and metrics["ETA"] != "–" and metrics["Elapsed"] != "–"
+    assert [c.key for c in at.get("plotly_chart")] == [f"live_{job_id}"]
+    at = _run(at.button(key=f"cancel_{job_id}").click())
+    assert queue.get_job(conn, job_id).cancel_requested
+    assert at.button(key=f"cancel_{job_id}").disabled
+    assert "cancelling" in at.get("progress")[0].proto.text
+
+
+def test_a_real_worker_runs_a_submitted_job_to_its_run_page(app_env, conn, tmp_path):
+    at = _open("pages/builder.py")
+    at = _run(at.file_uploader(key="builder_upload").set_value(("tiny.json", json.dumps(TINY).encode(), "application/json")))
+    at = _run(at.button(key="builder_submit").click())
+    assert "Queued job #1." in _texts(at.success)
+    cli("worker", "--exit-when-idle", timeout=300)
+    assert queue.get_job(conn, 1).state == queue.SUCCEEDED, queue.get_job(conn, 1).error
+
+    at = _open("pages/training.py")
+    assert "**#1 tiny** :green-badge[succeeded] · 1/1 epochs" in _texts(at.markdown)
+    at = _open("pages/run.py", run="1")
+    assert "### #1 tiny · succeeded" in _texts(at.markdown)
+    files = at.dataframe[-1].value
+    assert {"model.keras", "history.json", "spec.json"} <= set(files["file"])
+    assert {b.label for b in at.download_button} == {"Spec (JSON)", "History (CSV)"}
+
+
+# ------------------------------------------------------------------ leaderboard and run
+
+
+def test_leaderboard_filters_groups_and_compares_runs(app_env, conn):
+    a = _finished_run(conn, "tiny", seed=0)
+    b = _finished_run(conn, "tiny", seed=1)
+    c = _finished_run(conn, "tiny fast", seed=0, lr=0.01)
+    d = _finished_run(conn, "tiny", seed=2, epochs=1, state=queue.FAILED)
+    at = _open("pages/leaderboard.py")
+    table = at.dataframe[0].value
+    assert table["run"].tolist() == [d, c, b, a]
+    row = table.set_index("run").loc[a]
+    assert (row["status"], row["epochs"], row["best_epoch"]) == ("succeeded", 3, 3)
+    assert row["best_val_accuracy"] == pytest.approx(0.45) and row["test_accuracy"] == pytest.approx(0.4)
+    assert at.download_button(key="lb_csv").label == "Export CSV"
+
+    at = _run(at.text_input(key="lb_name").set_value("FAST"))
+    assert at.dataframe[0].value["run"].tolist() == [c]
+    at = _run(at.text_input(key="lb_name").set_value(""))
+    at = _run(at.multiselect(key="lb_status").set_value(["failed"]))
+    assert at.dataframe[0].value["run"].tolist() == [d]
+    at = _run(at.multiselect(key="lb_status").set_value([]))
+    at = _run(at.toggle(key="lb_group").set_value(True))
+    groups = at.dataframe[0].value.set_index("name")
+    assert groups.loc["tiny", "runs"] == 2 and groups.loc["tiny fast", "runs"] == 1
+
+    at = _run(at.multiselect(key="lb_runs").set_value([a, c]))
+    settings = at.dataframe[1].value
+    assert f"#{a} tiny" in settings.columns and f"#{c} tiny fast" in settings.columns
+    assert set(settings.index[settings["differs"]]) == {"name", "learning_rate"}
+    assert at.get("plotly_chart")[0].key == "lb_overlay"
+    assert {link.value for link in at.get("page_link")} == {f"Open #{a} tiny", f"Open #{c} tiny fast"}
+    at = _run(at.toggle(key="lb_only_diff").set_value(True))
+    assert at.dataframe[1].value["differs"].all()
+    at = _run(at.selectbox(key="lb_metric").set_value("loss"))
+    at = _run(at.toggle(key="lb_log").set_value(True))
+    at = _run(at.slider(key="lb_smooth").set_value(0.6))
+
+
+def test_run_page_follows_the_query_param_and_shows_errors(app_env, conn):
+    ok = _finished_run(conn, "tiny", seed=0)
+    failed = _finished_run(conn, "tiny", seed=1, epochs=1, state=queue.FAILED)
+    at = _open("pages/run.py", run=str(ok))
+    assert at.selectbox(key="run_pick").value == ok
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Test accuracy"] == "40.00%" and metrics["Best val accuracy (epoch 3)"] == "45.00%" and metrics["Epochs"] == "3/3"
+    assert at.dataframe[0].value["epoch"].tolist() == [1, 2, 3]
+    assert "Total params" in _texts(at.code)
+    at = _run(at.selectbox(key="run_pick").set_value(failed))
+    assert at.query_params["run"] == str(failed)
+    assert "DataError: the data vanished" in _texts(at.error)
+    at = _open("pages/run.py", run="999")
+    assert "There is no run '999'" in _texts(at.warning)
+
+
+# ------------------------------------------------------------------ the app starts its worker
+
+
+def test_the_app_starts_one_detached_worker(app_env, conn, monkeypatch):
+    import os
+    import signal
+
+    from procs import wait_for
+
+    from cifar_core.worker import list_workers
+
+    monkeypatch.delenv("CIFAR_LAB_NO_WORKER")
+    at = _open("pages/training.py")
+    at.run()  # a second script run finds the worker alive and starts no other
+    workers = [w for w in list_workers(conn) if w.alive]
+    assert len(workers) == 1, list_workers(conn)
+    pid = workers[0].pid
+    assert os.getsid(pid) == pid  # its own session: stopping the app does not stop it
+    os.kill(pid, signal.SIGTERM)
+
+    def gone() -> bool:
+        try:
+            return os.waitpid(pid, os.WNOHANG)[0] == pid
+        except ChildProcessError:  # already reaped
+            return True
+
+    wait_for(gone, timeout=60, what=f"worker {pid} to stop")
+    assert not [w for w in list_workers(conn) if w.alive]
