@@ -16,6 +16,7 @@ PAGES = {
     "Experiments": [
         st.Page("pages/builder.py", title="Builder", icon=":material/construction:"),
         st.Page("pages/training.py", title="Training", icon=":material/model_training:"),
+        st.Page("pages/sweeps.py", title="Sweeps", icon=":material/tune:"),
     ],
     "Results": [
         st.Page("pages/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:"),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
+import numpy as np
 import pytest
 from procs import ROOT, cli
 from streamlit.testing.v1 import AppTest
@@ -189,6 +191,7 @@ def test_builder_adds_moves_retypes_and_removes_layers(app_env):
 def test_builder_settings_change_the_spec(app_env):
     at = _open("pages/builder.py")
     gen = at.session_state.builder["gen"]
+    assert at.number_input(key=f"bs{gen}_momentum").disabled  # exp1 uses adam
     at = _run(at.selectbox(key=f"bs{gen}_optimizer").set_value("sgd"))
     at = _run(at.number_input(key=f"bs{gen}_momentum").set_value(0.9))
     at = _run(at.radio(key=f"bs{gen}_validation").set_value("holdout"))
@@ -196,8 +199,87 @@ def test_builder_settings_change_the_spec(app_env):
     assert (doc["optimizer"], doc["momentum"], doc["validation"]) == ("sgd", 0.9, "holdout")
     at = _run(at.selectbox(key=f"bs{gen}_optimizer").set_value("adam"))
     assert "momentum" not in at.session_state.builder["doc"] and not at.error  # adam reads no momentum
+    momentum = at.number_input(key=f"bs{gen}_momentum")
+    assert momentum.value == 0.0 and momentum.disabled  # the widget shows the spec, not its old state
     at = _run(at.text_input(key=f"bs{gen}_name").set_value("bad/name"))
     assert "name 'bad/name' must be 1..64 letters" in _texts(at.error)
+
+
+def _setting(at: AppTest, name: str) -> str:
+    """The key of a settings widget: "schedule_every" is the spec's schedule.every."""
+    return f"bs{at.session_state.builder['gen']}_{name}"
+
+
+def _between(at: AppTest, text: str, title: str) -> bool:
+    """Whether an error holding `text` is drawn in the settings block titled `title` (before the next block)."""
+    def walk(node):
+        children = getattr(node, "children", None)
+        yield from (x for k in sorted(children) for x in walk(children[k])) if children is not None else [node]
+
+    seq = [(n.type, str(getattr(n, "value", ""))) for n in walk(at.main)]
+    start = seq.index(("markdown", f"**{title}**"))
+    end = next((i for i in range(start + 1, len(seq)) if seq[i][0] == "markdown" and seq[i][1].startswith("**")), len(seq))
+    return any(kind == "error" and text in value.replace("\\", "") for kind, value in seq[start:end])
+
+
+def test_builder_training_options_reach_the_submitted_spec(app_env, conn):
+    at = _open("pages/builder.py")  # exp1: adam at 0.01 for 20 epochs
+    at = _run(at.selectbox(key=_setting(at, "optimizer")).set_value("sgd"))
+    assert not at.number_input(key=_setting(at, "weight_decay")).disabled
+    for kind, name, value in [
+        ("number_input", "momentum", 0.9), ("checkbox", "nesterov", True), ("number_input", "weight_decay", 0.0005),
+        ("selectbox", "schedule_type", "step"), ("number_input", "schedule_every", 5), ("number_input", "schedule_factor", 0.5),
+        ("number_input", "label_smoothing", 0.1), ("checkbox", "augment_flip", True), ("number_input", "augment_translate", 4),
+        ("number_input", "augment_cutout", 8), ("checkbox", "tta_flip", True), ("checkbox", "early_stopping", True),
+        ("number_input", "early_stopping_patience", 3), ("selectbox", "early_stopping_monitor", "val_loss"),
+    ]:
+        at = _run(getattr(at, kind)(key=_setting(at, name)).set_value(value))
+    assert not at.error
+    [chart] = at.get("plotly_chart")  # the schedule preview follows the widgets: halved every 5 of 20 epochs
+    y = json.loads(chart.proto.spec)["data"][0]["y"]  # numpy arrays travel as {"dtype", "bdata"}
+    rates = np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"]) if isinstance(y, dict) else y
+    assert rates[0] == pytest.approx(0.01) and rates[-1] == pytest.approx(0.01 * 0.5**4)
+    at = _run(at.button(key="builder_submit").click())
+    spec = queue.get_job(conn, 1).spec
+    assert spec["schedule"] == {"type": "step", "every": 5, "factor": 0.5}
+    assert spec["augment"] == {"flip": True, "translate": 4, "cutout": 8}
+    assert spec["early_stopping"] == {"patience": 3, "monitor": "val_loss", "min_delta": 0.0}
+    assert [spec[k] for k in ("optimizer", "momentum", "nesterov", "weight_decay", "label_smoothing", "tta_flip")] == [
+        "sgd", 0.9, True, 0.0005, 0.1, True]
+
+
+def test_builder_invalid_training_options_show_their_errors_beside_them(app_env):
+    at = _open("pages/builder.py")
+    at = _run(at.selectbox(key=_setting(at, "schedule_type")).set_value("one_cycle"))
+    assert at.get("plotly_chart")
+    at = _run(at.number_input(key=_setting(at, "schedule_warmup")).set_value(0.95))
+    assert _between(at, "schedule warmup=0.95 is out of range: use 0.0..0.9", "Learning-rate schedule")
+    assert not at.get("plotly_chart")  # no preview of an invalid schedule
+    assert at.button(key="builder_submit").disabled and at.button(key="builder_sweep").disabled
+    at = _run(at.number_input(key=_setting(at, "augment_cutout")).set_value(20))
+    assert _between(at, "augment cutout=20 must be a whole number of pixels in 0..16", "Regularisation and augmentation")
+    at = _run(at.checkbox(key=_setting(at, "early_stopping")).check())
+    at = _run(at.number_input(key=_setting(at, "early_stopping_patience")).set_value(0))
+    assert _between(at, "early_stopping: patience=0 is out of range 1..1000", "Early stopping")
+    assert not _between(at, "patience=0", "Learning-rate schedule")
+    at = _run(at.number_input(key=_setting(at, "early_stopping_patience")).set_value(4))
+    at = _run(at.number_input(key=_setting(at, "augment_cutout")).set_value(0))
+    at = _run(at.number_input(key=_setting(at, "schedule_warmup")).set_value(0.1))
+    assert not at.error and not at.button(key="builder_submit").disabled
+    assert at.session_state.builder["doc"]["augment"] == {}
+
+
+def test_builder_sweep_button_hands_the_working_doc_to_the_sweeps_page(app_env):
+    at = _open("pages/builder.py")
+    at = _run(at.text_input(key=_setting(at, "name")).set_value("to sweep"))
+    at = _run(at.number_input(key=_setting(at, "label_smoothing")).set_value(0.2))
+    doc = at.session_state.builder["doc"]
+    at = _run(at.button(key="builder_sweep").click())
+    assert at.title[0].value == "Sweeps"
+    assert at.session_state["sweeps_base_doc"] == doc and at.session_state["sweeps_base_doc"]["label_smoothing"] == 0.2
+    assert at.session_state["sweeps_base"] == "builder:"  # offered first, and chosen
+    assert at.selectbox(key="sweeps_base").options[0] == "Builder · to sweep"
+    assert "to_sweeps" not in at.session_state.builder  # coming back to the Builder stays there
 
 
 def test_builder_upload_validates_and_loads(app_env):
