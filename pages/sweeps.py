@@ -121,7 +121,8 @@ def _submit(base: dict, space: dict) -> None:
 def _new_sweep() -> None:
     options = _base_options()
     _preselect(options)
-    st.selectbox("Base experiment", options, format_func=_base_label, key="sweeps_base")
+    labels = {option: _base_label(option) for option in options}
+    st.selectbox("Base experiment", options, format_func=labels.get, key="sweeps_base")
     option = st.session_state.sweeps_base
     try:
         doc = _base_doc(option)
@@ -215,6 +216,7 @@ def _sweeps_list() -> None:
 
 
 def render() -> None:
+    common.use_the_router()
     st.title("Sweeps")
     st.subheader("New sweep")
     _new_sweep()

@@ -13,7 +13,8 @@ from streamlit.testing.v1 import AppTest
 from cifar_core import experiments, queue, store
 from cifar_core.spec import parse_spec, summarize
 
-PAGES = ["pages/gallery.py", "pages/builder.py", "pages/training.py", "pages/leaderboard.py", "pages/run.py"]
+PAGES = ["pages/gallery.py", "pages/builder.py", "pages/training.py", "pages/leaderboard.py", "pages/run.py",
+         "pages/sweeps.py"]
 TINY = {
     "name": "tiny",
     "layers": [
@@ -83,7 +84,7 @@ def _finished_run(conn, name="tiny", seed=0, epochs=3, lr=0.001, state=queue.SUC
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_on_an_empty_store(app_env, page):
     at = _open(page)
-    assert at.title[0].value in {"Dataset", "Builder", "Training", "Leaderboard", "Run"}
+    assert at.title[0].value in {"Dataset", "Builder", "Training", "Leaderboard", "Run", "Sweeps"}
 
 
 # ------------------------------------------------------------------ gallery
