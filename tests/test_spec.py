@@ -10,7 +10,7 @@ import json
 import pytest
 
 from cifar_core.errors import SpecError, SpecErrors
-from cifar_core.presets import PRESET_TITLES, PRESETS, get_preset, preset_names
+from cifar_core.presets import NOTEBOOK_PRESETS, PRESET_TITLES, PRESETS, get_preset, preset_names
 from cifar_core.spec import (
     ExperimentSpec,
     check_spec,
@@ -412,10 +412,10 @@ def test_layer_names():
 
 
 def test_presets_are_the_notebook_settings():
-    assert preset_names() == ["exp1", "exp2", "exp3", "exp4", "exp5"] == list(PRESET_TITLES)
-    settings = {n: (p["learning_rate"], p["epochs"]) for n, p in PRESETS.items()}
+    assert preset_names() == [*NOTEBOOK_PRESETS, "fast", "best"] == list(PRESET_TITLES)
+    settings = {n: (PRESETS[n]["learning_rate"], PRESETS[n]["epochs"]) for n in NOTEBOOK_PRESETS}
     assert settings == {"exp1": (0.01, 20), "exp2": (0.001, 40), "exp3": (0.0001, 10), "exp4": (0.001, 20), "exp5": (0.001, 10)}
-    for name in preset_names():
+    for name in NOTEBOOK_PRESETS:
         spec = parse_spec(get_preset(name))
         assert (spec.optimizer, spec.batch_size, spec.seed, spec.validation) == ("adam", 32, 0, "test")
         assert spec.description.startswith(PRESET_TITLES[name])
@@ -488,3 +488,10 @@ def test_preset_copies_do_not_share_layer_dicts():
     doc["layers"][2]["rate"] = 0.4
     assert [layer["rate"] for layer in doc["layers"] if layer["type"] == "Dropout"] == [0.4, 0.2, 0.2, 0.2]
     assert get_preset("exp5")["layers"][2]["rate"] == 0.2
+
+
+def test_recommended_presets_validate_on_a_holdout_with_the_fast_recipe():
+    for name in ("fast", "best"):
+        spec = parse_spec(get_preset(name))
+        assert spec.validation == "holdout" and spec.tta_flip and spec.schedule["type"] == "one_cycle"
+    assert summarize(get_preset("fast")).total_params == 414_074
