@@ -1,0 +1,218 @@
+"""End to end in a real browser: `make run` as the README says, then Debian's Chromium driven by
+Playwright through gallery -> builder (submit) -> training (live curve grows) -> leaderboard."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from browser_helpers import (CHROMIUM, CHROMIUM_ARGS, free_port, grid_rows, plotly_points, poll, start_app, stop_app,
+                             stop_workers, stray_pids, tail, terminate, wait_healthy, worker_pids)
+from procs import ROOT
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}; install it with "
+                       "`bash scripts/install-chromium.sh` (Debian's package, never `playwright install`)"),
+]
+
+TRAIN, TEST = 250, 10  # per class: enough images that an epoch of exp3 takes 2-3 s here, time to watch it
+EPOCHS = 6
+PRESET = "exp3"  # Conv16 5x5, a small conv net
+MS = 1000  # Playwright takes milliseconds
+
+
+@pytest.fixture()
+def browser_data(tmp_path_factory) -> Path:
+    from datagen import write_image_folder
+
+    return write_image_folder(tmp_path_factory.mktemp("browser") / "imgs", n_train_per_class=TRAIN, n_test_per_class=TEST)
+
+
+@pytest.fixture()
+def app_url(lab_home, browser_data, tmp_path, monkeypatch):
+    """The app started with `make run` on a free port; afterwards the app, the worker it started
+    and anything else carrying this test's CIFAR_LAB_HOME are gone."""
+    monkeypatch.setenv("CIFAR_LAB_DATA", str(browser_data))
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    monkeypatch.delenv("CIFAR_LAB_NO_WORKER", raising=False)
+    port, log = free_port(), tmp_path / "app.log"
+    proc = start_app(ROOT, port, dict(os.environ), log)
+    try:
+        wait_healthy(port, proc, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_app(proc)  # first, so no new session can start another worker
+        stop_workers(lab_home)
+        left = stray_pids(lab_home)
+        terminate(left)
+        print(f"app log:\n{tail(log, 15)}\nworker log:\n{tail(lab_home / 'logs' / 'worker.log', 15)}")
+        assert not left, f"processes still running after the app and its workers were stopped: {left}"
+
+
+@pytest.fixture()
+def browser_page(app_url, tmp_path):
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+
+    page = None
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1500, "height": 1100})
+            context.set_default_timeout(60 * MS)
+            page = context.new_page()
+            yield page
+        finally:
+            if page is not None:  # what the browser showed when the test ended (failed or not)
+                try:
+                    page.screenshot(path=tmp_path / "99-last.png", full_page=True)
+                except PlaywrightError as exc:
+                    print(f"no final screenshot: {exc}")
+            browser.close()
+
+
+class Steps:
+    """Screenshots named by step, in the test's tmp dir, and the time each step took."""
+
+    def __init__(self, page, folder: Path):
+        self.page, self.folder, self.times = page, folder, {}
+        self._t = time.monotonic()
+
+    def shot(self, name: str) -> None:
+        self.page.screenshot(path=self.folder / f"{len(self.times) + 1:02d}-{name}.png", full_page=True)
+        now = time.monotonic()
+        self.times[name] = round(now - self._t, 1)
+        self._t = now
+
+
+def _idle(page) -> None:
+    """Wait until no script run shows as in flight: no status widget, no element marked stale.
+    A run that has not started yet looks idle too, so steps also wait for what the run draws."""
+    page.wait_for_function(
+        """() => !document.querySelector('[data-testid="stStatusWidget"]')
+                 && !document.querySelector('[data-stale="true"]')""", timeout=60 * MS)
+
+
+def _nav(page, title: str) -> None:
+    page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
+    page.locator("h1").filter(has_text=title).wait_for()
+    _idle(page)
+
+
+def _key(page, key: str):
+    """The element drawn for this Streamlit key (class st-key-KEY); while a rerun draws its
+    replacement, Streamlit keeps the old one for a moment, marked data-stale="true"."""
+    return page.locator(f'.st-key-{key}:not([data-stale="true"])')
+
+
+def _fresh(page, testid: str):
+    """Elements of a kind (data-testid) drawn by the current run, not the stale copies of the last."""
+    return page.locator(f'[data-testid="stElementContainer"]:not([data-stale="true"]) [data-testid="{testid}"]')
+
+
+def _choose(page, key: str, option) -> None:
+    """Pick an option of a selectbox or multiselect (a combobox with a listbox of options)."""
+    _key(page, key).get_by_role("combobox").click()
+    page.get_by_role("option", name=option).click()
+    _idle(page)
+
+
+def _type(widget, value: str) -> None:
+    """Type into a text or number input and commit it (Streamlit sends the value on Enter)."""
+    box = widget.locator("input")
+    box.fill(value)
+    box.press("Enter")
+
+
+def _setting(page, name: str):
+    """A builder training setting by its key bs<generation>_<name> (labels change, keys stay)."""
+    key = page.evaluate(
+        r"""name => [...document.querySelectorAll('[class*="st-key-bs"]:not([data-stale="true"])')]
+            .flatMap(e => [...e.classList]).find(c => new RegExp('^st-key-bs\\d+_' + name + '$').test(c))""", name)
+    assert key, f"no builder setting with the key bs<n>_{name}"
+    return _key(page, key.removeprefix("st-key-"))
+
+
+@pytest.mark.timeout(360)
+def test_gallery_build_submit_watch_and_rank_in_a_real_browser(browser_page, app_url, tmp_path):
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=60 * MS)  # the CPU is shared: first loads and reruns can be slow
+    page = browser_page
+    name = f"browser-{uuid.uuid4().hex[:6]}"
+    steps = Steps(page, tmp_path)
+
+    # Gallery (the root URL): the grid image and the counts.
+    page.goto(app_url)
+    page.locator("h1").filter(has_text="Dataset").wait_for()
+    metrics = _fresh(page, "stMetric")
+    expect(metrics.filter(has_text="Train images")).to_contain_text(f"{TRAIN * 10:,}")
+    expect(metrics.filter(has_text="Test images")).to_contain_text(f"{TEST * 10:,}")
+    grid = page.get_by_test_id("stImage").locator("img").first
+    grid.wait_for()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 300", arg=grid.element_handle())
+    bars = poll(lambda: sum(plotly_points(_key(page, "gallery_counts"))), 60, what="the class-count chart")
+    assert bars >= 10  # a bar per class (and split)
+    assert worker_pids(), "the app did not start a worker"
+    steps.shot("gallery")
+
+    # Builder: load a small preset, rename it, 6 epochs, submit.
+    _nav(page, "Builder")
+    _choose(page, "builder_start", re.compile(rf"^{PRESET} ·"))
+    _key(page, "builder_load").get_by_role("button").click()
+    expect(_fresh(page, "stAlert").filter(has_text=f"Loaded the preset {PRESET}")).to_be_visible()
+    _idle(page)
+    summary = _fresh(page, "stCode").filter(has_text="Total params")
+    expect(summary).to_contain_text(f'Model: "{PRESET}"')
+    _type(_setting(page, "name"), name)
+    expect(summary).to_contain_text(f'Model: "{name}"')  # the summary is titled by the spec's name
+    _type(_setting(page, "epochs"), str(EPOCHS))
+    _idle(page)
+    json_box = page.get_by_test_id("stExpander").filter(has_text="Edit as JSON").first
+    json_box.locator("summary").click()
+    expect(json_box.locator("textarea")).to_contain_text(re.compile(rf'"epochs": {EPOCHS}\b'))
+    expect(json_box.locator("textarea")).to_contain_text(f'"name": "{name}"')
+    _idle(page)
+    steps.shot("builder")
+    _key(page, "builder_submit").get_by_role("button").click()
+    queued = _fresh(page, "stAlert").filter(has_text=re.compile(r"Queued job #\d+"))
+    expect(queued).to_be_visible()
+    job = int(re.search(r"#(\d+)", queued.inner_text()).group(1))
+    steps.shot("submitted")
+
+    # Training: the live curve gains points while the page stays loaded.
+    _fresh(page, "stPageLink-NavLink").filter(has_text="Training page").click()
+    page.locator("h1").filter(has_text="Training").wait_for()
+    page.evaluate("() => { window.__e2eSamePage = true; }")  # gone if the page reloads
+    live = _key(page, f"live_{job}")
+    first = poll(lambda: max(plotly_points(live), default=0), 120, what="the live curve (after the first epoch)")
+    assert first < EPOCHS, f"the job finished ({first} epochs drawn) before it could be watched"
+    steps.shot(f"training-{first}-epochs")
+    grown = poll(lambda: (n := max(plotly_points(live), default=0)) > first and n, 120,
+                 what=f"the live curve to grow past {first} points")
+    steps.shot(f"training-{grown}-epochs")
+    assert page.evaluate("() => window.__e2eSamePage === true"), "the page was reloaded"
+    assert first < grown <= EPOCHS
+
+    done = _fresh(page, "stMarkdownContainer").filter(has_text=f"#{job} {name}").filter(has_text="succeeded")
+    expect(done.first).to_contain_text(f"{EPOCHS}/{EPOCHS} epochs", timeout=180 * MS)
+    steps.shot("training-finished")
+
+    # Leaderboard: the finished run is there, by name, with its full curve.
+    _nav(page, "Leaderboard")
+    _type(_key(page, "lb_name"), name)
+    expect(_fresh(page, "stCaptionContainer").filter(has_text=re.compile(r"^1 of \d+ runs shown"))).to_be_visible()
+    board = _fresh(page, "stDataFrame").first  # the board (the settings table shows only once runs are picked)
+    rows = poll(lambda: grid_rows(board), 60, what="the leaderboard's rows")
+    assert [(r["run"], r["name"], r["status"], r["epochs"]) for r in rows] == [(str(job), name, "succeeded", str(EPOCHS))]
+    _choose(page, "lb_runs", f"#{job} {name}")
+    points = poll(lambda: plotly_points(_key(page, "lb_overlay")), 60, what="the comparison chart")
+    assert points and all(n == EPOCHS for n in points), points
+    page.keyboard.press("Escape")
+    steps.shot("leaderboard")
+    print(f"seconds per step: {steps.times}")
