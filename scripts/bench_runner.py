@@ -1,10 +1,11 @@
 """Benchmark: what the queue and worker cost over plain Keras.
 
-Trains the notebook's Exp4 for 2 epochs on the real data twice in one run: once with plain
-`model.fit` on the arrays, once through the queue (a real worker process), and prints the
-per-epoch times and their ratio (target: the runner costs at most 5% more).
+Trains each preset (default: the notebook's Exp4) for 2 epochs on the real data twice in one run:
+once through the queue (a real worker process), once with plain `model.fit` on the same arrays
+(the same training/validation split, no augmentation pipeline), and prints seconds per epoch,
+training images per second and their ratio (target: the runner costs at most 5% more).
 
-    .venv/bin/python scripts/bench_runner.py [--data ../shared/datasets/cifar10-jpeg.tar.gz] [--epochs 2]
+    .venv/bin/python scripts/bench_runner.py [--data ../shared/datasets/cifar10-jpeg.tar.gz] [--epochs 2] [--presets exp4,fast]
 """
 
 from __future__ import annotations
@@ -22,19 +23,24 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def plain_fit(doc: dict, source: str) -> list[float]:
-    """The notebook's way: the same network, `model.fit` on the arrays, validation on the test set."""
+def plain_fit(doc: dict, source: str) -> tuple[list[float], int]:
+    """The notebook's way: the same network, `model.fit` on the arrays. (s/epoch, train images)"""
     import keras
 
     from cifar_core.data import load_dataset
-    from cifar_core.models import build_model, compile_model
+    from cifar_core.models import build_model, compile_model, uses_one_hot
     from cifar_core.spec import parse_spec
+    from cifar_core.training import make_splits
 
     ds = load_dataset(source)
     spec = parse_spec(doc)
+    split = make_splits(spec, ds)
+    y_train, y_val = split.y_train, split.y_val
+    if uses_one_hot(spec):
+        y_train, y_val = keras.utils.to_categorical(y_train, 10), keras.utils.to_categorical(y_val, 10)
     keras.utils.set_random_seed(spec.seed)
     model = build_model(spec, ds.input_shape, ds.num_classes)
-    compile_model(model, spec, steps_per_epoch=-(-len(ds.x_train) // spec.batch_size))
+    compile_model(model, spec, steps_per_epoch=-(-len(split.x_train) // spec.batch_size))
     times: list[float] = []
 
     class Timer(keras.callbacks.Callback):
@@ -44,9 +50,9 @@ def plain_fit(doc: dict, source: str) -> list[float]:
         def on_epoch_end(self, epoch, logs=None):
             times.append(time.perf_counter() - self.t0)
 
-    model.fit(ds.x_train, ds.y_train, batch_size=spec.batch_size, epochs=spec.epochs,
-              validation_data=(ds.x_test, ds.y_test), callbacks=[Timer()], verbose=0)
-    return times
+    model.fit(split.x_train, y_train, batch_size=spec.batch_size, epochs=spec.epochs,
+              validation_data=(split.x_val, y_val), callbacks=[Timer()], verbose=0)
+    return times, len(split.x_train)
 
 
 def through_queue(doc: dict, source: str) -> list[float]:
@@ -63,25 +69,25 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default=str(ROOT.parent / "shared/datasets/cifar10-jpeg.tar.gz"))
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--preset", default="exp4")
+    parser.add_argument("--presets", default="exp4")
     args = parser.parse_args()
     os.environ["CIFAR_LAB_HOME"] = os.environ.get("CIFAR_LAB_HOME") or tempfile.mkdtemp(prefix="bench-runner-")
 
     from cifar_core.data import load_dataset
     from cifar_core.presets import get_preset
 
-    doc = dict(get_preset(args.preset), epochs=args.epochs)
     t0 = time.perf_counter()
     load_dataset(args.data)
-    print(f"dataset ready in {time.perf_counter() - t0:.1f} s (home {os.environ['CIFAR_LAB_HOME']})")
-
-    queued = through_queue(doc, args.data)
-    plain = plain_fit(doc, args.data)
-    print(f"{args.preset}, {args.epochs} epochs, batch {doc['batch_size']}")
-    print("plain model.fit  s/epoch: " + ", ".join(f"{t:.2f}" for t in plain))
-    print("through queue    s/epoch: " + ", ".join(f"{t:.2f}" for t in queued))
-    mean_plain, mean_queue = sum(plain) / len(plain), sum(queued) / len(queued)
-    print(f"mean s/epoch: plain {mean_plain:.2f}, queue {mean_queue:.2f}, ratio queue/plain = {mean_queue / mean_plain:.3f}")
+    print(f"dataset ready in {time.perf_counter() - t0:.2f} s (home {os.environ['CIFAR_LAB_HOME']})")
+    for preset in args.presets.split(","):
+        doc = dict(get_preset(preset), epochs=args.epochs)
+        queued = through_queue(doc, args.data)
+        plain, images = plain_fit(doc, args.data)
+        mean_plain, mean_queue = sum(plain) / len(plain), sum(queued) / len(queued)
+        print(f"{preset}: {args.epochs} epochs, batch {doc['batch_size']}, {images} training images, augment {doc.get('augment', {})}")
+        print("  plain model.fit  s/epoch: " + ", ".join(f"{t:.2f}" for t in plain) + f"  ({images / mean_plain:,.0f} images/s)")
+        print("  through queue    s/epoch: " + ", ".join(f"{t:.2f}" for t in queued) + f"  ({images / mean_queue:,.0f} images/s)")
+        print(f"  ratio queue/plain = {mean_queue / mean_plain:.3f}", flush=True)
 
 
 if __name__ == "__main__":
