@@ -1,7 +1,7 @@
 """Train one experiment from its spec. No store access here: the caller passes a `Reporter`, so
 a cluster backend can run this same function on another machine and forward what it reports.
 
-Resuming: per-epoch checkpoints (Keras BackupAndRestore) live in `workdir/backup`; calling
+Resuming: per-epoch checkpoints live in `workdir/backup`; calling
 `train` again with the same workdir continues after the last completed epoch. The reporter's
 `epoch_end` runs before the checkpoint is written, so an epoch is never checkpointed without
 having been reported; a re-run epoch is reported again and the store replaces it.
@@ -226,12 +226,38 @@ def _callbacks(reporter: Reporter, steps: int, workdir: Path):
 
     relay = ReporterCallback()
 
-    class Backup(keras.callbacks.BackupAndRestore):
-        def on_epoch_end(self, epoch, logs=None):
-            if not relay.stopped:  # never checkpoint a half-trained epoch as done
-                super().on_epoch_end(epoch, logs)
+    class Checkpoint(keras.callbacks.Callback):
+        """Per-epoch checkpoint that a kill at any moment leaves usable: each epoch's weights go to
+        a new file, then `checkpoint.json` is switched to it by an atomic rename, then older
+        files are removed. (Keras's BackupAndRestore overwrites one weights file in place, which
+        a SIGKILL mid-write leaves corrupt.)"""
 
-    return relay, Backup(str(workdir / "backup"), delete_checkpoint=False)
+        def __init__(self, folder: Path) -> None:
+            super().__init__()
+            self.folder = folder
+            self.pointer = folder / "checkpoint.json"
+
+        def on_train_begin(self, logs=None):
+            if not self.pointer.exists():
+                return
+            state = json.loads(self.pointer.read_text())
+            if not self.model.optimizer.built:
+                self.model.optimizer.build(self.model.trainable_variables)  # its state is in the file too
+            self.model.load_weights(self.folder / state["weights"])
+            self.model._initial_epoch = state["epoch"]  # what BackupAndRestore sets; fit() resumes there
+
+        def on_epoch_end(self, epoch, logs=None):
+            if relay.stopped:  # never checkpoint a half-trained epoch as done
+                return
+            self.folder.mkdir(parents=True, exist_ok=True)
+            name = f"epoch-{epoch + 1:04d}.weights.h5"
+            self.model.save_weights(self.folder / name)
+            _write_json(self.pointer, {"epoch": epoch + 1, "weights": name})
+            for old in self.folder.glob("epoch-*.weights.h5"):
+                if old.name != name:
+                    old.unlink()
+
+    return relay, Checkpoint(workdir / "backup")
 
 
 def _f(value) -> float | None:

@@ -1,0 +1,83 @@
+"""The training function on its own (no store, no worker): reporting, stopping, resuming."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cifar_core import training
+from cifar_core.data import load_dataset
+from cifar_core.spec import parse_spec
+
+TINY = {
+    "name": "tiny",
+    "layers": [
+        {"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "relu"},
+        {"type": "MaxPool2D", "pool_size": 2},
+        {"type": "Flatten"},
+        {"type": "Dense", "units": 10, "activation": "softmax"},
+    ],
+    "epochs": 4,
+    "batch_size": 32,
+}
+
+
+class Recorder:
+    """A real Reporter that keeps what it is told and can ask to stop after some epochs."""
+
+    def __init__(self, stop_after: int | None = None):
+        self.epochs: list[dict] = []
+        self.progress_calls = 0
+        self.stop_after = stop_after
+
+    def epoch_end(self, record: dict) -> None:
+        self.epochs.append(record)
+
+    def progress(self, epoch: int, batch: int, batches: int) -> None:
+        self.progress_calls += 1
+        assert 1 <= batch <= batches
+
+    def should_stop(self) -> bool:
+        return self.stop_after is not None and len(self.epochs) >= self.stop_after
+
+
+@pytest.fixture()
+def ds(lab_home, small_data):
+    return load_dataset(str(small_data))
+
+
+def test_reports_every_epoch_and_scores_the_test_set_once(ds, tmp_path):
+    rec = Recorder()
+    outcome = training.train(parse_spec(TINY), ds, tmp_path / "run", rec)
+    assert outcome.status == training.COMPLETED
+    assert [r["epoch"] for r in rec.epochs] == [1, 2, 3, 4] == [h["epoch"] for h in outcome.history]
+    assert rec.progress_calls >= 4 * 12  # 360 holdout-train images / 32 per batch, every batch
+    assert 0 <= outcome.test_accuracy <= 1 and outcome.test_loss > 0
+    assert outcome.cost["latency_p50_ms"] > 0 and outcome.cost["model_bytes"] > 0
+    assert not (tmp_path / "run" / "backup").exists()
+
+
+def test_resumes_after_the_last_checkpoint_even_with_a_half_written_file(ds, tmp_path):
+    workdir = tmp_path / "run"
+    first = Recorder(stop_after=2)
+    stopped = training.train(parse_spec(TINY), ds, workdir, first)
+    assert stopped.status == training.STOPPED
+    assert [r["epoch"] for r in first.epochs] == [1, 2]
+    pointer = json.loads((workdir / "backup" / "checkpoint.json").read_text())
+    assert pointer == {"epoch": 2, "weights": "epoch-0002.weights.h5"}
+    # A worker killed while writing epoch 3's checkpoint leaves a broken file behind.
+    (workdir / "backup" / "epoch-0003.weights.h5").write_bytes(b"\x89HDF\r\n half written")
+
+    second = Recorder()
+    outcome = training.train(parse_spec(TINY), ds, workdir, second)
+    assert outcome.status == training.COMPLETED
+    assert [r["epoch"] for r in second.epochs] == [3, 4]  # resumed, not restarted
+    assert [h["epoch"] for h in outcome.history] == [1, 2, 3, 4]
+
+
+def test_holdout_keeps_the_test_set_out_of_validation(ds):
+    splits = training.make_splits(parse_spec(TINY), ds)
+    assert len(splits.x_val) == len(ds.x_train) // 10 and len(splits.x_train) + len(splits.x_val) == len(ds.x_train)
+    notebook = training.make_splits(parse_spec(dict(TINY, validation="test")), ds)
+    assert notebook.x_val is ds.x_test
