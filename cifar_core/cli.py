@@ -28,6 +28,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--repeats", type=int, default=1, help="K runs with seeds seed..seed+K-1, grouped")
     s.add_argument("--data", help="data source (default: $CIFAR_LAB_DATA or keras)")
 
+    s = sub.add_parser("sweep", help="enqueue a sweep over a search space; prints the sweep id and the job ids")
+    s.add_argument("spec", help="the base experiment: a preset name or a path to a JSON spec")
+    s.add_argument("--space", required=True, help="search space: a JSON file (or JSON text), see cifar_core/sweep.py")
+    s.add_argument("--epochs", type=int, help="epochs of every run (default: the base experiment's)")
+    s.add_argument("--data", help="data source (default: $CIFAR_LAB_DATA or keras)")
+
     s = sub.add_parser("worker", help="run a worker in the foreground")
     s.add_argument("--exit-when-idle", action="store_true", help="stop when the queue is empty")
     s.add_argument("--threads", type=int, help="TensorFlow threads (default: cores / live workers)")
@@ -47,6 +53,33 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("data-info", help="describe a data source")
     s.add_argument("--data")
     s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("measure", help="measure a finished run's latency and throughput again and store them")
+    s.add_argument("run_id", type=int)
+    s.add_argument("--repeats", type=int, default=200, help="batch-1 calls timed")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("export", help="export a finished run as .keras, a TF Serving SavedModel and .tflite")
+    s.add_argument("run_id", type=int)
+    s.add_argument("--out", help="folder (default: <lab home>/exports)")
+    s.add_argument("--name", help="serving name (default: <experiment>-run<id>)")
+    s.add_argument("--version", type=int, help="SavedModel version folder (default: the next free one)")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("choose", help="deployment scorecard of the finished runs and the recommended one")
+    s.add_argument("--data", help="the data source whose runs to compare (default: the most recently used)")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("reproduce", help="train the notebook's five experiments through the queue and write a report")
+    s.add_argument("--data", help="data source (default: $CIFAR_LAB_DATA or keras)")
+    s.add_argument("--out", help="report folder, or a .md/.html path (default: <lab home>/reports/reproduce-<time>)")
+    s.add_argument("--epochs-scale", type=float, default=1.0, help="multiply each preset's epochs (at least 1)")
+    s.add_argument("--epochs", type=int, help="train every preset this many epochs instead")
+    s.add_argument("--timeout", type=float, help="give up waiting after this many seconds (the jobs keep running)")
+
+    s = sub.add_parser("report", help="write the reproduce report of a group of runs again")
+    s.add_argument("--group", type=int, required=True, help="the group id `reproduce` printed")
+    s.add_argument("--out", help="report folder, or a .md/.html path")
     return p
 
 
@@ -86,6 +119,18 @@ def _submit(args) -> None:
         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
     )
     print(" ".join(str(i) for i in ids))
+
+
+def _sweep(args) -> None:
+    from .spec import load_spec
+    from .store import connect
+    from .sweeps import submit_sweep
+
+    base = load_spec(args.spec)
+    if args.epochs is not None:
+        base["epochs"] = args.epochs
+    group_id, ids = submit_sweep(connect(), base, args.space, args.data)
+    print(f"sweep {group_id}: {' '.join(str(i) for i in ids)}")
 
 
 def _worker(args) -> None:
@@ -157,7 +202,80 @@ def _data_info(args) -> None:
     print("channel std: ", ", ".join(f"{v:.2f}" for v in info.channel_std))
 
 
+def _measure(args) -> None:
+    from .choice import measure_run
+    from .store import connect
+
+    m = measure_run(connect(), args.run_id, repeats=args.repeats)
+    if args.json:
+        print(json.dumps(m, indent=2))
+        return
+    busy = " (other jobs were running: measured while busy)" if m["measured_while_busy"] else ""
+    print(f"run {m['run']}: p50 {m['latency_p50_ms']:.2f} ms, p95 {m['latency_p95_ms']:.2f} ms at batch 1, "
+          f"{m['throughput_ips']:,.0f} images/s at batch 256, model file {m['model_bytes']:,} bytes{busy}; stored")
+
+
+def _export(args) -> None:
+    from .choice import export_run
+    from .store import connect
+
+    result = export_run(connect(), args.run_id, args.out, args.name, args.version)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    print(f"exported run {args.run_id} as {result.name} version {result.version} "
+          f"(each format loaded back and checked on {result.sample_size} test images):")
+    for f in result.formats:
+        print(f"  {f.format:12} {f.path}  {f.size_bytes:,} bytes  agreement {f.agreement:.0%}")
+    print(f"TF Serving: --model_name={result.name} --model_base_path={result.serving_base}")
+
+
+def _choose(args) -> None:
+    from .choice import choose
+    from .experiments import resolve_source
+    from .store import connect
+
+    made = choose(connect(), resolve_source(args.data) if args.data else None)
+    if args.json:
+        print(json.dumps({
+            "source": made.source,
+            "candidates": json.loads(made.candidates.to_json(orient="records")),
+            "recommendation": made.recommendation.to_dict() if made.recommendation else None,
+        }, indent=2))
+        return
+    if made.recommendation is None:
+        print("no finished run yet: `python -m cifar_core submit exp5` enqueues one")
+        return
+    cols = ["rank", "label", "run", "runs", "test_accuracy", "params", "model_bytes", "latency_p50_ms",
+            "latency_p95_ms", "throughput_ips", "gap", "pareto", "eligible", "why"]
+    print(made.candidates[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print()
+    print(made.recommendation.text)
+
+
+def _reproduce(args) -> int:
+    from .report import reproduce
+
+    result = reproduce(args.data, args.out, args.epochs_scale, args.epochs,
+                       progress=lambda line: print(line, flush=True), timeout=args.timeout)
+    print(f"report: {result.markdown}\nhtml:   {result.html}")
+    if result.failed:
+        print(f"error: jobs {', '.join(map(str, result.failed))} did not succeed; see the report", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _report(args) -> None:
+    from .report import build_report, group_runs, write_report
+    from .store import connect
+
+    conn = connect()
+    md_path, html_path = write_report(build_report(conn, group_runs(conn, args.group)), args.out)
+    print(f"report: {md_path}\nhtml:   {html_path}")
+
+
 COMMANDS = {
-    "presets": _presets, "summary": _summary, "submit": _submit, "worker": _worker, "runs": _runs,
-    "show": _show, "cancel": _cancel, "data-info": _data_info,
+    "presets": _presets, "summary": _summary, "submit": _submit, "sweep": _sweep, "worker": _worker, "runs": _runs,
+    "show": _show, "cancel": _cancel, "data-info": _data_info, "measure": _measure, "export": _export,
+    "choose": _choose, "reproduce": _reproduce, "report": _report,
 }

@@ -26,3 +26,11 @@ def small_data(tmp_path_factory) -> Path:
     from datagen import write_image_folder
 
     return write_image_folder(tmp_path_factory.mktemp("data") / "imgs", n_train_per_class=40, n_test_per_class=10)
+
+
+@pytest.fixture()
+def app_env(lab_home, small_data, monkeypatch):
+    """Pages under AppTest: the small data, a fresh home, and no background worker."""
+    monkeypatch.setenv("CIFAR_LAB_DATA", str(small_data))
+    monkeypatch.setenv("CIFAR_LAB_NO_WORKER", "1")
+    return small_data

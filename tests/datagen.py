@@ -114,3 +114,19 @@ def write_image_tarball(folder: Path, **kw) -> Path:
     with tarfile.open(path, "w:gz") as tar:
         tar.add(staged, arcname="cifar10-synth")
     return path
+
+
+def tiny_spec(**settings) -> dict:
+    """A spec that trains in about a second on the small generated data sets."""
+    doc = {
+        "name": "tiny",
+        "layers": [
+            {"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "relu"},
+            {"type": "MaxPool2D", "pool_size": 2},
+            {"type": "Flatten"},
+            {"type": "Dense", "units": 10, "activation": "softmax"},
+        ],
+        "epochs": 2,
+        "batch_size": 32,
+    }
+    return {**doc, **settings}

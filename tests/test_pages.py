@@ -10,29 +10,13 @@ import pytest
 from procs import ROOT, cli
 from streamlit.testing.v1 import AppTest
 
+from datagen import tiny_spec
 from cifar_core import experiments, queue, store
 from cifar_core.spec import parse_spec, summarize
 
 PAGES = ["pages/gallery.py", "pages/builder.py", "pages/training.py", "pages/leaderboard.py", "pages/run.py",
          "pages/sweeps.py"]
-TINY = {
-    "name": "tiny",
-    "layers": [
-        {"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "relu"},
-        {"type": "MaxPool2D", "pool_size": 2},
-        {"type": "Flatten"},
-        {"type": "Dense", "units": 10, "activation": "softmax"},
-    ],
-    "epochs": 1,
-    "batch_size": 32,
-}
-
-
-@pytest.fixture()
-def app_env(lab_home, small_data, monkeypatch):
-    monkeypatch.setenv("CIFAR_LAB_DATA", str(small_data))
-    monkeypatch.setenv("CIFAR_LAB_NO_WORKER", "1")
-    return small_data
+TINY = tiny_spec(epochs=1)
 
 
 @pytest.fixture()

@@ -8,30 +8,13 @@ import pytest
 from procs import ROOT
 from streamlit.testing.v1 import AppTest
 
+from datagen import tiny_spec
 from cifar_core import experiments, queue, store, sweeps
 from cifar_core.presets import get_preset
 
 PAGE = str(ROOT / "pages" / "sweeps.py")
-TINY = {
-    "name": "tiny",
-    "layers": [
-        {"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "relu"},
-        {"type": "MaxPool2D", "pool_size": 2},
-        {"type": "Flatten"},
-        {"type": "Dense", "units": 10, "activation": "softmax"},
-    ],
-    "epochs": 1,
-    "batch_size": 32,
-    "learning_rate": 0.001,
-}
+TINY = tiny_spec(epochs=1, learning_rate=0.001)
 GRID = '{"learning_rate": {"values": [0.01, 0.001]}, "batch_size": {"values": [32, 64]}}'
-
-
-@pytest.fixture()
-def app_env(lab_home, small_data, monkeypatch):
-    monkeypatch.setenv("CIFAR_LAB_DATA", str(small_data))
-    monkeypatch.setenv("CIFAR_LAB_NO_WORKER", "1")
-    return small_data
 
 
 @pytest.fixture()

@@ -9,24 +9,13 @@ import math
 import pytest
 from procs import cli
 
+from datagen import tiny_spec
 from cifar_core import charts_sweep, queue, store, sweeps
 from cifar_core.errors import NotFound, SpecError
 from cifar_core.presets import get_preset, preset_names
 from cifar_core.spec import summarize
 
-TINY = {
-    "name": "tiny",
-    "layers": [
-        {"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "relu"},
-        {"type": "MaxPool2D", "pool_size": 2},
-        {"type": "Flatten"},
-        {"type": "Dense", "units": 10, "activation": "softmax"},
-    ],
-    "epochs": 1,
-    "batch_size": 32,
-    "learning_rate": 0.001,
-    "validation": "holdout",
-}
+TINY = tiny_spec(epochs=1, learning_rate=0.001, validation="holdout")
 RATE_GRID = {"method": "grid", "params": {"learning_rate": {"values": [0.01, 0.001, 0.0001]}}}
 
 

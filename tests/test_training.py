@@ -6,21 +6,12 @@ import json
 
 import pytest
 
+from datagen import tiny_spec
 from cifar_core import training
 from cifar_core.data import load_dataset
 from cifar_core.spec import parse_spec
 
-TINY = {
-    "name": "tiny",
-    "layers": [
-        {"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "relu"},
-        {"type": "MaxPool2D", "pool_size": 2},
-        {"type": "Flatten"},
-        {"type": "Dense", "units": 10, "activation": "softmax"},
-    ],
-    "epochs": 4,
-    "batch_size": 32,
-}
+TINY = tiny_spec(epochs=4)
 
 
 class Recorder:

@@ -10,19 +10,10 @@ import time
 import pytest
 from procs import cli, start_worker, wait_for
 
+from datagen import tiny_spec
 from cifar_core import queue, results, store
 
-TINY = {
-    "name": "tiny",
-    "layers": [
-        {"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "relu"},
-        {"type": "MaxPool2D", "pool_size": 2},
-        {"type": "Flatten"},
-        {"type": "Dense", "units": 10, "activation": "softmax"},
-    ],
-    "epochs": 2,
-    "batch_size": 32,
-}
+TINY = tiny_spec()
 # About half a second per epoch on small_data, so a test can act in the middle of a run.
 SLOW = {
     "name": "slow",

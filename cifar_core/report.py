@@ -1,0 +1,401 @@
+"""The notebook, reproduced through the lab: submit its five experiments (exp1..exp5) as one
+group, make sure a worker trains them, wait while printing progress, and write a report in
+Markdown and in HTML (Plotly figures embedded, plotly.js inlined once so it opens offline).
+
+For each experiment the report gives the network (Keras-style summary), parameters, epochs,
+train and validation accuracy per epoch, seconds per epoch and the diagnosis; it ends with the
+deployment scorecard, the accuracy-latency Pareto front and the recommendation for production
+(cifar_core.choice), computed on these runs only.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import html
+import math
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from . import choice, config, queue, results, store
+from .errors import LabError
+from .presets import PRESET_TITLES, PRESETS, get_preset
+
+GROUP_KIND = "reproduce"
+GROUP_NAME = "notebook reproduction"
+# The notebook's own figures (validation accuracy; exp4 also printed its training accuracy).
+NOTEBOOK = {
+    "exp1": "10% (never learned)",
+    "exp2": "~45%",
+    "exp3": "~57%",
+    "exp4": "~72% (train 91%)",
+    "exp5": "~75.6%",
+}
+POLL_SECONDS = 1.0
+WORKER_RESTARTS = 3  # times a worker is started again when none is alive and jobs remain
+
+
+# ---------------------------------------------------------------- submitting and waiting
+
+
+def scaled_epochs(preset_epochs: int, epochs_scale: float = 1.0, epochs: int | None = None) -> int:
+    """Epochs for one preset: `epochs` if given, else the preset's scaled (at least 1)."""
+    if epochs is not None:
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= 1000:
+            raise LabError(f"epochs={epochs!r} is out of range 1..1000")
+        return epochs
+    if not (isinstance(epochs_scale, (int, float)) and math.isfinite(epochs_scale) and 0 < epochs_scale <= 10):
+        raise LabError(f"epochs scale {epochs_scale!r} must be a number in (0, 10]; 1 keeps the notebook's epochs")
+    return max(1, round(preset_epochs * epochs_scale))
+
+
+def submit_reproduction(conn: sqlite3.Connection, source: str | None = None, epochs_scale: float = 1.0,
+                        epochs: int | None = None) -> tuple[int, list[int]]:
+    """Enqueue exp1..exp5 (validated against the data) as one group. Returns (group id, job ids)."""
+    from .data import load_dataset
+    from .experiments import resolve_source
+    from .spec import parse_spec, summarize
+
+    source = resolve_source(source)
+    ds = load_dataset(source)
+    docs = []
+    for name in PRESETS:
+        doc = get_preset(name)
+        doc["epochs"] = scaled_epochs(doc["epochs"], epochs_scale, epochs)
+        spec = parse_spec(doc, ds.input_shape, ds.num_classes)
+        docs.append((spec.to_dict(), summarize(spec, ds.input_shape, ds.num_classes).total_params))
+    detail = {"presets": list(PRESETS), "epochs_scale": epochs_scale, "epochs": epochs}
+    ids = queue.submit_many(conn, docs, source, group=(GROUP_KIND, GROUP_NAME, detail))
+    group = conn.execute("SELECT group_id FROM jobs WHERE id = ?", (ids[0],)).fetchone()[0]
+    return int(group), ids
+
+
+def start_worker_if_none() -> int | None:
+    """Start a worker that exits when the queue is empty, unless one is alive. Returns its pid,
+    or None. Takes the same lock as worker.ensure_worker, so the two never both start one."""
+    from .worker import list_workers, spawn_worker
+
+    with open(config.lab_home() / "worker-spawn.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        conn = store.connect()
+        try:
+            if any(w.alive for w in list_workers(conn)):
+                return None
+        finally:
+            conn.close()
+        return spawn_worker(("--exit-when-idle",))
+
+
+@dataclass
+class _Seen:
+    state: str = ""
+    epoch: int = 0
+
+
+def wait_for_jobs(conn: sqlite3.Connection, job_ids: list[int], progress: Callable[[str], None] = print,
+                  poll: float = POLL_SECONDS, timeout: float | None = None) -> list[queue.Job]:
+    """Wait until every job is finished, reporting each finished epoch and state change; start a
+    worker again if none is alive while jobs wait. Returns the final jobs."""
+    from .worker import list_workers
+
+    seen = {j: _Seen() for j in job_ids}
+    started = time.monotonic()
+    restarts = 0
+    last_worker_check = 0.0
+    while True:
+        jobs = [queue.get_job(conn, j) for j in job_ids]
+        for job in jobs:
+            _report_job(conn, job, seen[job.id], sum(j.finished for j in jobs), len(jobs), progress)
+        if all(j.finished for j in jobs):
+            return jobs
+        now = time.monotonic()
+        if now - last_worker_check > 20:  # a worker takes a few seconds to register
+            last_worker_check = now
+            if not any(w.alive for w in list_workers(conn)):
+                if restarts >= WORKER_RESTARTS:
+                    raise LabError(f"no worker is alive after {restarts} starts; see {config.logs_dir() / 'worker.log'}")
+                pid = start_worker_if_none()
+                restarts += 1
+                progress(f"no worker was alive: started one (pid {pid})" if pid else "a worker is running")
+        if timeout is not None and now - started > timeout:
+            raise LabError(f"jobs {', '.join(map(str, job_ids))} did not finish within {timeout:.0f} s; they keep "
+                           "running, `python -m cifar_core runs` shows them")
+        time.sleep(poll)
+
+
+def _report_job(conn, job: queue.Job, seen: _Seen, done: int, total: int, progress) -> None:
+    if job.epoch > seen.epoch:
+        hist = results.run_history(conn, job.id)
+        for rec in hist[hist["epoch"] > seen.epoch].itertuples():
+            progress(f"#{job.id} {job.name}: epoch {int(rec.epoch)}/{job.epochs} train acc {_pct(rec.accuracy)} "
+                     f"val acc {_pct(rec.val_accuracy)} ({rec.seconds:.1f} s)")
+        seen.epoch = job.epoch
+    if job.state != seen.state:
+        seen.state = job.state
+        if job.state == queue.RUNNING:
+            progress(f"#{job.id} {job.name}: training ({job.epochs} epochs)")
+        elif job.state == queue.SUCCEEDED:
+            acc = conn.execute("SELECT test_accuracy FROM runs WHERE id = ?", (job.id,)).fetchone()[0]
+            progress(f"#{job.id} {job.name}: succeeded, test accuracy {_pct(acc)} ({done}/{total} finished)")
+        elif job.state in queue.TERMINAL:
+            progress(f"#{job.id} {job.name}: {job.state}: {job.error} ({done}/{total} finished)")
+
+
+# ---------------------------------------------------------------- the report
+
+
+@dataclass(frozen=True, eq=False)
+class Report:
+    title: str
+    blocks: list = field(default_factory=list)  # ("md", text) or ("figure", plotly figure)
+    run_ids: tuple[int, ...] = ()
+    recommendation: choice.Recommendation | None = None
+    summary: pd.DataFrame | None = None  # one row per experiment
+
+
+@dataclass(frozen=True)
+class ReproduceResult:
+    group: int
+    run_ids: tuple[int, ...]
+    markdown: Path
+    html: Path
+    failed: tuple[int, ...]  # jobs that did not succeed
+
+
+def _pct(v) -> str:
+    return "–" if v is None or v != v else f"{v * 100:.1f}%"
+
+
+def _num(v, fmt: str = "{:.1f}") -> str:
+    return "–" if v is None or v != v else fmt.format(v)
+
+
+def _md_table(frame: pd.DataFrame) -> str:
+    """A GitHub-style Markdown table (cells with '|' escaped)."""
+    cols = [str(c) for c in frame.columns]
+    cell = lambda v: str(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(" --- " for _ in cols) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def group_runs(conn: sqlite3.Connection, group_id: int) -> list[int]:
+    rows = conn.execute("SELECT id FROM jobs WHERE group_id = ? ORDER BY id", (group_id,)).fetchall()
+    if not rows:
+        raise LabError(f"group {group_id} has no jobs; the group id is printed by `reproduce`")
+    return [r[0] for r in rows]
+
+
+def summary_table(conn: sqlite3.Connection, run_ids: list[int]) -> pd.DataFrame:
+    """One row per run: experiment, params, epochs, final train/val accuracy, best val accuracy,
+    test accuracy, seconds per epoch, verdict, and the notebook's figure for the preset."""
+    board = results.leaderboard_rows(conn, run_ids).set_index("run")
+    verdicts = choice.verdicts(conn, run_ids).set_index("run")
+    rows = []
+    for run in run_ids:
+        b = board.loc[run]
+        rows.append({
+            "run": run, "experiment": b["name"], "network": PRESET_TITLES.get(b["name"], ""), "status": b["status"],
+            "params": int(b["params"]), "epochs": int(b["epochs"]), "final_train_acc": b["final_accuracy"],
+            "final_val_acc": b["final_val_accuracy"], "best_val_acc": b["best_val_accuracy"],
+            "test_acc": b["test_accuracy"], "seconds_per_epoch": b["seconds_per_epoch"],
+            "verdict": verdicts.loc[run, "verdict"] if run in verdicts.index else "–",
+            "notebook": NOTEBOOK.get(b["name"], "–"),
+        })
+    return pd.DataFrame(rows)
+
+
+def _display_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "experiment": [f"{e} ({n})" if n else e for e, n in zip(summary["experiment"], summary["network"])],
+        "run": [f"#{r}" for r in summary["run"]],
+        "params": [f"{p:,}" for p in summary["params"]],
+        "epochs": summary["epochs"],
+        "final train acc": summary["final_train_acc"].map(_pct),
+        "final val acc": summary["final_val_acc"].map(_pct),
+        "best val acc": summary["best_val_acc"].map(_pct),
+        "test acc": summary["test_acc"].map(_pct),
+        "s/epoch": summary["seconds_per_epoch"].map(_num),
+        "verdict": summary["verdict"],
+        "notebook (val acc)": summary["notebook"],
+    })
+
+
+def build_report(conn: sqlite3.Connection, run_ids: list[int], title: str = "CIFAR-10 notebook, reproduced") -> Report:
+    """The report's blocks for these runs (the five notebook experiments, or any runs)."""
+    from . import charts
+    from .spec import summarize
+
+    if not run_ids:
+        raise LabError("no runs to report on; submit the experiments first")
+    jobs = [queue.get_job(conn, r) for r in run_ids]
+    sources = sorted({j.data_source for j in jobs})
+    summary = summary_table(conn, run_ids)
+    blocks: list = [("md", "\n".join([
+        f"# {title}",
+        "",
+        f"Written {datetime.now():%Y-%m-%d %H:%M} by CIFAR Lab (`python -m cifar_core reproduce`). "
+        f"Data: {', '.join(f'`{s}`' for s in sources)}. "
+        f"Runs {', '.join(f'#{r}' for r in run_ids)}. The presets keep the notebook's settings: Adam, batch 32, "
+        "seed 0, the test set as validation data (so validation and test accuracy are the same images).",
+        "",
+        "## Summary",
+        "",
+        _md_table(_display_summary(summary)),
+    ]))]
+    for job in jobs:
+        blocks += _experiment_blocks(conn, job, summarize, charts)
+    chosen, rec = _choice_blocks(conn, [j.id for j in jobs if j.state == queue.SUCCEEDED])
+    return Report(title, blocks + chosen, tuple(run_ids), rec, summary)
+
+
+def _experiment_blocks(conn, job: queue.Job, summarize, charts) -> list:
+    detail = results.run_detail(conn, job.id)
+    hist = detail.history
+    head = [f"## {job.name}: {PRESET_TITLES.get(job.name, job.spec.get('name', ''))} (run #{job.id}, {job.state})", ""]
+    if job.spec.get("description"):
+        head += [job.spec["description"], ""]
+    if job.error and job.state != queue.SUCCEEDED:
+        head += [f"**{job.state}:** {job.error}", ""]
+    sec = hist["seconds"].mean() if not hist.empty else float("nan")
+    head += [
+        f"- Parameters: {detail.params:,}",
+        f"- Epochs: {len(hist)} of {job.epochs} planned; {_num(sec)} s per epoch; trained in "
+        f"{_num(detail.train_seconds, '{:.0f}')} s",
+        f"- Optimizer: {job.spec.get('optimizer', 'adam')}, learning rate {job.spec.get('learning_rate')}, batch "
+        f"{job.spec.get('batch_size')}",
+        f"- Test accuracy: {_pct(detail.test_accuracy)}" + (f" (notebook: {NOTEBOOK[job.name]} validation)"
+                                                               if job.name in NOTEBOOK else ""),
+        "",
+        "Network:",
+        "",
+        "```",
+        summarize(job.spec).to_text(),
+        "```",
+        "",
+    ]
+    if not hist.empty:
+        per_epoch = pd.DataFrame({
+            "epoch": hist["epoch"].astype(int), "train acc": hist["accuracy"].map(_pct),
+            "val acc": hist["val_accuracy"].map(_pct), "train loss": hist["loss"].map(lambda v: _num(v, "{:.4f}")),
+            "val loss": hist["val_loss"].map(lambda v: _num(v, "{:.4f}")), "seconds": hist["seconds"].map(_num),
+        })
+        head += ["Per epoch:", "", _md_table(per_epoch), ""]
+        d = choice.run_diagnosis(conn, job.id)
+        head += [f"**Diagnosis: {d.title}.** {d.text} *Next step:* {d.next_step}"]
+    else:
+        head += ["No finished epoch."]
+    blocks = [("md", "\n".join(head))]
+    if not hist.empty:
+        blocks.append(("figure", charts.history(hist, title=f"{job.name}: loss and accuracy per epoch")))
+    return blocks
+
+
+def _choice_blocks(conn, run_ids: list[int]) -> tuple[list, choice.Recommendation | None]:
+    head = "## Recommendation for production"
+    if not run_ids:
+        return [("md", f"{head}\n\nNo experiment finished, so there is nothing to recommend.")], None
+    made = choice.choose(conn, run_ids=run_ids)
+    ranked = made.candidates
+    table = pd.DataFrame({
+        "rank": ranked["rank"], "experiment": ranked["label"], "run": [f"#{r}" for r in ranked["run"]],
+        "test acc": ranked["test_accuracy"].map(_pct), "params": [f"{p:,}" for p in ranked["params"]],
+        "model file": ranked["model_bytes"].map(lambda b: _num(b / 1e3 if b == b else b, "{:,.0f} KB")),
+        "p50 ms": ranked["latency_p50_ms"].map(lambda v: _num(v, "{:.2f}")),
+        "p95 ms": ranked["latency_p95_ms"].map(lambda v: _num(v, "{:.2f}")),
+        "img/s @256": ranked["throughput_ips"].map(lambda v: _num(v, "{:,.0f}")),
+        "train s": ranked["train_seconds"].map(lambda v: _num(v, "{:.0f}")),
+        "gap (pts)": ranked["gap"].map(lambda v: _num(v * 100 if v == v else v)),
+        "verdict": ranked["verdict"], "Pareto": ranked["pareto"].map({True: "yes", False: "no"}), "why": ranked["why"],
+    })
+    blocks = [
+        ("md", "\n".join([head, "", "Deployment scorecard (latency at batch 1 and throughput at batch 256 measured on "
+                          "this machine right after training):", "", _md_table(table)])),
+        ("figure", choice.pareto_figure(ranked)),
+        ("md", made.recommendation.text if made.recommendation else "No recommendation."),
+    ]
+    return blocks, made.recommendation
+
+
+def render_markdown(report: Report) -> str:
+    parts = []
+    for kind, value in report.blocks:
+        if kind == "md":
+            parts.append(value)
+        elif kind == "figure":
+            title = value.layout.title.text if value.layout.title and value.layout.title.text else "figure"
+            parts.append(f"*(Figure: {title}; interactive in the HTML version of this report.)*")
+    return "\n\n".join(parts) + "\n"
+
+
+HTML_STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.45}
+table{border-collapse:collapse;margin:.8em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.25em .55em;
+text-align:left}th{background:#f3f3f3}pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.85em}
+h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+"""
+
+
+def render_html(report: Report) -> str:
+    """One self-contained page: the Markdown rendered, the figures interactive, plotly.js
+    inlined once (the first figure carries it) so the file opens without a network."""
+    import plotly.io as pio
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    body, first = [], True
+    for kind, value in report.blocks:
+        if kind == "md":
+            body.append(md.render(value))
+        elif kind == "figure":
+            body.append(pio.to_html(value, include_plotlyjs=first, full_html=False, config={"displaylogo": False}))
+            first = False
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(report.title)}"
+            f"</title><style>{HTML_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def report_paths(out: Path | str | None) -> tuple[Path, Path]:
+    """(markdown, html) paths: OUT.md and OUT.html for a .md/.html path, else OUT/report.md and
+    OUT/report.html; default <lab home>/reports/reproduce-<timestamp>/."""
+    if out is None:
+        out = config.lab_home() / "reports" / f"reproduce-{datetime.now():%Y%m%d-%H%M%S}"
+    out = Path(out).expanduser()
+    if out.suffix.lower() in (".md", ".html", ".htm"):
+        return out.with_suffix(".md"), out.with_suffix(".html")
+    return out / "report.md", out / "report.html"
+
+
+def write_report(report: Report, out: Path | str | None = None) -> tuple[Path, Path]:
+    md_path, html_path = report_paths(out)
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    md_path.write_text(render_markdown(report), encoding="utf-8")
+    html_path.write_text(render_html(report), encoding="utf-8")
+    return md_path, html_path
+
+
+def reproduce(source: str | None = None, out: Path | str | None = None, epochs_scale: float = 1.0,
+              epochs: int | None = None, progress: Callable[[str], None] = print,
+              timeout: float | None = None) -> ReproduceResult:
+    """Submit the notebook's five experiments as one group, make sure a worker trains them, wait
+    with progress lines, and write the report. Returns where it is and which jobs failed."""
+    conn = store.connect()
+    try:
+        group, ids = submit_reproduction(conn, source, epochs_scale, epochs)
+        job = queue.get_job(conn, ids[0])
+        progress(f"submitted {', '.join(PRESETS)} as jobs {ids[0]}-{ids[-1]} (group {group}) on {job.data_source}")
+        pid = start_worker_if_none()
+        progress(f"started a worker (pid {pid}); it exits when the queue is empty" if pid else
+                 "a worker is already running; it will train them")
+        jobs = wait_for_jobs(conn, ids, progress, timeout=timeout)
+        progress("writing the report")
+        md_path, html_path = write_report(build_report(conn, ids), out)
+    finally:
+        conn.close()
+    failed = tuple(j.id for j in jobs if j.state != queue.SUCCEEDED)
+    return ReproduceResult(group, tuple(ids), md_path, html_path, failed)

@@ -1,0 +1,152 @@
+"""Model choice page: the deployment scorecard of the finished runs (seeds pooled), accuracy
+against batch-1 latency with the Pareto front, the recommendation in words (to paste into a
+report), re-measuring a run's latency and exporting a run for serving."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from cifar_core import choice
+from cifar_core.errors import LabError
+from cifar_core.experiments import resolve_source
+from pages import common
+
+CANDIDATE_VIEW = {
+    "rank": st.column_config.NumberColumn("Rank", width="small"),
+    "label": "Experiment",
+    "run": st.column_config.NumberColumn("Run", format="#%d"),
+    "runs": st.column_config.NumberColumn("Seeds"),
+    "test_accuracy": st.column_config.NumberColumn("Test acc (mean)", format="percent"),
+    "test_accuracy_std": st.column_config.NumberColumn("± std", format="percent"),
+    "params": st.column_config.NumberColumn("Params", format="localized"),
+    "model_bytes": st.column_config.NumberColumn("Model bytes", format="localized"),
+    "latency_p50_ms": st.column_config.NumberColumn("p50 ms", format="%.2f"),
+    "latency_p95_ms": st.column_config.NumberColumn("p95 ms", format="%.2f"),
+    "throughput_ips": st.column_config.NumberColumn("img/s @256", format="localized"),
+    "train_seconds": st.column_config.NumberColumn("Train s", format="%.0f"),
+    "gap": st.column_config.NumberColumn("Gap", format="percent", help="final train - validation accuracy"),
+    "diagnosis": "Diagnosis",
+    "pareto": st.column_config.CheckboxColumn("Pareto"),
+    "eligible": st.column_config.CheckboxColumn("Eligible"),
+    "why": "Why",
+}
+RUN_VIEW = ["run", "label", "seed", "test_accuracy", "params", "model_bytes", "latency_p50_ms", "latency_p95_ms",
+            "throughput_ips", "measured_while_busy", "train_seconds", "epochs", "gap", "diagnosis"]
+
+
+def _source(known: list[str]) -> str:
+    current = resolve_source(common.source())
+    if len(known) == 1:
+        return known[0]
+    index = known.index(current) if current in known else 0
+    return st.selectbox("Test set (data source)", known, index=index, key="choice_source",
+                        help="Runs are only compared on the same test images.")
+
+
+def _do_export(run: int, name: str, version_key: str) -> None:
+    """Button callback: runs before the page is drawn, so it may bump the version box."""
+    st.session_state.pop("choice_export_error", None)
+    try:
+        with st.spinner("Exporting and checking each format…"), common.connection() as conn:
+            result = choice.export_run(conn, run, choice.exports_dir(), name.strip(), int(st.session_state[version_key]))
+    except LabError as exc:
+        st.session_state.choice_export_error = str(exc)
+        return
+    st.session_state.choice_exported = result
+    st.session_state[version_key] = result.version + 1
+
+
+def _do_measure(run: int) -> None:
+    try:
+        with st.spinner("Measuring…"), common.connection() as conn:
+            m = choice.measure_run(conn, run)
+    except LabError as exc:
+        st.session_state.choice_export_error = str(exc)
+        return
+    st.session_state.choice_notice = (f"Run #{run}: p50 {m['latency_p50_ms']:.2f} ms, "
+                                      f"p95 {m['latency_p95_ms']:.2f} ms; stored.")
+
+
+def _export(made: choice.Choice) -> None:
+    st.subheader("Export for serving")
+    card = made.scorecard
+    labels = dict(zip(card["run"].astype(int), card["label"]))
+    runs = [made.recommendation.run] + [r for r in labels if r != made.recommendation.run]
+    a, b, c = st.columns([2, 2, 1], vertical_alignment="bottom")
+    run = a.selectbox("Run", runs, format_func=lambda r: f"#{r} {labels[r]}" + (" (recommended)" if r == runs[0] else ""),
+                      key="choice_export_run")
+    name = b.text_input("Serving name", value=choice.export_name(labels[run], run), key=f"choice_export_name_{run}")
+    version_key = f"choice_export_version_{run}_{name}"
+    if version_key not in st.session_state:
+        st.session_state[version_key] = choice.next_version(choice.exports_dir(), name) if name.strip() else 1
+    c.number_input("Version", min_value=1, step=1, key=version_key)
+    left, right = st.columns(2)
+    left.button("Export .keras, SavedModel and .tflite", icon=":material/upload:", key="choice_export",
+                on_click=_do_export, args=(run, name, version_key))
+    right.button(f"Re-measure latency of run #{run}", icon=":material/speed:", key="choice_measure",
+                 on_click=_do_measure, args=(run,))
+    if st.session_state.get("choice_export_error"):
+        st.error(st.session_state.pop("choice_export_error"), icon=":material/error:")
+    result = st.session_state.get("choice_exported")
+    if result is not None:
+        _exported(result)
+
+
+def _exported(result) -> None:
+    st.success(f"Exported **{result.name}** version {result.version}; every format was loaded back and gave the "
+               f"original's classes on {result.sample_size} test images.", icon=":material/check_circle:")
+    st.dataframe([{"format": f.format, "path": f.path, "bytes": f.size_bytes, "agreement": f.agreement}
+                  for f in result.formats], key="choice_export_table")
+    st.caption(f"TF Serving: `--model_name={result.name} --model_base_path={result.serving_base}`")
+    cols = st.columns(3)
+    for col, f in zip(cols, result.formats):
+        path = Path(f.path)
+        if not path.exists():
+            continue
+        data = choice.zip_folder(path) if path.is_dir() else path.read_bytes()
+        file_name = f"{result.name}-{result.version}-saved_model.zip" if path.is_dir() else path.name
+        col.download_button(f"Download {f.format}", data, file_name=file_name, key=f"choice_download_{f.format}",
+                            icon=":material/download:")
+
+
+def render() -> None:
+    st.title("Model choice")
+    if st.session_state.get("choice_notice"):
+        st.toast(st.session_state.pop("choice_notice"), icon=":material/info:")
+    with common.connection() as conn:
+        known = choice.sources(conn)
+    if not known:
+        st.info("No run has finished yet. Submit a few experiments (Builder page), then come back to choose one.")
+        return
+    source = _source(known)
+    try:
+        with common.connection() as conn:
+            made = choice.choose(conn, source)
+    except LabError as exc:
+        st.error(str(exc), icon=":material/error:")
+        return
+    st.caption(f"{len(made.scorecard)} finished run(s) on `{made.source}`, scored on the same "
+               f"{made.test_images:,} test images.")
+    rec = made.recommendation
+    st.subheader("Candidates")
+    st.dataframe(made.candidates[list(CANDIDATE_VIEW)], column_config=CANDIDATE_VIEW, hide_index=True,
+                 key="choice_candidates")
+    with st.expander("Every run"):
+        st.dataframe(made.scorecard[RUN_VIEW], hide_index=True, key="choice_runs",
+                     column_config={k: v for k, v in CANDIDATE_VIEW.items() if k in RUN_VIEW})
+    st.plotly_chart(choice.pareto_figure(made.candidates), key="choice_pareto")
+    st.subheader("Recommendation")
+    st.markdown(rec.text)
+    a, b = st.columns([1, 3])
+    a.download_button("Download as Markdown", rec.text, file_name=f"recommendation-run{rec.run}.md",
+                      icon=":material/download:", key="choice_download_text")
+    with b.expander("Copy as text"):
+        st.code(rec.text, language="markdown")
+    with st.expander("How candidates are ranked"):
+        st.markdown(choice.RANKING_RULE)
+    _export(made)
+
+
+render()

@@ -1,0 +1,313 @@
+"""Choosing the model: the ranking rule, Pareto front and recommendation text on hand-made
+scorecards, then the scorecard, diagnosis wrappers, `measure` and `export` on tiny real runs
+trained by a real worker."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from procs import cli
+
+from cifar_core import choice, store
+from cifar_core.diagnosis import diagnose
+from cifar_core.errors import LabError
+
+TINY = {
+    "name": "tiny",
+    "layers": [
+        {"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "relu"},
+        {"type": "MaxPool2D", "pool_size": 2},
+        {"type": "Flatten"},
+        {"type": "Dense", "units": 10, "activation": "softmax"},
+    ],
+    "epochs": 3,
+    "batch_size": 32,
+}
+DENSE = {
+    "name": "dense",
+    "layers": [{"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}],
+    "epochs": 3,
+    "batch_size": 32,
+}
+
+
+# ---------------------------------------------------------------- a lab with real finished runs
+
+
+def build_lab(root: Path, data: Path) -> Path:
+    """A lab home (built once per test session, shared by the modules that use it) holding:
+    runs 1-2 "tiny" (seeds 0 and 1), run 3 "dense", and run 4 "tiny" cancelled before it started."""
+    home = root / "shared-lab"
+    if (home / "ready").exists():
+        return home
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    specs = root / "specs"
+    specs.mkdir(exist_ok=True)
+    for doc in (TINY, DENSE):
+        (specs / f"{doc['name']}.json").write_text(json.dumps(doc))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CIFAR_LAB_HOME", str(home))
+        assert cli("submit", str(specs / "tiny.json"), "--data", str(data), "--repeats", "2").stdout.split() == ["1", "2"]
+        assert cli("submit", str(specs / "dense.json"), "--data", str(data)).stdout.split() == ["3"]
+        cli("submit", str(specs / "tiny.json"), "--data", str(data), "--seed", "5")
+        cli("cancel", "4")
+        cli("worker", "--exit-when-idle")
+    (home / "ready").write_text("")
+    return home
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, small_data):
+    home = build_lab(tmp_path_factory.getbasetemp(), small_data)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CIFAR_LAB_HOME", str(home))
+        mp.setenv("CIFAR_LAB_DATA", str(small_data))
+        yield home
+
+
+@pytest.fixture()
+def conn(lab):
+    c = store.connect()
+    yield c
+    c.close()
+
+
+# ---------------------------------------------------------------- hand-made candidates
+
+
+def cands(rows: list[tuple]) -> pd.DataFrame:
+    """(label, accuracy, p50 ms, model bytes, significantly worse than the most accurate)."""
+    return pd.DataFrame([
+        {"key": label, "label": label, "name": label, "run": i + 1, "runs": 1, "test_accuracy": acc,
+         "test_accuracy_std": np.nan, "test_accuracy_min": acc, "test_accuracy_max": acc, "params": 1000 * (i + 1),
+         "model_bytes": size, "latency_p50_ms": lat, "latency_p95_ms": lat * 1.5, "throughput_ips": 1000 / lat,
+         "measured_while_busy": False, "train_seconds": 60.0, "gap": 0.05, "validation": "holdout",
+         "verdict": "healthy", "diagnosis": "Healthy", "significantly_worse": worse,
+         "p_value": np.nan if worse is None else (0.001 if worse else 0.4)}
+        for i, (label, acc, lat, size, worse) in enumerate(rows)
+    ])
+
+
+def test_pareto_front_by_hand():
+    acc = [0.80, 0.79, 0.75, 0.70, 0.79, 0.60]
+    lat = [4.0, 1.0, 2.0, 0.5, 1.0, np.nan]
+    # 0.75@2ms is dominated by 0.79@1ms; the two 0.79@1ms tie and both stay; NaN latency counts as slowest.
+    assert pareto_list(acc, lat) == [True, True, False, True, True, False]
+    assert pareto_list([0.6], [np.nan]) == [True]
+    with pytest.raises(LabError, match="accuracy has 2 values but latency 1"):
+        choice.pareto_front([0.1, 0.2], [1.0])
+
+
+def pareto_list(acc, lat) -> list[bool]:
+    return [bool(v) for v in choice.pareto_front(acc, lat)]
+
+
+def test_faster_candidate_not_significantly_worse_is_recommended():
+    ranked = choice.rank(cands([("big", 0.80, 4.0, 4e6, None), ("small", 0.795, 1.0, 1e6, False),
+                                ("tiny", 0.70, 0.3, 2e5, False)]))
+    assert ranked["label"].tolist() == ["small", "big", "tiny"]
+    assert ranked["rank"].tolist() == [1, 2, 3]
+    by = ranked.set_index("label")
+    assert by.loc["big", "reference"] and by.loc["big", "why"] == "most accurate"
+    assert by.loc["small", "eligible"] and by.loc["big", "eligible"]
+    # A small test set may not separate tiny from big, but 10 points is beyond the tolerance.
+    assert not by.loc["tiny", "eligible"] and by.loc["tiny", "pareto"]
+    assert by.loc["tiny", "why"] == "more than 1 point below the most accurate"
+
+
+def test_significantly_worse_candidate_is_not_recommended():
+    ranked = choice.rank(cands([("big", 0.80, 4.0, 4e6, None), ("small", 0.795, 1.0, 1e6, True)]))
+    assert ranked["label"].tolist() == ["big", "small"]
+    assert ranked.iloc[1]["why"] == "significantly worse than the most accurate (McNemar)"
+
+
+def test_dominated_candidate_is_not_recommended_and_names_its_dominator():
+    ranked = choice.rank(cands([("big", 0.80, 4.0, 4e6, None), ("b", 0.795, 1.0, 1e6, False),
+                                ("c", 0.797, 0.9, 1e6, False)]))
+    assert ranked.iloc[0]["label"] == "c"
+    b = ranked.set_index("label").loc["b"]
+    assert not b["pareto"] and not b["eligible"]
+    assert b["why"] == "dominated by c (#3): at least as accurate and as fast"
+
+
+def test_tolerance_is_a_parameter_and_ties_go_to_the_smaller_file():
+    rows = [("big", 0.80, 4.0, 4e6, None), ("mid", 0.78, 1.0, 2e6, False), ("twin", 0.78, 1.0, 1e6, False)]
+    assert choice.rank(cands(rows)).iloc[0]["label"] == "big"  # 2 points off: outside the default 1 point
+    wide = choice.rank(cands(rows), tolerance=0.03)
+    assert wide["label"].tolist()[:2] == ["twin", "mid"]  # same accuracy and latency: the smaller file first
+
+
+def test_most_accurate_with_unmeasured_latency_is_still_recommended_over_nothing():
+    ranked = choice.rank(cands([("big", 0.80, np.nan, 4e6, None), ("weak", 0.60, 1.0, 1e6, True)]))
+    assert ranked.iloc[0]["label"] == "big"
+    text = choice.recommendation_text(ranked, choice.versus_empty())
+    assert "latency not measured p50" in text and "python -m cifar_core measure 1" in text
+
+
+def test_rank_needs_significance():
+    with pytest.raises(LabError, match="no significantly_worse column; run add_significance"):
+        choice.rank(cands([("a", 0.5, 1.0, 1e6, None)]).drop(columns="significantly_worse"))
+    assert choice.rank(choice.candidates(pd.DataFrame(columns=choice.SCORECARD_COLUMNS))).empty
+
+
+def test_candidates_pool_seeds_mean_spread_and_best_seed():
+    card = pd.DataFrame([
+        {"run": r, "key": k, "label": k, "name": k, "data_source": "/d", "validation": "holdout", "test_accuracy": a,
+         "params": 10, "model_bytes": 100, "latency_p50_ms": lat, "latency_p95_ms": lat * 2, "throughput_ips": 5.0,
+         "measured_while_busy": busy, "train_seconds": 10.0 * r, "gap": 0.1, "verdict": "healthy",
+         "diagnosis": "Healthy"}
+        for r, k, a, lat, busy in [(1, "x", 0.70, 1.0, False), (2, "x", 0.74, 3.0, True), (3, "x", 0.72, 2.0, False),
+                                   (4, "y", 0.60, 0.5, False)]
+    ])
+    c = choice.candidates(card).set_index("key")
+    x = c.loc["x"]
+    assert x["runs"] == 3 and x["run"] == 2 and x["run_ids"] == "#1, #2, #3"  # representative: the best seed
+    assert x["test_accuracy"] == pytest.approx(0.72)
+    assert x["test_accuracy_std"] == pytest.approx(0.02)
+    assert (x["test_accuracy_min"], x["test_accuracy_max"]) == (0.70, 0.74)
+    assert x["latency_p50_ms"] == 2.0 and x["measured_while_busy"]  # median cost; any busy measurement flags it
+    assert np.isnan(c.loc["y", "test_accuracy_std"])
+
+
+def test_recommendation_text_why_gives_up_and_not_different():
+    ranked = choice.rank(cands([("big", 0.80, 4.0, 4e6, None), ("small", 0.795, 1.0, 1e6, False),
+                                ("tiny", 0.70, 0.3, 2e5, False)]))
+    vs = pd.DataFrame([
+        {"run": 1, "accuracy": 0.80, "only_it_right": 40, "only_base_right": 35, "p_value": 0.64, "significant": False,
+         "direction": "not significantly different", "statement": ""},
+        {"run": 3, "accuracy": 0.70, "only_it_right": 20, "only_base_right": 115, "p_value": 1e-9, "significant": True,
+         "direction": "worse", "statement": ""},
+    ])
+    text = choice.recommendation_text(ranked, vs, {1: "big", 2: "small", 3: "tiny"}, test_images=10_000)
+    assert text.startswith("**Recommended for production: small (run #2).** Test accuracy 79.5%")
+    assert "0.5 points below the most accurate candidate, big (run #1) at 80.0%" in text
+    assert "does not find significant (p = 0.400" in text and "4.0x faster (1.00 ms vs 4.00 ms p50)" in text
+    assert "**What it gives up:** 0.5 points of mean test accuracy against big (run #1)." in text
+    assert "The fastest candidate, tiny (run #3), answers in 0.30 ms but is 9.5 points less accurate" in text
+    assert "McNemar on the same 10,000 test images" in text
+    assert "not significantly different: #1 big (80.0%, p = 0.640). Significantly worse: #3 tiny (70.0%, p < 0.001)." in text
+    assert "*Rule:*" in text and "Caveats" not in text
+
+
+def test_recommendation_caveats():
+    ranked = choice.rank(cands([("only", 0.80, 4.0, 4e6, None)]).assign(measured_while_busy=True, validation="test"))
+    text = choice.recommendation_text(ranked, choice.versus_empty())
+    assert "it is the only finished candidate" in text
+    assert "validated on the test set" in text and "`python -m cifar_core measure 1`" in text
+    assert "there is no other finished run" in text
+
+
+def test_export_name_and_next_version(tmp_path):
+    assert choice.export_name("Conv + Dropout", 12) == "Conv-Dropout-run12"
+    assert choice.export_name("...", 3) == "model-run3"
+    assert choice.next_version(tmp_path, "m") == 1
+    (tmp_path / "m" / "1").mkdir(parents=True)
+    (tmp_path / "m" / "7").mkdir()
+    (tmp_path / "m" / "notes").mkdir()
+    assert choice.next_version(tmp_path, "m") == 8
+
+
+# ---------------------------------------------------------------- on real runs
+
+
+def test_scorecard_of_real_runs(lab, conn):
+    card = choice.scorecard(conn)
+    assert card["run"].tolist() == [1, 2, 3]  # the cancelled run 4 is no candidate
+    assert list(card.columns) == choice.SCORECARD_COLUMNS
+    for row in card.itertuples():
+        assert row.model_bytes == (lab / "runs" / str(row.run) / "model.keras").stat().st_size
+        assert 0 < row.latency_p50_ms <= row.latency_p95_ms and row.throughput_ips > 0
+        assert 0 <= row.test_accuracy <= 1 and row.train_seconds > 0 and row.epochs == 3
+        assert row.gap == pytest.approx(row.final_accuracy - row.final_val_accuracy)
+    assert card.loc[card["run"] == 1, "key"].item() == card.loc[card["run"] == 2, "key"].item()  # seeds pooled
+    assert card["label"].tolist() == ["tiny", "tiny", "dense"]
+    c = choice.candidates(card).set_index("label")
+    assert c.loc["tiny", "runs"] == 2 and c.loc["dense", "runs"] == 1
+    assert choice.scorecard(conn, source="/elsewhere").empty
+
+
+def test_choose_on_real_runs(lab, conn, small_data):
+    made = choice.choose(conn)
+    assert made.source == str(small_data) and made.test_images == 100
+    rec = made.recommendation
+    assert rec.run == int(made.candidates.iloc[0]["run"])
+    assert set(rec.not_different + rec.worse + rec.better) == {1, 2, 3} - {rec.run}
+    assert f"(run #{rec.run})" in rec.text and "McNemar on the same 100 test images" in rec.text
+    assert set(made.versus["run"]) == {1, 2, 3} - {rec.run}
+    assert made.candidates["rank"].tolist() == [1, 2]
+    fig = choice.pareto_figure(made.candidates)
+    assert {t.name for t in fig.data} >= {"Pareto front", "recommended"}
+
+
+def test_diagnosis_wrappers_match_diagnose(conn):
+    from cifar_core.results import run_history
+
+    for run in (1, 3):
+        expected = diagnose(run_history(conn, run).to_dict(orient="records"))
+        assert choice.run_diagnosis(conn, run) == expected
+    table = choice.verdicts(conn)
+    assert table["run"].tolist() == [1, 2, 3]
+    assert table.loc[table["run"] == 3, "title"].item() == choice.run_diagnosis(conn, 3).title
+    assert choice.verdicts(conn, []).empty
+    with pytest.raises(LabError, match="no job 99"):
+        choice.run_diagnosis(conn, 99)
+
+
+def test_diagnosis_of_a_diverged_run_reads_nan_losses(conn):
+    """SQLite stores a NaN loss as NULL; the wrapper hands it to diagnose() as NaN again."""
+    frame = pd.DataFrame({"epoch": [1, 2, 3], "loss": [2.3, None, None], "accuracy": [0.1] * 3,
+                          "val_loss": [2.3, None, None], "val_accuracy": [0.1] * 3})
+    assert diagnose(choice._history_records(frame)).title == "Did not learn: diverged at epoch 2"
+
+
+def test_measure_cli_updates_the_store(conn):
+    before = conn.execute("SELECT latency_p50_ms FROM runs WHERE id = 3").fetchone()[0]
+    out = json.loads(cli("measure", "3", "--repeats", "30", "--json").stdout)
+    row = conn.execute("SELECT * FROM runs WHERE id = 3").fetchone()
+    assert out["latency_p50_ms"] == row["latency_p50_ms"] != before
+    assert 0 < row["latency_p50_ms"] <= row["latency_p95_ms"] and row["throughput_ips"] > 0
+    assert row["measured_while_busy"] == 0 and out["batch1_repeats"] == 30
+    failed = cli("measure", "4", check=False)
+    assert failed.returncode == 2
+    assert failed.stderr.strip().splitlines()[-1] == (
+        "error: run 4 is cancelled, not succeeded; only a run that finished training has a model")
+
+
+def test_export_cli_round_trip(lab, conn, tmp_path, small_data):
+    import keras
+
+    from cifar_core.data import load_dataset
+    from cifar_core.deploy import _predict_tflite
+
+    out = tmp_path / "exports"
+    done = cli("export", "3", "--out", str(out), "--name", "dense", "--json")
+    result = json.loads(done.stdout)
+    assert result["name"] == "dense" and result["version"] == 1
+    assert (out / "dense" / "1" / "saved_model.pb").is_file()
+    assert [f["format"] for f in result["formats"]] == ["keras", "saved_model", "tflite"]
+    assert all(f["agreement"] == 1.0 for f in result["formats"])
+    # Loaded back here too: the exported files give the stored test predictions' classes.
+    x = load_dataset(str(small_data)).x_test[:20]
+    stored = np.load(lab / "runs" / "3" / "predictions.npz")["probs"][:20].astype(np.float32)
+    assert (keras.saving.load_model(out / "dense.keras").predict(x, verbose=0).argmax(1) == stored.argmax(1)).all()
+    assert (_predict_tflite(out / "dense.tflite", x.astype(np.float32)).argmax(1) == stored.argmax(1)).all()
+    # The next export picks the next version; an existing one is refused before TensorFlow starts.
+    again = cli("export", "3", "--out", str(out), "--name", "dense")
+    assert "as dense version 2" in again.stdout and "--model_base_path=" + str(out / "dense") in again.stdout
+    clash = cli("export", "3", "--out", str(out), "--name", "dense", "--version", "1", check=False)
+    assert clash.returncode == 2 and "dense/1 already exists; export with version=3" in clash.stderr
+    bad = cli("export", "3", "--out", str(out), "--name", "no spaces", check=False)
+    assert bad.returncode == 2 and "export name 'no spaces' must be" in bad.stderr
+
+
+def test_choose_cli(lab):
+    done = cli("choose")
+    assert "**Recommended for production:" in done.stdout and "most accurate" in done.stdout
+    data = json.loads(cli("choose", "--json").stdout)
+    assert data["recommendation"]["run"] == data["candidates"][0]["run"]

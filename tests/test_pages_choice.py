@@ -1,0 +1,161 @@
+"""The Model choice, Predict and Error analysis pages, driven headless with AppTest on tiny real
+runs trained by a real worker (the lab of test_choice.build_lab)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from procs import ROOT
+from streamlit.testing.v1 import AppTest
+from test_choice import build_lab
+
+from cifar_core import choice, store
+
+PAGES = ["pages/choice.py", "pages/predict.py", "pages/analysis.py"]
+
+
+@pytest.fixture(autouse=True)
+def app_env(monkeypatch, small_data):
+    monkeypatch.setenv("CIFAR_LAB_NO_WORKER", "1")
+    monkeypatch.setenv("CIFAR_LAB_DATA", str(small_data))
+    monkeypatch.syspath_prepend(str(ROOT))  # the pages import `pages.common`
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, small_data):
+    home = build_lab(tmp_path_factory.getbasetemp(), small_data)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CIFAR_LAB_HOME", str(home))
+        yield home
+
+
+def _open(page: str, **query) -> AppTest:
+    at = AppTest.from_file(str(ROOT / page), default_timeout=120)
+    at.query_params.update(query)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _run(widget) -> AppTest:
+    at = widget.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def _png(size=(64, 48), colour=(200, 40, 40)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_pages_before_any_run_finished(lab_home, page):
+    at = _open(page)
+    assert "No run has finished yet" in _texts(at.info)
+    assert not at.error
+
+
+def test_choice_page_shows_scorecard_front_and_recommendation(lab):
+    at = _open("pages/choice.py")
+    conn = store.connect()
+    expected = choice.choose(conn).recommendation
+    assert [s.value for s in at.subheader] == ["Candidates", "Recommendation", "Export for serving"]
+    shown = at.dataframe[0].value
+    assert sorted(shown["label"]) == ["dense", "tiny"] and shown["rank"].tolist() == [1, 2]
+    assert shown["run"].iloc[0] == expected.run
+    assert at.dataframe[1].value["run"].tolist() == [1, 2, 3]
+    assert len(at.get("plotly_chart")) == 1
+    text = _texts(at.markdown)
+    assert f"**Recommended for production: {expected.label} (run #{expected.run}).**" in text
+    assert "**Why this one:**" in text and "**What it gives up:**" in text and "McNemar on the same 100 test images" in text
+    assert expected.text in _texts(at.code)  # the copyable version
+    assert "finished run(s)" in _texts(at.caption)
+    assert at.selectbox(key="choice_export_run").value == expected.run
+
+
+def test_choice_page_exports_the_chosen_run(lab):
+    at = _open("pages/choice.py")
+    run = at.selectbox(key="choice_export_run").value
+    name = at.text_input(key=f"choice_export_name_{run}").value
+    version = at.number_input(key=f"choice_export_version_{run}_{name}").value
+    at = _run(at.button(key="choice_export").click())
+    assert not at.error, _texts(at.error)
+    assert f"Exported **{name}** version {version}" in _texts(at.success)
+    assert (lab / "exports" / name / str(version) / "saved_model.pb").is_file()
+    assert (lab / "exports" / f"{name}.tflite").is_file() and (lab / "exports" / f"{name}.keras").is_file()
+    assert at.number_input(key=f"choice_export_version_{run}_{name}").value == version + 1  # never overwrite
+    assert {b.label for b in at.get("download_button")} >= {"Download keras", "Download saved_model", "Download tflite"}
+    # A version that exists is refused in words.
+    at.number_input(key=f"choice_export_version_{run}_{name}").set_value(version)
+    at = _run(at.button(key="choice_export").click())
+    assert f"{name}/{version} already exists; export with version={version + 1}" in _texts(at.error)
+
+
+def test_predict_page_refuses_a_bad_upload(lab):
+    at = _open("pages/predict.py")
+    at = _run(at.file_uploader(key="predict_upload").set_value(("cat.png", b"GIF89a not really a png", "image/png")))
+    assert "**cat.png was not accepted:** not a PNG or JPEG image (starts with b'GIF89a n')" in _texts(at.error)
+    assert not at.get("plotly_chart")
+    truncated = _png()[:40]
+    at = _run(at.file_uploader(key="predict_upload").set_value(("cut.png", truncated, "image/png")))
+    assert "the PNG is truncated or corrupt" in _texts(at.error)
+
+
+def test_predict_page_upload_with_two_models_side_by_side(lab):
+    at = _open("pages/predict.py")
+    default = at.multiselect(key="predict_runs").value
+    assert len(default) == 1  # the most accurate run
+    at = _run(at.file_uploader(key="predict_upload").set_value(("red.png", _png(), "image/png")))
+    assert not at.error
+    images = at.get("image")
+    assert len(images) == 2 and "red.png: PNG, 64x48 pixels" in images[0].proto.imgs[0].caption
+    assert "what the model sees: 32x32" in images[1].proto.imgs[0].caption
+    assert len(at.get("plotly_chart")) == 1
+    at = _run(at.multiselect(key="predict_runs").set_value([3, 1]))
+    assert len(at.get("plotly_chart")) == 2
+    text = _texts(at.markdown)
+    assert text.index("**#3 dense") < text.index("**#1 tiny")  # side by side, in the order chosen
+
+
+def test_predict_page_test_image(lab, small_data):
+    from cifar_core.data import load_dataset
+
+    names = load_dataset(str(small_data)).class_names
+    at = _open("pages/predict.py")
+    at = _run(at.segmented_control(key="predict_from").set_value("Test image"))
+    at = _run(at.number_input(key="predict_index").set_value(57))
+    assert f"test image #57, true class **{names[5]}**" in at.get("image")[0].proto.imgs[0].caption  # 10 per class
+    assert len(at.get("plotly_chart")) == 1 and not at.error
+
+
+def test_analysis_page_one_run(lab):
+    at = _open("pages/analysis.py", run="1")
+    assert at.selectbox(key="analysis_run").value == 1
+    stored = np.load(lab / "runs" / "1" / "predictions.npz")
+    accuracy = float((stored["probs"].argmax(1) == stored["y_true"]).mean())
+    assert [m.value for m in at.metric][:3] == [f"{accuracy:.1%}", "100", str(int(round((1 - accuracy) * 100)))]
+    assert len(at.get("plotly_chart")) == 2  # per-class bars and the confusion heatmap
+    at = _run(at.selectbox(key="analysis_true").set_value("airplane"))
+    captions = [i.caption for i in at.get("image")[0].proto.imgs] if at.get("image") else []
+    assert all(c.startswith("airplane → ") for c in captions)
+    assert not any(c.startswith("airplane → airplane") for c in captions)
+
+
+def test_analysis_page_compares_two_runs(lab):
+    at = _open("pages/analysis.py", run="1", compare="3")
+    assert at.selectbox(key="analysis_compare").value == 3
+    verdict = _texts(at.success) + _texts(at.info)
+    assert "on the same 100 test images" in verdict and "McNemar's test" in verdict and "paired bootstrap" in verdict
+    assert len(at.get("plotly_chart")) == 4  # the run's two, and the two differences
+    text = _texts(at.markdown)
+    assert "**#1 right, #3 wrong**" in text and "**#3 right, #1 wrong**" in text
+    at = _run(at.selectbox(key="analysis_compare").set_value(0))
+    assert len(at.get("plotly_chart")) == 2

@@ -1,0 +1,103 @@
+"""The notebook reproduced through the queue by `python -m cifar_core reproduce`, end to end on
+small generated data with one epoch per experiment, and the pieces of its report."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pandas as pd
+import pytest
+from procs import cli, wait_for
+
+from cifar_core import report, store
+from cifar_core.errors import LabError
+from cifar_core.presets import PRESETS
+
+
+def test_reproduce_end_to_end(lab_home, small_data, tmp_path):
+    started = time.monotonic()
+    done = cli("reproduce", "--data", str(small_data), "--out", str(tmp_path / "rep"), "--epochs", "1", timeout=240)
+    elapsed = time.monotonic() - started
+    out = done.stdout
+    assert out.splitlines()[0] == f"submitted exp1, exp2, exp3, exp4, exp5 as jobs 1-5 (group 1) on {small_data}"
+    assert "started a worker (pid" in out
+    for i, name in enumerate(PRESETS, start=1):
+        assert f"#{i} {name}: epoch 1/1 train acc " in out
+        assert re.search(rf"#{i} {name}: succeeded, test accuracy \d+\.\d% \({i}/5 finished\)", out)
+    md_path, html_path = tmp_path / "rep" / "report.md", tmp_path / "rep" / "report.html"
+    assert out.rstrip().endswith(f"report: {md_path}\nhtml:   {html_path}")
+    assert elapsed < 90, f"reproduce took {elapsed:.0f} s"
+
+    md = md_path.read_text()
+    assert md.startswith("# CIFAR-10 notebook, reproduced")
+    table = md.split("## Summary")[1].split("\n## ")[0]
+    assert table.count("| #") == 5 and "| exp5 (Conv + Dropout) | #5 | 196,426 | 1 |" in table
+    assert "~75.6%" in table and "~72% (train 91%)" in table
+    for i, name in enumerate(PRESETS, start=1):
+        section = md.split(f"\n## {name}: ")[1].split("\n## ")[0]
+        assert f"(run #{i}, succeeded)" in section
+        assert 'Model: "' + name + '"' in section and "Total params:" in section  # the network's summary
+        assert "| epoch | train acc | val acc | train loss | val loss | seconds |" in section
+        assert "**Diagnosis: Too short to judge.**" in section  # one epoch cannot show a trend
+    final = md.split("## Recommendation for production")[1]
+    assert "| rank | experiment | run | test acc |" in final
+    assert "**Recommended for production: exp" in final and "*Rule:*" in final
+    assert "validated on the test set each epoch" in final  # the presets validate on the test set
+
+    page = html_path.read_text()
+    assert page.count("<h2>") == 7 and "<table>" in page
+    assert page.count("Plotly.newPlot") == 6  # five histories and the Pareto front
+    assert len(re.findall(r"plotly\.js v\d", page)) == 1  # plotly.js inlined once
+    assert "<script src=" not in page and 'src="https://cdn.plot.ly' not in page  # opens offline
+
+    conn = store.connect()
+    states = [r[0] for r in conn.execute("SELECT state FROM jobs ORDER BY id")]
+    assert states == ["succeeded"] * 5
+    kind = conn.execute("SELECT kind, name FROM groups WHERE id = 1").fetchone()
+    assert tuple(kind) == ("reproduce", "notebook reproduction")
+    # The worker it started exits once the queue is empty.
+    wait_for(lambda: conn.execute("SELECT COUNT(*) FROM workers WHERE stopped_at IS NULL").fetchone()[0] == 0,
+             timeout=30, what="the reproduce worker to stop")
+
+    again = cli("report", "--group", "1", "--out", str(tmp_path / "again.md"))
+    assert (tmp_path / "again.md").read_text().split("\n", 3)[3] == md.split("\n", 3)[3]  # all but the date line
+    assert (tmp_path / "again.html").is_file() and "html:" in again.stdout
+    missing = cli("report", "--group", "9", check=False)
+    assert missing.returncode == 2 and "error: group 9 has no jobs" in missing.stderr
+
+
+def test_reproduce_refuses_bad_arguments(lab_home, small_data):
+    bad = cli("reproduce", "--data", str(small_data), "--epochs-scale", "0", check=False)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1] == "error: epochs scale 0.0 must be a number in (0, 10]; 1 keeps the notebook's epochs"
+    missing = cli("reproduce", "--data", str(small_data / "nope"), check=False)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert store.connect().execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0  # nothing was submitted
+
+
+def test_scaled_epochs():
+    assert [report.scaled_epochs(e) for e in (20, 40, 10)] == [20, 40, 10]
+    assert [report.scaled_epochs(e, 0.1) for e in (20, 40, 10, 3)] == [2, 4, 1, 1]
+    assert report.scaled_epochs(20, 0.1, epochs=3) == 3
+    with pytest.raises(LabError, match="epochs=0 is out of range 1..1000"):
+        report.scaled_epochs(20, epochs=0)
+    with pytest.raises(LabError, match=r"epochs scale nan must be a number in \(0, 10\]"):
+        report.scaled_epochs(20, float("nan"))
+
+
+def test_report_paths(tmp_path):
+    assert report.report_paths(tmp_path / "r") == (tmp_path / "r" / "report.md", tmp_path / "r" / "report.html")
+    assert report.report_paths(tmp_path / "x.md") == (tmp_path / "x.md", tmp_path / "x.html")
+    assert report.report_paths(tmp_path / "x.html") == (tmp_path / "x.md", tmp_path / "x.html")
+
+
+def test_markdown_table_escapes_cells():
+    table = report._md_table(pd.DataFrame({"a": ["x|y"], "b": ["two\nlines"]}))
+    assert table.splitlines() == ["| a | b |", "| --- | --- |", "| x\\|y | two lines |"]
+
+
+def test_html_renders_markdown_without_raw_html():
+    page = report.render_html(report.Report("T <1>", [("md", "# Title\n\n<script>alert(1)</script>\n\n| a |\n| --- |\n| 1 |")]))
+    assert "<title>T &lt;1&gt;</title>" in page and "<h1>Title</h1>" in page and "<td>1</td>" in page
+    assert "<script>alert" not in page
