@@ -21,6 +21,11 @@ PAGES = {
     "Results": [
         st.Page("pages/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:"),
         st.Page("pages/run.py", title="Run", icon=":material/query_stats:"),
+        st.Page("pages/analysis.py", title="Error analysis", icon=":material/troubleshoot:"),
+    ],
+    "Production": [
+        st.Page("pages/choice.py", title="Model choice", icon=":material/verified:"),
+        st.Page("pages/predict.py", title="Predict", icon=":material/image_search:"),
     ],
 }
 

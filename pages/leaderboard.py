@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cifar_core import charts, compare, queue, results
+from cifar_core import charts, choice, compare, queue, results
 from pages import common
 
 PERCENT = st.column_config.NumberColumn(format="percent")
@@ -17,6 +17,7 @@ COLUMNS = {
     "gap": st.column_config.NumberColumn("gap", format="percent", help="train minus validation accuracy, last epoch"),
     "seconds_per_epoch": st.column_config.NumberColumn("s/epoch", format="%.1f"),
     "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
+    "title": st.column_config.TextColumn("diagnosis", help="The verdict from the run's curves (see the run page)"),
     "best_val_accuracy_mean": PERCENT, "best_val_accuracy_std": PERCENT,
     "test_accuracy_mean": PERCENT, "test_accuracy_std": PERCENT,
 }
@@ -32,7 +33,7 @@ def render() -> None:
     common.use_the_router()
     st.title("Leaderboard")
     with common.connection() as conn:
-        board = results.leaderboard(conn)
+        board = results.leaderboard(conn).merge(choice.verdicts(conn)[["run", "title"]], on="run", how="left")
     if board.empty:
         st.info("No runs yet.")
         st.page_link("pages/builder.py", label="Build and submit an experiment", icon=":material/construction:")
@@ -44,7 +45,7 @@ def render() -> None:
     shown = compare.filter_board(board, name, statuses).assign(open=lambda d: "run?run=" + d["run"].astype(str))
     table = results.group_summary(shown) if grouped else shown
     st.dataframe(table, hide_index=True, column_config=COLUMNS, key="lb_table",
-                 column_order=None if grouped else ["run", "open", *[k for k in results.LEADERBOARD_COLUMNS if k != "run"]])
+                 column_order=None if grouped else ["run", "open", *[k for k in results.LEADERBOARD_COLUMNS if k != "run"], "title"])
     st.download_button("Export CSV", table.drop(columns="open", errors="ignore").to_csv(index=False),
                        file_name="leaderboard.csv", mime="text/csv", icon=":material/download:", key="lb_csv")
     st.caption(f"{len(shown)} of {len(board)} runs shown. Click a column header to sort.")

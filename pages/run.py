@@ -7,7 +7,7 @@ import json
 
 import streamlit as st
 
-from cifar_core import charts, monitor, queue, results
+from cifar_core import charts, choice, monitor, queue, results
 from cifar_core.errors import LabError, NotFound
 from cifar_core.spec import summarize
 from pages import common
@@ -48,6 +48,18 @@ def _files(detail: results.RunDetail) -> None:
                       mime="text/csv", icon=":material/download:", key="run_history_download")
 
 
+def _diagnosis(run_id: int, detail: results.RunDetail) -> None:
+    if detail.history.empty:
+        return
+    with common.connection() as conn:
+        d = choice.run_diagnosis(conn, run_id)
+    show = st.success if d.verdict == "healthy" else st.info if d.verdict == "too_short" else st.warning
+    show(common.md(f"{d.title}. {d.text} Next: {d.next_step}"), icon=":material/stethoscope:")
+    if detail.job.state == queue.SUCCEEDED:
+        st.page_link("pages/analysis.py", label="Error analysis of this run", query_params={"run": str(run_id)},
+                     icon=":material/troubleshoot:")
+
+
 def _body(run_id: int, polling: bool) -> None:
     try:
         with common.connection() as conn:
@@ -58,6 +70,7 @@ def _body(run_id: int, polling: bool) -> None:
     if polling and detail.job.finished:
         st.rerun()  # it just ended: redraw once without the timer
     _status(detail)
+    _diagnosis(run_id, detail)
     curves, epochs, spec, files = st.tabs(["Curves", "Epochs", "Spec", "Files"])
     with curves:
         if detail.history.empty:

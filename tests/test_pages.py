@@ -388,6 +388,7 @@ def test_leaderboard_filters_groups_and_compares_runs(app_env, conn):
     row = table.set_index("run").loc[a]
     assert (row["status"], row["epochs"], row["best_epoch"]) == ("succeeded", 3, 3)
     assert row["best_val_accuracy"] == pytest.approx(0.45) and row["test_accuracy"] == pytest.approx(0.4)
+    assert row["title"] == "Underfitting: still improving"  # the diagnosis of a low, rising curve
     assert at.download_button(key="lb_csv").label == "Export CSV"
 
     at = _run(at.text_input(key="lb_name").set_value("FAST"))
@@ -422,6 +423,8 @@ def test_run_page_follows_the_query_param_and_shows_errors(app_env, conn):
     assert metrics["Test accuracy"] == "40.00%" and metrics["Best val accuracy (epoch 3)"] == "45.00%" and metrics["Epochs"] == "3/3"
     assert at.dataframe[0].value["epoch"].tolist() == [1, 2, 3]
     assert "Total params" in _texts(at.code)
+    assert "Underfitting: still improving" in _texts(at.warning)  # the diagnosis, with its numbers
+    assert any(link.label == "Error analysis of this run" for link in at.get("page_link"))
     at = _run(at.selectbox(key="run_pick").set_value(failed))
     assert at.query_params["run"] == str(failed)
     assert "DataError: the data vanished" in _texts(at.error)
