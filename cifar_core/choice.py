@@ -25,6 +25,7 @@ test set (where McNemar can separate little) from recommending a much weaker mod
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 import sqlite3
@@ -88,19 +89,25 @@ def run_diagnosis(conn: sqlite3.Connection, run_id: int) -> Diagnosis:
 
 
 def verdicts(conn: sqlite3.Connection, run_ids: list[int] | None = None) -> pd.DataFrame:
-    """One row per run with at least one finished epoch: run, verdict, title, text, next_step."""
+    """One row per run with at least one finished epoch: run, verdict, title, text, next_step.
+
+    Reads plain rows and groups them in Python: with 500 runs a pandas groupby made the
+    leaderboard miss its 1 s budget."""
     columns = ["run", "verdict", "title", "text", "next_step"]
-    if run_ids is None:
-        run_ids = [r[0] for r in conn.execute("SELECT DISTINCT run_id FROM metrics ORDER BY run_id").fetchall()]
-    if not run_ids:
-        return pd.DataFrame(columns=columns)
-    long = results.histories(conn, list(run_ids))
-    specs = results.run_specs(conn, list(run_ids))
-    rows = []
-    for run, frame in long.groupby("run", sort=True):
-        d = diagnose(_history_records(frame.drop(columns="run")), _num_classes(specs.get(int(run), {})))
-        rows.append((int(run), d.verdict, d.title, d.text, d.next_step))
-    return pd.DataFrame(rows, columns=columns)
+    where, args = "", ()
+    if run_ids is not None:
+        if not run_ids:
+            return pd.DataFrame(columns=columns)
+        where, args = f" WHERE run_id IN ({','.join('?' * len(run_ids))})", tuple(run_ids)
+    fields = ("epoch", *results.METRICS)
+    rows = conn.execute(f"SELECT run_id, {', '.join(fields)} FROM metrics{where} ORDER BY run_id, epoch", args).fetchall()
+    specs = results.run_specs(conn, sorted({r[0] for r in rows}))
+    out = []
+    for run, group in itertools.groupby(rows, key=lambda r: r[0]):
+        history = [{k: (float("nan") if v is None else v) for k, v in zip(fields, r[1:])} for r in group]
+        d = diagnose(history, _num_classes(specs.get(run, {})))
+        out.append((run, d.verdict, d.title, d.text, d.next_step))
+    return pd.DataFrame(out, columns=columns)
 
 
 # ---------------------------------------------------------------- the scorecard
