@@ -10,7 +10,6 @@ deployment scorecard, the accuracy-latency Pareto front and the recommendation f
 
 from __future__ import annotations
 
-import fcntl
 import html
 import math
 import sqlite3
@@ -24,7 +23,7 @@ import pandas as pd
 
 from . import choice, config, queue, results, store
 from .errors import LabError
-from .presets import PRESET_TITLES, PRESETS, get_preset
+from .presets import NOTEBOOK_PRESETS, PRESET_TITLES, get_preset
 
 GROUP_KIND = "reproduce"
 GROUP_NAME = "notebook reproduction"
@@ -64,31 +63,22 @@ def submit_reproduction(conn: sqlite3.Connection, source: str | None = None, epo
     source = resolve_source(source)
     ds = load_dataset(source)
     docs = []
-    for name in PRESETS:
+    for name in NOTEBOOK_PRESETS:
         doc = get_preset(name)
         doc["epochs"] = scaled_epochs(doc["epochs"], epochs_scale, epochs)
         spec = parse_spec(doc, ds.input_shape, ds.num_classes)
         docs.append((spec.to_dict(), summarize(spec, ds.input_shape, ds.num_classes).total_params))
-    detail = {"presets": list(PRESETS), "epochs_scale": epochs_scale, "epochs": epochs}
+    detail = {"presets": list(NOTEBOOK_PRESETS), "epochs_scale": epochs_scale, "epochs": epochs}
     ids = queue.submit_many(conn, docs, source, group=(GROUP_KIND, GROUP_NAME, detail))
     group = conn.execute("SELECT group_id FROM jobs WHERE id = ?", (ids[0],)).fetchone()[0]
     return int(group), ids
 
 
 def start_worker_if_none() -> int | None:
-    """Start a worker that exits when the queue is empty, unless one is alive. Returns its pid,
-    or None. Takes the same lock as worker.ensure_worker, so the two never both start one."""
-    from .worker import list_workers, spawn_worker
+    """Start a worker that exits when the queue is empty, unless one is alive. Returns its pid, or None."""
+    from .worker import ensure_worker
 
-    with open(config.lab_home() / "worker-spawn.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        conn = store.connect()
-        try:
-            if any(w.alive for w in list_workers(conn)):
-                return None
-        finally:
-            conn.close()
-        return spawn_worker(("--exit-when-idle",))
+    return ensure_worker(("--exit-when-idle",))
 
 
 @dataclass
@@ -388,7 +378,7 @@ def reproduce(source: str | None = None, out: Path | str | None = None, epochs_s
     try:
         group, ids = submit_reproduction(conn, source, epochs_scale, epochs)
         job = queue.get_job(conn, ids[0])
-        progress(f"submitted {', '.join(PRESETS)} as jobs {ids[0]}-{ids[-1]} (group {group}) on {job.data_source}")
+        progress(f"submitted {', '.join(NOTEBOOK_PRESETS)} as jobs {ids[0]}-{ids[-1]} (group {group}) on {job.data_source}")
         pid = start_worker_if_none()
         progress(f"started a worker (pid {pid}); it exits when the queue is empty" if pid else
                  "a worker is already running; it will train them")

@@ -241,7 +241,7 @@ def list_workers(conn) -> list[WorkerInfo]:
     ]
 
 
-def ensure_worker() -> int | None:
+def ensure_worker(extra_args: tuple[str, ...] = ()) -> int | None:
     """Start a background worker process if none is alive. Returns its pid, or None if one runs.
 
     The worker runs in its own session, so stopping or restarting the app never stops it."""
@@ -255,7 +255,7 @@ def ensure_worker() -> int | None:
                 return None
         finally:
             conn.close()
-        return spawn_worker()
+        return spawn_worker(extra_args)
 
 
 def spawn_worker(extra_args: tuple[str, ...] = ()) -> int:

@@ -7,10 +7,14 @@ import json
 
 import numpy as np
 import pytest
-from procs import ROOT, cli
+from procs import cli
 from streamlit.testing.v1 import AppTest
 
 from datagen import tiny_spec
+from pagetools import open_page as _open
+from pagetools import rerun as _run
+from pagetools import texts as _texts
+
 from cifar_core import experiments, queue, store
 from cifar_core.spec import parse_spec, summarize
 
@@ -26,24 +30,10 @@ def conn(app_env):
     c.close()
 
 
-def _open(page: str, **query) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.switch_page(page)
-    at.query_params.update(query)
-    at.run()
-    assert not at.exception, at.exception
-    return at
 
 
-def _run(widget) -> AppTest:
-    at = widget.run()
-    assert not at.exception, at.exception
-    return at
 
 
-def _texts(elements) -> str:
-    """The elements' text as a reader sees it (markdown escapes removed)."""
-    return "\n".join(str(e.value) for e in elements).replace("\\", "")
 
 
 def _finished_run(conn, name="tiny", seed=0, epochs=3, lr=0.001, state=queue.SUCCEEDED) -> int:

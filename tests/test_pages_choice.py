@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 from procs import ROOT
-from streamlit.testing.v1 import AppTest
+from pagetools import open_page
+from pagetools import rerun as _run
+from pagetools import texts as _texts
 from test_choice import build_lab
 
 from cifar_core import choice, store
@@ -24,6 +26,10 @@ def app_env(monkeypatch, small_data):
     monkeypatch.syspath_prepend(str(ROOT))  # the pages import `pages.common`
 
 
+def _open(page: str, **query):
+    return open_page(page, via_app=False, **query)
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, small_data):
     home = build_lab(tmp_path_factory.getbasetemp(), small_data)
@@ -32,22 +38,10 @@ def lab(tmp_path_factory, small_data):
         yield home
 
 
-def _open(page: str, **query) -> AppTest:
-    at = AppTest.from_file(str(ROOT / page), default_timeout=120)
-    at.query_params.update(query)
-    at.run()
-    assert not at.exception, at.exception
-    return at
 
 
-def _run(widget) -> AppTest:
-    at = widget.run()
-    assert not at.exception, at.exception
-    return at
 
 
-def _texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
 
 
 def _png(size=(64, 48), colour=(200, 40, 40)) -> bytes:

@@ -5,14 +5,21 @@ from __future__ import annotations
 import json
 
 import pytest
-from procs import ROOT
 from streamlit.testing.v1 import AppTest
 
 from datagen import tiny_spec
+from pagetools import open_page
+from pagetools import rerun as _run
+from pagetools import texts as _texts
+
 from cifar_core import experiments, queue, store, sweeps
 from cifar_core.presets import get_preset
 
-PAGE = str(ROOT / "pages" / "sweeps.py")
+
+
+def _open(**query):
+    return open_page("pages/sweeps.py", via_app=False, timeout=60, **query)
+
 TINY = tiny_spec(epochs=1, learning_rate=0.001)
 GRID = '{"learning_rate": {"values": [0.01, 0.001]}, "batch_size": {"values": [32, 64]}}'
 
@@ -24,22 +31,10 @@ def conn(app_env):
     c.close()
 
 
-def _open(**query) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.query_params.update(query)
-    at.run()
-    assert not at.exception, at.exception
-    return at
 
 
-def _run(widget) -> AppTest:
-    at = widget.run()
-    assert not at.exception, at.exception
-    return at
 
 
-def _texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
 
 
 def _frame(at: AppTest, column: str):
