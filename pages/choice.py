@@ -24,7 +24,7 @@ CANDIDATE_VIEW = {
     "model_bytes": st.column_config.NumberColumn("Model bytes", format="localized"),
     "latency_p50_ms": st.column_config.NumberColumn("p50 ms", format="%.2f"),
     "latency_p95_ms": st.column_config.NumberColumn("p95 ms", format="%.2f"),
-    "throughput_ips": st.column_config.NumberColumn("img/s @256", format="localized"),
+    "throughput_ips": st.column_config.NumberColumn("img/s @256", format="%.0f"),
     "train_seconds": st.column_config.NumberColumn("Train s", format="%.0f"),
     "gap": st.column_config.NumberColumn("Gap", format="percent", help="final train - validation accuracy"),
     "diagnosis": "Diagnosis",
