@@ -11,23 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from datagen import tiny_spec
 from procs import cli
 
 from cifar_core import choice, store
 from cifar_core.diagnosis import diagnose
 from cifar_core.errors import LabError
 
-TINY = {
-    "name": "tiny",
-    "layers": [
-        {"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "relu"},
-        {"type": "MaxPool2D", "pool_size": 2},
-        {"type": "Flatten"},
-        {"type": "Dense", "units": 10, "activation": "softmax"},
-    ],
-    "epochs": 3,
-    "batch_size": 32,
-}
+TINY = tiny_spec(epochs=3)
 DENSE = {
     "name": "dense",
     "layers": [{"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}],

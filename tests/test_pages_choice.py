@@ -12,7 +12,7 @@ from procs import ROOT
 from pagetools import open_page
 from pagetools import rerun as _run
 from pagetools import texts as _texts
-from test_choice import build_lab
+from test_choice import lab  # noqa: F401  (the shared trained lab)
 
 from cifar_core import choice, store
 
@@ -28,14 +28,6 @@ def app_env(monkeypatch, small_data):
 
 def _open(page: str, **query):
     return open_page(page, via_app=False, **query)
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory, small_data):
-    home = build_lab(tmp_path_factory.getbasetemp(), small_data)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CIFAR_LAB_HOME", str(home))
-        yield home
 
 
 

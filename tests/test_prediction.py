@@ -10,27 +10,12 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
-from test_choice import build_lab
+from test_choice import conn, lab  # noqa: F401  (the shared trained lab)
 
 from cifar_core import prediction, store
 from cifar_core.data import load_dataset
 from cifar_core.errors import DataError, LabError, NotFound
 from cifar_core.images import read_image_upload
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory, small_data):
-    home = build_lab(tmp_path_factory.getbasetemp(), small_data)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CIFAR_LAB_HOME", str(home))
-        yield home
-
-
-@pytest.fixture()
-def conn(lab):
-    c = store.connect()
-    yield c
-    c.close()
 
 
 @pytest.fixture(scope="module")
