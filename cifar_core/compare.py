@@ -140,9 +140,12 @@ def curves(
     return pd.concat(parts, ignore_index=True)
 
 
-def filter_board(board: pd.DataFrame, name: str = "", statuses: Iterable[str] = ()) -> pd.DataFrame:
-    """Leaderboard rows whose name contains `name` (any case) and whose status is in `statuses` (all if empty)."""
+def filter_board(board: pd.DataFrame, name: str = "", statuses: Iterable[str] = (), group: int | None = None) -> pd.DataFrame:
+    """Leaderboard rows whose name contains `name` (any case), whose status is in `statuses` (all
+    if empty) and, when `group` is given, that belong to that group (a sweep or a set of repeats)."""
     keep = pd.Series(True, index=board.index)
+    if group is not None:
+        keep &= board["group"] == group
     if name.strip():
         keep &= board["name"].str.contains(name.strip(), case=False, regex=False)
     statuses = list(statuses)

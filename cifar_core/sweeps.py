@@ -258,6 +258,30 @@ def sweep_importance(conn: sqlite3.Connection, group_id: int) -> list[tuple[str,
     return setting_importance(_finished_rows(conn, info), info.paths, TARGET)
 
 
+@dataclass(frozen=True)
+class SweepResults:
+    """What a page draws for one sweep: its description, its runs' table (`sweep_table`), the
+    settings ranked by importance (`sweep_importance`) and the sentence that says which mattered."""
+
+    info: SweepInfo
+    table: pd.DataFrame
+    ranked: list[tuple[str, float]]
+    sentence: str
+
+    @property
+    def finished(self) -> int:
+        """Succeeded runs with a best validation accuracy: the ones the charts can draw."""
+        return int(((self.table["status"] == queue.SUCCEEDED) & self.table[TARGET].notna()).sum())
+
+
+def sweep_results(conn: sqlite3.Connection, group_id: int) -> SweepResults:
+    """Everything the sweep views show for sweep `group_id` (NotFound if there is no such sweep)."""
+    info = get_sweep(conn, group_id)
+    table = sweep_table(conn, group_id)
+    ranked = sweep_importance(conn, group_id)
+    return SweepResults(info, table, ranked, importance_sentence(ranked, table))
+
+
 def _finished_rows(conn: sqlite3.Connection, info: SweepInfo) -> list[dict]:
     """Succeeded runs as {"sweep_params": plain JSON values, TARGET: float}."""
     board = results.leaderboard_rows(conn, list(info.run_ids))

@@ -14,10 +14,11 @@ from contextlib import contextmanager
 
 import streamlit as st
 
-from cifar_core import config, store
+from cifar_core import charts_sweep, config, store
 from cifar_core.data import Dataset, DatasetInfo, dataset_info, load_dataset
 from cifar_core.errors import DataError
 from cifar_core.spec import INPUT_SHAPE, NUM_CLASSES
+from cifar_core.sweeps import SweepResults
 
 def use_the_router() -> None:
     """Make sure app.py routes this run. Because a folder named pages/ exists, Streamlit starts in
@@ -86,3 +87,16 @@ def md(text: object) -> str:
 def data_error(exc: DataError | str) -> None:
     st.error(f"**The dataset could not be loaded.** {md(exc)}", icon=":material/error:")
     st.info(FIX_DATA, icon=":material/lightbulb:")
+
+
+def sweep_findings(found: SweepResults, key: str) -> None:
+    """A sweep's parallel-coordinates chart and which setting mattered most (Sweeps and Leaderboard)."""
+    if found.finished == 0:
+        st.info("No run of this sweep has finished yet; the charts appear as runs finish.")
+        return
+    st.markdown("**Settings against best validation accuracy** (drag along an axis to filter the runs)")
+    st.plotly_chart(charts_sweep.parallel(found.table, found.info.paths, found.info.log_paths), key=f"{key}_parcoords")
+    st.markdown("**Which setting mattered most**")
+    st.markdown(found.sentence)
+    if found.finished >= 3:
+        st.plotly_chart(charts_sweep.importance(found.ranked), key=f"{key}_importance")

@@ -1,11 +1,13 @@
 """Leaderboard page: every run in a sortable, filterable table (or grouped over seeds), exported as
-CSV; selected runs overlaid on shared axes with their settings side by side, differences marked."""
+CSV; one sweep's runs together with its parallel-coordinates chart and the setting that mattered
+most (?sweep=ID preselects it); selected runs overlaid on shared axes with their settings side by
+side, differences marked."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from cifar_core import charts, choice, compare, queue, results
+from cifar_core import charts, choice, compare, queue, results, sweeps
 from pages import common
 
 PERCENT = st.column_config.NumberColumn(format="percent")
@@ -29,6 +31,32 @@ def _highlight(table):
     return table.style.apply(lambda row: ["background-color: #fff3cd" if row["differs"] else ""] * len(row), axis=1)
 
 
+def _sweep_filter(slot) -> int | None:
+    """The sweep whose runs the table shows (None: every run); ?sweep=ID preselects one."""
+    with common.connection() as conn:
+        listed = sweeps.list_sweeps(conn)
+    labels = {int(r.group): f"#{r.group} {r.name} ({r.method}, {r.runs} runs)" for r in listed.itertuples()}
+    wanted = st.query_params.get("sweep", "")
+    if "lb_sweep" not in st.session_state and wanted.isdigit() and int(wanted) in labels:
+        st.session_state.lb_sweep = int(wanted)
+    return slot.selectbox("Sweep", [None, *labels], format_func=lambda g: "all runs" if g is None else labels[g],
+                          key="lb_sweep", disabled=not labels, help="Show one sweep's runs, its chart and which setting mattered")
+
+
+def _compare_sweep(run_ids: list[int]) -> None:
+    st.session_state.lb_runs = run_ids
+
+
+def _sweep_section(group_id: int) -> None:
+    with common.connection() as conn:
+        found = sweeps.sweep_results(conn, group_id)
+    st.subheader(f"Sweep #{group_id}: {found.info.name}")
+    st.caption(f"{found.info.method} sweep over {', '.join(found.info.paths)}; {len(found.info.run_ids)} runs, {found.finished} finished")
+    common.sweep_findings(found, key="lb_sweep")
+    st.button("Compare this sweep's runs", key="lb_compare_sweep", icon=":material/stacked_line_chart:",
+              on_click=_compare_sweep, args=(list(found.info.run_ids),))
+
+
 def render() -> None:
     common.use_the_router()
     st.title("Leaderboard")
@@ -38,17 +66,20 @@ def render() -> None:
         st.info("No runs yet.")
         st.page_link("pages/builder.py", label="Build and submit an experiment", icon=":material/construction:")
         return
-    a, b, c = st.columns([2, 2, 1], vertical_alignment="bottom")
+    a, b, w, c = st.columns([2, 2, 2, 1], vertical_alignment="bottom")
     name = a.text_input("Name contains", key="lb_name")
     statuses = b.multiselect("Status", queue.STATES, key="lb_status", placeholder="any status")
+    sweep = _sweep_filter(w)
     grouped = c.toggle("Group seeds", key="lb_group", help="Mean and spread (std) of the succeeded runs of each experiment")
-    shown = compare.filter_board(board, name, statuses).assign(open=lambda d: "run?run=" + d["run"].astype(str))
+    shown = compare.filter_board(board, name, statuses, sweep).assign(open=lambda d: "run?run=" + d["run"].astype(str))
     table = results.group_summary(shown) if grouped else shown
     st.dataframe(table, hide_index=True, column_config=COLUMNS, key="lb_table",
                  column_order=None if grouped else ["run", "open", *[k for k in results.LEADERBOARD_COLUMNS if k != "run"], "title"])
     st.download_button("Export CSV", table.drop(columns="open", errors="ignore").to_csv(index=False),
                        file_name="leaderboard.csv", mime="text/csv", icon=":material/download:", key="lb_csv")
     st.caption(f"{len(shown)} of {len(board)} runs shown. Click a column header to sort.")
+    if sweep is not None:
+        _sweep_section(sweep)
 
     st.subheader("Compare runs")
     labels = {int(r.run): f"#{r.run} {r.name}" for r in board.itertuples()}

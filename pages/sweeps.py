@@ -16,7 +16,7 @@ import json
 
 import streamlit as st
 
-from cifar_core import charts_sweep, experiments, queue, sweeps
+from cifar_core import experiments, sweeps
 from cifar_core.errors import DataError, LabError, SpecError
 from cifar_core.presets import PRESET_TITLES, get_preset, preset_names
 from pages import common
@@ -178,23 +178,14 @@ def _new_sweep() -> None:
 
 def _sweep_detail(group_id: int) -> None:
     with common.connection() as conn:
-        info = sweeps.get_sweep(conn, group_id)
-        table = sweeps.sweep_table(conn, group_id)
-        ranked = sweeps.sweep_importance(conn, group_id)
+        found = sweeps.sweep_results(conn, group_id)
+    info, table = found.info, found.table
     st.caption(f"{info.method} sweep of {info.base.get('name', info.name)} over {', '.join(info.paths)}; "
                f"{len(info.run_ids)} runs, created {info.created}")
     st.dataframe(table.assign(open="run?run=" + table["run"].astype(str)), hide_index=True, key="sweeps_runs",
                  column_config={**_value_columns(table, info.paths), **RUN_COLUMNS}, column_order=["run", "open", *[c for c in table.columns if c != "run"]])
-    finished = int(((table["status"] == queue.SUCCEEDED) & table["best_val_accuracy"].notna()).sum())
-    if finished == 0:
-        st.info("No run of this sweep has finished yet; the charts appear as runs finish.")
-        return
-    st.markdown("**Settings against best validation accuracy** (drag along an axis to filter the runs)")
-    st.plotly_chart(charts_sweep.parallel(table, info.paths, info.log_paths), key="sweeps_parcoords")
-    st.markdown("**Which setting mattered most**")
-    st.markdown(sweeps.importance_sentence(ranked, table))
-    if finished >= 3:
-        st.plotly_chart(charts_sweep.importance(ranked), key="sweeps_importance")
+    st.markdown(f":material/leaderboard: [Compare this sweep's runs on the Leaderboard](leaderboard?sweep={group_id})")
+    common.sweep_findings(found, key="sweeps")
 
 
 def _sweeps_list() -> None:

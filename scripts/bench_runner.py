@@ -1,9 +1,12 @@
 """Benchmark: what the queue and worker cost over plain Keras.
 
-Trains each preset (default: the notebook's Exp4) for 2 epochs on the real data twice in one run:
-once through the queue (a real worker process), once with plain `model.fit` on the same arrays
-(the same training/validation split, no augmentation pipeline), and prints seconds per epoch,
-training images per second and their ratio (target: the runner costs at most 5% more).
+Prints, in one run on the real data:
+- the time to load the cached dataset in a new process (after a first load that writes the cache);
+- for each preset (default: the notebook's Exp4 and the recommended `fast`), trained for 2 epochs
+  twice: once through the queue (a real worker process), once with plain `model.fit` on the same
+  arrays (the same training/validation split, no augmentation pipeline): seconds per epoch,
+  training images per second and their ratio (target: the runner costs at most 5% more);
+- the per-epoch cost of the preset's augmentation pipeline alone, on the same training images.
 
     .venv/bin/python scripts/bench_runner.py [--data ../shared/datasets/cifar10-jpeg.tar.gz] [--epochs 2] [--presets exp4,fast]
 """
@@ -20,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -65,6 +69,31 @@ def through_queue(doc: dict, source: str) -> list[float]:
     return list(results.run_history(conn, job_id)["seconds"])
 
 
+def augment_cost(doc: dict, source: str) -> tuple[float, float]:
+    """Seconds per epoch of the training input pipeline alone, (without, with) the preset's augmentation."""
+    from bench_augment import epoch_times
+
+    from cifar_core.augment import train_dataset
+    from cifar_core.data import load_dataset
+    from cifar_core.spec import parse_spec
+    from cifar_core.training import make_splits
+
+    spec = parse_spec(doc)
+    split = make_splits(spec, load_dataset(source))
+    walls = []
+    for cfg in ({}, spec.augment):
+        times = epoch_times(train_dataset(split.x_train, split.y_train, spec.batch_size, cfg, seed=0), epochs=2)
+        walls.append(times[-1][0])  # the second epoch: the first includes tracing
+    return walls[0], walls[1]
+
+
+def cached_load_seconds(source: str) -> float:
+    """Load the (already cached) dataset in a new process, as a worker does at its first job."""
+    from bench_data import run
+
+    return run(source, os.environ["CIFAR_LAB_HOME"])["seconds"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default=str(ROOT.parent / "shared/datasets/cifar10-jpeg.tar.gz"))
@@ -79,6 +108,7 @@ def main() -> None:
     t0 = time.perf_counter()
     load_dataset(args.data)
     print(f"dataset ready in {time.perf_counter() - t0:.2f} s (home {os.environ['CIFAR_LAB_HOME']})")
+    print(f"cached dataset load, new process: {cached_load_seconds(args.data):.2f} s", flush=True)
     for preset in args.presets.split(","):
         doc = dict(get_preset(preset), epochs=args.epochs)
         queued = through_queue(doc, args.data)
@@ -88,6 +118,8 @@ def main() -> None:
         print("  plain model.fit  s/epoch: " + ", ".join(f"{t:.2f}" for t in plain) + f"  ({images / mean_plain:,.0f} images/s)")
         print("  through queue    s/epoch: " + ", ".join(f"{t:.2f}" for t in queued) + f"  ({images / mean_queue:,.0f} images/s)")
         print(f"  ratio queue/plain = {mean_queue / mean_plain:.3f}", flush=True)
+        plain_pipe, augmented = augment_cost(doc, args.data)
+        print(f"  input pipeline alone, s/epoch: {plain_pipe:.2f} without augmentation, {augmented:.2f} with {doc.get('augment') or 'none'}", flush=True)
 
 
 if __name__ == "__main__":

@@ -102,3 +102,10 @@ def test_filter_board_by_name_and_status():
     assert compare.filter_board(board, "exp5", ["succeeded"])["run"].tolist() == [3]
     assert compare.filter_board(board)["run"].tolist() == [1, 2, 3]
     assert compare.filter_board(board, "(")["run"].tolist() == []  # plain text, not a pattern
+
+
+def test_filter_board_by_group():
+    board = pd.DataFrame({"run": [1, 2, 3], "name": ["a", "b", "c"], "status": ["succeeded"] * 3, "group": [None, 7, 7]})
+    assert compare.filter_board(board, group=7)["run"].tolist() == [2, 3]
+    assert compare.filter_board(board, "b", group=7)["run"].tolist() == [2]
+    assert compare.filter_board(board, group=8).empty

@@ -217,3 +217,45 @@ def test_residual_model_saves_and_loads_back(tmp_path):
     model.save(tmp_path / "m.keras")
     again = load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_fused_batch_norm_matches_keras_batch_norm():
+    """Same outputs, gradients and moving statistics as keras.layers.BatchNormalization (whose
+    moving variance uses the biased batch variance: the fused kernel's is n / (n - 1) times it)."""
+    import tensorflow as tf
+
+    from cifar_core.models import fused_batch_norm_class
+
+    x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, (6, 5, 4, 3)), tf.float32)
+    fused, plain = fused_batch_norm_class()(momentum=0.5), keras.layers.BatchNormalization(momentum=0.5)
+    for layer in (fused, plain):
+        layer.build(x.shape)
+        layer.gamma.assign([1.5, 0.5, 2.0])
+        layer.beta.assign([0.1, -0.2, 0.3])
+    outputs, grads = [], []
+    for layer in (fused, plain):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * tf.range(3, dtype=tf.float32))
+        outputs.append(y.numpy())
+        grads.append([g.numpy() for g in tape.gradient(loss, [x, layer.gamma.value, layer.beta.value])])
+    np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-4)
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, atol=1e-3)
+    np.testing.assert_allclose(fused.moving_mean.numpy(), plain.moving_mean.numpy(), rtol=1e-5)
+    n = 6 * 5 * 4
+    unbiased = (plain.moving_variance.numpy() - 0.5) * n / (n - 1) + 0.5  # momentum 0.5 from initial 1
+    np.testing.assert_allclose(fused.moving_variance.numpy(), unbiased, rtol=1e-4)
+    fused.moving_variance.assign(plain.moving_variance.numpy())
+    np.testing.assert_allclose(fused(x, training=False).numpy(), plain(x, training=False).numpy(), atol=1e-4)
+
+
+def test_fused_batch_norm_falls_back_outside_its_kernel():
+    """Dense features (2-D) take Keras's own path and still normalise per feature."""
+    from cifar_core.models import fused_batch_norm_class
+
+    x = np.random.default_rng(1).normal(5.0, 2.0, (32, 4)).astype("float32")
+    y = fused_batch_norm_class()()(x, training=True).numpy()
+    np.testing.assert_allclose(y.mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(y.std(axis=0), 1, atol=1e-2)

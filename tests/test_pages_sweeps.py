@@ -152,3 +152,26 @@ def test_a_finished_sweep_draws_its_charts(conn, app_env):
     assert [d["label"] for d in parcoords["dimensions"]] == ["learning_rate (log)", "best val accuracy"]
     assert json.loads(charts[1].proto.spec)["data"][0]["type"] == "bar"
     assert "**learning_rate** mattered most" in _texts(at.markdown)
+
+
+def test_the_leaderboard_shows_a_sweep_with_its_chart_and_compares_its_runs(conn, app_env):
+    group_id = _finished_sweep(conn, str(app_env))
+    experiments.submit_experiment(conn, TINY, str(app_env))  # a run outside the sweep
+    at = open_page("pages/leaderboard.py", timeout=60)
+    assert at.selectbox(key="lb_sweep").value is None and len(_frame(at, "status")) == 4
+    assert not at.get("plotly_chart")
+    at = _run(at.selectbox(key="lb_sweep").set_value(group_id))
+    assert len(_frame(at, "status")) == 3
+    parcoords, importance = (json.loads(c.proto.spec)["data"][0] for c in at.get("plotly_chart"))
+    assert parcoords["type"] == "parcoords" and importance["type"] == "bar"
+    assert "**learning_rate** mattered most" in _texts(at.markdown)
+    at = _run(at.button(key="lb_compare_sweep").click())
+    assert sorted(at.multiselect(key="lb_runs").value) == sorted(sweeps.get_sweep(conn, group_id).run_ids)
+
+
+def test_a_sweep_link_opens_the_leaderboard_on_that_sweep(conn, app_env):
+    group_id = _finished_sweep(conn, str(app_env))
+    at = open_page("pages/leaderboard.py", timeout=60, sweep=str(group_id))
+    assert at.selectbox(key="lb_sweep").value == group_id
+    at = open_page("pages/leaderboard.py", timeout=60, sweep="999")  # unknown: all runs, no error
+    assert at.selectbox(key="lb_sweep").value is None and not at.exception

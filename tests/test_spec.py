@@ -494,4 +494,4 @@ def test_recommended_presets_validate_on_a_holdout_with_the_fast_recipe():
     for name in ("fast", "best"):
         spec = parse_spec(get_preset(name))
         assert spec.validation == "holdout" and spec.tta_flip and spec.schedule["type"] == "one_cycle"
-    assert summarize(get_preset("fast")).total_params == 414_074
+    assert summarize(get_preset("fast")).total_params == 409_834
