@@ -6,8 +6,8 @@ Format: {"flip": true, "translate": 4, "cutout": 8}
   cutout     zero a random square of this side in pixels (0..16), placed wholly inside the image
 
 Pipelines (tensorflow imported lazily): `train_dataset` (shuffled, augmented batches),
-`eval_dataset` (in order, plain) and `predict_probs` (probabilities, optionally averaged with the
-horizontal mirror). Batches hold float32 images in 0..255, and int32 or one-hot float32 labels.
+`eval_dataset` (in order, plain) and `predict_probs` (probabilities, optionally averaged over the
+horizontal mirror and over shifted copies: test-time augmentation). Batches hold float32 images in 0..255, and int32 or one-hot float32 labels.
 Augmentations run per batch in TensorFlow, applied in the order translate, flip, cutout.
 """
 
@@ -175,8 +175,31 @@ def eval_dataset(x, y, batch_size: int, num_classes: int = 10, one_hot: bool = F
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def predict_probs(model, x, batch_size: int = 256, tta_flip: bool = False):
-    """Class probabilities (N, classes) as float32; with `tta_flip`, the mean over image and mirror.
+def tta_views(tta_flip: bool = False, tta_shift: int = 0) -> list[tuple[int, int, bool]]:
+    """The test-time views as (rows down, columns right, mirrored): the image itself, then with
+    `tta_shift`, the image moved that many pixels down, up, right and left (reflect-padded, as
+    training's translate); each view also mirrored with `tta_flip`."""
+    if isinstance(tta_shift, bool) or not isinstance(tta_shift, Integral) or not 0 <= tta_shift <= 4:
+        raise SpecError(f"tta_shift={tta_shift!r} must be a whole number of pixels in 0..4", field="tta_shift")
+    s = int(tta_shift)
+    shifts = [(0, 0)] + ([(s, 0), (-s, 0), (0, s), (0, -s)] if s else [])
+    return [(dy, dx, mirrored) for dy, dx in shifts for mirrored in ((False, True) if tta_flip else (False,))]
+
+
+def _view(images, dy: int, dx: int, mirrored: bool):
+    """The batch moved by (dy, dx) pixels with reflected borders, then optionally mirrored."""
+    import tensorflow as tf
+
+    h, w = images.shape[1], images.shape[2]
+    rows = _reflect(tf.range(h) - dy, h)
+    cols = _reflect(tf.range(w) - dx, w)
+    out = tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)
+    return tf.reverse(out, axis=[2]) if mirrored else out
+
+
+def predict_probs(model, x, batch_size: int = 256, tta_flip: bool = False, tta_shift: int = 0):
+    """Class probabilities (N, classes) as float32, averaged over the `tta_views` (just the image
+    when both are off).
 
     A model whose outputs are not probabilities (logits: negative values or rows not summing to 1)
     gets a softmax first, so averaging happens on probabilities.
@@ -186,12 +209,14 @@ def predict_probs(model, x, batch_size: int = 256, tta_flip: bool = False):
 
     x, _ = _check_arrays(x, np.zeros(len(x), dtype=np.int32), 1)
     batch_size = _check_batch(batch_size)
+    views = tta_views(tta_flip, tta_shift)
     images = tf.data.Dataset.from_tensor_slices(x).batch(batch_size).map(lambda a: tf.cast(a, tf.float32))
-    probs = _as_probs(model.predict(images.prefetch(tf.data.AUTOTUNE), verbose=0))
-    if tta_flip:
-        mirrored = images.map(lambda a: tf.reverse(a, axis=[2]))
-        probs = (probs + _as_probs(model.predict(mirrored.prefetch(tf.data.AUTOTUNE), verbose=0))) / 2
-    return probs.astype(np.float32)
+    total = None
+    for dy, dx, mirrored in views:
+        view = images.map(lambda a, dy=dy, dx=dx, m=mirrored: _view(a, dy, dx, m))
+        probs = _as_probs(model.predict(view.prefetch(tf.data.AUTOTUNE), verbose=0))
+        total = probs if total is None else total + probs
+    return (total / len(views)).astype(np.float32)
 
 
 def _as_probs(out):

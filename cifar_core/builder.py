@@ -60,7 +60,7 @@ LABELS = {  # settings whose name alone says too little, by Field.key
     "schedule_type": "schedule", "schedule_every": "every (epochs)", "schedule_factor": "multiply by",
     "schedule_final_fraction": "final fraction of the rate", "schedule_warmup": "warm-up (fraction of steps)",
     "augment_flip": "random flip", "augment_translate": "translate (pixels)", "augment_cutout": "cutout (pixels)",
-    "tta_flip": "test-time flip (TTA)", "early_stopping": "enabled",
+    "tta_flip": "test-time flip (TTA)", "tta_shift": "test-time shifts (pixels)", "early_stopping": "enabled",
     "early_stopping_patience": "patience (epochs)", "early_stopping_min_delta": "min improvement",
 }
 _TEXT = Arg("text", "")
@@ -70,7 +70,7 @@ _GROUPS = {  # settings panel groups: the top-level keys whose widgets and error
     "optimizer": ("Optimizer", ("optimizer", "learning_rate", "momentum", "nesterov", "weight_decay")),
     "schedule": ("Learning-rate schedule", ("schedule",)),
     "run": ("Run", ("epochs", "batch_size", "seed", "validation")),
-    "regularise": ("Regularisation and augmentation", ("label_smoothing", "augment", "tta_flip")),
+    "regularise": ("Regularisation and augmentation", ("label_smoothing", "augment", "tta_flip", "tta_shift")),
     "early_stopping": ("Early stopping", ("early_stopping",)),
 }
 

@@ -38,6 +38,7 @@ class TrainedModel:
     path: Path  # <lab home>/runs/<run>/model.keras, checked
     data_source: str  # what it trained on; its test set is the one its stored predictions cover
     tta_flip: bool  # it is scored with flip test-time augmentation, so predictions here use it too
+    tta_shift: int  # likewise for shifted views (0: none)
 
 
 def _refuse(what: str) -> LabError:
@@ -63,7 +64,8 @@ def trained_model(conn: sqlite3.Connection, run_id: int) -> TrainedModel:
         raise _refuse(f"{path} (not a regular file)")
     if not path.is_file():
         raise DataError(f"run {run_id} has no {MODEL_FILE} in {expected}; its files were deleted, train it again")
-    return TrainedModel(job.id, job.name, path, job.data_source, bool(job.spec.get("tta_flip", False)))
+    return TrainedModel(job.id, job.name, path, job.data_source, bool(job.spec.get("tta_flip", False)),
+                        int(job.spec.get("tta_shift", 0)))
 
 
 def check_model_path(conn: sqlite3.Connection, path: Path | str) -> TrainedModel:
@@ -133,7 +135,7 @@ def predict_run(conn: sqlite3.Connection, run_id: int, images) -> np.ndarray:
     want = tuple(model.input_shape[1:])
     if tuple(x.shape[1:]) != want:
         raise DataError(f"run {run_id}'s model takes images shaped {want}, got {tuple(x.shape[1:])}; resize them first")
-    return predict_probs(model, x, batch_size=256, tta_flip=info.tta_flip)
+    return predict_probs(model, x, batch_size=256, tta_flip=info.tta_flip, tta_shift=info.tta_shift)
 
 
 def top_classes(probs, class_names: tuple[str, ...] | list[str], k: int = 5) -> pd.DataFrame:
@@ -165,7 +167,7 @@ def predict_image(conn: sqlite3.Connection, run_ids: list[int], image, class_nam
 @dataclass(frozen=True, eq=False)
 class StoredPredictions:
     run: int
-    probs: np.ndarray  # float32 (N, classes); with TTA already applied for tta_flip runs
+    probs: np.ndarray  # float32 (N, classes); with the run's test-time augmentation already applied
     y_true: np.ndarray  # int64 (N,)
 
     @property

@@ -130,6 +130,7 @@ TOP_ARGS: dict[str, Arg] = {
     "validation": Arg("choice", "holdout", choices=VALIDATIONS),
     "label_smoothing": Arg("float", 0.0, 0, 0.5, fix="0.1 is usual"),
     "tta_flip": Arg("bool", False),
+    "tta_shift": Arg("int", 0, 0, 4, fix="0 turns it off; 2 pixels suits images trained with 2-pixel shifts"),
 }
 EARLY_STOPPING_ARGS: dict[str, Arg] = {
     "patience": Arg("int", REQUIRED, 1, 1000, fix="5 to 10 epochs is usual"),
@@ -160,6 +161,7 @@ class ExperimentSpec:
     label_smoothing: float = 0.0  # [0, 0.5]
     augment: dict = field(default_factory=dict)  # see cifar_core.augment
     tta_flip: bool = False  # average predictions over the image and its mirror at test time
+    tta_shift: int = 0  # 0..4: also average over the image shifted this many pixels up, down, left, right
     early_stopping: dict | None = None  # {"patience", "monitor", "min_delta"}
     description: str = ""
     sweep_params: dict = field(default_factory=dict)  # {path: value} this run of a sweep was given

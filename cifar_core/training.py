@@ -104,7 +104,7 @@ def _finish(spec, ds, model, workdir: Path, history, early, seconds: float) -> T
     """Score the test set once, save the model, predictions and history, drop the checkpoint."""
     from . import augment
 
-    probs = augment.predict_probs(model, ds.x_test, tta_flip=spec.tta_flip)
+    probs = augment.predict_probs(model, ds.x_test, tta_flip=spec.tta_flip, tta_shift=spec.tta_shift)
     test_loss, test_accuracy = _scores(probs, ds.y_test)
     files = {
         "model": str(workdir / "model.keras"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cifar_core.augment import augment_batch, eval_dataset, predict_probs, train_dataset, validate_augment
+from cifar_core.augment import augment_batch, eval_dataset, predict_probs, train_dataset, tta_views, validate_augment
 from cifar_core.errors import DataError, SpecError
 
 N = 48
@@ -168,6 +168,34 @@ def test_predict_probs_with_flip_tta_averages_image_and_mirror(images):
     tta = predict_probs(model, images, batch_size=20, tta_flip=True)
     np.testing.assert_allclose(tta, (direct + mirror) / 2, rtol=1e-5, atol=1e-6)
     assert not np.allclose(tta, plain)
+
+
+def _shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """The images moved dy pixels down and dx right, borders reflected (numpy's own reflect pad)."""
+    pad = np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0)), mode="reflect")
+    return pad[:, 4 - dy:4 - dy + 32, 4 - dx:4 - dx + 32]
+
+
+def test_tta_views_count_and_bad_shift():
+    assert tta_views() == [(0, 0, False)]
+    assert tta_views(tta_flip=True) == [(0, 0, False), (0, 0, True)]
+    assert len(tta_views(tta_shift=2)) == 5 and len(tta_views(tta_flip=True, tta_shift=2)) == 10
+    assert {(dy, dx) for dy, dx, _ in tta_views(tta_shift=1)} == {(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)}
+    for bad in (5, -1, 1.5, True):
+        with pytest.raises(SpecError, match=r"tta_shift=.* must be a whole number of pixels in 0\.\.4"):
+            tta_views(tta_shift=bad)
+
+
+def test_predict_probs_with_shift_tta_averages_the_shifted_views(images):
+    model = _model("softmax")
+    views = [_shifted(images, dy, dx) for dy, dx in ((0, 0), (2, 0), (-2, 0), (0, 2), (0, -2))]
+    probs = [model(v.astype(np.float32)).numpy() for v in views]
+    mirrored = [model(v[:, :, ::-1].astype(np.float32)).numpy() for v in views]
+    np.testing.assert_allclose(predict_probs(model, images, batch_size=20, tta_shift=2), np.mean(probs, axis=0),
+                               rtol=1e-5, atol=1e-6)
+    both = predict_probs(model, images, batch_size=20, tta_flip=True, tta_shift=2)
+    np.testing.assert_allclose(both, np.mean(probs + mirrored, axis=0), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(both, predict_probs(model, images, batch_size=20, tta_flip=True))
 
 
 def test_predict_probs_turns_logits_into_probabilities(images):

@@ -153,9 +153,10 @@ def test_early_stopping_switch_and_its_settings():
 def test_other_training_settings_and_free_text():
     doc = core.set_setting(TINY, ("label_smoothing",), 0.1)
     doc = core.set_setting(doc, ("tta_flip",), True)
+    doc = core.set_setting(doc, ("tta_shift",), 2)
     doc = core.set_setting(doc, ("description",), None)
     spec = parse_spec(doc)
-    assert (spec.label_smoothing, spec.tta_flip, spec.description) == (0.1, True, "")
+    assert (spec.label_smoothing, spec.tta_flip, spec.tta_shift, spec.description) == (0.1, True, 2, "")
     assert core.set_setting(doc, ("epochs",), 10)["epochs"] == 10  # training settings stay explicit at their default
     assert "label_smoothing=0.6 is out of range 0..0.5; 0.1 is usual" in messages(core.set_setting(doc, ("label_smoothing",), 0.6))
 
@@ -186,7 +187,8 @@ def test_settings_groups_show_every_training_option_with_the_spec_defaults():
     assert not opt["momentum"].enabled and not opt["nesterov"].enabled and not opt["weight_decay"].enabled
     assert [f.key for f in groups["schedule"].fields] == ["schedule_type"]
     assert {f.key: f.shown for f in groups["regularise"].fields} == {
-        "label_smoothing": 0.0, "augment_flip": False, "augment_translate": 0, "augment_cutout": 0, "tta_flip": False}
+        "label_smoothing": 0.0, "augment_flip": False, "augment_translate": 0, "augment_cutout": 0, "tta_flip": False,
+        "tta_shift": 0}
     assert [(f.key, f.shown) for f in groups["early_stopping"].fields] == [("early_stopping", False)]
     validation = field(groups["run"].fields, "validation")
     assert validation.widget == "radio" and validation.labels["holdout"] == "5,000 held-out train images"

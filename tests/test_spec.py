@@ -114,6 +114,7 @@ def test_with_overrides_changes_and_revalidates():
         ({"validation": "val"}, "validation", r"validation='val' is not allowed; use one of holdout, test"),
         ({"label_smoothing": 0.6}, "label_smoothing", r"label_smoothing=0.6 is out of range 0\.\.0\.5"),
         ({"tta_flip": 1}, "tta_flip", r"tta_flip must be true or false, got 1"),
+        ({"tta_shift": 5}, "tta_shift", r"tta_shift=5 is out of range 0\.\.4; 0 turns it off"),
         ({"momentum": 0.9}, "momentum", r"momentum=0.9 only applies to sgd and rmsprop, not adam"),
         ({"optimizer": "rmsprop", "nesterov": True}, "nesterov", r"nesterov only applies to sgd, not rmsprop"),
         ({"weight_decay": 0.01}, "weight_decay", r"weight_decay=0.01 only applies to adamw and sgd, not adam; use 'adamw'"),
