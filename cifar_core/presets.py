@@ -157,8 +157,11 @@ PRESETS.update({
     "fast": _recommended(
         "fast",
         "Recommended, fast: a small ResNet (32-64-128 channels: a 32-filter stem at full size, then a "
-        "residual block at 16x16 and one at 4x4; 410k parameters) trained with SGD one-cycle, label "
-        "smoothing, flips and 2-pixel shifts, and flip test-time augmentation. MEASURED",
+        "residual block at 16x16 and one at 4x4; 410k parameters), batch 128, SGD one-cycle, label "
+        "smoothing, flips and 2-pixel shifts; the test set is scored over 10 views (mirrors and "
+        "2-pixel shifts). Measured here over 3 seeds: 85.5% test accuracy (85.3 to 85.6) after 11 "
+        "epochs of 45 to 90 s on a 2-core CPU (595 to 767 s of training, as this host's speed "
+        "varied); the notebook's best (75.6%) passed after 5.5 to 7 minutes.",
         "c32 p r32 c64 p c128 p r128",
         epochs=11,
         augment={"flip": True, "translate": 2},
