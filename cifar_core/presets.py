@@ -170,7 +170,9 @@ PRESETS.update({
     "best": _recommended(
         "best",
         "Recommended, best: the fast network one and a half times as wide (48-96-192 channels, 0.9M "
-        "parameters), trained for 14 epochs. MEASURED",
+        "parameters), trained for 14 epochs. Measured here (seed 0): 87.6% test accuracy after "
+        "1,584 s (26 minutes) of training on a 2-core CPU, short of the 90% it aims at; the "
+        "notebook's best (75.6%) passed after 14 minutes.",
         "c48 p r48 c96 p c192 p r192",
         epochs=14,
         augment={"flip": True, "translate": 2},
