@@ -190,6 +190,8 @@ def _view(images, dy: int, dx: int, mirrored: bool):
     """The batch moved by (dy, dx) pixels with reflected borders, then optionally mirrored."""
     import tensorflow as tf
 
+    if not (dy or dx):
+        return tf.reverse(images, axis=[2]) if mirrored else images
     h, w = images.shape[1], images.shape[2]
     rows = _reflect(tf.range(h) - dy, h)
     cols = _reflect(tf.range(w) - dx, w)
