@@ -87,11 +87,8 @@ def train(spec: ExperimentSpec, ds: Dataset, workdir: Path, reporter: Reporter) 
     model = build_model(spec, ds.input_shape, ds.num_classes)
     compile_model(model, spec, steps)
 
-    relay, backup = _callbacks(reporter, steps, workdir)
-    callbacks = [relay, backup]
-    early = _early_stopping(spec)
-    if early is not None:
-        callbacks.append(early)
+    relay, early, backup = _callbacks(reporter, steps, workdir, spec.early_stopping)
+    callbacks = [relay, early, backup] if early is not None else [relay, backup]
     model.fit(train_data, validation_data=val_data, epochs=spec.epochs, callbacks=callbacks, verbose=0, shuffle=False)
 
     history = relay.history
@@ -120,12 +117,9 @@ def _finish(spec, ds, model, workdir: Path, history, early, seconds: float) -> T
     stopped_epoch = stop_reason = None
     if early is not None and early.stopped_epoch > 0:
         stopped_epoch = early.stopped_epoch + 1
-        best = int(np.argmax([h[early.monitor] for h in history]) + 1) if "acc" in early.monitor else int(
-            np.argmin([h[early.monitor] for h in history]) + 1
-        )
         stop_reason = (
             f"early stopping: no {early.monitor} improvement for {early.patience} epochs; "
-            f"weights restored from epoch {best}"
+            f"weights restored from epoch {early.best_epoch + 1}"
         )
     return TrainOutcome(
         COMPLETED, history, model.count_params(), seconds, test_loss, test_accuracy, stopped_epoch, stop_reason, files,
@@ -151,20 +145,6 @@ def _scores(probs: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(-np.log(picked).mean()), float((probs.argmax(axis=1) == y).mean())
 
 
-def _early_stopping(spec: ExperimentSpec):
-    if not spec.early_stopping:
-        return None
-    import keras
-
-    cfg = spec.early_stopping
-    return keras.callbacks.EarlyStopping(
-        monitor=cfg.get("monitor", "val_accuracy"),
-        patience=int(cfg.get("patience", 5)),
-        min_delta=float(cfg.get("min_delta", 0.0)),
-        restore_best_weights=True,
-    )
-
-
 def _read_history(path: Path) -> list[dict]:
     return json.loads(path.read_text()) if path.exists() else []
 
@@ -179,11 +159,14 @@ def discard_checkpoint(workdir: Path) -> None:
     shutil.rmtree(workdir / "backup", ignore_errors=True)
 
 
-def _callbacks(reporter: Reporter, steps: int, workdir: Path):
-    """The relay to the reporter and the per-epoch checkpoint, built lazily (no Keras at import).
+def _callbacks(reporter: Reporter, steps: int, workdir: Path, early_stopping: dict | None):
+    """The relay to the reporter, early stopping (None when off) and the per-epoch checkpoint,
+    built lazily (no Keras at import). Fit must call them in that order.
 
     The relay keeps `workdir/history.json` (one record per epoch, re-run epochs replaced) so a
-    resumed run returns its whole history without asking the store.
+    resumed run returns its whole history without asking the store. Early stopping's state
+    survives a resume too: its best weights are checkpointed, and the rest is replayed from the
+    history of the checkpointed epochs.
     """
     import keras
 
@@ -226,25 +209,58 @@ def _callbacks(reporter: Reporter, steps: int, workdir: Path):
 
     relay = ReporterCallback()
 
+    class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+        """Keras's EarlyStopping (restoring the best weights) that carries on where a resumed run
+        left off instead of starting its patience and best weights afresh."""
+
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            state = backup.state()
+            if state is None or "best" not in state:
+                return  # a fresh run, or a checkpoint from before best weights were kept
+            for record in relay.history:
+                if record["epoch"] <= state["epoch"]:
+                    super().on_epoch_end(record["epoch"] - 1, {self.monitor: record[self.monitor]})
+            with np.load(backup.folder / state["best"]) as arrays:
+                self.best_weights = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+            self.model.stop_training = False
+            if self.stopped_epoch > 0:  # it had stopped, and the kill came while the test set was scored
+                self.model._initial_epoch = self.params["epochs"]
+
+        def on_epoch_end(self, epoch, logs=None):
+            if relay.stopped:
+                return
+            super().on_epoch_end(epoch, logs)
+            if self.best_epoch == epoch:
+                path = backup.folder / best_weights_name(epoch + 1)
+                backup.folder.mkdir(parents=True, exist_ok=True)
+                with open(path.with_suffix(".tmp"), "wb") as f:
+                    np.savez(f, *self.best_weights)
+                path.with_suffix(".tmp").replace(path)
+
     class Checkpoint(keras.callbacks.Callback):
         """Per-epoch checkpoint that a kill at any moment leaves usable: each epoch's weights go to
         a new file, then `checkpoint.json` is switched to it by an atomic rename, then older
         files are removed. (Keras's BackupAndRestore overwrites one weights file in place, which
-        a SIGKILL mid-write leaves corrupt.)"""
+        a SIGKILL mid-write leaves corrupt.) With early stopping on, the pointer also names the
+        best epoch's weights."""
 
         def __init__(self, folder: Path) -> None:
             super().__init__()
             self.folder = folder
             self.pointer = folder / "checkpoint.json"
 
+        def state(self) -> dict | None:
+            return json.loads(self.pointer.read_text()) if self.pointer.exists() else None
+
         def on_train_begin(self, logs=None):
-            if not self.pointer.exists():
+            state = self.state()
+            if state is None:
                 return
-            state = json.loads(self.pointer.read_text())
             if not self.model.optimizer.built:
                 self.model.optimizer.build(self.model.trainable_variables)  # its state is in the file too
             self.model.load_weights(self.folder / state["weights"])
-            self.model._initial_epoch = state["epoch"]  # what BackupAndRestore sets; fit() resumes there
+            self.model._initial_epoch = max(self.model._initial_epoch or 0, state["epoch"])  # as BackupAndRestore
 
         def on_epoch_end(self, epoch, logs=None):
             if relay.stopped:  # never checkpoint a half-trained epoch as done
@@ -252,12 +268,30 @@ def _callbacks(reporter: Reporter, steps: int, workdir: Path):
             self.folder.mkdir(parents=True, exist_ok=True)
             name = f"epoch-{epoch + 1:04d}.weights.h5"
             self.model.save_weights(self.folder / name)
-            _write_json(self.pointer, {"epoch": epoch + 1, "weights": name})
-            for old in self.folder.glob("epoch-*.weights.h5"):
-                if old.name != name:
+            state = {"epoch": epoch + 1, "weights": name}
+            if early is not None:
+                state["best"] = best_weights_name(early.best_epoch + 1)
+            _write_json(self.pointer, state)
+            for old in [*self.folder.glob("epoch-*.weights.h5"), *self.folder.glob("best-*.npz")]:
+                if old.name not in state.values():
                     old.unlink()
 
-    return relay, Checkpoint(workdir / "backup")
+    backup = Checkpoint(workdir / "backup")
+    early = None
+    if early_stopping:
+        monitor = early_stopping.get("monitor", "val_accuracy")
+        early = ResumableEarlyStopping(
+            monitor=monitor,
+            mode="max" if "acc" in monitor else "min",  # known now, so a resume can replay before metrics exist
+            patience=int(early_stopping.get("patience", 5)),
+            min_delta=float(early_stopping.get("min_delta", 0.0)),
+            restore_best_weights=True,
+        )
+    return relay, early, backup
+
+
+def best_weights_name(epoch: int) -> str:
+    return f"best-{epoch:04d}.npz"
 
 
 def _f(value) -> float | None:

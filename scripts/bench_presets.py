@@ -1,6 +1,6 @@
 """Benchmark: the recommended presets on the real data, through the queue, over several seeds.
 
-    .venv/bin/python scripts/bench_presets.py [--presets fast] [--seeds 3] [--data ../shared/datasets/cifar10-jpeg.tar.gz]
+    .venv/bin/python scripts/bench_presets.py [--presets fast] [--seeds 3] [--first-seed 0] [--data ../shared/datasets/cifar10-jpeg.tar.gz]
 
 Each run validates on the 5,000-image holdout and scores the test set once at the end. Prints, per
 run: seed, epochs, wall-clock training time, test accuracy, and the time until the validation
@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT.parent / "shared/datasets/cifar10-jpeg.tar.gz"))
     parser.add_argument("--presets", default="fast")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run from this one up (to add seeds to an earlier run)")
     args = parser.parse_args()
     os.environ["CIFAR_LAB_HOME"] = os.environ.get("CIFAR_LAB_HOME") or tempfile.mkdtemp(prefix="bench-presets-")
 
@@ -45,7 +46,7 @@ def main() -> None:
     from cifar_core.presets import get_preset
 
     conn = store.connect()
-    jobs = {name: submit_experiment(conn, get_preset(name), args.data, repeats=args.seeds) for name in args.presets.split(",")}
+    jobs = {name: submit_experiment(conn, get_preset(name), args.data, repeats=args.seeds, seed=args.first_seed) for name in args.presets.split(",")}
     print(f"home {os.environ['CIFAR_LAB_HOME']}; jobs {jobs}", flush=True)
     subprocess.run([sys.executable, "-m", "cifar_core", "worker", "--exit-when-idle"], cwd=ROOT, check=True)
     print("preset  seed  epochs  train wall (s)  test accuracy  time to 75.6% val (s)")

@@ -72,3 +72,50 @@ def test_holdout_keeps_the_test_set_out_of_validation(ds):
     assert len(splits.x_val) == len(ds.x_train) // 10 and len(splits.x_train) + len(splits.x_val) == len(ds.x_train)
     notebook = training.make_splits(parse_spec(dict(TINY, validation="test")), ds)
     assert notebook.x_val is ds.x_test
+
+
+# min_delta 1.0 on accuracy: only the first epoch can count as an improvement, so early stopping
+# with patience 2 ends every run at epoch 3 and restores epoch 1's weights, whatever the data.
+STOPS_AT_3 = tiny_spec(epochs=6, early_stopping={"patience": 2, "min_delta": 1.0})
+
+
+@pytest.fixture()
+def epoch1_loss(ds, tmp_path):
+    """The test loss of the model after one epoch: what restoring epoch 1's weights must give."""
+    return training.train(parse_spec(tiny_spec(epochs=1)), ds, tmp_path / "one", Recorder()).test_loss
+
+
+def test_early_stopping_ends_the_run_and_restores_the_best_epoch(ds, tmp_path, epoch1_loss):
+    outcome = training.train(parse_spec(STOPS_AT_3), ds, tmp_path / "run", Recorder())
+    assert outcome.status == training.COMPLETED
+    assert [h["epoch"] for h in outcome.history] == [1, 2, 3] and outcome.stopped_epoch == 3
+    assert outcome.stop_reason == (
+        "early stopping: no val_accuracy improvement for 2 epochs; weights restored from epoch 1"
+    )
+    assert outcome.test_loss == pytest.approx(epoch1_loss, rel=1e-5)
+
+
+def test_early_stopping_keeps_its_patience_and_best_weights_across_a_resume(ds, tmp_path, epoch1_loss):
+    workdir = tmp_path / "run"
+    assert training.train(parse_spec(STOPS_AT_3), ds, workdir, Recorder(stop_after=2)).status == training.STOPPED
+    assert json.loads((workdir / "backup" / "checkpoint.json").read_text())["best"] == "best-0001.npz"
+
+    second = Recorder()
+    outcome = training.train(parse_spec(STOPS_AT_3), ds, workdir, second)
+    assert [r["epoch"] for r in second.epochs] == [3]  # patience counted epoch 2 from before the stop
+    assert outcome.stopped_epoch == 3 and outcome.stop_reason.endswith("weights restored from epoch 1")
+    assert outcome.test_loss == pytest.approx(epoch1_loss, rel=1e-5)
+
+
+def test_a_run_killed_after_early_stopping_finishes_without_training_more(ds, tmp_path, epoch1_loss):
+    workdir = tmp_path / "run"
+    # Checkpointed up to epoch 3, as if killed while scoring after early stopping (patience 5 lets
+    # the first run get there; patience 2 means it had stopped).
+    patient = tiny_spec(epochs=6, early_stopping={"patience": 5, "min_delta": 1.0})
+    assert training.train(parse_spec(patient), ds, workdir, Recorder(stop_after=3)).status == training.STOPPED
+
+    second = Recorder()
+    outcome = training.train(parse_spec(STOPS_AT_3), ds, workdir, second)
+    assert outcome.status == training.COMPLETED and second.epochs == []
+    assert [h["epoch"] for h in outcome.history] == [1, 2, 3] and outcome.stopped_epoch == 3
+    assert outcome.test_loss == pytest.approx(epoch1_loss, rel=1e-5)
