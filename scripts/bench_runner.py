@@ -3,14 +3,14 @@
 Prints, in one run on the real data:
 - the time to load the cached dataset in a new process (after a first load that writes the cache);
 - for each preset (default: the notebook's Exp4 and the recommended `fast`), trained for 3 epochs
-  twice: once through the queue (a real worker process), once with plain `model.fit` on the same
-  arrays (the same training/validation split, no augmentation pipeline): seconds per epoch,
+  in alternating rounds (default 2): through the queue (a real worker process), then with plain
+  `model.fit` on the same arrays (same training/validation split, no augmentation): seconds per epoch,
   training images per second and their ratio (target: the runner costs at most 5% more). A second
   ratio compares the fastest epoch after the first (which traces the step) of each: this host's
   speed drifts by up to 2x from minute to minute, and drift only ever adds time to an epoch;
 - the per-epoch cost of the preset's augmentation pipeline alone, on the same training images.
 
-    .venv/bin/python scripts/bench_runner.py [--data ../shared/datasets/cifar10-jpeg.tar.gz] [--epochs 3] [--presets exp4,fast]
+    .venv/bin/python scripts/bench_runner.py [--data ../shared/datasets/cifar10-jpeg.tar.gz] [--epochs 3] [--rounds 2] [--presets exp4,fast]
 """
 
 from __future__ import annotations
@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT.parent / "shared/datasets/cifar10-jpeg.tar.gz"))
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--presets", default="exp4,fast")
+    parser.add_argument("--rounds", type=int, default=2, help="queue and plain runs alternate this many times")
     args = parser.parse_args()
     os.environ["CIFAR_LAB_HOME"] = os.environ.get("CIFAR_LAB_HOME") or tempfile.mkdtemp(prefix="bench-runner-")
 
@@ -113,18 +114,26 @@ def main() -> None:
     print(f"cached dataset load, new process: {cached_load_seconds(args.data):.2f} s", flush=True)
     for preset in args.presets.split(","):
         doc = dict(get_preset(preset), epochs=args.epochs)
-        queued = through_queue(doc, args.data)
-        plain, images = plain_fit(doc, args.data)
-        mean_plain, mean_queue = sum(plain) / len(plain), sum(queued) / len(queued)
-        print(f"{preset}: {args.epochs} epochs, batch {doc['batch_size']}, {images} training images, augment {doc.get('augment', {})}")
-        print("  plain model.fit  s/epoch: " + ", ".join(f"{t:.2f}" for t in plain) + f"  ({images / mean_plain:,.0f} images/s)")
-        print("  through queue    s/epoch: " + ", ".join(f"{t:.2f}" for t in queued) + f"  ({images / mean_queue:,.0f} images/s)")
-        print(f"  ratio queue/plain = {mean_queue / mean_plain:.3f}", flush=True)
+        print(f"{preset}: {args.epochs} epochs, batch {doc['batch_size']}, augment {doc.get('augment', {})}", flush=True)
+        queued, plain = [], []
+        for round_ in range(1, args.rounds + 1):
+            queued.append(through_queue(doc, args.data))
+            times, images = plain_fit(doc, args.data)
+            plain.append(times)
+            for label, runs in (("plain model.fit", plain), ("through queue  ", queued)):
+                print(f"  round {round_} {label}  s/epoch: " + ", ".join(f"{t:.2f}" for t in runs[-1])
+                      + f"  ({images * len(runs[-1]) / sum(runs[-1]):,.0f} images/s)", flush=True)
+        mean_plain, mean_queue = _mean([t for r in plain for t in r]), _mean([t for r in queued for t in r])
+        print(f"  {images} training images; ratio queue/plain of the mean epoch = {mean_queue / mean_plain:.3f}")
         if args.epochs > 1:
-            print(f"  ratio of the fastest epochs after the first = {min(queued[1:]) / min(plain[1:]):.3f}", flush=True)
+            steady = min(t for r in queued for t in r[1:]) / min(t for r in plain for t in r[1:])
+            print(f"  ratio of the fastest epochs after the first = {steady:.3f}", flush=True)
         plain_pipe, augmented = augment_cost(doc, args.data)
         print(f"  input pipeline alone, s/epoch: {plain_pipe:.2f} without augmentation, {augmented:.2f} with {doc.get('augment') or 'none'}", flush=True)
 
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 if __name__ == "__main__":
     main()
