@@ -232,7 +232,7 @@ def _callbacks(reporter: Reporter, steps: int, workdir: Path, early_stopping: di
                 return
             super().on_epoch_end(epoch, logs)
             if self.best_epoch == epoch:
-                path = backup.folder / best_weights_name(epoch + 1)
+                path = backup.folder / _best_weights_name(epoch + 1)
                 backup.folder.mkdir(parents=True, exist_ok=True)
                 with open(path.with_suffix(".tmp"), "wb") as f:
                     np.savez(f, *self.best_weights)
@@ -269,8 +269,8 @@ def _callbacks(reporter: Reporter, steps: int, workdir: Path, early_stopping: di
             name = f"epoch-{epoch + 1:04d}.weights.h5"
             self.model.save_weights(self.folder / name)
             state = {"epoch": epoch + 1, "weights": name}
-            if early is not None:
-                state["best"] = best_weights_name(early.best_epoch + 1)
+            if early is not None and early.best_weights is not None:  # None until the monitor has a value
+                state["best"] = _best_weights_name(early.best_epoch + 1)
             _write_json(self.pointer, state)
             for old in [*self.folder.glob("epoch-*.weights.h5"), *self.folder.glob("best-*.npz")]:
                 if old.name not in state.values():
@@ -290,7 +290,7 @@ def _callbacks(reporter: Reporter, steps: int, workdir: Path, early_stopping: di
     return relay, early, backup
 
 
-def best_weights_name(epoch: int) -> str:
+def _best_weights_name(epoch: int) -> str:
     return f"best-{epoch:04d}.npz"
 
 
