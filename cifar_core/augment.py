@@ -7,7 +7,8 @@ Format: {"flip": true, "translate": 4, "cutout": 8}
 
 Pipelines (tensorflow imported lazily): `train_dataset` (shuffled, augmented batches),
 `eval_dataset` (in order, plain) and `predict_probs` (probabilities, optionally averaged over the
-horizontal mirror and over shifted copies: test-time augmentation). Batches hold float32 images in 0..255, and int32 or one-hot float32 labels.
+horizontal mirror and shifted copies: test-time augmentation). Batches hold float32 images in
+0..255, and int32 or one-hot float32 labels.
 Augmentations run per batch in TensorFlow, applied in the order translate, flip, cutout.
 """
 
@@ -190,12 +191,10 @@ def _view(images, dy: int, dx: int, mirrored: bool):
     """The batch moved by (dy, dx) pixels with reflected borders, then optionally mirrored."""
     import tensorflow as tf
 
-    if not (dy or dx):
-        return tf.reverse(images, axis=[2]) if mirrored else images
-    h, w = images.shape[1], images.shape[2]
-    rows = _reflect(tf.range(h) - dy, h)
-    cols = _reflect(tf.range(w) - dx, w)
-    out = tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)
+    out = images
+    if dy or dx:
+        h, w = images.shape[1], images.shape[2]
+        out = tf.gather(tf.gather(out, _reflect(tf.range(h) - dy, h), axis=1), _reflect(tf.range(w) - dx, w), axis=2)
     return tf.reverse(out, axis=[2]) if mirrored else out
 
 
