@@ -8,7 +8,7 @@ import os
 
 import streamlit as st
 
-from cifar_core import worker
+from cifar_core.jobs import worker
 from cifar_core.errors import LabError
 
 PAGES = {

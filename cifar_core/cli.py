@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 
-from .errors import LabError
+from cifar_core.errors import LabError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -95,24 +95,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _presets(args) -> None:
-    from .presets import PRESETS
-    from .spec import summarize
+    from cifar_core.spec.presets import PRESETS
+    from cifar_core.spec.schema import summarize
 
     for name, doc in PRESETS.items():
         print(f"{name:8} {summarize(doc).total_params:>10,} params  {doc.get('description', '')}")
 
 
 def _summary(args) -> None:
-    from .spec import load_spec, summarize
+    from cifar_core.spec.schema import load_spec, summarize
 
     summary = summarize(load_spec(args.spec))
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.to_text())
 
 
 def _submit(args) -> None:
-    from .experiments import submit_experiment
-    from .spec import load_spec
-    from .store import connect
+    from cifar_core.lab import submit_experiment
+    from cifar_core.spec.schema import load_spec
+    from cifar_core.jobs.store import connect
 
     ids = submit_experiment(
         connect(), load_spec(args.spec), args.data, repeats=args.repeats,
@@ -122,9 +122,9 @@ def _submit(args) -> None:
 
 
 def _sweep(args) -> None:
-    from .spec import load_spec
-    from .store import connect
-    from .sweeps import submit_sweep
+    from cifar_core.spec.schema import load_spec
+    from cifar_core.jobs.store import connect
+    from cifar_core.analysis.sweeps import submit_sweep
 
     base = load_spec(args.spec)
     if args.epochs is not None:
@@ -134,7 +134,7 @@ def _sweep(args) -> None:
 
 
 def _worker(args) -> None:
-    from .worker import Worker, WorkerConfig
+    from cifar_core.jobs.worker import Worker, WorkerConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     worker = Worker(WorkerConfig(threads=args.threads, lease_seconds=args.lease, exit_when_idle=args.exit_when_idle,
@@ -145,8 +145,8 @@ def _worker(args) -> None:
 
 
 def _runs(args) -> None:
-    from .results import leaderboard
-    from .store import connect
+    from cifar_core.jobs.results import leaderboard
+    from cifar_core.jobs.store import connect
 
     board = leaderboard(connect())
     if args.json:
@@ -160,8 +160,8 @@ def _runs(args) -> None:
 
 
 def _show(args) -> None:
-    from .results import run_detail
-    from .store import connect
+    from cifar_core.jobs.results import run_detail
+    from cifar_core.jobs.store import connect
 
     detail = run_detail(connect(), args.run_id)
     if args.json:
@@ -180,15 +180,15 @@ def _show(args) -> None:
 
 
 def _cancel(args) -> None:
-    from .queue import cancel
-    from .store import connect
+    from cifar_core.jobs.queue import cancel
+    from cifar_core.jobs.store import connect
 
     state = cancel(connect(), args.job_id)
     print(f"job {args.job_id}: {state}" + (" (stop requested; it stops within seconds)" if state == "running" else ""))
 
 
 def _data_info(args) -> None:
-    from .data import dataset_info, load_dataset
+    from cifar_core.data.sources import dataset_info, load_dataset
 
     info = dataset_info(load_dataset(args.data))
     if args.json:
@@ -203,8 +203,8 @@ def _data_info(args) -> None:
 
 
 def _measure(args) -> None:
-    from .choice import measure_run
-    from .store import connect
+    from cifar_core.analysis.choice import measure_run
+    from cifar_core.jobs.store import connect
 
     m = measure_run(connect(), args.run_id, repeats=args.repeats)
     if args.json:
@@ -216,8 +216,8 @@ def _measure(args) -> None:
 
 
 def _export(args) -> None:
-    from .choice import export_run
-    from .store import connect
+    from cifar_core.analysis.choice import export_run
+    from cifar_core.jobs.store import connect
 
     result = export_run(connect(), args.run_id, args.out, args.name, args.version)
     if args.json:
@@ -231,9 +231,9 @@ def _export(args) -> None:
 
 
 def _choose(args) -> None:
-    from .choice import choose
-    from .experiments import resolve_source
-    from .store import connect
+    from cifar_core.analysis.choice import choose
+    from cifar_core.lab import resolve_source
+    from cifar_core.jobs.store import connect
 
     made = choose(connect(), resolve_source(args.data) if args.data else None)
     if args.json:
@@ -254,7 +254,7 @@ def _choose(args) -> None:
 
 
 def _reproduce(args) -> int:
-    from .report import reproduce
+    from cifar_core.analysis.report import reproduce
 
     result = reproduce(args.data, args.out, args.epochs_scale, args.epochs,
                        progress=lambda line: print(line, flush=True), timeout=args.timeout)
@@ -266,8 +266,8 @@ def _reproduce(args) -> int:
 
 
 def _report(args) -> None:
-    from .report import build_report, group_runs, write_report
-    from .store import connect
+    from cifar_core.analysis.report import build_report, group_runs, write_report
+    from cifar_core.jobs.store import connect
 
     conn = connect()
     md_path, html_path = write_report(build_report(conn, group_runs(conn, args.group)), args.out)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cifar_core import choice, gallery, prediction
+from cifar_core.analysis import choice
+from cifar_core.data import gallery
+from cifar_core.analysis import prediction
 from cifar_core.errors import DataError, LabError
 from pages import common
 

@@ -13,10 +13,10 @@ import json
 import plotly.graph_objects as go
 import streamlit as st
 
-from cifar_core import builder as core
-from cifar_core import experiments
-from cifar_core.presets import get_preset, preset_names
-from cifar_core.spec import LAYER_ARGS, check_spec
+from cifar_core.spec import editing as core
+from cifar_core import lab as experiments
+from cifar_core.spec.presets import get_preset, preset_names
+from cifar_core.spec.schema import LAYER_ARGS, check_spec
 from pages import common
 
 HANDOFF = "sweeps_base_doc"  # read by the Sweeps page

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from cifar_core import choice
+from cifar_core.analysis import choice
 from cifar_core.errors import LabError
-from cifar_core.experiments import resolve_source
+from cifar_core.lab import resolve_source
 from pages import common
 
 CANDIDATE_VIEW = {

@@ -14,11 +14,13 @@ from contextlib import contextmanager
 
 import streamlit as st
 
-from cifar_core import charts_sweep, config, store
-from cifar_core.data import Dataset, DatasetInfo, dataset_info, load_dataset
+from cifar_core.charts import sweeps as charts_sweep
+from cifar_core import config
+from cifar_core.jobs import store
+from cifar_core.data.sources import Dataset, DatasetInfo, dataset_info, load_dataset
 from cifar_core.errors import DataError
-from cifar_core.spec import INPUT_SHAPE, NUM_CLASSES
-from cifar_core.sweeps import SweepResults
+from cifar_core.spec.schema import INPUT_SHAPE, NUM_CLASSES
+from cifar_core.analysis.sweeps import SweepResults
 
 def use_the_router() -> None:
     """Make sure app.py routes this run. Because a folder named pages/ exists, Streamlit starts in

@@ -7,7 +7,8 @@ import random
 
 import streamlit as st
 
-from cifar_core import charts, gallery
+from cifar_core.charts import curves as charts
+from cifar_core.data import gallery
 from cifar_core.errors import DataError
 from pages import common
 

@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cifar_core import charts, choice, compare, queue, results, sweeps
+from cifar_core.charts import curves as charts
+from cifar_core.analysis import choice
+from cifar_core.spec import diff as compare
+from cifar_core.jobs import queue
+from cifar_core.jobs import results
+from cifar_core.analysis import sweeps
 from pages import common
 
 PERCENT = st.column_config.NumberColumn(format="percent")

@@ -9,9 +9,11 @@ import random
 import numpy as np
 import streamlit as st
 
-from cifar_core import choice, gallery, prediction
+from cifar_core.analysis import choice
+from cifar_core.data import gallery
+from cifar_core.analysis import prediction
 from cifar_core.errors import DataError, LabError, UploadError
-from cifar_core.images import read_image_upload
+from cifar_core.data.uploads import read_image_upload
 from pages import common
 
 MAX_MODELS = 4

@@ -7,9 +7,13 @@ import json
 
 import streamlit as st
 
-from cifar_core import charts, choice, monitor, queue, results
+from cifar_core.charts import curves as charts
+from cifar_core.analysis import choice
+from cifar_core.jobs import monitor
+from cifar_core.jobs import queue
+from cifar_core.jobs import results
 from cifar_core.errors import LabError, NotFound
-from cifar_core.spec import summarize
+from cifar_core.spec.schema import summarize
 from pages import common
 
 REFRESH = 2.0  # seconds between refreshes while the run is active

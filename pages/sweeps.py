@@ -16,9 +16,10 @@ import json
 
 import streamlit as st
 
-from cifar_core import experiments, sweeps
+from cifar_core import lab as experiments
+from cifar_core.analysis import sweeps
 from cifar_core.errors import DataError, LabError, SpecError
-from cifar_core.presets import PRESET_TITLES, get_preset, preset_names
+from cifar_core.spec.presets import PRESET_TITLES, get_preset, preset_names
 from pages import common
 
 HANDOFF = "sweeps_base_doc"  # set by the Builder: the experiment it is editing

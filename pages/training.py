@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cifar_core import charts, monitor, queue
+from cifar_core.charts import curves as charts
+from cifar_core.jobs import monitor
+from cifar_core.jobs import queue
 from cifar_core.errors import LabError
 from pages import common
 

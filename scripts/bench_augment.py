@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cifar_core.augment import train_dataset  # noqa: E402
+from cifar_core.train.augment import train_dataset  # noqa: E402
 
 CONFIGS = {"none": {}, "flip+translate4+cutout8": {"flip": True, "translate": 4, "cutout": 8}}
 

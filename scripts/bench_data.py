@@ -21,7 +21,7 @@ DEFAULT_SOURCE = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
 def child(source: str) -> None:
     """Load once (and again, from the in-process memo) and print the timings as JSON."""
     sys.path.insert(0, str(ROOT))
-    from cifar_core.data import cache_file, load_dataset
+    from cifar_core.data.sources import cache_file, load_dataset
 
     start = time.perf_counter()
     ds = load_dataset(source)

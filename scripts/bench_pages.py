@@ -27,9 +27,10 @@ TARGETS = {"leaderboard": 1.0, "gallery": 1.5}
 
 def fill_store(runs: int, epochs: int) -> float:
     """`runs` runs of `epochs` epochs each through the real queue; returns the seconds it took."""
-    from cifar_core import queue, store
-    from cifar_core.presets import PRESETS
-    from cifar_core.spec import parse_spec, summarize
+    from cifar_core.jobs import queue
+    from cifar_core.jobs import store
+    from cifar_core.spec.presets import PRESETS
+    from cifar_core.spec.schema import parse_spec, summarize
 
     started = time.perf_counter()
     conn = store.connect()

@@ -41,9 +41,11 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["CIFAR_LAB_HOME"] = os.environ.get("CIFAR_LAB_HOME") or tempfile.mkdtemp(prefix="bench-presets-")
 
-    from cifar_core import queue, results, store
-    from cifar_core.experiments import submit_experiment
-    from cifar_core.presets import get_preset
+    from cifar_core.jobs import queue
+    from cifar_core.jobs import results
+    from cifar_core.jobs import store
+    from cifar_core.lab import submit_experiment
+    from cifar_core.spec.presets import get_preset
 
     conn = store.connect()
     jobs = {name: submit_experiment(conn, get_preset(name), args.data, repeats=args.seeds, seed=args.first_seed) for name in args.presets.split(",")}

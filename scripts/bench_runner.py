@@ -33,10 +33,10 @@ def plain_fit(doc: dict, source: str) -> tuple[list[float], int]:
     """The notebook's way: the same network, `model.fit` on the arrays. (s/epoch, train images)"""
     import keras
 
-    from cifar_core.data import load_dataset
-    from cifar_core.models import build_model, compile_model, uses_one_hot
-    from cifar_core.spec import parse_spec
-    from cifar_core.training import make_splits
+    from cifar_core.data.sources import load_dataset
+    from cifar_core.train.models import build_model, compile_model, uses_one_hot
+    from cifar_core.spec.schema import parse_spec
+    from cifar_core.train.loop import make_splits
 
     ds = load_dataset(source)
     spec = parse_spec(doc)
@@ -62,8 +62,9 @@ def plain_fit(doc: dict, source: str) -> tuple[list[float], int]:
 
 
 def through_queue(doc: dict, source: str) -> list[float]:
-    from cifar_core import results, store
-    from cifar_core.experiments import submit_experiment
+    from cifar_core.jobs import results
+    from cifar_core.jobs import store
+    from cifar_core.lab import submit_experiment
 
     conn = store.connect()
     [job_id] = submit_experiment(conn, doc, source)
@@ -75,10 +76,10 @@ def augment_cost(doc: dict, source: str) -> tuple[float, float]:
     """Seconds per epoch of the training input pipeline alone, (without, with) the preset's augmentation."""
     from bench_augment import epoch_times
 
-    from cifar_core.augment import train_dataset
-    from cifar_core.data import load_dataset
-    from cifar_core.spec import parse_spec
-    from cifar_core.training import make_splits
+    from cifar_core.train.augment import train_dataset
+    from cifar_core.data.sources import load_dataset
+    from cifar_core.spec.schema import parse_spec
+    from cifar_core.train.loop import make_splits
 
     spec = parse_spec(doc)
     split = make_splits(spec, load_dataset(source))
@@ -105,8 +106,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["CIFAR_LAB_HOME"] = os.environ.get("CIFAR_LAB_HOME") or tempfile.mkdtemp(prefix="bench-runner-")
 
-    from cifar_core.data import load_dataset
-    from cifar_core.presets import get_preset
+    from cifar_core.data.sources import load_dataset
+    from cifar_core.spec.presets import get_preset
 
     t0 = time.perf_counter()
     load_dataset(args.data)

@@ -26,14 +26,14 @@ BATCHES = 14  # per round; the first 3 are left out of the median (tracing, warm
 
 
 def load_doc(name: str) -> dict:
-    from cifar_core.presets import PRESETS, get_preset
+    from cifar_core.spec.presets import PRESETS, get_preset
 
     return get_preset(name) if name in PRESETS else json.loads(Path(name).read_text())
 
 
 def build(doc: dict, batch: int):
-    from cifar_core.models import build_model, compile_model
-    from cifar_core.spec import parse_spec
+    from cifar_core.train.models import build_model, compile_model
+    from cifar_core.spec.schema import parse_spec
 
     spec = parse_spec({**doc, "batch_size": batch})
     model = build_model(spec)
@@ -46,7 +46,7 @@ def images_per_second(model, spec, batch: int) -> float:
     import keras
     import numpy as np
 
-    from cifar_core.models import uses_one_hot
+    from cifar_core.train.models import uses_one_hot
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (batch * BATCHES, 32, 32, 3)).astype("float32")
@@ -76,8 +76,8 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
-    from cifar_core.models import fused_batch_norm_class
-    from cifar_core.spec import summarize
+    from cifar_core.train.models import fused_batch_norm_class
+    from cifar_core.spec.schema import summarize
 
     tf.config.threading.set_intra_op_parallelism_threads(os.cpu_count() or 1)
     tf.config.threading.set_inter_op_parallelism_threads(2)

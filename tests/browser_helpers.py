@@ -73,7 +73,7 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 def worker_pids() -> list[int]:
     """Pids of every worker ever registered in the store of $CIFAR_LAB_HOME."""
-    from cifar_core import store
+    from cifar_core.jobs import store
 
     conn = store.connect()
     try:

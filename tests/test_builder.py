@@ -8,10 +8,12 @@ import json
 
 import pytest
 
-from cifar_core import builder as core
-from cifar_core import experiments, queue, store
-from cifar_core.presets import get_preset
-from cifar_core.spec import LAYER_ARGS, check_spec, parse_spec
+from cifar_core.spec import editing as core
+from cifar_core import lab as experiments
+from cifar_core.jobs import queue
+from cifar_core.jobs import store
+from cifar_core.spec.presets import get_preset
+from cifar_core.spec.schema import LAYER_ARGS, check_spec, parse_spec
 
 OUT = {"type": "Dense", "units": 10, "activation": "softmax"}
 TINY = {"name": "tiny", "layers": [{"type": "Conv2D", "filters": 4, "kernel_size": 3}, {"type": "Flatten"}, OUT],

@@ -14,8 +14,9 @@ import pytest
 from datagen import tiny_spec
 from procs import cli
 
-from cifar_core import choice, store
-from cifar_core.diagnosis import diagnose
+from cifar_core.analysis import choice
+from cifar_core.jobs import store
+from cifar_core.analysis.diagnosis import diagnose
 from cifar_core.errors import LabError
 
 TINY = tiny_spec(epochs=3)
@@ -237,7 +238,7 @@ def test_choose_on_real_runs(lab, conn, small_data):
 
 
 def test_diagnosis_wrappers_match_diagnose(conn):
-    from cifar_core.results import run_history
+    from cifar_core.jobs.results import run_history
 
     for run in (1, 3):
         expected = diagnose(run_history(conn, run).to_dict(orient="records"))
@@ -273,8 +274,8 @@ def test_measure_cli_updates_the_store(conn):
 def test_export_cli_round_trip(lab, conn, tmp_path, small_data):
     import keras
 
-    from cifar_core.data import load_dataset
-    from cifar_core.deploy import _predict_tflite
+    from cifar_core.data.sources import load_dataset
+    from cifar_core.analysis.deploy import _predict_tflite
 
     out = tmp_path / "exports"
     done = cli("export", "3", "--out", str(out), "--name", "dense", "--json")

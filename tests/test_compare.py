@@ -7,9 +7,9 @@ import math
 import pandas as pd
 import pytest
 
-from cifar_core import compare
-from cifar_core.presets import get_preset
-from cifar_core.spec import parse_spec
+from cifar_core.spec import diff as compare
+from cifar_core.spec.presets import get_preset
+from cifar_core.spec.schema import parse_spec
 
 
 def test_settings_table_flags_only_the_rows_that_differ():

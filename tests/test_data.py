@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_core import data
-from cifar_core.data import Dataset, DataError
+from cifar_core.data import sources as data
+from cifar_core.data.sources import Dataset, DataError
 from datagen import (
     CLASSES,
     synthetic_arrays,

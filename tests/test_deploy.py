@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifar_core.deploy import _agreement, export_model, measure_latency, model_file_size
+from cifar_core.analysis.deploy import _agreement, export_model, measure_latency, model_file_size
 from cifar_core.errors import DataError, LabError
 
 

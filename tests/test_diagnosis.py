@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from cifar_core.diagnosis import VERDICTS, diagnose
+from cifar_core.analysis.diagnosis import VERDICTS, diagnose
 from cifar_core.errors import LabError
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cifar_core.errors import DataError
-from cifar_core.evaluation import (
+from cifar_core.analysis.stats import (
     compare_predictions,
     confusion_matrix,
     mcnemar,

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from cifar_core.errors import UploadError
-from cifar_core.images import read_image_upload, spec_upload
+from cifar_core.data.uploads import read_image_upload, spec_upload
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:

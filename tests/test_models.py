@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from cifar_core.errors import SpecErrors
-from cifar_core.models import build_model, compile_model, uses_one_hot
-from cifar_core.presets import get_preset, preset_names
-from cifar_core.spec import parse_spec, summarize
+from cifar_core.train.models import build_model, compile_model, uses_one_hot
+from cifar_core.spec.presets import get_preset, preset_names
+from cifar_core.spec.schema import parse_spec, summarize
 
 keras = pytest.importorskip("keras")
 
@@ -207,7 +207,7 @@ def test_compile_model_rejects_bad_steps():
 
 
 def test_residual_model_saves_and_loads_back(tmp_path):
-    from cifar_core.models import load_model
+    from cifar_core.train.models import load_model
 
     spec = spec_of(OTHER_SPECS["residual"], label_smoothing=0.1, schedule={"type": "one_cycle"})
     model = build_model(spec)
@@ -224,7 +224,7 @@ def test_fused_batch_norm_matches_keras_batch_norm():
     moving variance uses the biased batch variance: the fused kernel's is n / (n - 1) times it)."""
     import tensorflow as tf
 
-    from cifar_core.models import fused_batch_norm_class
+    from cifar_core.train.models import fused_batch_norm_class
 
     x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, (6, 5, 4, 3)), tf.float32)
     fused, plain = fused_batch_norm_class()(momentum=0.5), keras.layers.BatchNormalization(momentum=0.5)
@@ -253,7 +253,7 @@ def test_fused_batch_norm_matches_keras_batch_norm():
 
 def test_fused_batch_norm_falls_back_outside_its_kernel():
     """Dense features (2-D) take Keras's own path and still normalise per feature."""
-    from cifar_core.models import fused_batch_norm_class
+    from cifar_core.train.models import fused_batch_norm_class
 
     x = np.random.default_rng(1).normal(5.0, 2.0, (32, 4)).astype("float32")
     y = fused_batch_norm_class()()(x, training=True).numpy()

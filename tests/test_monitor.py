@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cifar_core import monitor, queue, store
+from cifar_core.jobs import monitor
+from cifar_core.jobs import queue
+from cifar_core.jobs import store
 
 DOC = {"name": "tiny", "epochs": 4, "seed": 0, "layers": []}
 

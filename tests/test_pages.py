@@ -15,8 +15,10 @@ from pagetools import open_page as _open
 from pagetools import rerun as _run
 from pagetools import texts as _texts
 
-from cifar_core import experiments, queue, store
-from cifar_core.spec import parse_spec, summarize
+from cifar_core import lab as experiments
+from cifar_core.jobs import queue
+from cifar_core.jobs import store
+from cifar_core.spec.schema import parse_spec, summarize
 
 PAGES = ["pages/gallery.py", "pages/builder.py", "pages/training.py", "pages/leaderboard.py", "pages/run.py",
          "pages/sweeps.py"]
@@ -431,7 +433,7 @@ def test_the_app_starts_one_detached_worker(app_env, conn, monkeypatch):
 
     from procs import wait_for
 
-    from cifar_core.worker import list_workers
+    from cifar_core.jobs.worker import list_workers
 
     monkeypatch.delenv("CIFAR_LAB_NO_WORKER")
     at = _open("pages/training.py")

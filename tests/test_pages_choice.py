@@ -14,7 +14,8 @@ from pagetools import rerun as _run
 from pagetools import texts as _texts
 from test_choice import lab  # noqa: F401  (the shared trained lab)
 
-from cifar_core import choice, store
+from cifar_core.analysis import choice
+from cifar_core.jobs import store
 
 PAGES = ["pages/choice.py", "pages/predict.py", "pages/analysis.py"]
 
@@ -112,7 +113,7 @@ def test_predict_page_upload_with_two_models_side_by_side(lab):
 
 
 def test_predict_page_test_image(lab, small_data):
-    from cifar_core.data import load_dataset
+    from cifar_core.data.sources import load_dataset
 
     names = load_dataset(str(small_data)).class_names
     at = _open("pages/predict.py")

@@ -12,8 +12,11 @@ from pagetools import open_page
 from pagetools import rerun as _run
 from pagetools import texts as _texts
 
-from cifar_core import experiments, queue, store, sweeps
-from cifar_core.presets import get_preset
+from cifar_core import lab as experiments
+from cifar_core.jobs import queue
+from cifar_core.jobs import store
+from cifar_core.analysis import sweeps
+from cifar_core.spec.presets import get_preset
 
 
 

@@ -12,10 +12,11 @@ import pytest
 from PIL import Image
 from test_choice import conn, lab  # noqa: F401  (the shared trained lab)
 
-from cifar_core import prediction, store
-from cifar_core.data import load_dataset
+from cifar_core.analysis import prediction
+from cifar_core.jobs import store
+from cifar_core.data.sources import load_dataset
 from cifar_core.errors import DataError, LabError, NotFound
-from cifar_core.images import read_image_upload
+from cifar_core.data.uploads import read_image_upload
 
 
 @pytest.fixture(scope="module")

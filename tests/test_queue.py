@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from cifar_core import queue, store
+from cifar_core.jobs import queue
+from cifar_core.jobs import store
 from cifar_core.errors import LabError, NotFound, StoreError
 
 DOC = {"name": "tiny", "epochs": 2, "seed": 5, "layers": []}

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 from procs import cli, wait_for
 
-from cifar_core import report, store
+from cifar_core.analysis import report
+from cifar_core.jobs import store
 from cifar_core.errors import LabError
-from cifar_core.presets import NOTEBOOK_PRESETS
+from cifar_core.spec.presets import NOTEBOOK_PRESETS
 
 
 def test_reproduce_end_to_end(lab_home, small_data, tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cifar_core.errors import SpecError
-from cifar_core.schedules import (
+from cifar_core.train.schedules import (
     make_schedule,
     resolve_schedule,
     schedule_preview,

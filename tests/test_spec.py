@@ -10,8 +10,8 @@ import json
 import pytest
 
 from cifar_core.errors import SpecError, SpecErrors
-from cifar_core.presets import NOTEBOOK_PRESETS, PRESET_TITLES, PRESETS, get_preset, preset_names
-from cifar_core.spec import (
+from cifar_core.spec.presets import NOTEBOOK_PRESETS, PRESET_TITLES, PRESETS, get_preset, preset_names
+from cifar_core.spec.schema import (
     ExperimentSpec,
     check_spec,
     layer_name,

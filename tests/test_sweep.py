@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cifar_core.errors import SpecError
-from cifar_core.sweep import expand, get_path, load_space, parse_space, setting_importance, split_sweep_params
+from cifar_core.spec.space import expand, get_path, load_space, parse_space, setting_importance, split_sweep_params
 
 BASE = {
     "name": "exp4 wider",

@@ -10,10 +10,13 @@ import pytest
 from procs import cli
 
 from datagen import tiny_spec
-from cifar_core import charts_sweep, queue, store, sweeps
+from cifar_core.charts import sweeps as charts_sweep
+from cifar_core.jobs import queue
+from cifar_core.jobs import store
+from cifar_core.analysis import sweeps
 from cifar_core.errors import NotFound, SpecError
-from cifar_core.presets import get_preset, preset_names
-from cifar_core.spec import summarize
+from cifar_core.spec.presets import get_preset, preset_names
+from cifar_core.spec.schema import summarize
 
 TINY = tiny_spec(epochs=1, learning_rate=0.001, validation="holdout")
 RATE_GRID = {"method": "grid", "params": {"learning_rate": {"values": [0.01, 0.001, 0.0001]}}}
@@ -172,7 +175,7 @@ def test_a_finished_sweep_ranks_the_setting_that_drove_accuracy(conn, small_data
 
 
 def test_list_sweeps_counts_states_and_leaves_out_other_groups(conn, small_data):
-    from cifar_core.experiments import submit_experiment
+    from cifar_core.lab import submit_experiment
 
     assert sweeps.list_sweeps(conn).empty
     submit_experiment(conn, TINY, str(small_data), repeats=2)  # a 'repeats' group, not a sweep

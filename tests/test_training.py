@@ -7,9 +7,9 @@ import json
 import pytest
 
 from datagen import tiny_spec
-from cifar_core import training
-from cifar_core.data import load_dataset
-from cifar_core.spec import parse_spec
+from cifar_core.train import loop as training
+from cifar_core.data.sources import load_dataset
+from cifar_core.spec.schema import parse_spec
 
 TINY = tiny_spec(epochs=4)
 

@@ -11,7 +11,9 @@ import pytest
 from procs import cli, start_worker, wait_for
 
 from datagen import tiny_spec
-from cifar_core import queue, results, store
+from cifar_core.jobs import queue
+from cifar_core.jobs import results
+from cifar_core.jobs import store
 
 TINY = tiny_spec()
 # About half a second per epoch on small_data, so a test can act in the middle of a run.

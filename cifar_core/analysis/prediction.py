@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import config, queue
-from .errors import DataError, LabError, NotFound
+from cifar_core import config
+from cifar_core.jobs import queue
+from cifar_core.errors import DataError, LabError, NotFound
 
 MODEL_FILE = "model.keras"
 PREDICTIONS_FILE = "predictions.npz"
@@ -127,7 +128,7 @@ def _images(images) -> np.ndarray:
 def predict_run(conn: sqlite3.Connection, run_id: int, images) -> np.ndarray:
     """Class probabilities (N, classes) of one run's model on uint8 images (with its flip TTA if
     it was scored that way, so a test image gets the probabilities the run stored for it)."""
-    from .augment import predict_probs
+    from cifar_core.train.augment import predict_probs
 
     info = trained_model(conn, run_id)
     model = load_trained_model(info)
@@ -244,7 +245,7 @@ class ErrorAnalysis:
 
 def error_analysis(stored: StoredPredictions, class_names) -> ErrorAnalysis:
     """Per-class accuracy and the confusion matrix (counts and row percentages) of one run."""
-    from .evaluation import confusion_matrix, per_class_accuracy, row_percentages
+    from cifar_core.analysis.stats import confusion_matrix, per_class_accuracy, row_percentages
 
     names = _names(stored, class_names)
     cm = confusion_matrix(stored.y_true, stored.pred, stored.num_classes)
@@ -265,7 +266,7 @@ def _names(stored: StoredPredictions, class_names) -> tuple[str, ...]:
 def misclassified(stored: StoredPredictions, class_names, true_class: int | None = None,
                   pred_class: int | None = None, limit: int = 48) -> pd.DataFrame:
     """Wrong test predictions, most confident first: index, true, pred, confidence, true_name, pred_name."""
-    from .evaluation import misclassified as wrong
+    from cifar_core.analysis.stats import misclassified as wrong
 
     names = _names(stored, class_names)
     frame = wrong(stored.y_true, stored.pred, stored.confidence, true_class, pred_class, limit)
@@ -291,7 +292,7 @@ class RunComparison:
 def compare_runs(a: StoredPredictions, b: StoredPredictions, class_names, alpha: float = 0.05) -> RunComparison:
     """Two runs on the same test images: per-class and confusion differences, the images only one
     gets right, McNemar's test and a paired bootstrap interval, stated in words."""
-    from .evaluation import compare_predictions, paired_bootstrap
+    from cifar_core.analysis.stats import compare_predictions, paired_bootstrap
 
     names = _names(a, class_names)
     if not np.array_equal(a.y_true, b.y_true):

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from .errors import LabError
+from cifar_core.errors import LabError
 
 MIN_EPOCHS = 3
 LEARN_MARGIN = 0.05  # accuracy above chance a run must reach to count as learning

@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import SpecError
+from cifar_core.errors import SpecError
 
 METHODS = ("grid", "random")
 RANGE_KINDS = ("values", "uniform", "log_uniform")

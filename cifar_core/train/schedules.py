@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from numbers import Integral, Real
 
-from .errors import SpecError
+from cifar_core.errors import SpecError
 
 SCHEDULE_KEYS: dict[str, dict[str, tuple[type, float, float]]] = {
     "constant": {},

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import cache_dir, default_source
-from .errors import DataError
+from cifar_core.config import cache_dir, default_source
+from cifar_core.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from . import queue, results, store
-from .worker import list_workers
+from cifar_core.jobs import queue
+from cifar_core.jobs import results
+from cifar_core.jobs import store
+from cifar_core.jobs.worker import list_workers
 
 
 @dataclass(frozen=True)

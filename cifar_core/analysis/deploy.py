@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, LabError
+from cifar_core.errors import DataError, LabError
 
 LATENCY_METHOD = "tf.function(model(x, training=False)), result copied to NumPy"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -216,7 +216,7 @@ def export_model(model_path: Path, out_dir: Path, name: str, version: int = 1, *
     """
     import tensorflow as tf
 
-    from .models import load_model
+    from cifar_core.train.models import load_model
 
     model_path, out_dir = Path(model_path), Path(out_dir)
     x = _check_export_args(model_path, name, version, sample_x)

@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from . import config
-from .errors import StoreError
+from cifar_core import config
+from cifar_core.errors import StoreError
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 30_000

@@ -12,9 +12,9 @@ import json
 import sqlite3
 from dataclasses import dataclass, field
 
-from . import config
-from .errors import LabError, NotFound
-from .store import now, transaction
+from cifar_core import config
+from cifar_core.errors import LabError, NotFound
+from cifar_core.jobs.store import now, transaction
 
 QUEUED = "queued"
 RUNNING = "running"

@@ -10,7 +10,7 @@ from dataclasses import MISSING, fields
 
 import pandas as pd
 
-from .spec import LAYER_ALIASES, LAYER_ARGS, ExperimentSpec
+from cifar_core.spec.schema import LAYER_ALIASES, LAYER_ARGS, ExperimentSpec
 
 # metric -> (train column, validation column or None) of a run history
 METRICS: dict[str, tuple[str, str | None]] = {

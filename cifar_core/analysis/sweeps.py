@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from . import queue, results
-from .errors import NotFound, SpecError, SpecErrors
-from .spec import INPUT_SHAPE, NUM_CLASSES, parse_spec, summarize
-from .sweep import SweepSpace, expand, load_space, setting_importance
+from cifar_core.jobs import queue
+from cifar_core.jobs import results
+from cifar_core.errors import NotFound, SpecError, SpecErrors
+from cifar_core.spec.schema import INPUT_SHAPE, NUM_CLASSES, parse_spec, summarize
+from cifar_core.spec.space import SweepSpace, expand, load_space, setting_importance
 
 KIND = "sweep"
 TARGET = "best_val_accuracy"
@@ -173,8 +174,8 @@ def submit_sweep(
 ) -> tuple[int, list[int]]:
     """Plan the sweep against the data source's shape and classes, then enqueue every run as one
     group of kind 'sweep'. Returns (group id, job ids); nothing is enqueued if any run is invalid."""
-    from .data import load_dataset
-    from .experiments import resolve_source
+    from cifar_core.data.sources import load_dataset
+    from cifar_core.lab import resolve_source
 
     source = resolve_source(source)
     ds = load_dataset(source)

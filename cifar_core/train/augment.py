@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from numbers import Integral
 
-from .errors import DataError, SpecError
+from cifar_core.errors import DataError, SpecError
 
 AUGMENT_KEYS: dict[str, tuple[type, int, int]] = {
     "flip": (bool, 0, 1),

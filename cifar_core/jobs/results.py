@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import NotFound
-from .queue import Job, get_job
+from cifar_core.errors import NotFound
+from cifar_core.jobs.queue import Job, get_job
 
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds", "learning_rate")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from .errors import SpecError
+from cifar_core.errors import SpecError
 
 
 def _dense(units: int, activation: str = "relu") -> dict:

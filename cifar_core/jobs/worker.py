@@ -20,8 +20,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import config, queue, store
-from .errors import LabError
+from cifar_core import config
+from cifar_core.jobs import queue
+from cifar_core.jobs import store
+from cifar_core.errors import LabError
 
 log = logging.getLogger("cifar_lab.worker")
 
@@ -137,7 +139,7 @@ class Worker:
         return done
 
     def run_job(self, job: queue.Job) -> None:
-        from . import training
+        from cifar_core.train import loop as training
 
         log.info("job %s (%s) attempt %s: starting", job.id, job.name, job.attempts)
         workdir = config.runs_dir() / str(job.id)
@@ -184,9 +186,9 @@ class Worker:
 
 
 def _train_job(job: queue.Job, workdir: Path, reporter: StoreReporter):
-    from . import training
-    from .data import load_dataset
-    from .spec import parse_spec
+    from cifar_core.train import loop as training
+    from cifar_core.data.sources import load_dataset
+    from cifar_core.spec.schema import parse_spec
 
     ds = load_dataset(job.data_source)
     spec = parse_spec(job.spec, ds.input_shape, ds.num_classes)
@@ -264,7 +266,7 @@ def spawn_worker(extra_args: tuple[str, ...] = ()) -> int:
         proc = subprocess.Popen(
             [sys.executable, "-m", "cifar_core", "worker", *extra_args],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=Path(__file__).resolve().parent.parent,
+            start_new_session=True, cwd=Path(__file__).resolve().parents[2],
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")},
         )
     # Wait for it to register so a second caller sees it alive.

@@ -11,8 +11,8 @@ from __future__ import annotations
 import functools
 import re
 
-from . import schedules
-from .spec import INPUT_SHAPE, NUM_CLASSES, ExperimentSpec, layer_name, summarize
+from cifar_core.train import schedules
+from cifar_core.spec.schema import INPUT_SHAPE, NUM_CLASSES, ExperimentSpec, layer_name, summarize
 
 _NO_DECAY = ["bias", "gamma", "beta"]  # weight decay shrinks kernels only, as is usual
 

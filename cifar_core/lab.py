@@ -6,11 +6,12 @@ import json
 import sqlite3
 from pathlib import Path
 
-from . import config, queue
-from .data import load_dataset
-from .spec import ExperimentSpec, parse_spec, summarize
-from .store import now, transaction
-from .errors import NotFound
+from cifar_core import config
+from cifar_core.jobs import queue
+from cifar_core.data.sources import load_dataset
+from cifar_core.spec.schema import ExperimentSpec, parse_spec, summarize
+from cifar_core.jobs.store import now, transaction
+from cifar_core.errors import NotFound
 
 
 def resolve_source(source: str | None) -> str:

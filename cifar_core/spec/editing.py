@@ -17,12 +17,13 @@ import math
 import sqlite3
 from dataclasses import dataclass, field
 
-from . import experiments, images
-from .augment import AUGMENT_KEYS
-from .errors import DataError, LabError, SpecError, SpecErrors, UploadError
-from .presets import PRESET_TITLES, get_preset, preset_names
-from .schedules import SCHEDULE_DEFAULTS, SCHEDULE_KEYS
-from .spec import (
+from cifar_core import lab as experiments
+from cifar_core.data import uploads as images
+from cifar_core.train.augment import AUGMENT_KEYS
+from cifar_core.errors import DataError, LabError, SpecError, SpecErrors, UploadError
+from cifar_core.spec.presets import PRESET_TITLES, get_preset, preset_names
+from cifar_core.train.schedules import SCHEDULE_DEFAULTS, SCHEDULE_KEYS
+from cifar_core.spec.schema import (
     EARLY_STOPPING_ARGS,
     LAYER_ARGS,
     NAME_PATTERN,
@@ -430,7 +431,7 @@ def summary_of(doc: dict, input_shape, num_classes: int) -> ModelSummary | None:
 def schedule_preview(doc: dict, train_images: int = CIFAR_TRAIN_IMAGES):
     """A DataFrame (step, epoch, learning_rate) of the doc's schedule, or None while the schedule,
     learning rate, epochs or batch size is invalid (their errors show beside them)."""
-    from . import schedules
+    from cifar_core.train import schedules
 
     values = [doc.get(k, TOP_ARGS[k].default) for k in ("learning_rate", "epochs", "batch_size")]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):

@@ -21,9 +21,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import choice, config, queue, results, store
-from .errors import LabError
-from .presets import NOTEBOOK_PRESETS, PRESET_TITLES, get_preset
+from cifar_core.analysis import choice
+from cifar_core import config
+from cifar_core.jobs import queue
+from cifar_core.jobs import results
+from cifar_core.jobs import store
+from cifar_core.errors import LabError
+from cifar_core.spec.presets import NOTEBOOK_PRESETS, PRESET_TITLES, get_preset
 
 GROUP_KIND = "reproduce"
 GROUP_NAME = "notebook reproduction"
@@ -56,9 +60,9 @@ def scaled_epochs(preset_epochs: int, epochs_scale: float = 1.0, epochs: int | N
 def submit_reproduction(conn: sqlite3.Connection, source: str | None = None, epochs_scale: float = 1.0,
                         epochs: int | None = None) -> tuple[int, list[int]]:
     """Enqueue exp1..exp5 (validated against the data) as one group. Returns (group id, job ids)."""
-    from .data import load_dataset
-    from .experiments import resolve_source
-    from .spec import parse_spec, summarize
+    from cifar_core.data.sources import load_dataset
+    from cifar_core.lab import resolve_source
+    from cifar_core.spec.schema import parse_spec, summarize
 
     source = resolve_source(source)
     ds = load_dataset(source)
@@ -76,7 +80,7 @@ def submit_reproduction(conn: sqlite3.Connection, source: str | None = None, epo
 
 def start_worker_if_none() -> int | None:
     """Start a worker that exits when the queue is empty, unless one is alive. Returns its pid, or None."""
-    from .worker import ensure_worker
+    from cifar_core.jobs.worker import ensure_worker
 
     return ensure_worker(("--exit-when-idle",))
 
@@ -91,7 +95,7 @@ def wait_for_jobs(conn: sqlite3.Connection, job_ids: list[int], progress: Callab
                   poll: float = POLL_SECONDS, timeout: float | None = None) -> list[queue.Job]:
     """Wait until every job is finished, reporting each finished epoch and state change; start a
     worker again if none is alive while jobs wait. Returns the final jobs."""
-    from .worker import list_workers
+    from cifar_core.jobs.worker import list_workers
 
     seen = {j: _Seen() for j in job_ids}
     started = time.monotonic()
@@ -218,8 +222,8 @@ def _display_summary(summary: pd.DataFrame) -> pd.DataFrame:
 
 def build_report(conn: sqlite3.Connection, run_ids: list[int], title: str = "CIFAR-10 notebook, reproduced") -> Report:
     """The report's blocks for these runs (the five notebook experiments, or any runs)."""
-    from . import charts
-    from .spec import summarize
+    from cifar_core.charts import curves as charts
+    from cifar_core.spec.schema import summarize
 
     if not run_ids:
         raise LabError("no runs to report on; submit the experiments first")

@@ -35,9 +35,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import config, queue, results
-from .diagnosis import Diagnosis, diagnose
-from .errors import LabError
+from cifar_core import config
+from cifar_core.jobs import queue
+from cifar_core.jobs import results
+from cifar_core.analysis.diagnosis import Diagnosis, diagnose
+from cifar_core.errors import LabError
 
 ALPHA = 0.05  # McNemar significance level
 TOLERANCE = 0.01  # accuracy (fraction) an eligible candidate may be below the reference
@@ -275,7 +277,7 @@ def _why(row: pd.Series, worse: bool, tolerance: float, dominator: str | None = 
 
 
 def _pred(conn: sqlite3.Connection, run_id: int) -> tuple[np.ndarray, np.ndarray]:
-    from .prediction import stored_predictions
+    from cifar_core.analysis.prediction import stored_predictions
 
     stored = stored_predictions(conn, run_id)
     return stored.pred, stored.y_true
@@ -284,7 +286,7 @@ def _pred(conn: sqlite3.Connection, run_id: int) -> tuple[np.ndarray, np.ndarray
 def versus(conn: sqlite3.Connection, run_id: int, others: list[int], alpha: float = ALPHA) -> pd.DataFrame:
     """McNemar of each run in `others` against `run_id` on their stored test predictions.
     `direction` is how the other run compares: "better", "worse" or "not significantly different"."""
-    from .evaluation import mcnemar
+    from cifar_core.analysis.stats import mcnemar
 
     base_pred, y = _pred(conn, run_id)
     rows = []
@@ -585,8 +587,8 @@ def measure_run(conn: sqlite3.Connection, run_id: int, repeats: int = 200, warmu
                 throughput_repeats: int = 5) -> dict:
     """Measure a succeeded run's model again (batch-1 p50/p95, batch-256 throughput, file size)
     and store the figures; `measured_while_busy` records whether any job was training meanwhile."""
-    from .deploy import measure_latency, model_file_size
-    from .prediction import load_trained_model, trained_model
+    from cifar_core.analysis.deploy import measure_latency, model_file_size
+    from cifar_core.analysis.prediction import load_trained_model, trained_model
 
     model_info = trained_model(conn, run_id)
     model = load_trained_model(model_info)
@@ -598,7 +600,7 @@ def measure_run(conn: sqlite3.Connection, run_id: int, repeats: int = 200, warmu
         "model_bytes": model_file_size(model_info.path), "latency_p50_ms": latency.p50_ms,
         "latency_p95_ms": latency.p95_ms, "throughput_ips": latency.throughput_ips, "measured_while_busy": int(busy),
     }
-    from .store import transaction
+    from cifar_core.jobs.store import transaction
 
     with transaction(conn):
         conn.execute(f"UPDATE runs SET {', '.join(f'{k} = ?' for k in figures)} WHERE id = ?",
@@ -630,9 +632,9 @@ def export_run(conn: sqlite3.Connection, run_id: int, out_dir: Path | str | None
     """Export a succeeded run's model as .keras, a TF Serving SavedModel (<name>/<version>/) and
     .tflite, each loaded back and checked on test images (deploy.export_model). Default folder:
     <lab home>/exports; default name: "<experiment>-run<id>"; default version: the next free one."""
-    from .data import load_dataset
-    from .deploy import NAME_RE, export_model
-    from .prediction import trained_model
+    from cifar_core.data.sources import load_dataset
+    from cifar_core.analysis.deploy import NAME_RE, export_model
+    from cifar_core.analysis.prediction import trained_model
 
     model_info = trained_model(conn, run_id)
     out = Path(out_dir).expanduser() if out_dir is not None else exports_dir()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
+from cifar_core.errors import DataError
 
 EXACT_BELOW = 25  # discordant pairs under which McNemar uses the exact binomial test
 

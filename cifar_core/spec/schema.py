@@ -17,9 +17,9 @@ import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from .augment import validate_augment
-from .errors import SpecError, SpecErrors
-from .schedules import validate_schedule
+from cifar_core.train.augment import validate_augment
+from cifar_core.errors import SpecError, SpecErrors
+from cifar_core.train.schedules import validate_schedule
 
 INPUT_SHAPE = (32, 32, 3)  # CIFAR-10 images, height x width x channels
 NUM_CLASSES = 10
@@ -274,7 +274,7 @@ def summarize(spec_or_doc, input_shape=INPUT_SHAPE, num_classes: int = NUM_CLASS
 
 def load_spec(name_or_path: str) -> dict:
     """The document of a preset (by name) or of a JSON file (by path); raises SpecError if unreadable."""
-    from .presets import PRESETS, get_preset
+    from cifar_core.spec.presets import PRESETS, get_preset
 
     if name_or_path in PRESETS:
         return get_preset(name_or_path)

@@ -19,8 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .data import Dataset, holdout_split
-from .spec import ExperimentSpec
+from cifar_core.data.sources import Dataset, holdout_split
+from cifar_core.spec.schema import ExperimentSpec
 
 COMPLETED = "completed"
 STOPPED = "stopped"  # the reporter asked to stop (cancel, shutdown, lost lease)
@@ -71,8 +71,8 @@ def train(spec: ExperimentSpec, ds: Dataset, workdir: Path, reporter: Reporter) 
     """Train `spec` on `ds`, writing checkpoints and final files under `workdir`."""
     import keras
 
-    from . import augment
-    from .models import build_model, compile_model, uses_one_hot
+    from cifar_core.train import augment
+    from cifar_core.train.models import build_model, compile_model, uses_one_hot
 
     started = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -99,7 +99,7 @@ def train(spec: ExperimentSpec, ds: Dataset, workdir: Path, reporter: Reporter) 
 
 def _finish(spec, ds, model, workdir: Path, history, early, seconds: float) -> TrainOutcome:
     """Score the test set once, save the model, predictions and history, drop the checkpoint."""
-    from . import augment
+    from cifar_core.train import augment
 
     probs = augment.predict_probs(model, ds.x_test, tta_flip=spec.tta_flip, tta_shift=spec.tta_shift)
     test_loss, test_accuracy = _scores(probs, ds.y_test)
@@ -129,7 +129,7 @@ def _finish(spec, ds, model, workdir: Path, history, early, seconds: float) -> T
 
 def measure_cost(model, input_shape, model_path: Path) -> dict:
     """What the model costs to run here: file size, batch-1 latency (p50/p95), batch-256 throughput."""
-    from .deploy import measure_latency, model_file_size
+    from cifar_core.analysis.deploy import measure_latency, model_file_size
 
     latency = measure_latency(model, input_shape, batch1_repeats=100, warmup=10, throughput_repeats=3)
     return {
