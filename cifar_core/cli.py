@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sweep", help="enqueue a sweep over a search space; prints the sweep id and the job ids")
     s.add_argument("spec", help="the base experiment: a preset name or a path to a JSON spec")
-    s.add_argument("--space", required=True, help="search space: a JSON file (or JSON text), see cifar_core/sweep.py")
+    s.add_argument("--space", required=True, help="search space: a JSON file (or JSON text), see cifar_core/spec/space.py")
     s.add_argument("--epochs", type=int, help="epochs of every run (default: the base experiment's)")
     s.add_argument("--data", help="data source (default: $CIFAR_LAB_DATA or keras)")
 
@@ -109,27 +109,27 @@ def _summary(args) -> None:
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.to_text())
 
 
-def _submit(args) -> None:
-    from cifar_core.lab import submit_experiment
-    from cifar_core.spec.schema import load_spec
-    from cifar_core.jobs.store import connect
+def _lab():
+    from cifar_core.lab import Lab
 
-    ids = submit_experiment(
-        connect(), load_spec(args.spec), args.data, repeats=args.repeats,
-        epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-    )
-    print(" ".join(str(i) for i in ids))
+    return Lab()
+
+
+def _submit(args) -> None:
+    from cifar_core.spec.schema import load_spec
+
+    submitted = _lab().submit(load_spec(args.spec), args.data, repeats=args.repeats, epochs=args.epochs,
+                              batch_size=args.batch_size, seed=args.seed)
+    print(" ".join(str(i) for i in submitted.job_ids))
 
 
 def _sweep(args) -> None:
     from cifar_core.spec.schema import load_spec
-    from cifar_core.jobs.store import connect
-    from cifar_core.analysis.sweeps import submit_sweep
 
     base = load_spec(args.spec)
     if args.epochs is not None:
         base["epochs"] = args.epochs
-    group_id, ids = submit_sweep(connect(), base, args.space, args.data)
+    group_id, ids = _lab().submit_sweep(base, args.space, args.data)
     print(f"sweep {group_id}: {' '.join(str(i) for i in ids)}")
 
 
@@ -145,10 +145,7 @@ def _worker(args) -> None:
 
 
 def _runs(args) -> None:
-    from cifar_core.jobs.results import leaderboard
-    from cifar_core.jobs.store import connect
-
-    board = leaderboard(connect())
+    board = _lab().leaderboard()
     if args.json:
         print(board.to_json(orient="records", date_format="iso"))
         return
@@ -160,10 +157,7 @@ def _runs(args) -> None:
 
 
 def _show(args) -> None:
-    from cifar_core.jobs.results import run_detail
-    from cifar_core.jobs.store import connect
-
-    detail = run_detail(connect(), args.run_id)
+    detail = _lab().run(args.run_id)
     if args.json:
         print(json.dumps(detail.to_dict(), indent=2, default=str))
         return
@@ -180,10 +174,7 @@ def _show(args) -> None:
 
 
 def _cancel(args) -> None:
-    from cifar_core.jobs.queue import cancel
-    from cifar_core.jobs.store import connect
-
-    state = cancel(connect(), args.job_id)
+    state = _lab().cancel(args.job_id)
     print(f"job {args.job_id}: {state}" + (" (stop requested; it stops within seconds)" if state == "running" else ""))
 
 
@@ -203,10 +194,7 @@ def _data_info(args) -> None:
 
 
 def _measure(args) -> None:
-    from cifar_core.analysis.choice import measure_run
-    from cifar_core.jobs.store import connect
-
-    m = measure_run(connect(), args.run_id, repeats=args.repeats)
+    m = _lab().measure(args.run_id, repeats=args.repeats)
     if args.json:
         print(json.dumps(m, indent=2))
         return
@@ -216,10 +204,7 @@ def _measure(args) -> None:
 
 
 def _export(args) -> None:
-    from cifar_core.analysis.choice import export_run
-    from cifar_core.jobs.store import connect
-
-    result = export_run(connect(), args.run_id, args.out, args.name, args.version)
+    result = _lab().export(args.run_id, args.out, args.name, args.version)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return
@@ -231,11 +216,9 @@ def _export(args) -> None:
 
 
 def _choose(args) -> None:
-    from cifar_core.analysis.choice import choose
-    from cifar_core.lab import resolve_source
-    from cifar_core.jobs.store import connect
+    from cifar_core.config import resolve_source
 
-    made = choose(connect(), resolve_source(args.data) if args.data else None)
+    made = _lab().choose(resolve_source(args.data) if args.data else None)
     if args.json:
         print(json.dumps({
             "source": made.source,

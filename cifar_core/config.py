@@ -42,3 +42,10 @@ def logs_dir() -> Path:
 def default_source() -> str:
     """`$CIFAR_LAB_DATA` if set, else the official download through Keras."""
     return os.environ.get(DATA_ENV) or DEFAULT_SOURCE
+
+
+def resolve_source(source: str | None) -> str:
+    """The source a worker should read (default: `default_source()`): paths made absolute, so any
+    working directory finds them."""
+    source = source or default_source()
+    return source if source == DEFAULT_SOURCE else str(Path(source).expanduser().resolve())

@@ -1,67 +1,182 @@
-"""Experiments as the analyst handles them: validate, save by name, submit to the queue."""
+"""The lab's use cases: what the pages and the command line call, and nothing else does.
+
+`Lab()` is the lab at `$CIFAR_LAB_HOME`. Each call opens its own short store connection (SQLite
+connections must stay in the thread that opened them, and Streamlit runs every session in its
+own thread), so one `Lab` can serve a whole session. Every submit goes through one path: validate
+each spec against the data source's image shape and class count, count its parameters, enqueue
+them in one transaction, and return the group id with the job ids.
+"""
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pandas as pd
 
 from cifar_core import config
-from cifar_core.jobs import queue
+from cifar_core.analysis import choice, deploy, diagnosis, prediction, sweeps
 from cifar_core.data.sources import load_dataset
-from cifar_core.spec.schema import ExperimentSpec, parse_spec, summarize
-from cifar_core.jobs.store import now, transaction
 from cifar_core.errors import NotFound
+from cifar_core.jobs import queue, results, store
+from cifar_core.jobs.queue import Submitted
+from cifar_core.spec.schema import ExperimentSpec, parse_spec, summarize
+from cifar_core.views import training as monitor
 
 
-def resolve_source(source: str | None) -> str:
-    """The source a worker should read: paths made absolute, so any working directory finds them."""
-    source = source or config.default_source()
-    return source if source == config.DEFAULT_SOURCE else str(Path(source).expanduser().resolve())
+class Lab:
+    """The use cases over the lab's store, run folders and data sources."""
 
+    @contextmanager
+    def _store(self) -> Iterator[sqlite3.Connection]:
+        conn = store.connect()
+        try:
+            yield conn
+        finally:
+            conn.close()
 
-def validate_for_data(doc: dict, source: str | None = None) -> ExperimentSpec:
-    """Validate a spec doc against the input shape and class count of the data it will train on."""
-    ds = load_dataset(source)
-    return parse_spec(doc, ds.input_shape, ds.num_classes)
+    # ------------------------------------------------------------ experiments and submitting
 
+    def save_experiment(self, doc: dict) -> ExperimentSpec:
+        """Save (or replace) an experiment under its name, after validating it."""
+        spec = parse_spec(doc)
+        with self._store() as conn:
+            store.save_experiment(conn, spec.name, spec.to_dict())
+        return spec
 
-def submit_experiment(
-    conn: sqlite3.Connection,
-    doc: dict,
-    source: str | None = None,
-    repeats: int = 1,
-    **overrides,
-) -> list[int]:
-    """Validate `doc` (with overrides such as epochs=, batch_size=, seed= applied) and enqueue it
-    `repeats` times with consecutive seeds. Returns the job ids."""
-    doc = {**doc, **{k: v for k, v in overrides.items() if v is not None}}
-    source = resolve_source(source)
-    ds = load_dataset(source)
-    spec = parse_spec(doc, ds.input_shape, ds.num_classes)
-    params = summarize(spec, ds.input_shape, ds.num_classes).total_params
-    return queue.submit(conn, spec.to_dict(), source, repeats=repeats, params=params)
+    def experiment_names(self) -> list[str]:
+        with self._store() as conn:
+            return store.experiment_names(conn)
 
+    def experiment(self, name: str) -> dict:
+        with self._store() as conn:
+            doc = store.experiment_doc(conn, name)
+            if doc is None:
+                saved = ", ".join(store.experiment_names(conn)) or "none"
+                raise NotFound(f"no saved experiment {name!r}; saved ones: {saved}")
+        return doc
 
-def save_experiment(conn: sqlite3.Connection, doc: dict) -> ExperimentSpec:
-    """Save (or replace) an experiment under its name, after validating it."""
-    spec = parse_spec(doc)
-    t = now()
-    with transaction(conn):
-        conn.execute(
-            "INSERT INTO experiments (name, spec_json, created_at, updated_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT(name) DO UPDATE SET spec_json = excluded.spec_json, updated_at = excluded.updated_at",
-            (spec.name, json.dumps(spec.to_dict()), t, t),
-        )
-    return spec
+    def submit(self, doc: dict, source: str | None = None, repeats: int = 1, **overrides) -> Submitted:
+        """Validate `doc` (with overrides such as epochs=, batch_size=, seed= applied) and enqueue it
+        `repeats` times with consecutive seeds, grouped when more than one."""
+        doc = {**doc, **{k: v for k, v in overrides.items() if v is not None}}
+        ds = load_dataset(config.resolve_source(source))
+        spec = parse_spec(doc, ds.input_shape, ds.num_classes)  # names and seeds the copies
+        return self.enqueue(*queue.repeated(spec.to_dict(), repeats), source=source)
 
+    def submit_sweep(self, base_doc: dict, space_doc, source: str | None = None) -> Submitted:
+        """Plan a sweep against the data source's shape and classes and enqueue every run as one
+        group; nothing is enqueued if any run is invalid."""
+        source = config.resolve_source(source)
+        ds = load_dataset(source)
+        plan = sweeps.plan_sweep(base_doc, space_doc, ds.input_shape, ds.num_classes)
+        return self.enqueue(list(plan.docs), sweeps.group_of(plan, base_doc), source)
 
-def list_experiments(conn: sqlite3.Connection) -> list[str]:
-    return [r[0] for r in conn.execute("SELECT name FROM experiments ORDER BY name").fetchall()]
+    def enqueue(self, docs: list[dict], group: tuple[str, str, dict] | None, source: str | None = None) -> Submitted:
+        """The one way jobs enter the queue: each doc validated against the data and counted."""
+        source = config.resolve_source(source)
+        ds = load_dataset(source)
+        checked = []
+        for doc in docs:
+            spec = parse_spec(doc, ds.input_shape, ds.num_classes)
+            checked.append((spec.to_dict(), summarize(spec, ds.input_shape, ds.num_classes).total_params))
+        with self._store() as conn:
+            return queue.submit_many(conn, checked, source, group)
 
+    # ------------------------------------------------------------ the queue
 
-def get_experiment(conn: sqlite3.Connection, name: str) -> dict:
-    row = conn.execute("SELECT spec_json FROM experiments WHERE name = ?", (name,)).fetchone()
-    if row is None:
-        raise NotFound(f"no saved experiment {name!r}; saved ones: {', '.join(list_experiments(conn)) or 'none'}")
-    return json.loads(row[0])
+    def cancel(self, job_id: int) -> str:
+        with self._store() as conn:
+            return queue.cancel(conn, int(job_id))
+
+    def queue_view(self, recent: int = 10) -> monitor.QueueView:
+        with self._store() as conn:
+            return monitor.queue_view(conn, recent)
+
+    def queue_counts(self) -> dict[str, int]:
+        with self._store() as conn:
+            return queue.counts(conn)
+
+    def jobs(self, limit: int = 10_000) -> list[queue.Job]:
+        """Every job, newest first."""
+        with self._store() as conn:
+            return queue.list_jobs(conn, limit=limit)
+
+    # ------------------------------------------------------------ results
+
+    def leaderboard(self, run_ids: list[int] | None = None) -> pd.DataFrame:
+        """One row per run (newest first) with its summary figures and its diagnosis's title."""
+        with self._store() as conn:
+            board = results.leaderboard(conn) if run_ids is None else results.leaderboard_rows(conn, run_ids)
+            titles = diagnosis.verdicts(conn, run_ids)[["run", "title"]].rename(columns={"title": "diagnosis"})
+        return board.merge(titles, on="run", how="left")
+
+    def run(self, run_id: int) -> results.RunDetail:
+        """One run with its history, best epoch and diagnosis."""
+        with self._store() as conn:
+            detail = results.run_detail(conn, int(run_id))
+        verdict = diagnosis.diagnose_run(detail.history, detail.job.spec) if not detail.history.empty else None
+        return results.RunDetail(**{**detail.__dict__, "diagnosis": verdict})
+
+    def histories(self, run_ids: list[int]) -> pd.DataFrame:
+        with self._store() as conn:
+            return results.histories(conn, run_ids)
+
+    def specs(self, run_ids: list[int]) -> dict[int, dict]:
+        with self._store() as conn:
+            return results.run_specs(conn, run_ids)
+
+    def sweeps(self) -> pd.DataFrame:
+        with self._store() as conn:
+            return sweeps.list_sweeps(conn)
+
+    def sweep(self, group_id: int) -> sweeps.SweepResults:
+        with self._store() as conn:
+            return sweeps.sweep_results(conn, group_id)
+
+    # ------------------------------------------------------------ choosing a model
+
+    def sources(self) -> list[str]:
+        """Data sources of the succeeded runs, most recently used first."""
+        with self._store() as conn:
+            return choice.sources(conn)
+
+    def scorecard(self, source: str | None = None) -> pd.DataFrame:
+        with self._store() as conn:
+            return choice.scorecard(conn, source)
+
+    def choose(self, source: str | None = None, run_ids: list[int] | None = None) -> choice.Choice:
+        with self._store() as conn:
+            return choice.choose(conn, source, run_ids)
+
+    def measure(self, run_id: int, repeats: int = 200, warmup: int = 20, throughput_repeats: int = 5) -> dict:
+        """Measure a succeeded run's model again (batch-1 p50/p95, batch-256 throughput, file size)
+        and store the figures; `measured_while_busy` records whether any job was training meanwhile."""
+        with self._store() as conn:
+            model_info = prediction.trained_model(conn, int(run_id))
+            model = prediction.load_trained_model(model_info)
+            busy_before = queue.counts(conn)[queue.RUNNING] > 0
+            latency = deploy.measure_latency(model, tuple(model.input_shape[1:]), batch1_repeats=repeats,
+                                             warmup=warmup, throughput_repeats=throughput_repeats)
+            busy = busy_before or queue.counts(conn)[queue.RUNNING] > 0
+            figures = {
+                "model_bytes": deploy.model_file_size(model_info.path), "latency_p50_ms": latency.p50_ms,
+                "latency_p95_ms": latency.p95_ms, "throughput_ips": latency.throughput_ips,
+                "measured_while_busy": int(busy),
+            }
+            with store.transaction(conn):
+                store.update_run(conn, int(run_id), **figures)
+        return {"run": int(run_id), **figures, "batch1_repeats": repeats, "method": latency.method}
+
+    def export(self, run_id: int, out_dir=None, name: str | None = None, version: int | None = None):
+        with self._store() as conn:
+            return choice.export_run(conn, int(run_id), out_dir, name, version)
+
+    def stored_predictions(self, run_id: int) -> prediction.StoredPredictions:
+        with self._store() as conn:
+            return prediction.stored_predictions(conn, int(run_id))
+
+    def predict_image(self, run_ids: list[int], image, class_names, k: int = 5, labels=None) -> pd.DataFrame:
+        with self._store() as conn:
+            return prediction.predict_image(conn, run_ids, image, class_names, k, labels)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cifar_core.analysis import choice
 from cifar_core.data import gallery
 from cifar_core.analysis import prediction
+from cifar_core.charts import prediction as prediction_charts
 from cifar_core.errors import DataError, LabError
 from pages import common
 
@@ -20,8 +20,7 @@ NONE = 0
 
 
 def _runs() -> tuple[list[int], dict[int, str], dict[int, str]]:
-    with common.connection() as conn:
-        card = choice.scorecard(conn)
+    card = common.lab().scorecard()
     card = card.sort_values("run", ascending=False)
     labels = {int(r.run): f"#{int(r.run)} {r.label} ({r.test_accuracy:.1%})" for r in card.itertuples()}
     return list(labels), labels, dict(zip(card["run"].astype(int), card["data_source"]))
@@ -48,11 +47,11 @@ def _single(ea: prediction.ErrorAnalysis, stored, ds) -> None:
     c.metric("Misclassified", f"{int((~stored.correct).sum()):,}")
     per_class, confusion, wrong = st.tabs(["Per-class accuracy", "Confusion matrix", "Misclassified images"])
     with per_class:
-        st.plotly_chart(prediction.per_class_figure(ea.per_class), key="analysis_per_class")
+        st.plotly_chart(prediction_charts.per_class_figure(ea.per_class), key="analysis_per_class")
         st.dataframe(ea.per_class, hide_index=True, key="analysis_per_class_table",
                      column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
     with confusion:
-        st.plotly_chart(prediction.confusion_figure(ea.confusion, names, ea.row_percent), key="analysis_confusion")
+        st.plotly_chart(prediction_charts.confusion_figure(ea.confusion, names, ea.row_percent), key="analysis_confusion")
         st.caption("Rows are the true class, columns the prediction; each cell shows the count and its share of the row.")
     with wrong:
         f1, f2, f3 = st.columns([2, 2, 1])
@@ -74,9 +73,9 @@ def _compare(stored_a, stored_b, ds) -> None:
     x, y = st.columns(2)
     x.metric(f"Run #{a_id} (A)", f"{cmp.accuracy_a:.1%}")
     y.metric(f"Run #{b_id} (B)", f"{cmp.accuracy_b:.1%}", delta=f"{(cmp.accuracy_b - cmp.accuracy_a) * 100:+.1f} points")
-    st.plotly_chart(prediction.per_class_figure(cmp.per_class, "difference", title="Per-class accuracy, B - A (points)"),
+    st.plotly_chart(prediction_charts.per_class_figure(cmp.per_class, "difference", title="Per-class accuracy, B - A (points)"),
                     key="analysis_diff_per_class")
-    st.plotly_chart(prediction.confusion_figure(cmp.confusion_diff, names, title="Confusion matrix, B - A (counts)"),
+    st.plotly_chart(prediction_charts.confusion_figure(cmp.confusion_diff, names, title="Confusion matrix, B - A (counts)"),
                     key="analysis_diff_confusion")
     left, right = st.columns(2)
     for col, right_run, wrong_run, which in ((left, a_id, b_id, "a"), (right, b_id, a_id, "b")):
@@ -108,10 +107,9 @@ def render() -> None:
         common.data_error(exc)
         return
     try:
-        with common.connection() as conn:
-            stored = prediction.stored_predictions(conn, run)
-            prediction.check_test_set(stored, ds.y_test)
-            stored_b = prediction.stored_predictions(conn, compare) if compare != NONE else None
+        stored = common.lab().stored_predictions(run)
+        prediction.check_test_set(stored, ds.y_test)
+        stored_b = common.lab().stored_predictions(compare) if compare != NONE else None
         ea = prediction.error_analysis(stored, ds.class_names)
     except LabError as exc:
         st.error(str(exc), icon=":material/error:")

@@ -1,6 +1,6 @@
 """Architecture builder: edit an experiment layer by layer beside its Keras-style summary, set its
 training options, see every error beside the setting at fault; then save, download, submit it or
-hand it to the Sweeps page. The rules live in cifar_core.builder; the spec being edited lives in
+hand it to the Sweeps page. The rules live in cifar_core.views.builder; the spec being edited lives in
 st.session_state (a UI selection until saved). Widgets write into the spec from on_change callbacks,
 and each run writes the spec's values into the widgets' state before drawing them: the spec is the
 truth, so a change made elsewhere (a new optimizer clearing momentum) shows at once."""
@@ -10,11 +10,10 @@ from __future__ import annotations
 import copy
 import json
 
-import plotly.graph_objects as go
 import streamlit as st
 
-from cifar_core.spec import editing as core
-from cifar_core import lab as experiments
+from cifar_core.charts import curves as charts
+from cifar_core.views import builder as core
 from cifar_core.spec.presets import get_preset, preset_names
 from cifar_core.spec.schema import LAYER_ARGS, check_spec
 from pages import common
@@ -24,14 +23,13 @@ WIDE = ("text", "textarea", "radio")  # widgets drawn across the panel, after th
 
 
 def _edit(change, *args) -> None:
-    """A callback applying one cifar_core.builder change; callbacks run before the rerun draws."""
+    """A callback applying one cifar_core.views.builder change; callbacks run before the rerun draws."""
     st.session_state.builder = change(st.session_state.builder, *args)
 
 
 def _stored(change, *args) -> None:
     """A callback applying a change that reads or writes the store."""
-    with common.connection() as conn:
-        _edit(change, conn, *args)
+    _edit(change, common.lab(), *args)
 
 
 def _on_upload() -> None:
@@ -113,11 +111,7 @@ def _group(g: core.Group, gen: int) -> None:
         _field(f, f"bs{gen}_{f.key}")
     _errors(g.errors)
     if g.preview is not None:
-        fig = go.Figure(go.Scatter(x=g.preview["epoch"], y=g.preview["learning_rate"], mode="lines",
-                                   hovertemplate="epoch %{x:.2f}: %{y:.3g}<extra></extra>"))
-        fig.update_layout(height=150, margin=dict(l=0, r=0, t=0, b=0), xaxis_title="epoch", yaxis_title="learning rate",
-                          yaxis_range=[0, 1.1 * g.preview["learning_rate"].max()])  # a flat line stays at its rate
-        st.plotly_chart(fig, key="builder_schedule_chart")
+        st.plotly_chart(charts.schedule(g.preview), key="builder_schedule_chart")
 
 
 def _actions(doc: dict, valid: bool) -> None:
@@ -150,8 +144,7 @@ def render() -> None:
     if problem:
         st.warning(f"Checking against CIFAR-10's shape {shape} and {classes} classes: "
                    f"the dataset is not readable ({common.md(problem)})")
-    with common.connection() as conn:
-        saved = experiments.list_experiments(conn)
+    saved = common.lab().experiment_names()
     top = st.columns([3, 1, 3], vertical_alignment="bottom")
     top[0].selectbox("Start from", core.start_options(saved), format_func=core.start_label, key="builder_start")
     top[1].button("Load", icon=":material/upload_file:", key="builder_load", width="stretch",

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import streamlit as st
 
+from cifar_core import config
 from cifar_core.analysis import choice
+from cifar_core.charts import choice as choice_charts
 from cifar_core.errors import LabError
-from cifar_core.lab import resolve_source
 from pages import common
 
 CANDIDATE_VIEW = {
@@ -37,7 +38,7 @@ RUN_VIEW = ["run", "label", "seed", "test_accuracy", "params", "model_bytes", "l
 
 
 def _source(known: list[str]) -> str:
-    current = resolve_source(common.source())
+    current = config.resolve_source(common.source())
     if len(known) == 1:
         return known[0]
     index = known.index(current) if current in known else 0
@@ -49,8 +50,8 @@ def _do_export(run: int, name: str, version_key: str) -> None:
     """Button callback: runs before the page is drawn, so it may bump the version box."""
     st.session_state.pop("choice_export_error", None)
     try:
-        with st.spinner("Exporting and checking each format…"), common.connection() as conn:
-            result = choice.export_run(conn, run, choice.exports_dir(), name.strip(), int(st.session_state[version_key]))
+        with st.spinner("Exporting and checking each format…"):
+            result = common.lab().export(run, choice.exports_dir(), name.strip(), int(st.session_state[version_key]))
     except LabError as exc:
         st.session_state.choice_export_error = str(exc)
         return
@@ -60,8 +61,8 @@ def _do_export(run: int, name: str, version_key: str) -> None:
 
 def _do_measure(run: int) -> None:
     try:
-        with st.spinner("Measuring…"), common.connection() as conn:
-            m = choice.measure_run(conn, run)
+        with st.spinner("Measuring…"):
+            m = common.lab().measure(run)
     except LabError as exc:
         st.session_state.choice_export_error = str(exc)
         return
@@ -115,15 +116,13 @@ def render() -> None:
     st.title("Model choice")
     if st.session_state.get("choice_notice"):
         st.toast(st.session_state.pop("choice_notice"), icon=":material/info:")
-    with common.connection() as conn:
-        known = choice.sources(conn)
+    known = common.lab().sources()
     if not known:
         st.info("No run has finished yet. Submit a few experiments (Builder page), then come back to choose one.")
         return
     source = _source(known)
     try:
-        with common.connection() as conn:
-            made = choice.choose(conn, source)
+        made = common.lab().choose(source)
     except LabError as exc:
         st.error(str(exc), icon=":material/error:")
         return
@@ -136,7 +135,7 @@ def render() -> None:
     with st.expander("Every run"):
         st.dataframe(made.scorecard[RUN_VIEW], hide_index=True, key="choice_runs",
                      column_config={k: v for k, v in CANDIDATE_VIEW.items() if k in RUN_VIEW})
-    st.plotly_chart(choice.pareto_figure(made.candidates), key="choice_pareto")
+    st.plotly_chart(choice_charts.pareto_figure(made.candidates), key="choice_pareto")
     st.subheader("Recommendation")
     st.markdown(rec.text)
     a, b = st.columns([1, 3])

@@ -1,22 +1,17 @@
-"""What the pages share: the data source, a store connection per script run, and the cached dataset.
+"""What the pages share: the lab's use cases (`lab()`), the data source and the cached dataset.
 
-Not a page itself (app.py does not list it). Connections are opened per run, never cached:
-SQLite connections must stay in the thread that opened them, and Streamlit runs each session
-(and each fragment rerun) in its own thread.
+Not a page itself (app.py does not list it).
 """
 
 from __future__ import annotations
 
 import re
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import streamlit as st
 
-from cifar_core.charts import sweeps as charts_sweep
 from cifar_core import config
-from cifar_core.jobs import store
+from cifar_core.charts import sweeps as charts_sweep
+from cifar_core.lab import Lab
 from cifar_core.data.sources import Dataset, DatasetInfo, dataset_info, load_dataset
 from cifar_core.errors import DataError
 from cifar_core.spec.schema import INPUT_SHAPE, NUM_CLASSES
@@ -50,13 +45,10 @@ def source() -> str:
     return config.default_source()
 
 
-@contextmanager
-def connection() -> Iterator[sqlite3.Connection]:
-    conn = store.connect()
-    try:
-        yield conn
-    finally:
-        conn.close()
+@st.cache_resource
+def lab() -> Lab:
+    """The lab's use cases; each call opens its own store connection, so one serves every session."""
+    return Lab()
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the dataset…")

@@ -8,11 +8,9 @@ from __future__ import annotations
 import streamlit as st
 
 from cifar_core.charts import curves as charts
-from cifar_core.analysis import choice
+from cifar_core.jobs import queue, results
 from cifar_core.spec import diff as compare
-from cifar_core.jobs import queue
-from cifar_core.jobs import results
-from cifar_core.analysis import sweeps
+from cifar_core.views import leaderboard as board_view
 from pages import common
 
 PERCENT = st.column_config.NumberColumn(format="percent")
@@ -24,7 +22,7 @@ COLUMNS = {
     "gap": st.column_config.NumberColumn("gap", format="percent", help="train minus validation accuracy, last epoch"),
     "seconds_per_epoch": st.column_config.NumberColumn("s/epoch", format="%.1f"),
     "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
-    "title": st.column_config.TextColumn("diagnosis", help="The verdict from the run's curves (see the run page)"),
+    "diagnosis": st.column_config.TextColumn("diagnosis", help="The verdict from the run's curves (see the run page)"),
     "best_val_accuracy_mean": PERCENT, "best_val_accuracy_std": PERCENT,
     "test_accuracy_mean": PERCENT, "test_accuracy_std": PERCENT,
 }
@@ -38,8 +36,7 @@ def _highlight(table):
 
 def _sweep_filter(slot) -> int | None:
     """The sweep whose runs the table shows (None: every run); ?sweep=ID preselects one."""
-    with common.connection() as conn:
-        listed = sweeps.list_sweeps(conn)
+    listed = common.lab().sweeps()
     labels = {int(r.group): f"#{r.group} {r.name} ({r.method}, {r.runs} runs)" for r in listed.itertuples()}
     wanted = st.query_params.get("sweep", "")
     if "lb_sweep" not in st.session_state and wanted.isdigit() and int(wanted) in labels:
@@ -53,8 +50,7 @@ def _compare_sweep(run_ids: list[int]) -> None:
 
 
 def _sweep_section(group_id: int) -> None:
-    with common.connection() as conn:
-        found = sweeps.sweep_results(conn, group_id)
+    found = common.lab().sweep(group_id)
     st.subheader(f"Sweep #{group_id}: {found.info.name}")
     st.caption(f"{found.info.method} sweep over {', '.join(found.info.paths)}; {len(found.info.run_ids)} runs, {found.finished} finished")
     common.sweep_findings(found, key="lb_sweep")
@@ -65,8 +61,7 @@ def _sweep_section(group_id: int) -> None:
 def render() -> None:
     common.use_the_router()
     st.title("Leaderboard")
-    with common.connection() as conn:
-        board = results.leaderboard(conn).merge(choice.verdicts(conn)[["run", "title"]], on="run", how="left")
+    board = common.lab().leaderboard()
     if board.empty:
         st.info("No runs yet.")
         st.page_link("pages/builder.py", label="Build and submit an experiment", icon=":material/construction:")
@@ -76,10 +71,10 @@ def render() -> None:
     statuses = b.multiselect("Status", queue.STATES, key="lb_status", placeholder="any status")
     sweep = _sweep_filter(w)
     grouped = c.toggle("Group seeds", key="lb_group", help="Mean and spread (std) of the succeeded runs of each experiment")
-    shown = compare.filter_board(board, name, statuses, sweep).assign(open=lambda d: "run?run=" + d["run"].astype(str))
+    shown = board_view.filter_board(board, name, statuses, sweep).assign(open=lambda d: "run?run=" + d["run"].astype(str))
     table = results.group_summary(shown) if grouped else shown
     st.dataframe(table, hide_index=True, column_config=COLUMNS, key="lb_table",
-                 column_order=None if grouped else ["run", "open", *[k for k in results.LEADERBOARD_COLUMNS if k != "run"], "title"])
+                 column_order=None if grouped else ["run", "open", *[k for k in results.LEADERBOARD_COLUMNS if k != "run"], "diagnosis"])
     st.download_button("Export CSV", table.drop(columns="open", errors="ignore").to_csv(index=False),
                        file_name="leaderboard.csv", mime="text/csv", icon=":material/download:", key="lb_csv")
     st.caption(f"{len(shown)} of {len(board)} runs shown. Click a column header to sort.")
@@ -94,12 +89,11 @@ def render() -> None:
         return
     m, s, k, g = st.columns([2, 2, 2, 1], vertical_alignment="bottom")
     metric = m.selectbox("Metric", list(METRIC_NAMES), format_func=METRIC_NAMES.get, key="lb_metric")
-    splits = s.segmented_control("Curves", compare.SPLITS, selection_mode="multi", default=list(compare.SPLITS), key="lb_splits")
+    splits = s.segmented_control("Curves", board_view.SPLITS, selection_mode="multi", default=list(board_view.SPLITS), key="lb_splits")
     alpha = k.slider("Smoothing (EMA)", 0.0, 0.95, 0.0, 0.05, key="lb_smooth")
     log_y = g.toggle("Log scale", key="lb_log", help="Logarithmic y axis (loss only)", disabled=metric != "loss") and metric == "loss"
-    with common.connection() as conn:
-        history, specs = results.histories(conn, picked), results.run_specs(conn, picked)
-    curves = compare.curves(history, metric, alpha, splits or compare.SPLITS, labels)
+    history, specs = common.lab().histories(picked), common.lab().specs(picked)
+    curves = board_view.curves(history, metric, alpha, splits or board_view.SPLITS, labels)
     st.plotly_chart(charts.overlay(curves, METRIC_NAMES[metric], log_y), key="lb_overlay")
     settings = compare.settings_table({labels[i]: specs[i] for i in picked if i in specs})
     only = st.toggle("Only the differences", key="lb_only_diff")

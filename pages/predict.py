@@ -1,6 +1,6 @@
 """Predict page: upload a PNG or JPEG (checked by content, size and pixel count) or pick a test
 image, see it enlarged and as the 32x32 the model sees, and the top classes of one model or
-several side by side. Only models this lab trained are loaded (cifar_core.prediction)."""
+several side by side. Only models this lab trained are loaded (cifar_core.analysis.prediction)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import random
 import numpy as np
 import streamlit as st
 
-from cifar_core.analysis import choice
 from cifar_core.data import gallery
 from cifar_core.analysis import prediction
+from cifar_core.charts import prediction as prediction_charts
 from cifar_core.errors import DataError, LabError, UploadError
 from cifar_core.data.uploads import read_image_upload
 from pages import common
@@ -23,8 +23,7 @@ SHOWN_SIDE = 256  # pixels the original is shown at (at least)
 
 def _run_options() -> tuple[list[int], dict[int, str], dict[int, str]]:
     """Succeeded runs, most accurate first, with labels and data sources."""
-    with common.connection() as conn:
-        card = choice.scorecard(conn)
+    card = common.lab().scorecard()
     card = card.sort_values(["test_accuracy", "run"], ascending=[False, False])
     labels = {int(r.run): f"#{int(r.run)} {r.label} ({r.test_accuracy:.1%})" for r in card.itertuples()}
     return list(labels), labels, dict(zip(card["run"].astype(int), card["data_source"]))
@@ -88,14 +87,13 @@ def render() -> None:
         with col:
             try:
                 names = common.dataset(sources[run]).class_names
-                with common.connection() as conn:
-                    top = prediction.predict_image(conn, [run], small, names, TOP_K, labels)
+                top = common.lab().predict_image([run], small, names, TOP_K, labels)
             except LabError as exc:
                 st.error(str(exc), icon=":material/error:")
                 continue
             best = top.iloc[0]
             st.markdown(f"**{labels[run]}**  \n{best['class']} · {best['probability']:.1%}")
-            st.plotly_chart(prediction.probability_figure(top, height=260), key=f"predict_chart_{run}")
+            st.plotly_chart(prediction_charts.probability_figure(top, height=260), key=f"predict_chart_{run}")
 
 
 render()

@@ -8,12 +8,10 @@ import json
 import streamlit as st
 
 from cifar_core.charts import curves as charts
-from cifar_core.analysis import choice
-from cifar_core.jobs import monitor
-from cifar_core.jobs import queue
-from cifar_core.jobs import results
 from cifar_core.errors import LabError, NotFound
+from cifar_core.jobs import queue, results
 from cifar_core.spec.schema import summarize
+from cifar_core.views import training as monitor
 from pages import common
 
 REFRESH = 2.0  # seconds between refreshes while the run is active
@@ -28,10 +26,9 @@ def _status(detail: results.RunDetail) -> None:
     st.markdown(f"### #{job.id} {common.md(job.name)} · {job.state}")
     if job.error:
         (st.error if job.state == queue.FAILED else st.info)(common.md(job.error))
-    best = hist.loc[hist["val_accuracy"].idxmax()] if hist["val_accuracy"].notna().any() else None
     cols = st.columns(6)
-    cols[0].metric("Best val accuracy" + ("" if best is None else f" (epoch {int(best['epoch'])})"),
-                   _percent(None if best is None else best["val_accuracy"]))
+    cols[0].metric("Best val accuracy" + ("" if detail.best_epoch is None else f" (epoch {detail.best_epoch})"),
+                   _percent(detail.best_val_accuracy))
     cols[1].metric("Final val accuracy", _percent(hist["val_accuracy"].iloc[-1] if len(hist) else None))
     cols[2].metric("Test accuracy", _percent(detail.test_accuracy))
     cols[3].metric("Parameters", f"{detail.params:,}")
@@ -53,10 +50,9 @@ def _files(detail: results.RunDetail) -> None:
 
 
 def _diagnosis(run_id: int, detail: results.RunDetail) -> None:
-    if detail.history.empty:
+    d = detail.diagnosis
+    if d is None:
         return
-    with common.connection() as conn:
-        d = choice.run_diagnosis(conn, run_id)
     show = st.success if d.verdict == "healthy" else st.info if d.verdict == "too_short" else st.warning
     show(common.md(f"{d.title}. {d.text} Next: {d.next_step}"), icon=":material/stethoscope:")
     if detail.job.state == queue.SUCCEEDED:
@@ -66,8 +62,7 @@ def _diagnosis(run_id: int, detail: results.RunDetail) -> None:
 
 def _body(run_id: int, polling: bool) -> None:
     try:
-        with common.connection() as conn:
-            detail = results.run_detail(conn, run_id)
+        detail = common.lab().run(run_id)
     except NotFound as exc:
         st.error(common.md(exc))
         return
@@ -95,8 +90,7 @@ def _body(run_id: int, polling: bool) -> None:
 def render() -> None:
     common.use_the_router()
     st.title("Run")
-    with common.connection() as conn:
-        jobs = {j.id: j for j in queue.list_jobs(conn, limit=10_000)}
+    jobs = {j.id: j for j in common.lab().jobs()}
     if not jobs:
         st.info("No runs yet.")
         st.page_link("pages/builder.py", label="Build and submit an experiment", icon=":material/construction:")

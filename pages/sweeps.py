@@ -16,7 +16,6 @@ import json
 
 import streamlit as st
 
-from cifar_core import lab as experiments
 from cifar_core.analysis import sweeps
 from cifar_core.errors import DataError, LabError, SpecError
 from cifar_core.spec.presets import PRESET_TITLES, get_preset, preset_names
@@ -56,8 +55,7 @@ def _value_columns(table, paths: list[str]) -> dict:
 
 
 def _base_options() -> list[str]:
-    with common.connection() as conn:
-        saved = experiments.list_experiments(conn)
+    saved = common.lab().experiment_names()
     builder = ["builder:"] if HANDOFF in st.session_state else []
     return [*builder, *(f"preset:{n}" for n in preset_names()), *(f"saved:{n}" for n in saved)]
 
@@ -75,8 +73,7 @@ def _base_doc(option: str) -> dict:
         return copy.deepcopy(st.session_state[HANDOFF])
     if kind == "preset":
         return get_preset(name)
-    with common.connection() as conn:
-        return experiments.get_experiment(conn, name)
+    return common.lab().experiment(name)
 
 
 def _preselect(options: list[str]) -> None:
@@ -106,8 +103,7 @@ def _fill_inputs(option: str, doc: dict) -> None:
 
 def _submit(base: dict, space: dict) -> None:
     try:
-        with common.connection() as conn:
-            group_id, ids = sweeps.submit_sweep(conn, base, space, common.source())
+        group_id, ids = common.lab().submit_sweep(base, space, common.source())
     except DataError as exc:
         st.session_state.sweeps_result = ("data", str(exc))
         return
@@ -178,8 +174,7 @@ def _new_sweep() -> None:
 
 
 def _sweep_detail(group_id: int) -> None:
-    with common.connection() as conn:
-        found = sweeps.sweep_results(conn, group_id)
+    found = common.lab().sweep(group_id)
     info, table = found.info, found.table
     st.caption(f"{info.method} sweep of {info.base.get('name', info.name)} over {', '.join(info.paths)}; "
                f"{len(info.run_ids)} runs, created {info.created}")
@@ -190,8 +185,7 @@ def _sweep_detail(group_id: int) -> None:
 
 
 def _sweeps_list() -> None:
-    with common.connection() as conn:
-        table = sweeps.list_sweeps(conn)
+    table = common.lab().sweeps()
     if table.empty:
         st.info("No sweeps yet: describe one above and submit it.")
         return
@@ -214,8 +208,7 @@ def render() -> None:
     _new_sweep()
     st.divider()
     st.subheader("Sweeps")
-    with common.connection() as conn:
-        active = bool(sweeps.list_sweeps(conn)["active"].sum())
+    active = bool(common.lab().sweeps()["active"].sum())
     st.fragment(_sweeps_list, run_every=REFRESH if active else None)()
 
 

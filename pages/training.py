@@ -7,7 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from cifar_core.charts import curves as charts
-from cifar_core.jobs import monitor
+from cifar_core.views import training as monitor
 from cifar_core.jobs import queue
 from cifar_core.errors import LabError
 from pages import common
@@ -20,8 +20,7 @@ BADGE = {queue.QUEUED: "gray", queue.RUNNING: "blue", queue.SUCCEEDED: "green", 
 def _cancel(job_id: int) -> None:
     """A button callback: it runs before the rerun draws the queue, so the change shows at once."""
     try:
-        with common.connection() as conn:
-            state = queue.cancel(conn, job_id)
+        state = common.lab().cancel(job_id)
     except LabError as exc:
         st.session_state.training_notice = str(exc)
         return
@@ -60,8 +59,7 @@ def _finished(p: monitor.JobProgress, figures: dict) -> None:
 
 
 def _queue(polling: bool) -> None:
-    with common.connection() as conn:
-        view = monitor.queue_view(conn, recent=RECENT)
+    view = common.lab().queue_view(recent=RECENT)
     if polling and not view.refresh:
         st.rerun()  # nothing left to watch: a full run redraws the page without the timer
     if st.session_state.get("training_notice"):
@@ -89,8 +87,7 @@ def _queue(polling: bool) -> None:
 def render() -> None:
     common.use_the_router()
     st.title("Training")
-    with common.connection() as conn:
-        counts = queue.counts(conn)
+    counts = common.lab().queue_counts()
     polling = bool(counts[queue.QUEUED] or counts[queue.RUNNING])
     st.fragment(_queue, run_every=REFRESH if polling else None)(polling)
 

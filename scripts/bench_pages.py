@@ -40,7 +40,7 @@ def fill_store(runs: int, epochs: int) -> float:
         doc = parse_spec(PRESETS[names[i % len(names)]]).to_dict()
         doc.update(name=f"{doc['name']} v{i // 50}", seed=i % 5, epochs=epochs, learning_rate=0.001 * (1 + i % 3))
         docs.append((doc, summarize(doc).total_params))
-    ids = queue.submit_many(conn, docs, "bench")
+    ids = queue.submit_many(conn, docs, "bench").job_ids
     for i, job_id in enumerate(ids):
         assert queue.claim(conn, "bench").id == job_id
         for e in range(1, epochs + 1):

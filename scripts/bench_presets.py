@@ -44,11 +44,12 @@ def main() -> None:
     from cifar_core.jobs import queue
     from cifar_core.jobs import results
     from cifar_core.jobs import store
-    from cifar_core.lab import submit_experiment
+    from cifar_core.lab import Lab
     from cifar_core.spec.presets import get_preset
 
     conn = store.connect()
-    jobs = {name: submit_experiment(conn, get_preset(name), args.data, repeats=args.seeds, seed=args.first_seed) for name in args.presets.split(",")}
+    jobs = {name: Lab().submit(get_preset(name), args.data, repeats=args.seeds, seed=args.first_seed).job_ids
+            for name in args.presets.split(",")}
     print(f"home {os.environ['CIFAR_LAB_HOME']}; jobs {jobs}", flush=True)
     subprocess.run([sys.executable, "-m", "cifar_core", "worker", "--exit-when-idle"], cwd=ROOT, check=True)
     print("preset  seed  epochs  train wall (s)  test accuracy  time to 75.6% val (s)")

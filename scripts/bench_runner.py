@@ -64,10 +64,10 @@ def plain_fit(doc: dict, source: str) -> tuple[list[float], int]:
 def through_queue(doc: dict, source: str) -> list[float]:
     from cifar_core.jobs import results
     from cifar_core.jobs import store
-    from cifar_core.lab import submit_experiment
+    from cifar_core.lab import Lab
 
     conn = store.connect()
-    [job_id] = submit_experiment(conn, doc, source)
+    [job_id] = Lab().submit(doc, source).job_ids
     subprocess.run([sys.executable, "-m", "cifar_core", "worker", "--exit-when-idle"], cwd=ROOT, check=True)
     return list(results.run_history(conn, job_id)["seconds"])
 

@@ -34,3 +34,44 @@ def app_env(lab_home, small_data, monkeypatch):
     monkeypatch.setenv("CIFAR_LAB_DATA", str(small_data))
     monkeypatch.setenv("CIFAR_LAB_NO_WORKER", "1")
     return small_data
+
+
+@pytest.fixture()
+def home(lab_home) -> Path:
+    """The lab home a test's store lives in; a module whose lab is built once overrides it."""
+    return lab_home
+
+
+@pytest.fixture()
+def conn(home):
+    """A connection to the store of `home`, closed after the test."""
+    from cifar_core.jobs import store
+
+    c = store.connect(home / "lab.sqlite3")
+    yield c
+    c.close()
+
+
+class FakeClock:
+    """The store's clock, moved by hand: lease expiry without sleeping."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@pytest.fixture()
+def clock(monkeypatch) -> FakeClock:
+    """Every time the store takes (leases, progress, finish) comes from this clock."""
+    import time
+
+    from cifar_core.jobs import store
+
+    fake = FakeClock(time.time())
+    monkeypatch.setattr(store, "now", fake)
+    return fake

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from cifar_core.spec import editing as core
-from cifar_core import lab as experiments
+from cifar_core.views import builder as core
+from cifar_core.lab import Lab
 from cifar_core.jobs import queue
 from cifar_core.jobs import store
 from cifar_core.spec.presets import get_preset
@@ -38,13 +38,6 @@ def field(fields, key: str) -> core.Field:
 
 def group(doc: dict, name: str) -> core.Group:
     return next(g for g in core.settings_groups(doc, check_spec(doc)) if g.name == name)
-
-
-@pytest.fixture()
-def conn(lab_home):
-    c = store.connect()
-    yield c
-    c.close()
 
 
 # ------------------------------------------------------------ layers
@@ -265,11 +258,11 @@ def test_schedule_preview_follows_the_schedule_and_is_none_while_invalid():
 def test_start_options_and_loading_them(conn):
     assert core.start_options(["mine"])[-2:] == ["empty:", "saved:mine"]
     assert core.start_label("preset:exp1").startswith("exp1 · ") and core.start_label("saved:mine") == "saved · mine"
-    ed = core.load_start(editor(), conn, "preset:exp4")
+    ed = core.load_start(editor(), Lab(), "preset:exp4")
     assert ed["doc"]["name"] == "exp4" and ed["notice"] == ("success", "Loaded the preset exp4.")
-    ed = core.load_start(ed, conn, "empty:")
+    ed = core.load_start(ed, Lab(), "empty:")
     assert ed["doc"] == core.EMPTY and ed["doc"] is not core.EMPTY
-    missing = core.load_start(ed, conn, "saved:gone")
+    missing = core.load_start(ed, Lab(), "saved:gone")
     assert missing["doc"] == ed["doc"] and missing["notice"][0] == "error" and "no saved experiment 'gone'" in missing["notice"][1]
 
 
@@ -289,13 +282,13 @@ def test_load_json_from_an_upload_or_the_editor():
 
 
 def test_save_and_submit_record_their_outcome(conn, small_data):
-    ed = core.save(editor(), conn)
+    ed = core.save(editor(), Lab())
     assert ed["result"] == ("success", "Saved 'tiny'; it is listed under Start from.")
-    assert experiments.get_experiment(conn, "tiny")["layers"][0]["filters"] == 4
-    assert core.save(editor({**TINY, "name": "a/b"}), conn)["result"][0] == "error"
+    assert Lab().experiment("tiny")["layers"][0]["filters"] == 4
+    assert core.save(editor({**TINY, "name": "a/b"}), Lab())["result"][0] == "error"
     doc = core.set_setting(TINY, ("augment", "flip"), True)
-    ed = core.submit(core.new_editor(doc), conn, str(small_data), repeats=2)
+    ed = core.submit(core.new_editor(doc), Lab(), str(small_data), repeats=2)
     assert ed["result"] == ("success", "Queued jobs #1, #2.") and ed["queued"] == [1, 2]
     assert queue.get_job(conn, 2).spec["augment"] == {"flip": True} and queue.get_job(conn, 2).spec["seed"] == 1
-    missing = core.submit(editor(), conn, str(small_data / "nowhere"))
+    missing = core.submit(editor(), Lab(), str(small_data / "nowhere"))
     assert missing["result"][0] == "data" and missing["queued"] == []

@@ -14,9 +14,11 @@ import pytest
 from datagen import tiny_spec
 from procs import cli
 
-from cifar_core.analysis import choice
-from cifar_core.jobs import store
+from cifar_core.analysis import choice, diagnosis, recommend
 from cifar_core.analysis.diagnosis import diagnose
+from cifar_core.charts import choice as choice_charts
+from cifar_core.jobs import store
+from cifar_core.lab import Lab
 from cifar_core.errors import LabError
 
 TINY = tiny_spec(epochs=3)
@@ -64,10 +66,8 @@ def lab(tmp_path_factory, small_data):
 
 
 @pytest.fixture()
-def conn(lab):
-    c = store.connect()
-    yield c
-    c.close()
+def home(lab):
+    return lab
 
 
 # ---------------------------------------------------------------- hand-made candidates
@@ -138,7 +138,7 @@ def test_tolerance_is_a_parameter_and_ties_go_to_the_smaller_file():
 def test_most_accurate_with_unmeasured_latency_is_still_recommended_over_nothing():
     ranked = choice.rank(cands([("big", 0.80, np.nan, 4e6, None), ("weak", 0.60, 1.0, 1e6, True)]))
     assert ranked.iloc[0]["label"] == "big"
-    text = choice.recommendation_text(ranked, choice.versus_empty())
+    text = recommend.recommendation_text(ranked, choice.versus_empty(), alpha=choice.ALPHA, rule=choice.RANKING_RULE)
     assert "latency not measured p50" in text and "python -m cifar_core measure 1" in text
 
 
@@ -176,7 +176,8 @@ def test_recommendation_text_why_gives_up_and_not_different():
         {"run": 3, "accuracy": 0.70, "only_it_right": 20, "only_base_right": 115, "p_value": 1e-9, "significant": True,
          "direction": "worse", "statement": ""},
     ])
-    text = choice.recommendation_text(ranked, vs, {1: "big", 2: "small", 3: "tiny"}, test_images=10_000)
+    text = recommend.recommendation_text(ranked, vs, {1: "big", 2: "small", 3: "tiny"}, test_images=10_000,
+                                        alpha=choice.ALPHA, rule=choice.RANKING_RULE)
     assert text.startswith("**Recommended for production: small (run #2).** Test accuracy 79.5%")
     assert "0.5 points below the most accurate candidate, big (run #1) at 80.0%" in text
     assert "does not find significant (p = 0.400" in text and "4.0x faster (1.00 ms vs 4.00 ms p50)" in text
@@ -189,7 +190,7 @@ def test_recommendation_text_why_gives_up_and_not_different():
 
 def test_recommendation_caveats():
     ranked = choice.rank(cands([("only", 0.80, 4.0, 4e6, None)]).assign(measured_while_busy=True, validation="test"))
-    text = choice.recommendation_text(ranked, choice.versus_empty())
+    text = recommend.recommendation_text(ranked, choice.versus_empty(), alpha=choice.ALPHA, rule=choice.RANKING_RULE)
     assert "it is the only finished candidate" in text
     assert "validated on the test set" in text and "`python -m cifar_core measure 1`" in text
     assert "there is no other finished run" in text
@@ -233,7 +234,7 @@ def test_choose_on_real_runs(lab, conn, small_data):
     assert f"(run #{rec.run})" in rec.text and "McNemar on the same 100 test images" in rec.text
     assert set(made.versus["run"]) == {1, 2, 3} - {rec.run}
     assert made.candidates["rank"].tolist() == [1, 2]
-    fig = choice.pareto_figure(made.candidates)
+    fig = choice_charts.pareto_figure(made.candidates)
     assert {t.name for t in fig.data} >= {"Pareto front", "recommended"}
 
 
@@ -242,20 +243,20 @@ def test_diagnosis_wrappers_match_diagnose(conn):
 
     for run in (1, 3):
         expected = diagnose(run_history(conn, run).to_dict(orient="records"))
-        assert choice.run_diagnosis(conn, run) == expected
-    table = choice.verdicts(conn)
+        assert Lab().run(run).diagnosis == expected
+    table = diagnosis.verdicts(conn)
     assert table["run"].tolist() == [1, 2, 3]
-    assert table.loc[table["run"] == 3, "title"].item() == choice.run_diagnosis(conn, 3).title
-    assert choice.verdicts(conn, []).empty
+    assert table.loc[table["run"] == 3, "title"].item() == Lab().run(3).diagnosis.title
+    assert diagnosis.verdicts(conn, []).empty
     with pytest.raises(LabError, match="no job 99"):
-        choice.run_diagnosis(conn, 99)
+        Lab().run(99)
 
 
 def test_diagnosis_of_a_diverged_run_reads_nan_losses(conn):
     """SQLite stores a NaN loss as NULL; the wrapper hands it to diagnose() as NaN again."""
     frame = pd.DataFrame({"epoch": [1, 2, 3], "loss": [2.3, None, None], "accuracy": [0.1] * 3,
                           "val_loss": [2.3, None, None], "val_accuracy": [0.1] * 3})
-    assert diagnose(choice._history_records(frame)).title == "Did not learn: diverged at epoch 2"
+    assert diagnose(diagnosis._history_records(frame)).title == "Did not learn: diverged at epoch 2"
 
 
 def test_measure_cli_updates_the_store(conn):

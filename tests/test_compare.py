@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from cifar_core.spec import diff as compare
+from cifar_core.views import leaderboard as board_view
 from cifar_core.spec.presets import get_preset
 from cifar_core.spec.schema import parse_spec
 
@@ -50,8 +51,8 @@ def test_one_spec_differs_from_nothing():
 
 
 def test_smooth_is_an_ema_that_keeps_gaps():
-    assert compare.smooth([1.0, 2.0, 3.0], 0.0).tolist() == [1.0, 2.0, 3.0]
-    smoothed = compare.smooth([1.0, 3.0, None, 5.0], 0.5).tolist()
+    assert board_view.smooth([1.0, 2.0, 3.0], 0.0).tolist() == [1.0, 2.0, 3.0]
+    smoothed = board_view.smooth([1.0, 3.0, None, 5.0], 0.5).tolist()
     assert smoothed[:2] == [1.0, 2.0]
     assert math.isnan(smoothed[2])
     assert smoothed[3] == pytest.approx(0.5 * 2.0 + 0.5 * 5.0)
@@ -60,7 +61,7 @@ def test_smooth_is_an_ema_that_keeps_gaps():
 @pytest.mark.parametrize("alpha", [-0.1, 1.0, 2])
 def test_smooth_rejects_alpha_out_of_range(alpha):
     with pytest.raises(ValueError, match=r"alpha=.* is out of range \[0, 1\)"):
-        compare.smooth([1.0], alpha)
+        board_view.smooth([1.0], alpha)
 
 
 def _history() -> pd.DataFrame:
@@ -69,7 +70,7 @@ def _history() -> pd.DataFrame:
 
 
 def test_curves_long_frame_per_run_and_split():
-    out = compare.curves(_history(), "accuracy", labels={3: "#3 a", 7: "#7 b"})
+    out = board_view.curves(_history(), "accuracy", labels={3: "#3 a", 7: "#7 b"})
     assert len(out) == 2 * 2 * 3
     assert set(out["label"]) == {"#3 a", "#7 b"}
     assert set(out["split"]) == {"train", "val"}
@@ -78,7 +79,7 @@ def test_curves_long_frame_per_run_and_split():
 
 
 def test_curves_smooth_values_but_keep_raw():
-    out = compare.curves(_history(), "loss", alpha=0.5, splits=["train"])
+    out = board_view.curves(_history(), "loss", alpha=0.5, splits=["train"])
     run3 = out[out["run"] == 3]
     assert set(out["split"]) == {"train"}
     assert run3["raw"].tolist() == pytest.approx([1.0, 0.5, 1 / 3])
@@ -87,25 +88,25 @@ def test_curves_smooth_values_but_keep_raw():
 
 def test_curves_of_an_unknown_metric_name_the_choices():
     with pytest.raises(ValueError, match="metric 'f1' is unknown: use one of accuracy, loss"):
-        compare.curves(_history(), "f1")
+        board_view.curves(_history(), "f1")
 
 
 def test_curves_of_no_runs_is_an_empty_frame():
-    empty = compare.curves(_history().iloc[0:0], "loss")
+    empty = board_view.curves(_history().iloc[0:0], "loss")
     assert empty.empty and "value" in empty.columns
 
 
 def test_filter_board_by_name_and_status():
     board = pd.DataFrame({"run": [1, 2, 3], "name": ["exp4", "EXP5 wide", "exp5"], "status": ["succeeded", "failed", "succeeded"]})
-    assert compare.filter_board(board, "exp5")["run"].tolist() == [2, 3]
-    assert compare.filter_board(board, "", ["succeeded"])["run"].tolist() == [1, 3]
-    assert compare.filter_board(board, "exp5", ["succeeded"])["run"].tolist() == [3]
-    assert compare.filter_board(board)["run"].tolist() == [1, 2, 3]
-    assert compare.filter_board(board, "(")["run"].tolist() == []  # plain text, not a pattern
+    assert board_view.filter_board(board, "exp5")["run"].tolist() == [2, 3]
+    assert board_view.filter_board(board, "", ["succeeded"])["run"].tolist() == [1, 3]
+    assert board_view.filter_board(board, "exp5", ["succeeded"])["run"].tolist() == [3]
+    assert board_view.filter_board(board)["run"].tolist() == [1, 2, 3]
+    assert board_view.filter_board(board, "(")["run"].tolist() == []  # plain text, not a pattern
 
 
 def test_filter_board_by_group():
     board = pd.DataFrame({"run": [1, 2, 3], "name": ["a", "b", "c"], "status": ["succeeded"] * 3, "group": [None, 7, 7]})
-    assert compare.filter_board(board, group=7)["run"].tolist() == [2, 3]
-    assert compare.filter_board(board, "b", group=7)["run"].tolist() == [2]
-    assert compare.filter_board(board, group=8).empty
+    assert board_view.filter_board(board, group=7)["run"].tolist() == [2, 3]
+    assert board_view.filter_board(board, "b", group=7)["run"].tolist() == [2]
+    assert board_view.filter_board(board, group=8).empty

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from cifar_core.jobs import monitor
+from cifar_core.views import training as monitor
 from cifar_core.jobs import queue
 from cifar_core.jobs import store
 
 DOC = {"name": "tiny", "epochs": 4, "seed": 0, "layers": []}
-
-
-@pytest.fixture()
-def conn(lab_home):
-    c = store.connect()
-    yield c
-    c.close()
 
 
 def _job(**changes) -> queue.Job:
@@ -69,7 +62,7 @@ def test_nan_epoch_seconds_are_ignored():
 
 
 def test_queue_view_reads_the_store(conn):
-    first, second, third = queue.submit(conn, DOC, "x", repeats=3)
+    first, second, third = queue.submit(conn, DOC, "x", repeats=3).job_ids
     job = queue.claim(conn, "w1")
     assert job.id == first
     queue.heartbeat(conn, first, "w1", 30.0, batch=5, batches=10)
@@ -90,7 +83,7 @@ def test_queue_view_reads_the_store(conn):
 
 
 def test_queue_view_stops_refreshing_when_nothing_is_active(conn):
-    [job_id] = queue.submit(conn, DOC, "x")
+    [job_id] = queue.submit(conn, DOC, "x").job_ids
     queue.cancel(conn, job_id)
     view = monitor.queue_view(conn)
     assert view.refresh is False and view.active == []

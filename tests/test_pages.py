@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,33 +16,23 @@ from pagetools import open_page as _open
 from pagetools import rerun as _run
 from pagetools import texts as _texts
 
-from cifar_core import lab as experiments
+from cifar_core.lab import Lab
 from cifar_core.jobs import queue
 from cifar_core.jobs import store
 from cifar_core.spec.schema import parse_spec, summarize
 
-PAGES = ["pages/gallery.py", "pages/builder.py", "pages/training.py", "pages/leaderboard.py", "pages/run.py",
-         "pages/sweeps.py"]
+PAGES = {  # every page of app.py, with the title it must show
+    "pages/gallery.py": "Dataset", "pages/builder.py": "Builder", "pages/training.py": "Training",
+    "pages/sweeps.py": "Sweeps", "pages/leaderboard.py": "Leaderboard", "pages/run.py": "Run",
+    "pages/analysis.py": "Error analysis", "pages/choice.py": "Model choice", "pages/predict.py": "Predict",
+}
 TINY = tiny_spec(epochs=1)
-
-
-@pytest.fixture()
-def conn(app_env):
-    c = store.connect()
-    yield c
-    c.close()
-
-
-
-
-
-
 
 
 def _finished_run(conn, name="tiny", seed=0, epochs=3, lr=0.001, state=queue.SUCCEEDED) -> int:
     """A run that went through the real queue: submitted, claimed, epochs recorded, finished."""
     doc = parse_spec({**TINY, "name": name, "seed": seed, "epochs": epochs, "learning_rate": lr}).to_dict()
-    [job_id] = queue.submit(conn, doc, "test-data", params=summarize(doc).total_params)
+    [job_id] = queue.submit(conn, doc, "test-data", params=summarize(doc).total_params).job_ids
     assert queue.claim(conn, "test-worker").id == job_id
     for e in range(1, epochs + 1):
         queue.record_epoch(conn, job_id, {"epoch": e, "loss": 2.0 / e, "accuracy": 0.2 + 0.1 * e + seed / 100,
@@ -60,7 +51,17 @@ def _finished_run(conn, name="tiny", seed=0, epochs=3, lr=0.001, state=queue.SUC
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_on_an_empty_store(app_env, page):
     at = _open(page)
-    assert at.title[0].value in {"Dataset", "Builder", "Training", "Leaderboard", "Run", "Sweeps"}
+    assert not at.exception
+    assert at.title[0].value == PAGES[page]
+
+
+def test_every_page_file_is_routed_and_listed_here():
+    root = Path(__file__).resolve().parent.parent
+    files = sorted(f"pages/{p.name}" for p in (root / "pages").glob("*.py") if p.name not in ("common.py", "__init__.py"))
+    assert files == sorted(PAGES)
+    routed = (root / "app.py").read_text()
+    assert all(f'st.Page("{page}", title="{title}"' in routed for page, title in PAGES.items())
+
 
 
 # ------------------------------------------------------------------ gallery
@@ -285,7 +286,7 @@ def test_builder_saves_downloads_and_reloads_an_experiment(app_env, conn):
     assert at.download_button(key="builder_download").label == "Download"
     at = _run(at.button(key="builder_save").click())
     assert "Saved 'my net'" in _texts(at.success)
-    assert experiments.get_experiment(conn, "my net")["layers"][1]["units"] == 10
+    assert Lab().experiment("my net")["layers"][1]["units"] == 10
     assert "saved · my net" in at.selectbox(key="builder_start").options
     at = _run(at.selectbox(key="builder_start").set_value("empty:"))
     at = _run(at.button(key="builder_load").click())
@@ -332,7 +333,7 @@ def test_submitted_job_appears_in_the_queue_and_cancel_marks_it_cancelled(app_en
 
 
 def test_training_page_shows_progress_eta_and_live_curves(app_env, conn):
-    [job_id] = queue.submit(conn, dict(TINY, epochs=4), "test-data")
+    [job_id] = queue.submit(conn, dict(TINY, epochs=4), "test-data").job_ids
     queue.claim(conn, "w")
     queue.record_epoch(conn, job_id, {"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.2, "val_accuracy": 0.4, "seconds": 3.0})
     queue.heartbeat(conn, job_id, "w", 30.0, batch=5, batches=10)

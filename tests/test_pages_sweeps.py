@@ -12,7 +12,7 @@ from pagetools import open_page
 from pagetools import rerun as _run
 from pagetools import texts as _texts
 
-from cifar_core import lab as experiments
+from cifar_core.lab import Lab
 from cifar_core.jobs import queue
 from cifar_core.jobs import store
 from cifar_core.analysis import sweeps
@@ -27,19 +27,6 @@ TINY = tiny_spec(epochs=1, learning_rate=0.001)
 GRID = '{"learning_rate": {"values": [0.01, 0.001]}, "batch_size": {"values": [32, 64]}}'
 
 
-@pytest.fixture()
-def conn(app_env):
-    c = store.connect()
-    yield c
-    c.close()
-
-
-
-
-
-
-
-
 def _frame(at: AppTest, column: str):
     """The first table shown that has `column` (AppTest does not expose a dataframe's key):
     "epochs" picks the preview, "method" the list of sweeps, "status" the chosen sweep's runs."""
@@ -49,7 +36,7 @@ def _frame(at: AppTest, column: str):
 def _finished_sweep(conn, source: str) -> int:
     """A 3-run sweep taken through the real queue: submitted, claimed, one epoch each, succeeded."""
     space = {"method": "grid", "params": {"learning_rate": {"values": [0.01, 0.001, 0.0001]}}}
-    group_id, _ = sweeps.submit_sweep(conn, TINY, space, source)
+    group_id, _ = Lab().submit_sweep(TINY, space, source)
     while (job := queue.claim(conn, "test-worker")) is not None:
         acc = 0.6 - job.spec["learning_rate"] * 10
         queue.record_epoch(conn, job.id, {"epoch": 1, "loss": 1.0, "accuracy": acc, "val_loss": 1.1,
@@ -129,7 +116,7 @@ def test_a_valid_space_previews_then_submit_enqueues_it(conn, app_env):
 
 
 def test_saved_experiments_and_the_builder_hand_off_are_offered(conn, app_env):
-    experiments.save_experiment(conn, TINY)
+    Lab().save_experiment(TINY)
     at = _open(base="saved:tiny")
     assert at.selectbox(key="sweeps_base").value == "saved:tiny"
     assert at.number_input(key="sweeps_epochs").value == 1
@@ -142,7 +129,7 @@ def test_saved_experiments_and_the_builder_hand_off_are_offered(conn, app_env):
 
 def test_a_finished_sweep_draws_its_charts(conn, app_env):
     group_id = _finished_sweep(conn, str(app_env))
-    sweeps.submit_sweep(conn, TINY, {"method": "grid", "params": {"batch_size": {"values": [16]}}}, str(app_env))
+    Lab().submit_sweep(TINY, {"method": "grid", "params": {"batch_size": {"values": [16]}}}, str(app_env))
     at = _open(sweep=str(group_id))  # the newer, unfinished sweep is listed first; the link picks this one
     assert at.selectbox(key="sweeps_selected").value == group_id
     assert len(_frame(at, "method")) == 2
@@ -159,7 +146,7 @@ def test_a_finished_sweep_draws_its_charts(conn, app_env):
 
 def test_the_leaderboard_shows_a_sweep_with_its_chart_and_compares_its_runs(conn, app_env):
     group_id = _finished_sweep(conn, str(app_env))
-    experiments.submit_experiment(conn, TINY, str(app_env))  # a run outside the sweep
+    Lab().submit(TINY, str(app_env))  # a run outside the sweep
     at = open_page("pages/leaderboard.py", timeout=60)
     assert at.selectbox(key="lb_sweep").value is None and len(_frame(at, "status")) == 4
     assert not at.get("plotly_chart")

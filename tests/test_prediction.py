@@ -10,9 +10,10 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
-from test_choice import conn, lab  # noqa: F401  (the shared trained lab)
+from test_choice import home, lab  # noqa: F401  (the shared trained lab)
 
 from cifar_core.analysis import prediction
+from cifar_core.charts import prediction as prediction_charts
 from cifar_core.jobs import store
 from cifar_core.data.sources import load_dataset
 from cifar_core.errors import DataError, LabError, NotFound
@@ -102,7 +103,7 @@ def test_predict_an_uploaded_image_with_several_models(conn, ds):
         assert set(part["class"]) <= set(ds.class_names)
     with pytest.raises(LabError, match="no model chosen"):
         prediction.predict_image(conn, [], image.resized, ds.class_names)
-    fig = prediction.probability_figure(top[top["run"] == 3])
+    fig = prediction_charts.probability_figure(top[top["run"] == 3])
     assert list(fig.data[0].y)[-1] == top[top["run"] == 3]["class"].iloc[0]  # the most probable on top
 
 
@@ -132,7 +133,7 @@ def test_stored_predictions_and_error_analysis(conn, ds):
     assert (only["true_name"] == ds.class_names[cls]).all() and (only["true"] != only["pred"]).all()
     with pytest.raises(LabError, match="run 4 is cancelled, not succeeded; only a finished run has test predictions"):
         prediction.stored_predictions(conn, 4)
-    fig = prediction.confusion_figure(ea.confusion, ds.class_names, ea.row_percent)
+    fig = prediction_charts.confusion_figure(ea.confusion, ds.class_names, ea.row_percent)
     assert fig.data[0].text[0][0].endswith("%")
 
 

@@ -9,40 +9,13 @@ import pytest
 
 from cifar_core.jobs import queue
 from cifar_core.jobs import store
-from cifar_core.errors import LabError, NotFound, StoreError
+from cifar_core.errors import LabError, NotFound
 
 DOC = {"name": "tiny", "epochs": 2, "seed": 5, "layers": []}
 
 
-@pytest.fixture()
-def conn(tmp_path, monkeypatch):
-    monkeypatch.setenv("CIFAR_LAB_HOME", str(tmp_path))
-    c = store.connect()
-    yield c
-    c.close()
-
-
-def test_store_is_wal_with_schema_version(conn, tmp_path):
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store.schema_version(conn) == store.SCHEMA_VERSION
-    assert (tmp_path / "lab.sqlite3").exists()
-
-
-def test_newer_schema_is_refused(conn, tmp_path):
-    conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
-    with pytest.raises(StoreError, match="schema version 99, newer than"):
-        store.connect(tmp_path / "lab.sqlite3")
-
-
-def test_a_file_that_is_not_sqlite_gives_a_clear_error(tmp_path):
-    bad = tmp_path / "bad.sqlite3"
-    bad.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(StoreError, match="cannot open the lab store .*bad.sqlite3"):
-        store.connect(bad)
-
-
 def test_repeats_get_consecutive_seeds_in_one_group(conn):
-    ids = queue.submit(conn, DOC, "keras", repeats=3, params=123)
+    ids = queue.submit(conn, DOC, "keras", repeats=3, params=123).job_ids
     jobs = [queue.get_job(conn, i) for i in ids]
     assert [j.spec["seed"] for j in jobs] == [5, 6, 7]
     assert len({j.group_id for j in jobs}) == 1 and jobs[0].group_id is not None
@@ -51,45 +24,49 @@ def test_repeats_get_consecutive_seeds_in_one_group(conn):
 
 
 def test_single_submit_is_not_grouped(conn):
-    [job_id] = queue.submit(conn, DOC, "keras")
+    [job_id] = queue.submit(conn, DOC, "keras").job_ids
     assert queue.get_job(conn, job_id).group_id is None
 
 
 def test_repeats_out_of_range(conn):
     with pytest.raises(LabError, match="repeats=0 is out of range"):
-        queue.submit(conn, DOC, "keras", repeats=0)
+        queue.submit(conn, DOC, "keras", repeats=0).job_ids
 
 
 def test_claim_takes_oldest_and_records_attempt(conn):
-    first, second = queue.submit(conn, DOC, "keras", repeats=2)
+    first, second = queue.submit(conn, DOC, "keras", repeats=2).job_ids
     job = queue.claim(conn, "w1", lease_seconds=30)
     assert job.id == first and job.state == queue.RUNNING and job.attempts == 1 and job.worker_id == "w1"
     assert queue.claim(conn, "w2").id == second
     assert queue.claim(conn, "w3") is None
 
 
-def test_heartbeat_renews_and_reports_progress(conn):
-    [job_id] = queue.submit(conn, DOC, "keras")
+def test_heartbeat_renews_and_reports_progress(conn, clock):
+    [job_id] = queue.submit(conn, DOC, "keras").job_ids
     queue.claim(conn, "w1", lease_seconds=1)
     assert queue.heartbeat(conn, job_id, "w1", 30, batch=7, batches=20) == queue.KEEP_GOING
     job = queue.get_job(conn, job_id)
     assert (job.batch, job.batches) == (7, 20)
-    time.sleep(1.1)
+    clock.advance(1.1)
     assert queue.claim(conn, "w2") is None  # the renewed lease still holds
+    clock.advance(30)
+    assert queue.claim(conn, "w2").id == job_id  # ... until it expires
 
 
 def test_heartbeat_of_a_worker_that_lost_the_job(conn):
-    [job_id] = queue.submit(conn, DOC, "keras")
+    [job_id] = queue.submit(conn, DOC, "keras").job_ids
     queue.claim(conn, "w1")
     assert queue.heartbeat(conn, job_id, "someone-else", 30, 0, 0) == queue.STOP_LOST
 
 
-def test_expired_lease_requeues_then_fails_after_three_attempts(conn):
-    [job_id] = queue.submit(conn, DOC, "keras")
+def test_expired_lease_requeues_then_fails_after_three_attempts(conn, clock):
+    [job_id] = queue.submit(conn, DOC, "keras").job_ids
     for attempt in (1, 2, 3):
-        job = queue.claim(conn, f"w{attempt}", lease_seconds=0.05)
+        job = queue.claim(conn, f"w{attempt}", lease_seconds=30)
         assert job.id == job_id and job.attempts == attempt
-        time.sleep(0.1)
+        clock.advance(29)
+        assert queue.claim(conn, "other") is None  # still leased
+        clock.advance(2)
     assert queue.claim(conn, "w4") is None
     job = queue.get_job(conn, job_id)
     assert job.state == queue.FAILED
@@ -97,7 +74,7 @@ def test_expired_lease_requeues_then_fails_after_three_attempts(conn):
 
 
 def test_record_epoch_replaces_a_rerun_epoch(conn):
-    [job_id] = queue.submit(conn, DOC, "keras")
+    [job_id] = queue.submit(conn, DOC, "keras").job_ids
     queue.claim(conn, "w1")
     queue.record_epoch(conn, job_id, {"epoch": 1, "loss": 2.0, "val_accuracy": 0.1})
     queue.record_epoch(conn, job_id, {"epoch": 1, "loss": 1.5, "val_accuracy": 0.2})
@@ -107,7 +84,7 @@ def test_record_epoch_replaces_a_rerun_epoch(conn):
 
 
 def test_finish_only_by_the_owner(conn):
-    [job_id] = queue.submit(conn, DOC, "keras")
+    [job_id] = queue.submit(conn, DOC, "keras").job_ids
     queue.claim(conn, "w1")
     assert not queue.finish(conn, job_id, "w2", queue.SUCCEEDED)
     assert queue.finish(conn, job_id, "w1", queue.SUCCEEDED, results={"test_accuracy": 0.5})
@@ -118,14 +95,14 @@ def test_finish_only_by_the_owner(conn):
 
 
 def test_cancel_queued_never_starts(conn):
-    [job_id] = queue.submit(conn, DOC, "keras")
+    [job_id] = queue.submit(conn, DOC, "keras").job_ids
     assert queue.cancel(conn, job_id) == queue.CANCELLED
     assert queue.claim(conn, "w1") is None
     assert queue.get_job(conn, job_id).error == "cancelled before it started"
 
 
 def test_cancel_running_asks_its_worker_to_stop(conn):
-    [job_id] = queue.submit(conn, DOC, "keras")
+    [job_id] = queue.submit(conn, DOC, "keras").job_ids
     queue.claim(conn, "w1")
     assert queue.cancel(conn, job_id) == queue.RUNNING
     assert queue.heartbeat(conn, job_id, "w1", 30, 1, 10) == queue.STOP_CANCEL
@@ -137,7 +114,7 @@ def test_cancel_unknown_job(conn):
 
 
 def test_requeue_does_not_count_the_attempt(conn):
-    [job_id] = queue.submit(conn, DOC, "keras")
+    [job_id] = queue.submit(conn, DOC, "keras").job_ids
     queue.claim(conn, "w1")
     queue.requeue(conn, job_id, "w1", "worker shut down")
     job = queue.get_job(conn, job_id)
@@ -155,12 +132,12 @@ def _claim_all(db_path: str, worker_id: str, start, out) -> None:
     out.put(got)
 
 
-def test_many_jobs_claimed_concurrently_none_twice(conn, tmp_path):
-    ids = queue.submit_many(conn, [({"name": f"j{i}", "epochs": 1}, 0) for i in range(300)], "keras")
+def test_many_jobs_claimed_concurrently_none_twice(conn, home):
+    ids = queue.submit_many(conn, [({"name": f"j{i}", "epochs": 1}, 0) for i in range(300)], "keras").job_ids
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     start = ctx.Barrier(4)
-    procs = [ctx.Process(target=_claim_all, args=(str(tmp_path / "lab.sqlite3"), f"w{i}", start, out)) for i in range(4)]
+    procs = [ctx.Process(target=_claim_all, args=(str(home / "lab.sqlite3"), f"w{i}", start, out)) for i in range(4)]
     for p in procs:
         p.start()
     claimed = [out.get(timeout=120) for _ in procs]

@@ -14,19 +14,13 @@ from cifar_core.charts import sweeps as charts_sweep
 from cifar_core.jobs import queue
 from cifar_core.jobs import store
 from cifar_core.analysis import sweeps
+from cifar_core.lab import Lab
 from cifar_core.errors import NotFound, SpecError
 from cifar_core.spec.presets import get_preset, preset_names
 from cifar_core.spec.schema import summarize
 
 TINY = tiny_spec(epochs=1, learning_rate=0.001, validation="holdout")
 RATE_GRID = {"method": "grid", "params": {"learning_rate": {"values": [0.01, 0.001, 0.0001]}}}
-
-
-@pytest.fixture()
-def conn(lab_home):
-    c = store.connect()
-    yield c
-    c.close()
 
 
 def _nothing_queued(conn) -> None:
@@ -51,7 +45,7 @@ def _finish_all(conn, group_id: int, accuracy) -> None:
 def test_a_path_missing_from_the_base_queues_nothing(conn, small_data):
     space = {"method": "grid", "params": {"learning_rate": {"values": [0.001]}, "layers.9.units": {"values": [8]}}}
     with pytest.raises(SpecError, match=r"sweep path 'layers\.9\.units': layers has 4 entries \(0\.\.3\), so 9 does not exist"):
-        sweeps.submit_sweep(conn, TINY, space, str(small_data))
+        Lab().submit_sweep(TINY, space, str(small_data))
     _nothing_queued(conn)
 
 
@@ -61,7 +55,7 @@ def test_one_invalid_value_queues_nothing_and_names_the_run_and_path(conn, small
         r"run 'tiny-s02' \(batch_size=32, learning_rate=50\) is invalid: learning_rate=50 is out of range \(0, 10\]; "
         r".*2 of 4 runs are invalid, nothing was queued: change the range of learning_rate in the search space"
     )) as info:
-        sweeps.submit_sweep(conn, TINY, space, str(small_data))
+        Lab().submit_sweep(TINY, space, str(small_data))
     assert info.value.field == "space"
     _nothing_queued(conn)
 
@@ -71,13 +65,13 @@ def test_runs_are_validated_against_the_dataset(conn, small_data):
     space = {"method": "grid", "params": {"layers.3.units": {"values": [10, 12]}}}
     with pytest.raises(SpecError, match=r"run 'tiny-s02' \(layers\.3\.units=12\) is invalid: layer 3 \(Dense\).*"
                                         r"change the range of layers\.3\.units"):
-        sweeps.submit_sweep(conn, TINY, space, str(small_data))
+        Lab().submit_sweep(TINY, space, str(small_data))
     _nothing_queued(conn)
 
 
 def test_an_invalid_base_is_named_as_the_base(conn, small_data):
     with pytest.raises(SpecError, match=r"the base experiment 'tiny' is invalid, so every run is: epochs=0 is out of range"):
-        sweeps.submit_sweep(conn, {**TINY, "epochs": 0}, RATE_GRID, str(small_data))
+        Lab().submit_sweep({**TINY, "epochs": 0}, RATE_GRID, str(small_data))
     _nothing_queued(conn)
 
 
@@ -90,7 +84,7 @@ def test_list_values_and_reserved_paths_are_refused():
 
 def test_submit_enqueues_one_sweep_group_with_counted_runs(conn, small_data):
     space = {"method": "grid", "params": {"learning_rate": {"values": [0.01, 0.001]}, "layers.0.filters": {"values": [4, 8]}}}
-    group_id, ids = sweeps.submit_sweep(conn, TINY, space, str(small_data))
+    group_id, ids = Lab().submit_sweep(TINY, space, str(small_data))
     assert len(ids) == 4
     kind, name, detail = conn.execute("SELECT kind, name, detail_json FROM groups WHERE id = ?", (group_id,)).fetchone()
     assert (kind, name) == ("sweep", "tiny")
@@ -140,7 +134,7 @@ def test_space_from_inputs():
 
 def test_sweep_table_has_a_column_per_swept_path(conn, small_data):
     space = {"method": "grid", "params": {"learning_rate": {"values": [0.01, 0.001]}, "layers.0.filters": {"values": [4, 8]}}}
-    group_id, ids = sweeps.submit_sweep(conn, TINY, space, str(small_data))
+    group_id, ids = Lab().submit_sweep(TINY, space, str(small_data))
     table = sweeps.sweep_table(conn, group_id)
     assert list(table.columns) == ["run", "name", "status", "learning_rate", "layers.0.filters", "best_val_accuracy",
                                    "best_epoch", "test_accuracy", "params", "seconds_per_epoch"]
@@ -154,7 +148,7 @@ def test_sweep_table_has_a_column_per_swept_path(conn, small_data):
 def test_a_finished_sweep_ranks_the_setting_that_drove_accuracy(conn, small_data):
     space = {"method": "grid", "params": {"learning_rate": {"values": [0.01, 0.001, 0.0001]},
                                           "batch_size": {"values": [32, 64]}}}
-    group_id, ids = sweeps.submit_sweep(conn, TINY, space, str(small_data))
+    group_id, ids = Lab().submit_sweep(TINY, space, str(small_data))
     # accuracy follows the learning rate; batch size adds a little
     _finish_all(conn, group_id, lambda p: 0.3 - 0.05 * math.log10(p["learning_rate"]) + p["batch_size"] / 10_000)
     table = sweeps.sweep_table(conn, group_id)
@@ -175,12 +169,10 @@ def test_a_finished_sweep_ranks_the_setting_that_drove_accuracy(conn, small_data
 
 
 def test_list_sweeps_counts_states_and_leaves_out_other_groups(conn, small_data):
-    from cifar_core.lab import submit_experiment
-
     assert sweeps.list_sweeps(conn).empty
-    submit_experiment(conn, TINY, str(small_data), repeats=2)  # a 'repeats' group, not a sweep
-    first, _ = sweeps.submit_sweep(conn, TINY, RATE_GRID, str(small_data))
-    second, ids = sweeps.submit_sweep(conn, TINY, {"method": "random", "budget": 2, "params": {"batch_size": {"values": [16, 32]}}},
+    Lab().submit(TINY, str(small_data), repeats=2)  # a 'repeats' group, not a sweep
+    first, _ = Lab().submit_sweep(TINY, RATE_GRID, str(small_data))
+    second, ids = Lab().submit_sweep(TINY, {"method": "random", "budget": 2, "params": {"batch_size": {"values": [16, 32]}}},
                                       str(small_data))
     queue.cancel(conn, ids[0])
     listed = sweeps.list_sweeps(conn)
@@ -192,7 +184,7 @@ def test_list_sweeps_counts_states_and_leaves_out_other_groups(conn, small_data)
 
 
 def test_importance_sentence_waits_for_three_runs_and_flags_single_tries(conn, small_data):
-    group_id, _ = sweeps.submit_sweep(conn, TINY, RATE_GRID, str(small_data))
+    group_id, _ = Lab().submit_sweep(TINY, RATE_GRID, str(small_data))
     table = sweeps.sweep_table(conn, group_id)
     assert sweeps.importance_sentence([("learning_rate", 0.0)], table).startswith("0 run(s) finished: at least 3")
     _finish_all(conn, group_id, lambda p: 0.5 + p["learning_rate"])

@@ -1,7 +1,6 @@
 """Choosing the model for production: a deployment scorecard per finished run, candidates (the
-seeds of one experiment pooled), the accuracy-latency Pareto front, a ranking and a written
-recommendation; plus the store-reading wrappers of the run diagnosis, re-measuring a run's
-latency and exporting a run.
+seeds of one experiment pooled), the accuracy-latency Pareto front and the ranking rule. The
+written recommendation is `analysis.recommend`'s, the figure `charts.choice`'s.
 
 The ranking rule (RANKING_RULE, tested in tests/test_choice.py):
 
@@ -25,7 +24,6 @@ test set (where McNemar can separate little) from recommending a much weaker mod
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import re
 import sqlite3
@@ -36,10 +34,10 @@ import numpy as np
 import pandas as pd
 
 from cifar_core import config
-from cifar_core.jobs import queue
-from cifar_core.jobs import results
-from cifar_core.analysis.diagnosis import Diagnosis, diagnose
+from cifar_core.analysis.diagnosis import verdicts
+from cifar_core.analysis.recommend import recommendation_text
 from cifar_core.errors import LabError
+from cifar_core.jobs import queue, results, store
 
 ALPHA = 0.05  # McNemar significance level
 TOLERANCE = 0.01  # accuracy (fraction) an eligible candidate may be below the reference
@@ -66,52 +64,6 @@ CANDIDATE_COLUMNS = [
 ]
 
 
-# ---------------------------------------------------------------- diagnosis of stored runs
-
-
-def _num_classes(spec: dict) -> int:
-    layers = spec.get("layers") or []
-    units = layers[-1].get("units") if layers and isinstance(layers[-1], dict) else None
-    return int(units) if isinstance(units, int) and units >= 2 else 10
-
-
-def _history_records(history: pd.DataFrame) -> list[dict]:
-    """Store rows as diagnose() wants them; a NULL loss (SQLite stores NaN as NULL) becomes NaN,
-    so a diverged run reads as diverged instead of failing the check."""
-    records = []
-    for row in history.to_dict(orient="records"):
-        records.append({k: (float("nan") if v is None or (isinstance(v, float) and v != v) else v) for k, v in row.items()})
-    return records
-
-
-def run_diagnosis(conn: sqlite3.Connection, run_id: int) -> Diagnosis:
-    """The diagnosis of one run from its stored per-epoch history (see cifar_core.diagnosis)."""
-    job = queue.get_job(conn, run_id)
-    return diagnose(_history_records(results.run_history(conn, run_id)), _num_classes(job.spec))
-
-
-def verdicts(conn: sqlite3.Connection, run_ids: list[int] | None = None) -> pd.DataFrame:
-    """One row per run with at least one finished epoch: run, verdict, title, text, next_step.
-
-    Reads plain rows and groups them in Python: with 500 runs a pandas groupby made the
-    leaderboard miss its 1 s budget."""
-    columns = ["run", "verdict", "title", "text", "next_step"]
-    where, args = "", ()
-    if run_ids is not None:
-        if not run_ids:
-            return pd.DataFrame(columns=columns)
-        where, args = f" WHERE run_id IN ({','.join('?' * len(run_ids))})", tuple(run_ids)
-    fields = ("epoch", *results.METRICS)
-    rows = conn.execute(f"SELECT run_id, {', '.join(fields)} FROM metrics{where} ORDER BY run_id, epoch", args).fetchall()
-    specs = results.run_specs(conn, sorted({r[0] for r in rows}))
-    out = []
-    for run, group in itertools.groupby(rows, key=lambda r: r[0]):
-        history = [{k: (float("nan") if v is None else v) for k, v in zip(fields, r[1:])} for r in group]
-        d = diagnose(history, _num_classes(specs.get(run, {})))
-        out.append((run, d.verdict, d.title, d.text, d.next_step))
-    return pd.DataFrame(out, columns=columns)
-
-
 # ---------------------------------------------------------------- the scorecard
 
 
@@ -124,32 +76,15 @@ def _key(spec: dict, source: str) -> str:
 
 def sources(conn: sqlite3.Connection) -> list[str]:
     """Data sources of the succeeded runs, most recently used first."""
-    rows = conn.execute(
-        "SELECT data_source, MAX(id) AS last FROM jobs WHERE state = ? GROUP BY data_source ORDER BY last DESC",
-        (queue.SUCCEEDED,),
-    ).fetchall()
-    return [r["data_source"] for r in rows]
+    return store.data_sources(conn, queue.SUCCEEDED)
 
 
 def scorecard(conn: sqlite3.Connection, source: str | None = None, run_ids: list[int] | None = None) -> pd.DataFrame:
     """Every succeeded run (of one data source, or of `run_ids`) with what it costs to deploy:
     test accuracy, parameters, model file bytes, batch-1 latency p50/p95, batch-256 throughput,
     training time, overfitting gap (final train - validation accuracy) and diagnosis."""
-    where, args = "j.state = ?", [queue.SUCCEEDED]
-    if source is not None:
-        where += " AND j.data_source = ?"
-        args.append(source)
-    if run_ids is not None:
-        if not run_ids:
-            return pd.DataFrame(columns=SCORECARD_COLUMNS)
-        where += f" AND j.id IN ({','.join('?' * len(run_ids))})"
-        args += [int(i) for i in run_ids]
-    rows = conn.execute(
-        "SELECT j.id AS run, j.spec_json, j.data_source, r.test_loss, r.model_bytes, r.latency_p50_ms,"
-        " r.latency_p95_ms, r.throughput_ips, r.measured_while_busy, r.train_seconds"
-        f" FROM jobs j JOIN runs r ON r.id = j.id WHERE {where} ORDER BY j.id",
-        args,
-    ).fetchall()
+    ids = None if run_ids is None else [int(i) for i in run_ids]
+    rows = store.cost_rows(conn, queue.SUCCEEDED, source, ids)
     if not rows:
         return pd.DataFrame(columns=SCORECARD_COLUMNS)
     cost = pd.DataFrame([dict(r) for r in rows])
@@ -157,7 +92,8 @@ def scorecard(conn: sqlite3.Connection, source: str | None = None, run_ids: list
     cost["key"] = [_key(s, src) for s, src in zip(specs, cost["data_source"])]
     ids = cost["run"].tolist()
     board = results.leaderboard_rows(conn, ids).drop(columns=["status", "created", "optimizer", "learning_rate",
-                                                             "batch_size", "epochs_planned", "best_epoch"])
+                                                             "batch_size", "epochs_planned", "best_epoch",
+                                                             "data_source"])
     card = board.merge(cost, on="run").merge(
         verdicts(conn, ids).rename(columns={"title": "diagnosis"})[["run", "verdict", "diagnosis"]], on="run", how="left"
     )
@@ -352,158 +288,6 @@ class Choice:
     notes: list[str] = field(default_factory=list)
 
 
-def _pct(v: float) -> str:
-    return f"{v * 100:.1f}%"
-
-
-def _ms(v) -> str:
-    return "not measured" if v is None or v != v else f"{v:.2f} ms"
-
-
-def _bytes(n) -> str:
-    if n is None or n != n:
-        return "unknown size"
-    n = float(n)
-    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.0f} KB"
-
-
-def _duration(s) -> str:
-    if s is None or s != s:
-        return "unknown time"
-    s = float(s)
-    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
-
-
-def _p(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
-
-
-def _who(row) -> str:
-    return f"{row['label']} (run #{int(row['run'])})"
-
-
-def _accuracy_text(row) -> str:
-    text = f"test accuracy {_pct(row['test_accuracy'])}"
-    if row["runs"] > 1:
-        std = row["test_accuracy_std"]
-        text += f" (mean of {row['runs']} seeds, ± {std * 100:.1f} points std; range {_pct(row['test_accuracy_min'])}" \
-                f"–{_pct(row['test_accuracy_max'])})"
-    return text
-
-
-def recommendation_text(ranked: pd.DataFrame, vs: pd.DataFrame, labels: dict[int, str] | None = None,
-                        test_images: int | None = None, alpha: float = ALPHA) -> str:
-    """The written justification of the top-ranked candidate: what it scores and costs, why it
-    was chosen, what it gives up, and which runs McNemar does not separate from it."""
-    pick = ranked.iloc[0]
-    ref = ranked[ranked["reference"]].iloc[0]
-    labels = labels or {}
-    lines = [
-        f"**Recommended for production: {_who(pick)}.** {_accuracy_text(pick).capitalize()}; batch-1 latency "
-        f"{_ms(pick['latency_p50_ms'])} p50 / {_ms(pick['latency_p95_ms'])} p95, "
-        + (f"{pick['throughput_ips']:,.0f} images/s at batch 256; " if pick["throughput_ips"] == pick["throughput_ips"]
-           else "")
-        + f"{int(pick['params']):,} parameters, a {_bytes(pick['model_bytes'])} model file; trained in "
-        f"{_duration(pick['train_seconds'])}; final train-validation gap {pick['gap'] * 100:.1f} points"
-        + (f" (diagnosis: {pick['diagnosis']})." if isinstance(pick.get("diagnosis"), str) else "."),
-    ]
-    lines.append("")
-    lines.append("**Why this one:** " + _why_text(ranked, pick, ref, alpha))
-    lines.append("")
-    lines.append("**What it gives up:** " + _gives_up_text(ranked, pick, ref))
-    lines.append("")
-    lines.append(_versus_text(vs, labels, test_images, alpha))
-    caveats = _caveats(ranked, pick)
-    if caveats:
-        lines += ["", "**Caveats:** " + " ".join(caveats)]
-    lines += ["", f"*Rule:* {RANKING_RULE}"]
-    return "\n".join(lines)
-
-
-def _why_text(ranked: pd.DataFrame, pick, ref, alpha: float) -> str:
-    if len(ranked) == 1:
-        return "it is the only finished candidate on this test set."
-    if pick["key"] == ref["key"]:
-        faster = ranked[(ranked["latency_p50_ms"] < pick["latency_p50_ms"]) & ranked["within_tolerance"]]
-        text = "it is the most accurate candidate"
-        if faster.empty:
-            return text + ", and no candidate within a point of its accuracy answers faster."
-        ruled_out = "; ".join(f"{_who(r)}: {r['why']}" for _, r in faster.iterrows())
-        return text + f"; the faster candidates within a point of it are ruled out ({ruled_out})."
-    drop = (ref["test_accuracy"] - pick["test_accuracy"]) * 100
-    speed = ref["latency_p50_ms"] / pick["latency_p50_ms"] if pick["latency_p50_ms"] else float("nan")
-    text = (
-        f"it is {drop:.1f} points below the most accurate candidate, {_who(ref)} at {_pct(ref['test_accuracy'])}, "
-        f"a difference McNemar's test does not find significant ({_p(pick['p_value'])} at alpha {alpha:g}), "
-        f"while it answers {speed:.1f}x faster ({_ms(pick['latency_p50_ms'])} vs {_ms(ref['latency_p50_ms'])} p50)"
-    )
-    if pick["model_bytes"] == pick["model_bytes"] and ref["model_bytes"] == ref["model_bytes"] and ref["model_bytes"]:
-        ratio = pick["model_bytes"] / ref["model_bytes"]
-        text += f" with a model file {ratio:.2f}x the size ({_bytes(pick['model_bytes'])} vs {_bytes(ref['model_bytes'])})"
-    return text + "."
-
-
-def _gives_up_text(ranked: pd.DataFrame, pick, ref) -> str:
-    parts = []
-    if pick["key"] != ref["key"]:
-        parts.append(f"{(ref['test_accuracy'] - pick['test_accuracy']) * 100:.1f} points of mean test accuracy against "
-                     f"{_who(ref)}.")
-    else:
-        parts.append("no accuracy: it is the most accurate candidate.")
-    faster = ranked[ranked["latency_p50_ms"] < pick["latency_p50_ms"]].sort_values("latency_p50_ms")
-    if not faster.empty:
-        f = faster.iloc[0]
-        parts.append(
-            f"The fastest candidate, {_who(f)}, answers in {_ms(f['latency_p50_ms'])} but is "
-            f"{(pick['test_accuracy'] - f['test_accuracy']) * 100:.1f} points less accurate ({_pct(f['test_accuracy'])})."
-        )
-    smaller = ranked[ranked["model_bytes"] < pick["model_bytes"]]
-    if not smaller.empty and (faster.empty or smaller["model_bytes"].min() < faster.iloc[0]["model_bytes"]):
-        s = smaller.sort_values("model_bytes").iloc[0]
-        parts.append(f"The smallest, {_who(s)}, is {_bytes(s['model_bytes'])} at {_pct(s['test_accuracy'])}.")
-    return " ".join(parts)
-
-
-def _versus_text(vs: pd.DataFrame, labels: dict[int, str], test_images: int | None, alpha: float) -> str:
-    on = f" on the same {test_images:,} test images" if test_images else " on the same test images"
-    head = f"**Compared with every other finished run** (McNemar{on}, alpha {alpha:g}): "
-    if vs.empty:
-        return head + "there is no other finished run."
-
-    def names(part: pd.DataFrame) -> str:
-        if part.empty:
-            return "none"
-        return ", ".join(
-            f"#{int(r.run)} {labels.get(int(r.run), '')} ({_pct(r.accuracy)}, {_p(r.p_value)})".replace("  ", " ")
-            for r in part.sort_values("accuracy", ascending=False).itertuples()
-        )
-
-    same = vs[vs["direction"] == "not significantly different"]
-    worse = vs[vs["direction"] == "worse"]
-    better = vs[vs["direction"] == "better"]
-    text = head + f"not significantly different: {names(same)}. Significantly worse: {names(worse)}."
-    if not better.empty:
-        text += f" Significantly better (kept out by the rule, e.g. too slow): {names(better)}."
-    return text
-
-
-def _caveats(ranked: pd.DataFrame, pick) -> list[str]:
-    out = []
-    if pick["validation"] == "test":
-        out.append(
-            "This run validated on the test set each epoch (the notebook's setting), so its test accuracy also "
-            "guided training and is optimistic; confirm on held-out data before relying on the figure."
-        )
-    if pick["measured_while_busy"]:
-        out.append(
-            f"Its latency was measured while other jobs ran; re-measure on a quiet machine with "
-            f"`python -m cifar_core measure {int(pick['run'])}`."
-        )
-    if pick["latency_p50_ms"] != pick["latency_p50_ms"]:
-        out.append(f"Its latency was never measured: `python -m cifar_core measure {int(pick['run'])}`.")
-    return out
-
-
 def choose(conn: sqlite3.Connection, source: str | None = None, run_ids: list[int] | None = None,
            alpha: float = ALPHA, tolerance: float = TOLERANCE) -> Choice:
     """Scorecard, ranked candidates and the recommendation for the succeeded runs of one data
@@ -523,7 +307,7 @@ def choose(conn: sqlite3.Connection, source: str | None = None, run_ids: list[in
     vs = versus(conn, int(pick["run"]), [int(r) for r in card["run"]], alpha)
     labels = dict(zip(card["run"].astype(int), card["label"]))
     test_images = int(len(_pred(conn, int(pick["run"]))[1]))
-    text = recommendation_text(ranked, vs, labels, test_images, alpha)
+    text = recommendation_text(ranked, vs, labels, test_images, alpha=alpha, rule=RANKING_RULE)
     rec = Recommendation(
         run=int(pick["run"]), key=str(pick["key"]), label=str(pick["label"]), text=text,
         not_different=tuple(int(r) for r in vs.loc[vs["direction"] == "not significantly different", "run"]),
@@ -540,72 +324,7 @@ def versus_empty() -> pd.DataFrame:
                                  "direction", "statement"])
 
 
-# ---------------------------------------------------------------- figures
-
-
-def pareto_figure(ranked: pd.DataFrame, height: int = 420):
-    """Accuracy against batch-1 p50 latency, one point per candidate (error bars: seed std), the
-    Pareto front joined by a line and the recommended candidate starred."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    if ranked.empty:
-        return fig
-    data = ranked.assign(acc=ranked["test_accuracy"] * 100, std=ranked["test_accuracy_std"].fillna(0) * 100)
-    front = data[data["pareto"]].sort_values("latency_p50_ms")
-    fig.add_scatter(x=front["latency_p50_ms"], y=front["acc"], mode="lines", name="Pareto front",
-                    line=dict(color="#2ca02c", dash="dash", shape="hv"), hoverinfo="skip")
-    for on, name, colour in ((True, "on the front", "#2ca02c"), (False, "dominated", "#7f7f7f")):
-        part = data[data["pareto"] == on]
-        if part.empty:
-            continue
-        fig.add_scatter(
-            x=part["latency_p50_ms"], y=part["acc"], mode="markers+text", name=name, text=part["label"],
-            textposition="top center", marker=dict(size=11, color=colour),
-            error_y=dict(type="data", array=part["std"], visible=True),
-            customdata=np.stack([part["run"], part["runs"], part["params"]], axis=1),
-            hovertemplate="%{text} (run #%{customdata[0]}, %{customdata[1]} seed(s))<br>accuracy %{y:.2f}%<br>"
-                          "p50 %{x:.2f} ms<br>%{customdata[2]:,} params<extra></extra>",
-        )
-    pick = data.iloc[[0]]
-    fig.add_scatter(x=pick["latency_p50_ms"], y=pick["acc"], mode="markers", name="recommended",
-                    marker=dict(symbol="star", size=22, color="#d62728", line=dict(width=1, color="black")),
-                    hoverinfo="skip")
-    fig.update_layout(
-        title="Test accuracy against batch-1 latency", height=height,
-        xaxis_title="batch-1 latency p50 (ms, log scale)", yaxis_title="test accuracy (%)",
-        xaxis_type="log", margin=dict(l=10, r=10, t=50, b=10),
-        legend=dict(orientation="h", yanchor="top", y=-0.18, x=0),
-    )
-    return fig
-
-
 # ---------------------------------------------------------------- re-measure and export
-
-
-def measure_run(conn: sqlite3.Connection, run_id: int, repeats: int = 200, warmup: int = 20,
-                throughput_repeats: int = 5) -> dict:
-    """Measure a succeeded run's model again (batch-1 p50/p95, batch-256 throughput, file size)
-    and store the figures; `measured_while_busy` records whether any job was training meanwhile."""
-    from cifar_core.analysis.deploy import measure_latency, model_file_size
-    from cifar_core.analysis.prediction import load_trained_model, trained_model
-
-    model_info = trained_model(conn, run_id)
-    model = load_trained_model(model_info)
-    busy_before = queue.counts(conn)[queue.RUNNING] > 0
-    latency = measure_latency(model, tuple(model.input_shape[1:]), batch1_repeats=repeats, warmup=warmup,
-                              throughput_repeats=throughput_repeats)
-    busy = busy_before or queue.counts(conn)[queue.RUNNING] > 0
-    figures = {
-        "model_bytes": model_file_size(model_info.path), "latency_p50_ms": latency.p50_ms,
-        "latency_p95_ms": latency.p95_ms, "throughput_ips": latency.throughput_ips, "measured_while_busy": int(busy),
-    }
-    from cifar_core.jobs.store import transaction
-
-    with transaction(conn):
-        conn.execute(f"UPDATE runs SET {', '.join(f'{k} = ?' for k in figures)} WHERE id = ?",
-                     (*figures.values(), run_id))
-    return {"run": run_id, **figures, "batch1_repeats": repeats, "method": latency.method}
 
 
 def export_name(name: str, run_id: int) -> str:

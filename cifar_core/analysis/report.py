@@ -5,7 +5,7 @@ Markdown and in HTML (Plotly figures embedded, plotly.js inlined once so it open
 For each experiment the report gives the network (Keras-style summary), parameters, epochs,
 train and validation accuracy per epoch, seconds per epoch and the diagnosis; it ends with the
 deployment scorecard, the accuracy-latency Pareto front and the recommendation for production
-(cifar_core.choice), computed on these runs only.
+(cifar_core.analysis.choice), computed on these runs only.
 """
 
 from __future__ import annotations
@@ -21,15 +21,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from cifar_core.analysis import choice
 from cifar_core import config
-from cifar_core.jobs import queue
-from cifar_core.jobs import results
-from cifar_core.jobs import store
+from cifar_core.analysis import choice, diagnosis
+from cifar_core.charts import choice as choice_charts
 from cifar_core.errors import LabError
+from cifar_core.jobs import queue, results, store
 from cifar_core.spec.presets import NOTEBOOK_PRESETS, PRESET_TITLES, get_preset
 
-GROUP_KIND = "reproduce"
 GROUP_NAME = "notebook reproduction"
 # The notebook's own figures (validation accuracy; exp4 also printed its training accuracy).
 NOTEBOOK = {
@@ -61,7 +59,7 @@ def submit_reproduction(conn: sqlite3.Connection, source: str | None = None, epo
                         epochs: int | None = None) -> tuple[int, list[int]]:
     """Enqueue exp1..exp5 (validated against the data) as one group. Returns (group id, job ids)."""
     from cifar_core.data.sources import load_dataset
-    from cifar_core.lab import resolve_source
+    from cifar_core.config import resolve_source
     from cifar_core.spec.schema import parse_spec, summarize
 
     source = resolve_source(source)
@@ -73,9 +71,7 @@ def submit_reproduction(conn: sqlite3.Connection, source: str | None = None, epo
         spec = parse_spec(doc, ds.input_shape, ds.num_classes)
         docs.append((spec.to_dict(), summarize(spec, ds.input_shape, ds.num_classes).total_params))
     detail = {"presets": list(NOTEBOOK_PRESETS), "epochs_scale": epochs_scale, "epochs": epochs}
-    ids = queue.submit_many(conn, docs, source, group=(GROUP_KIND, GROUP_NAME, detail))
-    group = conn.execute("SELECT group_id FROM jobs WHERE id = ?", (ids[0],)).fetchone()[0]
-    return int(group), ids
+    return queue.submit_many(conn, docs, source, group=(queue.GROUP_REPRODUCE, GROUP_NAME, detail))
 
 
 def start_worker_if_none() -> int | None:
@@ -134,7 +130,7 @@ def _report_job(conn, job: queue.Job, seen: _Seen, done: int, total: int, progre
         if job.state == queue.RUNNING:
             progress(f"#{job.id} {job.name}: training ({job.epochs} epochs)")
         elif job.state == queue.SUCCEEDED:
-            acc = conn.execute("SELECT test_accuracy FROM runs WHERE id = ?", (job.id,)).fetchone()[0]
+            acc = store.run_row(conn, job.id)["test_accuracy"]
             progress(f"#{job.id} {job.name}: succeeded, test accuracy {_pct(acc)} ({done}/{total} finished)")
         elif job.state in queue.TERMINAL:
             progress(f"#{job.id} {job.name}: {job.state}: {job.error} ({done}/{total} finished)")
@@ -179,17 +175,17 @@ def _md_table(frame: pd.DataFrame) -> str:
 
 
 def group_runs(conn: sqlite3.Connection, group_id: int) -> list[int]:
-    rows = conn.execute("SELECT id FROM jobs WHERE group_id = ? ORDER BY id", (group_id,)).fetchall()
-    if not rows:
+    ids = store.group_job_ids(conn, group_id)
+    if not ids:
         raise LabError(f"group {group_id} has no jobs; the group id is printed by `reproduce`")
-    return [r[0] for r in rows]
+    return ids
 
 
 def summary_table(conn: sqlite3.Connection, run_ids: list[int]) -> pd.DataFrame:
     """One row per run: experiment, params, epochs, final train/val accuracy, best val accuracy,
     test accuracy, seconds per epoch, verdict, and the notebook's figure for the preset."""
     board = results.leaderboard_rows(conn, run_ids).set_index("run")
-    verdicts = choice.verdicts(conn, run_ids).set_index("run")
+    verdicts = diagnosis.verdicts(conn, run_ids).set_index("run")
     rows = []
     for run in run_ids:
         b = board.loc[run]
@@ -280,7 +276,7 @@ def _experiment_blocks(conn, job: queue.Job, summarize, charts) -> list:
             "val loss": hist["val_loss"].map(lambda v: _num(v, "{:.4f}")), "seconds": hist["seconds"].map(_num),
         })
         head += ["Per epoch:", "", _md_table(per_epoch), ""]
-        d = choice.run_diagnosis(conn, job.id)
+        d = diagnosis.diagnose_run(results.run_history(conn, job.id), job.spec)
         head += [f"**Diagnosis: {d.title}.** {d.text} *Next step:* {d.next_step}"]
     else:
         head += ["No finished epoch."]
@@ -310,7 +306,7 @@ def _choice_blocks(conn, run_ids: list[int]) -> tuple[list, choice.Recommendatio
     blocks = [
         ("md", "\n".join([head, "", "Deployment scorecard (latency at batch 1 and throughput at batch 256 measured on "
                           "this machine right after training):", "", _md_table(table)])),
-        ("figure", choice.pareto_figure(ranked)),
+        ("figure", choice_charts.pareto_figure(ranked)),
         ("md", made.recommendation.text if made.recommendation else "No recommendation."),
     ]
     return blocks, made.recommendation

@@ -1,10 +1,10 @@
 """Sweeps in the store: plan (expand and validate every run), submit as one group, and read back.
 
-A sweep is a group of kind 'sweep' whose detail holds the search space (`sweep.SweepSpace.to_dict`),
+A sweep is a group of kind `queue.GROUP_SWEEP` whose detail holds the search space (`sweep.SweepSpace.to_dict`),
 the base experiment and the swept paths; each of its jobs is an ordinary run whose spec carries
 `sweep_params` ({path: value}). Planning is pure Python (no TensorFlow, no data read) so a page can
-preview a sweep on every keystroke; `submit_sweep` reads the data source only for its image shape
-and class count.
+preview a sweep on every keystroke; `Lab.submit_sweep` reads the data source only for its image
+shape and class count.
 """
 
 from __future__ import annotations
@@ -16,18 +16,15 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from cifar_core.jobs import queue
-from cifar_core.jobs import results
+from cifar_core.jobs import queue, results, store
 from cifar_core.errors import NotFound, SpecError, SpecErrors
 from cifar_core.spec.schema import INPUT_SHAPE, NUM_CLASSES, parse_spec, summarize
-from cifar_core.spec.space import SweepSpace, expand, load_space, setting_importance
+from cifar_core.spec.space import DEFAULT_BUDGET, SweepSpace, expand, load_space, setting_importance  # noqa: F401
 
-KIND = "sweep"
 TARGET = "best_val_accuracy"
 RESERVED_PATHS = ("name", "sweep_params")  # set per run by the expansion itself
 SWEEP_COLUMNS = ["group", "name", "method", "params", "runs", "done", "failed", "active", "best", "best_run", "created"]
 RESULT_COLUMNS = ["best_val_accuracy", "best_epoch", "test_accuracy", "params", "seconds_per_epoch"]
-DEFAULT_BUDGET = 6
 
 
 @dataclass(frozen=True)
@@ -169,30 +166,17 @@ def _touches(error: SpecError, path: str) -> bool:
     return error.field is not None and parts[0] == error.field
 
 
-def submit_sweep(
-    conn: sqlite3.Connection, base_doc: dict, space_doc, source: str | None = None
-) -> tuple[int, list[int]]:
-    """Plan the sweep against the data source's shape and classes, then enqueue every run as one
-    group of kind 'sweep'. Returns (group id, job ids); nothing is enqueued if any run is invalid."""
-    from cifar_core.data.sources import load_dataset
-    from cifar_core.lab import resolve_source
-
-    source = resolve_source(source)
-    ds = load_dataset(source)
-    plan = plan_sweep(base_doc, space_doc, ds.input_shape, ds.num_classes)
+def group_of(plan: SweepPlan, base_doc: dict) -> tuple[str, str, dict]:
+    """The queue group of a planned sweep: its kind, name, and the detail read back later."""
     detail = {"space": plan.space.to_dict(), "base": json.loads(json.dumps(base_doc)), "paths": plan.space.paths}
-    ids = queue.submit_many(conn, list(zip(plan.docs, plan.params)), source, group=(KIND, plan.base_name, detail))
-    group_id = conn.execute("SELECT group_id FROM jobs WHERE id = ?", (ids[0],)).fetchone()[0]
-    return int(group_id), ids
+    return queue.GROUP_SWEEP, plan.base_name, detail
 
 
 # ------------------------------------------------------------------ reading sweeps back
 
 
 def get_sweep(conn: sqlite3.Connection, group_id: int) -> SweepInfo:
-    row = conn.execute(
-        "SELECT id, name, detail_json, created_at FROM groups WHERE id = ? AND kind = ?", (int(group_id), KIND)
-    ).fetchone()
+    row = store.group_row(conn, int(group_id), queue.GROUP_SWEEP)
     if row is None:
         raise NotFound(f"no sweep {group_id}; `python -m cifar_core sweep SPEC --space SPACE.json` starts one")
     return _info(conn, row)
@@ -200,7 +184,7 @@ def get_sweep(conn: sqlite3.Connection, group_id: int) -> SweepInfo:
 
 def _info(conn: sqlite3.Connection, row) -> SweepInfo:
     detail = json.loads(row["detail_json"])
-    ids = [r[0] for r in conn.execute("SELECT id FROM jobs WHERE group_id = ? ORDER BY id", (row["id"],))]
+    ids = store.group_job_ids(conn, row["id"])
     return SweepInfo(
         id=row["id"], name=row["name"], space=detail.get("space", {}), base=detail.get("base", {}),
         run_ids=tuple(ids), created=pd.to_datetime(row["created_at"], unit="s").floor("s"),
@@ -210,9 +194,7 @@ def _info(conn: sqlite3.Connection, row) -> SweepInfo:
 def list_sweeps(conn: sqlite3.Connection) -> pd.DataFrame:
     """Every sweep, newest first: runs, how many succeeded (done), failed or cancelled, still
     queued or running (active), and the best validation accuracy with its run."""
-    rows = conn.execute(
-        "SELECT id, name, detail_json, created_at FROM groups WHERE kind = ? ORDER BY id DESC", (KIND,)
-    ).fetchall()
+    rows = store.group_rows(conn, queue.GROUP_SWEEP)
     infos = [_info(conn, r) for r in rows]
     board = results.leaderboard_rows(conn, [i for info in infos for i in info.run_ids])
     return pd.DataFrame([_sweep_row(info, board) for info in infos], columns=SWEEP_COLUMNS)

@@ -53,3 +53,12 @@ def overlay(curves: pd.DataFrame, metric: str, log_y: bool = False, height: int 
     fig.update_yaxes(title_text=metric, type="log" if log_y else "linear")
     fig.update_layout(height=height, **{**_LAYOUT, "legend": dict(orientation="h", yanchor="bottom", y=1.02, x=0)})
     return fig
+
+
+def schedule(preview: pd.DataFrame, height: int = 150) -> go.Figure:
+    """The learning rate over the epochs of a schedule preview (epoch, learning_rate)."""
+    fig = go.Figure(go.Scatter(x=preview["epoch"], y=preview["learning_rate"], mode="lines",
+                               hovertemplate="epoch %{x:.2f}: %{y:.3g}<extra></extra>"))
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=0, b=0), xaxis_title="epoch", yaxis_title="learning rate",
+                      yaxis_range=[0, 1.1 * preview["learning_rate"].max()])  # a flat line stays at its rate
+    return fig

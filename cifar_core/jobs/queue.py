@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from cifar_core import config
 from cifar_core.errors import LabError, NotFound
-from cifar_core.jobs.store import now, transaction
+from cifar_core.jobs import store
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -24,10 +25,17 @@ CANCELLED = "cancelled"
 STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
 
-KEEP_GOING, STOP_CANCEL, STOP_LOST = "keep-going", "stop-cancel", "stop-lost"
+# What a heartbeat tells the training thread, and why a worker stops a job it holds.
+KEEP_GOING, STOP_CANCEL, STOP_LOST, STOP_SHUTDOWN = "keep-going", "stop-cancel", "stop-lost", "shutdown"
+
+# Kinds of job group.
+GROUP_REPEATS, GROUP_SWEEP, GROUP_REPRODUCE = "repeats", "sweep", "reproduce"
+
+METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds", "learning_rate")  # per epoch
 
 DEFAULT_LEASE_SECONDS = 30.0
 MAX_ATTEMPTS = 3
+MAX_REPEATS = 100
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,13 @@ class Job:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
+class Submitted(NamedTuple):
+    """What a submit enqueued: its group (None for a single run) and the job ids, in order."""
+
+    group_id: int | None
+    job_ids: list[int]
+
+
 def _job(row: sqlite3.Row) -> Job:
     spec = json.loads(row["spec_json"])
     return Job(
@@ -72,24 +87,19 @@ def _job(row: sqlite3.Row) -> Job:
     )
 
 
-def submit(
-    conn: sqlite3.Connection,
-    spec_doc: dict,
-    data_source: str,
-    repeats: int = 1,
-    params: int = 0,
-    group: tuple[str, str, dict] | None = None,
-) -> list[int]:
-    """Enqueue `repeats` runs of one validated spec doc with seeds seed..seed+repeats-1.
-
-    Several repeats are grouped (kind 'repeats') so the leaderboard can show mean and spread;
-    `group=(kind, name, detail)` names another group (a sweep). Returns the job ids.
-    """
-    if not 1 <= repeats <= 100:
-        raise LabError(f"repeats={repeats} is out of range: use 1..100")
+def repeated(spec_doc: dict, repeats: int) -> tuple[list[dict], tuple[str, str, dict] | None]:
+    """`repeats` copies of a spec doc with seeds seed..seed+repeats-1, and their group: several
+    repeats are grouped (GROUP_REPEATS) so the leaderboard can show mean and spread."""
+    if not 1 <= repeats <= MAX_REPEATS:
+        raise LabError(f"repeats={repeats} is out of range: use 1..{MAX_REPEATS}")
     docs = [dict(spec_doc, seed=int(spec_doc.get("seed", 0)) + i) for i in range(repeats)]
-    if group is None and repeats > 1:
-        group = ("repeats", spec_doc["name"], {"seeds": [d["seed"] for d in docs]})
+    group = (GROUP_REPEATS, spec_doc["name"], {"seeds": [d["seed"] for d in docs]}) if repeats > 1 else None
+    return docs, group
+
+
+def submit(conn: sqlite3.Connection, spec_doc: dict, data_source: str, repeats: int = 1, params: int = 0) -> Submitted:
+    """Enqueue `repeats` runs of one validated spec doc (see `repeated`)."""
+    docs, group = repeated(spec_doc, repeats)
     return submit_many(conn, [(d, params) for d in docs], data_source, group)
 
 
@@ -98,74 +108,53 @@ def submit_many(
     docs: list[tuple[dict, int]],
     data_source: str,
     group: tuple[str, str, dict] | None = None,
-) -> list[int]:
+) -> Submitted:
     """Enqueue several (spec doc, parameter count) pairs as one transaction, optionally grouped."""
-    created = now()
-    ids = []
-    with transaction(conn):
-        group_id = None
-        if group is not None:
-            kind, name, detail = group
-            group_id = conn.execute(
-                "INSERT INTO groups (kind, name, detail_json, created_at) VALUES (?, ?, ?, ?)",
-                (kind, name, json.dumps(detail), created),
-            ).lastrowid
-        for doc, params in docs:
-            job_id = conn.execute(
-                "INSERT INTO jobs (group_id, name, spec_json, data_source, state, max_attempts, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (group_id, doc["name"], json.dumps(doc), data_source, QUEUED, MAX_ATTEMPTS, created),
-            ).lastrowid
-            conn.execute(
-                "INSERT INTO runs (id, params, seed, epochs_planned, artifacts_dir) VALUES (?, ?, ?, ?, ?)",
-                (job_id, params, int(doc.get("seed", 0)), int(doc.get("epochs", 0)), str(config.runs_dir() / str(job_id))),
-            )
-            ids.append(job_id)
-    return ids
+    created = store.now()
+    runs_root = config.runs_dir()
+    with store.transaction(conn):
+        group_id = store.insert_group(conn, *group, created) if group is not None else None
+        ids = [
+            store.insert_job(conn, group_id, doc, data_source, QUEUED, MAX_ATTEMPTS, params, runs_root, created)
+            for doc, params in docs
+        ]
+    return Submitted(group_id, ids)
 
 
 def claim(conn: sqlite3.Connection, worker_id: str, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> Job | None:
     """Take the oldest queued job (after reaping expired leases), or None when there is none."""
-    t = now()
-    with transaction(conn):
+    t = store.now()
+    with store.transaction(conn):
         _reap_expired(conn, t)
-        row = conn.execute(
-            "SELECT id FROM jobs WHERE state = ? AND cancel_requested = 0 ORDER BY id LIMIT 1", (QUEUED,)
-        ).fetchone()
-        if row is None:
+        job_id = store.oldest_claimable(conn, QUEUED)
+        if job_id is None:
             return None
-        conn.execute(
-            "UPDATE jobs SET state = ?, worker_id = ?, lease_expires_at = ?, attempts = attempts + 1,"
-            " started_at = COALESCE(started_at, ?), batch = 0, progress_at = ? WHERE id = ?",
-            (RUNNING, worker_id, t + lease_seconds, t, t, row["id"]),
+        started = store.job_row(conn, job_id)["started_at"]
+        store.update_job(
+            conn, job_id, state=RUNNING, worker_id=worker_id, lease_expires_at=t + lease_seconds,
+            attempts=store.Expr("attempts + 1"), started_at=t if started is None else started, batch=0, progress_at=t,
         )
-        return _job(conn.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
+        return _job(store.job_row(conn, job_id))
 
 
 def _reap_expired(conn: sqlite3.Connection, t: float) -> None:
     """Jobs whose worker stopped renewing: back to the queue, or failed after the last attempt."""
-    for row in conn.execute(
-        "SELECT id, attempts, max_attempts, worker_id, cancel_requested, epoch FROM jobs"
-        " WHERE state = ? AND lease_expires_at < ?",
-        (RUNNING, t),
-    ).fetchall():
+    for row in store.expired_leases(conn, RUNNING, t):
         lost = f"worker {row['worker_id']} stopped responding during attempt {row['attempts']} (after epoch {row['epoch']})"
         if row["cancel_requested"]:
             _set_final(conn, row["id"], CANCELLED, f"cancelled; {lost}", t)
         elif row["attempts"] >= row["max_attempts"]:
             _set_final(conn, row["id"], FAILED, f"gave up after {row['attempts']} attempts: {lost}", t)
         else:
-            conn.execute(
-                "UPDATE jobs SET state = ?, worker_id = NULL, lease_expires_at = NULL, error = ? WHERE id = ?",
-                (QUEUED, lost, row["id"]),
-            )
+            store.update_job(conn, row["id"], state=QUEUED, worker_id=None, lease_expires_at=None, error=lost)
 
 
 def _set_final(conn: sqlite3.Connection, job_id: int, state: str, error: str | None, t: float) -> None:
-    conn.execute(
-        "UPDATE jobs SET state = ?, error = ?, ended_at = ?, lease_expires_at = NULL WHERE id = ?",
-        (state, error, t, job_id),
-    )
+    store.update_job(conn, job_id, state=state, error=error, ended_at=t, lease_expires_at=None)
+
+
+def _owned(worker_id: str) -> dict:
+    return {"worker_id": worker_id, "state": RUNNING}
 
 
 def heartbeat(
@@ -173,30 +162,23 @@ def heartbeat(
 ) -> str:
     """Renew the lease and record batch progress. Returns KEEP_GOING, STOP_CANCEL (a cancel was
     asked: stop and mark it cancelled) or STOP_LOST (the lease was lost: stop, write nothing)."""
-    t = now()
-    with transaction(conn):
-        updated = conn.execute(
-            "UPDATE jobs SET lease_expires_at = ?, batch = ?, batches = ?, progress_at = ?"
-            " WHERE id = ? AND worker_id = ? AND state = ?",
-            (t + lease_seconds, batch, batches, t, job_id, worker_id, RUNNING),
-        ).rowcount
+    t = store.now()
+    with store.transaction(conn):
+        updated = store.update_job(
+            conn, job_id, _owned(worker_id), lease_expires_at=t + lease_seconds, batch=batch, batches=batches,
+            progress_at=t,
+        )
         if not updated:
             return STOP_LOST
-        cancel = conn.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
-        return STOP_CANCEL if cancel else KEEP_GOING
+        return STOP_CANCEL if store.job_row(conn, job_id)["cancel_requested"] else KEEP_GOING
 
 
 def record_epoch(conn: sqlite3.Connection, job_id: int, record: dict) -> None:
     """Store one finished epoch (1-based `epoch`); a re-run epoch after a resume replaces its row."""
-    t = now()
-    with transaction(conn):
-        conn.execute(
-            "INSERT OR REPLACE INTO metrics (run_id, epoch, loss, accuracy, val_loss, val_accuracy, seconds,"
-            " learning_rate, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (job_id, record["epoch"], record.get("loss"), record.get("accuracy"), record.get("val_loss"),
-             record.get("val_accuracy"), record.get("seconds"), record.get("learning_rate"), t),
-        )
-        conn.execute("UPDATE jobs SET epoch = ?, batch = 0, progress_at = ? WHERE id = ?", (record["epoch"], t, job_id))
+    t = store.now()
+    with store.transaction(conn):
+        store.insert_metrics(conn, job_id, record, METRICS, t)
+        store.update_job(conn, job_id, epoch=record["epoch"], batch=0, progress_at=t)
 
 
 def finish(
@@ -210,48 +192,40 @@ def finish(
     """Close a job this worker holds; `results` go to its run row. False if it was not ours."""
     if state not in TERMINAL:
         raise LabError(f"finish() needs a final state ({', '.join(sorted(TERMINAL))}), got {state!r}")
-    t = now()
-    with transaction(conn):
-        owned = conn.execute(
-            "SELECT 1 FROM jobs WHERE id = ? AND worker_id = ? AND state = ?", (job_id, worker_id, RUNNING)
-        ).fetchone()
-        if not owned:
+    t = store.now()
+    with store.transaction(conn):
+        if not store.update_job(conn, job_id, _owned(worker_id), state=state, error=error, ended_at=t,
+                                lease_expires_at=None):
             return False
-        _set_final(conn, job_id, state, error, t)
-        if results:
-            cols = ", ".join(f"{k} = ?" for k in results)
-            conn.execute(f"UPDATE runs SET {cols} WHERE id = ?", (*results.values(), job_id))
+        store.update_run(conn, job_id, **(results or {}))
     return True
 
 
 def requeue(conn: sqlite3.Connection, job_id: int, worker_id: str, reason: str) -> None:
     """Hand a job back (worker shutting down); this attempt does not count against it."""
-    with transaction(conn):
-        conn.execute(
-            "UPDATE jobs SET state = ?, worker_id = NULL, lease_expires_at = NULL, error = ?,"
-            " attempts = MAX(attempts - 1, 0) WHERE id = ? AND worker_id = ? AND state = ?",
-            (QUEUED, reason, job_id, worker_id, RUNNING),
-        )
+    with store.transaction(conn):
+        store.update_job(conn, job_id, _owned(worker_id), state=QUEUED, worker_id=None, lease_expires_at=None,
+                         error=reason, attempts=store.Expr("MAX(attempts - 1, 0)"))
 
 
 def cancel(conn: sqlite3.Connection, job_id: int) -> str:
     """Cancel a job: a queued one never starts; a running one is asked to stop (its worker marks
     it cancelled within a few seconds and keeps its finished epochs). Returns the state now."""
-    t = now()
-    with transaction(conn):
-        row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    t = store.now()
+    with store.transaction(conn):
+        row = store.job_row(conn, job_id)
         if row is None:
             raise NotFound(f"no job {job_id}; `python -m cifar_core runs` lists the jobs")
         if row["state"] == QUEUED:
             _set_final(conn, job_id, CANCELLED, "cancelled before it started", t)
             return CANCELLED
         if row["state"] == RUNNING:
-            conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+            store.update_job(conn, job_id, cancel_requested=1)
         return row["state"]
 
 
 def get_job(conn: sqlite3.Connection, job_id: int) -> Job:
-    row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    row = store.job_row(conn, job_id)
     if row is None:
         raise NotFound(f"no job {job_id}; `python -m cifar_core runs` lists the jobs")
     return _job(row)
@@ -259,13 +233,9 @@ def get_job(conn: sqlite3.Connection, job_id: int) -> Job:
 
 def list_jobs(conn: sqlite3.Connection, states: tuple[str, ...] = STATES, limit: int = 200) -> list[Job]:
     """Jobs in the given states, newest first."""
-    marks = ",".join("?" * len(states))
-    rows = conn.execute(
-        f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY id DESC LIMIT ?", (*states, limit)
-    ).fetchall()
-    return [_job(r) for r in rows]
+    return [_job(r) for r in store.job_rows(conn, states, limit)]
 
 
 def counts(conn: sqlite3.Connection) -> dict[str, int]:
-    got = dict(conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
+    got = store.state_counts(conn)
     return {s: got.get(s, 0) for s in STATES}

@@ -10,14 +10,13 @@ from pathlib import Path
 import pandas as pd
 
 from cifar_core.errors import NotFound
-from cifar_core.jobs.queue import Job, get_job
-
-METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds", "learning_rate")
+from cifar_core.jobs import store
+from cifar_core.jobs.queue import METRICS, Job, get_job
 
 LEADERBOARD_COLUMNS = [
     "run", "name", "status", "group", "seed", "params", "epochs", "epochs_planned", "best_val_accuracy",
     "best_epoch", "final_val_accuracy", "final_accuracy", "test_accuracy", "gap", "seconds_per_epoch",
-    "validation", "optimizer", "learning_rate", "batch_size", "created",
+    "validation", "optimizer", "learning_rate", "batch_size", "data_source", "created",
 ]
 
 
@@ -33,6 +32,18 @@ class RunDetail:
     stop_reason: str | None
     train_seconds: float | None
     history: pd.DataFrame  # one row per finished epoch
+    diagnosis: object | None = None  # analysis.diagnosis.Diagnosis, filled in by the Lab
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The epoch with the highest validation accuracy (the earliest of ties)."""
+        val = self.history["val_accuracy"] if "val_accuracy" in self.history else pd.Series(dtype=float)
+        return None if val.dropna().empty else int(self.history.loc[val.astype(float).idxmax(), "epoch"])
+
+    @property
+    def best_val_accuracy(self) -> float | None:
+        best = self.best_epoch
+        return None if best is None else float(self.history.loc[self.history["epoch"] == best, "val_accuracy"].iloc[0])
 
     @property
     def files(self) -> list[Path]:
@@ -45,34 +56,27 @@ class RunDetail:
             "test_loss": self.test_loss, "test_accuracy": self.test_accuracy,
             "stopped_epoch": self.stopped_epoch, "stop_reason": self.stop_reason,
             "train_seconds": self.train_seconds, "artifacts_dir": str(self.artifacts_dir),
+            "best_epoch": self.best_epoch, "best_val_accuracy": self.best_val_accuracy,
+            "diagnosis": None if self.diagnosis is None else self.diagnosis.to_dict(),
             "spec": self.job.spec, "history": self.history.to_dict(orient="records"),
         }
 
 
 def run_history(conn: sqlite3.Connection, run_id: int) -> pd.DataFrame:
     """Per-epoch metrics of one run, epoch ascending (empty frame with the columns if none yet)."""
-    rows = conn.execute(
-        f"SELECT epoch, {', '.join(METRICS)} FROM metrics WHERE run_id = ? ORDER BY epoch", (run_id,)
-    ).fetchall()
-    return pd.DataFrame([dict(r) for r in rows], columns=["epoch", *METRICS])
+    rows = store.metric_rows(conn, [run_id], METRICS)
+    return pd.DataFrame([dict(r) for r in rows], columns=["run", "epoch", *METRICS]).drop(columns="run")
 
 
 def histories(conn: sqlite3.Connection, run_ids: list[int]) -> pd.DataFrame:
     """Per-epoch metrics of several runs in one long frame with a `run` column."""
-    if not run_ids:
-        return pd.DataFrame(columns=["run", "epoch", *METRICS])
-    marks = ",".join("?" * len(run_ids))
-    rows = conn.execute(
-        f"SELECT run_id AS run, epoch, {', '.join(METRICS)} FROM metrics WHERE run_id IN ({marks})"
-        " ORDER BY run_id, epoch",
-        run_ids,
-    ).fetchall()
+    rows = store.metric_rows(conn, [int(i) for i in run_ids], METRICS)
     return pd.DataFrame([dict(r) for r in rows], columns=["run", "epoch", *METRICS])
 
 
 def run_detail(conn: sqlite3.Connection, run_id: int) -> RunDetail:
     job = get_job(conn, run_id)
-    row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+    row = store.run_row(conn, run_id)
     if row is None:
         raise NotFound(f"no run {run_id}; `python -m cifar_core runs` lists the runs")
     return RunDetail(
@@ -94,40 +98,22 @@ def leaderboard_rows(conn: sqlite3.Connection, run_ids: list[int]) -> pd.DataFra
 
 def run_specs(conn: sqlite3.Connection, run_ids: list[int]) -> dict[int, dict]:
     """The spec document of each run, by run id, in the order asked; unknown ids are left out."""
-    if not run_ids:
-        return {}
     ids = [int(i) for i in run_ids]
-    rows = conn.execute(
-        f"SELECT id, spec_json FROM jobs WHERE id IN ({','.join('?' * len(ids))})", ids
-    ).fetchall()
-    found = {r["id"]: json.loads(r["spec_json"]) for r in rows}
+    found = store.spec_docs(conn, ids)
     return {i: found[i] for i in ids if i in found}
 
 
 def _board(conn: sqlite3.Connection, run_ids: list[int] | None) -> pd.DataFrame:
     """Leaderboard rows of `run_ids` (all runs when None)."""
-    if run_ids is not None and not run_ids:
-        return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
-    where, where_metrics, args = "", "", []
-    if run_ids is not None:
-        marks = ",".join("?" * len(run_ids))
-        where, where_metrics, args = f" WHERE j.id IN ({marks})", f" WHERE run_id IN ({marks})", run_ids
     runs = pd.DataFrame(
-        [dict(r) for r in conn.execute(
-            "SELECT j.id AS run, j.name, j.state AS status, j.group_id AS grp, j.spec_json, j.created_at,"
-            " r.seed, r.params, r.epochs_planned, r.test_accuracy FROM jobs j JOIN runs r ON r.id = j.id"
-            f"{where} ORDER BY j.id DESC", args
-        ).fetchall()],
-        columns=["run", "name", "status", "grp", "spec_json", "created_at", "seed", "params", "epochs_planned",
-                 "test_accuracy"],
+        [dict(r) for r in store.board_rows(conn, run_ids)],
+        columns=["run", "name", "status", "grp", "spec_json", "data_source", "created_at", "seed", "params",
+                 "epochs_planned", "test_accuracy"],
     )
     if runs.empty:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
     metrics = pd.DataFrame(
-        [dict(r) for r in conn.execute(
-            f"SELECT run_id AS run, epoch, accuracy, val_accuracy, seconds FROM metrics{where_metrics}"
-            " ORDER BY run_id, epoch", args
-        ).fetchall()],
+        [dict(r) for r in store.metric_rows(conn, run_ids, ("accuracy", "val_accuracy", "seconds"))],
         columns=["run", "epoch", "accuracy", "val_accuracy", "seconds"],
     )
     board = runs.merge(_epoch_summary(metrics), on="run", how="left")

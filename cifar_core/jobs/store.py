@@ -1,4 +1,6 @@
-"""The lab's one embedded store: a SQLite file under the lab's home.
+"""The lab's one embedded store: a SQLite file under the lab's home, and every SQL statement the
+lab runs. Other modules call the functions below and get plain rows or records back; none of them
+writes SQL.
 
 WAL mode so pages read while workers write; a busy timeout so writers wait instead of failing;
 writes go through `transaction()`, which takes the write lock up front (BEGIN IMMEDIATE) so a
@@ -8,6 +10,7 @@ process (and each thread) that uses it: never share one across a fork.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -146,3 +149,255 @@ def schema_version(conn: sqlite3.Connection) -> int:
 
 def now() -> float:
     return time.time()
+
+
+def _marks(values) -> str:
+    return ",".join("?" * len(values))
+
+
+def _where(conditions: list[tuple[str, object]], column: str, ids: list[int] | None) -> tuple[str, list]:
+    """A WHERE clause of `column = ?` conditions and, unless `ids` is None, `column IN (ids)`."""
+    parts = [f"{_column_ref(c)} = ?" for c, _ in conditions]
+    args = [v for _, v in conditions]
+    if ids is not None:
+        parts.append(f"{_column_ref(column)} IN ({_marks(ids)})")
+        args += [int(i) for i in ids]
+    return (" WHERE " + " AND ".join(parts) if parts else ""), args
+
+
+# ---------------------------------------------------------------- experiments (saved specs)
+
+
+def save_experiment(conn: sqlite3.Connection, name: str, doc: dict) -> None:
+    t = now()
+    with transaction(conn):
+        conn.execute(
+            "INSERT INTO experiments (name, spec_json, created_at, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(name) DO UPDATE SET spec_json = excluded.spec_json, updated_at = excluded.updated_at",
+            (name, json.dumps(doc), t, t),
+        )
+
+
+def experiment_names(conn: sqlite3.Connection) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT name FROM experiments ORDER BY name").fetchall()]
+
+
+def experiment_doc(conn: sqlite3.Connection, name: str) -> dict | None:
+    row = conn.execute("SELECT spec_json FROM experiments WHERE name = ?", (name,)).fetchone()
+    return None if row is None else json.loads(row[0])
+
+
+# ---------------------------------------------------------------- groups and jobs
+
+
+def insert_group(conn: sqlite3.Connection, kind: str, name: str, detail: dict, t: float) -> int:
+    """Inside a transaction: a new group's id."""
+    return conn.execute(
+        "INSERT INTO groups (kind, name, detail_json, created_at) VALUES (?, ?, ?, ?)",
+        (kind, name, json.dumps(detail), t),
+    ).lastrowid
+
+
+def insert_job(conn: sqlite3.Connection, group_id: int | None, doc: dict, data_source: str, state: str,
+               max_attempts: int, params: int, artifacts_root: Path, t: float) -> int:
+    """Inside a transaction: a new job and its run row; returns the id both share."""
+    job_id = conn.execute(
+        "INSERT INTO jobs (group_id, name, spec_json, data_source, state, max_attempts, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (group_id, doc["name"], json.dumps(doc), data_source, state, max_attempts, t),
+    ).lastrowid
+    conn.execute(
+        "INSERT INTO runs (id, params, seed, epochs_planned, artifacts_dir) VALUES (?, ?, ?, ?, ?)",
+        (job_id, params, int(doc.get("seed", 0)), int(doc.get("epochs", 0)), str(artifacts_root / str(job_id))),
+    )
+    return job_id
+
+
+def job_row(conn: sqlite3.Connection, job_id: int) -> sqlite3.Row | None:
+    return conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+
+
+def job_rows(conn: sqlite3.Connection, states: tuple[str, ...], limit: int) -> list[sqlite3.Row]:
+    """Jobs in the given states, newest first."""
+    return conn.execute(
+        f"SELECT * FROM jobs WHERE state IN ({_marks(states)}) ORDER BY id DESC LIMIT ?", (*states, limit)
+    ).fetchall()
+
+
+def state_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    return dict(conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
+
+
+def oldest_claimable(conn: sqlite3.Connection, queued: str) -> int | None:
+    row = conn.execute(
+        "SELECT id FROM jobs WHERE state = ? AND cancel_requested = 0 ORDER BY id LIMIT 1", (queued,)
+    ).fetchone()
+    return None if row is None else row["id"]
+
+
+def expired_leases(conn: sqlite3.Connection, running: str, t: float) -> list[sqlite3.Row]:
+    return conn.execute(
+        "SELECT id, attempts, max_attempts, worker_id, cancel_requested, epoch FROM jobs"
+        " WHERE state = ? AND lease_expires_at < ?",
+        (running, t),
+    ).fetchall()
+
+
+def update_job(conn: sqlite3.Connection, job_id: int, where: dict | None = None, **values) -> int:
+    """Set columns of one job, optionally only where other columns hold given values (a lease
+    check); returns the number of rows changed (0 or 1). Values may be `Expr` for SQL arithmetic."""
+    sets, args = _assignments(values)
+    clause, cond_args = _where([("id", job_id), *(where or {}).items()], "id", None)
+    return conn.execute(f"UPDATE jobs SET {sets}{clause}", (*args, *cond_args)).rowcount
+
+
+def update_run(conn: sqlite3.Connection, run_id: int, **values) -> None:
+    """Set result columns of one run (test figures, deployment cost, ...)."""
+    if values:
+        sets, args = _assignments(values)
+        conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*args, run_id))
+
+
+class Expr(str):
+    """A SQL expression over the row's own columns, for `update_job` (e.g. "attempts + 1")."""
+
+
+_COLUMN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def _column(name: str) -> str:
+    if not name or not set(name) <= _COLUMN_CHARS:  # column names come from code, never from users
+        raise StoreError(f"not a column name: {name!r}")
+    return name
+
+
+def _column_ref(name: str) -> str:
+    """A column, optionally qualified by its table's alias ("j.id")."""
+    table, _, column = name.rpartition(".")
+    return f"{_column(table)}.{_column(column)}" if table else _column(column)
+
+
+def _assignments(values: dict) -> tuple[str, list]:
+    parts, args = [], []
+    for col, value in values.items():
+        if isinstance(value, Expr):
+            parts.append(f"{_column(col)} = {value}")
+        else:
+            parts.append(f"{_column(col)} = ?")
+            args.append(value)
+    return ", ".join(parts), args
+
+
+def insert_metrics(conn: sqlite3.Connection, run_id: int, record: dict, columns: tuple[str, ...], t: float) -> None:
+    """Inside a transaction: one finished epoch; a re-run epoch after a resume replaces its row."""
+    cols = ("epoch", *columns)
+    conn.execute(
+        f"INSERT OR REPLACE INTO metrics (run_id, {', '.join(cols)}, recorded_at) VALUES (?, {_marks(cols)}, ?)",
+        (run_id, *(record.get(c) for c in cols), t),
+    )
+
+
+def group_job_ids(conn: sqlite3.Connection, group_id: int) -> list[int]:
+    return [r[0] for r in conn.execute("SELECT id FROM jobs WHERE group_id = ? ORDER BY id", (group_id,))]
+
+
+def group_row(conn: sqlite3.Connection, group_id: int, kind: str) -> sqlite3.Row | None:
+    return conn.execute(
+        "SELECT id, name, detail_json, created_at FROM groups WHERE id = ? AND kind = ?", (group_id, kind)
+    ).fetchone()
+
+
+def group_rows(conn: sqlite3.Connection, kind: str) -> list[sqlite3.Row]:
+    """Groups of one kind, newest first."""
+    return conn.execute(
+        "SELECT id, name, detail_json, created_at FROM groups WHERE kind = ? ORDER BY id DESC", (kind,)
+    ).fetchall()
+
+
+def data_sources(conn: sqlite3.Connection, state: str) -> list[str]:
+    """Data sources of the jobs in `state`, most recently used first."""
+    rows = conn.execute(
+        "SELECT data_source, MAX(id) AS last FROM jobs WHERE state = ? GROUP BY data_source ORDER BY last DESC",
+        (state,),
+    ).fetchall()
+    return [r["data_source"] for r in rows]
+
+
+# ---------------------------------------------------------------- runs and their metrics
+
+
+def run_row(conn: sqlite3.Connection, run_id: int) -> sqlite3.Row | None:
+    return conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+
+
+def metric_rows(conn: sqlite3.Connection, run_ids: list[int] | None, columns: tuple[str, ...]) -> list[sqlite3.Row]:
+    """(run, epoch, *columns) of the runs' finished epochs (all runs when None), by run then epoch."""
+    if run_ids is not None and not run_ids:
+        return []
+    where, args = _where([], "run_id", run_ids)
+    cols = ", ".join(_column(c) for c in columns)
+    return conn.execute(f"SELECT run_id AS run, epoch, {cols} FROM metrics{where} ORDER BY run_id, epoch", args).fetchall()
+
+
+def spec_docs(conn: sqlite3.Connection, run_ids: list[int]) -> dict[int, dict]:
+    """The spec document of each job, by id; unknown ids are left out."""
+    if not run_ids:
+        return {}
+    rows = conn.execute(f"SELECT id, spec_json FROM jobs WHERE id IN ({_marks(run_ids)})", list(run_ids)).fetchall()
+    return {r["id"]: json.loads(r["spec_json"]) for r in rows}
+
+
+def board_rows(conn: sqlite3.Connection, run_ids: list[int] | None) -> list[sqlite3.Row]:
+    """Job and run columns the leaderboard needs (all runs when None), newest first."""
+    if run_ids is not None and not run_ids:
+        return []
+    where, args = _where([], "j.id", run_ids)
+    return conn.execute(
+        "SELECT j.id AS run, j.name, j.state AS status, j.group_id AS grp, j.spec_json, j.data_source, j.created_at,"
+        " r.seed, r.params, r.epochs_planned, r.test_accuracy FROM jobs j JOIN runs r ON r.id = j.id"
+        f"{where} ORDER BY j.id DESC", args
+    ).fetchall()
+
+
+def cost_rows(conn: sqlite3.Connection, state: str, source: str | None, run_ids: list[int] | None) -> list[sqlite3.Row]:
+    """Deployment figures of the runs in `state` (of one data source and/or some ids), by id."""
+    if run_ids is not None and not run_ids:
+        return []
+    where, args = _where([("j.state", state)] + ([("j.data_source", source)] if source is not None else []), "j.id", run_ids)
+    return conn.execute(
+        "SELECT j.id AS run, j.spec_json, j.data_source, r.test_loss, r.model_bytes, r.latency_p50_ms,"
+        " r.latency_p95_ms, r.throughput_ips, r.measured_while_busy, r.train_seconds"
+        f" FROM jobs j JOIN runs r ON r.id = j.id{where} ORDER BY j.id",
+        args,
+    ).fetchall()
+
+
+# ---------------------------------------------------------------- workers
+
+
+def register_worker(conn: sqlite3.Connection, worker_id: str, pid: int, host: str, threads: int) -> None:
+    t = now()
+    with transaction(conn):
+        conn.execute(
+            "INSERT OR REPLACE INTO workers (id, pid, host, threads, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (worker_id, pid, host, threads, t, t),
+        )
+
+
+def touch_worker(conn: sqlite3.Connection, worker_id: str, job_id: int | None) -> None:
+    with transaction(conn):
+        conn.execute("UPDATE workers SET heartbeat_at = ?, current_job = ? WHERE id = ?", (now(), job_id, worker_id))
+
+
+def stop_worker(conn: sqlite3.Connection, worker_id: str) -> None:
+    with transaction(conn):
+        conn.execute("UPDATE workers SET stopped_at = ?, current_job = NULL WHERE id = ?", (now(), worker_id))
+
+
+def worker_rows(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    """Workers that have not said they stopped, oldest first."""
+    return conn.execute("SELECT * FROM workers WHERE stopped_at IS NULL ORDER BY started_at").fetchall()
+
+
+def worker_registered(conn: sqlite3.Connection, pid: int) -> bool:
+    return conn.execute("SELECT 1 FROM workers WHERE pid = ? AND stopped_at IS NULL", (pid,)).fetchone() is not None

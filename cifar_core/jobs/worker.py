@@ -93,11 +93,11 @@ class StoreReporter:
         try:
             while not self._done.wait(HEARTBEAT_SECONDS):
                 verdict = queue.heartbeat(conn, self.job.id, self.worker_id, self.lease_seconds, self._batch, self._batches)
-                _touch_worker(conn, self.worker_id, self.job.id)
+                store.touch_worker(conn, self.worker_id, self.job.id)
                 if verdict != queue.KEEP_GOING:
                     self._request_stop(verdict)
                 elif self._shutdown.is_set():
-                    self._request_stop("shutdown")
+                    self._request_stop(queue.STOP_SHUTDOWN)
         finally:
             conn.close()
 
@@ -126,16 +126,13 @@ class Worker:
                 if job is None:
                     if self.cfg.exit_when_idle:
                         break
-                    _touch_worker(self.conn, self.id, None)
+                    store.touch_worker(self.conn, self.id, None)
                     self.shutdown.wait(self.cfg.poll_seconds)
                     continue
                 self.run_job(job)
                 done += 1
         finally:
-            with store.transaction(self.conn):
-                self.conn.execute(
-                    "UPDATE workers SET stopped_at = ?, current_job = NULL WHERE id = ?", (store.now(), self.id)
-                )
+            store.stop_worker(self.conn, self.id)
         return done
 
     def run_job(self, job: queue.Job) -> None:
@@ -143,7 +140,7 @@ class Worker:
 
         log.info("job %s (%s) attempt %s: starting", job.id, job.name, job.attempts)
         workdir = config.runs_dir() / str(job.id)
-        _touch_worker(self.conn, self.id, job.id)
+        store.touch_worker(self.conn, self.id, job.id)
         try:
             with StoreReporter(job, self.id, self.cfg.lease_seconds, self.shutdown) as reporter:
                 outcome = _train_job(job, workdir, reporter)
@@ -166,19 +163,14 @@ class Worker:
             queue.finish(self.conn, job.id, self.id, queue.CANCELLED, error=f"cancelled after epoch {len(outcome.history)}",
                          results={"train_seconds": outcome.train_seconds})
             log.info("job %s cancelled", job.id)
-        elif reporter.stop_reason == "shutdown":
+        elif reporter.stop_reason == queue.STOP_SHUTDOWN:
             queue.requeue(self.conn, job.id, self.id, "worker shut down; resumes from its last finished epoch")
             log.info("job %s handed back to the queue", job.id)
         else:
             log.warning("job %s: lease lost, another worker owns it now", job.id)
 
     def _register(self) -> None:
-        t = store.now()
-        with store.transaction(self.conn):
-            self.conn.execute(
-                "INSERT OR REPLACE INTO workers (id, pid, host, threads, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (self.id, os.getpid(), socket.gethostname(), self.threads, t, t),
-            )
+        store.register_worker(self.conn, self.id, os.getpid(), socket.gethostname(), self.threads)
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -208,11 +200,6 @@ def _results(outcome, busy: bool) -> dict:
     }
 
 
-def _touch_worker(conn, worker_id: str, job_id: int | None) -> None:
-    with store.transaction(conn):
-        conn.execute("UPDATE workers SET heartbeat_at = ?, current_job = ? WHERE id = ?", (store.now(), job_id, worker_id))
-
-
 def _limit_threads(threads: int) -> None:
     """Must run before TensorFlow's first op, so each worker sets it at its start."""
     import tensorflow as tf
@@ -235,7 +222,7 @@ def default_threads(conn) -> int:
 
 def list_workers(conn) -> list[WorkerInfo]:
     t = store.now()
-    rows = conn.execute("SELECT * FROM workers WHERE stopped_at IS NULL ORDER BY started_at").fetchall()
+    rows = store.worker_rows(conn)
     return [
         WorkerInfo(r["id"], r["pid"], r["host"], r["threads"], r["started_at"], r["heartbeat_at"], r["current_job"],
                    alive=t - r["heartbeat_at"] < ALIVE_SECONDS)
@@ -274,7 +261,7 @@ def spawn_worker(extra_args: tuple[str, ...] = ()) -> int:
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and proc.poll() is None:
-            if conn.execute("SELECT 1 FROM workers WHERE pid = ? AND stopped_at IS NULL", (proc.pid,)).fetchone():
+            if store.worker_registered(conn, proc.pid):
                 break
             time.sleep(0.2)
     finally:

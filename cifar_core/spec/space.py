@@ -34,7 +34,7 @@ METHODS = ("grid", "random")
 RANGE_KINDS = ("values", "uniform", "log_uniform")
 SPACE_KEYS = ("method", "budget", "seed", "params")
 MAX_RUNS = 200
-DEFAULT_BUDGET = 8
+DEFAULT_BUDGET = 6  # runs of a random search when no budget is given (the CLI and the Sweeps page)
 NAME_LIMIT = 64  # longest experiment name the spec accepts
 SIGNIFICANT_DIGITS = 4
 

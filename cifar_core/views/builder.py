@@ -14,10 +14,9 @@ from __future__ import annotations
 import copy
 import json
 import math
-import sqlite3
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from cifar_core import lab as experiments
 from cifar_core.data import uploads as images
 from cifar_core.train.augment import AUGMENT_KEYS
 from cifar_core.errors import DataError, LabError, SpecError, SpecErrors, UploadError
@@ -34,6 +33,9 @@ from cifar_core.spec.schema import (
     check_spec,
     summarize,
 )
+
+if TYPE_CHECKING:
+    from cifar_core.lab import Lab
 
 EMPTY = {"name": "new-experiment", "layers": [{"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}],
          "optimizer": "adam", "learning_rate": 0.001, "epochs": 10, "batch_size": 32, "seed": 0, "validation": "holdout"}
@@ -462,14 +464,14 @@ def start_label(option: str) -> str:
     return {"preset": f"{name} · {PRESET_TITLES.get(name, '')}", "empty": "empty experiment"}.get(kind, f"saved · {name}")
 
 
-def load_start(editor: dict, conn: sqlite3.Connection, option: str) -> dict:
+def load_start(editor: dict, lab: Lab, option: str) -> dict:
     """The editor holding a "Start from" choice (a missing saved experiment leaves it as it was)."""
     kind, _, name = option.partition(":")
     if kind == "preset":
         return load(editor, get_preset(name), ("success", f"Loaded the preset {name}."))
     if kind == "saved":
         try:
-            return load(editor, experiments.get_experiment(conn, name), ("success", f"Loaded the saved experiment {name!r}."))
+            return load(editor, lab.experiment(name), ("success", f"Loaded the saved experiment {name!r}."))
         except LabError as exc:
             return {**editor, "notice": ("error", str(exc))}
     return load(editor, EMPTY, ("success", "Started an empty experiment."))
@@ -493,19 +495,19 @@ def load_json(editor: dict, data: bytes, filename: str | None = None) -> dict:
     return load(editor, doc, ("warning" if problems else "success", f"Loaded {filename}.{more}"))
 
 
-def save(editor: dict, conn: sqlite3.Connection) -> dict:
+def save(editor: dict, lab: Lab) -> dict:
     """The spec saved under its name (validated first), with the outcome as the editor's result."""
     try:
-        name = experiments.save_experiment(conn, editor["doc"]).name
+        name = lab.save_experiment(editor["doc"]).name
     except LabError as exc:
         return {**editor, "result": ("error", str(exc)), "queued": []}
     return {**editor, "result": ("success", f"Saved {name!r}; it is listed under Start from."), "queued": []}
 
 
-def submit(editor: dict, conn: sqlite3.Connection, source: str, repeats: int = 1) -> dict:
+def submit(editor: dict, lab: Lab, source: str, repeats: int = 1) -> dict:
     """The spec queued `repeats` times (seeds seed, seed+1, ...); "queued" holds the job ids."""
     try:
-        ids = experiments.submit_experiment(conn, editor["doc"], source, repeats=int(repeats))
+        ids = lab.submit(editor["doc"], source, repeats=int(repeats)).job_ids
     except DataError as exc:
         return {**editor, "result": ("data", str(exc)), "queued": []}
     except LabError as exc:

@@ -1,0 +1,159 @@
+"""The written recommendation of a model choice: what the recommended candidate scores and costs,
+why the ranking rule picked it, what it gives up, and which runs McNemar does not separate from it.
+Markdown from the ranked candidates; the rule itself lives in `analysis.choice`."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def _pct(v: float) -> str:
+    return f"{v * 100:.1f}%"
+
+
+def _ms(v) -> str:
+    return "not measured" if v is None or v != v else f"{v:.2f} ms"
+
+
+def _bytes(n) -> str:
+    if n is None or n != n:
+        return "unknown size"
+    n = float(n)
+    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.0f} KB"
+
+
+def _duration(s) -> str:
+    if s is None or s != s:
+        return "unknown time"
+    s = float(s)
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
+
+
+def _p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _who(row) -> str:
+    return f"{row['label']} (run #{int(row['run'])})"
+
+
+def _accuracy_text(row) -> str:
+    text = f"test accuracy {_pct(row['test_accuracy'])}"
+    if row["runs"] > 1:
+        std = row["test_accuracy_std"]
+        text += f" (mean of {row['runs']} seeds, ± {std * 100:.1f} points std; range {_pct(row['test_accuracy_min'])}" \
+                f"–{_pct(row['test_accuracy_max'])})"
+    return text
+
+
+def recommendation_text(ranked: pd.DataFrame, vs: pd.DataFrame, labels: dict[int, str] | None = None,
+                        test_images: int | None = None, *, alpha: float, rule: str) -> str:
+    """The written justification of the top-ranked candidate: what it scores and costs, why it
+    was chosen, what it gives up, and which runs McNemar does not separate from it."""
+    pick = ranked.iloc[0]
+    ref = ranked[ranked["reference"]].iloc[0]
+    labels = labels or {}
+    lines = [
+        f"**Recommended for production: {_who(pick)}.** {_accuracy_text(pick).capitalize()}; batch-1 latency "
+        f"{_ms(pick['latency_p50_ms'])} p50 / {_ms(pick['latency_p95_ms'])} p95, "
+        + (f"{pick['throughput_ips']:,.0f} images/s at batch 256; " if pick["throughput_ips"] == pick["throughput_ips"]
+           else "")
+        + f"{int(pick['params']):,} parameters, a {_bytes(pick['model_bytes'])} model file; trained in "
+        f"{_duration(pick['train_seconds'])}; final train-validation gap {pick['gap'] * 100:.1f} points"
+        + (f" (diagnosis: {pick['diagnosis']})." if isinstance(pick.get("diagnosis"), str) else "."),
+    ]
+    lines.append("")
+    lines.append("**Why this one:** " + _why_text(ranked, pick, ref, alpha))
+    lines.append("")
+    lines.append("**What it gives up:** " + _gives_up_text(ranked, pick, ref))
+    lines.append("")
+    lines.append(_versus_text(vs, labels, test_images, alpha))
+    caveats = _caveats(ranked, pick)
+    if caveats:
+        lines += ["", "**Caveats:** " + " ".join(caveats)]
+    lines += ["", f"*Rule:* {rule}"]
+    return "\n".join(lines)
+
+
+def _why_text(ranked: pd.DataFrame, pick, ref, alpha: float) -> str:
+    if len(ranked) == 1:
+        return "it is the only finished candidate on this test set."
+    if pick["key"] == ref["key"]:
+        faster = ranked[(ranked["latency_p50_ms"] < pick["latency_p50_ms"]) & ranked["within_tolerance"]]
+        text = "it is the most accurate candidate"
+        if faster.empty:
+            return text + ", and no candidate within a point of its accuracy answers faster."
+        ruled_out = "; ".join(f"{_who(r)}: {r['why']}" for _, r in faster.iterrows())
+        return text + f"; the faster candidates within a point of it are ruled out ({ruled_out})."
+    drop = (ref["test_accuracy"] - pick["test_accuracy"]) * 100
+    speed = ref["latency_p50_ms"] / pick["latency_p50_ms"] if pick["latency_p50_ms"] else float("nan")
+    text = (
+        f"it is {drop:.1f} points below the most accurate candidate, {_who(ref)} at {_pct(ref['test_accuracy'])}, "
+        f"a difference McNemar's test does not find significant ({_p(pick['p_value'])} at alpha {alpha:g}), "
+        f"while it answers {speed:.1f}x faster ({_ms(pick['latency_p50_ms'])} vs {_ms(ref['latency_p50_ms'])} p50)"
+    )
+    if pick["model_bytes"] == pick["model_bytes"] and ref["model_bytes"] == ref["model_bytes"] and ref["model_bytes"]:
+        ratio = pick["model_bytes"] / ref["model_bytes"]
+        text += f" with a model file {ratio:.2f}x the size ({_bytes(pick['model_bytes'])} vs {_bytes(ref['model_bytes'])})"
+    return text + "."
+
+
+def _gives_up_text(ranked: pd.DataFrame, pick, ref) -> str:
+    parts = []
+    if pick["key"] != ref["key"]:
+        parts.append(f"{(ref['test_accuracy'] - pick['test_accuracy']) * 100:.1f} points of mean test accuracy against "
+                     f"{_who(ref)}.")
+    else:
+        parts.append("no accuracy: it is the most accurate candidate.")
+    faster = ranked[ranked["latency_p50_ms"] < pick["latency_p50_ms"]].sort_values("latency_p50_ms")
+    if not faster.empty:
+        f = faster.iloc[0]
+        parts.append(
+            f"The fastest candidate, {_who(f)}, answers in {_ms(f['latency_p50_ms'])} but is "
+            f"{(pick['test_accuracy'] - f['test_accuracy']) * 100:.1f} points less accurate ({_pct(f['test_accuracy'])})."
+        )
+    smaller = ranked[ranked["model_bytes"] < pick["model_bytes"]]
+    if not smaller.empty and (faster.empty or smaller["model_bytes"].min() < faster.iloc[0]["model_bytes"]):
+        s = smaller.sort_values("model_bytes").iloc[0]
+        parts.append(f"The smallest, {_who(s)}, is {_bytes(s['model_bytes'])} at {_pct(s['test_accuracy'])}.")
+    return " ".join(parts)
+
+
+def _versus_text(vs: pd.DataFrame, labels: dict[int, str], test_images: int | None, alpha: float) -> str:
+    on = f" on the same {test_images:,} test images" if test_images else " on the same test images"
+    head = f"**Compared with every other finished run** (McNemar{on}, alpha {alpha:g}): "
+    if vs.empty:
+        return head + "there is no other finished run."
+
+    def names(part: pd.DataFrame) -> str:
+        if part.empty:
+            return "none"
+        return ", ".join(
+            f"#{int(r.run)} {labels.get(int(r.run), '')} ({_pct(r.accuracy)}, {_p(r.p_value)})".replace("  ", " ")
+            for r in part.sort_values("accuracy", ascending=False).itertuples()
+        )
+
+    same = vs[vs["direction"] == "not significantly different"]
+    worse = vs[vs["direction"] == "worse"]
+    better = vs[vs["direction"] == "better"]
+    text = head + f"not significantly different: {names(same)}. Significantly worse: {names(worse)}."
+    if not better.empty:
+        text += f" Significantly better (kept out by the rule, e.g. too slow): {names(better)}."
+    return text
+
+
+def _caveats(ranked: pd.DataFrame, pick) -> list[str]:
+    out = []
+    if pick["validation"] == "test":
+        out.append(
+            "This run validated on the test set each epoch (the notebook's setting), so its test accuracy also "
+            "guided training and is optimistic; confirm on held-out data before relying on the figure."
+        )
+    if pick["measured_while_busy"]:
+        out.append(
+            f"Its latency was measured while other jobs ran; re-measure on a quiet machine with "
+            f"`python -m cifar_core measure {int(pick['run'])}`."
+        )
+    if pick["latency_p50_ms"] != pick["latency_p50_ms"]:
+        out.append(f"Its latency was never measured: `python -m cifar_core measure {int(pick['run'])}`.")
+    return out

@@ -1,0 +1,43 @@
+"""Figures of the Model choice page."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def pareto_figure(ranked: pd.DataFrame, height: int = 420):
+    """Accuracy against batch-1 p50 latency, one point per candidate (error bars: seed std), the
+    Pareto front joined by a line and the recommended candidate starred."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    if ranked.empty:
+        return fig
+    data = ranked.assign(acc=ranked["test_accuracy"] * 100, std=ranked["test_accuracy_std"].fillna(0) * 100)
+    front = data[data["pareto"]].sort_values("latency_p50_ms")
+    fig.add_scatter(x=front["latency_p50_ms"], y=front["acc"], mode="lines", name="Pareto front",
+                    line=dict(color="#2ca02c", dash="dash", shape="hv"), hoverinfo="skip")
+    for on, name, colour in ((True, "on the front", "#2ca02c"), (False, "dominated", "#7f7f7f")):
+        part = data[data["pareto"] == on]
+        if part.empty:
+            continue
+        fig.add_scatter(
+            x=part["latency_p50_ms"], y=part["acc"], mode="markers+text", name=name, text=part["label"],
+            textposition="top center", marker=dict(size=11, color=colour),
+            error_y=dict(type="data", array=part["std"], visible=True),
+            customdata=np.stack([part["run"], part["runs"], part["params"]], axis=1),
+            hovertemplate="%{text} (run #%{customdata[0]}, %{customdata[1]} seed(s))<br>accuracy %{y:.2f}%<br>"
+                          "p50 %{x:.2f} ms<br>%{customdata[2]:,} params<extra></extra>",
+        )
+    pick = data.iloc[[0]]
+    fig.add_scatter(x=pick["latency_p50_ms"], y=pick["acc"], mode="markers", name="recommended",
+                    marker=dict(symbol="star", size=22, color="#d62728", line=dict(width=1, color="black")),
+                    hoverinfo="skip")
+    fig.update_layout(
+        title="Test accuracy against batch-1 latency", height=height,
+        xaxis_title="batch-1 latency p50 (ms, log scale)", yaxis_title="test accuracy (%)",
+        xaxis_type="log", margin=dict(l=10, r=10, t=50, b=10),
+        legend=dict(orientation="h", yanchor="top", y=-0.18, x=0),
+    )
+    return fig

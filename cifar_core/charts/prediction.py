@@ -1,0 +1,62 @@
+"""Figures of the Error analysis and Predict pages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def probability_figure(top: pd.DataFrame, title: str | None = None, height: int = 300):
+    """Horizontal bars of one model's top classes (`top_classes` or one run of `predict_image`)."""
+    import plotly.graph_objects as go
+
+    top = top.sort_values("probability")
+    fig = go.Figure(go.Bar(
+        x=top["probability"] * 100, y=top["class"], orientation="h", text=[f"{p:.1%}" for p in top["probability"]],
+        textposition="auto", marker_color=["#d62728" if r == 1 else "#1f77b4" for r in top["rank"]],
+        hovertemplate="%{y}: %{x:.2f}%<extra></extra>",
+    ))
+    fig.update_layout(height=height, title=title, xaxis=dict(title="probability (%)", range=[0, 100]),
+                      margin=dict(l=10, r=10, t=40 if title else 10, b=10))
+    return fig
+
+
+def per_class_figure(per_class: pd.DataFrame, column: str = "accuracy", title: str | None = None, height: int = 320):
+    """Bars of a per-class figure: accuracy (0..1), or a difference (b - a) coloured by its sign."""
+    import plotly.graph_objects as go
+
+    values = per_class[column].astype(float) * 100
+    diff = column == "difference"
+    colours = ["#2ca02c" if v >= 0 else "#d62728" for v in values] if diff else "#1f77b4"
+    fig = go.Figure(go.Bar(x=per_class["class"], y=values, marker_color=colours, text=[f"{v:+.1f}" if diff else f"{v:.1f}"
+                                                                                      for v in values],
+                           textposition="outside", hovertemplate="%{x}: %{y:.1f}<extra></extra>"))
+    fig.update_layout(height=height, title=title, yaxis_title="points (B - A)" if diff else "accuracy (%)",
+                      margin=dict(l=10, r=10, t=40 if title else 10, b=10))
+    fig.update_traces(cliponaxis=False)
+    if not diff:
+        fig.update_yaxes(range=[0, 112])
+    return fig
+
+
+def confusion_figure(counts: np.ndarray, class_names, row_percent: np.ndarray | None = None,
+                     title: str | None = None, height: int = 520):
+    """Heatmap of a confusion matrix, each cell "count / row %"; a difference matrix (no row
+    percentages) gets a diverging colour scale centred on 0."""
+    import plotly.graph_objects as go
+
+    names = list(class_names)
+    counts = np.asarray(counts)
+    if row_percent is not None:
+        z, text = row_percent, [[f"{c}<br>{p:.0f}%" for c, p in zip(cr, pr)] for cr, pr in zip(counts, row_percent)]
+        scale, mid, bar = "Blues", None, "% of true class"
+        hover = "true %{y}, predicted %{x}: %{text}<extra></extra>"
+    else:
+        z, text = counts, [[f"{c:+d}" if c else "0" for c in row] for row in counts]
+        scale, mid, bar = "RdBu", 0, "count B - A"
+        hover = "true %{y}, predicted %{x}: %{text}<extra></extra>"
+    fig = go.Figure(go.Heatmap(z=z, x=names, y=names, text=text, texttemplate="%{text}", colorscale=scale, zmid=mid,
+                               colorbar=dict(title=bar), hovertemplate=hover))
+    fig.update_layout(height=height, title=title, xaxis_title="predicted", yaxis_title="true",
+                      yaxis_autorange="reversed", margin=dict(l=10, r=10, t=40 if title else 10, b=10))
+    return fig

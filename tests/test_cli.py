@@ -1,0 +1,52 @@
+"""`python -m cifar_core` as a user runs it: real processes, a real store, the small generated data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from datagen import tiny_spec
+from procs import cli
+
+
+@pytest.fixture()
+def spec_file(lab_home, small_data, monkeypatch, tmp_path):
+    monkeypatch.setenv("CIFAR_LAB_DATA", str(small_data))
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(tiny_spec(epochs=1, learning_rate=0.001)))
+    return path
+
+
+def test_presets_and_summary():
+    listed = cli("presets").stdout
+    assert all(name in listed for name in ("exp1", "exp5", "fast", "best"))
+    summary = json.loads(cli("summary", "exp4", "--json").stdout)
+    assert summary["total_params"] == 122_570
+
+
+def test_submit_runs_show_and_cancel(spec_file):
+    ids = [int(i) for i in cli("submit", str(spec_file), "--repeats", "2").stdout.split()]
+    assert len(ids) == 2
+    runs = json.loads(cli("runs", "--json").stdout)
+    assert [r["run"] for r in runs] == ids[::-1] and {r["status"] for r in runs} == {"queued"}
+    shown = json.loads(cli("show", str(ids[0]), "--json").stdout)
+    assert shown["run"] == ids[0] and shown["history"] == [] and shown["best_epoch"] is None
+    assert cli("cancel", str(ids[1])).stdout.strip() == f"job {ids[1]}: cancelled"
+    assert "cancelled" in cli("runs").stdout
+
+
+def test_errors_are_one_line_and_exit_2(spec_file):
+    missing = cli("show", "99", check=False)
+    assert missing.returncode == 2 and missing.stderr.strip() == "error: no job 99; `python -m cifar_core runs` lists the jobs"
+    bad = spec_file.with_name("bad.json")
+    bad.write_text(json.dumps(tiny_spec(epochs=0)))
+    refused = cli("submit", str(bad), check=False)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "epochs" in refused.stderr
+    assert cli("runs").stdout.startswith("no runs yet")
+
+
+def test_a_sweep_prints_its_id_and_jobs(spec_file, tmp_path):
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"method": "grid", "params": {"learning_rate": {"values": [0.01, 0.001]}}}))
+    out = cli("sweep", str(spec_file), "--space", str(space)).stdout.strip()
+    assert out.startswith("sweep 1: ") and out.split(": ")[1].split() == ["1", "2"]

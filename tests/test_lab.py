@@ -1,0 +1,102 @@
+"""The use cases (`cifar_core.lab.Lab`) on a real store and the small generated data: what the pages
+and the command line call."""
+
+from __future__ import annotations
+
+import pytest
+from datagen import tiny_spec
+
+from cifar_core import config
+from cifar_core.errors import NotFound, SpecError
+from cifar_core.jobs import queue
+from cifar_core.lab import Lab
+
+
+@pytest.fixture()
+def lab(lab_home, small_data, monkeypatch) -> Lab:
+    monkeypatch.setenv("CIFAR_LAB_DATA", str(small_data))
+    return Lab()
+
+
+def _finish(conn, job_id: int, val_accuracy: list[float]) -> None:
+    """Play a worker: claim the job, store its epochs, finish it."""
+    job = queue.claim(conn, "test-worker")
+    assert job is not None and job.id == job_id
+    for epoch, acc in enumerate(val_accuracy, start=1):
+        queue.record_epoch(conn, job_id, {"epoch": epoch, "loss": 1.0, "accuracy": acc + 0.1, "val_loss": 1.0,
+                                          "val_accuracy": acc, "seconds": 1.0, "learning_rate": 0.001})
+    assert queue.finish(conn, job_id, "test-worker", queue.SUCCEEDED, results={"test_accuracy": max(val_accuracy)})
+
+
+def test_one_submit_is_one_ungrouped_job(lab, conn):
+    submitted = lab.submit(tiny_spec(seed=3))
+    assert submitted.group_id is None and len(submitted.job_ids) == 1
+    job = queue.get_job(conn, submitted.job_ids[0])
+    assert job.state == queue.QUEUED and job.spec["seed"] == 3 and job.data_source == config.resolve_source(None)
+
+
+def test_repeats_are_one_group_with_consecutive_seeds(lab, conn):
+    group_id, ids = lab.submit(tiny_spec(seed=3), repeats=3, epochs=1)
+    assert group_id is not None and len(ids) == 3
+    jobs = [queue.get_job(conn, i) for i in ids]
+    assert [j.spec["seed"] for j in jobs] == [3, 4, 5] and {j.group_id for j in jobs} == {group_id}
+    assert {j.spec["epochs"] for j in jobs} == {1}  # the override applies to every copy
+
+
+def test_an_invalid_spec_enqueues_nothing(lab, conn):
+    with pytest.raises(SpecError, match="epochs"):
+        lab.submit(tiny_spec(epochs=0), repeats=2)
+    assert sum(queue.counts(conn).values()) == 0
+
+
+def test_a_sweep_returns_its_group_and_runs(lab):
+    space = {"method": "grid", "params": {"learning_rate": {"values": [0.01, 0.001]}}}
+    group_id, ids = lab.submit_sweep(tiny_spec(learning_rate=0.001), space)
+    assert len(ids) == 2
+    listed = lab.sweeps()
+    assert listed["group"].tolist() == [group_id] and listed["runs"].tolist() == [2]
+    assert list(lab.sweep(group_id).info.run_ids) == ids
+
+
+def test_experiments_are_saved_by_name(lab):
+    lab.save_experiment(tiny_spec(name="mine"))
+    assert lab.experiment_names() == ["mine"]
+    assert lab.experiment("mine")["name"] == "mine"
+    with pytest.raises(NotFound, match="no saved experiment 'other'; saved ones: mine"):
+        lab.experiment("other")
+
+
+def test_a_run_record_carries_its_best_epoch_and_diagnosis(lab, conn):
+    [job_id] = lab.submit(tiny_spec(epochs=3)).job_ids
+    _finish(conn, job_id, [0.2, 0.5, 0.4])
+    run = lab.run(job_id)
+    assert run.best_epoch == 2 and run.best_val_accuracy == pytest.approx(0.5)
+    assert run.diagnosis is not None and run.diagnosis.best_epoch == 2
+    as_json = run.to_dict()
+    assert as_json["best_epoch"] == 2 and as_json["diagnosis"]["title"] == run.diagnosis.title
+
+
+def test_a_run_without_epochs_has_no_diagnosis(lab):
+    [job_id] = lab.submit(tiny_spec()).job_ids
+    run = lab.run(job_id)
+    assert run.diagnosis is None and run.best_epoch is None and run.to_dict()["diagnosis"] is None
+
+
+def test_the_leaderboard_names_the_data_and_the_diagnosis(lab, conn):
+    first, second = lab.submit(tiny_spec(epochs=2), repeats=2).job_ids
+    _finish(conn, first, [0.3, 0.35])
+    board = lab.leaderboard()
+    assert board["run"].tolist() == [second, first]
+    assert board.set_index("run").loc[first, "data_source"] == config.resolve_source(None)
+    assert isinstance(board.set_index("run").loc[first, "diagnosis"], str)
+    assert board.set_index("run").loc[second, "diagnosis"] != board.set_index("run").loc[second, "diagnosis"]  # NaN
+
+
+def test_cancel_and_the_queue_view(lab):
+    [job_id] = lab.submit(tiny_spec()).job_ids
+    assert lab.queue_counts()[queue.QUEUED] == 1
+    assert lab.cancel(job_id) == queue.CANCELLED
+    view = lab.queue_view()
+    assert not view.active and [p.id for p in view.recent] == [job_id]
+    with pytest.raises(NotFound):
+        lab.cancel(job_id + 1)

@@ -1,0 +1,98 @@
+"""The store layer on a real SQLite file: the schema, and the statements every other layer uses."""
+
+from __future__ import annotations
+
+import pytest
+
+from cifar_core.errors import StoreError
+from cifar_core.jobs import store
+
+DOC = {"name": "tiny", "epochs": 2, "seed": 5, "layers": []}
+
+
+def test_store_is_wal_with_schema_version(conn, home):
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.schema_version(conn) == store.SCHEMA_VERSION
+    assert (home / "lab.sqlite3").exists()
+
+
+def test_newer_schema_is_refused(conn, home):
+    conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match="schema version 99, newer than"):
+        store.connect(home / "lab.sqlite3")
+
+
+def test_a_file_that_is_not_sqlite_gives_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.sqlite3"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="cannot open the lab store .*bad.sqlite3"):
+        store.connect(bad)
+
+
+def _job(conn, home, name="tiny", state="queued") -> int:
+    with store.transaction(conn):
+        return store.insert_job(conn, None, dict(DOC, name=name), "src", state, 3, 10, home / "runs", store.now())
+
+
+def test_a_job_and_its_run_row_share_one_id(conn, home):
+    job_id = _job(conn, home)
+    assert store.job_row(conn, job_id)["name"] == "tiny"
+    run = store.run_row(conn, job_id)
+    assert (run["params"], run["seed"], run["epochs_planned"]) == (10, 5, 2)
+    assert run["artifacts_dir"] == str(home / "runs" / str(job_id))
+
+
+def test_update_job_only_where_the_conditions_hold(conn, home):
+    job_id = _job(conn, home, state="running")
+    with store.transaction(conn):
+        assert store.update_job(conn, job_id, {"worker_id": "w1"}, batch=3) == 0  # nobody holds it
+        assert store.update_job(conn, job_id, {"state": "running"}, worker_id="w1", attempts=store.Expr("attempts + 2")) == 1
+    row = store.job_row(conn, job_id)
+    assert (row["worker_id"], row["attempts"], row["batch"]) == ("w1", 2, 0)
+
+
+def test_column_names_are_checked_before_they_reach_sql(conn, home):
+    job_id = _job(conn, home)
+    with pytest.raises(StoreError, match="not a column name"):
+        store.update_job(conn, job_id, **{"state = 'x'; --": 1})
+    with pytest.raises(StoreError, match="not a column name"):
+        store.update_run(conn, job_id, **{"test_accuracy=1,params": 2})
+
+
+def test_saved_experiments_are_replaced_by_name(conn):
+    store.save_experiment(conn, "b", {"name": "b", "epochs": 1})
+    store.save_experiment(conn, "a", {"name": "a", "epochs": 1})
+    store.save_experiment(conn, "b", {"name": "b", "epochs": 7})
+    assert store.experiment_names(conn) == ["a", "b"]
+    assert store.experiment_doc(conn, "b")["epochs"] == 7
+    assert store.experiment_doc(conn, "missing") is None
+
+
+def test_metric_rows_by_run_then_epoch(conn, home):
+    first, second = _job(conn, home), _job(conn, home)
+    with store.transaction(conn):
+        for run, epoch in ((second, 2), (first, 1), (second, 1)):
+            store.insert_metrics(conn, run, {"epoch": epoch, "loss": float(epoch)}, ("loss",), store.now())
+    rows = store.metric_rows(conn, None, ("loss",))
+    assert [(r["run"], r["epoch"]) for r in rows] == [(first, 1), (second, 1), (second, 2)]
+    assert store.metric_rows(conn, [], ("loss",)) == []
+    assert [r["epoch"] for r in store.metric_rows(conn, [second], ("loss",))] == [1, 2]
+
+
+def test_groups_list_their_jobs_newest_group_first(conn, home):
+    with store.transaction(conn):
+        g1 = store.insert_group(conn, "sweep", "one", {"k": 1}, store.now())
+        g2 = store.insert_group(conn, "sweep", "two", {}, store.now())
+        ids = [store.insert_job(conn, g1, DOC, "src", "queued", 3, 0, home, store.now()) for _ in range(2)]
+    assert store.group_job_ids(conn, g1) == ids
+    assert [r["id"] for r in store.group_rows(conn, "sweep")] == [g2, g1]
+    assert store.group_row(conn, g1, "repeats") is None
+
+
+def test_workers_register_beat_and_stop(conn):
+    store.register_worker(conn, "w1", 123, "host", 2)
+    assert store.worker_registered(conn, 123)
+    store.touch_worker(conn, "w1", 7)
+    assert store.worker_rows(conn)[0]["current_job"] == 7
+    store.stop_worker(conn, "w1")
+    assert store.worker_rows(conn) == [] and not store.worker_registered(conn, 123)
