@@ -7,7 +7,10 @@ import json
 import pytest
 
 from datagen import tiny_spec
+from cifar_core.analysis.deploy import measure_cost
+from cifar_core.errors import LabError
 from cifar_core.train import loop as training
+from cifar_core.train.checkpoint import read_checkpoint, write_json
 from cifar_core.data.sources import load_dataset
 from cifar_core.spec.schema import parse_spec
 
@@ -45,7 +48,9 @@ def test_reports_every_epoch_and_scores_the_test_set_once(ds, tmp_path):
     assert [r["epoch"] for r in rec.epochs] == [1, 2, 3, 4] == [h["epoch"] for h in outcome.history]
     assert rec.progress_calls >= 4 * 12  # 360 holdout-train images / 32 per batch, every batch
     assert 0 <= outcome.test_accuracy <= 1 and outcome.test_loss > 0
-    assert outcome.cost["latency_p50_ms"] > 0 and outcome.cost["model_bytes"] > 0
+    assert not hasattr(outcome, "cost")  # training measures nothing about serving; the caller does
+    cost = measure_cost(outcome.files["model"], ds.input_shape)
+    assert cost["latency_p50_ms"] > 0 and cost["model_bytes"] > 0
     assert not (tmp_path / "run" / "backup").exists()
 
 
@@ -65,6 +70,25 @@ def test_resumes_after_the_last_checkpoint_even_with_a_half_written_file(ds, tmp
     assert outcome.status == training.COMPLETED
     assert [r["epoch"] for r in second.epochs] == [3, 4]  # resumed, not restarted
     assert [h["epoch"] for h in outcome.history] == [1, 2, 3, 4]
+
+
+def test_the_checkpoint_keeps_its_spec_and_refuses_to_resume_another(ds, tmp_path):
+    workdir = tmp_path / "run"
+    assert read_checkpoint(workdir) is None
+    assert training.train(parse_spec(TINY), ds, workdir, Recorder(stop_after=1)).status == training.STOPPED
+    state = read_checkpoint(workdir)
+    assert state.epoch == 1 and state.weights == workdir / "backup" / "epoch-0001.weights.h5" and state.weights.exists()
+    assert state.best_weights is None  # no early stopping
+    assert state.spec == parse_spec(TINY).to_dict() == json.loads((workdir / "backup" / "spec.json").read_text())
+
+    wider = dict(TINY, layers=[dict(TINY["layers"][0], filters=8), *TINY["layers"][1:]], learning_rate=0.01)
+    with pytest.raises(LabError, match=(
+        r"^the checkpoint at epoch 1 belongs to another spec \(learning_rate: 0.001 in the checkpoint, 0.01 given; "
+        r"layer 00: Conv2D filters=4 .* in the checkpoint, Conv2D filters=8 .* given\); resume it with its own spec, "
+        r"or discard the checkpoint to start afresh$"
+    )):
+        training.train(parse_spec(wider), ds, workdir, Recorder())
+    assert read_checkpoint(workdir) == state  # refused before anything was touched
 
 
 def test_holdout_keeps_the_test_set_out_of_validation(ds):
@@ -99,6 +123,7 @@ def test_early_stopping_keeps_its_patience_and_best_weights_across_a_resume(ds, 
     workdir = tmp_path / "run"
     assert training.train(parse_spec(STOPS_AT_3), ds, workdir, Recorder(stop_after=2)).status == training.STOPPED
     assert json.loads((workdir / "backup" / "checkpoint.json").read_text())["best"] == "best-0001.npz"
+    assert read_checkpoint(workdir).best_weights == workdir / "backup" / "best-0001.npz"
 
     second = Recorder()
     outcome = training.train(parse_spec(STOPS_AT_3), ds, workdir, second)
@@ -110,9 +135,11 @@ def test_early_stopping_keeps_its_patience_and_best_weights_across_a_resume(ds, 
 def test_a_run_killed_after_early_stopping_finishes_without_training_more(ds, tmp_path, epoch1_loss):
     workdir = tmp_path / "run"
     # Checkpointed up to epoch 3, as if killed while scoring after early stopping (patience 5 lets
-    # the first run get there; patience 2 means it had stopped).
+    # the first run get there; patience 2 means it had stopped). Up to the stop both train alike,
+    # so giving the checkpoint STOPS_AT_3's spec makes it the one a kill while scoring leaves.
     patient = tiny_spec(epochs=6, early_stopping={"patience": 5, "min_delta": 1.0})
     assert training.train(parse_spec(patient), ds, workdir, Recorder(stop_after=3)).status == training.STOPPED
+    write_json(workdir / "backup" / "spec.json", parse_spec(STOPS_AT_3).to_dict())
 
     second = Recorder()
     outcome = training.train(parse_spec(STOPS_AT_3), ds, workdir, second)

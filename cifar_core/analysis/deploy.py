@@ -122,6 +122,22 @@ def measure_latency(
     )
 
 
+def measure_cost(model_path: Path | str, input_shape: tuple[int, ...] = (32, 32, 3)) -> dict:
+    """What a saved model costs to run on this machine, as a run stores it: model_bytes (file
+    size), latency_p50_ms and latency_p95_ms (batch 1) and throughput_ips (batch 256). Loads the
+    file with the lab's loader: only for models this app trained (see module docstring)."""
+    from cifar_core.train.models import load_model
+
+    model = load_model(model_path)
+    latency = measure_latency(model, input_shape, batch1_repeats=100, warmup=10, throughput_repeats=3)
+    return {
+        "model_bytes": model_file_size(model_path),
+        "latency_p50_ms": latency.p50_ms,
+        "latency_p95_ms": latency.p95_ms,
+        "throughput_ips": latency.throughput_ips,
+    }
+
+
 def model_file_size(path: Path | str) -> int:
     """Bytes on disk of a model file, or of every file under a SavedModel folder."""
     path = Path(path)

@@ -137,13 +137,14 @@ class Worker:
 
     def run_job(self, job: queue.Job) -> None:
         from cifar_core.train import loop as training
+        from cifar_core.train.checkpoint import discard_checkpoint
 
         log.info("job %s (%s) attempt %s: starting", job.id, job.name, job.attempts)
         workdir = config.runs_dir() / str(job.id)
         store.touch_worker(self.conn, self.id, job.id)
         try:
             with StoreReporter(job, self.id, self.cfg.lease_seconds, self.shutdown) as reporter:
-                outcome = _train_job(job, workdir, reporter)
+                outcome, cost = _train_job(job, workdir, reporter)
         except LabError as exc:
             log.error("job %s failed: %s", job.id, exc)
             queue.finish(self.conn, job.id, self.id, queue.FAILED, error=str(exc))
@@ -156,10 +157,10 @@ class Worker:
             _clear_keras()
         if outcome.status == training.COMPLETED:
             busy = queue.counts(self.conn)[queue.RUNNING] > 1
-            queue.finish(self.conn, job.id, self.id, queue.SUCCEEDED, results=_results(outcome, busy))
+            queue.finish(self.conn, job.id, self.id, queue.SUCCEEDED, results=_results(outcome, cost, busy))
             log.info("job %s succeeded: test accuracy %.4f", job.id, outcome.test_accuracy)
         elif reporter.stop_reason == queue.STOP_CANCEL:
-            training.discard_checkpoint(workdir)
+            discard_checkpoint(workdir)
             queue.finish(self.conn, job.id, self.id, queue.CANCELLED, error=f"cancelled after epoch {len(outcome.history)}",
                          results={"train_seconds": outcome.train_seconds})
             log.info("job %s cancelled", job.id)
@@ -178,18 +179,24 @@ class Worker:
 
 
 def _train_job(job: queue.Job, workdir: Path, reporter: StoreReporter):
+    """Train the job, then measure what its saved model costs to run on this machine: returns
+    the outcome and that cost (empty unless training completed)."""
     from cifar_core.train import loop as training
+    from cifar_core.analysis.deploy import measure_cost
     from cifar_core.data.sources import load_dataset
     from cifar_core.spec.schema import parse_spec
 
     ds = load_dataset(job.data_source)
     spec = parse_spec(job.spec, ds.input_shape, ds.num_classes)
-    return training.train(spec, ds, workdir, reporter)
+    outcome = training.train(spec, ds, workdir, reporter)
+    if outcome.status != training.COMPLETED:
+        return outcome, {}
+    return outcome, measure_cost(outcome.files["model"], ds.input_shape)
 
 
-def _results(outcome, busy: bool) -> dict:
+def _results(outcome, cost: dict, busy: bool) -> dict:
     return {
-        **outcome.cost,
+        **cost,  # model_bytes, latency_p50_ms, latency_p95_ms, throughput_ips
         "measured_while_busy": int(busy),
         "params": outcome.params,
         "test_loss": outcome.test_loss,
