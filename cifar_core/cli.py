@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--data", help="data source (default: $CIFAR_LAB_DATA or keras)")
 
     s = sub.add_parser("worker", help="run a worker in the foreground")
-    s.add_argument("--exit-when-idle", action="store_true", help="stop when the queue is empty")
+    s.add_argument("--exit-when-idle", action="store_true", help="stop when nothing is queued or running (it stays to take back an orphaned job)")
     s.add_argument("--threads", type=int, help="TensorFlow threads (default: cores / live workers)")
     s.add_argument("--lease", type=float, default=30.0, help="lease seconds (a dead worker's job is retaken after this)")
     s.add_argument("--max-jobs", type=int)
@@ -49,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("cancel", help="cancel a queued or running job")
     s.add_argument("job_id", type=int)
+
+    s = sub.add_parser("retry", help="queue a failed or cancelled job again; it resumes from its last finished epoch")
+    s.add_argument("job_id", type=int)
+
+    sub.add_parser("backup", help="copy the store to <lab home>/backups now (workers also do it every 10 minutes)")
+    s = sub.add_parser("restore", help="put a backup in place of the store (stop the app and workers first)")
+    s.add_argument("backup", nargs="?", help="the backup file (default: the newest in <lab home>/backups)")
 
     s = sub.add_parser("data-info", help="describe a data source")
     s.add_argument("--data")
@@ -178,6 +185,22 @@ def _cancel(args) -> None:
     print(f"job {args.job_id}: {state}" + (" (stop requested; it stops within seconds)" if state == "running" else ""))
 
 
+def _retry(args) -> None:
+    _lab().retry(args.job_id)
+    print(f"job {args.job_id}: queued again; it resumes from its last finished epoch")
+
+
+def _backup(args) -> None:
+    print(f"backed up to {_lab().backup()}")
+
+
+def _restore(args) -> None:
+    from pathlib import Path
+
+    used, kept = _lab().restore(Path(args.backup) if args.backup else None)
+    print(f"restored the store from {used}" + (f"; the store it replaced is kept as {kept}" if kept else ""))
+
+
 def _data_info(args) -> None:
     from cifar_core.data.sources import dataset_info, load_dataset
 
@@ -259,6 +282,6 @@ def _report(args) -> None:
 
 COMMANDS = {
     "presets": _presets, "summary": _summary, "submit": _submit, "sweep": _sweep, "worker": _worker, "runs": _runs,
-    "show": _show, "cancel": _cancel, "data-info": _data_info, "measure": _measure, "export": _export,
+    "show": _show, "cancel": _cancel, "retry": _retry, "backup": _backup, "restore": _restore, "data-info": _data_info, "measure": _measure, "export": _export,
     "choose": _choose, "reproduce": _reproduce, "report": _report,
 }

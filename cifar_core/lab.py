@@ -12,14 +12,15 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pandas as pd
 
 from cifar_core import config
 from cifar_core.analysis import choice, deploy, diagnosis, prediction, sweeps
 from cifar_core.data.sources import load_dataset
-from cifar_core.errors import NotFound
-from cifar_core.jobs import queue, results, store
+from cifar_core.errors import LabError, NotFound, StoreError
+from cifar_core.jobs import queue, results, store, worker
 from cifar_core.jobs.queue import Submitted
 from cifar_core.spec.schema import ExperimentSpec, parse_spec, summarize
 from cifar_core.views import training as monitor
@@ -90,24 +91,57 @@ class Lab:
         with self._store() as conn:
             return queue.cancel(conn, int(job_id))
 
-    def queue_view(self, recent: int = 10) -> monitor.QueueView:
+    def retry(self, job_id: int) -> str:
+        """Queue a failed or cancelled job again; it resumes from its last checkpoint."""
         with self._store() as conn:
+            return queue.retry(conn, int(job_id))
+
+    def queue_view(self, recent: int = 10) -> monitor.QueueView:
+        with self._queue() as conn:
             return monitor.queue_view(conn, recent)
 
     def queue_counts(self) -> dict[str, int]:
-        with self._store() as conn:
+        with self._queue() as conn:
             return queue.counts(conn)
 
     def jobs(self, limit: int = 10_000) -> list[queue.Job]:
         """Every job, newest first."""
-        with self._store() as conn:
+        with self._queue() as conn:
             return queue.list_jobs(conn, limit=limit)
+
+    @contextmanager
+    def _queue(self) -> Iterator[sqlite3.Connection]:
+        """The store, after returning expired leases to the queue: a job whose worker died shows
+        as queued (or ended) at once, not only when some worker next claims."""
+        with self._store() as conn:
+            queue.reap_expired(conn)
+            yield conn
+
+    # ------------------------------------------------------------ the store itself
+
+    def backup(self) -> Path:
+        """An online copy of the store in <home>/backups (the newest few are kept)."""
+        with self._store() as conn:
+            return store.backup(conn)
+
+    def restore(self, backup: Path | None = None) -> tuple[Path, Path | None]:
+        """Put a backup (default: the newest) in place of the store; refused while a worker runs,
+        since it would go on writing to the store being replaced."""
+        try:
+            with self._store() as conn:
+                alive = [w for w in worker.list_workers(conn) if w.alive]
+        except StoreError:
+            alive = []  # the store is what is broken: nothing can be read from it
+        if alive:
+            pids = ", ".join(str(w.pid) for w in alive)
+            raise LabError(f"workers are running (pid {pids}); stop them (and the app) before restoring the store")
+        return store.restore(backup)
 
     # ------------------------------------------------------------ results
 
     def leaderboard(self, run_ids: list[int] | None = None) -> pd.DataFrame:
         """One row per run (newest first) with its summary figures and its diagnosis's title."""
-        with self._store() as conn:
+        with self._queue() as conn:
             board = results.leaderboard(conn) if run_ids is None else results.leaderboard_rows(conn, run_ids)
             titles = diagnosis.verdicts(conn, run_ids)[["run", "title"]].rename(columns={"title": "diagnosis"})
         return board.merge(titles, on="run", how="left")

@@ -28,6 +28,15 @@ def _cancel(job_id: int) -> None:
     st.session_state.training_notice = f"Job #{job_id} " + ("cancelled." if done else "will stop within seconds.")
 
 
+def _retry(job_id: int) -> None:
+    try:
+        common.lab().retry(job_id)
+    except LabError as exc:
+        st.session_state.training_notice = str(exc)
+        return
+    st.session_state.training_notice = f"Job #{job_id} is queued again; it resumes from its last finished epoch."
+
+
 def _percent(value) -> str:
     return "–" if value is None or value != value else f"{value:.1%}"
 
@@ -41,6 +50,8 @@ def _active(p: monitor.JobProgress, history) -> None:
         c.metric("ETA", monitor.format_seconds(p.eta))
         d.button("Cancel", key=f"cancel_{p.id}", icon=":material/cancel:", on_click=_cancel, args=(p.id,),
                  disabled=p.cancel_requested)
+        if p.note:
+            st.warning(common.md(p.note), icon=":material/hard_drive:")
         if p.error:
             st.caption(f"Note: {common.md(p.error)}")
         if p.state == queue.RUNNING and not history.empty:
@@ -48,12 +59,15 @@ def _active(p: monitor.JobProgress, history) -> None:
 
 
 def _finished(p: monitor.JobProgress, figures: dict) -> None:
-    a, b, c, d = st.columns([3, 3, 1, 1.2], vertical_alignment="center")
+    a, b, c, d, e = st.columns([3, 3, 1, 1.2, 1], vertical_alignment="center")
     a.markdown(f"**#{p.id} {common.md(p.name)}** :{BADGE[p.state]}-badge[{p.state}] · {p.epoch}/{p.epochs} epochs")
     b.markdown(f"best val {_percent(figures.get('best_val_accuracy'))} · final val "
                f"{_percent(figures.get('final_val_accuracy'))} · test {_percent(figures.get('test_accuracy'))}")
     c.write(monitor.format_seconds(p.elapsed))
     d.page_link("pages/run.py", label="Open run", icon=":material/query_stats:", query_params={"run": str(p.id)})
+    if p.state in (queue.FAILED, queue.CANCELLED):
+        e.button("Retry", key=f"retry_{p.id}", icon=":material/replay:", on_click=_retry, args=(p.id,),
+                 help="Queue it again; it resumes from its last finished epoch")
     if p.error and p.state == queue.FAILED:
         st.error(common.md(p.error), icon=":material/error:")
 

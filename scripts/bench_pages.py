@@ -42,13 +42,14 @@ def fill_store(runs: int, epochs: int) -> float:
         docs.append((doc, summarize(doc).total_params))
     ids = queue.submit_many(conn, docs, "bench").job_ids
     for i, job_id in enumerate(ids):
-        assert queue.claim(conn, "bench").id == job_id
+        lease = queue.claim(conn, "bench").lease
+        assert lease.job_id == job_id
         for e in range(1, epochs + 1):
             acc = 0.3 + 0.4 * (1 - 0.85 ** e) + (i % 7) / 100
-            queue.record_epoch(conn, job_id, {"epoch": e, "loss": 2.0 * 0.9 ** e, "accuracy": acc, "val_loss": 2.1 * 0.92 ** e,
+            queue.record_epoch(conn, lease, {"epoch": e, "loss": 2.0 * 0.9 ** e, "accuracy": acc, "val_loss": 2.1 * 0.92 ** e,
                                               "val_accuracy": acc - 0.05, "seconds": 3.0 + i % 4, "learning_rate": 0.001})
         state = queue.FAILED if i % 50 == 7 else queue.SUCCEEDED
-        queue.finish(conn, job_id, "bench", state, results={"test_accuracy": 0.6 + (i % 7) / 100, "test_loss": 1.1})
+        queue.finish(conn, lease, state, results={"test_accuracy": 0.6 + (i % 7) / 100, "test_loss": 1.1})
     conn.close()
     return time.perf_counter() - started
 

@@ -23,9 +23,9 @@ def _finish(conn, job_id: int, val_accuracy: list[float]) -> None:
     job = queue.claim(conn, "test-worker")
     assert job is not None and job.id == job_id
     for epoch, acc in enumerate(val_accuracy, start=1):
-        queue.record_epoch(conn, job_id, {"epoch": epoch, "loss": 1.0, "accuracy": acc + 0.1, "val_loss": 1.0,
+        queue.record_epoch(conn, job.lease, {"epoch": epoch, "loss": 1.0, "accuracy": acc + 0.1, "val_loss": 1.0,
                                           "val_accuracy": acc, "seconds": 1.0, "learning_rate": 0.001})
-    assert queue.finish(conn, job_id, "test-worker", queue.SUCCEEDED, results={"test_accuracy": max(val_accuracy)})
+    assert queue.finish(conn, job.lease, queue.SUCCEEDED, results={"test_accuracy": max(val_accuracy)})
 
 
 def test_one_submit_is_one_ungrouped_job(lab, conn):

@@ -65,8 +65,8 @@ def test_queue_view_reads_the_store(conn):
     first, second, third = queue.submit(conn, DOC, "x", repeats=3).job_ids
     job = queue.claim(conn, "w1")
     assert job.id == first
-    queue.heartbeat(conn, first, "w1", 30.0, batch=5, batches=10)
-    queue.record_epoch(conn, first, {"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.1, "val_accuracy": 0.4, "seconds": 2.0})
+    queue.heartbeat(conn, job.lease, 30.0, batch=5, batches=10)
+    queue.record_epoch(conn, job.lease, {"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.1, "val_accuracy": 0.4, "seconds": 2.0})
     queue.cancel(conn, third)
 
     view = monitor.queue_view(conn)

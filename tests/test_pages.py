@@ -33,15 +33,16 @@ def _finished_run(conn, name="tiny", seed=0, epochs=3, lr=0.001, state=queue.SUC
     """A run that went through the real queue: submitted, claimed, epochs recorded, finished."""
     doc = parse_spec({**TINY, "name": name, "seed": seed, "epochs": epochs, "learning_rate": lr}).to_dict()
     [job_id] = queue.submit(conn, doc, "test-data", params=summarize(doc).total_params).job_ids
-    assert queue.claim(conn, "test-worker").id == job_id
+    lease = queue.claim(conn, "test-worker").lease
+    assert lease.job_id == job_id
     for e in range(1, epochs + 1):
-        queue.record_epoch(conn, job_id, {"epoch": e, "loss": 2.0 / e, "accuracy": 0.2 + 0.1 * e + seed / 100,
+        queue.record_epoch(conn, lease, {"epoch": e, "loss": 2.0 / e, "accuracy": 0.2 + 0.1 * e + seed / 100,
                                           "val_loss": 2.1 / e, "val_accuracy": 0.15 + 0.1 * e, "seconds": 1.5,
                                           "learning_rate": lr})
     if state == queue.SUCCEEDED:
-        queue.finish(conn, job_id, "test-worker", state, results={"test_accuracy": 0.4 + seed / 100, "test_loss": 1.5})
+        queue.finish(conn, lease, state, results={"test_accuracy": 0.4 + seed / 100, "test_loss": 1.5})
     else:
-        queue.finish(conn, job_id, "test-worker", state, error="DataError: the data vanished; put it back")
+        queue.finish(conn, lease, state, error="DataError: the data vanished; put it back")
     return job_id
 
 
@@ -334,9 +335,9 @@ def test_submitted_job_appears_in_the_queue_and_cancel_marks_it_cancelled(app_en
 
 def test_training_page_shows_progress_eta_and_live_curves(app_env, conn):
     [job_id] = queue.submit(conn, dict(TINY, epochs=4), "test-data").job_ids
-    queue.claim(conn, "w")
-    queue.record_epoch(conn, job_id, {"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.2, "val_accuracy": 0.4, "seconds": 3.0})
-    queue.heartbeat(conn, job_id, "w", 30.0, batch=5, batches=10)
+    lease = queue.claim(conn, "w").lease
+    queue.record_epoch(conn, lease, {"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.2, "val_accuracy": 0.4, "seconds": 3.0})
+    queue.heartbeat(conn, lease, 30.0, batch=5, batches=10)
     at = _open("pages/training.py")
     [bar] = at.get("progress")
     assert "epoch 2/4 · batch 5/10" in bar.proto.text

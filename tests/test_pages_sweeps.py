@@ -39,9 +39,9 @@ def _finished_sweep(conn, source: str) -> int:
     group_id, _ = Lab().submit_sweep(TINY, space, source)
     while (job := queue.claim(conn, "test-worker")) is not None:
         acc = 0.6 - job.spec["learning_rate"] * 10
-        queue.record_epoch(conn, job.id, {"epoch": 1, "loss": 1.0, "accuracy": acc, "val_loss": 1.1,
+        queue.record_epoch(conn, job.lease, {"epoch": 1, "loss": 1.0, "accuracy": acc, "val_loss": 1.1,
                                           "val_accuracy": acc, "seconds": 0.5, "learning_rate": job.spec["learning_rate"]})
-        queue.finish(conn, job.id, "test-worker", queue.SUCCEEDED, results={"test_accuracy": acc, "test_loss": 1.2})
+        queue.finish(conn, job.lease, queue.SUCCEEDED, results={"test_accuracy": acc, "test_loss": 1.2})
     return group_id
 
 

@@ -43,8 +43,8 @@ def test_claim_takes_oldest_and_records_attempt(conn):
 
 def test_heartbeat_renews_and_reports_progress(conn, clock):
     [job_id] = queue.submit(conn, DOC, "keras").job_ids
-    queue.claim(conn, "w1", lease_seconds=1)
-    assert queue.heartbeat(conn, job_id, "w1", 30, batch=7, batches=20) == queue.KEEP_GOING
+    lease = queue.claim(conn, "w1", lease_seconds=1).lease
+    assert queue.heartbeat(conn, lease, 30, batch=7, batches=20) == queue.KEEP_GOING
     job = queue.get_job(conn, job_id)
     assert (job.batch, job.batches) == (7, 20)
     clock.advance(1.1)
@@ -56,7 +56,7 @@ def test_heartbeat_renews_and_reports_progress(conn, clock):
 def test_heartbeat_of_a_worker_that_lost_the_job(conn):
     [job_id] = queue.submit(conn, DOC, "keras").job_ids
     queue.claim(conn, "w1")
-    assert queue.heartbeat(conn, job_id, "someone-else", 30, 0, 0) == queue.STOP_LOST
+    assert queue.heartbeat(conn, queue.Lease(job_id, "someone-else", 1), 30, 0, 0) == queue.STOP_LOST
 
 
 def test_expired_lease_requeues_then_fails_after_three_attempts(conn, clock):
@@ -70,14 +70,14 @@ def test_expired_lease_requeues_then_fails_after_three_attempts(conn, clock):
     assert queue.claim(conn, "w4") is None
     job = queue.get_job(conn, job_id)
     assert job.state == queue.FAILED
-    assert "gave up after 3 attempts: worker w3 stopped responding" in job.error
+    assert "gave up after 3 attempts in a row that finished no epoch: worker w3 stopped responding" in job.error
 
 
 def test_record_epoch_replaces_a_rerun_epoch(conn):
     [job_id] = queue.submit(conn, DOC, "keras").job_ids
-    queue.claim(conn, "w1")
-    queue.record_epoch(conn, job_id, {"epoch": 1, "loss": 2.0, "val_accuracy": 0.1})
-    queue.record_epoch(conn, job_id, {"epoch": 1, "loss": 1.5, "val_accuracy": 0.2})
+    lease = queue.claim(conn, "w1").lease
+    assert queue.record_epoch(conn, lease, {"epoch": 1, "loss": 2.0, "val_accuracy": 0.1})
+    assert queue.record_epoch(conn, lease, {"epoch": 1, "loss": 1.5, "val_accuracy": 0.2})
     rows = conn.execute("SELECT epoch, loss FROM metrics WHERE run_id = ?", (job_id,)).fetchall()
     assert [tuple(r) for r in rows] == [(1, 1.5)]
     assert queue.get_job(conn, job_id).epoch == 1
@@ -85,13 +85,13 @@ def test_record_epoch_replaces_a_rerun_epoch(conn):
 
 def test_finish_only_by_the_owner(conn):
     [job_id] = queue.submit(conn, DOC, "keras").job_ids
-    queue.claim(conn, "w1")
-    assert not queue.finish(conn, job_id, "w2", queue.SUCCEEDED)
-    assert queue.finish(conn, job_id, "w1", queue.SUCCEEDED, results={"test_accuracy": 0.5})
+    lease = queue.claim(conn, "w1").lease
+    assert not queue.finish(conn, queue.Lease(job_id, "w2", 1), queue.SUCCEEDED)
+    assert queue.finish(conn, lease, queue.SUCCEEDED, results={"test_accuracy": 0.5})
     assert queue.get_job(conn, job_id).state == queue.SUCCEEDED
     assert conn.execute("SELECT test_accuracy FROM runs WHERE id = ?", (job_id,)).fetchone()[0] == 0.5
     with pytest.raises(LabError, match="needs a final state"):
-        queue.finish(conn, job_id, "w1", queue.RUNNING)
+        queue.finish(conn, lease, queue.RUNNING)
 
 
 def test_cancel_queued_never_starts(conn):
@@ -103,9 +103,9 @@ def test_cancel_queued_never_starts(conn):
 
 def test_cancel_running_asks_its_worker_to_stop(conn):
     [job_id] = queue.submit(conn, DOC, "keras").job_ids
-    queue.claim(conn, "w1")
+    lease = queue.claim(conn, "w1").lease
     assert queue.cancel(conn, job_id) == queue.RUNNING
-    assert queue.heartbeat(conn, job_id, "w1", 30, 1, 10) == queue.STOP_CANCEL
+    assert queue.heartbeat(conn, lease, 30, 1, 10) == queue.STOP_CANCEL
 
 
 def test_cancel_unknown_job(conn):
@@ -115,10 +115,11 @@ def test_cancel_unknown_job(conn):
 
 def test_requeue_does_not_count_the_attempt(conn):
     [job_id] = queue.submit(conn, DOC, "keras").job_ids
-    queue.claim(conn, "w1")
-    queue.requeue(conn, job_id, "w1", "worker shut down")
+    lease = queue.claim(conn, "w1").lease
+    assert queue.requeue(conn, lease, "worker shut down")
     job = queue.get_job(conn, job_id)
-    assert job.state == queue.QUEUED and job.attempts == 0
+    assert job.state == queue.QUEUED and job.crashes == 0
+    assert queue.claim(conn, "w2").attempts == 2  # attempts only grow: they fence the leases
 
 
 def _claim_all(db_path: str, worker_id: str, start, out) -> None:
@@ -128,7 +129,7 @@ def _claim_all(db_path: str, worker_id: str, start, out) -> None:
     while (job := queue.claim(conn, worker_id, lease_seconds=60)) is not None:
         got.append(job.id)
         time.sleep(0.002)  # a little work, as a real job has
-        queue.finish(conn, job.id, worker_id, queue.SUCCEEDED)
+        queue.finish(conn, job.lease, queue.SUCCEEDED)
     out.put(got)
 
 
@@ -147,3 +148,73 @@ def test_many_jobs_claimed_concurrently_none_twice(conn, home):
     assert sorted(flat) == sorted(ids)  # every job once, none twice
     assert sum(1 for got in claimed if got) >= 3  # the work really was shared
     assert queue.counts(conn)[queue.SUCCEEDED] == 300
+
+
+# ------------------------------------------------------------------ leases are the truth (issue 13)
+
+
+def test_a_lost_lease_writes_nothing_even_for_the_same_worker(conn, clock):
+    [job_id] = queue.submit(conn, DOC, "keras").job_ids
+    old = queue.claim(conn, "w1", lease_seconds=30).lease
+    clock.advance(31)
+    new = queue.claim(conn, "w1", lease_seconds=30).lease  # the same worker id, a new attempt
+    assert new.attempt == old.attempt + 1
+    assert not queue.record_epoch(conn, old, {"epoch": 1, "loss": 9.0})
+    assert queue.heartbeat(conn, old, 30, 1, 10) == queue.STOP_LOST
+    assert not queue.finish(conn, old, queue.SUCCEEDED, results={"test_accuracy": 0.9})
+    assert conn.execute("SELECT COUNT(*) FROM metrics").fetchone()[0] == 0
+    assert queue.record_epoch(conn, new, {"epoch": 1, "loss": 1.0})
+    assert queue.finish(conn, new, queue.SUCCEEDED, results={"test_accuracy": 0.5})
+    assert conn.execute("SELECT test_accuracy FROM runs").fetchone()[0] == 0.5
+
+
+def test_attempts_that_made_progress_are_not_crashes(conn, clock):
+    """Killed three times (and more), each time after finishing an epoch: it is retaken every time."""
+    [job_id] = queue.submit(conn, dict(DOC, epochs=30), "keras").job_ids
+    for epoch in range(1, 6):
+        lease = queue.claim(conn, f"w{epoch}", lease_seconds=30).lease
+        assert queue.record_epoch(conn, lease, {"epoch": epoch, "loss": 1.0})
+        clock.advance(31)  # killed
+        assert queue.reap_expired(conn) == 1
+        job = queue.get_job(conn, job_id)
+        assert job.state == queue.QUEUED and job.crashes == 0, job.error
+        assert "does not count as a crash" in job.error
+    for crash in (1, 2):
+        queue.claim(conn, "w", lease_seconds=30)
+        clock.advance(31)
+        queue.reap_expired(conn)
+        assert queue.get_job(conn, job_id).crashes == crash
+    queue.claim(conn, "w", lease_seconds=30)
+    clock.advance(31)
+    queue.reap_expired(conn)
+    job = queue.get_job(conn, job_id)
+    assert job.state == queue.FAILED and job.epoch == 5
+    assert "gave up after 3 attempts in a row that finished no epoch" in job.error
+
+
+def test_expired_leases_return_without_a_claim(conn, clock):
+    [job_id] = queue.submit(conn, DOC, "keras").job_ids
+    queue.claim(conn, "w1", lease_seconds=30)
+    assert queue.reap_expired(conn) == 0
+    clock.advance(31)
+    assert queue.reap_expired(conn) == 1
+    assert queue.get_job(conn, job_id).state == queue.QUEUED
+    assert queue.reap_expired(conn) == 0
+
+
+def test_retry_queues_a_failed_or_cancelled_job_again(conn, clock):
+    failed, cancelled, done = queue.submit(conn, DOC, "keras", repeats=3).job_ids
+    lease = queue.claim(conn, "w").lease
+    assert queue.record_epoch(conn, lease, {"epoch": 1, "loss": 1.0})
+    assert queue.finish(conn, lease, queue.FAILED, error="disk full writing x")
+    queue.cancel(conn, cancelled)
+    assert queue.finish(conn, queue.claim(conn, "w").lease, queue.SUCCEEDED)
+    assert queue.retry(conn, failed) == queue.QUEUED
+    job = queue.get_job(conn, failed)
+    assert job.state == queue.QUEUED and job.epoch == 1 and "retried after epoch 1 (failed: disk full" in job.error
+    assert queue.claim(conn, "w2").id == failed
+    assert queue.retry(conn, cancelled) == queue.QUEUED and not queue.get_job(conn, cancelled).cancel_requested
+    with pytest.raises(LabError, match=f"job {done} is succeeded: only a failed or cancelled job can be retried"):
+        queue.retry(conn, done)
+    with pytest.raises(NotFound, match="no job 99"):
+        queue.retry(conn, 99)

@@ -96,3 +96,82 @@ def test_workers_register_beat_and_stop(conn):
     assert store.worker_rows(conn)[0]["current_job"] == 7
     store.stop_worker(conn, "w1")
     assert store.worker_rows(conn) == [] and not store.worker_registered(conn, 123)
+
+
+# ------------------------------------------------------------------ never silently replaced (issue 13)
+
+
+def _a_run_folder(home):
+    (home / "runs" / "1").mkdir(parents=True)
+    (home / "runs" / "1" / "model.keras").write_bytes(b"the old run 1's model")
+
+
+def test_an_emptied_store_beside_run_folders_is_refused(home):
+    conn = store.connect(home / "lab.sqlite3")
+    conn.close()
+    _a_run_folder(home)
+    (home / "lab.sqlite3").write_bytes(b"")  # truncated to 0 bytes
+    for extra in ("lab.sqlite3-wal", "lab.sqlite3-shm"):
+        (home / extra).unlink(missing_ok=True)
+    with pytest.raises(StoreError, match=r"lab.sqlite3 is empty but .*runs holds 1 run folder\(s\); restore it"):
+        store.connect(home / "lab.sqlite3")
+    (home / "lab.sqlite3").unlink()
+    with pytest.raises(StoreError, match="is missing but"):
+        store.connect(home / "lab.sqlite3")
+    assert (home / "runs" / "1" / "model.keras").read_bytes() == b"the old run 1's model"
+
+
+def test_a_new_job_never_takes_an_existing_run_folder(conn, home):
+    (home / "runs" / "1").mkdir(parents=True)  # left by a store this one does not know
+    with pytest.raises(StoreError, match="run folder .*runs/1 exists but the store has no run 1"):
+        _job(conn, home)
+    assert store.job_row(conn, 1) is None  # the transaction rolled back
+
+
+def test_backups_roll_and_restore_brings_the_runs_back(conn, home):
+    _job(conn, home, name="kept")
+    first = store.backup(conn, keep=2)
+    for _ in range(3):
+        store.backup(conn, keep=2)
+    assert len(list(store.backups_dir(home / "lab.sqlite3").glob("lab-*.sqlite3"))) == 2
+    assert not first.exists()
+    assert store.newest_backup_age(home / "lab.sqlite3") < 60
+    conn.close()
+    (home / "lab.sqlite3").write_bytes(b"")
+    used, kept = store.restore(path=home / "lab.sqlite3")
+    assert kept is not None and kept.name.startswith("lab.sqlite3.replaced-") and kept.stat().st_size == 0
+    again = store.connect(home / "lab.sqlite3")
+    assert store.job_row(again, 1)["name"] == "kept"
+    again.close()
+
+
+def test_restore_refuses_what_is_not_a_store(home, tmp_path):
+    with pytest.raises(StoreError, match="no backup in"):
+        store.restore(path=home / "lab.sqlite3")
+    junk = tmp_path / "junk.sqlite3"
+    junk.write_bytes(b"not a database at all" * 50)
+    with pytest.raises(StoreError, match="not a readable store"):
+        store.restore(junk, path=home / "lab.sqlite3")
+
+
+def test_a_version_1_store_is_upgraded_in_place(home):
+    import sqlite3
+
+    old = sqlite3.connect(home / "lab.sqlite3")
+    old.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('schema_version', '1');"
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, group_id INTEGER, name TEXT NOT NULL, spec_json TEXT NOT NULL,"
+        " data_source TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+        " max_attempts INTEGER NOT NULL DEFAULT 3, worker_id TEXT, lease_expires_at REAL,"
+        " cancel_requested INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, started_at REAL, ended_at REAL,"
+        " error TEXT, epoch INTEGER NOT NULL DEFAULT 0, batch INTEGER NOT NULL DEFAULT 0,"
+        " batches INTEGER NOT NULL DEFAULT 0, progress_at REAL);"
+        "INSERT INTO jobs (name, spec_json, data_source, state, created_at) VALUES ('old', '{}', 'src', 'queued', 0);"
+    )
+    old.close()
+    conn = store.connect(home / "lab.sqlite3")
+    assert store.schema_version(conn) == store.SCHEMA_VERSION
+    row = store.job_row(conn, 1)
+    assert row["name"] == "old" and row["crashes"] == 0 and row["node"] is None
+    conn.close()

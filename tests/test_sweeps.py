@@ -34,9 +34,9 @@ def _finish_all(conn, group_id: int, accuracy) -> None:
     while (job := queue.claim(conn, "test-worker")) is not None:
         assert job.group_id == group_id
         acc = accuracy(job.spec["sweep_params"])
-        queue.record_epoch(conn, job.id, {"epoch": 1, "loss": 1.0, "accuracy": acc, "val_loss": 1.1,
+        queue.record_epoch(conn, job.lease, {"epoch": 1, "loss": 1.0, "accuracy": acc, "val_loss": 1.1,
                                           "val_accuracy": acc, "seconds": 0.5, "learning_rate": 0.001})
-        queue.finish(conn, job.id, "test-worker", queue.SUCCEEDED, results={"test_accuracy": acc - 0.01, "test_loss": 1.2})
+        queue.finish(conn, job.lease, queue.SUCCEEDED, results={"test_accuracy": acc - 0.01, "test_loss": 1.2})
 
 
 # ------------------------------------------------------------------ submitting: all or nothing

@@ -1,9 +1,13 @@
-"""The job queue: submit, claim with a lease, renew, report, finish, cancel.
+"""The job queue: submit, claim with a lease, renew, report, finish, cancel, retry.
 
 A job is claimed atomically (BEGIN IMMEDIATE) with a lease that its worker renews while it trains.
-A worker that dies stops renewing; the next claim after the lease has expired puts the job back
-in the queue (or fails it after `max_attempts`), and the next worker resumes it from its last
-per-epoch checkpoint.
+Leases are the truth: every write a worker makes for a job (progress, an epoch, the finish)
+names its `Lease` (job, worker, attempt) and is taken only while that attempt is still the job's
+current one, so a worker that lost its job can never write over the one that took it. A worker
+that dies stops renewing; `reap_expired` (run by every claim, by workers every few seconds and by
+the app when it reads the queue) puts the job back in the queue, and the next worker resumes it
+from its last per-epoch checkpoint. Only attempts that finished no epoch count as crashes: a job
+fails after `max_attempts` crashes in a row, never for making progress.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ GROUP_REPEATS, GROUP_SWEEP, GROUP_REPRODUCE = "repeats", "sweep", "reproduce"
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds", "learning_rate")  # per epoch
 
 DEFAULT_LEASE_SECONDS = 30.0
-MAX_ATTEMPTS = 3
+MAX_ATTEMPTS = 3  # crashes in a row without progress before a job fails
 MAX_REPEATS = 100
 
 
@@ -59,13 +63,31 @@ class Job:
     batches: int
     progress_at: float | None
     epochs: int = field(default=0)  # epochs planned
+    crashes: int = 0  # attempts in a row that ended without finishing an epoch
+    note: str | None = None  # what its worker says now (e.g. paused for disk space)
+    node: str | None = None  # where its last epoch trained
+    worker_pid: int | None = None
 
     @property
     def finished(self) -> bool:
         return self.state in TERMINAL
 
+    @property
+    def lease(self) -> "Lease":
+        """The lease of the attempt now running (meaningful for a claimed job)."""
+        return Lease(self.id, self.worker_id or "", self.attempts)
+
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A worker's hold on one attempt of one job: its fencing token."""
+
+    job_id: int
+    worker_id: str
+    attempt: int
 
 
 class Submitted(NamedTuple):
@@ -83,7 +105,8 @@ def _job(row: sqlite3.Row) -> Job:
         worker_id=row["worker_id"], cancel_requested=bool(row["cancel_requested"]),
         created_at=row["created_at"], started_at=row["started_at"], ended_at=row["ended_at"],
         error=row["error"], epoch=row["epoch"], batch=row["batch"], batches=row["batches"],
-        progress_at=row["progress_at"], epochs=int(spec.get("epochs", 0)),
+        progress_at=row["progress_at"], epochs=int(spec.get("epochs", 0)), crashes=row["crashes"],
+        note=row["note"], node=row["node"], worker_pid=row["worker_pid"],
     )
 
 
@@ -125,87 +148,119 @@ def claim(conn: sqlite3.Connection, worker_id: str, lease_seconds: float = DEFAU
     """Take the oldest queued job (after reaping expired leases), or None when there is none."""
     t = store.now()
     with store.transaction(conn):
-        _reap_expired(conn, t)
+        _reap(conn, t)
         job_id = store.oldest_claimable(conn, QUEUED)
         if job_id is None:
             return None
-        started = store.job_row(conn, job_id)["started_at"]
+        row = store.job_row(conn, job_id)
         store.update_job(
             conn, job_id, state=RUNNING, worker_id=worker_id, lease_expires_at=t + lease_seconds,
-            attempts=store.Expr("attempts + 1"), started_at=t if started is None else started, batch=0, progress_at=t,
+            attempts=store.Expr("attempts + 1"), started_at=t if row["started_at"] is None else row["started_at"],
+            batch=0, progress_at=t, claimed_epoch=row["epoch"], note=None,
         )
         return _job(store.job_row(conn, job_id))
 
 
-def _reap_expired(conn: sqlite3.Connection, t: float) -> None:
-    """Jobs whose worker stopped renewing: back to the queue, or failed after the last attempt."""
-    for row in store.expired_leases(conn, RUNNING, t):
+def reap_expired(conn: sqlite3.Connection) -> int:
+    """Return the jobs whose lease expired to the queue (or end them); how many there were.
+    Cheap when there are none: it reads before it takes the write lock."""
+    t = store.now()
+    if not store.expired_leases(conn, RUNNING, t):
+        return 0
+    with store.transaction(conn):
+        return _reap(conn, t)
+
+
+def _reap(conn: sqlite3.Connection, t: float) -> int:
+    """Inside a transaction: jobs whose worker stopped renewing go back to the queue; one whose
+    attempt finished no epoch counts a crash, and `max_attempts` crashes in a row fail it."""
+    rows = store.expired_leases(conn, RUNNING, t)
+    for row in rows:
         lost = f"worker {row['worker_id']} stopped responding during attempt {row['attempts']} (after epoch {row['epoch']})"
+        progressed = row["epoch"] > row["claimed_epoch"]
+        crashes = 0 if progressed else row["crashes"] + 1
         if row["cancel_requested"]:
             _set_final(conn, row["id"], CANCELLED, f"cancelled; {lost}", t)
-        elif row["attempts"] >= row["max_attempts"]:
-            _set_final(conn, row["id"], FAILED, f"gave up after {row['attempts']} attempts: {lost}", t)
+        elif crashes >= row["max_attempts"]:
+            _set_final(conn, row["id"], FAILED,
+                       f"gave up after {crashes} attempts in a row that finished no epoch: {lost}", t)
+            store.update_job(conn, row["id"], crashes=crashes)
         else:
-            store.update_job(conn, row["id"], state=QUEUED, worker_id=None, lease_expires_at=None, error=lost)
+            store.update_job(conn, row["id"], state=QUEUED, worker_id=None, lease_expires_at=None, crashes=crashes,
+                             error=lost + ("; it had made progress, so this does not count as a crash" if progressed
+                                           else f"; crash {crashes} of {row['max_attempts']}"))
+    return len(rows)
 
 
 def _set_final(conn: sqlite3.Connection, job_id: int, state: str, error: str | None, t: float) -> None:
-    store.update_job(conn, job_id, state=state, error=error, ended_at=t, lease_expires_at=None)
+    store.update_job(conn, job_id, state=state, error=error, ended_at=t, lease_expires_at=None, note=None)
 
 
-def _owned(worker_id: str) -> dict:
-    return {"worker_id": worker_id, "state": RUNNING}
+def _held(lease: Lease) -> dict:
+    """The conditions under which a write for `lease` is taken: its attempt is still current."""
+    return {"worker_id": lease.worker_id, "attempts": lease.attempt, "state": RUNNING}
 
 
-def heartbeat(
-    conn: sqlite3.Connection, job_id: int, worker_id: str, lease_seconds: float, batch: int, batches: int
-) -> str:
-    """Renew the lease and record batch progress. Returns KEEP_GOING, STOP_CANCEL (a cancel was
-    asked: stop and mark it cancelled) or STOP_LOST (the lease was lost: stop, write nothing)."""
+def heartbeat(conn: sqlite3.Connection, lease: Lease, lease_seconds: float, batch: int, batches: int,
+              note: str | None = None) -> str:
+    """Renew the lease and record batch progress (and the worker's note). Returns KEEP_GOING,
+    STOP_CANCEL (a cancel was asked: stop and mark it cancelled) or STOP_LOST (the lease was lost:
+    stop, write nothing)."""
     t = store.now()
     with store.transaction(conn):
-        updated = store.update_job(
-            conn, job_id, _owned(worker_id), lease_expires_at=t + lease_seconds, batch=batch, batches=batches,
-            progress_at=t,
-        )
+        updated = store.update_job(conn, lease.job_id, _held(lease), lease_expires_at=t + lease_seconds, batch=batch,
+                                   batches=batches, progress_at=t, note=note)
         if not updated:
             return STOP_LOST
-        return STOP_CANCEL if store.job_row(conn, job_id)["cancel_requested"] else KEEP_GOING
+        return STOP_CANCEL if store.job_row(conn, lease.job_id)["cancel_requested"] else KEEP_GOING
 
 
-def record_epoch(conn: sqlite3.Connection, job_id: int, record: dict) -> None:
-    """Store one finished epoch (1-based `epoch`); a re-run epoch after a resume replaces its row."""
+def record_epoch(conn: sqlite3.Connection, lease: Lease, record: dict, node: str | None = None,
+                 pid: int | None = None) -> bool:
+    """Store one finished epoch (1-based `epoch`) of the attempt `lease` holds; a re-run epoch
+    after a resume replaces its row. False, and nothing written, if the lease was lost."""
     t = store.now()
     with store.transaction(conn):
-        store.insert_metrics(conn, job_id, record, METRICS, t)
-        store.update_job(conn, job_id, epoch=record["epoch"], batch=0, progress_at=t)
+        if not store.update_job(conn, lease.job_id, _held(lease), epoch=record["epoch"], batch=0, progress_at=t,
+                                crashes=0, node=node, worker_pid=pid):
+            return False
+        store.insert_metrics(conn, lease.job_id, record, METRICS, t)
+    return True
 
 
-def finish(
-    conn: sqlite3.Connection,
-    job_id: int,
-    worker_id: str,
-    state: str,
-    error: str | None = None,
-    results: dict | None = None,
-) -> bool:
-    """Close a job this worker holds; `results` go to its run row. False if it was not ours."""
+def finish(conn: sqlite3.Connection, lease: Lease, state: str, error: str | None = None,
+           results: dict | None = None) -> bool:
+    """Close the job `lease` holds; `results` go to its run row. False if the lease was lost."""
     if state not in TERMINAL:
         raise LabError(f"finish() needs a final state ({', '.join(sorted(TERMINAL))}), got {state!r}")
     t = store.now()
     with store.transaction(conn):
-        if not store.update_job(conn, job_id, _owned(worker_id), state=state, error=error, ended_at=t,
-                                lease_expires_at=None):
+        if not store.update_job(conn, lease.job_id, _held(lease), state=state, error=error, ended_at=t,
+                                lease_expires_at=None, note=None):
             return False
-        store.update_run(conn, job_id, **(results or {}))
+        store.update_run(conn, lease.job_id, **(results or {}))
     return True
 
 
-def requeue(conn: sqlite3.Connection, job_id: int, worker_id: str, reason: str) -> None:
-    """Hand a job back (worker shutting down); this attempt does not count against it."""
+def requeue(conn: sqlite3.Connection, lease: Lease, reason: str) -> bool:
+    """Hand a job back (its worker is shutting down); this attempt does not count as a crash."""
     with store.transaction(conn):
-        store.update_job(conn, job_id, _owned(worker_id), state=QUEUED, worker_id=None, lease_expires_at=None,
-                         error=reason, attempts=store.Expr("MAX(attempts - 1, 0)"))
+        return bool(store.update_job(conn, lease.job_id, _held(lease), state=QUEUED, worker_id=None,
+                                     lease_expires_at=None, error=reason, note=None))
+
+
+def retry(conn: sqlite3.Connection, job_id: int) -> str:
+    """Queue a failed or cancelled job again; it resumes from its last checkpoint. Returns the
+    new state; LabError for a job that is queued, running or succeeded."""
+    with store.transaction(conn):
+        row = store.job_row(conn, job_id)
+        if row is None:
+            raise NotFound(f"no job {job_id}; `python -m cifar_core runs` lists the jobs")
+        if row["state"] not in (FAILED, CANCELLED):
+            raise LabError(f"job {job_id} is {row['state']}: only a failed or cancelled job can be retried")
+        store.update_job(conn, job_id, state=QUEUED, crashes=0, cancel_requested=0, ended_at=None, worker_id=None,
+                         lease_expires_at=None, error=f"retried after epoch {row['epoch']} ({row['state']}: {row['error']})")
+    return QUEUED
 
 
 def cancel(conn: sqlite3.Connection, job_id: int) -> str:

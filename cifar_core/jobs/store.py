@@ -20,7 +20,8 @@ from typing import Iterator
 from cifar_core import config
 from cifar_core.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+BACKUPS_KEPT = 5  # rolling online backups of the store under <home>/backups
 BUSY_TIMEOUT_MS = 30_000
 
 SCHEMA = """
@@ -33,7 +34,7 @@ CREATE TABLE IF NOT EXISTS experiments (
 );
 CREATE TABLE IF NOT EXISTS groups (
     id INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,              -- 'repeats' | 'sweep'
+    kind TEXT NOT NULL,              -- queue.GROUP_*: 'repeats' | 'sweep' | 'reproduce'
     name TEXT NOT NULL,
     detail_json TEXT NOT NULL DEFAULT '{}',
     created_at REAL NOT NULL
@@ -45,8 +46,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     spec_json TEXT NOT NULL,
     data_source TEXT NOT NULL,
     state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    max_attempts INTEGER NOT NULL DEFAULT 3,
+    attempts INTEGER NOT NULL DEFAULT 0,      -- claims so far (with worker_id, the fencing token of a lease)
+    max_attempts INTEGER NOT NULL DEFAULT 3,  -- crashes without progress before the job fails
     worker_id TEXT,
     lease_expires_at REAL,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
@@ -57,7 +58,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     epoch INTEGER NOT NULL DEFAULT 0,     -- epochs completed
     batch INTEGER NOT NULL DEFAULT 0,     -- batches done in the current epoch
     batches INTEGER NOT NULL DEFAULT 0,   -- batches per epoch
-    progress_at REAL
+    progress_at REAL,
+    crashes INTEGER NOT NULL DEFAULT 0,       -- attempts that ended without finishing an epoch
+    claimed_epoch INTEGER NOT NULL DEFAULT 0, -- epochs done when the current attempt began
+    note TEXT,                                -- what the worker says now (a pause for disk space)
+    node TEXT,                                -- host (or cluster node) that trained its last epoch
+    worker_pid INTEGER                        -- the process that trained it
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, id);
 CREATE INDEX IF NOT EXISTS jobs_by_group ON jobs(group_id);
@@ -99,21 +105,109 @@ CREATE TABLE IF NOT EXISTS workers (
 """
 
 
-def connect(path: Path | str | None = None) -> sqlite3.Connection:
-    """Open (and if new, create) the store. Autocommit; use `transaction()` for writes."""
+def connect(path: Path | str | None = None, busy_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
+    """Open (and if new, create) the store. Autocommit; use `transaction()` for writes.
+
+    A store that is missing or empty while run folders exist beside it is refused: creating a
+    new one would forget those runs and hand their ids, and folders, to new jobs."""
     path = Path(path) if path is not None else config.db_path()
+    _refuse_a_lost_store(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        conn = sqlite3.connect(path, timeout=busy_ms / 1000, isolation_level=None)
         conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         _migrate(conn)
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"cannot open the lab store {path}: {exc}; move the file away to start afresh") from exc
+        raise StoreError(f"cannot open the lab store {path}: {exc}; {_restore_hint(path)}") from exc
     return conn
+
+
+def _run_folders(path: Path) -> list[Path]:
+    runs = path.parent / "runs"
+    return [p for p in runs.iterdir() if p.name.isdigit()] if runs.is_dir() else []
+
+
+def _refuse_a_lost_store(path: Path) -> None:
+    if path.exists() and path.stat().st_size > 0:
+        return
+    folders = _run_folders(path)
+    if folders:
+        state = "is empty" if path.exists() else "is missing"
+        raise StoreError(f"the lab store {path} {state} but {path.parent / 'runs'} holds {len(folders)} run folder(s); "
+                         f"{_restore_hint(path)}")
+
+
+def _restore_hint(path: Path) -> str:
+    backups = sorted(backups_dir(path).glob("lab-*.sqlite3"))
+    if backups:
+        return f"restore the newest backup with `python -m cifar_core restore` ({backups[-1].name} in {backups[-1].parent})"
+    return f"restore it from a copy of your own, or move {path.parent / 'runs'} away to start afresh"
+
+
+# ---------------------------------------------------------------- backups
+
+
+def backups_dir(path: Path | None = None) -> Path:
+    return (Path(path) if path is not None else config.db_path()).parent / "backups"
+
+
+def backup(conn: sqlite3.Connection, keep: int = BACKUPS_KEPT) -> Path:
+    """An online copy of the store (SQLite's backup API: consistent while others write) in
+    <home>/backups, keeping the newest `keep`. Returns the new file."""
+    folder = backups_dir(Path(conn.execute("PRAGMA database_list").fetchone()["file"]))
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now()))
+    target = folder / f"lab-{stamp}-{time.monotonic_ns() % 10**9:09d}.sqlite3"
+    partial = target.with_suffix(".partial")
+    with sqlite3.connect(partial) as dest:
+        conn.backup(dest)
+    dest.close()
+    partial.replace(target)
+    for old in sorted(folder.glob("lab-*.sqlite3"))[:-keep]:
+        old.unlink()
+    return target
+
+
+def newest_backup_age(path: Path | None = None) -> float | None:
+    """Seconds since the newest backup was written (None: there is none)."""
+    found = sorted(backups_dir(path).glob("lab-*.sqlite3"))
+    return None if not found else max(0.0, time.time() - found[-1].stat().st_mtime)
+
+
+def restore(source: Path | None = None, path: Path | None = None) -> tuple[Path, Path | None]:
+    """Put a backup (default: the newest) in place of the store. The store it replaces, if any,
+    is kept beside it as lab.sqlite3.replaced-<time>. Returns (backup used, store kept)."""
+    path = Path(path) if path is not None else config.db_path()
+    if source is None:
+        found = sorted(backups_dir(path).glob("lab-*.sqlite3"))
+        if not found:
+            raise StoreError(f"no backup in {backups_dir(path)} to restore")
+        source = found[-1]
+    source = Path(source)
+    if not source.is_file():
+        raise StoreError(f"no backup at {source}; `ls {backups_dir(path)}` lists them")
+    try:
+        with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as check:
+            ok = check.execute("PRAGMA integrity_check").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{source} is not a readable store ({exc}); pick another backup") from exc
+    if ok != "ok":
+        raise StoreError(f"{source} fails SQLite's integrity check ({ok}); pick another backup")
+    kept = None
+    if path.exists():
+        kept = path.with_name(f"{path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+        path.replace(kept)
+    for extra in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        extra.unlink(missing_ok=True)
+    staged = path.with_suffix(".restoring")
+    with sqlite3.connect(source) as src, sqlite3.connect(staged) as dest:
+        src.backup(dest)
+    staged.replace(path)
+    return source, kept
 
 
 @contextmanager
@@ -136,11 +230,27 @@ def _migrate(conn: sqlite3.Connection) -> None:
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if row is None:
             conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row["value"]) < SCHEMA_VERSION:
+            _upgrade(conn, int(row["value"]))
         elif int(row["value"]) > SCHEMA_VERSION:
             raise StoreError(
                 f"the lab store has schema version {row['value']}, newer than this code's "
                 f"{SCHEMA_VERSION}; update CIFAR Lab or point CIFAR_LAB_HOME elsewhere"
             )
+
+
+_ADDED_IN_2 = ("crashes INTEGER NOT NULL DEFAULT 0", "claimed_epoch INTEGER NOT NULL DEFAULT 0", "note TEXT",
+               "node TEXT", "worker_pid INTEGER")
+
+
+def _upgrade(conn: sqlite3.Connection, version: int) -> None:
+    """Inside the migration's transaction: bring a store of an older schema up to this one."""
+    if version < 2:
+        have = {r["name"] for r in conn.execute("PRAGMA table_info(jobs)")}
+        for column in _ADDED_IN_2:
+            if column.split()[0] not in have:
+                conn.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
@@ -200,12 +310,16 @@ def insert_group(conn: sqlite3.Connection, kind: str, name: str, detail: dict, t
 
 def insert_job(conn: sqlite3.Connection, group_id: int | None, doc: dict, data_source: str, state: str,
                max_attempts: int, params: int, artifacts_root: Path, t: float) -> int:
-    """Inside a transaction: a new job and its run row; returns the id both share."""
+    """Inside a transaction: a new job and its run row; returns the id both share. An id whose
+    run folder already exists is refused: its files belong to a run this store does not know."""
     job_id = conn.execute(
         "INSERT INTO jobs (group_id, name, spec_json, data_source, state, max_attempts, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         (group_id, doc["name"], json.dumps(doc), data_source, state, max_attempts, t),
     ).lastrowid
+    if (artifacts_root / str(job_id)).exists():
+        raise StoreError(f"run folder {artifacts_root / str(job_id)} exists but the store has no run {job_id}: "
+                         f"the store was replaced; {_restore_hint(artifacts_root.parent / 'lab.sqlite3')}")
     conn.execute(
         "INSERT INTO runs (id, params, seed, epochs_planned, artifacts_dir) VALUES (?, ?, ?, ?, ?)",
         (job_id, params, int(doc.get("seed", 0)), int(doc.get("epochs", 0)), str(artifacts_root / str(job_id))),
@@ -237,7 +351,7 @@ def oldest_claimable(conn: sqlite3.Connection, queued: str) -> int | None:
 
 def expired_leases(conn: sqlite3.Connection, running: str, t: float) -> list[sqlite3.Row]:
     return conn.execute(
-        "SELECT id, attempts, max_attempts, worker_id, cancel_requested, epoch FROM jobs"
+        "SELECT id, attempts, max_attempts, worker_id, cancel_requested, epoch, claimed_epoch, crashes FROM jobs"
         " WHERE state = ? AND lease_expires_at < ?",
         (running, t),
     ).fetchall()

@@ -8,16 +8,19 @@ SIGTERM/SIGINT stop the current job at the next batch and hand it back to the qu
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cifar_core import config
@@ -28,6 +31,11 @@ from cifar_core.errors import LabError
 log = logging.getLogger("cifar_lab.worker")
 
 HEARTBEAT_SECONDS = 1.0  # batch progress and lease renewal
+HEARTBEAT_BUSY_MS = 2_000  # a heartbeat waits this long for a locked store, then the next one tries
+REAP_BEATS = 5  # a training worker returns expired leases to the queue every this many beats
+RETRY_SECONDS = 0.5  # between tries of a store write that found the store locked or full
+BACKUP_SECONDS = 600.0  # a worker backs the store up between jobs when the last backup is older
+MIN_FREE_ENV = "CIFAR_LAB_MIN_FREE_MB"  # a job pauses before an epoch while less is free (default 200)
 ALIVE_SECONDS = 15.0  # a worker not heard from for this long is taken for dead
 
 
@@ -39,6 +47,7 @@ class WorkerConfig:
     poll_seconds: float = 1.0  # idle wait between claims
     exit_when_idle: bool = False
     max_jobs: int | None = None
+    min_free_bytes: int = field(default_factory=lambda: min_free_bytes())
 
 
 @dataclass(frozen=True)
@@ -53,22 +62,51 @@ class WorkerInfo:
     alive: bool
 
 
+def min_free_bytes() -> int:
+    """The free space a job needs before each epoch (`$CIFAR_LAB_MIN_FREE_MB`, default 200 MB)."""
+    raw = os.environ.get(MIN_FREE_ENV) or "200"
+    try:
+        mb = float(raw)
+    except ValueError:
+        mb = -1.0
+    if not 0 <= mb <= 1e7:
+        raise LabError(f"{MIN_FREE_ENV}={raw!r} is not a number of megabytes from 0 to 10000000; unset it for 200")
+    return int(mb * 1e6)
+
+
 class StoreReporter:
     """The training reporter of one job: epochs go straight to the store, progress and cancel
-    checks through the heartbeat thread so each batch costs only an attribute write."""
+    checks through the heartbeat thread so each batch costs only an attribute write.
 
-    def __init__(self, job: queue.Job, worker_id: str, lease_seconds: float, shutdown: threading.Event):
-        self.job = job
+    Leases are the truth: every write names this attempt's lease, and training stops at the next
+    batch once the lease could have lapsed (no renewal for `lease_seconds` minus a margin), even
+    while the store is locked and the heartbeat cannot get through. Before each epoch it waits,
+    with a note the Training page shows, while the run folder's disk has less than
+    `min_free_bytes` free."""
+
+    def __init__(self, job: queue.Job, worker_id: str, lease_seconds: float, shutdown: threading.Event,
+                 workdir: Path, min_free_bytes: int = 0):
+        self.lease = job.lease
         self.worker_id = worker_id
         self.lease_seconds = lease_seconds
         self.stop_reason: str | None = None
+        self.workdir = workdir
+        self.min_free_bytes = min_free_bytes
         self._shutdown = shutdown
         self._stop = threading.Event()
         self._done = threading.Event()
         self._batch = 0
         self._batches = 0
+        self._note: str | None = None
+        self._valid_until = time.monotonic() + self._usable(lease_seconds)
         self._conn = store.connect()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job.id}", daemon=True)
+
+    @staticmethod
+    def _usable(lease_seconds: float) -> float:
+        """How long after a renewal training may go on: the lease, less a margin for the batch
+        in flight and the clocks."""
+        return lease_seconds - min(5.0, 0.25 * lease_seconds)
 
     def __enter__(self) -> "StoreReporter":
         self._thread.start()
@@ -80,24 +118,55 @@ class StoreReporter:
         self._conn.close()
 
     def epoch_end(self, record: dict) -> None:
-        queue.record_epoch(self._conn, self.job.id, record)
+        stored = _retry_while_locked(
+            lambda: queue.record_epoch(self._conn, self.lease, record, socket.gethostname(), os.getpid()),
+            until=self._valid_until,
+        )
+        if not stored:  # lost, or the store stayed locked until the lease could have lapsed
+            self._request_stop(queue.STOP_LOST)
 
     def progress(self, epoch: int, batch: int, batches: int) -> None:
         self._batch, self._batches = batch, batches
+        if batch == 0:
+            self._wait_for_room()
 
     def should_stop(self) -> bool:
+        if not self._stop.is_set() and time.monotonic() > self._valid_until:
+            log.warning("job %s: lease not renewed in time; stopping before another worker may take it", self.lease.job_id)
+            self._request_stop(queue.STOP_LOST)
         return self._stop.is_set()
 
+    def _wait_for_room(self) -> None:
+        while not self.should_stop():
+            free = shutil.disk_usage(self.workdir).free
+            if free >= self.min_free_bytes:
+                self._note = None
+                return
+            self._note = (f"paused: {free / 1e6:.0f} MB free on the disk of {self.workdir}, it needs "
+                          f"{self.min_free_bytes / 1e6:.0f} MB; free some space and it goes on")
+            self._stop.wait(HEARTBEAT_SECONDS)
+
     def _beat(self) -> None:
-        conn = store.connect()
+        conn = store.connect(busy_ms=HEARTBEAT_BUSY_MS)  # a locked store fails this beat; the next one retries
+        beats = 0
         try:
             while not self._done.wait(HEARTBEAT_SECONDS):
-                verdict = queue.heartbeat(conn, self.job.id, self.worker_id, self.lease_seconds, self._batch, self._batches)
-                store.touch_worker(conn, self.worker_id, self.job.id)
-                if verdict != queue.KEEP_GOING:
+                beats += 1
+                asked = time.monotonic()
+                try:
+                    verdict = queue.heartbeat(conn, self.lease, self.lease_seconds, self._batch, self._batches, self._note)
+                    store.touch_worker(conn, self.worker_id, self.lease.job_id)
+                    if beats % REAP_BEATS == 0:
+                        queue.reap_expired(conn)
+                except sqlite3.OperationalError as exc:
+                    log.warning("job %s: heartbeat failed (%s); retrying", self.lease.job_id, exc)
+                    continue
+                if verdict == queue.KEEP_GOING:
+                    self._valid_until = asked + self._usable(self.lease_seconds)
+                    if self._shutdown.is_set():
+                        self._request_stop(queue.STOP_SHUTDOWN)
+                else:
                     self._request_stop(verdict)
-                elif self._shutdown.is_set():
-                    self._request_stop(queue.STOP_SHUTDOWN)
         finally:
             conn.close()
 
@@ -120,55 +189,77 @@ class Worker:
         self._register()
         _limit_threads(self.threads)
         done = 0
+        self._housekeeping()
         try:
             while not self.shutdown.is_set() and (self.cfg.max_jobs is None or done < self.cfg.max_jobs):
                 job = queue.claim(self.conn, self.id, self.cfg.lease_seconds)
                 if job is None:
-                    if self.cfg.exit_when_idle:
-                        break
+                    if self.cfg.exit_when_idle and not queue.counts(self.conn)[queue.RUNNING]:
+                        break  # a running job may still be orphaned: stay to take it back when its lease expires
+                    queue.reap_expired(self.conn)
                     store.touch_worker(self.conn, self.id, None)
                     self.shutdown.wait(self.cfg.poll_seconds)
                     continue
                 self.run_job(job)
                 done += 1
+                self._housekeeping()
         finally:
             store.stop_worker(self.conn, self.id)
         return done
 
+    def _housekeeping(self) -> None:
+        """Return expired leases to the queue, and back the store up when the last backup is old."""
+        queue.reap_expired(self.conn)
+        age = store.newest_backup_age()
+        if age is None or age > BACKUP_SECONDS:
+            try:
+                store.backup(self.conn)
+            except (OSError, sqlite3.Error) as exc:  # a backup that cannot be written must not stop the work
+                log.warning("could not back up the store: %s", exc)
+
     def run_job(self, job: queue.Job) -> None:
         from cifar_core.train import loop as training
-        from cifar_core.train.checkpoint import discard_checkpoint
 
         log.info("job %s (%s) attempt %s: starting", job.id, job.name, job.attempts)
         workdir = config.runs_dir() / str(job.id)
         store.touch_worker(self.conn, self.id, job.id)
+        lease = job.lease
         try:
-            with StoreReporter(job, self.id, self.cfg.lease_seconds, self.shutdown) as reporter:
+            with StoreReporter(job, self.id, self.cfg.lease_seconds, self.shutdown, workdir,
+                               self.cfg.min_free_bytes) as reporter:
                 outcome, cost = _train_job(job, workdir, reporter)
-        except LabError as exc:
-            log.error("job %s failed: %s", job.id, exc)
-            queue.finish(self.conn, job.id, self.id, queue.FAILED, error=str(exc))
-            return
         except Exception as exc:  # a failing job must never take its worker down
-            log.exception("job %s failed", job.id)
-            queue.finish(self.conn, job.id, self.id, queue.FAILED, error=f"{type(exc).__name__}: {exc}")
+            reason = _failure(exc, job.id)
+            if reason.startswith("disk full"):
+                _drop_partial_checkpoint(workdir)  # the half-written file took the space the store needs
+            log.error("job %s failed: %s", job.id, reason, exc_info=not isinstance(exc, LabError))
+            self._finish(lease, queue.FAILED, error=reason)
             return
         finally:
             _clear_keras()
         if outcome.status == training.COMPLETED:
             busy = queue.counts(self.conn)[queue.RUNNING] > 1
-            queue.finish(self.conn, job.id, self.id, queue.SUCCEEDED, results=_results(outcome, cost, busy))
-            log.info("job %s succeeded: test accuracy %.4f", job.id, outcome.test_accuracy)
+            if self._finish(lease, queue.SUCCEEDED, results=_results(outcome, cost, busy)):
+                log.info("job %s succeeded: test accuracy %.4f", job.id, outcome.test_accuracy)
         elif reporter.stop_reason == queue.STOP_CANCEL:
-            discard_checkpoint(workdir)
-            queue.finish(self.conn, job.id, self.id, queue.CANCELLED, error=f"cancelled after epoch {len(outcome.history)}",
-                         results={"train_seconds": outcome.train_seconds})
-            log.info("job %s cancelled", job.id)
+            if self._finish(lease, queue.CANCELLED, error=f"cancelled after epoch {len(outcome.history)}",
+                            results={"train_seconds": outcome.train_seconds}):
+                log.info("job %s cancelled; its checkpoint stays for a retry", job.id)
         elif reporter.stop_reason == queue.STOP_SHUTDOWN:
-            queue.requeue(self.conn, job.id, self.id, "worker shut down; resumes from its last finished epoch")
+            queue.requeue(self.conn, lease, "worker shut down; resumes from its last finished epoch")
             log.info("job %s handed back to the queue", job.id)
         else:
-            log.warning("job %s: lease lost, another worker owns it now", job.id)
+            log.warning("job %s: lease lost, another worker owns it now; nothing more is written", job.id)
+
+    def _finish(self, lease: queue.Lease, state: str, **kw) -> bool:
+        """Close the job if this worker still holds it (retrying a locked or full store for the
+        length of a lease). False, with a warning, when the lease was lost meanwhile."""
+        done = _retry_while_locked(lambda: queue.finish(self.conn, lease, state, **kw),
+                                   until=time.monotonic() + self.cfg.lease_seconds)
+        if not done:
+            log.warning("job %s: could not record it as %s: the lease was lost or the store stayed unwritable; "
+                        "another worker owns it now, or it returns to the queue", lease.job_id, state)
+        return bool(done)
 
     def _register(self) -> None:
         store.register_worker(self.conn, self.id, os.getpid(), socket.gethostname(), self.threads)
@@ -176,6 +267,43 @@ class Worker:
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.shutdown.set())
+
+
+def _retry_while_locked(write, until: float):
+    """`write()`, tried again every half second while SQLite says the store is locked, busy or
+    full, until the monotonic time `until`; None if it never went through."""
+    while True:
+        try:
+            return write()
+        except sqlite3.OperationalError as exc:
+            if time.monotonic() + RETRY_SECONDS > until:
+                log.error("store write failed for good: %s", exc)
+                return None
+            log.warning("store write failed (%s); retrying", exc)
+            time.sleep(RETRY_SECONDS)
+
+
+def _drop_partial_checkpoint(workdir: Path) -> None:
+    """Remove checkpoint files the checkpoint pointer does not name (a write cut short)."""
+    from cifar_core.train.checkpoint import read_checkpoint
+
+    state = read_checkpoint(workdir)
+    keep = {p.name for p in (state.weights, state.best_weights) if p is not None} if state else set()
+    for path in (workdir / "backup").glob("*"):
+        if path.suffix in (".h5", ".npz", ".tmp") and path.name not in keep:
+            path.unlink(missing_ok=True)
+
+
+def _failure(exc: BaseException, job_id: int) -> str:
+    """The one line a failed job keeps: a full disk says which file, other errors their message."""
+    seen = exc
+    while seen is not None:
+        if (isinstance(seen, OSError) and seen.errno == errno.ENOSPC) or "No space left on device" in str(seen):
+            where = getattr(seen, "filename", None) or "the run's files"
+            return (f"disk full writing {where}: free some space, then `python -m cifar_core retry {job_id}` "
+                    "resumes it from its last checkpoint")
+        seen = seen.__cause__ or seen.__context__
+    return str(exc) if isinstance(exc, LabError) else f"{type(exc).__name__}: {exc}"
 
 
 def _train_job(job: queue.Job, workdir: Path, reporter: StoreReporter):

@@ -25,7 +25,8 @@ class Reporter(Protocol):
         """One finished epoch: epoch (1-based), loss, accuracy, val_loss, val_accuracy, seconds, learning_rate."""
 
     def progress(self, epoch: int, batch: int, batches: int) -> None:
-        """Called after every batch; must be cheap (the reporter decides how often to publish)."""
+        """Called with batch 0 before each epoch (the reporter may wait there, e.g. for disk space),
+        then after every batch; must be cheap (the reporter decides how often to publish)."""
 
     def should_stop(self) -> bool:
         """Checked after every batch; must be cheap."""
@@ -47,6 +48,7 @@ class ReporterRelay(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self.reporter.progress(epoch, 0, self.steps)
         self._t0 = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -71,6 +73,9 @@ class ReporterRelay(keras.callbacks.Callback):
         self.history = [h for h in self.history if h["epoch"] < record["epoch"]] + [record]
         write_json(self.history_path, self.history)
         self.reporter.epoch_end(record)
+        if self.reporter.should_stop():  # e.g. the store refused the epoch: its lease was lost
+            self.stopped = True
+            self.model.stop_training = True
 
 
 def _f(value) -> float | None:

@@ -36,6 +36,7 @@ class JobProgress:
     cancel_requested: bool
     error: str | None
     attempts: int
+    note: str | None = None  # what its worker says now (a pause for disk space)
 
     @property
     def active(self) -> bool:
@@ -78,7 +79,7 @@ def job_progress(job: queue.Job, epoch_seconds: Sequence[float] = (), now: float
         id=job.id, name=job.name, state=job.state, epoch=job.epoch, epochs=job.epochs, batch=job.batch,
         batches=job.batches, fraction=_fraction(job, in_epoch), elapsed=_elapsed(job, now),
         eta=_eta(job, in_epoch, per_epoch, now), seconds_per_epoch=per_epoch,
-        cancel_requested=job.cancel_requested, error=job.error, attempts=job.attempts,
+        cancel_requested=job.cancel_requested, error=job.error, attempts=job.attempts, note=job.note,
     )
 
 
