@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, help="TensorFlow threads (default: cores / live workers)")
     s.add_argument("--lease", type=float, default=30.0, help="lease seconds (a dead worker's job is retaken after this)")
     s.add_argument("--max-jobs", type=int)
+    s.add_argument("--ray", metavar="ADDRESS",
+                   help="dispatch the queue to a Ray cluster: host:port, auto, or local (a private Ray on this machine)")
 
     s = sub.add_parser("runs", help="list runs")
     s.add_argument("--json", action="store_true")
@@ -144,11 +146,26 @@ def _worker(args) -> None:
     from cifar_core.jobs.worker import Worker, WorkerConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.ray:
+        _dispatcher(args)
+        return
     worker = Worker(WorkerConfig(threads=args.threads, lease_seconds=args.lease, exit_when_idle=args.exit_when_idle,
                                  max_jobs=args.max_jobs))
     worker.install_signal_handlers()
     done = worker.run()
     logging.getLogger("cifar_lab.worker").info("worker %s stopped after %d job(s)", worker.id, done)
+
+
+def _dispatcher(args) -> None:
+    from cifar_core.jobs.ray_dispatcher import Dispatcher, DispatcherConfig
+
+    if args.threads:
+        raise LabError("--threads is for a local worker; a Ray job takes $CIFAR_LAB_JOB_CPUS CPUs (default 2)")
+    dispatcher = Dispatcher(DispatcherConfig(address=args.ray, lease_seconds=args.lease,
+                                             exit_when_idle=args.exit_when_idle, max_jobs=args.max_jobs))
+    dispatcher.install_signal_handlers()
+    ended = dispatcher.run()
+    logging.getLogger("cifar_lab.ray").info("dispatcher %s stopped after %d job(s)", dispatcher.id, ended)
 
 
 def _runs(args) -> None:

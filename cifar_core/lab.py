@@ -104,6 +104,12 @@ class Lab:
         with self._queue() as conn:
             return queue.counts(conn)
 
+    def cluster(self) -> monitor.ClusterView | None:
+        """The Ray cluster the dispatcher works on (nodes, CPUs and GPUs in use and free, jobs on
+        each node), or None when the queue runs on local workers."""
+        with self._store() as conn:
+            return monitor.cluster_view(conn)
+
     def jobs(self, limit: int = 10_000) -> list[queue.Job]:
         """Every job, newest first."""
         with self._queue() as conn:

@@ -50,12 +50,24 @@ def _active(p: monitor.JobProgress, history) -> None:
         c.metric("ETA", monitor.format_seconds(p.eta))
         d.button("Cancel", key=f"cancel_{p.id}", icon=":material/cancel:", on_click=_cancel, args=(p.id,),
                  disabled=p.cancel_requested)
+        if p.node and p.state == queue.RUNNING:
+            st.caption(f"On {common.md(p.node)}")
         if p.note:
             st.warning(common.md(p.note), icon=":material/hard_drive:")
         if p.error:
             st.caption(f"Note: {common.md(p.error)}")
         if p.state == queue.RUNNING and not history.empty:
             st.plotly_chart(charts.history(history, height=260), key=f"live_{p.id}")
+
+
+def _cluster(cluster: monitor.ClusterView) -> None:
+    st.subheader("Ray cluster")
+    st.caption(f"{common.md(cluster.address)} · each job takes {cluster.job_cpus:g} CPU(s)"
+               + (f" and {cluster.job_gpus:g} GPU(s)" if cluster.job_gpus else "")
+               + f" · seen {monitor.format_seconds(cluster.age)} ago")
+    if cluster.stale:
+        st.warning("The Ray dispatcher has not reported for a while; it may have stopped.", icon=":material/cloud_off:")
+    st.dataframe(cluster.table, hide_index=True, key="cluster_nodes")
 
 
 def _finished(p: monitor.JobProgress, figures: dict) -> None:
@@ -84,6 +96,9 @@ def _queue(polling: bool) -> None:
     cols[-1].metric("Workers", view.workers_alive)
     if view.counts[queue.QUEUED] and not view.workers_alive:
         st.warning("No worker is running, so queued jobs wait. Reload the app (it starts one) or run `make worker`.")
+    cluster = common.lab().cluster()
+    if cluster is not None:
+        _cluster(cluster)
     st.subheader("Queued and running")
     if not view.active:
         st.caption("Nothing queued or running.")

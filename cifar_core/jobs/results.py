@@ -17,6 +17,7 @@ LEADERBOARD_COLUMNS = [
     "run", "name", "status", "group", "seed", "params", "epochs", "epochs_planned", "best_val_accuracy",
     "best_epoch", "final_val_accuracy", "final_accuracy", "test_accuracy", "gap", "seconds_per_epoch",
     "validation", "optimizer", "learning_rate", "batch_size", "data_source", "created",
+    "node", "worker_pid",  # where its last epoch trained: host (or Ray node), and process
 ]
 
 
@@ -56,6 +57,7 @@ class RunDetail:
             "test_loss": self.test_loss, "test_accuracy": self.test_accuracy,
             "stopped_epoch": self.stopped_epoch, "stop_reason": self.stop_reason,
             "train_seconds": self.train_seconds, "artifacts_dir": str(self.artifacts_dir),
+            "node": self.job.node, "worker_pid": self.job.worker_pid,
             "best_epoch": self.best_epoch, "best_val_accuracy": self.best_val_accuracy,
             "diagnosis": None if self.diagnosis is None else self.diagnosis.to_dict(),
             "spec": self.job.spec, "history": self.history.to_dict(orient="records"),
@@ -108,7 +110,7 @@ def _board(conn: sqlite3.Connection, run_ids: list[int] | None) -> pd.DataFrame:
     runs = pd.DataFrame(
         [dict(r) for r in store.board_rows(conn, run_ids)],
         columns=["run", "name", "status", "grp", "spec_json", "data_source", "created_at", "seed", "params",
-                 "epochs_planned", "test_accuracy"],
+                 "epochs_planned", "test_accuracy", "node", "worker_pid"],
     )
     if runs.empty:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
@@ -125,6 +127,7 @@ def _board(conn: sqlite3.Connection, run_ids: list[int] | None) -> pd.DataFrame:
     board["created"] = pd.to_datetime(board.pop("created_at"), unit="s").dt.floor("s")
     board["group"] = board.pop("grp").astype("Int64")
     board["epochs"] = board["epochs"].fillna(0).astype(int)
+    board["worker_pid"] = board["worker_pid"].astype("Int64")
     return board[LEADERBOARD_COLUMNS]
 
 

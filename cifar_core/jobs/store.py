@@ -468,7 +468,7 @@ def board_rows(conn: sqlite3.Connection, run_ids: list[int] | None) -> list[sqli
     where, args = _where([], "j.id", run_ids)
     return conn.execute(
         "SELECT j.id AS run, j.name, j.state AS status, j.group_id AS grp, j.spec_json, j.data_source, j.created_at,"
-        " r.seed, r.params, r.epochs_planned, r.test_accuracy FROM jobs j JOIN runs r ON r.id = j.id"
+        " r.seed, r.params, r.epochs_planned, r.test_accuracy, j.node, j.worker_pid FROM jobs j JOIN runs r ON r.id = j.id"
         f"{where} ORDER BY j.id DESC", args
     ).fetchall()
 
@@ -515,3 +515,22 @@ def worker_rows(conn: sqlite3.Connection) -> list[sqlite3.Row]:
 
 def worker_registered(conn: sqlite3.Connection, pid: int) -> bool:
     return conn.execute("SELECT 1 FROM workers WHERE pid = ? AND stopped_at IS NULL", (pid,)).fetchone() is not None
+
+
+# ---------------------------------------------------------------- the Ray cluster, as its dispatcher last saw it
+
+CLUSTER_KEY = "ray_cluster"
+
+
+def put_cluster(conn: sqlite3.Connection, doc: dict | None) -> None:
+    """Record the cluster's state (a JSON-able dict), or forget it (None: no dispatcher runs)."""
+    with transaction(conn):
+        if doc is None:
+            conn.execute("DELETE FROM meta WHERE key = ?", (CLUSTER_KEY,))
+        else:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (CLUSTER_KEY, json.dumps(doc)))
+
+
+def cluster_doc(conn: sqlite3.Connection) -> dict | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (CLUSTER_KEY,)).fetchone()
+    return None if row is None else json.loads(row["value"])

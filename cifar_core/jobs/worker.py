@@ -367,9 +367,14 @@ def list_workers(conn) -> list[WorkerInfo]:
 
 def ensure_worker(extra_args: tuple[str, ...] = ()) -> int | None:
     """Start a background worker process if none is alive. Returns its pid, or None if one runs.
+    With `$CIFAR_LAB_RAY` set (a Ray address), it is a Ray dispatcher instead of a local worker.
 
     The worker runs in its own session, so stopping or restarting the app never stops it."""
     import fcntl
+
+    address = os.environ.get("CIFAR_LAB_RAY", "").strip()
+    if address:
+        extra_args = ("--ray", address, *extra_args)
 
     with open(config.lab_home() / "worker-spawn.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two app sessions starting at once start one worker

@@ -167,3 +167,47 @@ class Checkpoint(keras.callbacks.Callback):
         for old in [*self.folder.glob("epoch-*.weights.h5"), *self.folder.glob("best-*.npz")]:
             if old.name not in state.values():
                 old.unlink()
+        saved = getattr(self.relay.reporter, "checkpoint_saved", None)  # optional: a cluster task ships it home
+        if saved is not None:
+            saved(epoch + 1)
+
+
+def checkpoint_files(workdir: Path) -> dict[str, bytes]:
+    """The files that resume `workdir`'s run elsewhere, by path relative to it: the checkpoint
+    (pointer, spec, weights, best weights) and the history. Empty when there is no checkpoint."""
+    workdir = Path(workdir)
+    folder = workdir / FOLDER
+    pointer = folder / POINTER
+    if not pointer.exists():
+        return {}
+    state = json.loads(pointer.read_text())
+    names = [POINTER, SPEC, state["weights"], *([state["best"]] if "best" in state else [])]
+    files = {f"{FOLDER}/{n}": (folder / n).read_bytes() for n in names if (folder / n).exists()}
+    if (workdir / "history.json").exists():
+        files["history.json"] = (workdir / "history.json").read_bytes()
+    return files
+
+
+def write_checkpoint_files(workdir: Path, files: dict[str, bytes]) -> None:
+    """Put `checkpoint_files` of another machine into `workdir` so that a kill at any moment
+    leaves a usable checkpoint: every file by an atomic rename, the pointer last, then the files
+    it no longer names are removed."""
+    workdir = Path(workdir)
+    (workdir / FOLDER).mkdir(parents=True, exist_ok=True)
+    pointer = f"{FOLDER}/{POINTER}"
+    for name in sorted(files, key=lambda n: n == pointer):  # the pointer last
+        if "/" in name.replace(f"{FOLDER}/", "", 1) or name.startswith(("/", ".")):
+            raise LabError(f"refusing checkpoint file {name!r}: not a plain name in the run folder")
+        write_bytes(workdir / name, files[name])
+    if pointer in files:
+        keep = {n.split("/", 1)[1] for n in files if n.startswith(f"{FOLDER}/")}
+        for old in [*(workdir / FOLDER).glob("epoch-*.weights.h5"), *(workdir / FOLDER).glob("best-*.npz")]:
+            if old.name not in keep:
+                old.unlink()
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` by an atomic rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)

@@ -31,6 +31,9 @@ class Reporter(Protocol):
     def should_stop(self) -> bool:
         """Checked after every batch; must be cheap."""
 
+    # Optional: `checkpoint_saved(epoch)` is called once the checkpoint of that finished epoch is
+    # on disk (a cluster task sends it to the dispatcher then).
+
 
 class ReporterRelay(keras.callbacks.Callback):
     """Relays batches and finished epochs to `reporter` and stops fit when it asks. `stopped` tells

@@ -37,6 +37,7 @@ class JobProgress:
     error: str | None
     attempts: int
     note: str | None = None  # what its worker says now (a pause for disk space)
+    node: str | None = None  # where its last epoch trained (host, or Ray node)
 
     @property
     def active(self) -> bool:
@@ -80,6 +81,7 @@ def job_progress(job: queue.Job, epoch_seconds: Sequence[float] = (), now: float
         batches=job.batches, fraction=_fraction(job, in_epoch), elapsed=_elapsed(job, now),
         eta=_eta(job, in_epoch, per_epoch, now), seconds_per_epoch=per_epoch,
         cancel_requested=job.cancel_requested, error=job.error, attempts=job.attempts, note=job.note,
+        node=job.node,
     )
 
 
@@ -127,6 +129,57 @@ def queue_view(conn: sqlite3.Connection, recent: int = 10, now: float | None = N
         history=history,
         finished=results.leaderboard_rows(conn, [j.id for j in done]),
     )
+
+
+@dataclass(frozen=True)
+class ClusterNode:
+    node: str  # host/start of the Ray node id, as jobs record it
+    address: str | None
+    alive: bool
+    cpus: float
+    cpus_free: float
+    gpus: float
+    gpus_free: float
+    jobs: list[int]  # the dispatcher's jobs training there now
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """The Ray cluster as its dispatcher last recorded it (every few seconds)."""
+
+    address: str
+    job_cpus: float
+    job_gpus: float
+    nodes: list[ClusterNode]
+    age: float  # seconds since it was recorded
+    stale: bool  # no news for a while: the dispatcher may be gone
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """One row per node: CPUs and GPUs in use and free, and its jobs."""
+        return pd.DataFrame(
+            [{"node": n.node, "address": n.address, "alive": n.alive, "CPUs in use": n.cpus - n.cpus_free,
+              "CPUs free": n.cpus_free, "GPUs in use": n.gpus - n.gpus_free, "GPUs free": n.gpus_free,
+              "jobs": ", ".join(f"#{j}" for j in n.jobs)} for n in self.nodes],
+            columns=["node", "address", "alive", "CPUs in use", "CPUs free", "GPUs in use", "GPUs free", "jobs"],
+        )
+
+
+CLUSTER_STALE_SECONDS = 15.0
+
+
+def cluster_view(conn: sqlite3.Connection, now: float | None = None) -> ClusterView | None:
+    """The cluster a Ray dispatcher recorded, or None when no dispatcher runs."""
+    doc = store.cluster_doc(conn)
+    if doc is None:
+        return None
+    now = store.now() if now is None else now
+    nodes = [ClusterNode(n["node"], n.get("address"), bool(n["alive"]), float(n["cpus"]), float(n["cpus_free"]),
+                         float(n["gpus"]), float(n["gpus_free"]), [int(j) for j in n.get("jobs", [])])
+             for n in doc.get("nodes", [])]
+    age = max(0.0, now - float(doc["updated_at"]))
+    return ClusterView(doc.get("address", "?"), float(doc.get("job_cpus", 0)), float(doc.get("job_gpus", 0)),
+                       nodes, age, age > CLUSTER_STALE_SECONDS)
 
 
 def format_seconds(seconds: float | None) -> str:

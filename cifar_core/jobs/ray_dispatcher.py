@@ -1,0 +1,665 @@
+"""The Ray dispatcher: the same queue, the same lease protocol, the jobs trained on a Ray cluster.
+
+`python -m cifar_core worker --ray ADDRESS` runs a `Dispatcher` on the dashboard's machine (which
+must be a node of the cluster: the head, or one that joined with `ray start --address=...`). It
+claims jobs from the SQLite queue like a local worker and runs each as a Ray task calling the
+same store-free `train(...)`, keeping as many in flight as the cluster has room for (each asks
+for `$CIFAR_LAB_JOB_CPUS` CPUs, default 2, and `$CIFAR_LAB_JOB_GPUS` GPUs, default 0). The store
+stays on the dashboard's machine and only the dispatcher writes it:
+
+- **Live metrics.** Each task reports to the dispatcher's `Hub` actor (pinned to the dispatcher's
+  node): finished epochs as they end, batch progress about once a second. The dispatcher drains
+  the hub and writes them to the store with the job's lease; a heartbeat thread renews the
+  leases of every job in flight and reads cancel requests.
+- **Data.** The dispatcher loads each data source once and `ray.put`s it; tasks read it from the
+  object store, so no node needs the data files.
+- **Checkpoints.** A task trains in a temporary folder on its node; after each epoch's checkpoint
+  it sends the checkpoint files to the hub, which keeps the newest one per job, and the
+  dispatcher writes it atomically into the run folder. A task, first thing, takes the newest
+  checkpoint from the hub (seeded from the run folder when the job was claimed), so when its
+  Ray worker process or its node dies, Ray's own task retry starts it again on any node from
+  the last finished epoch: every epoch once, none lost. The final model, predictions and
+  history come back with the task's result; the deployment cost is measured here.
+- **Cancel** asks the task through the hub (it stops at the next batch), and after
+  `CANCEL_GRACE` seconds `ray.cancel(force=True)` kills it. A dispatcher that dies takes its
+  tasks with it: Ray kills the tasks a dead driver owned, and a task that cannot reach the hub
+  stops by itself. Its leases lapse and the jobs go back to the queue.
+
+Ray's token authentication stays on: give the dispatcher the cluster's token as `~/.ray/auth_token`,
+`$RAY_AUTH_TOKEN_PATH` or `$RAY_AUTH_TOKEN` (see the README, "On a cluster").
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cifar_core import config
+from cifar_core.errors import LabError
+from cifar_core.jobs import queue, store
+
+log = logging.getLogger("cifar_lab.ray")
+
+JOB_CPUS_ENV = "CIFAR_LAB_JOB_CPUS"  # CPUs each job asks of the cluster (default 2)
+JOB_GPUS_ENV = "CIFAR_LAB_JOB_GPUS"  # GPUs each job asks of the cluster (default 0)
+RAY_ENV = "CIFAR_LAB_RAY"  # the app starts a dispatcher on this address instead of a local worker
+HEARTBEAT_SECONDS = 1.0  # lease renewal and cancel checks, dispatcher side; progress, task side
+POLL_SECONDS = 0.3  # between passes of the dispatcher's loop
+CANCEL_GRACE = 3.0  # seconds a task has to stop by itself before it is killed
+HUB_TIMEOUT = 20.0  # a task that cannot reach its hub for this long stops: its dispatcher is gone
+CLUSTER_SECONDS = 2.0  # between records of the cluster's state in the store
+TASK_RETRIES = queue.MAX_ATTEMPTS  # restarts of a task whose Ray worker or node died
+STOP_HUB_GONE = "hub-gone"
+
+
+def job_resources() -> tuple[float, float]:
+    """(CPUs, GPUs) each job asks of the cluster, from the environment."""
+    out = []
+    for name, default in ((JOB_CPUS_ENV, "2"), (JOB_GPUS_ENV, "0")):
+        raw = os.environ.get(name) or default
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if not 0 <= value <= 1024 or (name == JOB_CPUS_ENV and value == 0):
+            raise LabError(f"{name}={raw!r} is not a usable count (CPUs 0 < n <= 1024, GPUs 0..1024); unset it for {default}")
+        out.append(value)
+    return out[0], out[1]
+
+
+def node_label(node_id: str, host: str) -> str:
+    """How a node is named in the store and on the Training page: its host and the start of its id."""
+    return f"{host}/{node_id[:8]}"
+
+
+# --------------------------------------------------------------------------- the hub (an actor)
+
+
+class Hub:
+    """The dispatcher's mailbox on the cluster, one per dispatcher, on the dispatcher's node (so
+    it dies with it). Tasks post epochs and checkpoints and beat with their progress; the
+    dispatcher drains them, asks tasks to stop, and seeds checkpoints for jobs it resumes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inbox: list[dict] = []
+        self._progress: dict[int, dict] = {}
+        self._stop: dict[int, str] = {}
+        self._checkpoints: dict[int, dict[str, bytes]] = {}
+
+    def ping(self) -> bool:
+        return True
+
+    def seed(self, job_id: int, files: dict[str, bytes]) -> None:
+        with self._lock:
+            self._checkpoints[job_id] = files
+            self._stop.pop(job_id, None)
+
+    def checkpoint(self, job_id: int) -> dict[str, bytes]:
+        with self._lock:
+            return self._checkpoints.get(job_id, {})
+
+    def post(self, message: dict) -> None:
+        """An epoch, or a checkpoint (kept as the job's newest, then handed to the dispatcher)."""
+        with self._lock:
+            if message["kind"] == "checkpoint":
+                self._checkpoints[message["job"]] = message["files"]
+            self._inbox.append(message)
+
+    def beat(self, job_id: int, progress: dict) -> str | None:
+        """A task's progress; returns why it must stop, or None."""
+        with self._lock:
+            self._progress[job_id] = progress
+            return self._stop.get(job_id)
+
+    def stop(self, job_id: int, reason: str) -> None:
+        with self._lock:
+            self._stop[job_id] = reason
+
+    def forget(self, job_id: int) -> None:
+        with self._lock:
+            for d in (self._progress, self._stop, self._checkpoints):
+                d.pop(job_id, None)
+
+    def take(self) -> tuple[list[dict], dict[int, dict]]:
+        """Everything posted since the last take, and each task's latest progress."""
+        with self._lock:
+            inbox, self._inbox = self._inbox, []
+            return inbox, dict(self._progress)
+
+
+# --------------------------------------------------------------------------- the task (on a node)
+
+
+class HubReporter:
+    """The `Reporter` of a task: epochs and checkpoints go to the hub at once (in order, before
+    training goes on); progress and the stop question through a beat thread."""
+
+    def __init__(self, hub, job_id: int, attempt: int, workdir: Path) -> None:
+        import ray
+
+        self.hub, self.job_id, self.attempt, self.workdir = hub, job_id, attempt, workdir
+        ctx = ray.get_runtime_context()
+        self.node = node_label(ctx.get_node_id(), socket.gethostname())
+        self.pid = os.getpid()
+        self.stop_reason: str | None = None
+        self._batch = self._batches = self._epoch = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"beat-{job_id}", daemon=True)
+
+    def __enter__(self) -> "HubReporter":
+        self._send("beat", self.job_id, self._progress())  # fails early if the hub is gone
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _progress(self) -> dict:
+        return {"attempt": self.attempt, "epoch": self._epoch, "batch": self._batch, "batches": self._batches,
+                "node": self.node, "pid": self.pid}
+
+    def _send(self, method: str, *args):
+        import ray
+
+        return ray.get(getattr(self.hub, method).remote(*args), timeout=HUB_TIMEOUT)
+
+    def _post(self, message: dict) -> None:
+        try:
+            self._send("post", {"job": self.job_id, "attempt": self.attempt, "node": self.node, "pid": self.pid, **message})
+        except Exception as exc:  # the hub (its dispatcher) is gone: nobody would record what this trains
+            log.warning("job %s: cannot reach the dispatcher (%s); stopping", self.job_id, exc)
+            self._request_stop(STOP_HUB_GONE)
+
+    def epoch_end(self, record: dict) -> None:
+        self._post({"kind": "epoch", "record": record})
+
+    def checkpoint_saved(self, epoch: int) -> None:
+        from cifar_core.train.checkpoint import checkpoint_files
+
+        self._post({"kind": "checkpoint", "epoch": epoch, "files": checkpoint_files(self.workdir)})
+
+    def progress(self, epoch: int, batch: int, batches: int) -> None:
+        self._epoch, self._batch, self._batches = epoch, batch, batches
+
+    def should_stop(self) -> bool:
+        return self.stop_reason is not None
+
+    def _request_stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+    def _beat(self) -> None:
+        while not self._done.wait(HEARTBEAT_SECONDS):
+            try:
+                reason = self._send("beat", self.job_id, self._progress())
+            except Exception as exc:
+                log.warning("job %s: cannot reach the dispatcher (%s); stopping", self.job_id, exc)
+                reason = STOP_HUB_GONE
+            if reason:
+                self._request_stop(reason)
+
+
+def train_task(job_id: int, attempt: int, spec_doc: dict, ds, hub, threads: int) -> dict:
+    """The body of one job's Ray task (a fresh Ray worker process each time): take the newest
+    checkpoint from the hub, train in a temporary folder, report through the hub, and return the
+    outcome with the final files."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(max(1, threads))  # before TensorFlow's first op
+    tf.config.threading.set_inter_op_parallelism_threads(min(2, max(1, threads)))
+    from cifar_core.spec.schema import parse_spec
+    from cifar_core.train import loop as training
+    from cifar_core.train.checkpoint import write_checkpoint_files
+
+    workdir = Path(tempfile.mkdtemp(prefix=f"cifar-lab-job{job_id}-"))
+    try:
+        reporter = HubReporter(hub, job_id, attempt, workdir)
+        import ray
+
+        files = ray.get(hub.checkpoint.remote(job_id), timeout=HUB_TIMEOUT)
+        if files:
+            write_checkpoint_files(workdir, files)
+        with reporter:
+            spec = parse_spec(spec_doc, ds.input_shape, ds.num_classes)
+            outcome = training.train(spec, ds, workdir, reporter)
+        result = {
+            "status": outcome.status, "stop_reason": reporter.stop_reason, "history": outcome.history,
+            "params": outcome.params, "train_seconds": outcome.train_seconds, "test_loss": outcome.test_loss,
+            "test_accuracy": outcome.test_accuracy, "stopped_epoch": outcome.stopped_epoch,
+            "early_stop_reason": outcome.stop_reason, "node": reporter.node, "pid": reporter.pid, "files": {},
+        }
+        if outcome.status == training.COMPLETED:
+            result["files"] = {Path(p).name: Path(p).read_bytes() for p in outcome.files.values()}
+        return result
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- the dispatcher
+
+
+@dataclass
+class InFlight:
+    job: queue.Job
+    ref: object  # the task's ObjectRef
+    workdir: Path  # the run folder on this machine
+    valid_until: float  # monotonic: past it, the lease may have lapsed
+    progress: dict = field(default_factory=dict)
+    stop_reason: str | None = None  # why this dispatcher stops it
+    stop_sent_at: float | None = None
+    force_cancelled: bool = False
+    epochs: int = 0  # epochs stored by this attempt
+
+
+@dataclass(frozen=True)
+class DispatcherConfig:
+    address: str  # host:port, auto, or local
+    worker_id: str | None = None
+    lease_seconds: float = queue.DEFAULT_LEASE_SECONDS
+    exit_when_idle: bool = False
+    max_jobs: int | None = None
+
+
+def connect(address: str) -> None:
+    """Join the Ray cluster at `address` (`local` starts a private one on this machine), shipping
+    the lab's code to the nodes with the tasks."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    package = Path(__file__).resolve().parents[1]
+    runtime_env = {"py_modules": [str(package)], "env_vars": {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")},
+                   "excludes": ["__pycache__", "*.pyc"]}
+    kw = dict(namespace="cifar_lab", runtime_env=runtime_env, logging_level=logging.WARNING)
+    if address == "local":
+        ray.init(include_dashboard=False, **kw)
+    else:
+        ray.init(address=address, **kw)
+
+
+class Dispatcher:
+    def __init__(self, cfg: DispatcherConfig):
+        self.cfg = cfg
+        self.job_cpus, self.job_gpus = job_resources()
+        self.id = cfg.worker_id or f"ray-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.shutdown = threading.Event()
+        self.conn = store.connect()
+        self.inflight: dict[int, InFlight] = {}
+        self._lock = threading.Lock()  # guards inflight between the loop and the heartbeat thread
+        self._data: dict[str, object] = {}  # data source -> (ObjectRef of the Dataset, input shape)
+        self._last_cluster = 0.0
+        self._started = 0
+        self.hub = None
+        self._task = None  # the remote function, made once connected
+
+    # ---------------------------------------------------------------- the loop
+
+    def run(self) -> int:
+        """Dispatch until idle (with exit_when_idle), max_jobs, or a signal. Returns the jobs ended."""
+        import ray
+
+        connect(self.cfg.address)
+        here = ray.get_runtime_context().get_node_id()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        self.hub = ray.remote(Hub).options(
+            num_cpus=0, max_concurrency=32, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
+        ).remote()
+        ray.get(self.hub.ping.remote())
+        store.register_worker(self.conn, self.id, os.getpid(), socket.gethostname(), int(self.job_cpus))
+        log.info("dispatcher %s on Ray %s: %s CPU(s) and %s GPU(s) per job", self.id, self.cfg.address,
+                 self.job_cpus, self.job_gpus)
+        beat = threading.Thread(target=self._heartbeat, name="leases", daemon=True)
+        beat.start()
+        ended = 0
+        try:
+            while True:
+                self._drain()
+                ended += self._collect()
+                self._send_stops()
+                self._record_cluster()
+                if self.shutdown.is_set():
+                    if not self.inflight:
+                        break
+                elif self.cfg.max_jobs is None or self._started < self.cfg.max_jobs:
+                    self._fill()
+                if not self.inflight and self._idle():
+                    break
+                time.sleep(POLL_SECONDS)
+        finally:
+            self.shutdown.set()
+            beat.join()
+            self._stop_everything()
+            store.stop_worker(self.conn, self.id)
+            store.put_cluster(self.conn, None)
+            ray.shutdown()
+        return ended
+
+    def _idle(self) -> bool:
+        if self.cfg.max_jobs is not None and self._started >= self.cfg.max_jobs:
+            return True
+        if not self.cfg.exit_when_idle:
+            return False
+        counts = queue.counts(self.conn)
+        return not counts[queue.QUEUED] and not counts[queue.RUNNING]
+
+    def _room(self) -> int:
+        """How many jobs the cluster's live nodes hold at once (each on one node)."""
+        import ray
+
+        room = 0
+        for node in ray.nodes():
+            if not node.get("Alive"):
+                continue
+            res = node.get("Resources", {})
+            fits = int(res.get("CPU", 0) // self.job_cpus)
+            if self.job_gpus:
+                fits = min(fits, int(res.get("GPU", 0) // self.job_gpus))
+            room += fits
+        return room
+
+    def _fill(self) -> None:
+        while len(self.inflight) < self._room() and (self.cfg.max_jobs is None or self._started < self.cfg.max_jobs):
+            job = queue.claim(self.conn, self.id, self.cfg.lease_seconds)
+            if job is None:
+                queue.reap_expired(self.conn)
+                return
+            self._started += 1
+            try:
+                self._submit(job)
+            except Exception as exc:  # a job that cannot start must not take the dispatcher down
+                from cifar_core.jobs.worker import _failure
+
+                reason = _failure(exc, job.id)
+                log.error("job %s failed to start: %s", job.id, reason, exc_info=not isinstance(exc, LabError))
+                queue.finish(self.conn, job.lease, queue.FAILED, error=reason)
+
+    def _dataset(self, source: str):
+        import ray
+
+        if source not in self._data:
+            from cifar_core.data.sources import load_dataset
+
+            ds = load_dataset(source)
+            self._data[source] = (ray.put(ds), ds.input_shape, ds.num_classes)
+        return self._data[source]
+
+    def _submit(self, job: queue.Job) -> None:
+        import ray
+
+        from cifar_core.spec.schema import parse_spec
+        from cifar_core.train.checkpoint import checkpoint_files
+
+        ds_ref, shape, classes = self._dataset(job.data_source)
+        parse_spec(job.spec, shape, classes)  # a spec that cannot train fails here, not on a node
+        workdir = config.runs_dir() / str(job.id)
+        ray.get(self.hub.seed.remote(job.id, checkpoint_files(workdir)))
+        if self._task is None:  # a fresh Ray worker process per task: TensorFlow's threads are set at its start
+            self._task = ray.remote(max_calls=1, max_retries=TASK_RETRIES, retry_exceptions=False)(train_task)
+        task = self._task.options(num_cpus=self.job_cpus, num_gpus=self.job_gpus, name=f"cifar-lab-job-{job.id}")
+        ref = task.remote(job.id, job.attempts, job.spec, ds_ref, self.hub, max(1, int(self.job_cpus)))
+        with self._lock:
+            self.inflight[job.id] = InFlight(job, ref, workdir, time.monotonic() + _usable(self.cfg.lease_seconds))
+        store.touch_worker(self.conn, self.id, job.id)
+        log.info("job %s (%s) attempt %s: sent to the cluster", job.id, job.name, job.attempts)
+
+    def _drain(self) -> None:
+        """Write what the tasks posted: epochs with their lease, checkpoints into the run folders."""
+        import ray
+
+        from cifar_core.train.checkpoint import write_checkpoint_files, write_bytes
+
+        inbox, progress = ray.get(self.hub.take.remote())
+        for message in inbox:
+            f = self.inflight.get(message["job"])
+            if f is None or message["attempt"] != f.job.attempts:
+                continue  # from an attempt that is over
+            if message["kind"] == "epoch":
+                stored = _retry_while_locked(lambda: queue.record_epoch(self.conn, f.job.lease, message["record"],
+                                                                         message["node"], message["pid"]))
+                if stored:
+                    f.epochs += 1
+                else:
+                    self._ask_stop(f, queue.STOP_LOST)
+            elif message["kind"] == "checkpoint":
+                write_checkpoint_files(f.workdir, message["files"])
+                if "history.json" in message["files"]:
+                    write_bytes(f.workdir / "history.json", message["files"]["history.json"])
+        for job_id, p in progress.items():
+            f = self.inflight.get(job_id)
+            if f is not None and p.get("attempt") == f.job.attempts:
+                f.progress = p
+
+    def _collect(self) -> int:
+        """Close the jobs whose tasks ended; returns how many."""
+        import ray
+
+        refs = [f.ref for f in self.inflight.values()]
+        if not refs:
+            return 0
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        if not ready:
+            return 0
+        self._drain()  # what a task posted before it returned comes first
+        ended = 0
+        for f in [f for f in list(self.inflight.values()) if f.ref in ready]:
+            self._close(f)
+            with self._lock:
+                del self.inflight[f.job.id]
+            self.hub.forget.remote(f.job.id)
+            ended += 1
+        if not self.inflight:
+            store.touch_worker(self.conn, self.id, None)
+        return ended
+
+    def _close(self, f: InFlight) -> None:
+        import ray
+
+        lease, job_id = f.job.lease, f.job.id
+        try:
+            result = ray.get(f.ref)
+        except ray.exceptions.TaskCancelledError:
+            result = {"status": "stopped", "stop_reason": f.stop_reason, "train_seconds": None}
+        except ray.exceptions.RayTaskError as exc:  # the training raised: the job fails with its reason
+            from cifar_core.jobs.worker import _failure
+
+            cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+            reason = _failure(cause, job_id)
+            log.error("job %s failed: %s", job_id, reason)
+            self._finish(lease, queue.FAILED, error=reason)
+            return
+        except ray.exceptions.RayError as exc:  # its Ray worker or node died more often than retried
+            reason = f"the Ray task died {TASK_RETRIES + 1} times ({type(exc).__name__}); `python -m cifar_core retry {job_id}` resumes it"
+            log.error("job %s failed: %s", job_id, reason)
+            self._finish(lease, queue.FAILED, error=reason)
+            return
+        reason = f.stop_reason or result.get("stop_reason")
+        if result["status"] == "completed":
+            self._succeed(f, result)
+        elif reason == queue.STOP_CANCEL:
+            done = _epochs(self.conn, job_id)
+            self._finish(lease, queue.CANCELLED, error=f"cancelled after epoch {done}",
+                         results={"train_seconds": result.get("train_seconds")} if result.get("train_seconds") else None)
+            log.info("job %s cancelled; its checkpoint stays for a retry", job_id)
+        elif reason == queue.STOP_SHUTDOWN:
+            queue.requeue(self.conn, lease, "dispatcher shut down; resumes from its last finished epoch")
+            log.info("job %s handed back to the queue", job_id)
+        else:
+            log.warning("job %s stopped (%s); the lease is lost or lapses, nothing more is written", job_id, reason)
+
+    def _succeed(self, f: InFlight, result: dict) -> None:
+        from cifar_core.analysis.deploy import measure_cost
+        from cifar_core.train.checkpoint import discard_checkpoint, write_bytes
+
+        f.workdir.mkdir(parents=True, exist_ok=True)
+        for name, data in result["files"].items():
+            write_bytes(f.workdir / name, data)
+        discard_checkpoint(f.workdir)
+        _, shape, _ = self._dataset(f.job.data_source)
+        cost = measure_cost(str(f.workdir / "model.keras"), shape)  # on the dashboard's machine
+        busy = len(self.inflight) > 1 or queue.counts(self.conn)[queue.RUNNING] > 1
+        results = {
+            **cost, "measured_while_busy": int(busy), "params": result["params"],
+            "test_loss": result["test_loss"], "test_accuracy": result["test_accuracy"],
+            "stopped_epoch": result["stopped_epoch"], "stop_reason": result["early_stop_reason"],
+            "train_seconds": result["train_seconds"],
+        }
+        if self._finish(f.job.lease, queue.SUCCEEDED, results=results):
+            log.info("job %s succeeded on %s: test accuracy %.4f", f.job.id, result["node"], result["test_accuracy"])
+
+    def _finish(self, lease: queue.Lease, state: str, **kw) -> bool:
+        done = _retry_while_locked(lambda: queue.finish(self.conn, lease, state, **kw))
+        if not done:
+            log.warning("job %s: could not record it as %s: the lease was lost", lease.job_id, state)
+        return bool(done)
+
+    # ---------------------------------------------------------------- stopping
+
+    def _ask_stop(self, f: InFlight, reason: str) -> None:
+        if f.stop_reason is None:
+            f.stop_reason = reason
+
+    def _send_stops(self) -> None:
+        """Tell tasks to stop; kill those that did not within CANCEL_GRACE seconds."""
+        import ray
+
+        t = time.monotonic()
+        for f in list(self.inflight.values()):
+            if f.stop_reason is None and self.shutdown.is_set():
+                f.stop_reason = queue.STOP_SHUTDOWN
+            if f.stop_reason is None:
+                continue
+            if f.stop_sent_at is None:
+                self.hub.stop.remote(f.job.id, f.stop_reason)
+                f.stop_sent_at = t
+            elif not f.force_cancelled and t - f.stop_sent_at > CANCEL_GRACE:
+                log.warning("job %s did not stop within %.0f s; killing its task", f.job.id, CANCEL_GRACE)
+                ray.cancel(f.ref, force=True)
+                f.force_cancelled = True
+
+    def _stop_everything(self) -> None:
+        """On the way out: stop what still runs and hand its jobs back."""
+        import ray
+
+        deadline = time.monotonic() + CANCEL_GRACE + 5
+        while self.inflight and time.monotonic() < deadline:
+            self._send_stops()
+            self._drain()
+            self._collect()
+            time.sleep(POLL_SECONDS)
+        for f in list(self.inflight.values()):
+            ray.cancel(f.ref, force=True)
+            queue.requeue(self.conn, f.job.lease, "dispatcher shut down; resumes from its last finished epoch")
+        self.inflight.clear()
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.shutdown.set())
+
+    # ---------------------------------------------------------------- leases and the cluster's state
+
+    def _heartbeat(self) -> None:
+        """Renew the lease of every job in flight, publish its progress, and pick up cancels.
+        A job whose lease could have lapsed (the store stayed locked) is stopped."""
+        from cifar_core.jobs.worker import HEARTBEAT_BUSY_MS, REAP_BEATS
+
+        conn = store.connect(busy_ms=HEARTBEAT_BUSY_MS)
+        beats = 0
+        try:
+            while not self.shutdown.wait(HEARTBEAT_SECONDS):
+                beats += 1
+                with self._lock:
+                    flights = list(self.inflight.values())
+                for f in flights:
+                    asked = time.monotonic()
+                    p = f.progress
+                    note = None if p else "starting on the Ray cluster"
+                    try:
+                        verdict = queue.heartbeat(conn, f.job.lease, self.cfg.lease_seconds, p.get("batch", 0),
+                                                  p.get("batches", 0), note)
+                    except sqlite3.OperationalError as exc:
+                        log.warning("job %s: heartbeat failed (%s); retrying", f.job.id, exc)
+                        if time.monotonic() > f.valid_until:
+                            self._ask_stop(f, queue.STOP_LOST)
+                        continue
+                    if verdict == queue.KEEP_GOING:
+                        f.valid_until = asked + _usable(self.cfg.lease_seconds)
+                    else:
+                        self._ask_stop(f, verdict)
+                try:
+                    store.touch_worker(conn, self.id, flights[0].job.id if flights else None)
+                    if beats % REAP_BEATS == 0:
+                        queue.reap_expired(conn)
+                except sqlite3.OperationalError as exc:
+                    log.warning("heartbeat failed (%s); retrying", exc)
+        finally:
+            conn.close()
+
+    def _record_cluster(self) -> None:
+        """Every CLUSTER_SECONDS, the cluster's nodes, their CPUs and GPUs in use and free, and
+        which of this dispatcher's jobs each runs, for the Training page."""
+        t = time.monotonic()
+        if t - self._last_cluster < CLUSTER_SECONDS:
+            return
+        self._last_cluster = t
+        try:
+            store.put_cluster(self.conn, cluster_state(self.cfg.address, self.id, self.inflight, self.job_cpus, self.job_gpus))
+        except Exception as exc:  # the picture of the cluster is a nicety; dispatching goes on
+            log.warning("could not record the cluster's state: %s", exc)
+
+
+def cluster_state(address: str, dispatcher: str, inflight: dict[int, InFlight], job_cpus: float, job_gpus: float) -> dict:
+    import ray
+
+    try:
+        from ray._private.state import available_resources_per_node
+
+        free = available_resources_per_node()
+    except Exception:  # a private API: without it, free is what this dispatcher's jobs leave
+        free = None
+    jobs_on: dict[str, list[int]] = {}
+    for f in list(inflight.values()):
+        if f.progress.get("node"):
+            jobs_on.setdefault(f.progress["node"], []).append(f.job.id)
+    nodes = []
+    for n in ray.nodes():
+        label = node_label(n["NodeID"], n.get("NodeManagerHostname", "?"))
+        res = n.get("Resources", {}) if n.get("Alive") else {}
+        cpus, gpus = float(res.get("CPU", 0)), float(res.get("GPU", 0))
+        mine = jobs_on.get(label, [])
+        if free is not None and n["NodeID"] in free:
+            cpus_free = float(free[n["NodeID"]].get("CPU", 0))
+            gpus_free = float(free[n["NodeID"]].get("GPU", 0))
+        else:
+            cpus_free = max(0.0, cpus - job_cpus * len(mine)) if n.get("Alive") else 0.0
+            gpus_free = max(0.0, gpus - job_gpus * len(mine)) if n.get("Alive") else 0.0
+        nodes.append({"node": label, "address": n.get("NodeManagerAddress"), "alive": bool(n.get("Alive")),
+                      "cpus": cpus, "cpus_free": cpus_free, "gpus": gpus, "gpus_free": gpus_free, "jobs": sorted(mine)})
+    return {"address": address, "dispatcher": dispatcher, "updated_at": store.now(), "job_cpus": job_cpus,
+            "job_gpus": job_gpus, "nodes": nodes}
+
+
+def _usable(lease_seconds: float) -> float:
+    return lease_seconds - min(5.0, 0.25 * lease_seconds)
+
+
+def _epochs(conn, job_id: int) -> int:
+    return queue.get_job(conn, job_id).epoch
+
+
+def _retry_while_locked(write):
+    from cifar_core.jobs.worker import _retry_while_locked as retry
+
+    return retry(write, until=time.monotonic() + 10)
