@@ -646,6 +646,7 @@ def cluster_state(address: str, dispatcher: str, inflight: dict[int, InFlight], 
             cpus_free = max(0.0, cpus - job_cpus * len(mine)) if n.get("Alive") else 0.0
             gpus_free = max(0.0, gpus - job_gpus * len(mine)) if n.get("Alive") else 0.0
         nodes.append({"node": label, "address": n.get("NodeManagerAddress"), "alive": bool(n.get("Alive")),
+                      "head": "node:__internal_head__" in n.get("Resources", {}),
                       "cpus": cpus, "cpus_free": cpus_free, "gpus": gpus, "gpus_free": gpus_free, "jobs": sorted(mine)})
     return {"address": address, "dispatcher": dispatcher, "updated_at": store.now(), "job_cpus": job_cpus,
             "job_gpus": job_gpus, "nodes": nodes}

@@ -141,6 +141,7 @@ class ClusterNode:
     gpus: float
     gpus_free: float
     jobs: list[int]  # the dispatcher's jobs training there now
+    head: bool = False  # the cluster's head node
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ class ClusterView:
     def table(self) -> pd.DataFrame:
         """One row per node: CPUs and GPUs in use and free, and its jobs."""
         return pd.DataFrame(
-            [{"node": n.node, "address": n.address, "alive": n.alive, "CPUs in use": n.cpus - n.cpus_free,
+            [{"node": n.node + (" (head)" if n.head else ""), "address": n.address, "alive": n.alive, "CPUs in use": n.cpus - n.cpus_free,
               "CPUs free": n.cpus_free, "GPUs in use": n.gpus - n.gpus_free, "GPUs free": n.gpus_free,
               "jobs": ", ".join(f"#{j}" for j in n.jobs)} for n in self.nodes],
             columns=["node", "address", "alive", "CPUs in use", "CPUs free", "GPUs in use", "GPUs free", "jobs"],
@@ -175,7 +176,8 @@ def cluster_view(conn: sqlite3.Connection, now: float | None = None) -> ClusterV
         return None
     now = store.now() if now is None else now
     nodes = [ClusterNode(n["node"], n.get("address"), bool(n["alive"]), float(n["cpus"]), float(n["cpus_free"]),
-                         float(n["gpus"]), float(n["gpus_free"]), [int(j) for j in n.get("jobs", [])])
+                         float(n["gpus"]), float(n["gpus_free"]), [int(j) for j in n.get("jobs", [])],
+                         bool(n.get("head")))
              for n in doc.get("nodes", [])]
     age = max(0.0, now - float(doc["updated_at"]))
     return ClusterView(doc.get("address", "?"), float(doc.get("job_cpus", 0)), float(doc.get("job_gpus", 0)),

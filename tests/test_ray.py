@@ -1,0 +1,302 @@
+"""The Ray dispatcher on a real two-node Ray cluster on this machine (no mocks).
+
+The cluster is two `ray start --block` processes (a head and a second node, 1 CPU each, token
+authentication on with a token made for the test and given through `RAY_AUTH_TOKEN`, temp dirs
+under the test's tmp folder), started once for the module and stopped by pid at the end. The
+dispatcher runs as a user runs it: `python -m cifar_core worker --ray ADDRESS`, each job asking
+for one CPU (`CIFAR_LAB_JOB_CPUS=1`). The test that stops the second node comes last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from procs import ROOT, cli, wait_for
+
+from datagen import tiny_spec
+from cifar_core.jobs import queue, results, store
+
+pytestmark = pytest.mark.ray
+
+LEASE = "4"  # seconds: a dead dispatcher's jobs go back to the queue quickly
+# About half a second to a second per epoch on one core, so a test can act in the middle of a run.
+SLOW = {
+    "name": "slow",
+    "layers": [
+        {"type": "Conv2D", "filters": 32, "kernel_size": 3, "padding": "same", "activation": "relu"},
+        {"type": "Conv2D", "filters": 32, "kernel_size": 3, "padding": "same", "activation": "relu"},
+        {"type": "GlobalAveragePooling2D"},
+        {"type": "Dense", "units": 10, "activation": "softmax"},
+    ],
+    "epochs": 10,
+    "batch_size": 16,
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Cluster:
+    def __init__(self, base: Path, env: dict):
+        self.base, self.env = base, env
+        self.ray = str(Path(sys.executable).parent / "ray")
+        self.port = _free_port()
+        from ray._private.services import get_node_ip_address
+
+        self.address = f"{get_node_ip_address()}:{self.port}"  # Ray resolves 127.0.0.1 to this machine's address
+        self.head = self._start("head", "--head", f"--port={self.port}", f"--ray-client-server-port={_free_port()}",
+                                "--include-dashboard=false")
+        self.node = self._start("node", f"--address={self.address}")
+
+    def _start(self, name: str, *args: str) -> subprocess.Popen:
+        log = open(self.base / f"{name}.log", "ab")
+        return subprocess.Popen(
+            [self.ray, "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats",
+             f"--dashboard-agent-listen-port={_free_port()}", f"--temp-dir={self.base / name}", *args],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def alive_nodes(self) -> int:
+        out = subprocess.run([self.ray, "status", f"--address={self.address}"], env=self.env, capture_output=True,
+                             text=True, timeout=60).stdout
+        active = out.split("Active:")[1].split("Pending:")[0] if "Active:" in out else ""
+        return active.count("node_")
+
+    def stop_node(self) -> None:
+        """Stop the second node as `ray stop` would: SIGTERM to its `ray start --block`."""
+        _stop(self.node)
+
+    def stop(self) -> None:
+        _stop(self.node)
+        _stop(self.head)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)  # `ray start --block` stops its node's processes on SIGTERM
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    base = tmp_path_factory.mktemp("ray")
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+           "RAY_USAGE_STATS_ENABLED": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("RAY_ADDRESS", None)
+    with pytest.MonkeyPatch.context() as mp:
+        for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_USAGE_STATS_ENABLED"):
+            mp.setenv(key, env[key])  # the dispatchers the tests start inherit them
+        mp.setenv("CIFAR_LAB_JOB_CPUS", "1")
+        c = Cluster(base, env)
+        try:
+            wait_for(lambda: c.alive_nodes() == 2, timeout=120, interval=2, what="two Ray nodes")
+            yield c
+        finally:
+            c.stop()
+
+
+def _dispatcher(tmp_path, address, *args, name="dispatcher") -> subprocess.Popen:
+    out = open(tmp_path / f"{name}.log", "ab")
+    return subprocess.Popen([sys.executable, "-m", "cifar_core", "worker", "--ray", address, "--lease", LEASE, *args],
+                            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _submit(tmp_path, doc, data, *extra) -> list[int]:
+    path = tmp_path / f"{doc['name']}.json"
+    path.write_text(json.dumps(doc))
+    return [int(i) for i in cli("submit", str(path), "--data", str(data), *extra).stdout.split()]
+
+
+def _job(job_id: int) -> queue.Job:
+    conn = store.connect()
+    try:
+        return queue.get_job(conn, job_id)
+    finally:
+        conn.close()
+
+
+def _epochs(job_id: int) -> list[int]:
+    conn = store.connect()
+    try:
+        return list(results.run_history(conn, job_id)["epoch"])
+    finally:
+        conn.close()
+
+
+def _metric_rows(job_id: int) -> list[int]:
+    conn = store.connect()
+    try:
+        return [r[0] for r in conn.execute("SELECT epoch FROM metrics WHERE run_id = ? ORDER BY epoch", (job_id,))]
+    finally:
+        conn.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead too
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 300) -> int:
+    try:
+        return proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_jobs_run_across_both_nodes_with_live_curves(lab_home, small_data, tmp_path, cluster):
+    ids = _submit(tmp_path, dict(SLOW, epochs=6), small_data, "--repeats", "3")
+    disp = _dispatcher(tmp_path, cluster.address, "--exit-when-idle")
+    try:
+        # A curve grows while its job runs, epoch by epoch, on one node or the other.
+        first = ids[0]
+        wait_for(lambda: len(_epochs(first)) >= 1, what="a first epoch", timeout=180)
+        grown = wait_for(lambda: (e := _epochs(first)) and len(e) >= 2 and _job(first).state == queue.RUNNING and e,
+                         what="the curve to grow while running", timeout=120)
+        assert grown == list(range(1, len(grown) + 1))
+        # Both nodes train at once: two jobs running, on two different nodes.
+        seen = set()
+
+        def two_at_once():
+            running = [_job(i) for i in ids if _job(i).state == queue.RUNNING]
+            seen.update(j.node for j in running if j.node)
+            return len([j for j in running if j.node]) == 2 and len({j.node for j in running}) == 2
+        wait_for(two_at_once, what="two jobs training on two nodes at once", timeout=180)
+        # The Training page's cluster view: two live nodes, each with a job.
+        from cifar_core.lab import Lab
+
+        view = wait_for(lambda: (v := Lab().cluster()) and sum(bool(n.jobs) for n in v.nodes) == 2 and v,
+                        what="the cluster view", timeout=30)
+        assert [n.alive for n in view.nodes] == [True, True] and view.job_cpus == 1
+        assert all(n.cpus == 1 for n in view.nodes)
+        assert _finish(disp) == 0
+    finally:
+        _finish(disp, 0.1) if disp.poll() is None else None
+    jobs = [_job(i) for i in ids]
+    assert all(j.state == queue.SUCCEEDED for j in jobs), [j.error for j in jobs]
+    assert all(_metric_rows(i) == list(range(1, 7)) for i in ids)
+    assert len({j.node for j in jobs}) == 2  # the three ran across both nodes
+    listed = {r["run"]: r for r in json.loads(cli("runs", "--json").stdout)}
+    shown = json.loads(cli("show", str(ids[0]), "--json").stdout)
+    assert shown["node"] == jobs[0].node and shown["worker_pid"] == jobs[0].worker_pid > 0
+    assert all(listed[i]["node"] == _job(i).node and listed[i]["worker_pid"] == _job(i).worker_pid for i in ids)
+    run_dir = lab_home / "runs" / str(ids[0])
+    assert {"model.keras", "history.json", "predictions.npz", "spec.json"} <= {p.name for p in run_dir.iterdir()}
+    assert not (run_dir / "backup").exists()
+    assert [h["epoch"] for h in json.loads((run_dir / "history.json").read_text())] == list(range(1, 7))
+    conn = store.connect()
+    cost = conn.execute("SELECT model_bytes, latency_p50_ms, throughput_ips FROM runs WHERE id = ?", (ids[0],)).fetchone()
+    conn.close()
+    assert cost["model_bytes"] == (run_dir / "model.keras").stat().st_size and cost["latency_p50_ms"] > 0
+    from cifar_core.lab import Lab
+
+    assert Lab().cluster() is None  # the dispatcher forgot the cluster when it stopped
+
+
+def test_cancel_stops_the_task_within_seconds_and_keeps_the_epochs(lab_home, small_data, tmp_path, cluster):
+    [job_id] = _submit(tmp_path, dict(SLOW, epochs=40), small_data)
+    disp = _dispatcher(tmp_path, cluster.address, "--exit-when-idle")
+    try:
+        wait_for(lambda: len(_epochs(job_id)) >= 2, what="two finished epochs", timeout=180)
+        pid = _job(job_id).worker_pid
+        asked = time.monotonic()
+        assert "stop requested" in cli("cancel", str(job_id)).stdout
+        wait_for(lambda: _job(job_id).state == queue.CANCELLED, timeout=30, interval=0.1, what="the cancel")
+        assert time.monotonic() - asked < 5
+        assert _finish(disp, 120) == 0
+    finally:
+        _finish(disp, 0.1) if disp.poll() is None else None
+    kept = _metric_rows(job_id)
+    assert kept and kept == list(range(1, len(kept) + 1)) and len(kept) < 40
+    assert (lab_home / "runs" / str(job_id) / "backup" / "checkpoint.json").exists()  # a retry resumes from it
+    wait_for(lambda: not _alive(pid), timeout=10, what="the task's process to end")
+
+
+def test_killed_dispatcher_leaves_no_task_and_the_next_one_recovers_the_job(lab_home, small_data, tmp_path, cluster):
+    [job_id] = _submit(tmp_path, dict(SLOW, epochs=8), small_data)
+    first = _dispatcher(tmp_path, cluster.address, name="first")
+    try:
+        wait_for(lambda: len(_epochs(job_id)) >= 2, what="two finished epochs", timeout=180)
+        pid = _job(job_id).worker_pid
+        assert _alive(pid)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        _finish(first, 0.1) if first.poll() is None else None
+    killed = time.monotonic()
+    wait_for(lambda: not _alive(pid), timeout=30, interval=0.2, what="the orphaned task to stop")
+    orphan_seconds = time.monotonic() - killed
+    assert _job(job_id).state == queue.RUNNING  # until its lease lapses
+
+    second = _dispatcher(tmp_path, cluster.address, "--exit-when-idle", name="second")
+    assert _finish(second) == 0
+    job = _job(job_id)
+    assert job.state == queue.SUCCEEDED, job.error
+    assert job.attempts == 2 and job.worker_pid != pid
+    assert _metric_rows(job_id) == list(range(1, 9))  # every epoch once
+    print(f"orphaned task gone {orphan_seconds:.1f} s after the dispatcher's SIGKILL")
+
+
+def test_killed_ray_worker_and_lost_node_cost_no_epoch(lab_home, small_data, tmp_path, cluster):
+    """Last in the module: it stops the second node."""
+    ids = _submit(tmp_path, dict(SLOW, epochs=12), small_data, "--repeats", "2")
+    disp = _dispatcher(tmp_path, cluster.address, "--exit-when-idle")
+    try:
+        # SIGKILL the Ray worker process training a job, mid-epoch: Ray starts the task again
+        # (on any node) from its last checkpoint.
+        victim = ids[0]
+        wait_for(lambda: len(_epochs(victim)) >= 2, what="two finished epochs", timeout=180)
+        wait_for(lambda: (j := _job(victim)).batch > 0 and j.batch < j.batches, interval=0.05, what="mid-epoch")
+        pid = _job(victim).worker_pid
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: (j := _job(victim)).worker_pid not in (None, pid) and j.epoch > 2, timeout=180,
+                 what="the job to go on in a new process")
+        # Stop the node one of them trains on (the second node), mid-run.
+        head_id = _head_label(cluster)
+        wait_for(lambda: any(_job(i).node and _job(i).node != head_id and _job(i).state == queue.RUNNING for i in ids),
+                 timeout=180, what="a job training on the second node")
+        on_node = next(i for i in ids if _job(i).node != head_id and _job(i).state == queue.RUNNING)
+        before = len(_epochs(on_node))
+        cluster.stop_node()
+        wait_for(lambda: len(_epochs(on_node)) > before and _job(on_node).node == head_id, timeout=300,
+                 what="the job to go on on the head node")
+        assert _finish(disp, 600) == 0
+    finally:
+        _finish(disp, 0.1) if disp.poll() is None else None
+    for i in ids:
+        job = _job(i)
+        assert job.state == queue.SUCCEEDED, job.error
+        assert _metric_rows(i) == list(range(1, 13))  # every epoch once, none lost
+        history = json.loads((lab_home / "runs" / str(i) / "history.json").read_text())
+        assert [h["epoch"] for h in history] == list(range(1, 13))
+
+
+def _head_label(cluster: Cluster) -> str:
+    """The head node's label, as jobs record it (from the cluster view the dispatcher records)."""
+    from cifar_core.lab import Lab
+
+    view = wait_for(lambda: Lab().cluster(), what="the cluster view", timeout=30)
+    return next(n.node for n in view.nodes if n.head)
