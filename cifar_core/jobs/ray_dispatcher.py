@@ -41,6 +41,7 @@ import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -260,6 +261,7 @@ class InFlight:
     stop_reason: str | None = None  # why this dispatcher stops it
     stop_sent_at: float | None = None
     force_cancelled: bool = False
+    closing: bool = False  # its task ended; the closer thread is storing its outcome
     epochs: int = 0  # epochs stored by this attempt
 
 
@@ -303,6 +305,11 @@ class Dispatcher:
         self._started = 0
         self.hub = None
         self._task = None  # the remote function, made once connected
+        # Ended tasks are closed on their own thread (writing the files, measuring the model's
+        # cost takes seconds), so the other jobs' epochs keep flowing meanwhile.
+        self._closer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="closer")
+        self._closer_local = threading.local()
+        self._ended = 0
 
     # ---------------------------------------------------------------- the loop
 
@@ -323,11 +330,10 @@ class Dispatcher:
                  self.job_cpus, self.job_gpus)
         beat = threading.Thread(target=self._heartbeat, name="leases", daemon=True)
         beat.start()
-        ended = 0
         try:
             while True:
                 self._drain()
-                ended += self._collect()
+                self._collect()
                 self._send_stops()
                 self._record_cluster()
                 if self.shutdown.is_set():
@@ -342,10 +348,11 @@ class Dispatcher:
             self.shutdown.set()
             beat.join()
             self._stop_everything()
+            self._closer.shutdown(wait=True)
             store.stop_worker(self.conn, self.id)
             store.put_cluster(self.conn, None)
             ray.shutdown()
-        return ended
+        return self._ended
 
     def _idle(self) -> bool:
         if self.cfg.max_jobs is not None and self._started >= self.cfg.max_jobs:
@@ -442,29 +449,36 @@ class Dispatcher:
             if f is not None and p.get("attempt") == f.job.attempts:
                 f.progress = p
 
-    def _collect(self) -> int:
-        """Close the jobs whose tasks ended; returns how many."""
+    def _collect(self) -> None:
+        """Hand the jobs whose tasks ended to the closer thread."""
         import ray
 
-        refs = [f.ref for f in self.inflight.values()]
+        refs = [f.ref for f in list(self.inflight.values()) if not f.closing]
         if not refs:
-            return 0
+            return
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
         if not ready:
-            return 0
+            return
         self._drain()  # what a task posted before it returned comes first
-        ended = 0
         for f in [f for f in list(self.inflight.values()) if f.ref in ready]:
-            self._close(f)
+            f.closing = True
+            self._closer.submit(self._close_and_forget, f)
+
+    def _close_and_forget(self, f: InFlight) -> None:
+        conn = getattr(self._closer_local, "conn", None)
+        if conn is None:
+            conn = self._closer_local.conn = store.connect()
+        try:
+            self._close(f, conn)
+        except Exception:  # the dispatcher goes on; the job's lease lapses and it is taken again
+            log.exception("job %s: could not store how its task ended", f.job.id)
+        finally:
             with self._lock:
                 del self.inflight[f.job.id]
+                self._ended += 1
             self.hub.forget.remote(f.job.id)
-            ended += 1
-        if not self.inflight:
-            store.touch_worker(self.conn, self.id, None)
-        return ended
 
-    def _close(self, f: InFlight) -> None:
+    def _close(self, f: InFlight, conn) -> None:
         import ray
 
         lease, job_id = f.job.lease, f.job.id
@@ -478,28 +492,28 @@ class Dispatcher:
             cause = exc.cause if getattr(exc, "cause", None) is not None else exc
             reason = _failure(cause, job_id)
             log.error("job %s failed: %s", job_id, reason)
-            self._finish(lease, queue.FAILED, error=reason)
+            self._finish(conn, lease, queue.FAILED, error=reason)
             return
         except ray.exceptions.RayError as exc:  # its Ray worker or node died more often than retried
             reason = f"the Ray task died {TASK_RETRIES + 1} times ({type(exc).__name__}); `python -m cifar_core retry {job_id}` resumes it"
             log.error("job %s failed: %s", job_id, reason)
-            self._finish(lease, queue.FAILED, error=reason)
+            self._finish(conn, lease, queue.FAILED, error=reason)
             return
         reason = f.stop_reason or result.get("stop_reason")
         if result["status"] == "completed":
-            self._succeed(f, result)
+            self._succeed(f, result, conn)
         elif reason == queue.STOP_CANCEL:
-            done = _epochs(self.conn, job_id)
-            self._finish(lease, queue.CANCELLED, error=f"cancelled after epoch {done}",
+            done = _epochs(conn, job_id)
+            self._finish(conn, lease, queue.CANCELLED, error=f"cancelled after epoch {done}",
                          results={"train_seconds": result.get("train_seconds")} if result.get("train_seconds") else None)
             log.info("job %s cancelled; its checkpoint stays for a retry", job_id)
         elif reason == queue.STOP_SHUTDOWN:
-            queue.requeue(self.conn, lease, "dispatcher shut down; resumes from its last finished epoch")
+            queue.requeue(conn, lease, "dispatcher shut down; resumes from its last finished epoch")
             log.info("job %s handed back to the queue", job_id)
         else:
             log.warning("job %s stopped (%s); the lease is lost or lapses, nothing more is written", job_id, reason)
 
-    def _succeed(self, f: InFlight, result: dict) -> None:
+    def _succeed(self, f: InFlight, result: dict, conn) -> None:
         from cifar_core.analysis.deploy import measure_cost
         from cifar_core.train.checkpoint import discard_checkpoint, write_bytes
 
@@ -509,18 +523,18 @@ class Dispatcher:
         discard_checkpoint(f.workdir)
         _, shape, _ = self._dataset(f.job.data_source)
         cost = measure_cost(str(f.workdir / "model.keras"), shape)  # on the dashboard's machine
-        busy = len(self.inflight) > 1 or queue.counts(self.conn)[queue.RUNNING] > 1
+        busy = len(self.inflight) > 1 or queue.counts(conn)[queue.RUNNING] > 1
         results = {
             **cost, "measured_while_busy": int(busy), "params": result["params"],
             "test_loss": result["test_loss"], "test_accuracy": result["test_accuracy"],
             "stopped_epoch": result["stopped_epoch"], "stop_reason": result["early_stop_reason"],
             "train_seconds": result["train_seconds"],
         }
-        if self._finish(f.job.lease, queue.SUCCEEDED, results=results):
+        if self._finish(conn, f.job.lease, queue.SUCCEEDED, results=results):
             log.info("job %s succeeded on %s: test accuracy %.4f", f.job.id, result["node"], result["test_accuracy"])
 
-    def _finish(self, lease: queue.Lease, state: str, **kw) -> bool:
-        done = _retry_while_locked(lambda: queue.finish(self.conn, lease, state, **kw))
+    def _finish(self, conn, lease: queue.Lease, state: str, **kw) -> bool:
+        done = _retry_while_locked(lambda: queue.finish(conn, lease, state, **kw))
         if not done:
             log.warning("job %s: could not record it as %s: the lease was lost", lease.job_id, state)
         return bool(done)
@@ -559,10 +573,12 @@ class Dispatcher:
             self._drain()
             self._collect()
             time.sleep(POLL_SECONDS)
-        for f in list(self.inflight.values()):
+        self._closer.shutdown(wait=True)  # the ended ones are stored first
+        for f in [f for f in list(self.inflight.values()) if not f.closing]:
             ray.cancel(f.ref, force=True)
             queue.requeue(self.conn, f.job.lease, "dispatcher shut down; resumes from its last finished epoch")
-        self.inflight.clear()
+            with self._lock:
+                del self.inflight[f.job.id]
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,0 +1,65 @@
+"""The Training page's picture of a Ray cluster, from the state a dispatcher records in the store
+(no Ray needed: the dispatcher's side is covered by test_ray.py), and the app's choice of a Ray
+dispatcher over a local worker."""
+
+from __future__ import annotations
+
+from pagetools import open_page as _open
+from pagetools import texts as _texts
+
+from datagen import tiny_spec
+from cifar_core.jobs import queue, store
+from cifar_core.lab import Lab
+
+NODES = [
+    {"node": "head-host/aaaa1111", "address": "10.0.0.1", "alive": True, "head": True, "cpus": 4.0, "cpus_free": 2.0,
+     "gpus": 0.0, "gpus_free": 0.0, "jobs": [1]},
+    {"node": "gpu-host/bbbb2222", "address": "10.0.0.2", "alive": True, "head": False, "cpus": 8.0, "cpus_free": 6.0,
+     "gpus": 1.0, "gpus_free": 0.0, "jobs": [2]},
+]
+
+
+def _record(conn, updated_at=None):
+    store.put_cluster(conn, {"address": "10.0.0.1:6379", "dispatcher": "ray-x", "updated_at": updated_at or store.now(),
+                             "job_cpus": 2.0, "job_gpus": 0.0, "nodes": NODES})
+
+
+def test_cluster_view_is_plain_data_and_none_without_a_dispatcher(home, conn):
+    assert Lab().cluster() is None
+    _record(conn)
+    view = Lab().cluster()
+    assert [n.node for n in view.nodes] == ["head-host/aaaa1111", "gpu-host/bbbb2222"] and not view.stale
+    table = view.table
+    assert list(table["node"]) == ["head-host/aaaa1111 (head)", "gpu-host/bbbb2222"]
+    assert list(table["CPUs in use"]) == [2.0, 2.0] and list(table["GPUs free"]) == [0.0, 0.0]
+    assert list(table["jobs"]) == ["#1", "#2"]
+    _record(conn, updated_at=store.now() - 60)
+    assert Lab().cluster().stale
+    store.put_cluster(conn, None)
+    assert Lab().cluster() is None
+
+
+def test_training_page_shows_the_cluster_and_each_jobs_node(app_env, conn):
+    [job_id] = queue.submit(conn, dict(tiny_spec(), epochs=4), "test-data").job_ids
+    lease = queue.claim(conn, "ray-x").lease
+    queue.record_epoch(conn, lease, {"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.2, "val_accuracy": 0.4,
+                                     "seconds": 3.0}, node="head-host/aaaa1111", pid=4242)
+    _record(conn)
+    at = _open("pages/training.py")
+    assert "Ray cluster" in [s.value for s in at.subheader]
+    [frame] = [d for d in at.dataframe if "node" in d.value.columns]
+    assert list(frame.value["node"]) == ["head-host/aaaa1111 (head)", "gpu-host/bbbb2222"]
+    assert "On head-host/aaaa1111" in _texts(at.caption)
+
+
+def test_app_starts_a_ray_dispatcher_when_told(home, monkeypatch):
+    """ensure_worker passes --ray ADDRESS from $CIFAR_LAB_RAY (spawn stubbed: no process starts)."""
+    from cifar_core.jobs import worker
+
+    started = []
+    monkeypatch.setattr(worker, "spawn_worker", lambda args=(): started.append(args) or 1)
+    monkeypatch.setenv("CIFAR_LAB_RAY", "10.0.0.1:6379")
+    worker.ensure_worker()
+    monkeypatch.delenv("CIFAR_LAB_RAY")
+    worker.ensure_worker()
+    assert started == [("--ray", "10.0.0.1:6379"), ()]
