@@ -200,36 +200,39 @@ def test_killed_dispatcher_leaves_no_task_and_the_next_one_recovers_the_job(lab_
 
 def test_killed_ray_worker_and_lost_node_cost_no_epoch(lab_home, small_data, tmp_path, cluster):
     """Last in the module: it stops the second node."""
-    ids = _submit(tmp_path, dict(SLOW, epochs=12), small_data, "--repeats", "2")
+    epochs = 16
+    ids = _submit(tmp_path, dict(SLOW, epochs=epochs), small_data, "--repeats", "2")
     disp = _dispatcher(tmp_path, cluster.address, "--exit-when-idle")
     try:
         # SIGKILL the Ray worker process training a job, mid-epoch: Ray starts the task again
-        # (on any node) from its last checkpoint.
+        # (on any node), and it resumes from the last checkpoint the dispatcher holds.
         victim = ids[0]
         wait_for(lambda: len(_epochs(victim)) >= 2, what="two finished epochs", timeout=180)
         wait_for(lambda: (j := _job(victim)).batch > 0 and j.batch < j.batches, interval=0.05, what="mid-epoch")
         pid = _job(victim).worker_pid
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: (j := _job(victim)).worker_pid not in (None, pid) and j.epoch > 2, timeout=180,
+        wait_for(lambda: (j := _job(victim)).worker_pid not in (None, pid), timeout=180,
                  what="the job to go on in a new process")
-        # Stop the node one of them trains on (the second node), mid-run.
-        head_id = _head_label(cluster)
-        wait_for(lambda: any(_job(i).node and _job(i).node != head_id and _job(i).state == queue.RUNNING for i in ids),
-                 timeout=180, what="a job training on the second node")
-        on_node = next(i for i in ids if _job(i).node != head_id and _job(i).state == queue.RUNNING)
-        before = len(_epochs(on_node))
+        # Stop the second node while a job trains there with epochs to go.
+        head = _head_label(cluster)
+
+        def on_second_node():
+            for i in ids:
+                j = _job(i)
+                if j.state == queue.RUNNING and j.node not in (None, head) and j.epoch <= epochs - 4:
+                    return i
+        on_node = wait_for(on_second_node, timeout=180, interval=0.2, what="a job training on the second node")
         cluster.stop_node()
-        wait_for(lambda: len(_epochs(on_node)) > before and _job(on_node).node == head_id, timeout=300,
-                 what="the job to go on on the head node")
         assert _finish(disp, 600) == 0
     finally:
         _finish(disp, 0.1) if disp.poll() is None else None
     for i in ids:
         job = _job(i)
         assert job.state == queue.SUCCEEDED, job.error
-        assert _metric_rows(i) == list(range(1, 13))  # every epoch once, none lost
+        assert _metric_rows(i) == list(range(1, epochs + 1))  # every epoch once, none lost
         history = json.loads((lab_home / "runs" / str(i) / "history.json").read_text())
-        assert [h["epoch"] for h in history] == list(range(1, 13))
+        assert [h["epoch"] for h in history] == list(range(1, epochs + 1))
+    assert _job(on_node).node == head  # it finished on the node that was left
 
 
 def _head_label(cluster: Cluster) -> str:
