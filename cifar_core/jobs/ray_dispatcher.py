@@ -285,10 +285,18 @@ def connect(address: str) -> None:
     runtime_env = {"py_modules": [str(package)], "env_vars": {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")},
                    "excludes": ["__pycache__", "*.pyc"]}
     kw = dict(namespace="cifar_lab", runtime_env=runtime_env, logging_level=logging.WARNING)
-    if address == "local":
-        ray.init(include_dashboard=False, **kw)
-    else:
-        ray.init(address=address, **kw)
+    try:
+        if address == "local":
+            ray.init(include_dashboard=False, **kw)
+        else:
+            ray.init(address=address, **kw)
+    except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LabError(
+            f"cannot join the Ray cluster at {address!r}: {first}. Is `ray start --head` running there, is this "
+            "machine a node of it (`ray start --address=...`), and does it have the cluster's token "
+            "(~/.ray/auth_token, $RAY_AUTH_TOKEN_PATH or $RAY_AUTH_TOKEN)?"
+        ) from exc
 
 
 class Dispatcher:
@@ -601,10 +609,9 @@ class Dispatcher:
                 for f in flights:
                     asked = time.monotonic()
                     p = f.progress
-                    note = None if p else "starting on the Ray cluster"
                     try:
                         verdict = queue.heartbeat(conn, f.job.lease, self.cfg.lease_seconds, p.get("batch", 0),
-                                                  p.get("batches", 0), note)
+                                                  p.get("batches", 0))
                     except sqlite3.OperationalError as exc:
                         log.warning("job %s: heartbeat failed (%s); retrying", f.job.id, exc)
                         if time.monotonic() > f.valid_until:
