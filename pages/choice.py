@@ -149,4 +149,4 @@ def render() -> None:
     _export(made)
 
 
-render()
+common.page(render)

@@ -63,7 +63,6 @@ def _sweep_section(group_id: int) -> None:
 
 
 def render() -> None:
-    common.use_the_router()
     st.title("Leaderboard")
     with common.connection() as conn:
         board = results.leaderboard(conn).merge(choice.verdicts(conn)[["run", "title"]], on="run", how="left")
@@ -110,4 +109,4 @@ def render() -> None:
         links.page_link("pages/run.py", label=f"Open {labels[run_id]}", query_params={"run": str(run_id)}, icon=":material/query_stats:")
 
 
-render()
+common.page(render)

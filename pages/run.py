@@ -93,7 +93,6 @@ def _body(run_id: int, polling: bool) -> None:
 
 
 def render() -> None:
-    common.use_the_router()
     st.title("Run")
     with common.connection() as conn:
         jobs = {j.id: j for j in queue.list_jobs(conn, limit=10_000)}
@@ -113,4 +112,4 @@ def render() -> None:
     st.fragment(_body, run_every=REFRESH if polling else None)(run_id, polling)
 
 
-render()
+common.page(render)

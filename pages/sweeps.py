@@ -208,7 +208,6 @@ def _sweeps_list() -> None:
 
 
 def render() -> None:
-    common.use_the_router()
     st.title("Sweeps")
     st.subheader("New sweep")
     _new_sweep()
@@ -219,4 +218,4 @@ def render() -> None:
     st.fragment(_sweeps_list, run_every=REFRESH if active else None)()
 
 
-render()
+common.page(render)

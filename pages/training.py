@@ -87,7 +87,6 @@ def _queue(polling: bool) -> None:
 
 
 def render() -> None:
-    common.use_the_router()
     st.title("Training")
     with common.connection() as conn:
         counts = queue.counts(conn)
@@ -95,4 +94,4 @@ def render() -> None:
     st.fragment(_queue, run_every=REFRESH if polling else None)(polling)
 
 
-render()
+common.page(render)
