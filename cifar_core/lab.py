@@ -20,12 +20,6 @@ def resolve_source(source: str | None) -> str:
     return source if source == config.DEFAULT_SOURCE else str(Path(source).expanduser().resolve())
 
 
-def validate_for_data(doc: dict, source: str | None = None) -> ExperimentSpec:
-    """Validate a spec doc against the input shape and class count of the data it will train on."""
-    ds = load_dataset(source)
-    return parse_spec(doc, ds.input_shape, ds.num_classes)
-
-
 def submit_experiment(
     conn: sqlite3.Connection,
     doc: dict,

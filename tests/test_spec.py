@@ -18,7 +18,6 @@ from cifar_core.spec.schema import (
     load_spec,
     parse_spec,
     summarize,
-    with_overrides,
 )
 
 OUT = {"type": "Dense", "units": 10, "activation": "softmax"}
@@ -83,20 +82,6 @@ def test_to_dict_is_a_copy():
     data = spec.to_dict()
     data["layers"][0]["filters"] = 999
     assert spec.layers[0]["filters"] == 32
-
-
-def test_with_overrides_changes_and_revalidates():
-    spec = parse_spec(get_preset("exp4"))
-    quick = with_overrides(spec, epochs=2, batch_size=64, seed=7)
-    assert (quick.epochs, quick.batch_size, quick.seed) == (2, 64, 7)
-    assert quick.layers == spec.layers and spec.epochs == 20
-    with pytest.raises(SpecErrors, match=r"epochs=0 is out of range 1\.\.1000") as info:
-        with_overrides(spec, epochs=0)
-    assert info.value.errors[0].field == "epochs"
-    with pytest.raises(SpecErrors, match=r"unknown setting 'epoch': allowed keys are name, layers"):
-        with_overrides(spec, epoch=3)
-    with pytest.raises(SpecErrors, match=r"layer 0 \(Dense\) gets a 4-D input \(32, 32, 3\)"):
-        with_overrides(spec, layers=[OUT])
 
 
 # --- top-level settings ---------------------------------------------------------------------------

@@ -304,24 +304,10 @@ def load_spec(name_or_path: str) -> dict:
     return doc
 
 
-def with_overrides(spec: ExperimentSpec, **changes) -> ExperimentSpec:
-    """A copy of `spec` with some settings changed (epochs=, batch_size=, seed=, ...), re-validated.
-
-    Layers are re-checked only when `layers` is among the changes (against the CIFAR-10 input).
-    """
-    doc = spec.to_dict()
-    doc.update(changes)
-    known_layers = None if "layers" in changes else spec.layers
-    result, _, errors = _validate(doc, INPUT_SHAPE, NUM_CLASSES, known_layers)
-    if errors:
-        raise SpecErrors(errors)
-    return result
-
-
 # --- validation -----------------------------------------------------------------------------
 
 
-def _validate(doc, input_shape, num_classes, known_layers=None):
+def _validate(doc, input_shape, num_classes):
     """(spec or None, layer summaries, errors) for a document."""
     _check_dims(input_shape, num_classes)
     if isinstance(doc, str):
@@ -338,13 +324,7 @@ def _validate(doc, input_shape, num_classes, known_layers=None):
             message = f"unknown setting {key!r}: allowed keys are {', '.join(SPEC_FIELDS)}"
             errors.append(SpecError(message, field=str(key)))
     values = _check_top(doc, errors)
-    summaries: list[LayerSummary] = []
-    if known_layers is not None:
-        layers = [dict(layer) for layer in known_layers]
-    else:
-        layers, summaries = _check_layers(doc.get("layers", REQUIRED), input_shape, num_classes, errors)
-    if known_layers is not None and not errors:
-        summaries = _infer(layers, input_shape, errors)
+    layers, summaries = _check_layers(doc.get("layers", REQUIRED), input_shape, num_classes, errors)
     if errors:
         return None, summaries, errors
     return ExperimentSpec(layers=tuple(layers), **values), summaries, errors
