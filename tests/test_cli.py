@@ -33,3 +33,13 @@ def test_the_largest_id_reaches_the_store(lab_home):
     proc = cli("show", "9223372036854775807", timeout=60, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: no job 9223372036854775807; `python -m cifar_core runs` lists the jobs"
+
+
+@pytest.mark.parametrize("text, message", [("[" * 100_000, "is nested too deeply for Python's JSON parser"),
+                                           ('{"epochs": ' + "9" * 5000 + "}", "holds an integer of 5,000 digits")])
+def test_a_hostile_spec_file_exits_2_with_one_line(lab_home, tmp_path, text, message):
+    path = tmp_path / "spec.json"
+    path.write_text(text)
+    proc = cli("summary", str(path), timeout=60, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"error: spec file {path} {message}") and proc.stderr.count("\n") == 1, proc.stderr

@@ -18,7 +18,7 @@ from PIL import Image
 from procs import ROOT
 
 from cifar_core.errors import UploadError
-from cifar_core.data.uploads import read_image_upload, spec_upload
+from cifar_core.data.uploads import read_image_upload
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -229,31 +229,6 @@ def test_oversize_file_is_refused_before_reading():
         read_image_upload(PNG_SIG + b"\x00" * 12_300_000)
     with pytest.raises(UploadError, match="file is empty"):
         read_image_upload(b"")
-
-
-def test_spec_upload_parses_an_object():
-    spec = {"name": "cnn", "layers": [{"type": "Conv2D", "filters": 16}], "epochs": 10}
-    assert spec_upload(json.dumps(spec).encode()) == spec
-    assert spec_upload(b"\xef\xbb\xbf" + json.dumps(spec).encode()) == spec  # a BOM from Notepad is fine
-
-
-@pytest.mark.parametrize(
-    "data, message",
-    [
-        (b'{\n  "name": "cnn",\n  "epochs": 10\n  "layers": []\n}', r"Expecting ',' delimiter at line 4, column 3"),
-        (b"[1, 2]", r"spec must be a JSON object \{\.\.\.\}, got a JSON array"),
-        (b'"cnn"', r"got a JSON string"),
-        (b'{"name": "caf\xe9"}', r"not UTF-8 text: byte 0xe9 on line 1"),
-        (b'{"epochs": NaN}', r"NaN is not valid JSON"),
-        (b'{"epochs": 1, "epochs": 2}', r"the key 'epochs' appears twice"),
-        (b"", r"spec file is empty"),
-        (b"{" + b" " * 300_000 + b"}", r"spec file is 300\.0 KB, over the 256 KB limit"),
-        (b"[" * 50_000 + b"]" * 50_000, r"nested too deeply"),
-    ],
-)
-def test_spec_upload_errors(data, message):
-    with pytest.raises(UploadError, match=message):
-        spec_upload(data)
 
 
 def test_progressive_jpeg_with_exif_rotation_is_upright():

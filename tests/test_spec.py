@@ -140,7 +140,7 @@ def test_spec_must_be_an_object():
 
 
 def test_json_text_errors_give_line_and_column():
-    with pytest.raises(SpecErrors, match=r"spec is not valid JSON: line 2 column 12"):
+    with pytest.raises(SpecErrors, match=r"spec is not valid JSON: Expecting value at line 2 column 12"):
         parse_spec('{"name": "t",\n "layers": }')
     with pytest.raises(SpecErrors, match=r"holds NaN, which is not JSON"):
         parse_spec('{"name": "t", "layers": [], "learning_rate": NaN}')
@@ -430,7 +430,7 @@ def test_load_spec_errors(tmp_path):
         load_spec(str(tmp_path))
     bad = tmp_path / "bad.json"
     bad.write_text('{\n  "name": "t",\n  "layers": [\n}\n')
-    with pytest.raises(SpecError, match=r"bad.json is not valid JSON: line 4 column 1"):
+    with pytest.raises(SpecError, match=r"bad.json is not valid JSON: Expecting value at line 4 column 1"):
         load_spec(str(bad))
     listed = tmp_path / "list.json"
     listed.write_text("[1, 2]")

@@ -1,4 +1,4 @@
-"""Uploaded files: an image to classify, or a JSON experiment spec.
+"""Uploaded images to classify (an uploaded JSON spec is read by cifar_core.spec.jsonread).
 
 Images are accepted by content (PNG or JPEG magic bytes), never by file name. The byte size is
 checked first, then the width x height Pillow will decode, read by its lazy `Image.open` from the
@@ -15,7 +15,6 @@ shrinking, so small details do not alias).
 from __future__ import annotations
 
 import io
-import json
 import struct
 import threading
 import warnings
@@ -148,41 +147,3 @@ def read_image_upload(data: bytes, max_bytes: int = 5_000_000, max_pixels: int =
         raise UploadError(f"the {fmt} is truncated or corrupt (its headers cannot be read); save it again") from e
     except CORRUPT as e:
         raise UploadError(f"the {fmt} is truncated or corrupt ({e}); save it again") from e
-
-
-def _no_constants(name: str):
-    raise ValueError(f"{name} is not valid JSON; use a number or null")
-
-
-def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
-    out: dict = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"the key {key!r} appears twice in one object; keep one")
-        out[key] = value
-    return out
-
-
-JSON_TYPES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
-
-
-def spec_upload(data: bytes, max_bytes: int = 256_000) -> dict:
-    """Parse an uploaded JSON spec into a dict (checking it against the spec schema is done elsewhere)."""
-    _check_size(data, max_bytes, "spec file")
-    data = bytes(data)
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise UploadError(f"spec is not UTF-8 text: byte 0x{data[e.start]:02x} on line {line}; save it as UTF-8") from e
-    try:
-        spec = json.loads(text, parse_constant=_no_constants, object_pairs_hook=_unique_keys)
-    except json.JSONDecodeError as e:
-        raise UploadError(f"spec is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from e
-    except ValueError as e:
-        raise UploadError(f"spec is not valid JSON: {e}") from e
-    except RecursionError as e:
-        raise UploadError("spec is nested too deeply to be an experiment spec") from e
-    if not isinstance(spec, dict):
-        raise UploadError(f"spec must be a JSON object {{...}}, got a JSON {JSON_TYPES.get(type(spec), 'value')}")
-    return spec
