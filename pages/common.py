@@ -35,7 +35,7 @@ def page(render: Callable[[], None]) -> None:
     Renaming the folder would make this unnecessary."""
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory:
+    if getattr(PagesManager, "uses_pages_directory", False):
         PagesManager.uses_pages_directory = False
         st.rerun()
     render()
