@@ -10,6 +10,21 @@ import sys
 from cifar_core.errors import LabError
 
 
+MAX_ID = 2**63 - 1  # the largest integer SQLite stores
+
+
+def _id(text: str) -> int:
+    """A run, job or group id argument: a whole number 1..MAX_ID. Anything else makes argparse
+    exit 2 with its usage and one error line (a huge number used to overflow SQLite with a traceback)."""
+    digits = text.strip().lstrip("+-")
+    if not digits.isascii() or not digits.isdigit():
+        raise argparse.ArgumentTypeError(f"{text[:30]!r} is not an id; ids are whole numbers such as 3")
+    if len(digits.lstrip("0")) > len(str(MAX_ID)) or not 1 <= int(text) <= MAX_ID:
+        shown = text if len(text) <= 30 else f"{text[:12]}... ({len(digits):,} digits)"
+        raise argparse.ArgumentTypeError(f"{shown} is not an id; ids run from 1 to {MAX_ID}")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m cifar_core", description="CIFAR Lab from the command line")
     sub = p.add_subparsers(dest="command", required=True)
@@ -44,11 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("show", help="one run and its per-epoch history")
-    s.add_argument("run_id", type=int)
+    s.add_argument("run_id", type=_id)
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("cancel", help="cancel a queued or running job")
-    s.add_argument("job_id", type=int)
+    s.add_argument("job_id", type=_id)
 
     s = sub.add_parser("retry", help="queue a failed or cancelled job again; it resumes from its last finished epoch")
     s.add_argument("job_id", type=int)
@@ -62,12 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("measure", help="measure a finished run's latency and throughput again and store them")
-    s.add_argument("run_id", type=int)
+    s.add_argument("run_id", type=_id)
     s.add_argument("--repeats", type=int, default=200, help="batch-1 calls timed")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("export", help="export a finished run as .keras, a TF Serving SavedModel and .tflite")
-    s.add_argument("run_id", type=int)
+    s.add_argument("run_id", type=_id)
     s.add_argument("--out", help="folder (default: <lab home>/exports)")
     s.add_argument("--name", help="serving name (default: <experiment>-run<id>)")
     s.add_argument("--version", type=int, help="SavedModel version folder (default: the next free one)")
@@ -85,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=float, help="give up waiting after this many seconds (the jobs keep running)")
 
     s = sub.add_parser("report", help="write the reproduce report of a group of runs again")
-    s.add_argument("--group", type=int, required=True, help="the group id `reproduce` printed")
+    s.add_argument("--group", type=_id, required=True, help="the group id `reproduce` printed")
     s.add_argument("--out", help="report folder, or a .md/.html path")
     return p
 

@@ -148,4 +148,4 @@ def render() -> None:
     _export(made)
 
 
-render()
+common.page(render)

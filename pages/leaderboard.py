@@ -59,7 +59,6 @@ def _sweep_section(group_id: int) -> None:
 
 
 def render() -> None:
-    common.use_the_router()
     st.title("Leaderboard")
     board = common.lab().leaderboard()
     if board.empty:
@@ -104,4 +103,4 @@ def render() -> None:
         links.page_link("pages/run.py", label=f"Open {labels[run_id]}", query_params={"run": str(run_id)}, icon=":material/query_stats:")
 
 
-render()
+common.page(render)

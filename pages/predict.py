@@ -96,4 +96,4 @@ def render() -> None:
             st.plotly_chart(prediction_charts.probability_figure(top, height=260), key=f"predict_chart_{run}")
 
 
-render()
+common.page(render)

@@ -88,7 +88,6 @@ def _body(run_id: int, polling: bool) -> None:
 
 
 def render() -> None:
-    common.use_the_router()
     st.title("Run")
     jobs = {j.id: j for j in common.lab().jobs()}
     if not jobs:
@@ -107,4 +106,4 @@ def render() -> None:
     st.fragment(_body, run_every=REFRESH if polling else None)(run_id, polling)
 
 
-render()
+common.page(render)

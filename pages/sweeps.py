@@ -202,7 +202,6 @@ def _sweeps_list() -> None:
 
 
 def render() -> None:
-    common.use_the_router()
     st.title("Sweeps")
     st.subheader("New sweep")
     _new_sweep()
@@ -212,4 +211,4 @@ def render() -> None:
     st.fragment(_sweeps_list, run_every=REFRESH if active else None)()
 
 
-render()
+common.page(render)
