@@ -8,7 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from cifar_core.analysis import choice
+from cifar_core.analysis import choice, deploy
 from cifar_core.errors import LabError
 from cifar_core.lab import resolve_source
 from pages import common
@@ -99,14 +99,15 @@ def _exported(result) -> None:
                f"original's classes on {result.sample_size} test images.", icon=":material/check_circle:")
     st.dataframe([{"format": f.format, "path": f.path, "bytes": f.size_bytes, "agreement": f.agreement}
                   for f in result.formats], key="choice_export_table")
-    st.caption(f"TF Serving: `--model_name={result.name} --model_base_path={result.serving_base}`")
+    st.caption(f"All three are in `{Path(result.serving_base) / str(result.version)}`. TF Serving: "
+               f"`--model_name={result.name} --model_base_path={result.serving_base}`")
     cols = st.columns(3)
     for col, f in zip(cols, result.formats):
         path = Path(f.path)
         if not path.exists():
             continue
-        data = choice.zip_folder(path) if path.is_dir() else path.read_bytes()
-        file_name = f"{result.name}-{result.version}-saved_model.zip" if path.is_dir() else path.name
+        data = deploy.zip_saved_model(path) if path.is_dir() else path.read_bytes()
+        file_name = f"{result.name}-{result.version}" + ("-saved_model.zip" if path.is_dir() else path.suffix)
         col.download_button(f"Download {f.format}", data, file_name=file_name, key=f"choice_download_{f.format}",
                             icon=":material/download:")
 

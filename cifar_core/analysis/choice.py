@@ -615,10 +615,10 @@ def export_name(name: str, run_id: int) -> str:
 
 
 def next_version(out_dir: Path, name: str) -> int:
-    """One more than the highest numeric version folder under out_dir/name (1 if none)."""
-    folder = Path(out_dir) / name
-    versions = [int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()] if folder.is_dir() else []
-    return max(versions, default=0) + 1
+    """One more than the highest numeric version under out_dir/name (1 if none)."""
+    from cifar_core.analysis.deploy import next_version
+
+    return next_version(out_dir, name)
 
 
 def exports_dir() -> Path:
@@ -629,22 +629,19 @@ def exports_dir() -> Path:
 
 def export_run(conn: sqlite3.Connection, run_id: int, out_dir: Path | str | None = None, name: str | None = None,
                version: int | None = None):
-    """Export a succeeded run's model as .keras, a TF Serving SavedModel (<name>/<version>/) and
-    .tflite, each loaded back and checked on test images (deploy.export_model). Default folder:
-    <lab home>/exports; default name: "<experiment>-run<id>"; default version: the next free one."""
+    """Export a succeeded run's model as .keras, a TF Serving SavedModel and .tflite, all in a new
+    folder <out>/<name>/<version>/, each loaded back and checked on test images (deploy.export_model).
+    Default folder: <lab home>/exports; default name: "<experiment>-run<id>"; default version: the
+    next free one. Nothing that exists is replaced."""
     from cifar_core.data.sources import load_dataset
-    from cifar_core.analysis.deploy import NAME_RE, export_model
+    from cifar_core.analysis.deploy import check_export_target, export_model
     from cifar_core.analysis.prediction import trained_model
 
     model_info = trained_model(conn, run_id)
     out = Path(out_dir).expanduser() if out_dir is not None else exports_dir()
     name = name or export_name(model_info.name, run_id)
-    if not NAME_RE.match(name):  # the same check export_model makes, before TensorFlow loads
-        raise LabError(f"export name {name!r} must be 1-64 letters, digits, '_' or '-', starting with a letter or digit")
     version = version if version is not None else next_version(out, name)
-    if (out / name / str(version)).exists():  # fail before loading TensorFlow
-        raise LabError(f"{out / name / str(version)} already exists; export with version={next_version(out, name)} "
-                       "(versions are never overwritten)")
+    check_export_target(out, name, version)  # the checks export_model makes, before TensorFlow loads
     x_test = load_dataset(model_info.data_source).x_test
     sample = x_test[np.linspace(0, len(x_test) - 1, min(EXPORT_SAMPLE, len(x_test))).astype(int)]
     return export_model(model_info.path, out, name, version, sample_x=sample)
