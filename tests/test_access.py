@@ -83,7 +83,8 @@ def test_named_providers_and_incomplete_auth():
     refused = access.decide("0.0.0.0", no_secret, {})
     assert not refused.allowed and "(the `[auth]` section lacks cookie_secret)" in refused.message
     no_provider = {"redirect_uri": "r", "cookie_secret": "s"}
-    assert "lacks a provider (client_id, client_secret, server_metadata_url)" in access.decide("", no_provider, {}).message
+    missing = access.decide("", no_provider, {}).message
+    assert "lacks a provider (client_id, client_secret, server_metadata_url)" in missing
     local = access.decide("localhost", no_secret, {})  # this machine only: served, and told why there is no login
     assert local.allowed and not local.login_required and local.message.startswith("Login is not active: ")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifar_core.analysis.deploy import (_agreement, check_export_target, export_model, measure_latency, model_file_size,
-                                        next_version, zip_saved_model)
+from cifar_core.analysis.deploy import (_agreement, _predict_saved_model, check_export_target, export_model,
+                                        measure_latency, model_file_size, next_version, zip_saved_model)
 from cifar_core.errors import DataError, LabError
 
 
@@ -90,6 +90,9 @@ def test_export_all_formats_and_check_them(trained, tmp_path):
         names = z.namelist()
     assert "cifar-cnn/1/saved_model.pb" in names and any(n.startswith("cifar-cnn/1/variables/") for n in names)
     assert not any(n.endswith((".keras", ".tflite")) for n in names)
+    # The final folder, with the two other files beside the SavedModel, still loads as one.
+    assert (_predict_saved_model(version, sample[:4].astype(np.float32)).argmax(1)
+            == keras_predict(version / "model.keras", sample[:4]).argmax(1)).all()
     assert r.to_dict()["formats"][2]["format"] == "tflite"
 
     with pytest.raises(LabError, match=r"cifar-cnn/1 already exists; export with version=2"):
@@ -107,6 +110,12 @@ def test_export_rejects_bad_arguments(trained, tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         export_model(tmp_path / "missing.keras", tmp_path, "m", sample_x=sample)
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def keras_predict(path: Path, x: np.ndarray) -> np.ndarray:
+    import keras
+
+    return keras.saving.load_model(path).predict(x, verbose=0)
 
 
 def _digest(folder: Path) -> dict[str, str]:

@@ -134,7 +134,10 @@ def _saved_model_files(folder: Path) -> list[Path]:
     """The files of the SavedModel in folder (not the other formats exported beside it)."""
     files = []
     for part in map(folder.joinpath, SAVED_MODEL_PARTS):
-        files += [part] if part.is_file() else sorted(p for p in part.rglob("*") if p.is_file()) if part.is_dir() else []
+        if part.is_file():
+            files.append(part)
+        elif part.is_dir():
+            files += sorted(p for p in part.rglob("*") if p.is_file())
     return files
 
 
