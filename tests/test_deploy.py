@@ -133,6 +133,8 @@ def test_a_second_export_is_version_2_and_never_touches_version_1(trained, tmp_p
     assert r.version == 2 and Path(r.formats[0].path) == out / "m" / "2" / "model.keras"
     assert _digest(out / "m" / "1") == before  # byte-identical
     assert _digest(out / "m" / "2").keys() == before.keys()
+    mode = (out / "m").stat().st_mode & 0o777  # a plain folder's (the umask's), readable by a server's user
+    assert {(out / "m" / v).stat().st_mode & 0o777 for v in ("1", "2")} == {mode}
 
 
 def test_files_a_user_already_had_are_never_replaced(trained, tmp_path):

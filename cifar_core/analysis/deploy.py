@@ -17,8 +17,8 @@ import ctypes
 import errno
 import os
 import re
+import secrets
 import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -324,7 +324,8 @@ def export_model(model_path: Path, out_dir: Path, name: str, version: int = 1, *
     final = check_export_target(out_dir, name, version)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=final.parent))
+        staging = final.parent / f".staging-{version}-{os.getpid()}-{secrets.token_hex(4)}"
+        staging.mkdir()  # not mkdtemp: its 0700 would stay on the version folder, unreadable to a server's user
     except OSError as e:
         raise LabError(f"cannot create {final.parent} ({_one_line(e)}); export into a folder you can write to") from e
     try:
