@@ -172,6 +172,22 @@ def test_export_target_that_is_a_file_is_one_line(tmp_path):
     assert (tmp_path / "f").read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["f"]
 
 
+def test_the_final_rename_never_replaces_even_an_empty_folder(tmp_path):
+    """The last step, for a version made while an export ran (plain rename(2) would replace it)."""
+    from cifar_core.analysis.deploy import _rename_noreplace
+
+    (tmp_path / "staged").mkdir()
+    (tmp_path / "staged" / "model.keras").write_bytes(b"new")
+    for existing in ("empty", "file"):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        (tmp_path / "file").write_bytes(b"mine")
+        with pytest.raises(FileExistsError):
+            _rename_noreplace(tmp_path / "staged", tmp_path / existing)
+    assert list((tmp_path / "empty").iterdir()) == [] and (tmp_path / "file").read_bytes() == b"mine"
+    _rename_noreplace(tmp_path / "staged", tmp_path / "7")
+    assert (tmp_path / "7" / "model.keras").read_bytes() == b"new" and not (tmp_path / "staged").exists()
+
+
 def test_a_corrupt_model_is_one_line(trained, tmp_path):
     bad = tmp_path / "model.keras"
     bad.write_bytes(trained[0].read_bytes()[:1000])  # truncated
