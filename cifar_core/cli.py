@@ -81,11 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--repeats", type=int, default=200, help="batch-1 calls timed")
     s.add_argument("--json", action="store_true")
 
-    s = sub.add_parser("export", help="export a finished run as .keras, a TF Serving SavedModel and .tflite")
+    s = sub.add_parser("export", help="export a finished run as .keras, a TF Serving SavedModel and .tflite in a new "
+                                       "version folder (never overwrites)")
     s.add_argument("run_id", type=_id)
     s.add_argument("--out", help="folder (default: <lab home>/exports)")
     s.add_argument("--name", help="serving name (default: <experiment>-run<id>)")
-    s.add_argument("--version", type=int, help="SavedModel version folder (default: the next free one)")
+    s.add_argument("--version", type=int, help="version folder <out>/<name>/<version>/ (default: the next free one)")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("choose", help="deployment scorecard of the finished runs and the recommended one")

@@ -204,8 +204,18 @@ class Lab:
         return {"run": int(run_id), **figures, "batch1_repeats": repeats, "method": latency.method}
 
     def export(self, run_id: int, out_dir=None, name: str | None = None, version: int | None = None):
+        """Export a succeeded run's model as .keras, a TF Serving SavedModel and .tflite, all in a new
+        folder <out>/<name>/<version>/, each loaded back and checked on test images. Default
+        folder: <lab home>/exports; name: "<experiment>-run<id>"; version: the next free one.
+        Nothing that exists is replaced."""
         with self._store() as conn:
-            return choice.export_run(conn, int(run_id), out_dir, name, version)
+            model_info = prediction.trained_model(conn, int(run_id))
+        out = Path(out_dir).expanduser() if out_dir is not None else deploy.exports_dir()
+        name = name or deploy.export_name(model_info.name, int(run_id))
+        version = version if version is not None else deploy.next_version(out, name)
+        deploy.check_export_target(out, name, version)  # the checks export_model makes, before TensorFlow loads
+        sample = deploy.export_sample(load_dataset(model_info.data_source).x_test)
+        return deploy.export_model(model_info.path, out, name, version, sample_x=sample)
 
     def stored_predictions(self, run_id: int) -> prediction.StoredPredictions:
         with self._store() as conn:

@@ -18,7 +18,6 @@ from pagetools import texts as _texts
 
 from cifar_core.lab import Lab
 from cifar_core.jobs import queue
-from cifar_core.jobs import store
 from cifar_core.spec.schema import parse_spec, summarize
 
 PAGES = {  # every page of app.py, with the title it must show

@@ -20,7 +20,7 @@ from cifar_core.jobs import queue, results, store
 from cifar_core.errors import NotFound, SpecError, SpecErrors
 from cifar_core.spec import jsonread
 from cifar_core.spec.schema import INPUT_SHAPE, NUM_CLASSES, parse_spec, summarize
-from cifar_core.spec.space import DEFAULT_BUDGET, SweepSpace, expand, load_space, setting_importance  # noqa: F401
+from cifar_core.spec.space import SweepSpace, expand, load_space, setting_importance
 
 TARGET = "best_val_accuracy"
 RESERVED_PATHS = ("name", "sweep_params")  # set per run by the expansion itself
