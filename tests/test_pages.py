@@ -381,7 +381,7 @@ def test_leaderboard_filters_groups_and_compares_runs(app_env, conn):
     row = table.set_index("run").loc[a]
     assert (row["status"], row["epochs"], row["best_epoch"]) == ("succeeded", 3, 3)
     assert row["best_val_accuracy"] == pytest.approx(0.45) and row["test_accuracy"] == pytest.approx(0.4)
-    assert row["title"] == "Underfitting: still improving"  # the diagnosis of a low, rising curve
+    assert row["diagnosis"] == "Underfitting: still improving"  # the diagnosis of a low, rising curve
     assert at.download_button(key="lb_csv").label == "Export CSV"
 
     at = _run(at.text_input(key="lb_name").set_value("FAST"))
