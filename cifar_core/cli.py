@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from cifar_core.errors import LabError
@@ -165,6 +166,12 @@ def _worker(args) -> None:
     worker.install_signal_handlers()
     done = worker.run()
     logging.getLogger("cifar_lab.worker").info("worker %s stopped after %d job(s)", worker.id, done)
+    # Leave without the interpreter's exit handlers: HDF5's crashes (SIGSEGV) on a file that a full
+    # disk left half-written, and the worker has already closed everything of its own.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _runs(args) -> None:
