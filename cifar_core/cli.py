@@ -76,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs-scale", type=float, default=1.0, help="multiply each preset's epochs (at least 1)")
     s.add_argument("--epochs", type=int, help="train every preset this many epochs instead")
     s.add_argument("--timeout", type=float, help="give up waiting after this many seconds (the jobs keep running)")
+    s.add_argument("--seeds", type=int, default=1, help="train each experiment with seeds 0..N-1 (default 1: seed 0)")
 
     s = sub.add_parser("report", help="write the reproduce report of a group of runs again")
     s.add_argument("--group", type=int, required=True, help="the group id `reproduce` printed")
@@ -257,7 +258,8 @@ def _reproduce(args) -> int:
     from .report import reproduce
 
     result = reproduce(args.data, args.out, args.epochs_scale, args.epochs,
-                       progress=lambda line: print(line, flush=True), timeout=args.timeout)
+                       progress=lambda line: print(line, flush=True), timeout=args.timeout,
+                       seeds=args.seeds)
     print(f"report: {result.markdown}\nhtml:   {result.html}")
     if result.failed:
         print(f"error: jobs {', '.join(map(str, result.failed))} did not succeed; see the report", file=sys.stderr)

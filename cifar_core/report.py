@@ -36,6 +36,7 @@ NOTEBOOK = {
     "exp5": "~75.6%",
 }
 POLL_SECONDS = 1.0
+MAX_SEEDS = 20  # seeds per experiment in one reproduction
 WORKER_RESTARTS = 3  # times a worker is started again when none is alive and jobs remain
 
 
@@ -53,22 +54,34 @@ def scaled_epochs(preset_epochs: int, epochs_scale: float = 1.0, epochs: int | N
     return max(1, round(preset_epochs * epochs_scale))
 
 
+def check_seeds(seeds) -> int:
+    """The number of seeds per experiment, 1..MAX_SEEDS; LabError otherwise."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+        raise LabError(f"seeds={seeds!r} is out of range 1..{MAX_SEEDS}; 3 gives a spread")
+    return seeds
+
+
 def submit_reproduction(conn: sqlite3.Connection, source: str | None = None, epochs_scale: float = 1.0,
-                        epochs: int | None = None) -> tuple[int, list[int]]:
-    """Enqueue exp1..exp5 (validated against the data) as one group. Returns (group id, job ids)."""
+                        epochs: int | None = None, seeds: int = 1) -> tuple[int, list[int]]:
+    """Enqueue exp1..exp5 (validated against the data) with seeds 0..seeds-1 as one group, seed by
+    seed (every experiment's seed 0 first, so a cut-short run still covers all five).
+    Returns (group id, job ids)."""
     from .data import load_dataset
     from .experiments import resolve_source
     from .spec import parse_spec, summarize
 
+    check_seeds(seeds)
     source = resolve_source(source)
     ds = load_dataset(source)
     docs = []
-    for name in NOTEBOOK_PRESETS:
-        doc = get_preset(name)
-        doc["epochs"] = scaled_epochs(doc["epochs"], epochs_scale, epochs)
-        spec = parse_spec(doc, ds.input_shape, ds.num_classes)
-        docs.append((spec.to_dict(), summarize(spec, ds.input_shape, ds.num_classes).total_params))
-    detail = {"presets": list(NOTEBOOK_PRESETS), "epochs_scale": epochs_scale, "epochs": epochs}
+    for seed in range(seeds):
+        for name in NOTEBOOK_PRESETS:
+            doc = get_preset(name)
+            doc["epochs"] = scaled_epochs(doc["epochs"], epochs_scale, epochs)
+            doc["seed"] = seed
+            spec = parse_spec(doc, ds.input_shape, ds.num_classes)
+            docs.append((spec.to_dict(), summarize(spec, ds.input_shape, ds.num_classes).total_params))
+    detail = {"presets": list(NOTEBOOK_PRESETS), "epochs_scale": epochs_scale, "epochs": epochs, "seeds": seeds}
     ids = queue.submit_many(conn, docs, source, group=(GROUP_KIND, GROUP_NAME, detail))
     group = conn.execute("SELECT group_id FROM jobs WHERE id = ?", (ids[0],)).fetchone()[0]
     return int(group), ids
@@ -371,14 +384,16 @@ def write_report(report: Report, out: Path | str | None = None) -> tuple[Path, P
 
 def reproduce(source: str | None = None, out: Path | str | None = None, epochs_scale: float = 1.0,
               epochs: int | None = None, progress: Callable[[str], None] = print,
-              timeout: float | None = None) -> ReproduceResult:
-    """Submit the notebook's five experiments as one group, make sure a worker trains them, wait
-    with progress lines, and write the report. Returns where it is and which jobs failed."""
+              timeout: float | None = None, seeds: int = 1) -> ReproduceResult:
+    """Submit the notebook's five experiments (with seeds 0..seeds-1) as one group, make sure a
+    worker trains them, wait with progress lines, and write the report. Returns where it is and
+    which jobs failed."""
     conn = store.connect()
     try:
-        group, ids = submit_reproduction(conn, source, epochs_scale, epochs)
+        group, ids = submit_reproduction(conn, source, epochs_scale, epochs, seeds)
         job = queue.get_job(conn, ids[0])
-        progress(f"submitted {', '.join(NOTEBOOK_PRESETS)} as jobs {ids[0]}-{ids[-1]} (group {group}) on {job.data_source}")
+        each = f" with seeds 0-{seeds - 1}" if seeds > 1 else ""
+        progress(f"submitted {', '.join(NOTEBOOK_PRESETS)}{each} as jobs {ids[0]}-{ids[-1]} (group {group}) on {job.data_source}")
         pid = start_worker_if_none()
         progress(f"started a worker (pid {pid}); it exits when the queue is empty" if pid else
                  "a worker is already running; it will train them")

@@ -19,7 +19,7 @@ def test_settings_table_flags_only_the_rows_that_differ():
     assert list(table.columns) == ["A", "B", "differs"]
     assert set(table.index[table["differs"]]) == {"name", "learning_rate"}
     assert table.loc["learning_rate", "B"] == "0.01"
-    assert table.loc["layer 00", "A"] == "Conv2D filters=32 kernel_size=3 activation=relu"
+    assert table.loc["layer 00", "A"] == "Conv2D filters=32 kernel_size=3 padding=same activation=relu"
 
 
 def test_normalised_and_short_specs_compare_equal():

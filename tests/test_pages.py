@@ -131,7 +131,7 @@ def test_builder_starts_from_a_preset_with_its_summary(app_env):
     at = _run(at.button(key="builder_load").click())
     assert "122,570 parameters" in _texts(at.subheader)
     assert "Total params: 122,570" in _texts(at.code)
-    assert "`l00_conv2d` → `(None, 30, 30, 32)` · **896** params" in _texts(at.markdown)
+    assert "`l00_conv2d` → `(None, 32, 32, 32)` · **896** params" in _texts(at.markdown)
     assert at.text_input(key=f"bs{at.session_state.builder['gen']}_name").value == "exp4"
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from procs import cli, wait_for
 
-from cifar_core import report, store
+from cifar_core import queue, report, store
 from cifar_core.errors import LabError
 from cifar_core.presets import NOTEBOOK_PRESETS
 
@@ -97,3 +97,18 @@ def test_html_renders_markdown_without_raw_html():
     page = report.render_html(report.Report("T <1>", [("md", "# Title\n\n<script>alert(1)</script>\n\n| a |\n| --- |\n| 1 |")]))
     assert "<title>T &lt;1&gt;</title>" in page and "<h1>Title</h1>" in page and "<td>1</td>" in page
     assert "<script>alert" not in page
+
+
+def test_seeds_are_submitted_seed_by_seed(lab_home, small_data):
+    conn = store.connect()
+    group, ids = report.submit_reproduction(conn, str(small_data), epochs=1, seeds=3)
+    assert group == 1 and ids == list(range(1, 16))
+    rows = conn.execute("SELECT j.name, r.seed, j.group_id FROM jobs j JOIN runs r ON r.id = j.id ORDER BY j.id").fetchall()
+    assert [(r[0], r[1]) for r in rows] == [(name, seed) for seed in range(3) for name in NOTEBOOK_PRESETS]
+    assert {r[2] for r in rows} == {1}
+    assert [queue.get_job(conn, i).spec["seed"] for i in ids] == [s for s in range(3) for _ in NOTEBOOK_PRESETS]
+    for bad in (0, 21, True, 2.0):
+        with pytest.raises(LabError, match=rf"seeds={bad!r} is out of range 1..20; 3 gives a spread"):
+            report.check_seeds(bad)
+    bad = cli("reproduce", "--data", str(small_data), "--seeds", "0", check=False)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == "error: seeds=0 is out of range 1..20; 3 gives a spread"
