@@ -114,7 +114,7 @@ PRESETS: dict[str, dict] = {
         "exp2",
         "Dense 32-64-128: a deeper fully connected net on the flattened pixels (dense 32, 64 and 128 "
         "ReLU units), Adam at lr 0.001 for 40 epochs. The notebook reached 44.9% validation accuracy "
-        "(best 45.2%) with 48.1% on training: a dense net ignores the spatial layout of the image, so "
+        "(45.15% at best) with 48.1% on training: a dense net ignores the spatial layout of the image, so "
         "it stays well below the convolutional nets.",
         [_FLATTEN, _dense(32), _dense(64), _dense(128), _OUTPUT],
         learning_rate=0.001,

@@ -21,20 +21,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import choice, config, queue, results, store
+from . import choice, config, notebook, queue, results, store
 from .errors import LabError
 from .presets import NOTEBOOK_PRESETS, PRESET_TITLES, get_preset
 
 GROUP_KIND = "reproduce"
 GROUP_NAME = "notebook reproduction"
-# The notebook's own figures (validation accuracy; exp4 also printed its training accuracy).
-NOTEBOOK = {
-    "exp1": "10% (never learned)",
-    "exp2": "~45%",
-    "exp3": "~57%",
-    "exp4": "~72% (train 91%)",
-    "exp5": "~75.6%",
-}
+# The notebook's own figures in the per-run table (its recorded curves are in cifar_core.notebook).
+def _notebook_figure(name: str) -> str:
+    ref = notebook.reference(name)
+    best = ref.best_val_accuracy
+    return f"{ref.final_val_accuracy:.1%}" + (f" (best {best:.1%})" if best > ref.final_val_accuracy else "")
+
+
+NOTEBOOK = {name: _notebook_figure(name) for name in NOTEBOOK_PRESETS}
 POLL_SECONDS = 1.0
 MAX_SEEDS = 20  # seeds per experiment in one reproduction
 WORKER_RESTARTS = 3  # times a worker is started again when none is alive and jobs remain
@@ -229,73 +229,153 @@ def _display_summary(summary: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def source_name(source: str) -> str:
+    """A data source as the report names it: the file or folder name, not the path on the machine
+    that wrote the report ("cifar10-jpeg.tar.gz"); "keras" stays "keras"."""
+    return source if source == config.DEFAULT_SOURCE else (Path(source).name or source)
+
+
+def _spread(mean, std, low, high) -> str:
+    """"72.1% ± 0.4 (71.7–72.5%)": mean ± std in points, then min–max."""
+    if mean != mean:
+        return "–"
+    sd = "" if std != std else f" ± {std * 100:.1f}"
+    return f"{mean * 100:.1f}%{sd} ({low * 100:.1f}–{high * 100:.1f}%)"
+
+
+def _seed_table(seeds: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "experiment": [f"{e} ({PRESET_TITLES.get(e, '')})" for e in seeds["experiment"]],
+        "runs": seeds["runs"],
+        "epochs": [", ".join(map(str, e)) or "–" for e in seeds["epochs"]],
+        "final val acc (lab: mean ± std, min–max)": [_spread(*r) for r in seeds[["final_mean", "final_std", "final_min", "final_max"]].itertuples(index=False)],
+        "notebook final": seeds["notebook_final"].map(_pct),
+        "final inside?": seeds["final_inside"].map({True: "yes", False: "no"}),
+        "best val acc (lab: mean ± std, min–max)": [_spread(*r) for r in seeds[["best_mean", "best_std", "best_min", "best_max"]].itertuples(index=False)],
+        "notebook best": seeds["notebook_best"].map(_pct),
+        "best inside?": seeds["best_inside"].map({True: "yes", False: "no"}),
+    })
+
+
 def build_report(conn: sqlite3.Connection, run_ids: list[int], title: str = "CIFAR-10 notebook, reproduced") -> Report:
-    """The report's blocks for these runs (the five notebook experiments, or any runs)."""
-    from . import charts
+    """The report's blocks for these runs (the five notebook experiments over one or more seeds, or
+    any runs): the lab's figures over seeds against the notebook's recorded ones, then one section
+    per experiment with the notebook's curve beside the lab's and their per-epoch difference."""
     from .spec import summarize
 
     if not run_ids:
         raise LabError("no runs to report on; submit the experiments first")
     jobs = [queue.get_job(conn, r) for r in run_ids]
-    sources = sorted({j.data_source for j in jobs})
+    sources = sorted({source_name(j.data_source) for j in jobs})
     summary = summary_table(conn, run_ids)
-    blocks: list = [("md", "\n".join([
+    seeds = notebook.seed_comparison(summary)
+    seed_list = sorted({int(j.spec.get("seed", 0)) for j in jobs})
+    head = [
         f"# {title}",
         "",
         f"Written {datetime.now():%Y-%m-%d %H:%M} by CIFAR Lab (`python -m cifar_core reproduce`). "
         f"Data: {', '.join(f'`{s}`' for s in sources)}. "
-        f"Runs {', '.join(f'#{r}' for r in run_ids)}. The presets keep the notebook's settings: Adam, batch 32, "
-        "seed 0, the test set as validation data (so validation and test accuracy are the same images).",
+        f"Runs {', '.join(f'#{r}' for r in run_ids)}; seeds {', '.join(map(str, seed_list))}. The presets are the notebook's "
+        "networks layer for layer with its settings: Adam, batch 32, the test set as validation data (so validation "
+        "and test accuracy are the same images). The notebook's figures are its recorded curves "
+        f"({notebook.RECORDED}).",
         "",
         "## Summary",
         "",
-        _md_table(_display_summary(summary)),
-    ]))]
+    ]
+    if not seeds.empty:
+        head += [
+            "The lab's runs over seeds against the notebook (*inside?*: the notebook's figure lies within the lab's "
+            "seed range, min to max; std is the spread over seeds, in points):",
+            "",
+            _md_table(_seed_table(seeds)),
+            "",
+            *[f"- **{r.experiment}**: {r.final_sentence} {r.best_sentence}" for r in seeds.itertuples()],
+            "",
+            "Every run:",
+            "",
+        ]
+    head.append(_md_table(_display_summary(summary)))
+    blocks: list = [("md", "\n".join(head))]
+    by_name: dict[str, list[queue.Job]] = {}
     for job in jobs:
-        blocks += _experiment_blocks(conn, job, summarize, charts)
+        by_name.setdefault(job.name, []).append(job)
+    for name, mine in by_name.items():
+        blocks += _experiment_blocks(conn, name, mine, summarize)
     chosen, rec = _choice_blocks(conn, [j.id for j in jobs if j.state == queue.SUCCEEDED])
     return Report(title, blocks + chosen, tuple(run_ids), rec, summary)
 
 
-def _experiment_blocks(conn, job: queue.Job, summarize, charts) -> list:
-    detail = results.run_detail(conn, job.id)
-    hist = detail.history
-    head = [f"## {job.name}: {PRESET_TITLES.get(job.name, job.spec.get('name', ''))} (run #{job.id}, {job.state})", ""]
-    if job.spec.get("description"):
-        head += [job.spec["description"], ""]
-    if job.error and job.state != queue.SUCCEEDED:
-        head += [f"**{job.state}:** {job.error}", ""]
-    sec = hist["seconds"].mean() if not hist.empty else float("nan")
+def _experiment_blocks(conn, name: str, jobs: list[queue.Job], summarize) -> list:
+    """One experiment's section: its runs (one per seed), the network, the per-epoch comparison with
+    the notebook (for a notebook preset), each run's diagnosis and the figures."""
+    from . import charts
+
+    first = jobs[0]
+    details = [results.run_detail(conn, j.id) for j in jobs]
+    runs = ", ".join(f"#{j.id} seed {d.seed} {j.state}" for j, d in zip(jobs, details))
+    head = [f"## {name}: {PRESET_TITLES.get(name, first.spec.get('name', ''))} (run{'s' * (len(jobs) > 1)} {runs})", ""]
+    if first.spec.get("description"):
+        head += [first.spec["description"], ""]
+    for job in jobs:
+        if job.error and job.state != queue.SUCCEEDED:
+            head += [f"**#{job.id} {job.state}:** {job.error}", ""]
+    histories = results.histories(conn, [j.id for j in jobs])
+    sec = histories["seconds"].mean() if not histories.empty else float("nan")
+    trained = [d.train_seconds for d in details if d.train_seconds is not None]
+    tests = [d.test_accuracy for d in details if d.test_accuracy is not None]
     head += [
-        f"- Parameters: {detail.params:,}",
-        f"- Epochs: {len(hist)} of {job.epochs} planned; {_num(sec)} s per epoch; trained in "
-        f"{_num(detail.train_seconds, '{:.0f}')} s",
-        f"- Optimizer: {job.spec.get('optimizer', 'adam')}, learning rate {job.spec.get('learning_rate')}, batch "
-        f"{job.spec.get('batch_size')}",
-        f"- Test accuracy: {_pct(detail.test_accuracy)}" + (f" (notebook: {NOTEBOOK[job.name]} validation)"
-                                                               if job.name in NOTEBOOK else ""),
-        "",
-        "Network:",
-        "",
-        "```",
-        summarize(job.spec).to_text(),
-        "```",
-        "",
+        f"- Parameters: {details[0].params:,}",
+        f"- Epochs: {', '.join(str(int((histories['run'] == j.id).sum())) for j in jobs)} of {first.epochs} planned; "
+        f"{_num(sec)} s per epoch; trained in {', '.join(_num(t, '{:.0f}') for t in trained) or '–'} s",
+        f"- Optimizer: {first.spec.get('optimizer', 'adam')}, learning rate {first.spec.get('learning_rate')}, batch "
+        f"{first.spec.get('batch_size')}",
+        f"- Test accuracy: {', '.join(_pct(t) for t in tests) or '–'}",
     ]
-    if not hist.empty:
+    is_notebook = name in notebook.VAL_ACCURACY and notebook.matching_preset(first.spec) == name
+    if is_notebook:
+        ref = notebook.reference(name)
+        head += [f"- Notebook ({ref.note}): final validation accuracy {_pct(ref.final_val_accuracy)}, best "
+                 f"{_pct(ref.best_val_accuracy)} (epoch {ref.best_epoch}), final training accuracy {_pct(ref.final_accuracy)}"]
+    head += ["", "Network:", "", "```", summarize(first.spec).to_text(), "```", ""]
+    if is_notebook:
+        cmp = notebook.epoch_comparison(histories, name)
+        pts = lambda v: _num(v * 100 if v == v else v, "{:+.1f}")  # noqa: E731
+        seeds_range = cmp.apply(lambda r: "–" if r["lab_val_min"] != r["lab_val_min"] else
+                                f"{r['lab_val_min'] * 100:.1f}–{r['lab_val_max'] * 100:.1f}%", axis=1)
+        table = pd.DataFrame({
+            "epoch": cmp["epoch"].astype(int), "notebook val": cmp["notebook_val"].map(_pct),
+            "lab val (mean)": cmp["lab_val"].map(_pct), "lab val (min–max)": seeds_range,
+            "val difference (pts)": cmp["val_diff"].map(pts), "notebook train": cmp["notebook_train"].map(_pct),
+            "lab train (mean)": cmp["lab_train"].map(_pct), "train difference (pts)": cmp["train_diff"].map(pts),
+        })
+        head += ["Per epoch, the lab's runs against the notebook (difference: lab mean minus notebook, in points; "
+                 "– where a side has no figure, e.g. the training accuracy the notebook did not print):", "",
+                 _md_table(table), ""]
+    elif not histories.empty:
         per_epoch = pd.DataFrame({
-            "epoch": hist["epoch"].astype(int), "train acc": hist["accuracy"].map(_pct),
-            "val acc": hist["val_accuracy"].map(_pct), "train loss": hist["loss"].map(lambda v: _num(v, "{:.4f}")),
-            "val loss": hist["val_loss"].map(lambda v: _num(v, "{:.4f}")), "seconds": hist["seconds"].map(_num),
+            "run": histories["run"].map(lambda r: f"#{r}"), "epoch": histories["epoch"].astype(int),
+            "train acc": histories["accuracy"].map(_pct), "val acc": histories["val_accuracy"].map(_pct),
+            "train loss": histories["loss"].map(lambda v: _num(v, "{:.4f}")),
+            "val loss": histories["val_loss"].map(lambda v: _num(v, "{:.4f}")), "seconds": histories["seconds"].map(_num),
         })
         head += ["Per epoch:", "", _md_table(per_epoch), ""]
+    verdicts = []
+    for job, detail in zip(jobs, details):
+        if detail.history.empty:
+            head.append(f"- #{job.id} (seed {detail.seed}): no finished epoch.")
+            continue
         d = choice.run_diagnosis(conn, job.id)
-        head += [f"**Diagnosis: {d.title}.** {d.text} *Next step:* {d.next_step}"]
-    else:
-        head += ["No finished epoch."]
+        verdicts.append(d.verdict)
+        head.append(f"- **#{job.id} (seed {detail.seed}) diagnosis: {d.title}.** {d.text} *Next step:* {d.next_step}")
+    if is_notebook:
+        head += ["", notebook.verdict_agreement(name, verdicts)]
     blocks = [("md", "\n".join(head))]
-    if not hist.empty:
-        blocks.append(("figure", charts.history(hist, title=f"{job.name}: loss and accuracy per epoch")))
+    if is_notebook:
+        labels = {j.id: f"#{j.id} seed {d.seed}" for j, d in zip(jobs, details)}
+        blocks.append(("figure", notebook.comparison_figure(histories, name, labels)))
+    elif len(jobs) == 1 and not details[0].history.empty:
+        blocks.append(("figure", charts.history(details[0].history, title=f"{name}: loss and accuracy per epoch")))
     return blocks
 
 
