@@ -163,6 +163,15 @@ def curves(presets: Iterable[str], metric: str, alpha: float = 0.0, splits: Iter
     return frame[known].reset_index(drop=True)
 
 
+def with_references(runs: pd.DataFrame, presets: Iterable[str], metric: str, alpha: float = 0.0,
+                    splits: Iterable[str] = ("train", "val")) -> pd.DataFrame:
+    """The runs' `compare.curves` frame followed by the notebook's curves of `presets`."""
+    refs = curves(presets, metric, alpha, splits)
+    if refs.empty:
+        return runs
+    return refs if runs.empty else pd.concat([runs, refs], ignore_index=True)
+
+
 # ---------------------------------------------------------------- the lab's seeds against the notebook
 
 

@@ -1,13 +1,13 @@
 """Leaderboard page: every run in a sortable, filterable table (or grouped over seeds), exported as
 CSV; one sweep's runs together with its parallel-coordinates chart and the setting that mattered
-most (?sweep=ID preselects it); selected runs overlaid on shared axes with their settings side by
-side, differences marked."""
+most (?sweep=ID preselects it); selected runs overlaid on shared axes, with the notebook's
+recorded curves if picked, and their settings side by side, differences marked."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from cifar_core import charts, choice, compare, queue, results, sweeps
+from cifar_core import charts, choice, compare, notebook, queue, results, sweeps
 from pages import common
 
 PERCENT = st.column_config.NumberColumn(format="percent")
@@ -83,8 +83,11 @@ def render() -> None:
 
     st.subheader("Compare runs")
     labels = {int(r.run): f"#{r.run} {r.name}" for r in board.itertuples()}
-    picked = st.multiselect("Runs", list(labels), format_func=labels.get, key="lb_runs", placeholder="pick runs to compare")
-    if not picked:
+    r, n = st.columns([3, 2], vertical_alignment="bottom")
+    picked = r.multiselect("Runs", list(labels), format_func=labels.get, key="lb_runs", placeholder="pick runs to compare")
+    refs = n.multiselect("Notebook reference curves", notebook.NOTEBOOK_PRESETS, format_func=notebook.label, key="lb_notebook",
+                         placeholder="none", help=f"The notebook's own accuracy curves, {notebook.RECORDED}")
+    if not picked and not refs:
         st.caption("Pick two or more runs to overlay their curves and see how their settings differ.")
         return
     m, s, k, g = st.columns([2, 2, 2, 1], vertical_alignment="bottom")
@@ -94,8 +97,14 @@ def render() -> None:
     log_y = g.toggle("Log scale", key="lb_log", help="Logarithmic y axis (loss only)", disabled=metric != "loss") and metric == "loss"
     with common.connection() as conn:
         history, specs = results.histories(conn, picked), results.run_specs(conn, picked)
-    curves = compare.curves(history, metric, alpha, splits or compare.SPLITS, labels)
+    curves = notebook.with_references(compare.curves(history, metric, alpha, splits or compare.SPLITS, labels),
+                                      refs, metric, alpha, splits or compare.SPLITS)
     st.plotly_chart(charts.overlay(curves, METRIC_NAMES[metric], log_y), key="lb_overlay")
+    if refs:
+        st.caption(f"The notebook's curves ({', '.join(map(notebook.label, refs))}) are {notebook.RECORDED}; it recorded "
+                   "accuracy only, training accuracy of exp1 to exp3 at a few epochs.")
+    if not picked:
+        return
     settings = compare.settings_table({labels[i]: specs[i] for i in picked if i in specs})
     only = st.toggle("Only the differences", key="lb_only_diff")
     st.dataframe(_highlight(settings[settings["differs"]] if only else settings), key="lb_settings",
