@@ -1,11 +1,15 @@
-"""The notebook, reproduced through the lab: submit its five experiments (exp1..exp5) as one
-group, make sure a worker trains them, wait while printing progress, and write a report in
-Markdown and in HTML (Plotly figures embedded, plotly.js inlined once so it opens offline).
+"""The notebook, reproduced through the lab: submit its five experiments (exp1..exp5), with one
+or more seeds, as one group, make sure a worker trains them, wait while printing progress, and
+write a report in Markdown and in HTML (Plotly figures embedded, plotly.js inlined once so it
+opens offline).
 
-For each experiment the report gives the network (Keras-style summary), parameters, epochs,
-train and validation accuracy per epoch, seconds per epoch and the diagnosis; it ends with the
-deployment scorecard, the accuracy-latency Pareto front and the recommendation for production
-(cifar_core.choice), computed on these runs only.
+The report starts with the lab's final and best validation accuracy over seeds (mean, std,
+min-max) against the notebook's recorded figures, saying whether each falls inside the seed
+range. For each experiment it gives the network (Keras-style summary), parameters, epochs, the
+per-epoch accuracy of the lab's runs beside the notebook's recorded curve (cifar_core.notebook)
+with their difference, each run's diagnosis beside the notebook's reading, and a figure; it ends
+with the deployment scorecard, the accuracy-latency Pareto front and the recommendation for
+production (cifar_core.choice), computed on these runs only.
 """
 
 from __future__ import annotations
