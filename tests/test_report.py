@@ -134,3 +134,9 @@ def test_seeds_are_submitted_seed_by_seed(lab_home, small_data):
             report.check_seeds(bad)
     bad = cli("reproduce", "--data", str(small_data), "--seeds", "0", check=False)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == "error: seeds=0 is out of range 1..20; 3 gives a spread"
+
+
+def test_the_report_names_the_data_source_by_file_name():
+    assert report.source_name("/work/shared/datasets/cifar10-jpeg.tar.gz") == "cifar10-jpeg.tar.gz"
+    assert report.source_name("/data/cifar-10-batches-py") == "cifar-10-batches-py"
+    assert report.source_name("keras") == "keras"
