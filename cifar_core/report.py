@@ -247,6 +247,12 @@ def _spread(mean, std, low, high) -> str:
     return f"{mean * 100:.1f}%{sd} ({low * 100:.1f}–{high * 100:.1f}%)"
 
 
+def _inside_text(seeds: pd.DataFrame, key: str) -> list[str]:
+    """"yes"/"no"; "–" without a finished run, "(1 run)" when one run cannot show a spread."""
+    return ["–" if n == 0 else f"{'yes' if inside else 'no'}" + (" (1 run)" if n == 1 else "")
+            for n, inside in zip(seeds["runs"], seeds[f"{key}_inside"])]
+
+
 def _seed_table(seeds: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "experiment": [f"{e} ({PRESET_TITLES.get(e, '')})" for e in seeds["experiment"]],
@@ -254,10 +260,10 @@ def _seed_table(seeds: pd.DataFrame) -> pd.DataFrame:
         "epochs": [", ".join(map(str, e)) or "–" for e in seeds["epochs"]],
         "final val acc (lab: mean ± std, min–max)": [_spread(*r) for r in seeds[["final_mean", "final_std", "final_min", "final_max"]].itertuples(index=False)],
         "notebook final": seeds["notebook_final"].map(_pct),
-        "final inside?": seeds["final_inside"].map({True: "yes", False: "no"}),
+        "final inside?": _inside_text(seeds, "final"),
         "best val acc (lab: mean ± std, min–max)": [_spread(*r) for r in seeds[["best_mean", "best_std", "best_min", "best_max"]].itertuples(index=False)],
         "notebook best": seeds["notebook_best"].map(_pct),
-        "best inside?": seeds["best_inside"].map({True: "yes", False: "no"}),
+        "best inside?": _inside_text(seeds, "best"),
     })
 
 
@@ -342,8 +348,10 @@ def _experiment_blocks(conn, name: str, jobs: list[queue.Job], summarize) -> lis
         head += [f"- Notebook ({ref.note}): final validation accuracy {_pct(ref.final_val_accuracy)}, best "
                  f"{_pct(ref.best_val_accuracy)} (epoch {ref.best_epoch}), final training accuracy {_pct(ref.final_accuracy)}"]
     head += ["", "Network:", "", "```", summarize(first.spec).to_text(), "```", ""]
+    succeeded = [j.id for j in jobs if j.state == queue.SUCCEEDED]
+    done = histories[histories["run"].isin(succeeded)]  # an unfinished run would skew the per-epoch mean
     if is_notebook:
-        cmp = notebook.epoch_comparison(histories, name)
+        cmp = notebook.epoch_comparison(done, name)
         pts = lambda v: _num(v * 100 if v == v else v, "{:+.1f}")  # noqa: E731
         seeds_range = cmp.apply(lambda r: "–" if r["lab_val_min"] != r["lab_val_min"] else
                                 f"{r['lab_val_min'] * 100:.1f}–{r['lab_val_max'] * 100:.1f}%", axis=1)
@@ -353,7 +361,8 @@ def _experiment_blocks(conn, name: str, jobs: list[queue.Job], summarize) -> lis
             "val difference (pts)": cmp["val_diff"].map(pts), "notebook train": cmp["notebook_train"].map(_pct),
             "lab train (mean)": cmp["lab_train"].map(_pct), "train difference (pts)": cmp["train_diff"].map(pts),
         })
-        head += ["Per epoch, the lab's runs against the notebook (difference: lab mean minus notebook, in points; "
+        head += [f"Per epoch, the lab's {len(succeeded)} finished run{'s' * (len(succeeded) != 1)} against the notebook "
+                 "(difference: lab mean minus notebook, in points; "
                  "– where a side has no figure, e.g. the training accuracy the notebook did not print):", "",
                  _md_table(table), ""]
     elif not histories.empty:
@@ -370,14 +379,16 @@ def _experiment_blocks(conn, name: str, jobs: list[queue.Job], summarize) -> lis
             head.append(f"- #{job.id} (seed {detail.seed}): no finished epoch.")
             continue
         d = choice.run_diagnosis(conn, job.id)
-        verdicts.append(d.verdict)
-        head.append(f"- **#{job.id} (seed {detail.seed}) diagnosis: {d.title}.** {d.text} *Next step:* {d.next_step}")
+        state = "" if job.state == queue.SUCCEEDED else f", {job.state}"
+        if not state:
+            verdicts.append(d.verdict)
+        head.append(f"- **#{job.id} (seed {detail.seed}{state}) diagnosis: {d.title}.** {d.text} *Next step:* {d.next_step}")
     if is_notebook:
         head += ["", notebook.verdict_agreement(name, verdicts)]
     blocks = [("md", "\n".join(head))]
     if is_notebook:
         labels = {j.id: f"#{j.id} seed {d.seed}" for j, d in zip(jobs, details)}
-        blocks.append(("figure", notebook.comparison_figure(histories, name, labels)))
+        blocks.append(("figure", notebook.comparison_figure(done, name, labels)))
     elif len(jobs) == 1 and not details[0].history.empty:
         blocks.append(("figure", charts.history(details[0].history, title=f"{name}: loss and accuracy per epoch")))
     return blocks
