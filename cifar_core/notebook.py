@@ -145,7 +145,11 @@ def matching_preset(spec: Mapping | None) -> str | None:
 
 def reference_ids(presets: Iterable[str]) -> dict[int, str]:
     """Stand-in run ids of the notebook's curves: -1 for exp1 .. -5 for exp5 (no run has a negative id)."""
-    return {-(NOTEBOOK_PRESETS.index(p) + 1): label(p) for p in presets if reference(p)}
+    ids = {}
+    for preset in presets:
+        reference(preset)  # LabError for an experiment the notebook did not train
+        ids[-(NOTEBOOK_PRESETS.index(preset) + 1)] = label(preset)
+    return ids
 
 
 def curves(presets: Iterable[str], metric: str, alpha: float = 0.0, splits: Iterable[str] = ("train", "val")) -> pd.DataFrame:
