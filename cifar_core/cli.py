@@ -100,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs-scale", type=float, default=1.0, help="multiply each preset's epochs (at least 1)")
     s.add_argument("--epochs", type=int, help="train every preset this many epochs instead")
     s.add_argument("--timeout", type=float, help="give up waiting after this many seconds (the jobs keep running)")
+    s.add_argument("--seeds", type=int, default=1, help="train each experiment with seeds 0..N-1 (default 1: seed 0)")
 
     s = sub.add_parser("report", help="write the reproduce report of a group of runs again")
     s.add_argument("--group", type=_id, required=True, help="the group id `reproduce` printed")
@@ -283,10 +284,8 @@ def _choose(args) -> None:
 
 
 def _reproduce(args) -> int:
-    from cifar_core.analysis.report import reproduce
-
-    result = reproduce(args.data, args.out, args.epochs_scale, args.epochs,
-                       progress=lambda line: print(line, flush=True), timeout=args.timeout)
+    result = _lab().reproduce(args.data, args.out, args.epochs_scale, args.epochs,
+                              progress=lambda line: print(line, flush=True), timeout=args.timeout, seeds=args.seeds)
     print(f"report: {result.markdown}\nhtml:   {result.html}")
     if result.failed:
         print(f"error: jobs {', '.join(map(str, result.failed))} did not succeed; see the report", file=sys.stderr)
@@ -295,16 +294,13 @@ def _reproduce(args) -> int:
 
 
 def _report(args) -> None:
-    from cifar_core.analysis.report import build_report, group_runs, write_report
-    from cifar_core.jobs.store import connect
-
-    conn = connect()
-    md_path, html_path = write_report(build_report(conn, group_runs(conn, args.group)), args.out)
+    md_path, html_path = _lab().write_report(args.group, args.out)
     print(f"report: {md_path}\nhtml:   {html_path}")
 
 
 COMMANDS = {
     "presets": _presets, "summary": _summary, "submit": _submit, "sweep": _sweep, "worker": _worker, "runs": _runs,
-    "show": _show, "cancel": _cancel, "retry": _retry, "backup": _backup, "restore": _restore, "data-info": _data_info, "measure": _measure, "export": _export,
+    "show": _show, "cancel": _cancel, "retry": _retry, "backup": _backup, "restore": _restore, "data-info": _data_info,
+    "measure": _measure, "export": _export,
     "choose": _choose, "reproduce": _reproduce, "report": _report,
 }

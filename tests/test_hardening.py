@@ -4,7 +4,6 @@ a full disk, kills and an emptied store (issue 13). Tiny Keras models on small g
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess

@@ -33,11 +33,12 @@ def _finished_run(name: str) -> int:
 
     conn = store.connect()
     try:
-        [job_id] = queue.submit(conn, {**tiny_spec(epochs=1), "name": name}, "test-data")
-        assert queue.claim(conn, "test-worker").id == job_id
-        queue.record_epoch(conn, job_id, {"epoch": 1, "loss": 1.9, "accuracy": 0.31, "val_loss": 2.0,
+        [job_id] = queue.submit(conn, {**tiny_spec(epochs=1), "name": name}, "test-data").job_ids
+        lease = queue.claim(conn, "test-worker").lease
+        assert lease.job_id == job_id
+        queue.record_epoch(conn, lease, {"epoch": 1, "loss": 1.9, "accuracy": 0.31, "val_loss": 2.0,
                                           "val_accuracy": 0.29, "seconds": 1.0, "learning_rate": 0.001})
-        queue.finish(conn, job_id, "test-worker", queue.SUCCEEDED, results={"test_accuracy": 0.3, "test_loss": 2.0})
+        queue.finish(conn, lease, queue.SUCCEEDED, results={"test_accuracy": 0.3, "test_loss": 2.0})
         return job_id
     finally:
         conn.close()
