@@ -1,6 +1,10 @@
 """CIFAR Lab, the Streamlit app: a router. It starts a background worker if none is alive (it
 outlives the app, so closing the browser or restarting the app never stops a job), then shows
-the chosen page. Set CIFAR_LAB_NO_WORKER=1 to start no worker (tests, a look at the pages)."""
+the chosen page. Set CIFAR_LAB_NO_WORKER=1 to start no worker (tests, a look at the pages).
+
+Before anything else it asks `cifar_core.access` whether it may serve on this address: refused
+(a non-local address with no login), it shows why and nothing else and starts no worker; with
+Streamlit's login configured, every page waits for `st.login`."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import os
 
 import streamlit as st
 
+from cifar_core import access
 from cifar_core.jobs import worker
 from cifar_core.errors import LabError
 
@@ -30,8 +35,38 @@ PAGES = {
 }
 
 
+def _auth_section() -> dict | None:
+    """The `[auth]` section of Streamlit's secrets (.streamlit/secrets.toml), None if there is none."""
+    return st.secrets.to_dict().get("auth") if st.secrets.load_if_toml_exists() else None
+
+
+def _only(page, title: str) -> None:
+    """Route every URL to this one page: no sidebar, no other page reachable."""
+    st.navigation([st.Page(page, title=title, icon=":material/lock:")], position="hidden").run()
+
+
 def run() -> None:
     st.set_page_config(page_title="CIFAR Lab", page_icon=":material/science:", layout="wide")
+    allowed = access.decide(st.get_option("server.address"), _auth_section(), os.environ)
+    if not allowed.allowed:  # before the worker: a refused app starts nothing and shows only why
+
+        def refused() -> None:
+            st.error(allowed.message, icon=":material/block:")
+
+        return _only(refused, "Refused")
+    if allowed.login_required and not st.user.is_logged_in:
+
+        def log_in() -> None:
+            st.title("CIFAR Lab")
+            for provider in allowed.login_providers:
+                label = "Log in" if provider == "default" else f"Log in with {provider}"
+                st.button(label, key=f"login_{provider}", on_click=st.login, args=(provider,), icon=":material/login:")
+
+        return _only(log_in, "Log in")
+    if allowed.login_required:
+        st.sidebar.button("Log out", on_click=st.logout, icon=":material/logout:", key="logout")
+    if allowed.message:
+        st.sidebar.warning(allowed.message, icon=":material/warning:")
     if os.environ.get("CIFAR_LAB_NO_WORKER") != "1":
         try:
             worker.ensure_worker()

@@ -5,9 +5,25 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from cifar_core.errors import LabError
+
+
+MAX_ID = 2**63 - 1  # the largest integer SQLite stores
+
+
+def _id(text: str) -> int:
+    """A run, job or group id argument: a whole number 1..MAX_ID. Anything else makes argparse
+    exit 2 with its usage and one error line (a huge number used to overflow SQLite with a traceback)."""
+    digits = text.strip().lstrip("+-")
+    if not digits.isascii() or not digits.isdigit():
+        raise argparse.ArgumentTypeError(f"{text[:30]!r} is not an id; ids are whole numbers such as 3")
+    if len(digits.lstrip("0")) > len(str(MAX_ID)) or not 1 <= int(text) <= MAX_ID:
+        shown = text if len(text) <= 30 else f"{text[:12]}... ({len(digits):,} digits)"
+        raise argparse.ArgumentTypeError(f"{shown} is not an id; ids run from 1 to {MAX_ID}")
+    return int(text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,11 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("show", help="one run and its per-epoch history")
-    s.add_argument("run_id", type=int)
+    s.add_argument("run_id", type=_id)
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("cancel", help="cancel a queued or running job")
-    s.add_argument("job_id", type=int)
+    s.add_argument("job_id", type=_id)
 
     s = sub.add_parser("retry", help="queue a failed or cancelled job again; it resumes from its last finished epoch")
     s.add_argument("job_id", type=int)
@@ -64,15 +80,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("measure", help="measure a finished run's latency and throughput again and store them")
-    s.add_argument("run_id", type=int)
+    s.add_argument("run_id", type=_id)
     s.add_argument("--repeats", type=int, default=200, help="batch-1 calls timed")
     s.add_argument("--json", action="store_true")
 
-    s = sub.add_parser("export", help="export a finished run as .keras, a TF Serving SavedModel and .tflite")
-    s.add_argument("run_id", type=int)
+    s = sub.add_parser("export", help="export a finished run as .keras, a TF Serving SavedModel and .tflite in a new "
+                                       "version folder (never overwrites)")
+    s.add_argument("run_id", type=_id)
     s.add_argument("--out", help="folder (default: <lab home>/exports)")
     s.add_argument("--name", help="serving name (default: <experiment>-run<id>)")
-    s.add_argument("--version", type=int, help="SavedModel version folder (default: the next free one)")
+    s.add_argument("--version", type=int, help="version folder <out>/<name>/<version>/ (default: the next free one)")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("choose", help="deployment scorecard of the finished runs and the recommended one")
@@ -85,9 +102,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs-scale", type=float, default=1.0, help="multiply each preset's epochs (at least 1)")
     s.add_argument("--epochs", type=int, help="train every preset this many epochs instead")
     s.add_argument("--timeout", type=float, help="give up waiting after this many seconds (the jobs keep running)")
+    s.add_argument("--seeds", type=int, default=1, help="train each experiment with seeds 0..N-1 (default 1: seed 0)")
 
     s = sub.add_parser("report", help="write the reproduce report of a group of runs again")
-    s.add_argument("--group", type=int, required=True, help="the group id `reproduce` printed")
+    s.add_argument("--group", type=_id, required=True, help="the group id `reproduce` printed")
     s.add_argument("--out", help="report folder, or a .md/.html path")
     return p
 
@@ -154,6 +172,12 @@ def _worker(args) -> None:
     worker.install_signal_handlers()
     done = worker.run()
     logging.getLogger("cifar_lab.worker").info("worker %s stopped after %d job(s)", worker.id, done)
+    # Leave without the interpreter's exit handlers: HDF5's crashes (SIGSEGV) on a file that a full
+    # disk left half-written, and the worker has already closed everything of its own.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _dispatcher(args) -> None:
@@ -277,10 +301,8 @@ def _choose(args) -> None:
 
 
 def _reproduce(args) -> int:
-    from cifar_core.analysis.report import reproduce
-
-    result = reproduce(args.data, args.out, args.epochs_scale, args.epochs,
-                       progress=lambda line: print(line, flush=True), timeout=args.timeout)
+    result = _lab().reproduce(args.data, args.out, args.epochs_scale, args.epochs,
+                              progress=lambda line: print(line, flush=True), timeout=args.timeout, seeds=args.seeds)
     print(f"report: {result.markdown}\nhtml:   {result.html}")
     if result.failed:
         print(f"error: jobs {', '.join(map(str, result.failed))} did not succeed; see the report", file=sys.stderr)
@@ -289,16 +311,13 @@ def _reproduce(args) -> int:
 
 
 def _report(args) -> None:
-    from cifar_core.analysis.report import build_report, group_runs, write_report
-    from cifar_core.jobs.store import connect
-
-    conn = connect()
-    md_path, html_path = write_report(build_report(conn, group_runs(conn, args.group)), args.out)
+    md_path, html_path = _lab().write_report(args.group, args.out)
     print(f"report: {md_path}\nhtml:   {html_path}")
 
 
 COMMANDS = {
     "presets": _presets, "summary": _summary, "submit": _submit, "sweep": _sweep, "worker": _worker, "runs": _runs,
-    "show": _show, "cancel": _cancel, "retry": _retry, "backup": _backup, "restore": _restore, "data-info": _data_info, "measure": _measure, "export": _export,
+    "show": _show, "cancel": _cancel, "retry": _retry, "backup": _backup, "restore": _restore, "data-info": _data_info,
+    "measure": _measure, "export": _export,
     "choose": _choose, "reproduce": _reproduce, "report": _report,
 }

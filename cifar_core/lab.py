@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from cifar_core import config
-from cifar_core.analysis import choice, deploy, diagnosis, prediction, sweeps
+from cifar_core.analysis import choice, deploy, diagnosis, prediction, report, sweeps
 from cifar_core.data.sources import load_dataset
 from cifar_core.errors import LabError, NotFound, StoreError
 from cifar_core.jobs import queue, results, store, worker
@@ -73,6 +73,35 @@ class Lab:
         ds = load_dataset(source)
         plan = sweeps.plan_sweep(base_doc, space_doc, ds.input_shape, ds.num_classes)
         return self.enqueue(list(plan.docs), sweeps.group_of(plan, base_doc), source)
+
+    def submit_reproduction(self, source: str | None = None, epochs_scale: float = 1.0, epochs: int | None = None,
+                            seeds: int = 1) -> Submitted:
+        """The notebook's five experiments with seeds 0..seeds-1, as one group."""
+        return self.enqueue(*report.reproduction(epochs_scale, epochs, seeds), source=source)
+
+    def reproduce(self, source: str | None = None, out=None, epochs_scale: float = 1.0, epochs: int | None = None,
+                  progress=print, timeout: float | None = None, seeds: int = 1) -> report.ReproduceResult:
+        """Submit the notebook's five experiments (seeds 0..seeds-1), make sure a worker trains them,
+        wait with progress lines, and write the report. Returns where it is and which jobs failed."""
+        group, ids = self.submit_reproduction(source, epochs_scale, epochs, seeds)
+        with self._store() as conn:
+            job = queue.get_job(conn, ids[0])
+            each = f" with seeds 0-{seeds - 1}" if seeds > 1 else ""
+            progress(f"submitted {', '.join(report.NOTEBOOK_PRESETS)}{each} as jobs {ids[0]}-{ids[-1]} (group {group}) "
+                     f"on {job.data_source}")
+            pid = report.start_worker_if_none()
+            progress(f"started a worker (pid {pid}); it exits when the queue is empty" if pid else
+                     "a worker is already running; it will train them")
+            jobs = report.wait_for_jobs(conn, ids, progress, timeout=timeout)
+            progress("writing the report")
+            md_path, html_path = report.write_report(report.build_report(conn, ids), out)
+        failed = tuple(j.id for j in jobs if j.state != queue.SUCCEEDED)
+        return report.ReproduceResult(group, tuple(ids), md_path, html_path, failed)
+
+    def write_report(self, group_id: int, out=None) -> tuple[Path, Path]:
+        """The reproduce report of a group of runs, written again from the store."""
+        with self._store() as conn:
+            return report.write_report(report.build_report(conn, report.group_runs(conn, group_id)), out)
 
     def enqueue(self, docs: list[dict], group: tuple[str, str, dict] | None, source: str | None = None) -> Submitted:
         """The one way jobs enter the queue: each doc validated against the data and counted."""
@@ -210,8 +239,18 @@ class Lab:
         return {"run": int(run_id), **figures, "batch1_repeats": repeats, "method": latency.method}
 
     def export(self, run_id: int, out_dir=None, name: str | None = None, version: int | None = None):
+        """Export a succeeded run's model as .keras, a TF Serving SavedModel and .tflite, all in a new
+        folder <out>/<name>/<version>/, each loaded back and checked on test images. Default
+        folder: <lab home>/exports; name: "<experiment>-run<id>"; version: the next free one.
+        Nothing that exists is replaced."""
         with self._store() as conn:
-            return choice.export_run(conn, int(run_id), out_dir, name, version)
+            model_info = prediction.trained_model(conn, int(run_id))
+        out = Path(out_dir).expanduser() if out_dir is not None else deploy.exports_dir()
+        name = name or deploy.export_name(model_info.name, int(run_id))
+        version = version if version is not None else deploy.next_version(out, name)
+        deploy.check_export_target(out, name, version)  # the checks export_model makes, before TensorFlow loads
+        sample = deploy.export_sample(load_dataset(model_info.data_source).x_test)
+        return deploy.export_model(model_info.path, out, name, version, sample_x=sample)
 
     def stored_predictions(self, run_id: int) -> prediction.StoredPredictions:
         with self._store() as conn:

@@ -124,4 +124,4 @@ def render() -> None:
         st.error(str(exc), icon=":material/error:")
 
 
-render()
+common.page(render)

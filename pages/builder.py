@@ -42,7 +42,7 @@ def _changed(f: core.Field, key: str, uid: int | None) -> None:
 
 
 def _sweep() -> None:
-    """Hand the spec to the Sweeps page; render switches (a callback cannot; use_the_router may rerun first)."""
+    """Hand the spec to the Sweeps page; render switches (a callback cannot; common.page may rerun first)."""
     st.session_state[HANDOFF] = copy.deepcopy(st.session_state.builder["doc"])
     st.session_state.builder["to_sweeps"] = True
 
@@ -132,7 +132,6 @@ def _actions(doc: dict, valid: bool) -> None:
 
 
 def render() -> None:
-    common.use_the_router()
     if "builder" not in st.session_state:
         st.session_state.builder = core.new_editor(get_preset(preset_names()[0]))
     s = st.session_state.builder
@@ -177,4 +176,4 @@ def render() -> None:
             st.button("Apply JSON", key="builder_apply", on_click=lambda: _edit(core.load_json, st.session_state[key].encode()))
 
 
-render()
+common.page(render)

@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from cifar_core import config
-from cifar_core.analysis import choice
+from cifar_core.analysis import choice, deploy
 from cifar_core.charts import choice as choice_charts
 from cifar_core.errors import LabError
 from pages import common
@@ -51,7 +51,7 @@ def _do_export(run: int, name: str, version_key: str) -> None:
     st.session_state.pop("choice_export_error", None)
     try:
         with st.spinner("Exporting and checking each format…"):
-            result = common.lab().export(run, choice.exports_dir(), name.strip(), int(st.session_state[version_key]))
+            result = common.lab().export(run, deploy.exports_dir(), name.strip(), int(st.session_state[version_key]))
     except LabError as exc:
         st.session_state.choice_export_error = str(exc)
         return
@@ -78,10 +78,10 @@ def _export(made: choice.Choice) -> None:
     a, b, c = st.columns([2, 2, 1], vertical_alignment="bottom")
     run = a.selectbox("Run", runs, format_func=lambda r: f"#{r} {labels[r]}" + (" (recommended)" if r == runs[0] else ""),
                       key="choice_export_run")
-    name = b.text_input("Serving name", value=choice.export_name(labels[run], run), key=f"choice_export_name_{run}")
+    name = b.text_input("Serving name", value=deploy.export_name(labels[run], run), key=f"choice_export_name_{run}")
     version_key = f"choice_export_version_{run}_{name}"
     if version_key not in st.session_state:
-        st.session_state[version_key] = choice.next_version(choice.exports_dir(), name) if name.strip() else 1
+        st.session_state[version_key] = deploy.next_version(deploy.exports_dir(), name) if name.strip() else 1
     c.number_input("Version", min_value=1, step=1, key=version_key)
     left, right = st.columns(2)
     left.button("Export .keras, SavedModel and .tflite", icon=":material/upload:", key="choice_export",
@@ -100,14 +100,15 @@ def _exported(result) -> None:
                f"original's classes on {result.sample_size} test images.", icon=":material/check_circle:")
     st.dataframe([{"format": f.format, "path": f.path, "bytes": f.size_bytes, "agreement": f.agreement}
                   for f in result.formats], key="choice_export_table")
-    st.caption(f"TF Serving: `--model_name={result.name} --model_base_path={result.serving_base}`")
+    st.caption(f"All three are in `{Path(result.serving_base) / str(result.version)}`. TF Serving: "
+               f"`--model_name={result.name} --model_base_path={result.serving_base}`")
     cols = st.columns(3)
     for col, f in zip(cols, result.formats):
         path = Path(f.path)
         if not path.exists():
             continue
-        data = choice.zip_folder(path) if path.is_dir() else path.read_bytes()
-        file_name = f"{result.name}-{result.version}-saved_model.zip" if path.is_dir() else path.name
+        data = deploy.zip_saved_model(path) if path.is_dir() else path.read_bytes()
+        file_name = f"{result.name}-{result.version}" + ("-saved_model.zip" if path.is_dir() else path.suffix)
         col.download_button(f"Download {f.format}", data, file_name=file_name, key=f"choice_download_{f.format}",
                             icon=":material/download:")
 
@@ -148,4 +149,4 @@ def render() -> None:
     _export(made)
 
 
-render()
+common.page(render)

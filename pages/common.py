@@ -6,6 +6,7 @@ Not a page itself (app.py does not list it).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import streamlit as st
 
@@ -17,21 +18,24 @@ from cifar_core.errors import DataError
 from cifar_core.spec.schema import INPUT_SHAPE, NUM_CLASSES
 from cifar_core.analysis.sweeps import SweepResults
 
-def use_the_router() -> None:
-    """Make sure app.py routes this run. Because a folder named pages/ exists, Streamlit starts in
-    its older multipage mode: a page URL opened directly (/builder, /run?run=5) runs that file
-    alone, with a navigation made from every file in pages/, until some run of app.py calls
-    st.navigation. That happens in a server's first session, and on every AppTest run (AppTest
-    resets the mode). Leave the old mode and rerun, so app.py routes to the same page.
+def page(render: Callable[[], None]) -> None:
+    """Run a page through app.py's router, then draw it with `render`. Every file in pages/ ends
+    with `common.page(render)` and does nothing on import.
+
+    Because a folder named pages/ exists, Streamlit starts in its older multipage mode: a page URL
+    opened first on a fresh server (/leaderboard, /run?run=5) runs that file alone, with a
+    navigation made from every file in pages/, until some run of app.py calls st.navigation (AppTest
+    resets the mode for each test). Streamlit 1.67 has no option to turn that mode off: it is
+    decided by whether pages/ exists, and only st.navigation clears it. So leave the old mode and
+    rerun: the rerun runs app.py, whose st.navigation routes to the same page (query string kept).
     Renaming the folder would make this unnecessary."""
     from streamlit.runtime.pages_manager import PagesManager
 
     if getattr(PagesManager, "uses_pages_directory", False):
         PagesManager.uses_pages_directory = False
         st.rerun()
+    render()
 
-
-use_the_router()  # on first import, for every page; the lab's own pages also call it each run
 
 FIX_DATA = (
     "Set `CIFAR_LAB_DATA` to a local copy before starting the app, for example "

@@ -25,7 +25,6 @@ def _reshuffle() -> None:
 
 
 def render() -> None:
-    common.use_the_router()
     st.title("Dataset")
     src = common.source()
     try:
@@ -61,4 +60,4 @@ def render() -> None:
         st.dataframe(gallery.channel_frame(info).style.format("{:.3f}"), key="gallery_channels")
 
 
-render()
+common.page(render)

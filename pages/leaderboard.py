@@ -1,12 +1,14 @@
 """Leaderboard page: every run in a sortable, filterable table (or grouped over seeds), exported as
 CSV; one sweep's runs together with its parallel-coordinates chart and the setting that mattered
-most (?sweep=ID preselects it); selected runs overlaid on shared axes with their settings side by
-side, differences marked."""
+most (?sweep=ID preselects it); selected runs overlaid on shared axes, with the notebook's
+recorded curves if picked, and their settings side by side, differences marked."""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from cifar_core.analysis import notebook
+from cifar_core.analysis import curves as run_curves
 from cifar_core.charts import curves as charts
 from cifar_core.jobs import queue, results
 from cifar_core.spec import diff as compare
@@ -59,7 +61,6 @@ def _sweep_section(group_id: int) -> None:
 
 
 def render() -> None:
-    common.use_the_router()
     st.title("Leaderboard")
     board = common.lab().leaderboard()
     if board.empty:
@@ -83,18 +84,27 @@ def render() -> None:
 
     st.subheader("Compare runs")
     labels = {int(r.run): f"#{r.run} {r.name}" for r in board.itertuples()}
-    picked = st.multiselect("Runs", list(labels), format_func=labels.get, key="lb_runs", placeholder="pick runs to compare")
-    if not picked:
+    r, n = st.columns([3, 2], vertical_alignment="bottom")
+    picked = r.multiselect("Runs", list(labels), format_func=labels.get, key="lb_runs", placeholder="pick runs to compare")
+    refs = n.multiselect("Notebook reference curves", notebook.NOTEBOOK_PRESETS, format_func=notebook.label, key="lb_notebook",
+                         placeholder="none", help=f"The notebook's own accuracy curves, {notebook.RECORDED}")
+    if not picked and not refs:
         st.caption("Pick two or more runs to overlay their curves and see how their settings differ.")
         return
     m, s, k, g = st.columns([2, 2, 2, 1], vertical_alignment="bottom")
     metric = m.selectbox("Metric", list(METRIC_NAMES), format_func=METRIC_NAMES.get, key="lb_metric")
-    splits = s.segmented_control("Curves", board_view.SPLITS, selection_mode="multi", default=list(board_view.SPLITS), key="lb_splits")
+    splits = s.segmented_control("Curves", run_curves.SPLITS, selection_mode="multi", default=list(run_curves.SPLITS), key="lb_splits")
     alpha = k.slider("Smoothing (EMA)", 0.0, 0.95, 0.0, 0.05, key="lb_smooth")
     log_y = g.toggle("Log scale", key="lb_log", help="Logarithmic y axis (loss only)", disabled=metric != "loss") and metric == "loss"
     history, specs = common.lab().histories(picked), common.lab().specs(picked)
-    curves = board_view.curves(history, metric, alpha, splits or board_view.SPLITS, labels)
+    curves = notebook.with_references(run_curves.curves(history, metric, alpha, splits or run_curves.SPLITS, labels),
+                                      refs, metric, alpha, splits or run_curves.SPLITS)
     st.plotly_chart(charts.overlay(curves, METRIC_NAMES[metric], log_y), key="lb_overlay")
+    if refs:
+        st.caption(f"The notebook's curves ({', '.join(map(notebook.label, refs))}) are {notebook.RECORDED}; it recorded "
+                   "accuracy only, training accuracy of exp1 to exp3 at a few epochs.")
+    if not picked:
+        return
     settings = compare.settings_table({labels[i]: specs[i] for i in picked if i in specs})
     only = st.toggle("Only the differences", key="lb_only_diff")
     st.dataframe(_highlight(settings[settings["differs"]] if only else settings), key="lb_settings",
@@ -104,4 +114,4 @@ def render() -> None:
         links.page_link("pages/run.py", label=f"Open {labels[run_id]}", query_params={"run": str(run_id)}, icon=":material/query_stats:")
 
 
-render()
+common.page(render)

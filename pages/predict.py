@@ -10,7 +10,6 @@ import numpy as np
 import streamlit as st
 
 from cifar_core.data import gallery
-from cifar_core.analysis import prediction
 from cifar_core.charts import prediction as prediction_charts
 from cifar_core.errors import DataError, LabError, UploadError
 from cifar_core.data.uploads import read_image_upload
@@ -96,4 +95,4 @@ def render() -> None:
             st.plotly_chart(prediction_charts.probability_figure(top, height=260), key=f"predict_chart_{run}")
 
 
-render()
+common.page(render)

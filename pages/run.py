@@ -1,5 +1,6 @@
-"""Run page: one run (chosen by ?run=ID or the select box) with its status and errors, curves,
-per-epoch table, spec and summary, and files. Refreshes while the run is queued or running."""
+"""Run page: one run (chosen by ?run=ID or the select box) with its status and errors, curves
+(with the notebook's recorded curve of its preset, or any other picked), per-epoch table, spec and
+summary, and files. Refreshes while the run is queued or running."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import json
 
 import streamlit as st
 
-from cifar_core.charts import curves as charts
+from cifar_core.analysis import notebook
+from cifar_core.charts import notebook as notebook_charts
 from cifar_core.errors import LabError, NotFound
 from cifar_core.jobs import queue, results
 from cifar_core.spec.schema import summarize
@@ -60,6 +62,19 @@ def _diagnosis(run_id: int, detail: results.RunDetail) -> None:
                      icon=":material/troubleshoot:")
 
 
+def _reference(run_id: int, detail: results.RunDetail) -> str | None:
+    """The notebook curve to overlay: by default the one of the preset this run trains, if any."""
+    options = ["", *notebook.NOTEBOOK_PRESETS]  # "": none
+    same = notebook.matching_preset(detail.job.spec)
+    ref = st.selectbox("Notebook reference curve", options, index=options.index(same or ""), key=f"run_notebook_{run_id}",
+                       format_func=lambda p: notebook.label(p) if p else "none",
+                       help=f"Overlay the notebook's recorded accuracy ({notebook.RECORDED})") or None
+    if ref is not None:
+        st.caption(f"Dotted: {notebook.label(ref)}, {notebook.RECORDED}" + (
+            "; this run trains the same network and settings." if ref == same else "."))
+    return ref
+
+
 def _body(run_id: int, polling: bool) -> None:
     try:
         detail = common.lab().run(run_id)
@@ -75,7 +90,8 @@ def _body(run_id: int, polling: bool) -> None:
         if detail.history.empty:
             st.caption("No finished epoch yet.")
         else:
-            st.plotly_chart(charts.history(detail.history), key="run_curves")
+            ref = _reference(run_id, detail)
+            st.plotly_chart(notebook_charts.history_figure(detail.history, ref), key="run_curves")
     epochs.dataframe(detail.history, hide_index=True)
     with spec:
         try:
@@ -88,7 +104,6 @@ def _body(run_id: int, polling: bool) -> None:
 
 
 def render() -> None:
-    common.use_the_router()
     st.title("Run")
     jobs = {j.id: j for j in common.lab().jobs()}
     if not jobs:
@@ -107,4 +122,4 @@ def render() -> None:
     st.fragment(_body, run_every=REFRESH if polling else None)(run_id, polling)
 
 
-render()
+common.page(render)

@@ -17,6 +17,7 @@ import json
 import streamlit as st
 
 from cifar_core.analysis import sweeps
+from cifar_core.spec import space as sweep_space
 from cifar_core.errors import DataError, LabError, SpecError
 from cifar_core.spec.presets import PRESET_TITLES, get_preset, preset_names
 from pages import common
@@ -134,7 +135,7 @@ def _new_sweep() -> None:
     )
     a, b, c, d = st.columns(4)
     method = a.selectbox("Method", list(METHODS), format_func=METHODS.get, key="sweeps_method")
-    budget = b.number_input("Budget (runs)", min_value=1, max_value=200, value=sweeps.DEFAULT_BUDGET, step=1,
+    budget = b.number_input("Budget (runs)", min_value=1, max_value=200, value=sweep_space.DEFAULT_BUDGET, step=1,
                             key="sweeps_budget", disabled=method == "grid", help="Random draws; a grid runs every combination")
     seed = c.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="sweeps_seed",
                           help="The same seed draws the same runs")
@@ -202,7 +203,6 @@ def _sweeps_list() -> None:
 
 
 def render() -> None:
-    common.use_the_router()
     st.title("Sweeps")
     st.subheader("New sweep")
     _new_sweep()
@@ -212,4 +212,4 @@ def render() -> None:
     st.fragment(_sweeps_list, run_every=REFRESH if active else None)()
 
 
-render()
+common.page(render)

@@ -114,11 +114,10 @@ def _queue(polling: bool) -> None:
 
 
 def render() -> None:
-    common.use_the_router()
     st.title("Training")
     counts = common.lab().queue_counts()
     polling = bool(counts[queue.QUEUED] or counts[queue.RUNNING])
     st.fragment(_queue, run_every=REFRESH if polling else None)(polling)
 
 
-render()
+common.page(render)

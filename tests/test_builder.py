@@ -11,7 +11,6 @@ import pytest
 from cifar_core.views import builder as core
 from cifar_core.lab import Lab
 from cifar_core.jobs import queue
-from cifar_core.jobs import store
 from cifar_core.spec.presets import get_preset
 from cifar_core.spec.schema import LAYER_ARGS, check_spec, parse_spec
 

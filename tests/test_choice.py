@@ -14,10 +14,9 @@ import pytest
 from datagen import tiny_spec
 from procs import cli
 
-from cifar_core.analysis import choice, diagnosis, recommend
+from cifar_core.analysis import choice, deploy, diagnosis, recommend
 from cifar_core.analysis.diagnosis import diagnose
 from cifar_core.charts import choice as choice_charts
-from cifar_core.jobs import store
 from cifar_core.lab import Lab
 from cifar_core.errors import LabError
 
@@ -197,13 +196,13 @@ def test_recommendation_caveats():
 
 
 def test_export_name_and_next_version(tmp_path):
-    assert choice.export_name("Conv + Dropout", 12) == "Conv-Dropout-run12"
-    assert choice.export_name("...", 3) == "model-run3"
-    assert choice.next_version(tmp_path, "m") == 1
+    assert deploy.export_name("Conv + Dropout", 12) == "Conv-Dropout-run12"
+    assert deploy.export_name("...", 3) == "model-run3"
+    assert deploy.next_version(tmp_path, "m") == 1
     (tmp_path / "m" / "1").mkdir(parents=True)
     (tmp_path / "m" / "7").mkdir()
     (tmp_path / "m" / "notes").mkdir()
-    assert choice.next_version(tmp_path, "m") == 8
+    assert deploy.next_version(tmp_path, "m") == 8
 
 
 # ---------------------------------------------------------------- on real runs
@@ -288,15 +287,52 @@ def test_export_cli_round_trip(lab, conn, tmp_path, small_data):
     # Loaded back here too: the exported files give the stored test predictions' classes.
     x = load_dataset(str(small_data)).x_test[:20]
     stored = np.load(lab / "runs" / "3" / "predictions.npz")["probs"][:20].astype(np.float32)
-    assert (keras.saving.load_model(out / "dense.keras").predict(x, verbose=0).argmax(1) == stored.argmax(1)).all()
-    assert (_predict_tflite(out / "dense.tflite", x.astype(np.float32)).argmax(1) == stored.argmax(1)).all()
-    # The next export picks the next version; an existing one is refused before TensorFlow starts.
+    v1 = out / "dense" / "1"
+    assert (keras.saving.load_model(v1 / "model.keras").predict(x, verbose=0).argmax(1) == stored.argmax(1)).all()
+    assert (_predict_tflite(v1 / "model.tflite", x.astype(np.float32)).argmax(1) == stored.argmax(1)).all()
+    before = {p: p.read_bytes() for p in v1.rglob("*") if p.is_file()}
+    # The next export picks the next version and leaves version 1 byte-identical; an existing one
+    # is refused before TensorFlow starts.
     again = cli("export", "3", "--out", str(out), "--name", "dense")
     assert "as dense version 2" in again.stdout and "--model_base_path=" + str(out / "dense") in again.stdout
+    assert str(out / "dense" / "2" / "model.keras") in again.stdout
+    assert {p: p.read_bytes() for p in v1.rglob("*") if p.is_file()} == before
     clash = cli("export", "3", "--out", str(out), "--name", "dense", "--version", "1", check=False)
     assert clash.returncode == 2 and "dense/1 already exists; export with version=3" in clash.stderr
     bad = cli("export", "3", "--out", str(out), "--name", "no spaces", check=False)
     assert bad.returncode == 2 and "export name 'no spaces' must be" in bad.stderr
+
+
+def test_export_cli_refuses_a_file_as_out_in_one_line(lab, tmp_path):
+    mine = tmp_path / "notes.txt"
+    mine.write_text("keep me")
+    done = cli("export", "3", "--out", str(mine), check=False)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"error: {mine} is a file, not a folder; give a folder to export into (it is created if missing)"]
+    assert mine.read_text() == "keep me"
+
+
+def test_export_cli_of_a_corrupt_model_is_one_line(lab, tmp_path, monkeypatch):
+    """On a copy of the lab whose run 3 has a damaged model.keras (the shared lab stays intact)."""
+    import sqlite3
+
+    home = tmp_path / "home"
+    shutil.copytree(lab / "runs", home / "runs")
+    src, dst = sqlite3.connect(lab / "lab.sqlite3"), sqlite3.connect(home / "lab.sqlite3")
+    src.backup(dst)
+    dst.execute("UPDATE runs SET artifacts_dir = replace(artifacts_dir, ?, ?)", (str(lab), str(home)))
+    dst.commit()
+    src.close(), dst.close()
+    model = home / "runs" / "3" / "model.keras"
+    model.write_bytes(model.read_bytes()[:2000])
+    monkeypatch.setenv("CIFAR_LAB_HOME", str(home))
+    done = cli("export", "3", "--out", str(tmp_path / "out"), check=False)
+    assert done.returncode == 2, done.stderr
+    (line,) = [ln for ln in done.stderr.splitlines() if ln.startswith("error:")]
+    assert line.startswith(f"error: {model} cannot be loaded (") and line.endswith("train the run again")
+    assert "Traceback" not in done.stderr
+    assert not list((tmp_path / "out").rglob("*.keras"))
 
 
 def test_choose_cli(lab):

@@ -9,6 +9,7 @@ import pytest
 
 from cifar_core.spec import diff as compare
 from cifar_core.views import leaderboard as board_view
+from cifar_core.analysis import curves as run_curves
 from cifar_core.spec.presets import get_preset
 from cifar_core.spec.schema import parse_spec
 
@@ -20,7 +21,7 @@ def test_settings_table_flags_only_the_rows_that_differ():
     assert list(table.columns) == ["A", "B", "differs"]
     assert set(table.index[table["differs"]]) == {"name", "learning_rate"}
     assert table.loc["learning_rate", "B"] == "0.01"
-    assert table.loc["layer 00", "A"] == "Conv2D filters=32 kernel_size=3 activation=relu"
+    assert table.loc["layer 00", "A"] == "Conv2D filters=32 kernel_size=3 padding=same activation=relu"
 
 
 def test_normalised_and_short_specs_compare_equal():
@@ -51,8 +52,8 @@ def test_one_spec_differs_from_nothing():
 
 
 def test_smooth_is_an_ema_that_keeps_gaps():
-    assert board_view.smooth([1.0, 2.0, 3.0], 0.0).tolist() == [1.0, 2.0, 3.0]
-    smoothed = board_view.smooth([1.0, 3.0, None, 5.0], 0.5).tolist()
+    assert run_curves.smooth([1.0, 2.0, 3.0], 0.0).tolist() == [1.0, 2.0, 3.0]
+    smoothed = run_curves.smooth([1.0, 3.0, None, 5.0], 0.5).tolist()
     assert smoothed[:2] == [1.0, 2.0]
     assert math.isnan(smoothed[2])
     assert smoothed[3] == pytest.approx(0.5 * 2.0 + 0.5 * 5.0)
@@ -61,7 +62,7 @@ def test_smooth_is_an_ema_that_keeps_gaps():
 @pytest.mark.parametrize("alpha", [-0.1, 1.0, 2])
 def test_smooth_rejects_alpha_out_of_range(alpha):
     with pytest.raises(ValueError, match=r"alpha=.* is out of range \[0, 1\)"):
-        board_view.smooth([1.0], alpha)
+        run_curves.smooth([1.0], alpha)
 
 
 def _history() -> pd.DataFrame:
@@ -70,7 +71,7 @@ def _history() -> pd.DataFrame:
 
 
 def test_curves_long_frame_per_run_and_split():
-    out = board_view.curves(_history(), "accuracy", labels={3: "#3 a", 7: "#7 b"})
+    out = run_curves.curves(_history(), "accuracy", labels={3: "#3 a", 7: "#7 b"})
     assert len(out) == 2 * 2 * 3
     assert set(out["label"]) == {"#3 a", "#7 b"}
     assert set(out["split"]) == {"train", "val"}
@@ -79,7 +80,7 @@ def test_curves_long_frame_per_run_and_split():
 
 
 def test_curves_smooth_values_but_keep_raw():
-    out = board_view.curves(_history(), "loss", alpha=0.5, splits=["train"])
+    out = run_curves.curves(_history(), "loss", alpha=0.5, splits=["train"])
     run3 = out[out["run"] == 3]
     assert set(out["split"]) == {"train"}
     assert run3["raw"].tolist() == pytest.approx([1.0, 0.5, 1 / 3])
@@ -88,11 +89,11 @@ def test_curves_smooth_values_but_keep_raw():
 
 def test_curves_of_an_unknown_metric_name_the_choices():
     with pytest.raises(ValueError, match="metric 'f1' is unknown: use one of accuracy, loss"):
-        board_view.curves(_history(), "f1")
+        run_curves.curves(_history(), "f1")
 
 
 def test_curves_of_no_runs_is_an_empty_frame():
-    empty = board_view.curves(_history().iloc[0:0], "loss")
+    empty = run_curves.curves(_history().iloc[0:0], "loss")
     assert empty.empty and "value" in empty.columns
 
 

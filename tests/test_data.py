@@ -111,17 +111,6 @@ def test_default_source_comes_from_cifar_lab_data(monkeypatch, batches):
     assert ds.source == str(batches) and len(ds.y_train) == 200
 
 
-def test_describe_source_names_the_kind_without_loading(tmp_path, batches, images, lab_home):
-    assert data.describe_source(str(batches)) == f"CIFAR-10 batches folder {batches}"
-    assert data.describe_source(str(images)) == f"image folder {images}"
-    tar = write_image_tarball(tmp_path / "it")
-    assert data.describe_source(str(tar)) == f"image folder {tar}"
-    official = write_cifar_tarball(tmp_path / "tb")
-    assert data.describe_source(str(official)) == f"CIFAR-10 python tarball {official}"
-    assert data.describe_source("keras").startswith("official CIFAR-10 download (https://www.cs.toronto.edu/")
-    assert cache_files(lab_home) == []
-
-
 def test_loaded_arrays_are_read_only(batches):
     ds = data.load_dataset(str(batches))
     with pytest.raises(ValueError, match="read-only"):

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cifar_core.analysis.deploy import _agreement, export_model, measure_latency, model_file_size
+from cifar_core.analysis.deploy import (_agreement, _predict_saved_model, check_export_target, export_model,
+                                        measure_latency, model_file_size, next_version, zip_saved_model)
 from cifar_core.errors import DataError, LabError
 
 
@@ -65,15 +71,28 @@ def test_export_all_formats_and_check_them(trained, tmp_path):
     out = tmp_path / "exports"
     r = export_model(path, out, "cifar-cnn", 1, sample_x=sample)
     assert [f.format for f in r.formats] == ["keras", "saved_model", "tflite"]
-    assert Path(r.formats[0].path) == out / "cifar-cnn.keras"
+    version = out / "cifar-cnn" / "1"  # every format in one version folder
+    assert Path(r.formats[0].path) == version / "model.keras"
+    assert Path(r.formats[1].path) == version
     assert (out / "cifar-cnn" / "1" / "saved_model.pb").is_file()  # TF Serving layout
     assert r.serving_base == str(out / "cifar-cnn")
-    assert (out / "cifar-cnn.tflite").read_bytes()[4:8] == b"TFL3"
+    assert (version / "model.tflite").read_bytes()[4:8] == b"TFL3"
     for f in r.formats:
         assert f.agreement == 1.0 and f.max_abs_diff < 1e-3
         assert f.size_bytes == model_file_size(f.path) > 0
     assert r.sample_size == 64
-    assert sorted(p.name for p in out.iterdir()) == ["cifar-cnn", "cifar-cnn.keras", "cifar-cnn.tflite"]  # no staging left
+    assert sorted(p.name for p in out.iterdir()) == ["cifar-cnn"]
+    assert sorted(p.name for p in (out / "cifar-cnn").iterdir()) == ["1"]  # no staging left
+    # The SavedModel's size and zip are its own files, not the other formats beside it.
+    assert r.formats[1].size_bytes == sum(p.stat().st_size for p in version.rglob("*") if p.is_file()) \
+        - r.formats[0].size_bytes - r.formats[2].size_bytes
+    with zipfile.ZipFile(io.BytesIO(zip_saved_model(version))) as z:
+        names = z.namelist()
+    assert "cifar-cnn/1/saved_model.pb" in names and any(n.startswith("cifar-cnn/1/variables/") for n in names)
+    assert not any(n.endswith((".keras", ".tflite")) for n in names)
+    # The final folder, with the two other files beside the SavedModel, still loads as one.
+    assert (_predict_saved_model(version, sample[:4].astype(np.float32)).argmax(1)
+            == keras_predict(version / "model.keras", sample[:4]).argmax(1)).all()
     assert r.to_dict()["formats"][2]["format"] == "tflite"
 
     with pytest.raises(LabError, match=r"cifar-cnn/1 already exists; export with version=2"):
@@ -91,6 +110,114 @@ def test_export_rejects_bad_arguments(trained, tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         export_model(tmp_path / "missing.keras", tmp_path, "m", sample_x=sample)
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def keras_predict(path: Path, x: np.ndarray) -> np.ndarray:
+    import keras
+
+    return keras.saving.load_model(path).predict(x, verbose=0)
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_second_export_is_version_2_and_never_touches_version_1(trained, tmp_path):
+    path, sample = trained
+    out = tmp_path / "exports"
+    export_model(path, out, "m", next_version(out, "m"), sample_x=sample[:8])
+    before = _digest(out / "m" / "1")
+    assert {"model.keras", "model.tflite", "saved_model.pb"} <= set(before)
+    r = export_model(path, out, "m", next_version(out, "m"), sample_x=sample[:8])
+    assert r.version == 2 and Path(r.formats[0].path) == out / "m" / "2" / "model.keras"
+    assert _digest(out / "m" / "1") == before  # byte-identical
+    assert _digest(out / "m" / "2").keys() == before.keys()
+    mode = (out / "m").stat().st_mode & 0o777  # a plain folder's (the umask's), readable by a server's user
+    assert {(out / "m" / v).stat().st_mode & 0o777 for v in ("1", "2")} == {mode}
+
+
+def test_files_a_user_already_had_are_never_replaced(trained, tmp_path):
+    path, sample = trained
+    out = tmp_path / "exports"
+    (out / "m" / "1").mkdir(parents=True)
+    mine = {out / "m.keras": b"my keras", out / "m.tflite": b"my tflite", out / "m" / "1" / "model.keras": b"mine",
+            out / "m" / "3": b"a file named like a version"}
+    for p, content in mine.items():
+        p.write_bytes(content)
+    with pytest.raises(LabError, match=r"m/1 already exists; export with version=4 \(versions are never overwritten\)"):
+        export_model(path, out, "m", 1, sample_x=sample[:8])
+    with pytest.raises(LabError, match=r"m/3 already exists; export with version=4"):
+        export_model(path, out, "m", 3, sample_x=sample[:8])
+    r = export_model(path, out, "m", next_version(out, "m"), sample_x=sample[:8])
+    assert r.version == 4
+    assert {p: p.read_bytes() for p in mine} == mine
+    assert sorted(p.name for p in (out / "m").iterdir()) == ["1", "3", "4"]
+    # An empty folder at the target is refused too (rename(2) alone would replace it).
+    (out / "m" / "5").mkdir()
+    with pytest.raises(LabError, match="m/5 already exists"):
+        export_model(path, out, "m", 5, sample_x=sample[:8])
+    assert list((out / "m" / "5").iterdir()) == []
+
+
+def test_export_target_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(LabError, match=r"^\S*/f is a file, not a folder; give a folder to export into"):
+        check_export_target(tmp_path / "f", "m", 1)
+    with pytest.raises(LabError, match=r"/f is a file, not a folder"):
+        check_export_target(tmp_path / "f" / "sub", "m", 1)
+    with pytest.raises(LabError, match=r"/f is a file, not an export folder; choose another name or move the file"):
+        check_export_target(tmp_path, "f", 1)
+    assert check_export_target(tmp_path / "new", "m", 2) == tmp_path / "new" / "m" / "2"
+    assert (tmp_path / "f").read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+def test_the_final_rename_never_replaces_even_an_empty_folder(tmp_path):
+    """The last step, for a version made while an export ran (plain rename(2) would replace it)."""
+    from cifar_core.analysis.deploy import _rename_noreplace
+
+    (tmp_path / "staged").mkdir()
+    (tmp_path / "staged" / "model.keras").write_bytes(b"new")
+    for existing in ("empty", "file"):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        (tmp_path / "file").write_bytes(b"mine")
+        with pytest.raises(FileExistsError):
+            _rename_noreplace(tmp_path / "staged", tmp_path / existing)
+    assert list((tmp_path / "empty").iterdir()) == [] and (tmp_path / "file").read_bytes() == b"mine"
+    _rename_noreplace(tmp_path / "staged", tmp_path / "7")
+    assert (tmp_path / "7" / "model.keras").read_bytes() == b"new" and not (tmp_path / "staged").exists()
+
+
+def test_a_corrupt_model_is_one_line(trained, tmp_path):
+    bad = tmp_path / "model.keras"
+    bad.write_bytes(trained[0].read_bytes()[:1000])  # truncated
+    with pytest.raises(DataError) as caught:
+        export_model(bad, tmp_path / "out", "m", 1, sample_x=trained[1][:4])
+    message = str(caught.value)
+    assert message.startswith(f"{bad} cannot be loaded (ValueError: ") and "\n" not in message
+    assert message.endswith("it is damaged or not a Keras model, train the run again")
+    assert list((tmp_path / "out" / "m").iterdir()) == []  # no staging folder left
+
+
+def test_a_crash_leaves_no_half_export(trained, tmp_path):
+    """The exporting process dies (os._exit) after the SavedModel and .keras are written: nothing
+    appears at the version folder, only the hidden staging folder is left, and the version stays free."""
+    path, sample = trained
+    out = tmp_path / "exports"
+    np.save(tmp_path / "x.npy", sample[:4])
+    code = (
+        "import os, sys, numpy as np\n"
+        "from cifar_core.analysis import deploy\n"
+        "deploy._predict_tflite = lambda *a: os._exit(9)\n"
+        f"deploy.export_model({str(path)!r}, {str(out)!r}, 'm', 1, sample_x=np.load({str(tmp_path / 'x.npy')!r}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 9, done.stderr
+    left = list((out / "m").iterdir())
+    assert [p.name.startswith(".staging-1-") for p in left] == [True]
+    assert (left[0] / "saved_model.pb").is_file()  # it did get that far
+    assert not (out / "m" / "1").exists() and next_version(out, "m") == 1
 
 
 def test_agreement_names_the_format_on_a_mismatch():

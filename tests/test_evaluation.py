@@ -16,7 +16,6 @@ from cifar_core.analysis.stats import (
     misclassified,
     paired_bootstrap,
     per_class_accuracy,
-    predict_classes,
     row_percentages,
 )
 
@@ -131,27 +130,3 @@ def test_compare_predictions():
     assert c.confusion_diff[0].tolist() == [1, -1, 0]  # B moves one class-0 image from col 1 to col 0
     assert (c.mcnemar.n01, c.mcnemar.n10) == (2, 1)
     json.dumps(c.to_dict())
-
-
-def test_predict_classes_on_a_real_keras_model():
-    import keras
-
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, size=(20, 32, 32, 3)).astype("uint8")
-    probs_model = keras.Sequential(
-        [keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")]
-    )
-    pred, conf, probs = predict_classes(probs_model, x, batch_size=8)
-    assert pred.shape == conf.shape == (20,) and probs.shape == (20, 10)
-    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
-    assert np.array_equal(conf, probs.max(axis=1)) and np.array_equal(pred, probs.argmax(axis=1))
-    # a model that outputs logits gets a softmax, with the same argmax
-    logits_model = keras.Sequential(
-        [keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(), keras.layers.Dense(10)]
-    )
-    raw = logits_model.predict(x, verbose=0)
-    pred2, conf2, probs2 = predict_classes(logits_model, x)
-    assert np.array_equal(pred2, raw.argmax(axis=1))
-    assert np.allclose(probs2.sum(axis=1), 1.0) and (conf2 < 1).all()
-    with pytest.raises(DataError, match=r"images have shape \(32, 32, 3\)"):
-        predict_classes(probs_model, x[0])

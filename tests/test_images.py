@@ -5,15 +5,20 @@ from __future__ import annotations
 import io
 import json
 import struct
+import subprocess
+import sys
 import time
+import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from procs import ROOT
 
 from cifar_core.errors import UploadError
-from cifar_core.data.uploads import read_image_upload, spec_upload
+from cifar_core.data.uploads import read_image_upload
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -87,6 +92,85 @@ def test_bomb_png_is_a_real_png():
     assert up.size == (300, 200) and (up.original == 0).all()
 
 
+def two_ihdr_png(first: int = 64, second: int = 12000) -> bytes:
+    """A PNG with two IHDR chunks, first x first then second x second (8-bit RGB), and the zlib
+    stream of the big image's zero pixels: 432 MB of pixels in ~420 KB. A check of the first IHDR
+    lets it through; Pillow decodes the last one."""
+    ihdr = [png_chunk(b"IHDR", struct.pack(">IIBBBBB", n, n, 8, 2, 0, 0, 0)) for n in (first, second)]
+    rows = (b"\x00" * (1 + 3 * second)) * 100  # filter byte + pixels, 100 rows at a time
+    comp = zlib.compressobj(9)
+    idat = b"".join(comp.compress(rows) for _ in range(second // 100)) + comp.flush()
+    return PNG_SIG + ihdr[0] + ihdr[1] + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def two_ihdr(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("bomb") / "two-ihdr.png"
+    path.write_bytes(two_ihdr_png())
+    return path
+
+
+def test_png_with_a_larger_second_ihdr_is_refused_at_the_size_pillow_decodes(two_ihdr):
+    data = two_ihdr.read_bytes()
+    assert 300_000 < len(data) < 500_000
+    with pytest.warns(Image.DecompressionBombWarning), Image.open(io.BytesIO(data)) as img:
+        assert img.size == (12000, 12000)  # what Pillow would decode, over its own default limit
+    with pytest.raises(UploadError, match=r"image is 12000x12000 = 144,000,000 pixels, over the 16,777,216 limit"):
+        read_image_upload(data)
+
+
+def test_pillows_warning_and_error_become_the_refusal_and_its_limit_is_restored():
+    kept = Image.MAX_IMAGE_PIXELS
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning that escaped would fail the test
+        with pytest.raises(UploadError, match=r"image is 100x80 = 8,000 pixels, over the 5,000 limit") as warned:
+            read_image_upload(encode(noise(100, 80), "PNG"), max_pixels=5000)  # up to 2x: Pillow warns
+        with pytest.raises(UploadError, match=r"image is 200x80 = 16,000 pixels, over the 5,000 limit") as failed:
+            read_image_upload(encode(noise(200, 80), "PNG"), max_pixels=5000)  # over 2x: Pillow raises
+    assert isinstance(warned.value.__cause__, Image.DecompressionBombWarning)
+    assert isinstance(failed.value.__cause__, Image.DecompressionBombError)
+    assert Image.MAX_IMAGE_PIXELS == kept
+    assert read_image_upload(encode(noise(100, 50), "PNG"), max_pixels=5000).size == (100, 50)  # at the limit
+
+
+PEAK = """
+import resource, sys
+from cifar_core.data.uploads import read_image_upload
+from cifar_core.errors import UploadError
+
+def rss_mb(field):
+    line = next(l for l in open("/proc/self/status") if l.startswith(field + ":"))
+    return int(line.split()[1]) / 1024
+
+data = open(sys.argv[1], "rb").read()
+before = rss_mb("VmRSS")  # resident now, everything imported and the file read
+try:
+    print("accepted %dx%d" % read_image_upload(data).size)
+except UploadError as e:
+    print("refused: %s" % e)
+print(rss_mb("VmHWM") - before)  # the peak resident size during the upload, over what was resident before
+"""
+
+
+@pytest.mark.parametrize("kind", ["two-ihdr", "PNG", "JPEG"])
+def test_peak_memory_of_an_upload_stays_under_300_mb(two_ihdr, tmp_path, kind):
+    """In a fresh process: the refused two-IHDR PNG, and accepted uploads at the pixel limit
+    (4096x4096, under 5 MB) each grow the resident size by less than 300 MB."""
+    if kind == "two-ihdr":
+        path, expected = two_ihdr, "refused: image is 12000x12000"
+    else:
+        y, x = np.mgrid[0:4096, 0:4096]
+        pixels = np.stack([(x // 16) % 256, (y // 16) % 256, ((x + y) // 32) % 256], -1).astype(np.uint8)
+        path, expected = tmp_path / f"big.{kind.lower()}", "accepted 4096x4096"
+        path.write_bytes(encode(Image.fromarray(pixels), kind))
+        assert path.stat().st_size <= 5_000_000
+    proc = subprocess.run([sys.executable, "-c", PEAK, str(path)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    outcome, grown = proc.stdout.strip().splitlines()
+    assert outcome.startswith(expected), outcome
+    assert float(grown) < 300, f"{kind}: resident size grew {float(grown):.0f} MB"
+
+
 def test_jpeg_header_size_is_read_before_decoding():
     data = bytearray(encode(noise(16, 16), "JPEG"))
     sof = data.index(b"\xff\xc0")
@@ -145,31 +229,6 @@ def test_oversize_file_is_refused_before_reading():
         read_image_upload(PNG_SIG + b"\x00" * 12_300_000)
     with pytest.raises(UploadError, match="file is empty"):
         read_image_upload(b"")
-
-
-def test_spec_upload_parses_an_object():
-    spec = {"name": "cnn", "layers": [{"type": "Conv2D", "filters": 16}], "epochs": 10}
-    assert spec_upload(json.dumps(spec).encode()) == spec
-    assert spec_upload(b"\xef\xbb\xbf" + json.dumps(spec).encode()) == spec  # a BOM from Notepad is fine
-
-
-@pytest.mark.parametrize(
-    "data, message",
-    [
-        (b'{\n  "name": "cnn",\n  "epochs": 10\n  "layers": []\n}', r"Expecting ',' delimiter at line 4, column 3"),
-        (b"[1, 2]", r"spec must be a JSON object \{\.\.\.\}, got a JSON array"),
-        (b'"cnn"', r"got a JSON string"),
-        (b'{"name": "caf\xe9"}', r"not UTF-8 text: byte 0xe9 on line 1"),
-        (b'{"epochs": NaN}', r"NaN is not valid JSON"),
-        (b'{"epochs": 1, "epochs": 2}', r"the key 'epochs' appears twice"),
-        (b"", r"spec file is empty"),
-        (b"{" + b" " * 300_000 + b"}", r"spec file is 300\.0 KB, over the 256 KB limit"),
-        (b"[" * 50_000 + b"]" * 50_000, r"nested too deeply"),
-    ],
-)
-def test_spec_upload_errors(data, message):
-    with pytest.raises(UploadError, match=message):
-        spec_upload(data)
 
 
 def test_progressive_jpeg_with_exif_rotation_is_upright():

@@ -7,9 +7,11 @@ import pytest
 from datagen import tiny_spec
 
 from cifar_core import config
-from cifar_core.errors import NotFound, SpecError
+from cifar_core.errors import NotFound, SpecError, SpecErrors
 from cifar_core.jobs import queue
 from cifar_core.lab import Lab
+from cifar_core.spec.presets import get_preset
+from cifar_core.spec.schema import parse_spec
 
 
 @pytest.fixture()
@@ -100,3 +102,22 @@ def test_cancel_and_the_queue_view(lab):
     assert not view.active and [p.id for p in view.recent] == [job_id]
     with pytest.raises(NotFound):
         lab.cancel(job_id + 1)
+
+
+OUT = {"type": "Dense", "units": 10, "activation": "softmax"}
+
+
+def test_submit_applies_overrides_and_revalidates(lab, conn, small_data):
+    doc = get_preset("exp4")
+    [job_id] = lab.submit(doc, str(small_data), epochs=2, batch_size=64, seed=7).job_ids
+    queued = queue.get_job(conn, job_id).spec
+    assert (queued["epochs"], queued["batch_size"], queued["seed"]) == (2, 64, 7)
+    assert queued["layers"] == parse_spec(get_preset("exp4")).to_dict()["layers"] and doc["epochs"] == 20
+    with pytest.raises(SpecErrors, match=r"epochs=0 is out of range 1\.\.1000") as info:
+        lab.submit(doc, str(small_data), epochs=0)
+    assert info.value.errors[0].field == "epochs"
+    with pytest.raises(SpecErrors, match=r"unknown setting 'epoch': allowed keys are name, layers"):
+        lab.submit(doc, str(small_data), epoch=3)
+    with pytest.raises(SpecErrors, match=r"layer 0 \(Dense\) gets a 4-D input \(32, 32, 3\)"):
+        lab.submit(doc, str(small_data), layers=[OUT])
+    assert [j.id for j in queue.list_jobs(conn)] == [job_id]  # nothing invalid was queued

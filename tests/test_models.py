@@ -10,8 +10,9 @@ import pytest
 
 from cifar_core.errors import SpecErrors
 from cifar_core.train.models import build_model, compile_model, uses_one_hot
-from cifar_core.spec.presets import get_preset, preset_names
+from cifar_core.spec.presets import NOTEBOOK_PRESETS, get_preset, preset_names
 from cifar_core.spec.schema import parse_spec, summarize
+from test_spec import NOTEBOOK_LAYERS, PRESET_PARAMS
 
 keras = pytest.importorskip("keras")
 
@@ -91,6 +92,24 @@ def test_presets_match_the_pure_python_summary(name):
     assert_matches_summary(parse_spec(get_preset(name)))
 
 
+@pytest.mark.parametrize("name", NOTEBOOK_PRESETS)
+def test_notebook_presets_build_the_notebooks_keras_networks(name):
+    """The built Keras model, layer for layer, against the notebook's table (tests/test_spec.py)."""
+    model = build_model(parse_spec(get_preset(name)), (32, 32, 3), 10)
+    layers = [la for la in model.layers if la.name not in ("pixels", "rescale")]
+    kinds = {"Flatten": "Flatten", "Dense": "Dense", "Conv2D": "Conv2D", "MaxPooling2D": "MaxPool2D", "Dropout": "Dropout"}
+    assert [(kinds[type(la).__name__], tuple(la.output.shape)[1:]) for la in layers] == NOTEBOOK_LAYERS[name]
+    for la in layers:
+        config = la.get_config()
+        if isinstance(la, keras.layers.Conv2D):
+            assert (config["padding"], tuple(config["strides"]), config["activation"]) == ("same", (1, 1), "relu")
+        if isinstance(la, keras.layers.MaxPooling2D):
+            assert (tuple(config["pool_size"]), tuple(config["strides"]), config["padding"]) == ((2, 2), (2, 2), "same")
+        if isinstance(la, keras.layers.Dropout):
+            assert config["rate"] == 0.2
+    assert model.count_params() == PRESET_PARAMS[name]
+
+
 @pytest.mark.parametrize("name", list(OTHER_SPECS))
 def test_other_specs_match_the_pure_python_summary(name):
     assert_matches_summary(spec_of(OTHER_SPECS[name]))
@@ -110,7 +129,7 @@ def test_other_input_shapes_and_class_counts():
 def test_model_layout_names_and_rescaling():
     model = build_model(parse_spec(get_preset("exp4")), (32, 32, 3), 10)
     names = [layer.name for layer in model.layers]
-    assert names[:3] == ["pixels", "rescale", "l00_conv2d"] and names[-1] == "l07_dense"
+    assert names[:3] == ["pixels", "rescale", "l00_conv2d"] and names[-1] == "l08_dense"
     rescale = model.get_layer("rescale")
     assert rescale.count_params() == 0
     x = pixels(2)

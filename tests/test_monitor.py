@@ -6,7 +6,6 @@ import pytest
 
 from cifar_core.views import training as monitor
 from cifar_core.jobs import queue
-from cifar_core.jobs import store
 
 DOC = {"name": "tiny", "epochs": 4, "seed": 0, "layers": []}
 

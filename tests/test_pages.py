@@ -18,7 +18,7 @@ from pagetools import texts as _texts
 
 from cifar_core.lab import Lab
 from cifar_core.jobs import queue
-from cifar_core.jobs import store
+from cifar_core.spec.presets import get_preset
 from cifar_core.spec.schema import parse_spec, summarize
 
 PAGES = {  # every page of app.py, with the title it must show
@@ -135,7 +135,7 @@ def test_builder_starts_from_a_preset_with_its_summary(app_env):
     at = _run(at.button(key="builder_load").click())
     assert "122,570 parameters" in _texts(at.subheader)
     assert "Total params: 122,570" in _texts(at.code)
-    assert "`l00_conv2d` → `(None, 30, 30, 32)` · **896** params" in _texts(at.markdown)
+    assert "`l00_conv2d` → `(None, 32, 32, 32)` · **896** params" in _texts(at.markdown)
     assert at.text_input(key=f"bs{at.session_state.builder['gen']}_name").value == "exp4"
 
 
@@ -382,7 +382,7 @@ def test_leaderboard_filters_groups_and_compares_runs(app_env, conn):
     row = table.set_index("run").loc[a]
     assert (row["status"], row["epochs"], row["best_epoch"]) == ("succeeded", 3, 3)
     assert row["best_val_accuracy"] == pytest.approx(0.45) and row["test_accuracy"] == pytest.approx(0.4)
-    assert row["title"] == "Underfitting: still improving"  # the diagnosis of a low, rising curve
+    assert row["diagnosis"] == "Underfitting: still improving"  # the diagnosis of a low, rising curve
     assert at.download_button(key="lb_csv").label == "Export CSV"
 
     at = _run(at.text_input(key="lb_name").set_value("FAST"))
@@ -408,6 +408,28 @@ def test_leaderboard_filters_groups_and_compares_runs(app_env, conn):
     at = _run(at.slider(key="lb_smooth").set_value(0.6))
 
 
+def _traces(at: AppTest, key: str) -> list[dict]:
+    chart = next(c for c in at.get("plotly_chart") if c.key == key)
+    return json.loads(chart.proto.spec)["data"]
+
+
+def test_leaderboard_overlays_the_notebooks_recorded_curves(app_env, conn):
+    a = _finished_run(conn, "tiny", seed=0)
+    at = _open("pages/leaderboard.py")
+    assert at.multiselect(key="lb_notebook").options == ["notebook, exp1", "notebook, exp2", "notebook, exp3",
+                                                         "notebook, exp4", "notebook, exp5"]
+    at = _run(at.multiselect(key="lb_notebook").set_value(["exp4"]))  # the notebook alone, no run picked
+    assert [t["name"] for t in _traces(at, "lb_overlay")] == ["notebook, exp4 train", "notebook, exp4 val"]
+    assert "recorded in the notebook, not trained here" in _texts(at.caption)
+    assert len(at.dataframe) == 1  # no settings table without runs
+    at = _run(at.multiselect(key="lb_runs").set_value([a]))
+    traces = _traces(at, "lb_overlay")
+    assert [t["name"] for t in traces] == [f"#{a} tiny train", f"#{a} tiny val", "notebook, exp4 train", "notebook, exp4 val"]
+    at = _run(at.selectbox(key="lb_metric").set_value("loss"))  # the notebook printed no losses
+    assert [t["name"] for t in _traces(at, "lb_overlay")] == [f"#{a} tiny train", f"#{a} tiny val"]
+    assert conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 1  # never stored as runs
+
+
 def test_run_page_follows_the_query_param_and_shows_errors(app_env, conn):
     ok = _finished_run(conn, "tiny", seed=0)
     failed = _finished_run(conn, "tiny", seed=1, epochs=1, state=queue.FAILED)
@@ -424,6 +446,27 @@ def test_run_page_follows_the_query_param_and_shows_errors(app_env, conn):
     assert "DataError: the data vanished" in _texts(at.error)
     at = _open("pages/run.py", run="999")
     assert "There is no run '999'" in _texts(at.warning)
+
+
+def test_run_page_overlays_the_notebook_curve_of_its_preset(app_env, conn):
+    tiny = _finished_run(conn, "tiny", seed=0)
+    [exp4] = Lab().submit({**get_preset("exp4"), "name": "my exp4"}, str(app_env), epochs=3).job_ids
+    lease = queue.claim(conn, "test-worker").lease
+    assert lease.job_id == tiny + 1 == exp4
+    for e in (1, 2, 3):
+        queue.record_epoch(conn, lease, {"epoch": e, "loss": 1.5 / e, "accuracy": 0.4 + 0.1 * e, "val_loss": 1.6 / e,
+                                        "val_accuracy": 0.45 + 0.08 * e, "seconds": 2.0, "learning_rate": 0.001})
+    at = _open("pages/run.py", run=str(exp4))
+    assert at.selectbox(key=f"run_notebook_{exp4}").value == "exp4"  # offered by default: the same network
+    names = [t["name"] for t in _traces(at, "run_curves")]
+    assert names[-2:] == ["notebook, exp4 train", "notebook, exp4 validation"]
+    assert "notebook, exp4, recorded in the notebook, not trained here; this run trains the same network" in _texts(at.caption)
+    at = _run(at.selectbox(key=f"run_notebook_{exp4}").set_value(""))
+    assert not any("notebook" in t["name"] for t in _traces(at, "run_curves"))
+    at = _run(at.selectbox(key="run_pick").set_value(tiny))  # another network: none by default, any on request
+    assert at.selectbox(key=f"run_notebook_{tiny}").value == ""
+    at = _run(at.selectbox(key=f"run_notebook_{tiny}").set_value("exp5"))
+    assert [t["name"] for t in _traces(at, "run_curves")][-2:] == ["notebook, exp5 train", "notebook, exp5 validation"]
 
 
 # ------------------------------------------------------------------ the app starts its worker

@@ -77,7 +77,8 @@ def test_choice_page_exports_the_chosen_run(lab):
     assert not at.error, _texts(at.error)
     assert f"Exported **{name}** version {version}" in _texts(at.success)
     assert (lab / "exports" / name / str(version) / "saved_model.pb").is_file()
-    assert (lab / "exports" / f"{name}.tflite").is_file() and (lab / "exports" / f"{name}.keras").is_file()
+    folder = lab / "exports" / name / str(version)  # every format in the version folder
+    assert (folder / "model.tflite").is_file() and (folder / "model.keras").is_file()
     assert at.number_input(key=f"choice_export_version_{run}_{name}").value == version + 1  # never overwrite
     assert {b.label for b in at.get("download_button")} >= {"Download keras", "Download saved_model", "Download tflite"}
     # A version that exists is refused in words.

@@ -14,8 +14,8 @@ from pagetools import texts as _texts
 
 from cifar_core.lab import Lab
 from cifar_core.jobs import queue
-from cifar_core.jobs import store
 from cifar_core.analysis import sweeps
+from cifar_core.spec import space as sweep_space
 from cifar_core.spec.presets import get_preset
 
 
@@ -51,7 +51,7 @@ def test_controls_render_with_an_example_space(app_env):
     assert base.value == "preset:exp1"
     assert [o for o in base.options if "exp5" in o] == ["exp5 · Conv + Dropout"]
     assert at.selectbox(key="sweeps_method").value == "random"
-    assert at.number_input(key="sweeps_budget").value == sweeps.DEFAULT_BUDGET
+    assert at.number_input(key="sweeps_budget").value == sweep_space.DEFAULT_BUDGET
     assert at.number_input(key="sweeps_seed").value == 0
     assert at.number_input(key="sweeps_epochs").value == 20  # exp1's own
     assert at.toggle(key="sweeps_holdout").value is True

@@ -29,22 +29,34 @@ def test_trained_model_of_a_succeeded_run(lab, conn, small_data):
     info = prediction.trained_model(conn, 1)
     assert info.path == (lab / "runs" / "1" / "model.keras").resolve()
     assert info.name == "tiny" and info.data_source == str(small_data) and info.tta_flip is False
-    assert prediction.check_model_path(conn, lab / "runs" / "1" / "model.keras") == info
 
 
 def test_a_model_placed_by_hand_is_refused(lab, conn, tmp_path):
+    """Models are found by run id through the store (trained_model), never by a path a user gives."""
     real = lab / "runs" / "1" / "model.keras"
-    outside = tmp_path / "model.keras"
+    # A copy outside the runs folder, and a store row pointed at it: refused.
+    outside = tmp_path / "1" / "model.keras"
+    outside.parent.mkdir()
     shutil.copy(real, outside)
-    with pytest.raises(LabError, match=r"refusing to load .*model\.keras: only models this lab trained are loaded"):
-        prediction.check_model_path(conn, outside)
+    (kept,) = conn.execute("SELECT artifacts_dir FROM runs WHERE id = 1").fetchone()
+    try:
+        with store.transaction(conn):
+            conn.execute("UPDATE runs SET artifacts_dir = ? WHERE id = 1", (str(outside.parent),))
+        with pytest.raises(LabError, match=r"refusing to load run 1's files \(the store says .*, outside .*runs/1\): "
+                                           r"only models this lab trained are loaded"):
+            prediction.trained_model(conn, 1)
+    finally:
+        with store.transaction(conn):
+            conn.execute("UPDATE runs SET artifacts_dir = ? WHERE id = 1", (kept,))
     # In the runs folder but under a run the store does not know.
     stray = lab / "runs" / "999" / "model.keras"
     stray.parent.mkdir(exist_ok=True)
     try:
         shutil.copy(real, stray)
-        with pytest.raises(LabError, match=r"refusing to load .*999/model\.keras \(no run 999 in the lab's store\)"):
-            prediction.check_model_path(conn, stray)
+        with pytest.raises(NotFound, match=r"no run 999"):
+            prediction.trained_model(conn, 999)
+        with pytest.raises(NotFound, match=r"no run 999"):
+            prediction.predict_run(conn, 999, np.zeros((1, 32, 32, 3), np.uint8))
     finally:
         shutil.rmtree(stray.parent)
     # Under a run that did not succeed (4 was cancelled), even with a model file in place.
@@ -53,13 +65,13 @@ def test_a_model_placed_by_hand_is_refused(lab, conn, tmp_path):
     try:
         shutil.copy(real, planted)
         with pytest.raises(LabError, match="run 4 is cancelled, not succeeded"):
-            prediction.check_model_path(conn, planted)
+            prediction.trained_model(conn, 4)
         with pytest.raises(LabError, match="run 4 is cancelled, not succeeded"):
             prediction.predict_run(conn, 4, np.zeros((1, 32, 32, 3), np.uint8))
     finally:
         planted.unlink()
-    with pytest.raises(LabError, match=r"refusing to load .*weights\.keras"):
-        prediction.check_model_path(conn, lab / "runs" / "1" / "weights.keras")
+    # Another file beside a run's model is never the one loaded.
+    assert prediction.trained_model(conn, 1).path.name == "model.keras"
     with pytest.raises(NotFound, match="no run 42"):
         prediction.trained_model(conn, 42)
 

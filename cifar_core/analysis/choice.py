@@ -25,15 +25,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import sqlite3
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from cifar_core import config
 from cifar_core.analysis.diagnosis import verdicts
 from cifar_core.analysis.recommend import recommendation_text
 from cifar_core.errors import LabError
@@ -41,7 +38,6 @@ from cifar_core.jobs import queue, results, store
 
 ALPHA = 0.05  # McNemar significance level
 TOLERANCE = 0.01  # accuracy (fraction) an eligible candidate may be below the reference
-EXPORT_SAMPLE = 64  # test images an export is checked on
 
 RANKING_RULE = (
     "Candidates are experiments (runs with the same name and settings but the seed, on the same test set; "
@@ -325,60 +321,3 @@ def versus_empty() -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- re-measure and export
-
-
-def export_name(name: str, run_id: int) -> str:
-    """A serving name from a run: the experiment name with other characters as '-', and the run id."""
-    base = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-_") or "model"
-    return f"{base[:50]}-run{run_id}"
-
-
-def next_version(out_dir: Path, name: str) -> int:
-    """One more than the highest numeric version folder under out_dir/name (1 if none)."""
-    folder = Path(out_dir) / name
-    versions = [int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()] if folder.is_dir() else []
-    return max(versions, default=0) + 1
-
-
-def exports_dir() -> Path:
-    path = config.lab_home() / "exports"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def export_run(conn: sqlite3.Connection, run_id: int, out_dir: Path | str | None = None, name: str | None = None,
-               version: int | None = None):
-    """Export a succeeded run's model as .keras, a TF Serving SavedModel (<name>/<version>/) and
-    .tflite, each loaded back and checked on test images (deploy.export_model). Default folder:
-    <lab home>/exports; default name: "<experiment>-run<id>"; default version: the next free one."""
-    from cifar_core.data.sources import load_dataset
-    from cifar_core.analysis.deploy import NAME_RE, export_model
-    from cifar_core.analysis.prediction import trained_model
-
-    model_info = trained_model(conn, run_id)
-    out = Path(out_dir).expanduser() if out_dir is not None else exports_dir()
-    name = name or export_name(model_info.name, run_id)
-    if not NAME_RE.match(name):  # the same check export_model makes, before TensorFlow loads
-        raise LabError(f"export name {name!r} must be 1-64 letters, digits, '_' or '-', starting with a letter or digit")
-    version = version if version is not None else next_version(out, name)
-    if (out / name / str(version)).exists():  # fail before loading TensorFlow
-        raise LabError(f"{out / name / str(version)} already exists; export with version={next_version(out, name)} "
-                       "(versions are never overwritten)")
-    x_test = load_dataset(model_info.data_source).x_test
-    sample = x_test[np.linspace(0, len(x_test) - 1, min(EXPORT_SAMPLE, len(x_test))).astype(int)]
-    return export_model(model_info.path, out, name, version, sample_x=sample)
-
-
-
-def zip_folder(folder: Path | str) -> bytes:
-    """A folder (an exported SavedModel) as zip bytes, paths relative to its parent."""
-    import io
-    import zipfile
-
-    folder = Path(folder)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for p in sorted(folder.rglob("*")):
-            if p.is_file():
-                z.write(p, p.relative_to(folder.parent.parent))
-    return buf.getvalue()

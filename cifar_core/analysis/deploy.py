@@ -13,8 +13,11 @@ trained and saved itself, never on an uploaded file.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import re
+import secrets
 import shutil
 import time
 import warnings
@@ -23,12 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
+from cifar_core import config
 from cifar_core.errors import DataError, LabError
 
 LATENCY_METHOD = "tf.function(model(x, training=False)), result copied to NumPy"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 TIE_MARGIN = 1e-5  # top-two probability gap below which the original's choice is a numerical tie
 MAX_PROB_DIFF = 1e-3  # largest probability difference an exported float32 model may show
+EXPORT_SAMPLE = 64  # test images an export is checked on
 
 
 @dataclass(frozen=True)
@@ -138,23 +143,104 @@ def measure_cost(model_path: Path | str, input_shape: tuple[int, ...] = (32, 32,
     }
 
 
+# The parts of a SavedModel; a version folder holds them beside model.keras and model.tflite.
+SAVED_MODEL_PARTS = ("saved_model.pb", "saved_model.pbtxt", "fingerprint.pb", "variables", "assets", "assets.extra")
+KERAS_FILE, TFLITE_FILE = "model.keras", "model.tflite"  # in <out>/<name>/<version>/
+
+
+def _saved_model_files(folder: Path) -> list[Path]:
+    """The files of the SavedModel in folder (not the other formats exported beside it)."""
+    files = []
+    for part in map(folder.joinpath, SAVED_MODEL_PARTS):
+        if part.is_file():
+            files.append(part)
+        elif part.is_dir():
+            files += sorted(p for p in part.rglob("*") if p.is_file())
+    return files
+
+
 def model_file_size(path: Path | str) -> int:
-    """Bytes on disk of a model file, or of every file under a SavedModel folder."""
+    """Bytes on disk of a model file, or of a SavedModel folder's own files (of every file under
+    any other folder)."""
     path = Path(path)
     if path.is_file():
         return path.stat().st_size
     if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        files = _saved_model_files(path) if (path / "saved_model.pb").is_file() else path.rglob("*")
+        return sum(p.stat().st_size for p in files if p.is_file())
     raise DataError(f"model file {path} does not exist; check the run finished and saved model.keras")
 
 
-def _check_export_args(model_path: Path, name: str, version: int, sample_x: np.ndarray) -> np.ndarray:
-    if not model_path.is_file():
-        raise DataError(f"model file {model_path} does not exist; export a run that finished training")
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: " + " ".join(str(exc).split())
+
+
+def next_version(out_dir: Path | str, name: str) -> int:
+    """One more than the highest numeric entry under out_dir/name (1 if none); a file named like
+    a version counts too, so it is never a target."""
+    folder = Path(out_dir) / name
+    versions = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+    return max(versions, default=0) + 1
+
+
+def check_export_target(out_dir: Path | str, name: str, version: int) -> Path:
+    """The version folder `<out_dir>/<name>/<version>` an export would create, after checking
+    that nothing is in the way (no TensorFlow needed). LabError naming the path and the fix when
+    out_dir or out_dir/name is a file, or the version exists: nothing is ever replaced."""
+    out_dir = Path(out_dir)
     if not NAME_RE.match(name):
         raise LabError(f"export name {name!r} must be 1-64 letters, digits, '_' or '-', starting with a letter or digit")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise LabError(f"export version {version!r} must be a positive integer (TF Serving loads the highest)")
+    for folder in (*reversed(out_dir.parents), out_dir):
+        if folder.exists() and not folder.is_dir():
+            raise LabError(f"{folder} is a file, not a folder; give a folder to export into (it is created if missing)")
+    base = out_dir / name
+    if base.exists() and not base.is_dir():
+        raise LabError(f"{base} is a file, not an export folder; choose another name or move the file")
+    target = base / str(version)
+    if target.exists() or target.is_symlink():
+        raise LabError(f"{target} already exists; export with version={next_version(out_dir, name)} "
+                       "(versions are never overwritten)")
+    return target
+
+
+def _rename_noreplace(src: Path, dst: Path) -> None:
+    """Rename src to dst, failing with FileExistsError if dst exists. Plain rename(2) would
+    replace an empty folder at dst; renameat2's RENAME_NOREPLACE refuses in the same step."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # not Linux/glibc: check, then rename
+        renameat2 = None
+    if renameat2 is not None:
+        at_fdcwd, rename_noreplace = -100, 1
+        if renameat2(at_fdcwd, os.fsencode(src), at_fdcwd, os.fsencode(dst), rename_noreplace) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.ENOSYS, errno.EINVAL):  # EINVAL: a file system without RENAME_NOREPLACE
+            raise OSError(err, os.strerror(err), str(dst))
+    if dst.exists() or dst.is_symlink():
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst))
+    os.rename(src, dst)
+
+
+def zip_saved_model(folder: Path | str) -> bytes:
+    """An exported version's SavedModel as zip bytes, laid out `<name>/<version>/saved_model.pb`
+    (what TF Serving's --model_base_path expects once unzipped), without the other formats."""
+    import io
+    import zipfile
+
+    folder = Path(folder)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for p in _saved_model_files(folder):
+            z.write(p, p.relative_to(folder.parent.parent))
+    return buf.getvalue()
+
+
+def _check_export_args(model_path: Path, sample_x: np.ndarray) -> np.ndarray:
+    if not model_path.is_file():
+        raise DataError(f"model file {model_path} does not exist; export a run that finished training")
     x = np.asarray(sample_x)
     if x.ndim != 4 or len(x) == 0:
         raise DataError(f"sample_x has shape {x.shape}; pass a few images shaped (N, 32, 32, 3)")
@@ -221,50 +307,88 @@ def _stage(fmt: str, build, check, reference: np.ndarray, target: Path, x: np.nd
     return ExportedFormat(fmt, str(target), model_file_size(target), agreement, diff)
 
 
-def export_model(model_path: Path, out_dir: Path, name: str, version: int = 1, *, sample_x: np.ndarray) -> ExportResult:
-    """Export a trained `.keras` model as a `.keras` copy, a TF Serving SavedModel and a `.tflite`.
+def _load(model_path: Path):
+    from cifar_core.train.models import load_model
 
-    Writes `<out_dir>/<name>.keras`, `<out_dir>/<name>/<version>/` and `<out_dir>/<name>.tflite`.
-    Each is built in a staging folder, loaded back and must give the original's classes on
-    sample_x; only when all three pass are they moved into place, so a failed export (a LabError
-    naming the format) leaves nothing half-written. Only for models this app trained (see module
-    docstring). An existing `<name>/<version>/` is never overwritten: bump the version.
+    try:
+        return load_model(model_path)
+    except Exception as e:  # a damaged zip, bad JSON, missing weights: Keras raises many types
+        raise DataError(f"{model_path} cannot be loaded ({_one_line(e)}); it is damaged or not a Keras model, "
+                        "train the run again") from e
+
+
+def export_model(model_path: Path, out_dir: Path, name: str, version: int = 1, *, sample_x: np.ndarray) -> ExportResult:
+    """Export a trained `.keras` model as a `.keras` copy, a TF Serving SavedModel and a `.tflite`,
+    all in one new version folder:
+
+        <out_dir>/<name>/<version>/saved_model.pb, variables/, ...   the SavedModel (TF Serving:
+                                                                     --model_base_path=<out_dir>/<name>)
+        <out_dir>/<name>/<version>/model.keras
+        <out_dir>/<name>/<version>/model.tflite
+
+    The folder is built as a hidden staging folder beside it (`<out_dir>/<name>/.staging-...`),
+    each format is loaded back and must give the original's classes on sample_x, and only then is
+    the folder renamed into place in one step: a failed export (a LabError naming the format), or
+    a crash, leaves nothing at `<version>/`. Nothing that exists is ever replaced: an existing
+    version is an error naming the next free one (see check_export_target). Only for models this
+    app trained (see module docstring).
     """
     import tensorflow as tf
 
     from cifar_core.train.models import load_model
 
     model_path, out_dir = Path(model_path), Path(out_dir)
-    x = _check_export_args(model_path, name, version, sample_x)
-    final_saved = out_dir / name / str(version)
-    if final_saved.exists():
-        raise LabError(f"{final_saved} already exists; export with version={version + 1} (versions are never overwritten)")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = out_dir / f".staging-{name}-{version}-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    x = _check_export_args(model_path, sample_x)
+    final = check_export_target(out_dir, name, version)
     try:
-        model = load_model(model_path)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = final.parent / f".staging-{version}-{os.getpid()}-{secrets.token_hex(4)}"
+        staging.mkdir()  # not mkdtemp: its 0700 would stay on the version folder, unreadable to a server's user
+    except OSError as e:
+        raise LabError(f"cannot create {final.parent} ({_one_line(e)}); export into a folder you can write to") from e
+    try:
+        model = _load(model_path)
         reference = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
-        keras_file, saved_dir, tflite_file = staging / f"{name}.keras", staging / "saved_model", staging / f"{name}.tflite"
+        keras_file, tflite_file = staging / KERAS_FILE, staging / TFLITE_FILE
 
         def convert_tflite() -> None:
-            tflite_file.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(saved_dir)).convert())
+            tflite_file.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(staging)).convert())
 
-        staged = [
+        staged = [  # the SavedModel first: the folder holds only it while its size is taken
+            _stage("saved_model", lambda: model.export(str(staging), format="tf_saved_model", verbose=False),
+                   lambda v: _predict_saved_model(staging, v), reference, staging, x),
             _stage("keras", lambda: shutil.copy2(model_path, keras_file),
                    lambda v: load_model(keras_file).predict(v, verbose=0), reference, keras_file, x),
-            _stage("saved_model", lambda: model.export(str(saved_dir), format="tf_saved_model", verbose=False),
-                   lambda v: _predict_saved_model(saved_dir, v), reference, saved_dir, x),
             _stage("tflite", convert_tflite, lambda v: _predict_tflite(tflite_file, v), reference, tflite_file, x),
         ]
-        finals = [out_dir / f"{name}.keras", final_saved, out_dir / f"{name}.tflite"]
-        final_saved.parent.mkdir(parents=True, exist_ok=True)
-        for src, dst in zip((keras_file, saved_dir, tflite_file), finals):
-            os.replace(src, dst)
+        try:
+            _rename_noreplace(staging, final)
+        except FileExistsError:
+            raise LabError(f"{final} already exists (made while this export ran); export with "
+                           f"version={next_version(out_dir, name)} (versions are never overwritten)") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    finals = {"keras": final / KERAS_FILE, "saved_model": final, "tflite": final / TFLITE_FILE}
     formats = tuple(
-        ExportedFormat(f.format, str(dst), f.size_bytes, f.agreement, f.max_abs_diff) for f, dst in zip(staged, finals)
+        ExportedFormat(f.format, str(finals[f.format]), f.size_bytes, f.agreement, f.max_abs_diff)
+        for f in sorted(staged, key=lambda f: list(finals).index(f.format))
     )
-    return ExportResult(name, version, str(model_path), str(out_dir / name), len(x), formats)
+    return ExportResult(name, version, str(model_path), str(final.parent), len(x), formats)
+
+
+def export_name(name: str, run_id: int) -> str:
+    """A serving name from a run: the experiment name with other characters as '-', and the run id."""
+    base = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-_") or "model"
+    return f"{base[:50]}-run{run_id}"
+
+
+def exports_dir() -> Path:
+    """Where exports go unless told otherwise: <lab home>/exports."""
+    path = config.lab_home() / "exports"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def export_sample(x_test: np.ndarray) -> np.ndarray:
+    """The test images an export is checked on: EXPORT_SAMPLE spread evenly over the test set."""
+    return x_test[np.linspace(0, len(x_test) - 1, min(EXPORT_SAMPLE, len(x_test))).astype(int)]

@@ -69,24 +69,6 @@ def trained_model(conn: sqlite3.Connection, run_id: int) -> TrainedModel:
                         int(job.spec.get("tta_shift", 0)))
 
 
-def check_model_path(conn: sqlite3.Connection, path: Path | str) -> TrainedModel:
-    """The run a model file belongs to, if it is exactly the model.keras of a succeeded run of
-    this lab; LabError otherwise (a file placed by hand anywhere else is refused)."""
-    given = Path(path).expanduser()
-    resolved = given.resolve()
-    runs = config.runs_dir().resolve()
-    in_a_run_folder = resolved.parent.parent == runs and resolved.parent.name.isdigit()
-    if given.is_symlink() or resolved.name != MODEL_FILE or not in_a_run_folder:
-        raise _refuse(str(given))
-    run_id = int(resolved.parent.name)
-    try:
-        return trained_model(conn, run_id)
-    except NotFound:
-        raise _refuse(f"{given} (no run {run_id} in the lab's store)") from None
-    except LabError as exc:
-        raise LabError(f"refusing to load {given}: {exc}") from None
-
-
 _models: OrderedDict[tuple, object] = OrderedDict()
 _lock = threading.Lock()
 
@@ -109,11 +91,6 @@ def load_trained_model(model: TrainedModel):
         while len(_models) > MODEL_CACHE_SIZE:
             _models.popitem(last=False)
         return loaded
-
-
-def clear_model_cache() -> None:
-    with _lock:
-        _models.clear()
 
 
 def _images(images) -> np.ndarray:

@@ -1,11 +1,15 @@
-"""The notebook, reproduced through the lab: submit its five experiments (exp1..exp5) as one
-group, make sure a worker trains them, wait while printing progress, and write a report in
-Markdown and in HTML (Plotly figures embedded, plotly.js inlined once so it opens offline).
+"""The notebook, reproduced through the lab: submit its five experiments (exp1..exp5), with one
+or more seeds, as one group, make sure a worker trains them, wait while printing progress, and
+write a report in Markdown and in HTML (Plotly figures embedded, plotly.js inlined once so it
+opens offline).
 
-For each experiment the report gives the network (Keras-style summary), parameters, epochs,
-train and validation accuracy per epoch, seconds per epoch and the diagnosis; it ends with the
-deployment scorecard, the accuracy-latency Pareto front and the recommendation for production
-(cifar_core.analysis.choice), computed on these runs only.
+The report starts with the lab's final and best validation accuracy over seeds (mean, std,
+min-max) against the notebook's recorded figures, saying whether each falls inside the seed
+range. For each experiment it gives the network (Keras-style summary), parameters, epochs, the
+per-epoch accuracy of the lab's runs beside the notebook's recorded curve (cifar_core.analysis.notebook)
+with their difference, each run's diagnosis beside the notebook's reading, and a figure; it ends
+with the deployment scorecard, the accuracy-latency Pareto front and the recommendation for
+production (cifar_core.analysis.choice), computed on these runs only.
 """
 
 from __future__ import annotations
@@ -22,22 +26,24 @@ from pathlib import Path
 import pandas as pd
 
 from cifar_core import config
-from cifar_core.analysis import choice, diagnosis
+from cifar_core.analysis import choice, diagnosis, notebook
 from cifar_core.charts import choice as choice_charts
+from cifar_core.charts import notebook as notebook_charts
 from cifar_core.errors import LabError
 from cifar_core.jobs import queue, results, store
 from cifar_core.spec.presets import NOTEBOOK_PRESETS, PRESET_TITLES, get_preset
 
 GROUP_NAME = "notebook reproduction"
-# The notebook's own figures (validation accuracy; exp4 also printed its training accuracy).
-NOTEBOOK = {
-    "exp1": "10% (never learned)",
-    "exp2": "~45%",
-    "exp3": "~57%",
-    "exp4": "~72% (train 91%)",
-    "exp5": "~75.6%",
-}
+# The notebook's own figures in the per-run table (its recorded curves are in cifar_core.notebook).
+def _notebook_figure(name: str) -> str:
+    ref = notebook.reference(name)
+    best = ref.best_val_accuracy
+    return f"{ref.final_val_accuracy:.1%}" + (f" (best {best:.1%})" if best > ref.final_val_accuracy else "")
+
+
+NOTEBOOK = {name: _notebook_figure(name) for name in NOTEBOOK_PRESETS}
 POLL_SECONDS = 1.0
+MAX_SEEDS = 20  # seeds per experiment in one reproduction
 WORKER_RESTARTS = 3  # times a worker is started again when none is alive and jobs remain
 
 
@@ -55,23 +61,26 @@ def scaled_epochs(preset_epochs: int, epochs_scale: float = 1.0, epochs: int | N
     return max(1, round(preset_epochs * epochs_scale))
 
 
-def submit_reproduction(conn: sqlite3.Connection, source: str | None = None, epochs_scale: float = 1.0,
-                        epochs: int | None = None) -> tuple[int, list[int]]:
-    """Enqueue exp1..exp5 (validated against the data) as one group. Returns (group id, job ids)."""
-    from cifar_core.data.sources import load_dataset
-    from cifar_core.config import resolve_source
-    from cifar_core.spec.schema import parse_spec, summarize
+def check_seeds(seeds) -> int:
+    """The number of seeds per experiment, 1..MAX_SEEDS; LabError otherwise."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+        raise LabError(f"seeds={seeds!r} is out of range 1..{MAX_SEEDS}; 3 gives a spread")
+    return seeds
 
-    source = resolve_source(source)
-    ds = load_dataset(source)
+
+def reproduction(epochs_scale: float = 1.0, epochs: int | None = None, seeds: int = 1) -> tuple[list[dict], tuple]:
+    """The notebook's five experiments with seeds 0..seeds-1, seed by seed (every experiment's
+    seed 0 first, so a cut-short run still covers all five), and their queue group."""
+    check_seeds(seeds)
     docs = []
-    for name in NOTEBOOK_PRESETS:
-        doc = get_preset(name)
-        doc["epochs"] = scaled_epochs(doc["epochs"], epochs_scale, epochs)
-        spec = parse_spec(doc, ds.input_shape, ds.num_classes)
-        docs.append((spec.to_dict(), summarize(spec, ds.input_shape, ds.num_classes).total_params))
-    detail = {"presets": list(NOTEBOOK_PRESETS), "epochs_scale": epochs_scale, "epochs": epochs}
-    return queue.submit_many(conn, docs, source, group=(queue.GROUP_REPRODUCE, GROUP_NAME, detail))
+    for seed in range(seeds):
+        for name in NOTEBOOK_PRESETS:
+            doc = get_preset(name)
+            doc["epochs"] = scaled_epochs(doc["epochs"], epochs_scale, epochs)
+            doc["seed"] = seed
+            docs.append(doc)
+    detail = {"presets": list(NOTEBOOK_PRESETS), "epochs_scale": epochs_scale, "epochs": epochs, "seeds": seeds}
+    return docs, (queue.GROUP_REPRODUCE, GROUP_NAME, detail)
 
 
 def start_worker_if_none() -> int | None:
@@ -216,73 +225,164 @@ def _display_summary(summary: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def source_name(source: str) -> str:
+    """A data source as the report names it: the file or folder name, not the path on the machine
+    that wrote the report ("cifar10-jpeg.tar.gz"); "keras" stays "keras"."""
+    return source if source == config.DEFAULT_SOURCE else (Path(source).name or source)
+
+
+def _spread(mean, std, low, high) -> str:
+    """"72.1% ± 0.4 (71.7–72.5%)": mean ± std in points, then min–max."""
+    if mean != mean:
+        return "–"
+    sd = "" if std != std else f" ± {std * 100:.1f}"
+    return f"{mean * 100:.1f}%{sd} ({low * 100:.1f}–{high * 100:.1f}%)"
+
+
+def _inside_text(seeds: pd.DataFrame, key: str) -> list[str]:
+    """"yes"/"no"; "–" without a finished run, "(1 run)" when one run cannot show a spread."""
+    return ["–" if n == 0 else f"{'yes' if inside else 'no'}" + (" (1 run)" if n == 1 else "")
+            for n, inside in zip(seeds["runs"], seeds[f"{key}_inside"])]
+
+
+def _seed_table(seeds: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "experiment": [f"{e} ({PRESET_TITLES.get(e, '')})" for e in seeds["experiment"]],
+        "runs": seeds["runs"],
+        "epochs": [", ".join(map(str, e)) or "–" for e in seeds["epochs"]],
+        "final val acc (lab: mean ± std, min–max)": [_spread(*r) for r in seeds[["final_mean", "final_std", "final_min", "final_max"]].itertuples(index=False)],
+        "notebook final": seeds["notebook_final"].map(_pct),
+        "final inside?": _inside_text(seeds, "final"),
+        "best val acc (lab: mean ± std, min–max)": [_spread(*r) for r in seeds[["best_mean", "best_std", "best_min", "best_max"]].itertuples(index=False)],
+        "notebook best": seeds["notebook_best"].map(_pct),
+        "best inside?": _inside_text(seeds, "best"),
+    })
+
+
 def build_report(conn: sqlite3.Connection, run_ids: list[int], title: str = "CIFAR-10 notebook, reproduced") -> Report:
-    """The report's blocks for these runs (the five notebook experiments, or any runs)."""
-    from cifar_core.charts import curves as charts
+    """The report's blocks for these runs (the five notebook experiments over one or more seeds, or
+    any runs): the lab's figures over seeds against the notebook's recorded ones, then one section
+    per experiment with the notebook's curve beside the lab's and their per-epoch difference."""
     from cifar_core.spec.schema import summarize
 
     if not run_ids:
         raise LabError("no runs to report on; submit the experiments first")
     jobs = [queue.get_job(conn, r) for r in run_ids]
-    sources = sorted({j.data_source for j in jobs})
+    sources = sorted({source_name(j.data_source) for j in jobs})
     summary = summary_table(conn, run_ids)
-    blocks: list = [("md", "\n".join([
+    seeds = notebook.seed_comparison(summary)
+    seed_list = sorted({int(j.spec.get("seed", 0)) for j in jobs})
+    head = [
         f"# {title}",
         "",
         f"Written {datetime.now():%Y-%m-%d %H:%M} by CIFAR Lab (`python -m cifar_core reproduce`). "
         f"Data: {', '.join(f'`{s}`' for s in sources)}. "
-        f"Runs {', '.join(f'#{r}' for r in run_ids)}. The presets keep the notebook's settings: Adam, batch 32, "
-        "seed 0, the test set as validation data (so validation and test accuracy are the same images).",
+        f"Runs {', '.join(f'#{r}' for r in run_ids)}; seeds {', '.join(map(str, seed_list))}. The presets are the notebook's "
+        "networks layer for layer with its settings: Adam, batch 32, the test set as validation data (so validation "
+        "and test accuracy are the same images). The notebook's figures are its recorded curves "
+        f"({notebook.RECORDED}).",
         "",
         "## Summary",
         "",
-        _md_table(_display_summary(summary)),
-    ]))]
+    ]
+    if not seeds.empty:
+        head += [
+            "The lab's runs over seeds against the notebook (*inside?*: the notebook's figure lies within the lab's "
+            "seed range, min to max; std is the spread over seeds, in points):",
+            "",
+            _md_table(_seed_table(seeds)),
+            "",
+            *[f"- **{r.experiment}**: {r.final_sentence} {r.best_sentence}" for r in seeds.itertuples()],
+            "",
+            "Every run:",
+            "",
+        ]
+    head.append(_md_table(_display_summary(summary)))
+    blocks: list = [("md", "\n".join(head))]
+    by_name: dict[str, list[queue.Job]] = {}
     for job in jobs:
-        blocks += _experiment_blocks(conn, job, summarize, charts)
+        by_name.setdefault(job.name, []).append(job)
+    for name, mine in by_name.items():
+        blocks += _experiment_blocks(conn, name, mine, summarize)
     chosen, rec = _choice_blocks(conn, [j.id for j in jobs if j.state == queue.SUCCEEDED])
     return Report(title, blocks + chosen, tuple(run_ids), rec, summary)
 
 
-def _experiment_blocks(conn, job: queue.Job, summarize, charts) -> list:
-    detail = results.run_detail(conn, job.id)
-    hist = detail.history
-    head = [f"## {job.name}: {PRESET_TITLES.get(job.name, job.spec.get('name', ''))} (run #{job.id}, {job.state})", ""]
-    if job.spec.get("description"):
-        head += [job.spec["description"], ""]
-    if job.error and job.state != queue.SUCCEEDED:
-        head += [f"**{job.state}:** {job.error}", ""]
-    sec = hist["seconds"].mean() if not hist.empty else float("nan")
+def _experiment_blocks(conn, name: str, jobs: list[queue.Job], summarize) -> list:
+    """One experiment's section: its runs (one per seed), the network, the per-epoch comparison with
+    the notebook (for a notebook preset), each run's diagnosis and the figures."""
+    from cifar_core.charts import curves as charts
+
+    first = jobs[0]
+    details = [results.run_detail(conn, j.id) for j in jobs]
+    runs = ", ".join(f"#{j.id} seed {d.seed} {j.state}" for j, d in zip(jobs, details))
+    head = [f"## {name}: {PRESET_TITLES.get(name, first.spec.get('name', ''))} (run{'s' * (len(jobs) > 1)} {runs})", ""]
+    if first.spec.get("description"):
+        head += [first.spec["description"], ""]
+    for job in jobs:
+        if job.error and job.state != queue.SUCCEEDED:
+            head += [f"**#{job.id} {job.state}:** {job.error}", ""]
+    histories = results.histories(conn, [j.id for j in jobs])
+    sec = histories["seconds"].mean() if not histories.empty else float("nan")
+    trained = [d.train_seconds for d in details if d.train_seconds is not None]
+    tests = [d.test_accuracy for d in details if d.test_accuracy is not None]
     head += [
-        f"- Parameters: {detail.params:,}",
-        f"- Epochs: {len(hist)} of {job.epochs} planned; {_num(sec)} s per epoch; trained in "
-        f"{_num(detail.train_seconds, '{:.0f}')} s",
-        f"- Optimizer: {job.spec.get('optimizer', 'adam')}, learning rate {job.spec.get('learning_rate')}, batch "
-        f"{job.spec.get('batch_size')}",
-        f"- Test accuracy: {_pct(detail.test_accuracy)}" + (f" (notebook: {NOTEBOOK[job.name]} validation)"
-                                                               if job.name in NOTEBOOK else ""),
-        "",
-        "Network:",
-        "",
-        "```",
-        summarize(job.spec).to_text(),
-        "```",
-        "",
+        f"- Parameters: {details[0].params:,}",
+        f"- Epochs: {', '.join(str(int((histories['run'] == j.id).sum())) for j in jobs)} of {first.epochs} planned; "
+        f"{_num(sec)} s per epoch; trained in {', '.join(_num(t, '{:.0f}') for t in trained) or '–'} s",
+        f"- Optimizer: {first.spec.get('optimizer', 'adam')}, learning rate {first.spec.get('learning_rate')}, batch "
+        f"{first.spec.get('batch_size')}",
+        f"- Test accuracy: {', '.join(_pct(t) for t in tests) or '–'}",
     ]
-    if not hist.empty:
+    is_notebook = name in notebook.VAL_ACCURACY and notebook.matching_preset(first.spec) == name
+    if is_notebook:
+        ref = notebook.reference(name)
+        head += [f"- Notebook ({ref.note}): final validation accuracy {_pct(ref.final_val_accuracy)}, best "
+                 f"{_pct(ref.best_val_accuracy)} (epoch {ref.best_epoch}), final training accuracy {_pct(ref.final_accuracy)}"]
+    head += ["", "Network:", "", "```", summarize(first.spec).to_text(), "```", ""]
+    succeeded = [j.id for j in jobs if j.state == queue.SUCCEEDED]
+    done = histories[histories["run"].isin(succeeded)]  # an unfinished run would skew the per-epoch mean
+    if is_notebook:
+        cmp = notebook.epoch_comparison(done, name)
+        pts = lambda v: _num(v * 100 if v == v else v, "{:+.1f}")  # noqa: E731
+        seeds_range = cmp.apply(lambda r: "–" if r["lab_val_min"] != r["lab_val_min"] else
+                                f"{r['lab_val_min'] * 100:.1f}–{r['lab_val_max'] * 100:.1f}%", axis=1)
+        table = pd.DataFrame({
+            "epoch": cmp["epoch"].astype(int), "notebook val": cmp["notebook_val"].map(_pct),
+            "lab val (mean)": cmp["lab_val"].map(_pct), "lab val (min–max)": seeds_range,
+            "val difference (pts)": cmp["val_diff"].map(pts), "notebook train": cmp["notebook_train"].map(_pct),
+            "lab train (mean)": cmp["lab_train"].map(_pct), "train difference (pts)": cmp["train_diff"].map(pts),
+        })
+        head += [f"Per epoch, the lab's {len(succeeded)} finished run{'s' * (len(succeeded) != 1)} against the notebook "
+                 "(difference: lab mean minus notebook, in points; "
+                 "– where a side has no figure, e.g. the training accuracy the notebook did not print):", "",
+                 _md_table(table), ""]
+    elif not histories.empty:
         per_epoch = pd.DataFrame({
-            "epoch": hist["epoch"].astype(int), "train acc": hist["accuracy"].map(_pct),
-            "val acc": hist["val_accuracy"].map(_pct), "train loss": hist["loss"].map(lambda v: _num(v, "{:.4f}")),
-            "val loss": hist["val_loss"].map(lambda v: _num(v, "{:.4f}")), "seconds": hist["seconds"].map(_num),
+            "run": histories["run"].map(lambda r: f"#{r}"), "epoch": histories["epoch"].astype(int),
+            "train acc": histories["accuracy"].map(_pct), "val acc": histories["val_accuracy"].map(_pct),
+            "train loss": histories["loss"].map(lambda v: _num(v, "{:.4f}")),
+            "val loss": histories["val_loss"].map(lambda v: _num(v, "{:.4f}")), "seconds": histories["seconds"].map(_num),
         })
         head += ["Per epoch:", "", _md_table(per_epoch), ""]
-        d = diagnosis.diagnose_run(results.run_history(conn, job.id), job.spec)
-        head += [f"**Diagnosis: {d.title}.** {d.text} *Next step:* {d.next_step}"]
-    else:
-        head += ["No finished epoch."]
+    verdicts = []
+    for job, detail in zip(jobs, details):
+        if detail.history.empty:
+            head.append(f"- #{job.id} (seed {detail.seed}): no finished epoch.")
+            continue
+        d = diagnosis.diagnose_run(detail.history, job.spec)
+        state = "" if job.state == queue.SUCCEEDED else f", {job.state}"
+        if not state:
+            verdicts.append(d.verdict)
+        head.append(f"- **#{job.id} (seed {detail.seed}{state}) diagnosis: {d.title}.** {d.text} *Next step:* {d.next_step}")
+    if is_notebook:
+        head += ["", notebook.verdict_agreement(name, verdicts)]
     blocks = [("md", "\n".join(head))]
-    if not hist.empty:
-        blocks.append(("figure", charts.history(hist, title=f"{job.name}: loss and accuracy per epoch")))
+    if is_notebook:
+        labels = {j.id: f"#{j.id} seed {d.seed}" for j, d in zip(jobs, details)}
+        blocks.append(("figure", notebook_charts.comparison_figure(done, name, labels)))
+    elif len(jobs) == 1 and not details[0].history.empty:
+        blocks.append(("figure", charts.history(details[0].history, title=f"{name}: loss and accuracy per epoch")))
     return blocks
 
 
@@ -367,25 +467,3 @@ def write_report(report: Report, out: Path | str | None = None) -> tuple[Path, P
     md_path.write_text(render_markdown(report), encoding="utf-8")
     html_path.write_text(render_html(report), encoding="utf-8")
     return md_path, html_path
-
-
-def reproduce(source: str | None = None, out: Path | str | None = None, epochs_scale: float = 1.0,
-              epochs: int | None = None, progress: Callable[[str], None] = print,
-              timeout: float | None = None) -> ReproduceResult:
-    """Submit the notebook's five experiments as one group, make sure a worker trains them, wait
-    with progress lines, and write the report. Returns where it is and which jobs failed."""
-    conn = store.connect()
-    try:
-        group, ids = submit_reproduction(conn, source, epochs_scale, epochs)
-        job = queue.get_job(conn, ids[0])
-        progress(f"submitted {', '.join(NOTEBOOK_PRESETS)} as jobs {ids[0]}-{ids[-1]} (group {group}) on {job.data_source}")
-        pid = start_worker_if_none()
-        progress(f"started a worker (pid {pid}); it exits when the queue is empty" if pid else
-                 "a worker is already running; it will train them")
-        jobs = wait_for_jobs(conn, ids, progress, timeout=timeout)
-        progress("writing the report")
-        md_path, html_path = write_report(build_report(conn, ids), out)
-    finally:
-        conn.close()
-    failed = tuple(j.id for j in jobs if j.state != queue.SUCCEEDED)
-    return ReproduceResult(group, tuple(ids), md_path, html_path, failed)

@@ -202,27 +202,3 @@ def compare_predictions(y_true, pred_a, pred_b, num_classes: int, alpha: float =
         b_right_a_wrong=np.flatnonzero(right_b & ~right_a),
         mcnemar=mcnemar(right_a, right_b, alpha=alpha),
     )
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def predict_classes(model, x, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(predicted class, its probability, all probabilities) for images x of shape (N, 32, 32, 3).
-
-    Outputs that are not already probabilities (negative, or rows not summing to 1) are treated as
-    logits and put through a softmax.
-    """
-    x = np.asarray(x)
-    if x.ndim != 4:
-        raise DataError(f"images have shape {x.shape}; pass a batch shaped (N, height, width, channels)")
-    out = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
-    if out.ndim != 2:
-        raise DataError(f"the model returned shape {out.shape}; expected (N, num_classes) class scores")
-    if out.size and (out.min() < 0 or not np.allclose(out.sum(axis=1), 1.0, atol=1e-3)):
-        out = _softmax(out)
-    pred = out.argmax(axis=1)
-    return pred, out[np.arange(len(out)), pred], out

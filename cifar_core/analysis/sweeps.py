@@ -18,8 +18,9 @@ import pandas as pd
 
 from cifar_core.jobs import queue, results, store
 from cifar_core.errors import NotFound, SpecError, SpecErrors
+from cifar_core.spec import jsonread
 from cifar_core.spec.schema import INPUT_SHAPE, NUM_CLASSES, parse_spec, summarize
-from cifar_core.spec.space import DEFAULT_BUDGET, SweepSpace, expand, load_space, setting_importance  # noqa: F401
+from cifar_core.spec.space import SweepSpace, expand, load_space, setting_importance
 
 TARGET = "best_val_accuracy"
 RESERVED_PATHS = ("name", "sweep_params")  # set per run by the expansion itself
@@ -88,11 +89,9 @@ def space_from_inputs(params_text: str, method: str, budget: int | None = None, 
     Text that is a whole space (it has a "params" key) is taken as written, widgets ignored.
     """
     try:
-        doc = json.loads(params_text)
-    except json.JSONDecodeError as exc:
-        raise SpecError(
-            f"the search space is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", field="space"
-        ) from None
+        doc = jsonread.loads(params_text, "the search space")
+    except SpecError as exc:
+        raise SpecError(str(exc), field="space") from None
     if isinstance(doc, dict) and "params" in doc:
         return doc
     space = {"method": method, "seed": int(seed), "params": doc}

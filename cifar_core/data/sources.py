@@ -179,21 +179,6 @@ def clear_memo() -> None:
         _sha_memo.clear()
 
 
-def describe_source(source: str | None = None) -> str:
-    """One line saying what the source is, e.g. "image folder /x/y.tar.gz", without loading it."""
-    source = _source_string(source)
-    if source == "keras":
-        return f"official CIFAR-10 download ({_keras_origin()}, cached in {_keras_home() / 'datasets'})"
-    plan = _plan(source)
-    if plan.kind == "batches":
-        return f"CIFAR-10 batches folder {plan.path}"
-    if plan.kind == "images":
-        return f"image folder {plan.path}"
-    if _archive_kind(plan.path) == "batches":
-        return f"CIFAR-10 python tarball {plan.path}"
-    return f"image folder {plan.path}"
-
-
 def _source_string(source: str | os.PathLike | None) -> str:
     return default_source() if source is None else os.fspath(source)
 
@@ -449,16 +434,6 @@ def _gzip_is_complete(path: Path) -> bool:
     except (EOFError, OSError, zlib.error):
         return False
     return True
-
-
-def _archive_kind(path: Path) -> str:
-    """"batches" or "images", from the first batch or image file in the archive."""
-    _, files, _ = _scan_archive(path, want=lambda name: False, until=lambda n: _is_batch_name(n) or _is_image_name(n))
-    if files and _is_batch_name(files[-1]):
-        return "batches"
-    if files and _is_image_name(files[-1]):
-        return "images"
-    raise DataError(f"{path} holds neither CIFAR-10 batches nor images; {LOCAL_COPY_HINT}")
 
 
 def _archive_prefix(names: list[str], path: Path) -> str:

@@ -1,34 +1,38 @@
-"""Uploaded files: an image to classify, or a JSON experiment spec.
+"""Uploaded images to classify (an uploaded JSON spec is read by cifar_core.spec.jsonread).
 
 Images are accepted by content (PNG or JPEG magic bytes), never by file name. The byte size is
-checked first, then the width x height read from the file header (before Pillow decodes a pixel,
-so a small file that claims 20000x20000 pixels is refused without allocating them), then the
-whole image is decoded to catch truncation. The result is RGB: transparent pixels are composited
-onto white, palette and grayscale images are expanded, 16-bit images scaled to 8 bits, and EXIF
-rotation applied. The 32x32 model input is the centre square, resized with Lanczos filtering
-(which averages over the source pixels when shrinking, so small details do not alias).
+checked first, then the width x height Pillow will decode, read by its lazy `Image.open` from the
+headers before a pixel is decoded (so a small file that claims 20000x20000 pixels, or a PNG whose
+second IHDR chunk claims more than its first, is refused without allocating them), then the whole
+image is decoded to catch truncation. Pillow's own decompression-bomb limit is the lab's pixel limit
+while an upload is opened and decoded, and its warning is an error: either becomes an UploadError.
+The result is RGB: transparent pixels are composited onto white, palette and grayscale images are
+expanded, 16-bit images scaled to 8 bits, and EXIF rotation applied. The 32x32 model input is the
+centre square, resized with Lanczos filtering (which averages over the source pixels when
+shrinking, so small details do not alias).
 """
 
 from __future__ import annotations
 
 import io
-import json
 import struct
+import threading
 import warnings
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cifar_core.errors import UploadError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
 MODEL_SIZE = 32
-# JPEG start-of-frame markers (baseline, progressive, lossless, ...) that carry the image size;
-# C4 (Huffman tables), C8 (reserved) and CC (arithmetic coding) share the range but do not.
-SOF_MARKERS = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+MAX_PIXELS = 4096 * 4096  # the largest image an upload may decode to (width x height)
+CORRUPT = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)  # what Pillow raises for a bad file
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,35 +72,36 @@ def _sniff(data: bytes) -> str:
     raise UploadError(f"not a PNG or JPEG image (starts with {bytes(data[:8])!r})")
 
 
-def _png_size(data: bytes) -> tuple[int, int] | None:
-    if len(data) < 24 or data[12:16] != b"IHDR":
-        return None
-    return struct.unpack(">II", data[16:24])
+_pillow = threading.Lock()
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """Walk the JPEG segments to the first start-of-frame and read its width and height."""
-    i = 2
-    while i + 4 <= len(data):
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
-            i += 2
-            continue
-        if marker in (0xD9, 0xDA):  # end of image, or scan data before any frame header
-            return None
-        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
-        if marker in SOF_MARKERS:
-            if i + 9 > len(data):
-                return None
-            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
-            return width, height
-        i += 2 + length
-    return None
+@contextmanager
+def _pillow_limit(max_pixels: int) -> Iterator[None]:
+    """Pillow's own decompression-bomb limit set to `max_pixels` (restored afterwards), with its
+    DecompressionBombWarning raised as an error instead of printed. Pillow keeps the limit in a
+    module global, so uploads take turns; the lab's other Pillow use (a data set's small images)
+    is far under any limit an upload uses."""
+    with _pillow, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        kept, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = kept
+
+
+def _too_many_pixels(data: bytes, fmt: str, max_pixels: int, refusal: Exception) -> UploadError:
+    """The refusal of an image Pillow found over the limit, naming the size it would decode (read
+    again from the headers only, with Pillow's check off: nothing is decoded). Called under _pillow_limit."""
+    kept, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        with Image.open(io.BytesIO(data), formats=[fmt]) as img:
+            w, h = img.size
+        return UploadError(f"image is {w}x{h} = {w * h:,} pixels, over the {max_pixels:,} limit")
+    except CORRUPT:  # the size is unreadable after all: say what Pillow said
+        return UploadError(f"image is over the {max_pixels:,}-pixel limit ({refusal})")
+    finally:
+        Image.MAX_IMAGE_PIXELS = kept
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -107,81 +112,38 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def _model_input(img: Image.Image) -> np.ndarray:
     w, h = img.size
     side = min(w, h)
     left, top = (w - side) // 2, (h - side) // 2
-    square = img.crop((left, top, left + side, top + side))
-    small = square.resize((MODEL_SIZE, MODEL_SIZE), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    small = img.resize((MODEL_SIZE, MODEL_SIZE), Image.Resampling.LANCZOS, box=(left, top, left + side, top + side),
+                       reducing_gap=3.0)  # the centre square, without a full-size copy of it
     return np.asarray(small, dtype=np.uint8)
 
 
-def read_image_upload(data: bytes, max_bytes: int = 5_000_000, max_pixels: int = 4096 * 4096) -> UploadedImage:
+def read_image_upload(data: bytes, max_bytes: int = 5_000_000, max_pixels: int = MAX_PIXELS) -> UploadedImage:
     """Validate and decode an uploaded PNG or JPEG; raise UploadError saying what is wrong."""
     _check_size(data, max_bytes, "file")
     data = bytes(data)
     fmt = _sniff(data)
-    header = _png_size(data) if fmt == "PNG" else _jpeg_size(data)
-    if header is None:
-        raise UploadError(f"the {fmt} is truncated or corrupt (no image size in its header); save it again")
-    w, h = header
-    if w == 0 or h == 0:
-        raise UploadError(f"the {fmt} is truncated or corrupt (its header says {w}x{h} pixels); save it again")
-    if w * h > max_pixels:
-        raise UploadError(f"image is {w}x{h} = {w * h:,} pixels, over the {max_pixels:,} limit")
     try:
-        with warnings.catch_warnings():
-            # The pixel count was checked above against our own limit; Pillow's own (larger)
-            # default limit would otherwise warn for limits a caller raised on purpose.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=[fmt]) as img:
-                img.load()
-                upright = ImageOps.exif_transpose(img)
-                rgb = _to_rgb(upright)
-    except Image.DecompressionBombError as e:
-        raise UploadError(f"image is {w}x{h} = {w * h:,} pixels, over Pillow's limit ({e})") from e
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as e:
+        with _pillow_limit(max_pixels):
+            try:
+                with Image.open(io.BytesIO(data), formats=[fmt]) as img:  # lazy: the headers only
+                    w, h = img.size  # what Pillow will decode (the last IHDR of a PNG, not the first)
+                    if w == 0 or h == 0:
+                        raise UploadError(f"the {fmt} is truncated or corrupt (its header says {w}x{h} pixels); save it again")
+                    img.load()
+                    ImageOps.exif_transpose(img, in_place=True)  # in place: no second full-size copy
+                    rgb = _to_rgb(img)
+                    original = np.asarray(rgb, dtype=np.uint8)
+                    return UploadedImage(original=original, resized=_model_input(rgb), format=fmt, size=rgb.size)
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+                raise _too_many_pixels(data, fmt, max_pixels, e) from e
+    except UnidentifiedImageError as e:  # its message names only the in-memory file object
+        raise UploadError(f"the {fmt} is truncated or corrupt (its headers cannot be read); save it again") from e
+    except CORRUPT as e:
         raise UploadError(f"the {fmt} is truncated or corrupt ({e}); save it again") from e
-    original = np.asarray(rgb, dtype=np.uint8)
-    return UploadedImage(original=original, resized=_model_input(rgb), format=fmt, size=rgb.size)
-
-
-def _no_constants(name: str):
-    raise ValueError(f"{name} is not valid JSON; use a number or null")
-
-
-def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
-    out: dict = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"the key {key!r} appears twice in one object; keep one")
-        out[key] = value
-    return out
-
-
-JSON_TYPES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
-
-
-def spec_upload(data: bytes, max_bytes: int = 256_000) -> dict:
-    """Parse an uploaded JSON spec into a dict (checking it against the spec schema is done elsewhere)."""
-    _check_size(data, max_bytes, "spec file")
-    data = bytes(data)
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise UploadError(f"spec is not UTF-8 text: byte 0x{data[e.start]:02x} on line {line}; save it as UTF-8") from e
-    try:
-        spec = json.loads(text, parse_constant=_no_constants, object_pairs_hook=_unique_keys)
-    except json.JSONDecodeError as e:
-        raise UploadError(f"spec is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from e
-    except ValueError as e:
-        raise UploadError(f"spec is not valid JSON: {e}") from e
-    except RecursionError as e:
-        raise UploadError("spec is nested too deeply to be an experiment spec") from e
-    if not isinstance(spec, dict):
-        raise UploadError(f"spec must be a JSON object {{...}}, got a JSON {JSON_TYPES.get(type(spec), 'value')}")
-    return spec

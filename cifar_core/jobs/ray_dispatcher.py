@@ -397,7 +397,7 @@ class Dispatcher:
             except Exception as exc:  # a job that cannot start must not take the dispatcher down
                 from cifar_core.jobs.worker import _failure
 
-                reason = _failure(exc, job.id)
+                reason = _failure(exc, job.id, config.runs_dir() / str(job.id))
                 log.error("job %s failed to start: %s", job.id, reason, exc_info=not isinstance(exc, LabError))
                 queue.finish(self.conn, job.lease, queue.FAILED, error=reason)
 
@@ -498,7 +498,7 @@ class Dispatcher:
             from cifar_core.jobs.worker import _failure
 
             cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-            reason = _failure(cause, job_id)
+            reason = _failure(cause, job_id, f.workdir)
             log.error("job %s failed: %s", job_id, reason)
             self._finish(conn, lease, queue.FAILED, error=reason)
             return

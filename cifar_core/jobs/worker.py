@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -99,7 +100,7 @@ class StoreReporter:
         self._batches = 0
         self._note: str | None = None
         self._valid_until = time.monotonic() + self._usable(lease_seconds)
-        self._conn = store.connect()
+        self._conn = store.connect(busy_ms=HEARTBEAT_BUSY_MS)  # never blocked past the lease by a locked store
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job.id}", daemon=True)
 
     @staticmethod
@@ -122,7 +123,9 @@ class StoreReporter:
             lambda: queue.record_epoch(self._conn, self.lease, record, socket.gethostname(), os.getpid()),
             until=self._valid_until,
         )
-        if not stored:  # lost, or the store stayed locked until the lease could have lapsed
+        if stored is None:  # the store stayed locked until the lease could have lapsed
+            self._lapsed()
+        elif not stored:  # another attempt holds the job now
             self._request_stop(queue.STOP_LOST)
 
     def progress(self, epoch: int, batch: int, batches: int) -> None:
@@ -132,9 +135,12 @@ class StoreReporter:
 
     def should_stop(self) -> bool:
         if not self._stop.is_set() and time.monotonic() > self._valid_until:
-            log.warning("job %s: lease not renewed in time; stopping before another worker may take it", self.lease.job_id)
-            self._request_stop(queue.STOP_LOST)
+            self._lapsed()
         return self._stop.is_set()
+
+    def _lapsed(self) -> None:
+        log.warning("job %s: lease not renewed in time; stopping before another worker may take it", self.lease.job_id)
+        self._request_stop(queue.STOP_LOST)
 
     def _wait_for_room(self) -> None:
         while not self.should_stop():
@@ -229,7 +235,7 @@ class Worker:
                                self.cfg.min_free_bytes) as reporter:
                 outcome, cost = _train_job(job, workdir, reporter)
         except Exception as exc:  # a failing job must never take its worker down
-            reason = _failure(exc, job.id)
+            reason = _failure(exc, job.id, workdir)
             if reason.startswith("disk full"):
                 _drop_partial_checkpoint(workdir)  # the half-written file took the space the store needs
             log.error("job %s failed: %s", job.id, reason, exc_info=not isinstance(exc, LabError))
@@ -294,12 +300,13 @@ def _drop_partial_checkpoint(workdir: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def _failure(exc: BaseException, job_id: int) -> str:
+def _failure(exc: BaseException, job_id: int, workdir: Path) -> str:
     """The one line a failed job keeps: a full disk says which file, other errors their message."""
     seen = exc
     while seen is not None:
         if (isinstance(seen, OSError) and seen.errno == errno.ENOSPC) or "No space left on device" in str(seen):
-            where = getattr(seen, "filename", None) or "the run's files"
+            named = re.search(r"filename = '([^']+)'", str(seen))  # h5py names the file only in its message
+            where = getattr(seen, "filename", None) or (named.group(1) if named else workdir)
             return (f"disk full writing {where}: free some space, then `python -m cifar_core retry {job_id}` "
                     "resumes it from its last checkpoint")
         seen = seen.__cause__ or seen.__context__

@@ -11,7 +11,6 @@ JSON value checked against its type and range.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import re
 from dataclasses import dataclass, field, fields
@@ -19,13 +18,13 @@ from pathlib import Path
 
 from cifar_core.train.augment import validate_augment
 from cifar_core.errors import SpecError, SpecErrors
+from cifar_core.spec import jsonread
 from cifar_core.train.schedules import validate_schedule
 
 INPUT_SHAPE = (32, 32, 3)  # CIFAR-10 images, height x width x channels
 NUM_CLASSES = 10
 MAX_LAYERS = 64
 MAX_PARAMS = 50_000_000
-MAX_SPEC_BYTES = 256 * 1024
 MAX_DESCRIPTION = 2000  # characters
 NAME_PATTERN = re.compile(r"[A-Za-z0-9 _.\-]{1,64}")
 
@@ -285,17 +284,7 @@ def load_spec(name_or_path: str) -> dict:
             f"no preset or spec file {name_or_path!r} ({what}): use a preset ({', '.join(PRESETS)}) "
             "or the path of a .json file"
         )
-    size = path.stat().st_size
-    if size > MAX_SPEC_BYTES:
-        raise SpecError(
-            f"spec file {path} is {size / 1024:.0f} KB, over the {MAX_SPEC_BYTES // 1024} KB limit; "
-            "a spec is a short JSON document"
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"spec file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 JSON") from None
-    doc = _loads_json(text, f"spec file {path}")
+    doc = jsonread.load_file(path, f"spec file {path}")
     if not isinstance(doc, dict):
         raise SpecError(
             f"spec file {path} holds a JSON {_json_kind(doc)}, not an object; "
@@ -304,29 +293,15 @@ def load_spec(name_or_path: str) -> dict:
     return doc
 
 
-def with_overrides(spec: ExperimentSpec, **changes) -> ExperimentSpec:
-    """A copy of `spec` with some settings changed (epochs=, batch_size=, seed=, ...), re-validated.
-
-    Layers are re-checked only when `layers` is among the changes (against the CIFAR-10 input).
-    """
-    doc = spec.to_dict()
-    doc.update(changes)
-    known_layers = None if "layers" in changes else spec.layers
-    result, _, errors = _validate(doc, INPUT_SHAPE, NUM_CLASSES, known_layers)
-    if errors:
-        raise SpecErrors(errors)
-    return result
-
-
 # --- validation -----------------------------------------------------------------------------
 
 
-def _validate(doc, input_shape, num_classes, known_layers=None):
+def _validate(doc, input_shape, num_classes):
     """(spec or None, layer summaries, errors) for a document."""
     _check_dims(input_shape, num_classes)
     if isinstance(doc, str):
         try:
-            doc = _loads_json(doc, "spec")
+            doc = jsonread.loads(doc, "spec")
         except SpecError as exc:
             return None, [], [exc]
     if not isinstance(doc, dict):
@@ -338,13 +313,7 @@ def _validate(doc, input_shape, num_classes, known_layers=None):
             message = f"unknown setting {key!r}: allowed keys are {', '.join(SPEC_FIELDS)}"
             errors.append(SpecError(message, field=str(key)))
     values = _check_top(doc, errors)
-    summaries: list[LayerSummary] = []
-    if known_layers is not None:
-        layers = [dict(layer) for layer in known_layers]
-    else:
-        layers, summaries = _check_layers(doc.get("layers", REQUIRED), input_shape, num_classes, errors)
-    if known_layers is not None and not errors:
-        summaries = _infer(layers, input_shape, errors)
+    layers, summaries = _check_layers(doc.get("layers", REQUIRED), input_shape, num_classes, errors)
     if errors:
         return None, summaries, errors
     return ExperimentSpec(layers=tuple(layers), **values), summaries, errors
@@ -797,23 +766,3 @@ def _jsonable(value):
     if isinstance(value, tuple):
         return [_jsonable(v) for v in value]
     return value
-
-
-def _loads_json(text: str, source: str):
-    """Parse JSON text, rejecting duplicate keys and NaN/Infinity; errors give line and column."""
-
-    def pairs(items):
-        out = {}
-        for key, value in items:
-            if key in out:
-                raise SpecError(f"{source} has the key {key!r} twice; keep one")
-            out[key] = value
-        return out
-
-    def constant(name):
-        raise SpecError(f"{source} holds {name}, which is not JSON; write a finite number")
-
-    try:
-        return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"{source} is not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None

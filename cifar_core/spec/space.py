@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cifar_core.errors import SpecError
+from cifar_core.spec import jsonread
 
 METHODS = ("grid", "random")
 RANGE_KINDS = ("values", "uniform", "log_uniform")
@@ -167,24 +168,21 @@ def load_space(path_or_doc) -> SweepSpace:
     if isinstance(path_or_doc, dict):
         return parse_space(path_or_doc)
     if isinstance(path_or_doc, str) and path_or_doc.lstrip().startswith("{"):
-        return parse_space(_loads(path_or_doc, "search space text"))
+        try:
+            doc = jsonread.loads(path_or_doc, "search space text")
+        except SpecError as exc:
+            raise _error(str(exc)) from None
+        return parse_space(doc)
     if not isinstance(path_or_doc, (str, Path)):
         raise _error(f"load_space takes a dict, a file path or JSON text, got {type(path_or_doc).__name__}")
     path = Path(path_or_doc).expanduser()
     if not path.is_file():
         raise _error(f"search space file {str(path)!r} does not exist; check the path")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _error(f"search space file {str(path)!r} cannot be read ({exc}); save it as UTF-8 JSON") from exc
-    return parse_space(_loads(text, f"search space file {str(path)!r}"))
-
-
-def _loads(text: str, where: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise _error(f"{where} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+        doc = jsonread.load_file(path, f"search space file {str(path)!r}")
+    except SpecError as exc:
+        raise _error(str(exc)) from None  # a space's errors carry field="space"
+    return parse_space(doc)
 
 
 # ---------------------------------------------------------------------------------------------

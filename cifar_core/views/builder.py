@@ -17,9 +17,9 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cifar_core.data import uploads as images
 from cifar_core.train.augment import AUGMENT_KEYS
 from cifar_core.errors import DataError, LabError, SpecError, SpecErrors, UploadError
+from cifar_core.spec import jsonread
 from cifar_core.spec.presets import PRESET_TITLES, get_preset, preset_names
 from cifar_core.train.schedules import SCHEDULE_DEFAULTS, SCHEDULE_KEYS
 from cifar_core.spec.schema import (
@@ -318,8 +318,8 @@ def _field(path: tuple[str, ...], arg: Arg, value, label: str | None = None, ena
 def _json_text(value) -> str:
     if isinstance(value, str):
         try:
-            json.loads(value)
-        except json.JSONDecodeError:
+            jsonread.loads(value, "the value")
+        except SpecError:
             return value  # text that is not JSON shows as typed (widget_value keeps it as text)
     return json.dumps(value)
 
@@ -329,9 +329,11 @@ def widget_value(widget: str, raw):
     so the spec check names it beside the setting)."""
     if widget != "json":
         return raw
+    if not isinstance(raw, str):
+        return raw
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, TypeError):
+        return jsonread.loads(raw, "the value")
+    except SpecError:
         return raw
 
 
@@ -482,7 +484,7 @@ def load_json(editor: dict, data: bytes, filename: str | None = None) -> dict:
     `filename` is None. Unreadable JSON leaves the spec alone; a spec with problems still loads."""
     what = filename or "The JSON"
     try:
-        doc = images.spec_upload(data)
+        doc = jsonread.spec_upload(data)
         layers = doc.get("layers", [])
         if not isinstance(layers, list) or not all(isinstance(x, dict) for x in layers):
             raise UploadError('"layers" must be a list of objects like {"type": "Dense", "units": 64}')
