@@ -434,7 +434,7 @@ class Dispatcher:
         """Write what the tasks posted: epochs with their lease, checkpoints into the run folders."""
         import ray
 
-        from cifar_core.train.checkpoint import write_checkpoint_files, write_bytes
+        from cifar_core.train.checkpoint import write_checkpoint_files
 
         inbox, progress = ray.get(self.hub.take.remote())
         for message in inbox:
@@ -449,9 +449,11 @@ class Dispatcher:
                 else:
                     self._ask_stop(f, queue.STOP_LOST)
             elif message["kind"] == "checkpoint":
-                write_checkpoint_files(f.workdir, message["files"])
-                if "history.json" in message["files"]:
-                    write_bytes(f.workdir / "history.json", message["files"]["history.json"])
+                try:  # the checkpoint and the history, each by an atomic rename
+                    write_checkpoint_files(f.workdir, message["files"])
+                except OSError as exc:  # e.g. a full disk: the hub still holds it for a restarted task
+                    log.error("job %s: could not write the checkpoint of epoch %s into %s: %s", f.job.id,
+                              message["epoch"], f.workdir, exc)
         for job_id, p in progress.items():
             f = self.inflight.get(job_id)
             if f is not None and p.get("attempt") == f.job.attempts:
