@@ -104,6 +104,12 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 def _finish(proc: subprocess.Popen, timeout: float = 300) -> int:
     try:
         return proc.wait(timeout=timeout)
@@ -132,7 +138,7 @@ def test_jobs_run_across_both_nodes_with_live_curves(lab_home, small_data, tmp_p
         assert all(n.cpus == 1 for n in view.nodes)
         assert _finish(disp) == 0
     finally:
-        _finish(disp, 0.1) if disp.poll() is None else None
+        _kill(disp)
     jobs = [_job(i) for i in ids]
     assert all(j.state == queue.SUCCEEDED for j in jobs), [j.error for j in jobs]
     assert all(_metric_rows(i) == list(range(1, 9)) for i in ids)
@@ -160,13 +166,13 @@ def test_cancel_stops_the_task_within_seconds_and_keeps_the_epochs(lab_home, sma
     try:
         wait_for(lambda: len(_epochs(job_id)) >= 2, what="two finished epochs", timeout=180)
         pid = _job(job_id).worker_pid
-        asked = time.monotonic()
         assert "stop requested" in cli("cancel", str(job_id)).stdout
+        asked = time.monotonic()  # the cancel is in the store (the CLI's own start-up is not the dispatcher's)
         wait_for(lambda: _job(job_id).state == queue.CANCELLED, timeout=30, interval=0.1, what="the cancel")
-        assert time.monotonic() - asked < 5
+        assert time.monotonic() - asked < 5  # the task has returned (or was killed) by then
         assert _finish(disp, 120) == 0
     finally:
-        _finish(disp, 0.1) if disp.poll() is None else None
+        _kill(disp)
     kept = _metric_rows(job_id)
     assert kept and kept == list(range(1, len(kept) + 1)) and len(kept) < 40
     assert (lab_home / "runs" / str(job_id) / "backup" / "checkpoint.json").exists()  # a retry resumes from it
@@ -183,7 +189,7 @@ def test_killed_dispatcher_leaves_no_task_and_the_next_one_recovers_the_job(lab_
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
     finally:
-        _finish(first, 0.1) if first.poll() is None else None
+        _kill(first)
     killed = time.monotonic()
     wait_for(lambda: not _alive(pid), timeout=30, interval=0.2, what="the orphaned task to stop")
     orphan_seconds = time.monotonic() - killed
@@ -225,7 +231,7 @@ def test_killed_ray_worker_and_lost_node_cost_no_epoch(lab_home, small_data, tmp
         cluster.stop_node()
         assert _finish(disp, 600) == 0
     finally:
-        _finish(disp, 0.1) if disp.poll() is None else None
+        _kill(disp)
     for i in ids:
         job = _job(i)
         assert job.state == queue.SUCCEEDED, job.error
