@@ -25,8 +25,9 @@ stays on the dashboard's machine and only the dispatcher writes it:
   tasks with it: Ray kills the tasks a dead driver owned, and a task that cannot reach the hub
   stops by itself. Its leases lapse and the jobs go back to the queue.
 
-Ray's token authentication stays on: give the dispatcher the cluster's token as `~/.ray/auth_token`,
-`$RAY_AUTH_TOKEN_PATH` or `$RAY_AUTH_TOKEN` (see the README, "On a cluster").
+Ray's token authentication stays on: nothing here turns it off. The dispatcher reads the cluster's
+token where Ray looks for it (`~/.ray/auth_token`, `$RAY_AUTH_TOKEN_PATH` or `$RAY_AUTH_TOKEN`, with
+`RAY_AUTH_MODE=token`; see the README, "On a cluster").
 """
 
 from __future__ import annotations
