@@ -35,6 +35,7 @@ def cluster_env() -> dict:
 class Cluster:
     def __init__(self, base: Path, env: dict, cpus: int = 1, nodes: int = 2):
         self.base, self.env, self.cpus = Path(base), env, cpus
+        self.base.mkdir(parents=True, exist_ok=True)
         self.ray = str(Path(sys.executable).parent / "ray")
         self.port = free_port()
         from ray._private.services import get_node_ip_address
