@@ -177,15 +177,18 @@ class HubReporter:
 
         return ray.get(getattr(self.hub, method).remote(*args), timeout=HUB_TIMEOUT)
 
-    def _post(self, message: dict) -> None:
+    def _post(self, message: dict) -> bool:
         try:
             self._send("post", {"job": self.job_id, "attempt": self.attempt, "node": self.node, "pid": self.pid, **message})
+            return True
         except Exception as exc:  # the hub (its dispatcher) is gone: nobody would record what this trains
             log.warning("job %s: cannot reach the dispatcher (%s); stopping", self.job_id, exc)
             self._request_stop(STOP_HUB_GONE)
+            return False
 
-    def epoch_end(self, record: dict) -> None:
-        self._post({"kind": "epoch", "record": record})
+    def epoch_end(self, record: dict) -> bool:
+        """False when the epoch could not reach the dispatcher: the run stops without checkpointing it."""
+        return self._post({"kind": "epoch", "record": record})
 
     def checkpoint_saved(self, epoch: int) -> None:
         from cifar_core.train.checkpoint import checkpoint_files
