@@ -86,7 +86,7 @@ def test_preview_spans_the_run():
 
 
 def test_import_stays_cheap():
-    code = "import sys, cifar_core.schedules; print('keras' in sys.modules or 'tensorflow' in sys.modules)"
+    code = "import sys, cifar_core.train.schedules; print('keras' in sys.modules or 'tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -128,7 +128,7 @@ def test_fresh_process_loads_after_registering(tmp_path: Path):
     path = tmp_path / "tiny.keras"
     _tiny_model(make_schedule({"type": "step", "every": 1, "factor": 0.5}, 0.08, 10, 4)).save(path)
     code = (
-        "import keras; from cifar_core.schedules import keras_custom_objects; keras_custom_objects();"
+        "import keras; from cifar_core.train.schedules import keras_custom_objects; keras_custom_objects();"
         f"m = keras.saving.load_model({str(path)!r}); m.optimizer.iterations.assign(25);"
         "print(float(m.optimizer.learning_rate))"
     )

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from cifar_core.errors import SpecError
-from cifar_core.spec.space import expand, get_path, load_space, parse_space, setting_importance, split_sweep_params
+from cifar_core.spec.space import (
+    DEFAULT_BUDGET,
+    expand,
+    get_path,
+    load_space,
+    parse_space,
+    setting_importance,
+    split_sweep_params,
+)
 
 BASE = {
     "name": "exp4 wider",
@@ -93,9 +101,9 @@ def test_random_gives_budget_runs_within_ranges():
     assert len({d["batch_size"] for d in docs}) == 3
 
 
-def test_default_budget_is_8():
+def test_default_budget_is_the_one_default_budget():
     space = parse_space({"method": "random", "params": {"learning_rate": {"uniform": [0.001, 0.01]}}})
-    assert len(expand(BASE, space)) == 8
+    assert len(expand(BASE, space)) == DEFAULT_BUDGET == 6  # the CLI's and the Sweeps page's
 
 
 def test_same_seed_same_draws_other_seed_other_draws():

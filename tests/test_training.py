@@ -30,7 +30,7 @@ class Recorder:
 
     def progress(self, epoch: int, batch: int, batches: int) -> None:
         self.progress_calls += 1
-        assert 1 <= batch <= batches
+        assert 0 <= batch <= batches  # batch 0: before the epoch's first batch
 
     def should_stop(self) -> bool:
         return self.stop_after is not None and len(self.epochs) >= self.stop_after

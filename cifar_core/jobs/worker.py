@@ -118,7 +118,7 @@ class StoreReporter:
         self._thread.join()
         self._conn.close()
 
-    def epoch_end(self, record: dict) -> None:
+    def epoch_end(self, record: dict) -> bool:
         stored = _retry_while_locked(
             lambda: queue.record_epoch(self._conn, self.lease, record, socket.gethostname(), os.getpid()),
             until=self._valid_until,
@@ -127,6 +127,7 @@ class StoreReporter:
             self._lapsed()
         elif not stored:  # another attempt holds the job now
             self._request_stop(queue.STOP_LOST)
+        return bool(stored)
 
     def progress(self, epoch: int, batch: int, batches: int) -> None:
         self._batch, self._batches = batch, batches

@@ -21,8 +21,10 @@ from cifar_core.train.checkpoint import write_json
 
 
 class Reporter(Protocol):
-    def epoch_end(self, record: dict) -> None:
-        """One finished epoch: epoch (1-based), loss, accuracy, val_loss, val_accuracy, seconds, learning_rate."""
+    def epoch_end(self, record: dict) -> bool | None:
+        """One finished epoch: epoch (1-based), loss, accuracy, val_loss, val_accuracy, seconds,
+        learning_rate. Returning False says it could not be kept (the job was lost): the run then
+        stops without checkpointing that epoch."""
 
     def progress(self, epoch: int, batch: int, batches: int) -> None:
         """Called with batch 0 before each epoch (the reporter may wait there, e.g. for disk space),
@@ -75,8 +77,7 @@ class ReporterRelay(keras.callbacks.Callback):
         }
         self.history = [h for h in self.history if h["epoch"] < record["epoch"]] + [record]
         write_json(self.history_path, self.history)
-        self.reporter.epoch_end(record)
-        if self.reporter.should_stop():  # e.g. the store refused the epoch: its lease was lost
+        if self.reporter.epoch_end(record) is False:
             self.stopped = True
             self.model.stop_training = True
 
