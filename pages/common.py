@@ -77,6 +77,17 @@ def data_dims(src: str) -> tuple[tuple[int, int, int], int, str | None]:
     return ds.input_shape, ds.num_classes, None
 
 
+PERCENT = st.column_config.NumberColumn(format="percent")  # Streamlit's "percent": two decimals, as percent()
+
+
+def percent(value, signed: bool = False) -> str:
+    """A fraction as every page writes it: two decimals, as the tables' PERCENT columns ("45.15%");
+    "–" when unknown."""
+    if value is None or value != value:
+        return "–"
+    return f"{value:+.2%}" if signed else f"{value:.2%}"
+
+
 def md(text: object) -> str:
     """Text shown as itself in Streamlit's markdown (error messages hold paths like train/<class>/*.png)."""
     return re.sub(r"([\\`*_\[\]<>$~|#])", r"\\\1", str(text))

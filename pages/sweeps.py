@@ -152,7 +152,7 @@ def _new_sweep() -> None:
         st.warning(f"Checking against CIFAR-10's shape {shape} and {classes} classes: the dataset is not readable ({problem})")
     try:
         space = sweeps.space_from_inputs(text, method, int(budget), int(seed))
-        plan = sweeps.plan_sweep(base, space, shape, classes)
+        plan = common.lab().plan_sweep(base, space, shape, classes)
     except SpecError as exc:
         st.error(str(exc), icon=":material/error:")
         return
