@@ -129,7 +129,8 @@ def test_analysis_page_one_run(lab):
     assert at.selectbox(key="analysis_run").value == 1
     stored = np.load(lab / "runs" / "1" / "predictions.npz")
     accuracy = float((stored["probs"].argmax(1) == stored["y_true"]).mean())
-    assert [m.value for m in at.metric][:3] == [f"{accuracy:.1%}", "100", str(int(round((1 - accuracy) * 100)))]
+    # Issue 14: every page writes percentages with two decimals, as the tables do (was f"{accuracy:.1%}")
+    assert [m.value for m in at.metric][:3] == [f"{accuracy:.2%}", "100", str(int(round((1 - accuracy) * 100)))]
     assert len(at.get("plotly_chart")) == 2  # per-class bars and the confusion heatmap
     at = _run(at.selectbox(key="analysis_true").set_value("airplane"))
     captions = [i.caption for i in at.get("image")[0].proto.imgs] if at.get("image") else []
