@@ -12,6 +12,7 @@ from cifar_core import config
 from cifar_core.analysis import choice, deploy
 from cifar_core.charts import choice as choice_charts
 from cifar_core.errors import LabError
+from cifar_core.spec import identity
 from pages import common
 
 CANDIDATE_VIEW = {
@@ -42,7 +43,7 @@ def _source(known: list[str]) -> str:
     if len(known) == 1:
         return known[0]
     index = known.index(current) if current in known else 0
-    return st.selectbox("Test set (data source)", known, index=index, key="choice_source",
+    return st.selectbox("Test set (data source)", known, index=index, key="choice_source", format_func=identity.source_name,
                         help="Runs are only compared on the same test images.")
 
 
@@ -130,7 +131,7 @@ def render() -> None:
     except LabError as exc:
         st.error(str(exc), icon=":material/error:")
         return
-    st.caption(f"{len(made.scorecard)} finished run(s) on `{made.source}`, scored on the same "
+    st.caption(f"{len(made.scorecard)} finished run(s) on `{identity.source_name(made.source)}`, scored on the same "
                f"{made.test_images:,} test images.")
     rec = made.recommendation
     st.subheader("Candidates")
