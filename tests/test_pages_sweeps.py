@@ -116,6 +116,18 @@ def test_a_valid_space_previews_then_submit_enqueues_it(conn, app_env):
     assert "No run of this sweep has finished yet" in _texts(at.info)
 
 
+def test_the_next_sweeps_preview_names_its_runs_past_the_last_one(conn, app_env):
+    at = _open()
+    at.selectbox(key="sweeps_method").set_value("grid")
+    at = _run(at.text_area(key="sweeps_space").set_value(GRID))
+    at = _run(at.button(key="sweeps_submit").click())
+    preview = _frame(at, "epochs")["name"].tolist()
+    assert preview == ["exp1-s05", "exp1-s06", "exp1-s07", "exp1-s08"]  # issue 14: unique across sweeps
+    at = _run(at.button(key="sweeps_submit").click())
+    group_id = int(sweeps.list_sweeps(conn)["group"][0])
+    assert [queue.get_job(conn, i).name for i in sweeps.get_sweep(conn, group_id).run_ids] == preview
+
+
 def test_saved_experiments_and_the_builder_hand_off_are_offered(conn, app_env):
     Lab().save_experiment(TINY)
     at = _open(base="saved:tiny")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from cifar_core.train.augment import AUGMENT_KEYS
-from cifar_core.errors import DataError, LabError, SpecError, SpecErrors, UploadError
+from cifar_core.errors import DataError, LabError, SpecError, UploadError
 from cifar_core.spec import jsonread
 from cifar_core.spec.presets import PRESET_TITLES, get_preset, preset_names
 from cifar_core.train.schedules import SCHEDULE_DEFAULTS, SCHEDULE_KEYS
@@ -31,7 +31,6 @@ from cifar_core.spec.schema import (
     Arg,
     ModelSummary,
     check_spec,
-    summarize,
     summarize_prefix,
 )
 
