@@ -39,3 +39,8 @@ def test_the_legend_is_below_the_plot_never_under_the_toolbar():
 def test_the_notebook_curve_widens_the_epoch_axis():
     fig = notebook_charts.history_figure(_history(1), "exp4")
     assert fig.layout.xaxis2.range[1] > 20 and fig.layout.xaxis2.tickvals[0] == 1
+
+
+def test_a_point_inside_the_first_epoch_stays_in_view():
+    fig = charts.epoch_axis(charts.go.Figure(), [0.4, 1.0])
+    assert fig.layout.xaxis.range[0] < 0.4 and list(fig.layout.xaxis.tickvals) == [1]

@@ -25,8 +25,9 @@ def epoch_axis(fig: go.Figure, epochs) -> go.Figure:
     step = next(s for s in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if (last - 1) / s <= EPOCH_TICKS)
     ticks = [1, *range(step, int(last) + 1, step)] if step > 1 else list(range(1, int(last) + 1))
     pad = 0.5 if last < 3 else max(0.2, min(0.5, 0.03 * (last - 1)))
-    fig.update_xaxes(tickmode="array", tickvals=ticks, ticktext=[str(t) for t in ticks], range=[1 - pad, last + pad],
-                     title_text="epoch")
+    first = min(1.0, float(values.min())) if not values.empty else 1.0  # a point inside epoch 1 (0.4) stays in view
+    fig.update_xaxes(tickmode="array", tickvals=ticks, ticktext=[str(t) for t in ticks],
+                     range=[max(0.0, first - pad) if first < 1 else 1 - pad, last + pad], title_text="epoch")
     return fig
 
 
