@@ -77,12 +77,14 @@ def data_dims(src: str) -> tuple[tuple[int, int, int], int, str | None]:
     return ds.input_shape, ds.num_classes, None
 
 
-PERCENT_FORMAT = "percent"  # Streamlit's: a fraction shown with two decimals ("45.15%"), as percent() writes it
+PERCENT_FORMAT = "percent"  # Streamlit's: a fraction shown as a percentage...
+PERCENT_STEP = 0.0001  # ...with two decimals ("45.15%", "45.00%"), as percent() writes it
 
 
 def percent_column(label: str | None = None, help: str | None = None):
-    """A table column of fractions, shown as every page shows percentages (see `percent`)."""
-    return st.column_config.NumberColumn(label, format=PERCENT_FORMAT, help=help)
+    """A table column of fractions, shown as every page shows percentages (see `percent`): a step
+    of 0.0001 makes Streamlit keep two decimals ("45.00%", not "45%")."""
+    return st.column_config.NumberColumn(label, format=PERCENT_FORMAT, help=help, step=PERCENT_STEP)
 
 
 PERCENT = percent_column()

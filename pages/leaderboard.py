@@ -82,7 +82,7 @@ def render() -> None:
         st.info("No runs yet.")
         st.page_link("pages/builder.py", label="Build and submit an experiment", icon=":material/construction:")
         return
-    a, b, d, w, c = st.columns([2, 2, 2, 2, 1], vertical_alignment="bottom")
+    a, b, d, w, c = st.columns([2, 2, 2, 2, 1.4], vertical_alignment="bottom")
     name = a.text_input("Name contains", key="lb_name")
     statuses = b.multiselect("Status", queue.STATES, key="lb_status", placeholder="any status")
     sources = d.multiselect("Data source", sorted(board["data_source"].unique()), key="lb_source", placeholder="any data")

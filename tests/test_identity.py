@@ -129,3 +129,8 @@ def test_the_leaderboard_command_lists_and_groups(lab_home, conn):
     text = cli("leaderboard", "--group-seeds").stdout
     assert "exp2-s01, exp2-s03 · adam lr 0.0003" in text and "cifar10-jpeg.tar.gz" in text and "0.4100" in text
     assert "/machine/" not in cli("leaderboard").stdout
+
+
+def test_describe_reads_like_a_sentence():
+    spec = parse_spec({**tiny_spec(), "epochs": 1, "schedule": {"type": "cosine"}}).to_dict()
+    assert identity.describe(spec) == "adam lr 0.001 · cosine schedule · batch 32 · 1 epoch · holdout"

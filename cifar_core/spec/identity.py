@@ -42,11 +42,11 @@ def describe(spec: dict) -> str:
     "adam lr 0.0003 · batch 64 · 3 epochs · holdout"."""
     parts = [f"{spec.get('optimizer', 'adam')} lr {spec.get('learning_rate', '?'):g}"
              if isinstance(spec.get("learning_rate"), (int, float)) else str(spec.get("optimizer", "adam")),
-             f"batch {spec.get('batch_size', '?')}", f"{spec.get('epochs', '?')} epochs",
+             f"batch {spec.get('batch_size', '?')}", f"{spec.get('epochs', '?')} epoch{'' if spec.get('epochs') == 1 else 's'}",
              f"{spec.get('validation', 'holdout')}"]
     schedule = (spec.get("schedule") or {}).get("type", "constant")
     if schedule != "constant":
-        parts.insert(1, schedule)
+        parts.insert(1, f"{schedule} schedule")
     return " · ".join(parts)
 
 
