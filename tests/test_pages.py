@@ -602,6 +602,9 @@ def test_pages_write_percentages_the_same_way(app_env, conn):
     assert "best val 45.00% · final val 45.00% · test 40.00%" in _texts(at.markdown)
     at = _open("pages/run.py", run=str(run_id))
     assert {m.value for m in at.metric} >= {"40.00%", "45.00%"}
+    at = _open("pages/leaderboard.py")
+    column = json.loads(at.dataframe[0].proto.columns)["best_val_accuracy"]["type_config"]
+    assert column == {"type": "number", "format": "percent", "step": 0.0001}  # two decimals in the table too
 
 
 def test_streamlit_deploy_button_is_hidden():
