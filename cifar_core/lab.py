@@ -66,12 +66,21 @@ class Lab:
         spec = parse_spec(doc, ds.input_shape, ds.num_classes)  # names and seeds the copies
         return self.enqueue(*queue.repeated(spec.to_dict(), repeats), source=source)
 
+    def plan_sweep(self, base_doc: dict, space_doc, input_shape=None, num_classes: int | None = None) -> sweeps.SweepPlan:
+        """The runs a sweep would submit (validated against that shape and class count, CIFAR-10's by
+        default), named as `submit_sweep` names them: numbered past the runs of earlier sweeps over
+        the same base, so run names are unique across sweeps."""
+        with self._store() as conn:
+            first = sweeps.next_run_number(conn, base_doc)
+        dims = {k: v for k, v in (("input_shape", input_shape), ("num_classes", num_classes)) if v is not None}
+        return sweeps.plan_sweep(base_doc, space_doc, first=first, **dims)
+
     def submit_sweep(self, base_doc: dict, space_doc, source: str | None = None) -> Submitted:
         """Plan a sweep against the data source's shape and classes and enqueue every run as one
         group; nothing is enqueued if any run is invalid."""
         source = config.resolve_source(source)
         ds = load_dataset(source)
-        plan = sweeps.plan_sweep(base_doc, space_doc, ds.input_shape, ds.num_classes)
+        plan = self.plan_sweep(base_doc, space_doc, ds.input_shape, ds.num_classes)
         return self.enqueue(list(plan.docs), sweeps.group_of(plan, base_doc), source)
 
     def submit_reproduction(self, source: str | None = None, epochs_scale: float = 1.0, epochs: int | None = None,
@@ -174,6 +183,14 @@ class Lab:
             board = results.leaderboard(conn) if run_ids is None else results.leaderboard_rows(conn, run_ids)
             titles = diagnosis.verdicts(conn, run_ids)[["run", "title"]].rename(columns={"title": "diagnosis"})
         return board.merge(titles, on="run", how="left")
+
+    def group_seeds(self, board: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The succeeded runs of `board` (default: every run) pooled per configuration (every setting
+        but the seed and the name, on one data source): n, mean, std, min–max, a readable label."""
+        board = self.leaderboard() if board is None else board
+        with self._store() as conn:
+            specs = results.run_specs(conn, board.loc[board["status"] == queue.SUCCEEDED, "run"].tolist())
+        return results.group_summary(board, specs)
 
     def run(self, run_id: int) -> results.RunDetail:
         """One run with its history, best epoch and diagnosis."""
