@@ -61,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("runs", help="list runs")
     s.add_argument("--json", action="store_true")
 
+    s = sub.add_parser("leaderboard", help="every run with its figures, or pooled over seeds per configuration")
+    s.add_argument("--group-seeds", action="store_true",
+                   help="one row per configuration (every setting but the seed and the name, on one data source): "
+                        "runs, mean, std and min-max of best validation and test accuracy")
+    s.add_argument("--json", action="store_true")
+
     s = sub.add_parser("show", help="one run and its per-epoch history")
     s.add_argument("run_id", type=_id)
     s.add_argument("--json", action="store_true")
@@ -204,6 +210,25 @@ def _runs(args) -> None:
     print(board[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
+def _leaderboard(args) -> None:
+    lab = _lab()
+    board = lab.leaderboard()
+    table = lab.group_seeds(board) if args.group_seeds else board
+    if args.json:
+        print(table.to_json(orient="records", date_format="iso"))
+        return
+    if table.empty:
+        print("no finished run yet" if args.group_seeds and not board.empty
+              else "no runs yet: `python -m cifar_core submit exp5` enqueues one")
+        return
+    if args.group_seeds:
+        cols = ["label", "data_source", "runs", "best_val_accuracy_mean", "best_val_accuracy_std", "best_val_accuracy_min",
+                "best_val_accuracy_max", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_min", "test_accuracy_max"]
+    else:
+        cols = ["run", "name", "status", "data_source", "seed", "epochs", "best_val_accuracy", "test_accuracy", "config"]
+    print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-"))
+
+
 def _show(args) -> None:
     detail = _lab().run(args.run_id)
     if args.json:
@@ -317,7 +342,7 @@ def _report(args) -> None:
 
 COMMANDS = {
     "presets": _presets, "summary": _summary, "submit": _submit, "sweep": _sweep, "worker": _worker, "runs": _runs,
-    "show": _show, "cancel": _cancel, "retry": _retry, "backup": _backup, "restore": _restore, "data-info": _data_info,
+    "leaderboard": _leaderboard, "show": _show, "cancel": _cancel, "retry": _retry, "backup": _backup, "restore": _restore, "data-info": _data_info,
     "measure": _measure, "export": _export,
     "choose": _choose, "reproduce": _reproduce, "report": _report,
 }

@@ -14,16 +14,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from cifar_core import config
-from cifar_core.analysis import choice, deploy, diagnosis, prediction, report, sweeps
 from cifar_core.data.sources import load_dataset
 from cifar_core.errors import LabError, NotFound, StoreError
-from cifar_core.jobs import queue, results, store, worker
+from cifar_core.jobs import queue, store, worker
 from cifar_core.jobs.queue import Submitted
 from cifar_core.spec.schema import ExperimentSpec, parse_spec, summarize
-from cifar_core.views import training as monitor
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from cifar_core.analysis import choice, prediction, report
+    from cifar_core.analysis.sweeps import SweepPlan, SweepResults
+    from cifar_core.jobs import results
+    from cifar_core.views import training as monitor
+
+# The analysis, results and view modules (pandas, Plotly) are imported in the methods that use
+# them, so the queue commands of the CLI (submit, cancel, retry) start in a fraction of a second.
 
 
 class Lab:
@@ -66,23 +75,40 @@ class Lab:
         spec = parse_spec(doc, ds.input_shape, ds.num_classes)  # names and seeds the copies
         return self.enqueue(*queue.repeated(spec.to_dict(), repeats), source=source)
 
+    def plan_sweep(self, base_doc: dict, space_doc, input_shape=None, num_classes: int | None = None) -> SweepPlan:
+        """The runs a sweep would submit (validated against that shape and class count, CIFAR-10's by
+        default), named as `submit_sweep` names them: numbered past the runs of earlier sweeps over
+        the same base, so run names are unique across sweeps."""
+        from cifar_core.analysis import sweeps
+
+        with self._store() as conn:
+            first = sweeps.next_run_number(conn, base_doc)
+        dims = {k: v for k, v in (("input_shape", input_shape), ("num_classes", num_classes)) if v is not None}
+        return sweeps.plan_sweep(base_doc, space_doc, first=first, **dims)
+
     def submit_sweep(self, base_doc: dict, space_doc, source: str | None = None) -> Submitted:
         """Plan a sweep against the data source's shape and classes and enqueue every run as one
         group; nothing is enqueued if any run is invalid."""
+        from cifar_core.analysis import sweeps
+
         source = config.resolve_source(source)
         ds = load_dataset(source)
-        plan = sweeps.plan_sweep(base_doc, space_doc, ds.input_shape, ds.num_classes)
+        plan = self.plan_sweep(base_doc, space_doc, ds.input_shape, ds.num_classes)
         return self.enqueue(list(plan.docs), sweeps.group_of(plan, base_doc), source)
 
     def submit_reproduction(self, source: str | None = None, epochs_scale: float = 1.0, epochs: int | None = None,
                             seeds: int = 1) -> Submitted:
         """The notebook's five experiments with seeds 0..seeds-1, as one group."""
+        from cifar_core.analysis import report
+
         return self.enqueue(*report.reproduction(epochs_scale, epochs, seeds), source=source)
 
     def reproduce(self, source: str | None = None, out=None, epochs_scale: float = 1.0, epochs: int | None = None,
                   progress=print, timeout: float | None = None, seeds: int = 1) -> report.ReproduceResult:
         """Submit the notebook's five experiments (seeds 0..seeds-1), make sure a worker trains them,
         wait with progress lines, and write the report. Returns where it is and which jobs failed."""
+        from cifar_core.analysis import report
+
         group, ids = self.submit_reproduction(source, epochs_scale, epochs, seeds)
         with self._store() as conn:
             job = queue.get_job(conn, ids[0])
@@ -100,6 +126,8 @@ class Lab:
 
     def write_report(self, group_id: int, out=None) -> tuple[Path, Path]:
         """The reproduce report of a group of runs, written again from the store."""
+        from cifar_core.analysis import report
+
         with self._store() as conn:
             return report.write_report(report.build_report(conn, report.group_runs(conn, group_id)), out)
 
@@ -126,6 +154,8 @@ class Lab:
             return queue.retry(conn, int(job_id))
 
     def queue_view(self, recent: int = 10) -> monitor.QueueView:
+        from cifar_core.views import training as monitor
+
         with self._queue() as conn:
             return monitor.queue_view(conn, recent)
 
@@ -136,6 +166,8 @@ class Lab:
     def cluster(self) -> monitor.ClusterView | None:
         """The Ray cluster the dispatcher works on (nodes, CPUs and GPUs in use and free, jobs on
         each node), or None when the queue runs on local workers."""
+        from cifar_core.views import training as monitor
+
         with self._store() as conn:
             return monitor.cluster_view(conn)
 
@@ -176,31 +208,55 @@ class Lab:
 
     def leaderboard(self, run_ids: list[int] | None = None) -> pd.DataFrame:
         """One row per run (newest first) with its summary figures and its diagnosis's title."""
+        from cifar_core.analysis import diagnosis
+        from cifar_core.jobs import results
+
         with self._queue() as conn:
             board = results.leaderboard(conn) if run_ids is None else results.leaderboard_rows(conn, run_ids)
             titles = diagnosis.verdicts(conn, run_ids)[["run", "title"]].rename(columns={"title": "diagnosis"})
         return board.merge(titles, on="run", how="left")
 
+    def group_seeds(self, board: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The succeeded runs of `board` (default: every run) pooled per configuration (every setting
+        but the seed and the name, on one data source): n, mean, std, min–max, a readable label."""
+        from cifar_core.jobs import results
+
+        board = self.leaderboard() if board is None else board
+        with self._store() as conn:
+            specs = results.run_specs(conn, board.loc[board["status"] == queue.SUCCEEDED, "run"].tolist())
+        return results.group_summary(board, specs)
+
     def run(self, run_id: int) -> results.RunDetail:
         """One run with its history, best epoch and diagnosis."""
+        from cifar_core.analysis import diagnosis
+        from cifar_core.jobs import results
+
         with self._store() as conn:
             detail = results.run_detail(conn, int(run_id))
         verdict = diagnosis.diagnose_run(detail.history, detail.job.spec) if not detail.history.empty else None
         return results.RunDetail(**{**detail.__dict__, "diagnosis": verdict})
 
     def histories(self, run_ids: list[int]) -> pd.DataFrame:
+        from cifar_core.jobs import results
+
         with self._store() as conn:
             return results.histories(conn, run_ids)
 
     def specs(self, run_ids: list[int]) -> dict[int, dict]:
+        from cifar_core.jobs import results
+
         with self._store() as conn:
             return results.run_specs(conn, run_ids)
 
     def sweeps(self) -> pd.DataFrame:
+        from cifar_core.analysis import sweeps
+
         with self._store() as conn:
             return sweeps.list_sweeps(conn)
 
-    def sweep(self, group_id: int) -> sweeps.SweepResults:
+    def sweep(self, group_id: int) -> SweepResults:
+        from cifar_core.analysis import sweeps
+
         with self._store() as conn:
             return sweeps.sweep_results(conn, group_id)
 
@@ -208,20 +264,29 @@ class Lab:
 
     def sources(self) -> list[str]:
         """Data sources of the succeeded runs, most recently used first."""
+        from cifar_core.analysis import choice
+
         with self._store() as conn:
             return choice.sources(conn)
 
     def scorecard(self, source: str | None = None) -> pd.DataFrame:
+        from cifar_core.analysis import choice
+
         with self._store() as conn:
             return choice.scorecard(conn, source)
 
     def choose(self, source: str | None = None, run_ids: list[int] | None = None) -> choice.Choice:
+        from cifar_core.analysis import choice
+
         with self._store() as conn:
             return choice.choose(conn, source, run_ids)
 
     def measure(self, run_id: int, repeats: int = 200, warmup: int = 20, throughput_repeats: int = 5) -> dict:
         """Measure a succeeded run's model again (batch-1 p50/p95, batch-256 throughput, file size)
         and store the figures; `measured_while_busy` records whether any job was training meanwhile."""
+        from cifar_core.analysis import deploy
+        from cifar_core.analysis import prediction
+
         with self._store() as conn:
             model_info = prediction.trained_model(conn, int(run_id))
             model = prediction.load_trained_model(model_info)
@@ -243,6 +308,9 @@ class Lab:
         folder <out>/<name>/<version>/, each loaded back and checked on test images. Default
         folder: <lab home>/exports; name: "<experiment>-run<id>"; version: the next free one.
         Nothing that exists is replaced."""
+        from cifar_core.analysis import deploy
+        from cifar_core.analysis import prediction
+
         with self._store() as conn:
             model_info = prediction.trained_model(conn, int(run_id))
         out = Path(out_dir).expanduser() if out_dir is not None else deploy.exports_dir()
@@ -253,9 +321,13 @@ class Lab:
         return deploy.export_model(model_info.path, out, name, version, sample_x=sample)
 
     def stored_predictions(self, run_id: int) -> prediction.StoredPredictions:
+        from cifar_core.analysis import prediction
+
         with self._store() as conn:
             return prediction.stored_predictions(conn, int(run_id))
 
     def predict_image(self, run_ids: list[int], image, class_names, k: int = 5, labels=None) -> pd.DataFrame:
+        from cifar_core.analysis import prediction
+
         with self._store() as conn:
             return prediction.predict_image(conn, run_ids, image, class_names, k, labels)

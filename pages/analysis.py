@@ -22,7 +22,7 @@ NONE = 0
 def _runs() -> tuple[list[int], dict[int, str], dict[int, str]]:
     card = common.lab().scorecard()
     card = card.sort_values("run", ascending=False)
-    labels = {int(r.run): f"#{int(r.run)} {r.label} ({r.test_accuracy:.1%})" for r in card.itertuples()}
+    labels = {int(r.run): f"#{int(r.run)} {r.label} ({common.percent(r.test_accuracy)})" for r in card.itertuples()}
     return list(labels), labels, dict(zip(card["run"].astype(int), card["data_source"]))
 
 
@@ -42,14 +42,14 @@ def _gallery(x, indices, captions) -> None:
 def _single(ea: prediction.ErrorAnalysis, stored, ds) -> None:
     names = ea.class_names
     a, b, c = st.columns(3)
-    a.metric("Test accuracy", f"{ea.accuracy:.1%}")
+    a.metric("Test accuracy", common.percent(ea.accuracy))
     b.metric("Test images", f"{len(stored.y_true):,}")
     c.metric("Misclassified", f"{int((~stored.correct).sum()):,}")
     per_class, confusion, wrong = st.tabs(["Per-class accuracy", "Confusion matrix", "Misclassified images"])
     with per_class:
         st.plotly_chart(prediction_charts.per_class_figure(ea.per_class), key="analysis_per_class")
         st.dataframe(ea.per_class, hide_index=True, key="analysis_per_class_table",
-                     column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
+                     column_config={"accuracy": common.PERCENT})
     with confusion:
         st.plotly_chart(prediction_charts.confusion_figure(ea.confusion, names, ea.row_percent), key="analysis_confusion")
         st.caption("Rows are the true class, columns the prediction; each cell shows the count and its share of the row.")
@@ -62,7 +62,7 @@ def _single(ea: prediction.ErrorAnalysis, stored, ds) -> None:
                                          None if pred == ANY else names.index(pred), int(limit))
         st.caption(f"{len(frame)} shown, most confident mistakes first.")
         _gallery(ds.x_test, frame["index"],
-                 [f"{t} → {p} ({c:.0%})" for t, p, c in zip(frame["true_name"], frame["pred_name"], frame["confidence"])])
+                 [f"{t} → {p} ({common.percent(c)})" for t, p, c in zip(frame["true_name"], frame["pred_name"], frame["confidence"])])
 
 
 def _compare(stored_a, stored_b, ds) -> None:
@@ -71,8 +71,8 @@ def _compare(stored_a, stored_b, ds) -> None:
     a_id, b_id = stored_a.run, stored_b.run
     (st.success if cmp.significant else st.info)(cmp.verdict, icon=":material/balance:")
     x, y = st.columns(2)
-    x.metric(f"Run #{a_id} (A)", f"{cmp.accuracy_a:.1%}")
-    y.metric(f"Run #{b_id} (B)", f"{cmp.accuracy_b:.1%}", delta=f"{(cmp.accuracy_b - cmp.accuracy_a) * 100:+.1f} points")
+    x.metric(f"Run #{a_id} (A)", common.percent(cmp.accuracy_a))
+    y.metric(f"Run #{b_id} (B)", common.percent(cmp.accuracy_b), delta=f"{(cmp.accuracy_b - cmp.accuracy_a) * 100:+.1f} points")
     st.plotly_chart(prediction_charts.per_class_figure(cmp.per_class, "difference", title="Per-class accuracy, B - A (points)"),
                     key="analysis_diff_per_class")
     st.plotly_chart(prediction_charts.confusion_figure(cmp.confusion_diff, names, title="Confusion matrix, B - A (counts)"),

@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 
 import streamlit as st
 
 from cifar_core.charts import curves as charts
 from cifar_core.views import builder as core
+from cifar_core.spec import jsonread
 from cifar_core.spec.presets import get_preset, preset_names
 from cifar_core.spec.schema import LAYER_ARGS, check_spec
 from pages import common
 
 HANDOFF = "sweeps_base_doc"  # read by the Sweeps page
+SPEC_LIMIT = f"{jsonread.MAX_BYTES // 1024} KB"  # the lab's own limit, the one number shown
+UPLOAD_MB = max(1, math.ceil(jsonread.MAX_BYTES / 2**20))  # the widget's: Streamlit counts whole megabytes
+UPLOAD_HELP = (f"The lab reads a spec of up to {SPEC_LIMIT}; the box accepts files up to {UPLOAD_MB} MB (Streamlit "
+               f"counts whole megabytes) and a larger one is refused with the {SPEC_LIMIT} limit.")
 WIDE = ("text", "textarea", "radio")  # widgets drawn across the panel, after the two-column grid
 
 
@@ -65,10 +71,11 @@ def _field(f: core.Field, key: str, uid: int | None = None, width="stretch") -> 
         st.text_input(f.label, **kw)
 
 
-def _say(message: tuple[str, str] | None) -> None:
-    """Show a (kind, text) outcome: st.success/warning/error, or "data" for the dataset's own panel."""
+def _say(message: tuple[str, str] | None, problem: str | None = None) -> None:
+    """Show a (kind, text) outcome: st.success/warning/error, or "data" for the dataset's own panel
+    (one line when the page already shows that `problem`)."""
     if message and message[0] == "data":
-        common.data_error(message[1])
+        common.data_refused(message[1], problem)
     elif message:
         getattr(st, message[0])(common.md(message[1]))
 
@@ -78,7 +85,7 @@ def _errors(messages) -> None:
         st.error(common.md(m), icon=":material/error:")
 
 
-def _layer(row: core.LayerRow) -> None:
+def _layer(row: core.LayerRow, last: bool) -> None:
     """One layer: its type, shape and parameters, move/remove buttons, its arguments, its errors."""
     uid = row.uid
     with st.container(border=True):
@@ -91,7 +98,7 @@ def _layer(row: core.LayerRow) -> None:
         b1.button("", icon=":material/arrow_upward:", key=f"bu{uid}", help="Move up", on_click=_edit,
                   args=(core.move_layer, uid, -1), disabled=row.index == 0)
         b2.button("", icon=":material/arrow_downward:", key=f"bd{uid}", help="Move down", on_click=_edit,
-                  args=(core.move_layer, uid, 1))
+                  args=(core.move_layer, uid, 1), disabled=last)
         b3.button("", icon=":material/delete:", key=f"bx{uid}", help="Remove", on_click=_edit, args=(core.remove_layer, uid))
         with st.container(horizontal=True, wrap=True):
             for f in row.fields:
@@ -114,7 +121,7 @@ def _group(g: core.Group, gen: int) -> None:
         st.plotly_chart(charts.schedule(g.preview), key="builder_schedule_chart")
 
 
-def _actions(doc: dict, valid: bool) -> None:
+def _actions(doc: dict, valid: bool, problem: str | None) -> None:
     """Save, download, sweep and submit; save and submit report what they did once, below them."""
     st.number_input("repeats", min_value=1, max_value=100, step=1, key="builder_repeats", width=160,
                     help="Runs with seeds seed, seed+1, ...; the leaderboard groups them to mean and spread")
@@ -126,7 +133,7 @@ def _actions(doc: dict, valid: bool) -> None:
                   help="Search settings around this experiment on the Sweeps page")
         st.button("Submit", type="primary", icon=":material/play_arrow:", key="builder_submit", disabled=not valid,
                   on_click=lambda: _stored(core.submit, common.source(), st.session_state.builder_repeats))
-    _say(result := st.session_state.builder.pop("result", None))
+    _say(result := st.session_state.builder.pop("result", None), problem)
     if result and st.session_state.builder.get("queued"):
         st.page_link("pages/training.py", label="Watch them on the Training page", icon=":material/model_training:")
 
@@ -141,35 +148,39 @@ def render() -> None:
     st.title("Builder")
     shape, classes, problem = common.data_dims(common.source())
     if problem:
-        st.warning(f"Checking against CIFAR-10's shape {shape} and {classes} classes: "
-                   f"the dataset is not readable ({common.md(problem)})")
+        common.data_warning(problem)
     saved = common.lab().experiment_names()
     top = st.columns([3, 1, 3], vertical_alignment="bottom")
     top[0].selectbox("Start from", core.start_options(saved), format_func=core.start_label, key="builder_start")
     top[1].button("Load", icon=":material/upload_file:", key="builder_load", width="stretch",
                   on_click=lambda: _stored(core.load_start, st.session_state.builder_start))
-    top[2].file_uploader("…or upload a spec (JSON, up to 256 KB)", type=["json"], key="builder_upload", on_change=_on_upload)
+    top[2].file_uploader(f"…or upload a spec (JSON, up to {SPEC_LIMIT})", type=["json"], key="builder_upload",
+                         on_change=_on_upload, max_upload_size=UPLOAD_MB, help=UPLOAD_HELP)
     _say(s.pop("notice", None))
     errors = check_spec(doc, shape, classes)
     summary = core.summary_of(doc, shape, classes)
+    complete = core.summary_complete(doc, summary)
     left, right = st.columns([3, 2], gap="large")
     with left:
-        st.subheader(f"Layers · {summary.total_params:,} parameters" if summary else "Layers")
+        st.subheader(f"Layers · {summary.total_params:,} parameters" if complete else "Layers")
         _errors(core.place_errors(errors).get("layers", []))
         for row in core.layer_rows(s, summary, errors):
-            _layer(row)
+            _layer(row, last=row.index == count - 1)
         a, b, c = st.columns([2, 1, 1], vertical_alignment="bottom")
         a.selectbox("New layer", list(LAYER_ARGS), key="builder_new_type")
         b.number_input("at position", min_value=0, max_value=count, value=count, key=f"builder_new_at{count}")
         c.button("Add layer", icon=":material/add:", key="builder_add", width="stretch", on_click=lambda: _edit(
             core.add_layer, st.session_state[f"builder_new_at{count}"], st.session_state.builder_new_type))
         if summary is not None:
+            if not complete:
+                st.caption(f"The summary stops after layer {len(summary.layers) - 1}: layer {len(summary.layers)} has "
+                           "an error (shown beside it), so the shapes after it cannot be worked out; its totals count the layers above only.")
             st.code(summary.to_text(), language=None)
     with right:
         st.subheader("Training")
         for group in core.settings_groups(doc, errors):
             _group(group, s["gen"])
-        _actions(doc, valid=not errors)
+        _actions(doc, valid=not errors, problem=problem)
         with st.expander("Edit as JSON"):
             key = f"builder_json_{hash(json.dumps(doc, sort_keys=True))}"
             st.text_area("Spec", json.dumps(doc, indent=2), height=300, key=key)

@@ -12,6 +12,7 @@ from cifar_core import config
 from cifar_core.analysis import choice, deploy
 from cifar_core.charts import choice as choice_charts
 from cifar_core.errors import LabError
+from cifar_core.spec import identity
 from pages import common
 
 CANDIDATE_VIEW = {
@@ -19,15 +20,15 @@ CANDIDATE_VIEW = {
     "label": "Experiment",
     "run": st.column_config.NumberColumn("Run", format="#%d"),
     "runs": st.column_config.NumberColumn("Seeds"),
-    "test_accuracy": st.column_config.NumberColumn("Test acc (mean)", format="percent"),
-    "test_accuracy_std": st.column_config.NumberColumn("± std", format="percent"),
+    "test_accuracy": common.percent_column("Test acc (mean)"),
+    "test_accuracy_std": common.percent_column("± std"),
     "params": st.column_config.NumberColumn("Params", format="localized"),
     "model_bytes": st.column_config.NumberColumn("Model bytes", format="localized"),
     "latency_p50_ms": st.column_config.NumberColumn("p50 ms", format="%.2f"),
     "latency_p95_ms": st.column_config.NumberColumn("p95 ms", format="%.2f"),
     "throughput_ips": st.column_config.NumberColumn("img/s @256", format="%.0f"),
     "train_seconds": st.column_config.NumberColumn("Train s", format="%.0f"),
-    "gap": st.column_config.NumberColumn("Gap", format="percent", help="final train - validation accuracy"),
+    "gap": common.percent_column("Gap", help="final train - validation accuracy"),
     "diagnosis": "Diagnosis",
     "pareto": st.column_config.CheckboxColumn("Pareto"),
     "eligible": st.column_config.CheckboxColumn("Eligible"),
@@ -42,7 +43,7 @@ def _source(known: list[str]) -> str:
     if len(known) == 1:
         return known[0]
     index = known.index(current) if current in known else 0
-    return st.selectbox("Test set (data source)", known, index=index, key="choice_source",
+    return st.selectbox("Test set (data source)", known, index=index, key="choice_source", format_func=identity.source_name,
                         help="Runs are only compared on the same test images.")
 
 
@@ -99,7 +100,10 @@ def _exported(result) -> None:
     st.success(f"Exported **{result.name}** version {result.version}; every format was loaded back and gave the "
                f"original's classes on {result.sample_size} test images.", icon=":material/check_circle:")
     st.dataframe([{"format": f.format, "path": f.path, "bytes": f.size_bytes, "agreement": f.agreement}
-                  for f in result.formats], key="choice_export_table")
+                  for f in result.formats], key="choice_export_table",
+                 column_config={"bytes": st.column_config.NumberColumn("bytes", format="localized"),
+                                "agreement": common.percent_column("agreement", help="Share of the checked test images "
+                                                                   "on which the format gives the original's class")})
     st.caption(f"All three are in `{Path(result.serving_base) / str(result.version)}`. TF Serving: "
                f"`--model_name={result.name} --model_base_path={result.serving_base}`")
     cols = st.columns(3)
@@ -127,7 +131,7 @@ def render() -> None:
     except LabError as exc:
         st.error(str(exc), icon=":material/error:")
         return
-    st.caption(f"{len(made.scorecard)} finished run(s) on `{made.source}`, scored on the same "
+    st.caption(f"{len(made.scorecard)} finished run(s) on `{identity.source_name(made.source)}`, scored on the same "
                f"{made.test_images:,} test images.")
     rec = made.recommendation
     st.subheader("Candidates")

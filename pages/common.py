@@ -77,14 +77,66 @@ def data_dims(src: str) -> tuple[tuple[int, int, int], int, str | None]:
     return ds.input_shape, ds.num_classes, None
 
 
+PERCENT_FORMAT = "percent"  # Streamlit's: a fraction shown as a percentage...
+PERCENT_STEP = 0.0001  # ...with two decimals ("45.15%", "45.00%"), as percent() writes it
+
+
+def percent_column(label: str | None = None, help: str | None = None):
+    """A table column of fractions, shown as every page shows percentages (see `percent`): a step
+    of 0.0001 makes Streamlit keep two decimals ("45.00%", not "45%")."""
+    return st.column_config.NumberColumn(label, format=PERCENT_FORMAT, help=help, step=PERCENT_STEP)
+
+
+PERCENT = percent_column()
+
+
+def percent(value, signed: bool = False) -> str:
+    """A fraction as every page writes it: two decimals, as the tables' PERCENT columns ("45.15%");
+    "–" when unknown."""
+    if value is None or value != value:
+        return "–"
+    return f"{value:+.2%}" if signed else f"{value:.2%}"
+
+
+URL = re.compile(r"https?://[^\s()<>`'\"]+[^\s()<>`'\".,:;]")
+
+
 def md(text: object) -> str:
-    """Text shown as itself in Streamlit's markdown (error messages hold paths like train/<class>/*.png)."""
-    return re.sub(r"([\\`*_\[\]<>$~|#])", r"\\\1", str(text))
+    """Text shown as itself in Streamlit's markdown (error messages hold paths like train/<class>/*.png).
+    Web addresses go in code spans: escaped inside a bare address, a backslash would show."""
+    parts, last = [], 0
+    text = str(text)
+    for match in URL.finditer(text):
+        parts += [_escape(text[last:match.start()]), f"`{match.group()}`"]
+        last = match.end()
+    return "".join([*parts, _escape(text[last:])])
+
+
+def _escape(text: str) -> str:
+    return re.sub(r"([\\`*_\[\]<>$~|#])", r"\\\1", text)
 
 
 def data_error(exc: DataError | str) -> None:
     st.error(f"**The dataset could not be loaded.** {md(exc)}", icon=":material/error:")
     st.info(FIX_DATA, icon=":material/lightbulb:")
+
+
+def data_warning(problem: str) -> None:
+    """The one note of a page that checks specs against CIFAR-10's shape while the data source is
+    unreadable (the Builder, the Sweeps page): the problem once, and the fix."""
+    st.warning(f"**The dataset could not be loaded**, so experiments are checked against CIFAR-10's shape "
+               f"{INPUT_SHAPE} and {NUM_CLASSES} classes; the dataset is not readable: {md(problem)}",
+               icon=":material/warning:")
+    st.info(FIX_DATA, icon=":material/lightbulb:")
+
+
+def data_refused(message: str, shown: str | None) -> None:
+    """A submit refused because the data cannot be read: the whole panel, or one line when the
+    page already shows that same problem (`shown`) above."""
+    if shown is not None and message == shown:
+        st.error("Nothing was submitted: the dataset could not be loaded (see above).", icon=":material/error:")
+    else:
+        data_error(message)
 
 
 def sweep_findings(found: SweepResults, key: str) -> None:

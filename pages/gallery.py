@@ -40,6 +40,13 @@ def render() -> None:
     seed = c3.number_input("Seed", min_value=0, step=1, key="gallery_seed", help="The same seed draws the same grid")
     c4.button("Reshuffle", icon=":material/shuffle:", on_click=_reshuffle, key="gallery_reshuffle", width="stretch")
     grid = _grid(src, split, int(seed), None if choice == ALL else info.class_names.index(choice))
+    drawn = (split, int(seed), choice)
+    if st.session_state.get("gallery_drawn") != drawn:
+        # A new grid: write the Enlarge box's position back so that Streamlit sends it again with
+        # its new label (else the box keeps showing the previous grid's caption).
+        st.session_state.gallery_drawn = drawn
+        if st.session_state.get("gallery_cell") is not None:
+            st.session_state.gallery_cell = st.session_state.gallery_cell
     left, right = st.columns([7, 4], gap="medium")
     left.image(grid.image, output_format="PNG")
     with right:

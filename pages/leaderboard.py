@@ -15,19 +15,34 @@ from cifar_core.spec import diff as compare
 from cifar_core.views import leaderboard as board_view
 from pages import common
 
-PERCENT = st.column_config.NumberColumn(format="percent")
+PERCENT = common.PERCENT
 COLUMNS = {
     "run": st.column_config.NumberColumn("run", format="%d"),
     "open": st.column_config.LinkColumn("open", display_text="open", help="The run's page"),
     "params": st.column_config.NumberColumn("params", format="localized"),
     "best_val_accuracy": PERCENT, "final_val_accuracy": PERCENT, "final_accuracy": PERCENT, "test_accuracy": PERCENT,
-    "gap": st.column_config.NumberColumn("gap", format="percent", help="train minus validation accuracy, last epoch"),
+    "gap": common.percent_column("gap", help="train minus validation accuracy, last epoch"),
     "seconds_per_epoch": st.column_config.NumberColumn("s/epoch", format="%.1f"),
     "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
     "diagnosis": st.column_config.TextColumn("diagnosis", help="The verdict from the run's curves (see the run page)"),
-    "best_val_accuracy_mean": PERCENT, "best_val_accuracy_std": PERCENT,
-    "test_accuracy_mean": PERCENT, "test_accuracy_std": PERCENT,
+    "data_source": st.column_config.TextColumn("data", help="The data source the run trained on (file name)"),
+    "config": st.column_config.TextColumn("config", help="The configuration: every setting but the seed and the name, "
+                                          "on one data source; runs with the same config are pooled by Group seeds"),
+    "label": st.column_config.TextColumn("configuration", help="The runs' names and main settings"),
+    "runs": st.column_config.NumberColumn("n", format="%d", help="Succeeded runs (seeds) of this configuration"),
+    "run_ids": st.column_config.TextColumn("runs"),
+    "best_val_accuracy_mean": common.percent_column("best val (mean)"),
+    "best_val_accuracy_std": common.percent_column("± std"),
+    "best_val_accuracy_min": common.percent_column("min"),
+    "best_val_accuracy_max": common.percent_column("max"),
+    "test_accuracy_mean": common.percent_column("test (mean)"),
+    "test_accuracy_std": common.percent_column("± std"),
+    "test_accuracy_min": common.percent_column("min"),
+    "test_accuracy_max": common.percent_column("max"),
 }
+GROUP_ORDER = ["label", "data_source", "runs", "best_val_accuracy_mean", "best_val_accuracy_std", "best_val_accuracy_min",
+               "best_val_accuracy_max", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_min", "test_accuracy_max",
+               "params", "seconds_per_epoch", "run_ids", "config"]
 METRIC_NAMES = {"accuracy": "accuracy", "loss": "loss", "learning_rate": "learning rate", "seconds": "seconds per epoch"}
 
 
@@ -67,18 +82,22 @@ def render() -> None:
         st.info("No runs yet.")
         st.page_link("pages/builder.py", label="Build and submit an experiment", icon=":material/construction:")
         return
-    a, b, w, c = st.columns([2, 2, 2, 1], vertical_alignment="bottom")
+    a, b, d, w, c = st.columns([2, 2, 2, 2, 1.4], vertical_alignment="bottom")
     name = a.text_input("Name contains", key="lb_name")
     statuses = b.multiselect("Status", queue.STATES, key="lb_status", placeholder="any status")
+    sources = d.multiselect("Data source", sorted(board["data_source"].unique()), key="lb_source", placeholder="any data")
     sweep = _sweep_filter(w)
-    grouped = c.toggle("Group seeds", key="lb_group", help="Mean and spread (std) of the succeeded runs of each experiment")
-    shown = board_view.filter_board(board, name, statuses, sweep).assign(open=lambda d: "run?run=" + d["run"].astype(str))
-    table = results.group_summary(shown) if grouped else shown
+    grouped = c.toggle("Group seeds", key="lb_group",
+                       help="One row per configuration (every setting but the seed and the name, on one data source): "
+                            "n, mean, std and min–max of its succeeded runs")
+    shown = board_view.filter_board(board, name, statuses, sweep, sources).assign(open=lambda d: "run?run=" + d["run"].astype(str))
+    table = common.lab().group_seeds(shown) if grouped else shown
     st.dataframe(table, hide_index=True, column_config=COLUMNS, key="lb_table",
-                 column_order=None if grouped else ["run", "open", *[k for k in results.LEADERBOARD_COLUMNS if k != "run"], "diagnosis"])
+                 column_order=GROUP_ORDER if grouped else ["run", "open", *[k for k in results.LEADERBOARD_COLUMNS if k != "run"], "diagnosis"])
     st.download_button("Export CSV", table.drop(columns="open", errors="ignore").to_csv(index=False),
                        file_name="leaderboard.csv", mime="text/csv", icon=":material/download:", key="lb_csv")
-    st.caption(f"{len(shown)} of {len(board)} runs shown. Click a column header to sort.")
+    pooled = f" pooled into {len(table)} configurations (succeeded runs only)" if grouped else ""
+    st.caption(f"{len(shown)} of {len(board)} runs shown{pooled}. Click a column header to sort.")
     if sweep is not None:
         _sweep_section(sweep)
 

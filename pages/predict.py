@@ -24,7 +24,7 @@ def _run_options() -> tuple[list[int], dict[int, str], dict[int, str]]:
     """Succeeded runs, most accurate first, with labels and data sources."""
     card = common.lab().scorecard()
     card = card.sort_values(["test_accuracy", "run"], ascending=[False, False])
-    labels = {int(r.run): f"#{int(r.run)} {r.label} ({r.test_accuracy:.1%})" for r in card.itertuples()}
+    labels = {int(r.run): f"#{int(r.run)} {r.label} ({common.percent(r.test_accuracy)})" for r in card.itertuples()}
     return list(labels), labels, dict(zip(card["run"].astype(int), card["data_source"]))
 
 
@@ -91,7 +91,7 @@ def render() -> None:
                 st.error(str(exc), icon=":material/error:")
                 continue
             best = top.iloc[0]
-            st.markdown(f"**{labels[run]}**  \n{best['class']} · {best['probability']:.1%}")
+            st.markdown(f"**{labels[run]}**  \n{best['class']} · {common.percent(best['probability'])}")
             st.plotly_chart(prediction_charts.probability_figure(top, height=260), key=f"predict_chart_{run}")
 
 

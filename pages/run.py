@@ -19,10 +19,6 @@ from pages import common
 REFRESH = 2.0  # seconds between refreshes while the run is active
 
 
-def _percent(value) -> str:
-    return "–" if value is None or value != value else f"{value:.2%}"
-
-
 def _status(detail: results.RunDetail) -> None:
     job, hist = detail.job, detail.history
     st.markdown(f"### #{job.id} {common.md(job.name)} · {job.state}")
@@ -30,9 +26,9 @@ def _status(detail: results.RunDetail) -> None:
         (st.error if job.state == queue.FAILED else st.info)(common.md(job.error))
     cols = st.columns(6)
     cols[0].metric("Best val accuracy" + ("" if detail.best_epoch is None else f" (epoch {detail.best_epoch})"),
-                   _percent(detail.best_val_accuracy))
-    cols[1].metric("Final val accuracy", _percent(hist["val_accuracy"].iloc[-1] if len(hist) else None))
-    cols[2].metric("Test accuracy", _percent(detail.test_accuracy))
+                   common.percent(detail.best_val_accuracy))
+    cols[1].metric("Final val accuracy", common.percent(hist["val_accuracy"].iloc[-1] if len(hist) else None))
+    cols[2].metric("Test accuracy", common.percent(detail.test_accuracy))
     cols[3].metric("Parameters", f"{detail.params:,}")
     cols[4].metric("Epochs", f"{job.epoch}/{job.epochs}", help=detail.stop_reason)
     cols[5].metric("Train time", monitor.format_seconds(detail.train_seconds))

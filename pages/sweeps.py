@@ -24,12 +24,13 @@ from pages import common
 
 HANDOFF = "sweeps_base_doc"  # set by the Builder: the experiment it is editing
 REFRESH = "2s"
+SWEEP_EPOCHS = 3  # default epochs per run, at most: a first sweep is a cheap look, raise it when it pays
 METHODS = {"random": "random draws", "grid": "grid"}
-PERCENT = st.column_config.NumberColumn(format="percent")
+PERCENT = common.PERCENT
 LIST_COLUMNS = {
     "group": st.column_config.NumberColumn("sweep", format="%d"),
     "params": st.column_config.TextColumn("swept"),
-    "best": st.column_config.NumberColumn("best val acc", format="percent"),
+    "best": common.percent_column("best val acc"),
     "best_run": st.column_config.NumberColumn("best run", format="%d"),
     "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
 }
@@ -95,8 +96,9 @@ def _fill_inputs(option: str, doc: dict) -> None:
     if st.session_state.get("sweeps_filled_for") != fill or "sweeps_space" not in st.session_state:
         st.session_state.sweeps_filled_for = fill
         st.session_state.sweeps_space = sweeps.params_text(sweeps.example_params(doc))
-        epochs = doc.get("epochs", 10)
-        st.session_state.sweeps_epochs = epochs if isinstance(epochs, int) and 1 <= epochs <= 1000 else 10
+        epochs = doc.get("epochs", SWEEP_EPOCHS)
+        epochs = epochs if isinstance(epochs, int) and 1 <= epochs <= 1000 else SWEEP_EPOCHS
+        st.session_state.sweeps_epochs = min(epochs, SWEEP_EPOCHS)
 
 
 # ------------------------------------------------------------ new sweep
@@ -139,7 +141,9 @@ def _new_sweep() -> None:
                             key="sweeps_budget", disabled=method == "grid", help="Random draws; a grid runs every combination")
     seed = c.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="sweeps_seed",
                           help="The same seed draws the same runs")
-    epochs = d.number_input("Epochs per run", min_value=1, max_value=1000, step=1, key="sweeps_epochs")
+    epochs = d.number_input("Epochs per run", min_value=1, max_value=1000, step=1, key="sweeps_epochs",
+                            help=f"At most {SWEEP_EPOCHS} by default, so that a first sweep is cheap; the base experiment "
+                                 f"trains {doc.get('epochs')} epochs")
     holdout = st.toggle("Validate on held-out training images", value=True, key="sweeps_holdout",
                         help="Choosing settings by their test-set score fits them to the test set; a holdout keeps the test set for the end")
     if doc.get("validation") == "test" and not holdout:
@@ -149,10 +153,10 @@ def _new_sweep() -> None:
     base = {**doc, "epochs": int(epochs), **({"validation": "holdout"} if holdout else {})}
     shape, classes, problem = common.data_dims(common.source())
     if problem:
-        st.warning(f"Checking against CIFAR-10's shape {shape} and {classes} classes: the dataset is not readable ({problem})")
+        common.data_warning(problem)
     try:
         space = sweeps.space_from_inputs(text, method, int(budget), int(seed))
-        plan = sweeps.plan_sweep(base, space, shape, classes)
+        plan = common.lab().plan_sweep(base, space, shape, classes)
     except SpecError as exc:
         st.error(str(exc), icon=":material/error:")
         return
@@ -166,7 +170,7 @@ def _new_sweep() -> None:
               on_click=_submit, args=(base, space))
     kind, message = st.session_state.pop("sweeps_result", None) or (None, "")
     if kind == "data":
-        common.data_error(message)
+        common.data_refused(message, problem)
     elif kind:
         getattr(st, kind)(message)
 

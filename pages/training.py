@@ -37,10 +37,6 @@ def _retry(job_id: int) -> None:
     st.session_state.training_notice = f"Job #{job_id} is queued again; it resumes from its last finished epoch."
 
 
-def _percent(value) -> str:
-    return "–" if value is None or value != value else f"{value:.1%}"
-
-
 def _active(p: monitor.JobProgress, history) -> None:
     with st.container(border=True):
         a, b, c, d = st.columns([4, 1, 1, 1], vertical_alignment="center")
@@ -73,8 +69,8 @@ def _cluster(cluster: monitor.ClusterView) -> None:
 def _finished(p: monitor.JobProgress, figures: dict) -> None:
     a, b, c, d, e = st.columns([3, 3, 1, 1.2, 1], vertical_alignment="center")
     a.markdown(f"**#{p.id} {common.md(p.name)}** :{BADGE[p.state]}-badge[{p.state}] · {p.epoch}/{p.epochs} epochs")
-    b.markdown(f"best val {_percent(figures.get('best_val_accuracy'))} · final val "
-               f"{_percent(figures.get('final_val_accuracy'))} · test {_percent(figures.get('test_accuracy'))}")
+    b.markdown(f"best val {common.percent(figures.get('best_val_accuracy'))} · final val "
+               f"{common.percent(figures.get('final_val_accuracy'))} · test {common.percent(figures.get('test_accuracy'))}")
     c.write(monitor.format_seconds(p.elapsed))
     d.page_link("pages/run.py", label="Open run", icon=":material/query_stats:", query_params={"run": str(p.id)})
     if p.state in (queue.FAILED, queue.CANCELLED):

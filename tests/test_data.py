@@ -333,6 +333,22 @@ def test_unreachable_keras_download(tmp_path, monkeypatch):
     assert "or an image folder / .tar.gz laid out train/<class>/*.png|jpg and test/<class>/*" in message
     assert "\n" not in message
     assert not (tmp_path / "keras" / "datasets" / "cifar-10-python.tar.gz").exists()
+    assert "None --" not in message and "[Errno" not in message  # issue 14: the reason in words, not Keras's raw text
+
+
+def test_a_failed_download_is_reduced_to_its_reason():
+    from cifar_core.data.sources import _download_reason
+
+    keras_text = "URL fetch failure on https://x/cifar.tar.gz: None -- [Errno -2] Name or service not known"
+    assert _download_reason(Exception(keras_text)) == "Name or service not known"
+    assert _download_reason(Exception("URL fetch failure on https://x/cifar.tar.gz: 404 -- Not Found")) == "HTTP 404: Not Found"
+    try:
+        try:
+            raise OSError(111, "Connection refused")
+        except OSError:
+            raise Exception("URL fetch failure on https://x: None -- [Errno 111] Connection refused")
+    except Exception as exc:
+        assert _download_reason(exc) == "Connection refused"
 
 
 def test_keras_source_reads_the_keras_cache(tmp_path, monkeypatch):

@@ -497,3 +497,118 @@ def test_the_app_starts_one_detached_worker(app_env, conn, monkeypatch):
 
     wait_for(gone, timeout=60, what=f"worker {pid} to stop")
     assert not [w for w in list_workers(conn) if w.alive]
+
+
+# ------------------------------------------------------------------ issue 14: rough edges and trust
+
+
+def test_gallery_enlarge_box_shows_the_new_grids_label_after_reshuffle(app_env):
+    at = _open("pages/gallery.py")
+    at = _run(at.selectbox(key="gallery_cell").set_value(4))
+    at = _run(at.button(key="gallery_reshuffle").click())
+    box = at.selectbox(key="gallery_cell")
+    # Streamlit sends the box's value again, with the new grid's caption (else the browser keeps the old one).
+    assert box.proto.set_value and box.proto.raw_value == box.options[4]
+    at = _run(at.selectbox(key="gallery_class").set_value("cat"))
+    box = at.selectbox(key="gallery_cell")
+    assert box.proto.set_value and ": cat (train #" in box.proto.raw_value
+
+
+def test_builder_shows_the_summary_up_to_the_layer_at_fault(app_env):
+    at = _open("pages/builder.py")
+    at.selectbox(key="builder_start").set_value("preset:exp4")
+    at = _run(at.button(key="builder_load").click())
+    uids = at.session_state.builder["uids"]
+    dense = next(u for u, l in zip(uids, _layers(at)) if l["type"] == "Dense")
+    at = _run(at.number_input(key=f"b{dense}_Dense_units").set_value(0))
+    assert "units=0 is out of range" in _texts(at.error)
+    summary = _texts(at.code)
+    assert "l00_conv2d (Conv2D)" in summary and "l06_flatten (Flatten)" in summary and "l07_dense" not in summary
+    assert "The summary stops after layer 6: layer 7 has an error" in _texts(at.caption)
+    assert "`l00_conv2d` → `(None, 32, 32, 32)` · **896** params" in _texts(at.markdown)
+    assert "Layers" in _texts(at.subheader) and "parameters" not in _texts(at.subheader)
+
+
+def test_builder_disables_moving_the_first_layer_up_and_the_last_down(app_env):
+    at = _open("pages/builder.py")
+    first, middle, last = at.session_state.builder["uids"]
+    assert at.button(key=f"bu{first}").disabled and not at.button(key=f"bd{first}").disabled
+    assert not at.button(key=f"bu{middle}").disabled and not at.button(key=f"bd{middle}").disabled
+    assert at.button(key=f"bd{last}").disabled and not at.button(key=f"bu{last}").disabled
+
+
+def test_builder_upload_states_the_labs_limit_and_the_widgets(app_env):
+    from cifar_core.spec.jsonread import MAX_BYTES
+
+    at = _open("pages/builder.py")
+    upload = at.get("file_uploader")[0]
+    assert f"up to {MAX_BYTES // 1024} KB" in upload.proto.label
+    assert upload.proto.max_upload_size_mb == 1  # Streamlit's smallest limit, not the server's 5 MB
+    assert f"{MAX_BYTES // 1024} KB" in upload.proto.help
+
+
+@pytest.mark.parametrize("page, submit", [("pages/sweeps.py", "sweeps_submit"), ("pages/builder.py", "builder_submit")])
+def test_unreadable_data_is_said_once_escaped_even_after_submit(app_env, tmp_path, monkeypatch, page, submit):
+    monkeypatch.setenv("CIFAR_LAB_DATA", str(tmp_path / "nowhere_here"))
+    at = _open(page)
+    [warning] = at.warning
+    assert "the dataset is not readable" in warning.value
+    assert r"train/\<class\>/\*.png" in warning.value and r"nowhere\_here" in warning.value  # escaped markdown
+    at = _run(at.button(key=submit).click())
+    shown = [str(e.value) for e in (*at.warning, *at.error, *at.info)]
+    assert sum("does not exist" in text for text in shown) == 1  # not three times
+    assert "Nothing was submitted: the dataset could not be loaded (see above)." in shown
+
+
+def test_a_web_address_in_an_error_is_a_code_span():
+    from pages import common
+
+    text = common.md("could not be reached (https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz: down); train/<class>")
+    assert "`https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz`: down" in text and r"train/\<class\>" in text
+    assert "\\~" not in text
+
+
+def test_leaderboard_groups_configurations_and_filters_by_data_source(app_env, conn):
+    doc = parse_spec({**TINY, "name": "exp2-s01", "epochs": 1}).to_dict()
+
+    def finished(spec, source, acc):
+        [job_id] = queue.submit(conn, spec, source, params=1).job_ids
+        lease = queue.claim(conn, "w").lease
+        queue.record_epoch(conn, lease, {"epoch": 1, "loss": 1.0, "accuracy": acc, "val_loss": 1.0, "val_accuracy": acc,
+                                          "seconds": 1.0, "learning_rate": 0.001})
+        queue.finish(conn, lease, queue.SUCCEEDED, results={"test_accuracy": acc, "test_loss": 1.0})
+        return job_id
+
+    a = finished(doc, "/data/one/cifar.tar.gz", 0.3)
+    b = finished({**doc, "learning_rate": 0.01}, "/data/one/cifar.tar.gz", 0.4)  # same name, other settings
+    c = finished({**doc, "seed": 1}, "/data/two/jpeg.tar.gz", 0.5)  # same settings, other data
+    at = _open("pages/leaderboard.py")
+    table = at.dataframe[0].value.set_index("run")
+    assert table.loc[a, "data_source"] == "cifar.tar.gz" and table.loc[c, "data_source"] == "jpeg.tar.gz"
+    at = _run(at.toggle(key="lb_group").set_value(True))
+    groups = at.dataframe[0].value
+    assert len(groups) == 3 and set(groups["runs"]) == {1}  # one name, three configurations
+    assert "pooled into 3 configurations" in _texts(at.caption)
+    at = _run(at.multiselect(key="lb_source").set_value(["cifar.tar.gz"]))
+    assert sorted(at.dataframe[0].value["run_ids"]) == [f"#{a}", f"#{b}"]
+    at = _run(at.toggle(key="lb_group").set_value(False))
+    assert sorted(at.dataframe[0].value["run"]) == [a, b]
+    assert "/data/" not in at.download_button(key="lb_csv").proto.label + str(at.dataframe[0].value["data_source"].tolist())
+
+
+def test_pages_write_percentages_the_same_way(app_env, conn):
+    run_id = _finished_run(conn)
+    at = _open("pages/training.py")
+    assert "best val 45.00% · final val 45.00% · test 40.00%" in _texts(at.markdown)
+    at = _open("pages/run.py", run=str(run_id))
+    assert {m.value for m in at.metric} >= {"40.00%", "45.00%"}
+    at = _open("pages/leaderboard.py")
+    column = json.loads(at.dataframe[0].proto.columns)["best_val_accuracy"]["type_config"]
+    assert column == {"type": "number", "format": "percent", "step": 0.0001}  # two decimals in the table too
+
+
+def test_streamlit_deploy_button_is_hidden():
+    import tomllib
+
+    config = tomllib.loads((Path(__file__).resolve().parent.parent / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["toolbarMode"] == "viewer"

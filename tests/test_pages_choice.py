@@ -4,6 +4,7 @@ runs trained by a real worker (the lab of test_choice.build_lab)."""
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -81,6 +82,8 @@ def test_choice_page_exports_the_chosen_run(lab):
     assert (folder / "model.tflite").is_file() and (folder / "model.keras").is_file()
     assert at.number_input(key=f"choice_export_version_{run}_{name}").value == version + 1  # never overwrite
     assert {b.label for b in at.get("download_button")} >= {"Download keras", "Download saved_model", "Download tflite"}
+    configs = [json.loads(d.proto.columns or "{}") for d in at.dataframe]
+    assert [c["agreement"]["type_config"]["format"] for c in configs if "agreement" in c] == ["percent"]  # 100%, not 1
     # A version that exists is refused in words.
     at.number_input(key=f"choice_export_version_{run}_{name}").set_value(version)
     at = _run(at.button(key="choice_export").click())
@@ -129,7 +132,8 @@ def test_analysis_page_one_run(lab):
     assert at.selectbox(key="analysis_run").value == 1
     stored = np.load(lab / "runs" / "1" / "predictions.npz")
     accuracy = float((stored["probs"].argmax(1) == stored["y_true"]).mean())
-    assert [m.value for m in at.metric][:3] == [f"{accuracy:.1%}", "100", str(int(round((1 - accuracy) * 100)))]
+    # Issue 14: every page writes percentages with two decimals, as the tables do (was f"{accuracy:.1%}")
+    assert [m.value for m in at.metric][:3] == [f"{accuracy:.2%}", "100", str(int(round((1 - accuracy) * 100)))]
     assert len(at.get("plotly_chart")) == 2  # per-class bars and the confusion heatmap
     at = _run(at.selectbox(key="analysis_true").set_value("airplane"))
     captions = [i.caption for i in at.get("image")[0].proto.imgs] if at.get("image") else []

@@ -53,10 +53,11 @@ def test_controls_render_with_an_example_space(app_env):
     assert at.selectbox(key="sweeps_method").value == "random"
     assert at.number_input(key="sweeps_budget").value == sweep_space.DEFAULT_BUDGET
     assert at.number_input(key="sweeps_seed").value == 0
-    assert at.number_input(key="sweeps_epochs").value == 20  # exp1's own
+    # Issue 14: a cheap default, at most 3 epochs a run (was exp1's own 20, so 120 epochs in all)
+    assert at.number_input(key="sweeps_epochs").value == 3
     assert at.toggle(key="sweeps_holdout").value is True
     assert json.loads(at.text_area(key="sweeps_space").value) == sweeps.example_params(get_preset("exp1"))
-    assert "**6 runs** · 120 epochs in all · 30,840 parameters each" in _texts(at.markdown)
+    assert "**6 runs** · 18 epochs in all · 30,840 parameters each" in _texts(at.markdown)
     assert len(_frame(at, "epochs")) == 6
     assert at.button(key="sweeps_submit").label == "Submit 6 runs"
     assert "No sweeps yet" in _texts(at.info)
@@ -68,7 +69,7 @@ def test_choosing_another_base_refills_the_space(app_env):
     at.text_area(key="sweeps_space").set_value('{"batch_size": {"values": [16]}}')
     at = _run(at.selectbox(key="sweeps_base").set_value("preset:exp5"))
     assert "layers.2.rate" in json.loads(at.text_area(key="sweeps_space").value)
-    assert at.number_input(key="sweeps_epochs").value == 10
+    assert at.number_input(key="sweeps_epochs").value == 3  # issue 14: at most 3 (was exp5's own 10)
 
 
 @pytest.mark.parametrize(
@@ -113,6 +114,18 @@ def test_a_valid_space_previews_then_submit_enqueues_it(conn, app_env):
     assert at.selectbox(key="sweeps_selected").value == group_id
     assert len(_frame(at, "status")) == 4
     assert "No run of this sweep has finished yet" in _texts(at.info)
+
+
+def test_the_next_sweeps_preview_names_its_runs_past_the_last_one(conn, app_env):
+    at = _open()
+    at.selectbox(key="sweeps_method").set_value("grid")
+    at = _run(at.text_area(key="sweeps_space").set_value(GRID))
+    at = _run(at.button(key="sweeps_submit").click())
+    preview = _frame(at, "epochs")["name"].tolist()
+    assert preview == ["exp1-s05", "exp1-s06", "exp1-s07", "exp1-s08"]  # issue 14: unique across sweeps
+    at = _run(at.button(key="sweeps_submit").click())
+    group_id = int(sweeps.list_sweeps(conn)["group"][0])
+    assert [queue.get_job(conn, i).name for i in sweeps.get_sweep(conn, group_id).run_ids] == preview
 
 
 def test_saved_experiments_and_the_builder_hand_off_are_offered(conn, app_env):

@@ -238,8 +238,24 @@ def test_image_layers_after_flatten(kind):
     layer = conv() if kind == "Conv2D" else {"type": kind}
     d = doc({"type": "Dropout", "rate": 0.1}, FLAT, {"type": "Dense", "units": 4}, layer, OUT)
     assert one_error(d).layer == 3
-    with pytest.raises(SpecErrors, match=rf"layer 3 \({kind}\) gets a 2-D input \(4,\) from layer 1 \(Flatten\): it needs an image .*; move it before layer 1"):
+    # Issue 14: it gets its input from the Dense before it, not from the Flatten (which the message
+    # used to name as the source, "from layer 1 (Flatten)").
+    with pytest.raises(SpecErrors, match=rf"layer 3 \({kind}\) gets a 2-D input \(4,\) from layer 2 \(Dense\), a vector since "
+                                         rf"layer 1 \(Flatten\) flattened the image: it needs an image .*; move it before layer 1"):
         parse_spec(d)
+
+
+def test_an_image_layer_right_after_the_flatten_names_the_flatten():
+    d = doc(FLAT, conv(), {"type": "Dense", "units": 4}, OUT)
+    with pytest.raises(SpecErrors, match=r"layer 1 \(Conv2D\) gets a 2-D input \(\d+,\) from layer 0 \(Flatten\): it needs an image"):
+        parse_spec(d)
+
+
+def test_a_conv_after_the_last_dense_names_that_dense():
+    d = doc(conv(), FLAT, {"type": "Dense", "units": 4}, OUT, conv())
+    messages = [str(e) for e in check_spec(d)]
+    assert messages[0].startswith("layer 4 (Conv2D) gets a 2-D input (10,) from layer 3 (Dense), a vector since layer 1 (Flatten)")
+    assert "(Flatten):" not in messages[0]
 
 
 def test_pool_that_shrinks_the_image_below_one_pixel():

@@ -4,8 +4,8 @@ written recommendation is `analysis.recommend`'s, the figure `charts.choice`'s.
 
 The ranking rule (RANKING_RULE, tested in tests/test_choice.py):
 
-1. A candidate is an experiment: the succeeded runs with the same name and settings (all but
-   the seed) on the same test set. With several seeds its accuracy is their mean (spread: std)
+1. A candidate is a configuration (`spec.identity`): the succeeded runs with the same settings
+   (all but the seed and the name) on the same data source, as the leaderboard groups them. With several seeds its accuracy is their mean (spread: std)
    and its costs the median; its representative run, the one compared and exported, is the seed
    with the highest test accuracy.
 2. The reference is the most accurate candidate (highest mean test accuracy; ties: the faster).
@@ -23,7 +23,6 @@ test set (where McNemar can separate little) from recommending a much weaker mod
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from dataclasses import dataclass, field
@@ -35,12 +34,13 @@ from cifar_core.analysis.diagnosis import verdicts
 from cifar_core.analysis.recommend import recommendation_text
 from cifar_core.errors import LabError
 from cifar_core.jobs import queue, results, store
+from cifar_core.spec import identity
 
 ALPHA = 0.05  # McNemar significance level
 TOLERANCE = 0.01  # accuracy (fraction) an eligible candidate may be below the reference
 
 RANKING_RULE = (
-    "Candidates are experiments (runs with the same name and settings but the seed, on the same test set; "
+    "Candidates are configurations (runs with the same settings but the seed and the name, on the same data source; "
     "several seeds give a mean and spread). Among the candidates on the accuracy-latency Pareto front whose "
     f"mean test accuracy is within {TOLERANCE * 100:g} point of the most accurate candidate and which McNemar's "
     f"test (alpha {ALPHA:g}, stored test predictions) does not find significantly worse than it, the one with "
@@ -64,10 +64,8 @@ CANDIDATE_COLUMNS = [
 
 
 def _key(spec: dict, source: str) -> str:
-    """Identity of an experiment: its settings without the seed, and the data it ran on."""
-    settings = {k: v for k, v in spec.items() if k not in ("seed", "description")}
-    text = json.dumps([settings, source], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
+    """Identity of an experiment: the lab's one notion of a configuration (`spec.identity`)."""
+    return identity.config_key(spec, source)
 
 
 def sources(conn: sqlite3.Connection) -> list[str]:

@@ -31,6 +31,7 @@ from cifar_core.charts import choice as choice_charts
 from cifar_core.charts import notebook as notebook_charts
 from cifar_core.errors import LabError
 from cifar_core.jobs import queue, results, store
+from cifar_core.spec import identity
 from cifar_core.spec.presets import NOTEBOOK_PRESETS, PRESET_TITLES, get_preset
 
 GROUP_NAME = "notebook reproduction"
@@ -225,10 +226,7 @@ def _display_summary(summary: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def source_name(source: str) -> str:
-    """A data source as the report names it: the file or folder name, not the path on the machine
-    that wrote the report ("cifar10-jpeg.tar.gz"); "keras" stays "keras"."""
-    return source if source == config.DEFAULT_SOURCE else (Path(source).name or source)
+source_name = identity.source_name  # the file or folder name, never the path on the machine that wrote it
 
 
 def _spread(mean, std, low, high) -> str:

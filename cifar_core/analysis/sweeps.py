@@ -20,7 +20,7 @@ from cifar_core.jobs import queue, results, store
 from cifar_core.errors import NotFound, SpecError, SpecErrors
 from cifar_core.spec import jsonread
 from cifar_core.spec.schema import INPUT_SHAPE, NUM_CLASSES, parse_spec, summarize
-from cifar_core.spec.space import SweepSpace, expand, load_space, setting_importance
+from cifar_core.spec.space import NAME_PREFIX_KEPT, SweepSpace, expand, first_free, load_space, setting_importance
 
 TARGET = "best_val_accuracy"
 RESERVED_PATHS = ("name", "sweep_params")  # set per run by the expansion itself
@@ -101,9 +101,10 @@ def space_from_inputs(params_text: str, method: str, budget: int | None = None, 
 
 
 def plan_sweep(
-    base_doc: dict, space_doc, input_shape=INPUT_SHAPE, num_classes: int = NUM_CLASSES
+    base_doc: dict, space_doc, input_shape=INPUT_SHAPE, num_classes: int = NUM_CLASSES, first: int = 1
 ) -> SweepPlan:
-    """Expand `space_doc` (a dict, JSON text or file path) over `base_doc` and validate every run.
+    """Expand `space_doc` (a dict, JSON text or file path) over `base_doc` and validate every run,
+    numbering the runs' names from `first` (`next_run_number` keeps them unique across sweeps).
 
     All or nothing: SpecError(field="space") naming the first invalid run, its swept values and
     the path to change, and how many runs are invalid.
@@ -113,7 +114,7 @@ def plan_sweep(
     # A JSON round trip drops shared sub-objects (a preset can list the same Dropout dict several
     # times), so setting one path changes one layer only.
     base = json.loads(json.dumps(base_doc))
-    docs = expand(base, space)
+    docs = expand(base, space, first)
     specs, failures = [], []
     for doc in docs:
         try:
@@ -124,6 +125,13 @@ def plan_sweep(
         raise _invalid_runs(base, failures, len(docs), space.paths)
     params = tuple(summarize(s, input_shape, num_classes).total_params for s in specs)
     return SweepPlan(str(base.get("name") or "sweep"), space, tuple(s.to_dict() for s in specs), params)
+
+
+def next_run_number(conn: sqlite3.Connection, base_doc: dict) -> int:
+    """The number the next sweep over `base_doc` starts its run names at: past every
+    "<base>-sNN" already in the store, so two sweeps over one base never share a run name."""
+    base_name = str(base_doc.get("name") or "sweep")
+    return first_free(base_name, store.job_names(conn, base_name[:NAME_PREFIX_KEPT]))
 
 
 def _check_paths(space: SweepSpace) -> None:

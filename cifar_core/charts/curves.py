@@ -10,7 +10,25 @@ from plotly.subplots import make_subplots
 TRAIN_COLOUR, VAL_COLOUR = "#1f77b4", "#ff7f0e"
 PALETTE = qualitative.Plotly
 SPLIT_DASH = {"train": "solid", "val": "dash"}
-_LAYOUT = dict(margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", yanchor="bottom", y=1.06, x=1, xanchor="right"))
+# The legend sits at the bottom of the figure, below the axis titles, left-aligned: Plotly's toolbar
+# (the modebar) floats over the top right corner, where a legend above the plot ends up once it is wide.
+LEGEND = dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0, xanchor="left")
+_LAYOUT = dict(margin=dict(l=10, r=10, t=50, b=40), legend=LEGEND)
+EPOCH_TICKS = 10  # at most about this many epoch ticks
+
+
+def epoch_axis(fig: go.Figure, epochs) -> go.Figure:
+    """Every x axis of `fig` as epochs: whole-number ticks (1, 2, 3... or every 2, 5, 10...) over a
+    range that starts at epoch 1, so one recorded epoch shows as "1", never 0, 0.2, ... 1."""
+    values = pd.to_numeric(pd.Series(epochs, dtype="float64"), errors="coerce").dropna()
+    last = max(1.0, float(values.max())) if not values.empty else 1.0
+    step = next(s for s in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if (last - 1) / s <= EPOCH_TICKS)
+    ticks = [1, *range(step, int(last) + 1, step)] if step > 1 else list(range(1, int(last) + 1))
+    pad = 0.5 if last < 3 else max(0.2, min(0.5, 0.03 * (last - 1)))
+    first = min(1.0, float(values.min())) if not values.empty else 1.0  # a point inside epoch 1 (0.4) stays in view
+    fig.update_xaxes(tickmode="array", tickvals=ticks, ticktext=[str(t) for t in ticks],
+                     range=[max(0.0, first - pad) if first < 1 else 1 - pad, last + pad], title_text="epoch")
+    return fig
 
 
 def class_counts(counts: pd.DataFrame) -> go.Figure:
@@ -32,7 +50,7 @@ def history(history: pd.DataFrame, title: str | None = None, height: int = 300) 
                     x=history["epoch"], y=history[column], name=name, mode="lines+markers",
                     line=dict(color=colour), legendgroup=name, showlegend=col == 1, row=1, col=col,
                 )
-    fig.update_xaxes(title_text="epoch", rangemode="tozero")
+    epoch_axis(fig, history["epoch"] if "epoch" in history else [])
     fig.update_yaxes(rangemode="tozero")
     fig.update_layout(height=height, title=title, **_LAYOUT)
     return fig
@@ -49,9 +67,9 @@ def overlay(curves: pd.DataFrame, metric: str, log_y: bool = False, height: int 
             line=dict(dash=SPLIT_DASH.get(split, "solid"), color=colours[label]), legendgroup=str(label),
             customdata=part["raw"], hovertemplate="epoch %{x}: %{y:.4f} (raw %{customdata:.4f})",
         )
-    fig.update_xaxes(title_text="epoch")
+    epoch_axis(fig, curves["epoch"] if "epoch" in curves else [])
     fig.update_yaxes(title_text=metric, type="log" if log_y else "linear")
-    fig.update_layout(height=height, **{**_LAYOUT, "legend": dict(orientation="h", yanchor="bottom", y=1.02, x=0)})
+    fig.update_layout(height=height, **_LAYOUT)
     return fig
 
 

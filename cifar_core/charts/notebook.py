@@ -30,7 +30,7 @@ def history_figure(history: pd.DataFrame, preset: str | None, title: str | None 
             marker=dict(symbol="x", size=6), legendgroup=f"notebook {split}",
             hovertemplate=f"epoch %{{x}}: %{{y:.4f}} ({notebook.RECORDED})", row=1, col=2,
         )
-    return fig
+    return charts.epoch_axis(fig, [*history.get("epoch", []), *ref["epoch"]])
 
 
 def comparison_figure(history: pd.DataFrame, preset: str, labels: Mapping[int, str] | None = None, height: int = 360):
@@ -53,7 +53,7 @@ def comparison_figure(history: pd.DataFrame, preset: str, labels: Mapping[int, s
     diff = notebook.epoch_comparison(history, preset).dropna(subset=["val_diff"])
     fig.add_bar(x=diff["epoch"], y=diff["val_diff"] * 100, name="validation: lab mean minus notebook",
                 marker_color=[charts.VAL_COLOUR if v >= 0 else "#7f7f7f" for v in diff["val_diff"]], row=1, col=2)
-    fig.update_xaxes(title_text="epoch")
+    charts.epoch_axis(fig, [*history.get("epoch", []), *ref["epoch"]])
     fig.update_yaxes(title_text="accuracy", row=1, col=1)
     fig.update_yaxes(title_text="points", row=1, col=2)
     fig.update_layout(height=height, title=f"{preset}: the lab's runs and the notebook's recorded curve",

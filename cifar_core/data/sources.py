@@ -25,6 +25,7 @@ import logging
 import lzma
 import os
 import pickle
+import re
 import struct
 import tarfile
 import threading
@@ -249,7 +250,7 @@ def _fetch_keras() -> Path:
         )
     except Exception as e:  # get_file raises a bare Exception for network failures
         raise DataError(
-            f"the official CIFAR-10 download could not be reached ({origin}: {_one_line(e)}); {LOCAL_COPY_HINT}"
+            f"the official CIFAR-10 download could not be reached ({origin}: {_download_reason(e)}); {LOCAL_COPY_HINT}"
         ) from e
     return Path(path)
 
@@ -800,6 +801,24 @@ def _stratified_quotas(counts: np.ndarray, target: int) -> np.ndarray:
     order = np.argsort(-(exact - quotas), kind="stable")
     quotas[order[: target - quotas.sum()]] += 1
     return np.minimum(quotas, counts)
+
+
+def _download_reason(err: BaseException) -> str:
+    """Why a download failed, in words: Keras's get_file says "URL fetch failure on URL: None --
+    [Errno -2] Name or service not known"; the reader needs "Name or service not known"."""
+    seen = err
+    while seen is not None:  # the URLError (or OSError) Keras re-raised, if it kept it
+        reason = getattr(seen, "reason", None)
+        reason = reason if reason is not None else (seen if isinstance(seen, OSError) else None)
+        if isinstance(reason, OSError) and reason.strerror:
+            return reason.strerror
+        if isinstance(reason, str) and reason:
+            return reason
+        seen = seen.__cause__ or seen.__context__
+    text = _one_line(err)
+    text = re.sub(r"^URL fetch failure on \S+?:?\s+", "", text)
+    text = re.sub(r"^(None|\d{3})\s+--\s+", lambda m: "" if m.group(1) == "None" else f"HTTP {m.group(1)}: ", text)
+    return re.sub(r"\[Errno -?\d+\]\s*", "", text).strip() or type(err).__name__
 
 
 def _one_line(err: BaseException) -> str:

@@ -12,12 +12,18 @@ import pandas as pd
 from cifar_core.errors import NotFound
 from cifar_core.jobs import store
 from cifar_core.jobs.queue import METRICS, Job, get_job
+from cifar_core.spec import identity
 
 LEADERBOARD_COLUMNS = [
     "run", "name", "status", "group", "seed", "params", "epochs", "epochs_planned", "best_val_accuracy",
     "best_epoch", "final_val_accuracy", "final_accuracy", "test_accuracy", "gap", "seconds_per_epoch",
-    "validation", "optimizer", "learning_rate", "batch_size", "data_source", "created",
+    "validation", "optimizer", "learning_rate", "batch_size", "data_source", "config", "created",
     "node", "worker_pid",  # where its last epoch trained: host (or Ray node), and process
+]
+GROUP_COLUMNS = [
+    "config", "label", "name", "data_source", "runs", "run_ids", "best_val_accuracy_mean", "best_val_accuracy_std",
+    "best_val_accuracy_min", "best_val_accuracy_max", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_min",
+    "test_accuracy_max", "params", "seconds_per_epoch",
 ]
 
 
@@ -120,6 +126,8 @@ def _board(conn: sqlite3.Connection, run_ids: list[int] | None) -> pd.DataFrame:
     )
     board = runs.merge(_epoch_summary(metrics), on="run", how="left")
     specs = board.pop("spec_json").map(json.loads)
+    board["config"] = [identity.config_key(s, src) for s, src in zip(specs, board["data_source"])]
+    board["data_source"] = board["data_source"].map(identity.source_name)
     board["validation"] = specs.map(lambda s: s.get("validation", "holdout"))
     board["optimizer"] = specs.map(lambda s: s.get("optimizer", "adam"))
     board["learning_rate"] = specs.map(lambda s: s.get("learning_rate"))
@@ -152,19 +160,35 @@ def _epoch_summary(metrics: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def group_summary(board: pd.DataFrame) -> pd.DataFrame:
-    """Runs of the same experiment over several seeds: mean and spread (std) per name and group."""
+def group_summary(board: pd.DataFrame, specs: dict[int, dict] | None = None) -> pd.DataFrame:
+    """The succeeded runs of each configuration (`identity.config_key`: every setting but the seed
+    and the name, on one data source) pooled over their seeds: n, mean, std and min–max of the
+    best validation and the test accuracy, and a readable label (from `specs`, run id -> spec,
+    when given). Never pools runs of different data sources or settings, whatever their names."""
     done = board[board["status"] == "succeeded"]
     if done.empty:
-        return pd.DataFrame(columns=["name", "runs", "best_val_accuracy_mean", "best_val_accuracy_std",
-                                     "test_accuracy_mean", "test_accuracy_std", "params", "seconds_per_epoch"])
-    agg = done.groupby("name").agg(
-        runs=("run", "count"),
-        best_val_accuracy_mean=("best_val_accuracy", "mean"),
-        best_val_accuracy_std=("best_val_accuracy", "std"),
-        test_accuracy_mean=("test_accuracy", "mean"),
-        test_accuracy_std=("test_accuracy", "std"),
-        params=("params", "first"),
-        seconds_per_epoch=("seconds_per_epoch", "mean"),
-    )
-    return agg.reset_index().sort_values("best_val_accuracy_mean", ascending=False)
+        return pd.DataFrame(columns=GROUP_COLUMNS)
+    specs = specs or {}
+    rows = []
+    for key, part in done.groupby("config", sort=False):
+        part = part.sort_values("run")
+        names = part["name"].tolist()
+        first = int(part["run"].iloc[0])
+        rows.append({
+            "config": key, "label": identity.label(names, specs[first]) if first in specs else ", ".join(dict.fromkeys(names)),
+            "name": ", ".join(dict.fromkeys(names)), "data_source": part["data_source"].iloc[0], "runs": len(part),
+            "run_ids": ", ".join(f"#{r}" for r in part["run"]),
+            **_spread(part["best_val_accuracy"], "best_val_accuracy"), **_spread(part["test_accuracy"], "test_accuracy"),
+            "params": part["params"].iloc[0], "seconds_per_epoch": part["seconds_per_epoch"].mean(),
+            "_first": first,
+        })
+    out = pd.DataFrame(rows)
+    clash = out["label"].duplicated(keep=False)  # same names and main settings, other layers or options
+    out["label"] = [f"{lab} [#{first}]" if dup else lab for lab, first, dup in zip(out["label"], out["_first"], clash)]
+    return out.drop(columns="_first").sort_values("best_val_accuracy_mean", ascending=False)[GROUP_COLUMNS]
+
+
+def _spread(values: pd.Series, name: str) -> dict:
+    v = values.astype(float)
+    return {f"{name}_mean": v.mean(), f"{name}_std": v.std() if v.count() > 1 else float("nan"),
+            f"{name}_min": v.min(), f"{name}_max": v.max()}

@@ -327,6 +327,12 @@ def insert_job(conn: sqlite3.Connection, group_id: int | None, doc: dict, data_s
     return job_id
 
 
+def job_names(conn: sqlite3.Connection, prefix: str) -> list[str]:
+    """The distinct names of jobs that start with `prefix` (compared exactly, no wildcards)."""
+    rows = conn.execute("SELECT DISTINCT name FROM jobs WHERE substr(name, 1, ?) = ?", (len(prefix), prefix))
+    return [r[0] for r in rows.fetchall()]
+
+
 def job_row(conn: sqlite3.Connection, job_id: int) -> sqlite3.Row | None:
     return conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
 

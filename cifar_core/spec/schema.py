@@ -271,6 +271,20 @@ def summarize(spec_or_doc, input_shape=INPUT_SHAPE, num_classes: int = NUM_CLASS
     return ModelSummary(spec.name, tuple(input_shape), tuple(summaries), total, trainable, total - trainable)
 
 
+def summarize_prefix(doc: dict, input_shape=INPUT_SHAPE, num_classes: int = NUM_CLASSES) -> ModelSummary | None:
+    """The summary of the layers as far as they can be read: every layer when their shapes work
+    out (even if another setting is wrong), else up to the first layer with a problem; None when
+    not even the first layer can be summarised. Never raises on a bad document."""
+    _, summaries, _ = _validate(doc, input_shape, num_classes)
+    if not summaries:
+        return None
+    name = doc.get("name") if isinstance(doc, dict) else None
+    total = sum(s.params for s in summaries)
+    trainable = sum(s.trainable for s in summaries)
+    return ModelSummary(name if isinstance(name, str) else "experiment", tuple(input_shape), tuple(summaries), total,
+                        trainable, total - trainable)
+
+
 def load_spec(name_or_path: str) -> dict:
     """The document of a preset (by name) or of a JSON file (by path); raises SpecError if unreadable."""
     from cifar_core.spec.presets import PRESETS, get_preset
@@ -625,7 +639,8 @@ def _infer(layers: list[dict], input_shape, errors: list[SpecError]) -> list[Lay
     summaries = []
     for i, layer in enumerate(layers):
         try:
-            new_shape, params, trainable = _infer_layer(i, layer, shape, flattened_by)
+            fed_by = (i - 1, layers[i - 1]["type"]) if i else None
+            new_shape, params, trainable = _infer_layer(i, layer, shape, flattened_by, fed_by)
         except SpecError as exc:
             errors.append(exc)
             break
@@ -636,12 +651,16 @@ def _infer(layers: list[dict], input_shape, errors: list[SpecError]) -> list[Lay
     return summaries
 
 
-def _infer_layer(i: int, layer: dict, shape: tuple, flattened_by) -> tuple[tuple, int, int]:
-    """(output shape without the batch dimension, params, trainable params) of one layer."""
+def _infer_layer(i: int, layer: dict, shape: tuple, flattened_by, fed_by=None) -> tuple[tuple, int, int]:
+    """(output shape without the batch dimension, params, trainable params) of one layer.
+    `flattened_by` is the layer that turned the image into a vector, `fed_by` the one just before."""
     kind = layer["type"]
     where = f"layer {i} ({kind})"
     if kind in IMAGE_LAYERS and len(shape) != 3:
-        source = f" from layer {flattened_by[0]} ({flattened_by[1]})" if flattened_by else ""
+        # Name the layer whose output it gets (a Dense after the Flatten, say), then where to move it.
+        source = f" from layer {fed_by[0]} ({fed_by[1]})" if fed_by else ""
+        if flattened_by and fed_by and fed_by[0] != flattened_by[0]:
+            source += f", a vector since layer {flattened_by[0]} ({flattened_by[1]}) flattened the image"
         move = f"move it before layer {flattened_by[0]}" if flattened_by else "move it before the Flatten"
         raise SpecError(
             f"{where} gets a {len(shape) + 1}-D input {_shape_text(shape)}{source}: it needs an image "

@@ -25,6 +25,7 @@ import copy
 import itertools
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -237,8 +238,9 @@ def set_path(doc: dict, path: str, value) -> None:
 # Expansion
 
 
-def expand(base_doc: dict, space: SweepSpace) -> list[dict]:
-    """The concrete experiment documents: deep copies named "<base>-s01".., each with "sweep_params"."""
+def expand(base_doc: dict, space: SweepSpace, first: int = 1) -> list[dict]:
+    """The concrete experiment documents: deep copies named "<base>-s01".. (numbered from `first`,
+    see `first_free`), each with "sweep_params"."""
     if not isinstance(base_doc, dict):
         raise _error(f"the base experiment must be an object, got {type(base_doc).__name__}")
     whole = {p.path: _is_whole(get_path(base_doc, p.path)) for p in space.params}  # checks every path
@@ -247,17 +249,36 @@ def expand(base_doc: dict, space: SweepSpace) -> list[dict]:
     else:
         combos = _draws(space, whole)
     base_name = str(base_doc.get("name") or "sweep")
-    width = max(2, len(str(len(combos))))
+    width = max(2, len(str(first + len(combos) - 1)))
     docs = []
-    for i, chosen in enumerate(combos, start=1):
+    for i, chosen in enumerate(combos, start=first):
         doc = copy.deepcopy(base_doc)
         for path, value in chosen.items():
             set_path(doc, path, copy.deepcopy(value))
-        suffix = f"-s{i:0{width}d}"
-        doc["name"] = base_name[: NAME_LIMIT - len(suffix)] + suffix
+        doc["name"] = run_name(base_name, i, width)
         doc["sweep_params"] = copy.deepcopy(chosen)
         docs.append(doc)
     return docs
+
+
+def run_name(base_name: str, index: int, width: int = 2) -> str:
+    """The name of a sweep's run: "<base>-s07", the base cut so that the name fits NAME_LIMIT."""
+    suffix = f"-s{index:0{width}d}"
+    return base_name[: NAME_LIMIT - len(suffix)] + suffix
+
+
+NAME_PREFIX_KEPT = NAME_LIMIT - 12  # a base name cut to this length is a prefix of every run_name of it
+
+
+def first_free(base_name: str, taken) -> int:
+    """The first run number past every "<base>-sNN" name in `taken`, so that a sweep's run names
+    never repeat another sweep's over the same base (1 when there is none)."""
+    used = [0]
+    for name in taken:
+        match = re.fullmatch(r"(.*)-s(\d+)", str(name))
+        if match and run_name(base_name, int(match.group(2)), len(match.group(2))) == name:
+            used.append(int(match.group(2)))
+    return max(used) + 1
 
 
 def split_sweep_params(doc: dict) -> tuple[dict, dict]:

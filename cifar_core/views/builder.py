@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from cifar_core.train.augment import AUGMENT_KEYS
-from cifar_core.errors import DataError, LabError, SpecError, SpecErrors, UploadError
+from cifar_core.errors import DataError, LabError, SpecError, UploadError
 from cifar_core.spec import jsonread
 from cifar_core.spec.presets import PRESET_TITLES, get_preset, preset_names
 from cifar_core.train.schedules import SCHEDULE_DEFAULTS, SCHEDULE_KEYS
@@ -31,7 +31,7 @@ from cifar_core.spec.schema import (
     Arg,
     ModelSummary,
     check_spec,
-    summarize,
+    summarize_prefix,
 )
 
 if TYPE_CHECKING:
@@ -423,13 +423,19 @@ def layer_rows(editor: dict, summary: ModelSummary | None, errors: list[SpecErro
 
 
 def summary_of(doc: dict, input_shape, num_classes: int) -> ModelSummary | None:
-    """The layers' summary, titled with the spec's name if usable; None while the layers have errors."""
+    """The layers' summary, titled with the spec's name if usable: every layer when their shapes
+    work out, else the layers before the first one at fault (see `summary_complete`); None when
+    not even the first layer can be summarised."""
     name = doc.get("name")
     title = name if isinstance(name, str) and NAME_PATTERN.fullmatch(name) and name.strip() else "experiment"
-    try:
-        return summarize({"name": title, "layers": doc["layers"]}, input_shape, num_classes)
-    except SpecErrors:
-        return None
+    layers = doc.get("layers")
+    return summarize_prefix({"name": title, "layers": layers if isinstance(layers, list) else []}, input_shape, num_classes)
+
+
+def summary_complete(doc: dict, summary: ModelSummary | None) -> bool:
+    """Whether `summary` covers every layer of `doc` (else it stops before the layer at fault)."""
+    layers = doc.get("layers")
+    return summary is not None and isinstance(layers, list) and len(summary.layers) == len(layers)
 
 
 def schedule_preview(doc: dict, train_images: int = CIFAR_TRAIN_IMAGES):

@@ -7,10 +7,15 @@ from collections.abc import Iterable
 import pandas as pd
 
 
-def filter_board(board: pd.DataFrame, name: str = "", statuses: Iterable[str] = (), group: int | None = None) -> pd.DataFrame:
+def filter_board(board: pd.DataFrame, name: str = "", statuses: Iterable[str] = (), group: int | None = None,
+                 sources: Iterable[str] = ()) -> pd.DataFrame:
     """Leaderboard rows whose name contains `name` (any case), whose status is in `statuses` (all
-    if empty) and, when `group` is given, that belong to that group (a sweep or a set of repeats)."""
+    if empty), whose data source is in `sources` (all if empty) and, when `group` is given, that
+    belong to that group (a sweep or a set of repeats)."""
     keep = pd.Series(True, index=board.index)
+    sources = list(sources)
+    if sources:
+        keep &= board["data_source"].isin(sources)
     if group is not None:
         keep &= board["group"] == group
     if name.strip():

@@ -1,0 +1,58 @@
+"""What makes two runs "the same configuration": every setting of the spec except the seed, the
+name and the description (and a sweep's record of what it chose, which the settings repeat),
+plus the data source. Seeds of one configuration are pooled (mean, std, min–max); anything else,
+including the same settings on another data source, is a different configuration.
+
+The one owner of that notion: the leaderboard's grouping (`jobs.results`), model choice's
+candidates (`analysis.choice`), the leaderboard CSV and `python -m cifar_core leaderboard` all
+call `config_key`. No TensorFlow, no store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from cifar_core import config
+
+IGNORED = ("seed", "name", "description", "sweep_params")  # not part of a configuration
+
+
+def settings(spec: dict) -> dict:
+    """The spec's settings that define its configuration (everything but IGNORED)."""
+    return {k: v for k, v in spec.items() if k not in IGNORED}
+
+
+def config_key(spec: dict, source: str) -> str:
+    """A short, stable id of the configuration of `spec` trained on `source` (10 hex digits)."""
+    text = json.dumps([settings(spec), str(source)], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def source_name(source: str) -> str:
+    """A data source as the lab shows it: the file or folder name, never the path on the machine
+    that trained ("cifar10-jpeg.tar.gz"); "keras" stays "keras"."""
+    source = str(source)
+    return source if source == config.DEFAULT_SOURCE else (Path(source).name or source)
+
+
+def describe(spec: dict) -> str:
+    """The settings an analyst reads first, in one short line:
+    "adam lr 0.0003 · batch 64 · 3 epochs · holdout"."""
+    parts = [f"{spec.get('optimizer', 'adam')} lr {spec.get('learning_rate', '?'):g}"
+             if isinstance(spec.get("learning_rate"), (int, float)) else str(spec.get("optimizer", "adam")),
+             f"batch {spec.get('batch_size', '?')}", f"{spec.get('epochs', '?')} epoch{'' if spec.get('epochs') == 1 else 's'}",
+             f"{spec.get('validation', 'holdout')}"]
+    schedule = (spec.get("schedule") or {}).get("type", "constant")
+    if schedule != "constant":
+        parts.insert(1, f"{schedule} schedule")
+    return " · ".join(parts)
+
+
+def label(names, spec: dict) -> str:
+    """A configuration's readable label: its runs' name(s) and its main settings,
+    e.g. "exp2-s01, exp2-s07 · adam lr 0.0003 · batch 64 · 3 epochs · holdout"."""
+    unique = list(dict.fromkeys(str(n) for n in names))
+    shown = ", ".join(unique[:3]) + (f" +{len(unique) - 3} more" if len(unique) > 3 else "")
+    return f"{shown} · {describe(spec)}"

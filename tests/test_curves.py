@@ -1,0 +1,46 @@
+"""The curve figures (`cifar_core.charts.curves`): epochs as whole numbers from 1, the legend clear of
+Plotly's toolbar."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from cifar_core.charts import curves as charts
+from cifar_core.charts import notebook as notebook_charts
+
+
+def _history(epochs: int) -> pd.DataFrame:
+    return pd.DataFrame({"epoch": range(1, epochs + 1), "loss": 1.0, "val_loss": 1.1, "accuracy": 0.3,
+                         "val_accuracy": 0.25})
+
+
+def test_one_epoch_shows_one_tick_at_1_never_0_to_1():
+    fig = charts.history(_history(1))
+    for axis in (fig.layout.xaxis, fig.layout.xaxis2):
+        assert list(axis.tickvals) == [1] and axis.range[0] > 0 and axis.range[1] < 2
+
+
+@pytest.mark.parametrize("epochs, ticks", [(3, [1, 2, 3]), (40, [1, 5, 10, 15, 20, 25, 30, 35, 40]),
+                                           (200, [1, *range(20, 201, 20)])])
+def test_epoch_ticks_are_whole_numbers_from_1(epochs, ticks):
+    fig = charts.history(_history(epochs))
+    assert list(fig.layout.xaxis.tickvals) == ticks and 0 < fig.layout.xaxis.range[0] < 1
+
+
+def test_the_legend_is_below_the_plot_never_under_the_toolbar():
+    curves = pd.DataFrame({"label": ["#1 a"] * 2, "split": ["val"] * 2, "epoch": [1, 2], "value": [0.1, 0.2],
+                           "raw": [0.1, 0.2]})
+    for fig in (charts.history(_history(2)), charts.overlay(curves, "accuracy")):
+        legend = fig.layout.legend
+        assert (legend.yref, legend.y, legend.yanchor, legend.xanchor) == ("container", 0, "bottom", "left")
+
+
+def test_the_notebook_curve_widens_the_epoch_axis():
+    fig = notebook_charts.history_figure(_history(1), "exp4")
+    assert fig.layout.xaxis2.range[1] > 20 and fig.layout.xaxis2.tickvals[0] == 1
+
+
+def test_a_point_inside_the_first_epoch_stays_in_view():
+    fig = charts.epoch_axis(charts.go.Figure(), [0.4, 1.0])
+    assert fig.layout.xaxis.range[0] < 0.4 and list(fig.layout.xaxis.tickvals) == [1]
