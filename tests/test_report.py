@@ -23,7 +23,9 @@ def test_reproduce_end_to_end(lab_home, small_data, tmp_path):
     for i in range(1, 11):
         name = NOTEBOOK_PRESETS[(i - 1) % 5]
         assert f"#{i} {name}: epoch 1/1 train acc " in out
-        assert re.search(rf"#{i} {name}: succeeded, test accuracy \d+\.\d% \({i}/10 finished\)", out)
+        # Not necessarily the i-th to finish: on a loaded host `reproduce` may start a second worker
+        # before the first registers, and the two finish out of order.
+        assert re.search(rf"#{i} {name}: succeeded, test accuracy \d+\.\d% \(\d+/10 finished\)", out)
     md_path, html_path = tmp_path / "rep" / "report.md", tmp_path / "rep" / "report.html"
     assert out.rstrip().endswith(f"report: {md_path}\nhtml:   {html_path}")
 
