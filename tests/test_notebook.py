@@ -149,6 +149,8 @@ def test_verdict_agreement_in_words():
         "climbed to 90.8%. The lab's diagnosis agrees on all 3 runs (overfitting).")
     assert notebook.verdict_agreement("exp5", ["healthy", "overfitting"]).endswith(
         "The lab's diagnosis agrees on 1 of 2 runs (healthy); the others read overfitting.")
+    assert notebook.verdict_agreement("exp1", ["did_not_learn"] * 2).endswith("agrees on both runs (did not learn).")
+    assert notebook.verdict_agreement("exp1", ["did_not_learn"]).endswith("agrees on the run (did not learn).")
     assert notebook.verdict_agreement("exp1", []).startswith("The notebook's reading: it never learned")
 
 

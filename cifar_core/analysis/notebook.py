@@ -262,8 +262,9 @@ def verdict_agreement(preset: str, verdicts: Iterable[str]) -> str:
     if not verdicts:
         return f"The notebook's reading: {reading}."
     if agree == len(verdicts):
-        how = "all" if len(verdicts) > 1 else "the"
-        return f"The notebook's reading: {reading}. The lab's diagnosis agrees on {how} {len(verdicts)} run{'s' * (len(verdicts) > 1)} ({want.replace('_', ' ')})."
+        n = len(verdicts)
+        runs = "the run" if n == 1 else "both runs" if n == 2 else f"all {n} runs"
+        return f"The notebook's reading: {reading}. The lab's diagnosis agrees on {runs} ({want.replace('_', ' ')})."
     others = ", ".join(sorted({v.replace("_", " ") for v in verdicts if v != want}))
     return (f"The notebook's reading: {reading}. The lab's diagnosis agrees on {agree} of {len(verdicts)} runs "
             f"({want.replace('_', ' ')}); the others read {others}.")

@@ -279,6 +279,13 @@ def build_report(conn: sqlite3.Connection, run_ids: list[int], title: str = "CIF
         "networks layer for layer with its settings: Adam, batch 32, the test set as validation data (so validation "
         "and test accuracy are the same images). The notebook's figures are its recorded curves "
         f"({notebook.RECORDED}).",
+    ]
+    unfinished = [j for j in jobs if j.state != queue.SUCCEEDED]
+    if unfinished:
+        states = ", ".join(f"#{j.id} {j.state}" for j in unfinished)
+        head += ["", f"**{len(jobs) - len(unfinished)} of {len(jobs)} runs succeeded** (not: {states}); the figures "
+                     "over seeds cover the succeeded runs only."]
+    head += [
         "",
         "## Summary",
         "",
