@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from procs import ROOT, cli, wait_for
 from raycluster import Cluster, cluster_env
+from test_worker import _epochs, _job, _submit
 
-from datagen import tiny_spec
-from cifar_core.jobs import queue, results, store
+from cifar_core.jobs import queue, store
 
 pytestmark = pytest.mark.ray
 
@@ -61,28 +61,6 @@ def _dispatcher(tmp_path, address, *args, name="dispatcher") -> subprocess.Popen
     out = open(tmp_path / f"{name}.log", "ab")
     return subprocess.Popen([sys.executable, "-m", "cifar_core", "worker", "--ray", address, "--lease", LEASE, *args],
                             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-
-
-def _submit(tmp_path, doc, data, *extra) -> list[int]:
-    path = tmp_path / f"{doc['name']}.json"
-    path.write_text(json.dumps(doc))
-    return [int(i) for i in cli("submit", str(path), "--data", str(data), *extra).stdout.split()]
-
-
-def _job(job_id: int) -> queue.Job:
-    conn = store.connect()
-    try:
-        return queue.get_job(conn, job_id)
-    finally:
-        conn.close()
-
-
-def _epochs(job_id: int) -> list[int]:
-    conn = store.connect()
-    try:
-        return list(results.run_history(conn, job_id)["epoch"])
-    finally:
-        conn.close()
 
 
 def _metric_rows(job_id: int) -> list[int]:
