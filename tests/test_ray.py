@@ -20,25 +20,14 @@ from pathlib import Path
 import pytest
 from procs import ROOT, cli, wait_for
 from raycluster import Cluster, cluster_env
-from test_worker import _epochs, _job, _submit
+from test_worker import SLOW, _epochs, _job, _submit
 
 from cifar_core.jobs import queue, store
 
 pytestmark = pytest.mark.ray
 
 LEASE = "4"  # seconds: a dead dispatcher's jobs go back to the queue quickly
-# About half a second to a second per epoch on one core, so a test can act in the middle of a run.
-SLOW = {
-    "name": "slow",
-    "layers": [
-        {"type": "Conv2D", "filters": 32, "kernel_size": 3, "padding": "same", "activation": "relu"},
-        {"type": "Conv2D", "filters": 32, "kernel_size": 3, "padding": "same", "activation": "relu"},
-        {"type": "GlobalAveragePooling2D"},
-        {"type": "Dense", "units": 10, "activation": "softmax"},
-    ],
-    "epochs": 10,
-    "batch_size": 16,
-}
+SLOW = dict(SLOW, epochs=10)  # test_worker's net: about half a second to a second per epoch on one core
 
 
 @pytest.fixture(scope="module")
