@@ -203,7 +203,6 @@ class Worker:
                 if job is None:
                     if self.cfg.exit_when_idle and not queue.counts(self.conn)[queue.RUNNING]:
                         break  # a running job may still be orphaned: stay to take it back when its lease expires
-                    queue.reap_expired(self.conn)
                     store.touch_worker(self.conn, self.id, None)
                     self.shutdown.wait(self.cfg.poll_seconds)
                     continue
