@@ -1,0 +1,89 @@
+"""The unit of training time: one epoch of the reference net, in plain Keras, on the real data.
+
+Machines differ and a shared host drifts up to 2x within an hour, so every training time the lab
+reports should also be given as a multiple of this epoch, timed in the same session. The net is
+the notebook's original exp4 (Rescaling, Conv2D 32/64/64 3x3 'valid', two 2x2 max-pools, Dense 64,
+Dense 10: 122,570 parameters), trained with `model.fit`, batch 32, no validation, on the 50,000
+training images. It stays the unit even though the lab's `exp4` preset now uses 'same' padding.
+
+    .venv/bin/python scripts/reference_epoch.py [--data ../shared/datasets/cifar10-jpeg.tar.gz] [--epochs 2]
+
+Prints one line per epoch (the first includes tracing) and a JSON line with them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+PARAMS = 122_570
+
+
+def reference_net():
+    import keras
+    from keras import layers
+
+    model = keras.Sequential([
+        keras.Input((32, 32, 3)),
+        layers.Rescaling(1 / 255),
+        layers.Conv2D(32, 3, activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Conv2D(64, 3, activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Conv2D(64, 3, activation="relu"),
+        layers.Flatten(),
+        layers.Dense(64, activation="relu"),
+        layers.Dense(10, activation="softmax"),
+    ])
+    if model.count_params() != PARAMS:
+        raise SystemExit(f"reference net has {model.count_params()} parameters, expected {PARAMS}")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+class EpochTimer:
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def callback(self):
+        import keras
+
+        timer = self
+
+        class _Timer(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.start = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                timer.seconds.append(time.perf_counter() - self.start)
+                print(f"reference epoch {epoch + 1}: {timer.seconds[-1]:.1f} s "
+                      f"(accuracy {logs.get('accuracy', 0):.4f})", flush=True)
+
+        return _Timer()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default=str(ROOT.parent / "shared/datasets/cifar10-jpeg.tar.gz"))
+    parser.add_argument("--epochs", type=int, default=2)
+    args = parser.parse_args()
+
+    from cifar_core.data.sources import load_dataset
+
+    ds = load_dataset(args.data)
+    x, y = ds.split("train")
+    timer = EpochTimer()
+    reference_net().fit(x, y, batch_size=32, epochs=args.epochs, verbose=0, callbacks=[timer.callback()])
+    print(json.dumps({"reference_epoch_seconds": [round(s, 2) for s in timer.seconds],
+                      "load_average": os.getloadavg()[0], "when": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+
+
+if __name__ == "__main__":
+    main()
