@@ -113,6 +113,9 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("report", help="write the reproduce report of a group of runs again")
     s.add_argument("--group", type=_id, required=True, help="the group id `reproduce` printed")
     s.add_argument("--out", help="report folder, or a .md/.html path")
+    s.add_argument("--reference-epoch", type=float, metavar="SECONDS",
+                   help="seconds of a reference epoch timed in the same session (scripts/reference_epoch.py): "
+                        "epoch times are also shown as multiples of it")
     return p
 
 
@@ -336,7 +339,7 @@ def _reproduce(args) -> int:
 
 
 def _report(args) -> None:
-    md_path, html_path = _lab().write_report(args.group, args.out)
+    md_path, html_path = _lab().write_report(args.group, args.out, args.reference_epoch)
     print(f"report: {md_path}\nhtml:   {html_path}")
 
 

@@ -124,12 +124,13 @@ class Lab:
         failed = tuple(j.id for j in jobs if j.state != queue.SUCCEEDED)
         return report.ReproduceResult(group, tuple(ids), md_path, html_path, failed)
 
-    def write_report(self, group_id: int, out=None) -> tuple[Path, Path]:
+    def write_report(self, group_id: int, out=None, reference_epoch: float | None = None) -> tuple[Path, Path]:
         """The reproduce report of a group of runs, written again from the store."""
         from cifar_core.analysis import report
 
         with self._store() as conn:
-            return report.write_report(report.build_report(conn, report.group_runs(conn, group_id)), out)
+            built = report.build_report(conn, report.group_runs(conn, group_id), reference_epoch=reference_epoch)
+            return report.write_report(built, out)
 
     def enqueue(self, docs: list[dict], group: tuple[str, str, dict] | None, source: str | None = None) -> Submitted:
         """The one way jobs enter the queue: each doc validated against the data and counted."""

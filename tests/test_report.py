@@ -88,6 +88,22 @@ def test_reproduce_end_to_end(lab_home, small_data, tmp_path):
     missing = cli("report", "--group", "9", check=False)
     assert missing.returncode == 2 and "error: group 9 has no jobs" in missing.stderr
 
+    timed = cli("report", "--group", "1", "--out", str(tmp_path / "timed.md"), "--reference-epoch", "2.5")
+    assert "report:" in timed.stdout
+    timed_md = (tmp_path / "timed.md").read_text()
+    assert "took 2.5 s on this machine in the same session" in timed_md
+    every = timed_md.split("Every run:")[1].split("\n## ")[0]
+    header = next(x for x in every.splitlines() if x.startswith("| experiment | run |"))
+    cells = [c.strip() for c in header.strip("|").split("|")]
+    assert cells[cells.index("s/epoch") + 1] == "× ref epoch"
+    per_run = report.summary_table(conn, list(range(1, 11))).set_index("run")["seconds_per_epoch"]
+    first = next(x for x in every.splitlines() if x.startswith("| exp1 (Dense 10 relu) | #1 |"))
+    shown = [c.strip() for c in first.strip("|").split("|")]
+    assert shown[cells.index("× ref epoch")] == f"{per_run[1] / 2.5:.2f}"
+    for bad in ("0", "-3", "nan"):
+        refused = cli("report", "--group", "1", "--reference-epoch", bad, check=False)
+        assert refused.returncode == 2 and "is not a duration" in refused.stderr, (bad, refused.stderr)
+
 
 def test_reproduce_refuses_bad_arguments(lab_home, small_data):
     bad = cli("reproduce", "--data", str(small_data), "--epochs-scale", "0", check=False)

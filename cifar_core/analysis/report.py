@@ -210,8 +210,8 @@ def summary_table(conn: sqlite3.Connection, run_ids: list[int]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _display_summary(summary: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({
+def _display_summary(summary: pd.DataFrame, reference_epoch: float | None = None) -> pd.DataFrame:
+    shown = pd.DataFrame({
         "experiment": [f"{e} ({n})" if n else e for e, n in zip(summary["experiment"], summary["network"])],
         "run": [f"#{r}" for r in summary["run"]],
         "params": [f"{p:,}" for p in summary["params"]],
@@ -224,6 +224,21 @@ def _display_summary(summary: pd.DataFrame) -> pd.DataFrame:
         "verdict": summary["verdict"],
         "notebook (val acc)": summary["notebook"],
     })
+    if reference_epoch is not None:
+        shown.insert(shown.columns.get_loc("s/epoch") + 1, "× ref epoch",
+                     (summary["seconds_per_epoch"] / reference_epoch).map(lambda v: _num(v, "{:.2f}")))
+    return shown
+
+
+def check_reference_epoch(seconds) -> float | None:
+    """The reference epoch's seconds (scripts/reference_epoch.py), or None; a bad value is refused."""
+    if seconds is None:
+        return None
+    value = float(seconds)
+    if not 0 < value < 86_400:
+        raise LabError(f"reference epoch of {seconds!r} s is not a duration; give the seconds "
+                       "scripts/reference_epoch.py printed in the same session (e.g. 34.1)")
+    return value
 
 
 source_name = identity.source_name  # the file or folder name, never the path on the machine that wrote it
@@ -257,10 +272,13 @@ def _seed_table(seeds: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def build_report(conn: sqlite3.Connection, run_ids: list[int], title: str = "CIFAR-10 notebook, reproduced") -> Report:
+def build_report(conn: sqlite3.Connection, run_ids: list[int], title: str = "CIFAR-10 notebook, reproduced",
+                 reference_epoch: float | None = None) -> Report:
     """The report's blocks for these runs (the five notebook experiments over one or more seeds, or
     any runs): the lab's figures over seeds against the notebook's recorded ones, then one section
-    per experiment with the notebook's curve beside the lab's and their per-epoch difference."""
+    per experiment with the notebook's curve beside the lab's and their per-epoch difference.
+    With `reference_epoch` (seconds of one reference epoch timed in the same session), epoch
+    times are also given as multiples of it, since a shared host's speed drifts."""
     from cifar_core.spec.schema import summarize
 
     if not run_ids:
@@ -280,6 +298,12 @@ def build_report(conn: sqlite3.Connection, run_ids: list[int], title: str = "CIF
         "and test accuracy are the same images). The notebook's figures are its recorded curves "
         f"({notebook.RECORDED}).",
     ]
+    reference_epoch = check_reference_epoch(reference_epoch)
+    if reference_epoch is not None:
+        head += ["", f"Times: one reference epoch (plain Keras `model.fit`, batch 32, no validation, of the notebook's "
+                     f"original exp4 net, 122,570 parameters; `scripts/reference_epoch.py`) took {reference_epoch:.1f} s "
+                     "on this machine in the same session; *× ref epoch* is each run's epoch (with validation) in "
+                     "that unit."]
     unfinished = [j for j in jobs if j.state != queue.SUCCEEDED]
     if unfinished:
         states = ", ".join(f"#{j.id} {j.state}" for j in unfinished)
@@ -302,7 +326,7 @@ def build_report(conn: sqlite3.Connection, run_ids: list[int], title: str = "CIF
             "Every run:",
             "",
         ]
-    head.append(_md_table(_display_summary(summary)))
+    head.append(_md_table(_display_summary(summary, reference_epoch)))
     blocks: list = [("md", "\n".join(head))]
     by_name: dict[str, list[queue.Job]] = {}
     for job in jobs:
