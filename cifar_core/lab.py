@@ -227,13 +227,15 @@ class Lab:
         return results.group_summary(board, specs)
 
     def run(self, run_id: int) -> results.RunDetail:
-        """One run with its history, best epoch and diagnosis."""
+        """One run with its history, best epoch and diagnosis (which compares it with its siblings:
+        runs of the same network trained with other settings)."""
         from cifar_core.analysis import diagnosis
         from cifar_core.jobs import results
 
         with self._store() as conn:
             detail = results.run_detail(conn, int(run_id))
-        verdict = diagnosis.diagnose_run(detail.history, detail.job.spec) if not detail.history.empty else None
+            siblings = diagnosis.siblings_of(conn, int(run_id)) if not detail.history.empty else []
+        verdict = diagnosis.diagnose_run(detail.history, detail.job.spec, siblings) if not detail.history.empty else None
         return results.RunDetail(**{**detail.__dict__, "diagnosis": verdict})
 
     def histories(self, run_ids: list[int]) -> pd.DataFrame:
