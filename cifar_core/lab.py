@@ -328,6 +328,16 @@ class Lab:
         with self._store() as conn:
             return prediction.stored_predictions(conn, int(run_id))
 
+    def seed_pair(self, run_a: int, run_b: int) -> prediction.SeedPair | None:
+        """When runs a and b are seeds of one configuration: their seeds and the spread of that
+        configuration's finished seeds (for `prediction.compare_runs`); None otherwise."""
+        from cifar_core.analysis import prediction
+        from cifar_core.jobs import results
+
+        with self._store() as conn:
+            board = results.leaderboard(conn)
+        return prediction.seed_pair(board, int(run_a), int(run_b))
+
     def predict_image(self, run_ids: list[int], image, class_names, k: int = 5, labels=None) -> pd.DataFrame:
         from cifar_core.analysis import prediction
 
