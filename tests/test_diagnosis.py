@@ -226,7 +226,7 @@ def test_several_changed_settings_are_all_named_and_other_verdicts_keep_their_st
     changed = (("learning_rate", "0.01", "0.001"), ("batch_size", "128", "32"), ("epochs", "10", "20"))
     d = diagnose(EXP4, siblings=[Sibling(7, 0.80, changed)])
     assert "Run #7 with learning_rate 0.001, batch_size 32 and epochs 20 reached 80.0%" in d.text
-    assert "this run's learning_rate 0.01, batch_size 128 and epochs 10 are the likely cause" in d.text
+    assert "this run's learning_rate 0.01, batch_size 128 and epochs 10 are holding it back." in d.text
     assert d.verdict == "overfitting"
     assert d.next_step.startswith("Try run #7's learning_rate 0.001, batch_size 32 and epochs 20 first; then: keep the")
     assert diagnose(EXP1[:2], siblings=[Sibling(7, 0.80, changed)]).sibling is None  # too short to judge

@@ -229,10 +229,11 @@ def _make(verdict: str, title: str, sentences: list[str], next_step: str, ev: di
 def _blame_settings(d: Diagnosis, sib: Sibling) -> Diagnosis:
     """`d` with the sibling's lead sentence first and, where `d` blamed the model or guessed at
     the learning rate, the sibling's settings as the next step."""
+    low = d.verdict in ("underfitting", "did_not_learn")
     lead = (f"Run #{sib.run} with {sib.settings(2)} reached {_pts(sib.best_val_accuracy)}% with the same network"
             f" ({_pts(d.best_val_accuracy)}% here): this run's {sib.settings(1)}"
-            f" {'is' if len(sib.changed) == 1 else 'are'} the likely cause, not capacity.")
-    if d.verdict in ("underfitting", "did_not_learn"):
+            f" {'is' if len(sib.changed) == 1 else 'are'} {'the likely cause, not capacity' if low else 'holding it back'}.")
+    if low:
         step = f"Train this network with run #{sib.run}'s {sib.settings(2)} before changing the model."
     else:
         step = f"Try run #{sib.run}'s {sib.settings(2)} first; then: {d.next_step[0].lower()}{d.next_step[1:]}"
