@@ -228,13 +228,15 @@ class Lab:
         return results.group_summary(board, specs)
 
     def run(self, run_id: int) -> results.RunDetail:
-        """One run with its history, best epoch and diagnosis."""
+        """One run with its history, best epoch and diagnosis (which compares it with its siblings:
+        runs of the same network trained with other settings)."""
         from cifar_core.analysis import diagnosis
         from cifar_core.jobs import results
 
         with self._store() as conn:
             detail = results.run_detail(conn, int(run_id))
-        verdict = diagnosis.diagnose_run(detail.history, detail.job.spec) if not detail.history.empty else None
+            siblings = diagnosis.siblings_of(conn, int(run_id)) if not detail.history.empty else []
+        verdict = diagnosis.diagnose_run(detail.history, detail.job.spec, siblings) if not detail.history.empty else None
         return results.RunDetail(**{**detail.__dict__, "diagnosis": verdict})
 
     def histories(self, run_ids: list[int]) -> pd.DataFrame:
@@ -326,6 +328,16 @@ class Lab:
 
         with self._store() as conn:
             return prediction.stored_predictions(conn, int(run_id))
+
+    def seed_pair(self, run_a: int, run_b: int) -> prediction.SeedPair | None:
+        """When runs a and b are seeds of one configuration: their seeds and the spread of that
+        configuration's finished seeds (for `prediction.compare_runs`); None otherwise."""
+        from cifar_core.analysis import prediction
+        from cifar_core.jobs import results
+
+        with self._store() as conn:
+            board = results.leaderboard(conn)
+        return prediction.seed_pair(board, int(run_a), int(run_b))
 
     def predict_image(self, run_ids: list[int], image, class_names, k: int = 5, labels=None) -> pd.DataFrame:
         from cifar_core.analysis import prediction

@@ -1,8 +1,10 @@
 """Error analysis page: for one finished run, per-class accuracy, the confusion matrix (counts and
 row percentages) and its misclassified test images filterable by true and predicted class; and
 against a second run, the per-class and confusion differences, the images only one gets right,
-and whether the accuracy difference is significant, in words. All from the test predictions each
-run stored when it finished."""
+and whether the accuracy difference is significant, in words (set against the seed spread when
+the two are seeds of one configuration). All from the test predictions each run stored when it
+finished. Both pickers sit at the top; with a second run chosen, the comparison is the first tab
+and the run alone the second, so neither is thousands of pixels down the page."""
 
 from __future__ import annotations
 
@@ -67,9 +69,9 @@ def _single(ea: prediction.ErrorAnalysis, stored, ds) -> None:
 
 def _compare(stored_a, stored_b, ds) -> None:
     names = ds.class_names
-    cmp = prediction.compare_runs(stored_a, stored_b, names)
     a_id, b_id = stored_a.run, stored_b.run
-    (st.success if cmp.significant else st.info)(cmp.verdict, icon=":material/balance:")
+    cmp = prediction.compare_runs(stored_a, stored_b, names, seeds=common.lab().seed_pair(a_id, b_id))
+    (st.success if cmp.decisive else st.info)(cmp.verdict, icon=":material/balance:")
     x, y = st.columns(2)
     x.metric(f"Run #{a_id} (A)", common.percent(cmp.accuracy_a))
     y.metric(f"Run #{b_id} (B)", common.percent(cmp.accuracy_b), delta=f"{(cmp.accuracy_b - cmp.accuracy_a) * 100:+.1f} points")
@@ -77,6 +79,8 @@ def _compare(stored_a, stored_b, ds) -> None:
                     key="analysis_diff_per_class")
     st.plotly_chart(prediction_charts.confusion_figure(cmp.confusion_diff, names, title="Confusion matrix, B - A (counts)"),
                     key="analysis_diff_confusion")
+    st.caption("Blue is in B's favour everywhere: on the diagonal B gets more of that class right, off it B makes "
+               "that mistake less often. Red is in A's favour. Cells show B's count minus A's.")
     left, right = st.columns(2)
     for col, right_run, wrong_run, which in ((left, a_id, b_id, "a"), (right, b_id, a_id, "b")):
         with col:
@@ -114,14 +118,17 @@ def render() -> None:
     except LabError as exc:
         st.error(str(exc), icon=":material/error:")
         return
-    _single(ea, stored, ds)
     if stored_b is None:
+        _single(ea, stored, ds)
         return
-    st.subheader(f"Run #{run} (A) against run #{compare} (B)")
-    try:
-        _compare(stored, stored_b, ds)
-    except LabError as exc:
-        st.error(str(exc), icon=":material/error:")
+    against, alone = st.tabs([f"Run #{run} (A) against run #{compare} (B)", f"Run #{run} alone"])
+    with against:
+        try:
+            _compare(stored, stored_b, ds)
+        except LabError as exc:
+            st.error(str(exc), icon=":material/error:")
+    with alone:
+        _single(ea, stored, ds)
 
 
 common.page(render)

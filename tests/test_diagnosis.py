@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from cifar_core.analysis.diagnosis import VERDICTS, diagnose
+from cifar_core.analysis.diagnosis import SIBLING_MARGIN, VERDICTS, Sibling, diagnose, training_changes
 from cifar_core.errors import LabError
 
 
@@ -184,3 +184,58 @@ def test_bad_history_names_the_epoch_and_key():
         diagnose(hist)
     with pytest.raises(LabError, match="at least 2 classes"):
         diagnose(EXP5, num_classes=1)
+
+
+# ---------------------------------------------------------------- siblings (issue 14, item 6)
+
+# A learning-rate sweep's run at lr 0.003: 19% and flat, which on its own reads as "grow the model".
+HIGH_LR = history(
+    acc=[0.17, 0.19, 0.20, 0.20, 0.21, 0.21],
+    val_acc=[0.17, 0.18, 0.19, 0.19, 0.19, 0.19],
+    loss=[2.25, 2.18, 2.15, 2.14, 2.14, 2.13],
+    val_loss=[2.20, 2.17, 2.16, 2.16, 2.16, 2.16],
+)
+LR = (("learning_rate", "0.003", "0.0003"),)
+
+
+def test_without_siblings_a_plateau_low_says_grow_the_model():
+    d = diagnose(HIGH_LR)
+    assert d.title == "Underfitting: plateaued low" and d.next_step.startswith("Grow the model")
+    assert d.sibling is None and diagnose(HIGH_LR, siblings=()) == d
+
+
+def test_a_clearly_better_sibling_is_named_before_capacity():
+    siblings = [Sibling(13, 0.25, LR), Sibling(14, 0.401, LR), Sibling(15, 0.20, LR)]
+    d = diagnose(HIGH_LR, siblings=siblings)
+    assert d.text.startswith(
+        "Run #14 with learning_rate 0.0003 reached 40.1% with the same network (19.0% here): this run's"
+        " learning_rate 0.003 is the likely cause, not capacity. After 6 epochs")
+    assert d.next_step == "Train this network with run #14's learning_rate 0.0003 before changing the model."
+    assert "Grow the model" not in d.next_step
+    assert d.verdict == "underfitting" and d.sibling.run == 14 and d.evidence["sibling_run"] == 14
+    assert d.to_dict()["sibling"] == {"run": 14, "best_val_accuracy": 0.401, "changed": LR}
+
+
+def test_a_sibling_within_the_margin_changes_nothing():
+    close = Sibling(14, 0.19 + SIBLING_MARGIN - 0.001, LR)
+    assert diagnose(HIGH_LR, siblings=[close]) == diagnose(HIGH_LR)
+    assert diagnose(HIGH_LR, siblings=[Sibling(14, 0.19 + SIBLING_MARGIN, LR)]).sibling.run == 14
+
+
+def test_several_changed_settings_are_all_named_and_other_verdicts_keep_their_step():
+    changed = (("learning_rate", "0.01", "0.001"), ("batch_size", "128", "32"), ("epochs", "10", "20"))
+    d = diagnose(EXP4, siblings=[Sibling(7, 0.80, changed)])
+    assert "Run #7 with learning_rate 0.001, batch_size 32 and epochs 20 reached 80.0%" in d.text
+    assert "this run's learning_rate 0.01, batch_size 128 and epochs 10 are holding it back." in d.text
+    assert d.verdict == "overfitting"
+    assert d.next_step.startswith("Try run #7's learning_rate 0.001, batch_size 32 and epochs 20 first; then: keep the")
+    assert diagnose(EXP1[:2], siblings=[Sibling(7, 0.80, changed)]).sibling is None  # too short to judge
+
+
+def test_training_changes_names_training_settings_only():
+    base = {"name": "a", "seed": 0, "layers": [{"type": "Flatten"}], "learning_rate": 0.003, "batch_size": 64}
+    assert training_changes(base, {**base, "name": "b", "seed": 5}) is None  # one configuration
+    assert training_changes(base, {**base, "learning_rate": 0.0003, "seed": 1}) == LR
+    assert training_changes(base, {**base, "schedule": {"type": "cosine"}}) == (("schedule.type", "constant", "cosine"),)
+    assert training_changes(base, {**base, "learning_rate": 0.0003, "layers": []}) is None  # another network
+    assert training_changes(base, {**base, "learning_rate": 0.0003, "validation": "test"}) is None  # scored otherwise

@@ -123,3 +123,40 @@ def test_submit_applies_overrides_and_revalidates(lab, conn, small_data):
     with pytest.raises(SpecErrors, match=r"layer 0 \(Dense\) gets a 4-D input \(32, 32, 3\)"):
         lab.submit(doc, str(small_data), layers=[OUT])
     assert [j.id for j in queue.list_jobs(conn)] == [job_id]  # nothing invalid was queued
+
+
+def _finish_flat(conn, job_id: int, val_accuracy: list[float]) -> None:
+    """`_finish` with a training loss that falls a little: a run that learned something."""
+    job = queue.claim(conn, "test-worker")
+    assert job is not None and job.id == job_id
+    for epoch, acc in enumerate(val_accuracy, start=1):
+        queue.record_epoch(conn, job.lease, {"epoch": epoch, "loss": 2.2 - 0.02 * epoch, "accuracy": acc + 0.02,
+                                             "val_loss": 2.2, "val_accuracy": acc, "seconds": 1.0, "learning_rate": 0.001})
+    assert queue.finish(conn, job.lease, queue.SUCCEEDED, results={"test_accuracy": max(val_accuracy)})
+
+
+def test_a_sweep_run_is_diagnosed_against_its_siblings(lab, conn):
+    """Issue 14: the lr 0.003 run of a sweep was told to grow the model while its lr 0.0003 sibling
+    reached 40%."""
+    space = {"method": "grid", "params": {"learning_rate": {"values": [0.003, 0.0003]}}}
+    _, (high, low) = lab.submit_sweep(tiny_spec(learning_rate=0.001, epochs=5), space)
+    [wider] = lab.submit(tiny_spec(epochs=5, learning_rate=0.0003, layers=[
+        {"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}])).job_ids  # another network
+    [other_seed] = lab.submit(tiny_spec(epochs=5, learning_rate=0.003, seed=9)).job_ids  # high's configuration
+    _finish_flat(conn, high, [0.17, 0.18, 0.19, 0.19, 0.19])
+    _finish_flat(conn, low, [0.30, 0.36, 0.39, 0.40, 0.401])
+    _finish_flat(conn, wider, [0.50, 0.55, 0.60, 0.61, 0.62])
+    _finish_flat(conn, other_seed, [0.18, 0.19, 0.20, 0.20, 0.20])
+
+    from cifar_core.analysis import diagnosis
+
+    assert [s.run for s in diagnosis.siblings_of(conn, high)] == [low]  # not another network, not another seed
+    d = lab.run(high).diagnosis
+    assert d.verdict == "underfitting" and d.sibling.run == low
+    assert d.text.startswith(f"Run #{low} with learning_rate 0.0003 reached 40.1% with the same network (19.0% here):"
+                             " this run's learning_rate 0.003 is the likely cause, not capacity.")
+    assert "Grow the model" not in d.next_step
+    assert [s.run for s in diagnosis.siblings_of(conn, low)] == [high, other_seed]
+    assert lab.run(low).diagnosis.sibling is None  # its siblings did worse
+    with pytest.raises(NotFound, match="no run 99"):
+        diagnosis.siblings_of(conn, 99)

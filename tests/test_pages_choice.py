@@ -151,3 +151,23 @@ def test_analysis_page_compares_two_runs(lab):
     assert "**#1 right, #3 wrong**" in text and "**#3 right, #1 wrong**" in text
     at = _run(at.selectbox(key="analysis_compare").set_value(0))
     assert len(at.get("plotly_chart")) == 2
+
+
+def test_analysis_page_puts_the_comparison_first_and_knows_two_seeds(lab):
+    """Issue 14: the comparison sat 4,000 px down, below the run's own galleries, and two seeds of
+    one configuration were called "significant ... run #2 is the better model"."""
+    at = _open("pages/analysis.py", run="1")
+    assert [s.key for s in at.selectbox][:2] == ["analysis_run", "analysis_compare"]  # both pickers on top
+    assert not at.tabs[0].label.startswith("Run #1 (A)")  # nothing to compare: the run alone, as before
+    at = _run(at.selectbox(key="analysis_compare").set_value(2))  # runs 1 and 2: "tiny" seeds 0 and 1
+    against, alone = at.tabs[0], at.tabs[1]
+    assert (against.label, alone.label) == ("Run #1 (A) against run #2 (B)", "Run #1 alone")
+    verdict = _texts(against.info)
+    assert verdict.startswith("Runs #1 and #2 are two seeds (0 and 1) of one configuration: the difference is seed "
+                              "noise unless it exceeds the seed spread.")
+    assert "Only 2 seeds of this configuration have finished: too few to know its seed spread" in verdict
+    assert "McNemar's test, for these two trained models, not the configuration" in verdict
+    assert "better model" not in verdict and not against.success  # never shown as a win
+    assert [c.key for c in against.get("plotly_chart")] == ["analysis_diff_per_class", "analysis_diff_confusion"]
+    assert "Blue is in B's favour everywhere" in _texts(against.caption)
+    assert [m.label for m in alone.metric][:1] == ["Test accuracy"]  # the run's own analysis, second

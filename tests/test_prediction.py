@@ -177,3 +177,101 @@ def test_compare_verdict_by_hand():
     assert cmp.verdict.startswith("Run #2 is 30.0 points more accurate than run #1 (100.0% vs 70.0%) on the same 100")
     assert "#1 alone is right on 0 images and #2 alone on 30." in cmp.verdict
     assert "significant (p < 0.001, alpha 0.05): run #2 is the better model" in cmp.verdict
+
+
+# ---------------------------------------------------------------- seeds of one configuration (issue 14, item 6)
+
+
+def _board(rows: list[tuple]) -> "pd.DataFrame":
+    """A leaderboard over plain data: (run, config, seed, test accuracy, status)."""
+    import pandas as pd
+
+    return pd.DataFrame([{"run": r, "name": f"run{r}", "status": st, "config": cfg, "seed": seed, "test_accuracy": acc,
+                          "best_val_accuracy": acc, "data_source": "d", "params": 10, "seconds_per_epoch": 1.0}
+                         for r, cfg, seed, acc, st in rows])
+
+
+BOARD = _board([(1, "k1", 0, 0.70, "succeeded"), (2, "k1", 1, 0.72, "succeeded"), (3, "k1", 2, 0.71, "succeeded"),
+                (4, "k1", 3, 0.30, "failed"), (5, "k2", 0, 0.90, "succeeded")])
+
+
+def test_seed_pair_of_one_configuration_from_the_leaderboard():
+    pair = prediction.seed_pair(BOARD, 1, 2)
+    assert (pair.seed_a, pair.seed_b, pair.runs) == (0, 1, 3)  # the failed seed is not pooled
+    assert pair.std == pytest.approx(0.01) and (pair.low, pair.high) == (0.70, 0.72)
+    assert pair.typical_gap == pytest.approx(2 * np.sqrt(2) * 0.01)
+    assert prediction.seed_pair(BOARD, 1, 5) is None  # two configurations
+    with pytest.raises(NotFound, match="no run 9 on the leaderboard"):
+        prediction.seed_pair(BOARD, 1, 9)
+
+
+def _pair_predictions(misses_a: int, misses_b: int):
+    """Runs 1 and 2 on 100 images: A misses its first `misses_a`, B its last `misses_b`."""
+    y = np.array([0] * 60 + [1] * 40)
+    probs_a = np.eye(2, dtype=np.float32)[y].copy()
+    probs_b = probs_a.copy()
+    probs_a[:misses_a] = probs_a[:misses_a, ::-1]
+    probs_b[100 - misses_b:] = probs_b[100 - misses_b:, ::-1]
+    return prediction.StoredPredictions(1, probs_a, y), prediction.StoredPredictions(2, probs_b, y)
+
+
+def test_two_seeds_are_set_against_the_seed_spread_and_never_called_the_better_model():
+    a, b = _pair_predictions(30, 0)  # B is 30 points ahead: McNemar calls it significant
+    wide = prediction.SeedPair(0, 1, runs=5, std=0.12, low=0.6, high=0.95)
+    cmp = prediction.compare_runs(a, b, ("x", "y"), seeds=wide)
+    assert cmp.significant and not cmp.decisive and cmp.seeds == wide
+    assert cmp.verdict.startswith("Runs #1 and #2 are two seeds (0 and 1) of one configuration: the difference is "
+                                  "seed noise unless it exceeds the seed spread. Seed 1 (#2) scores +30.0 points "
+                                  "against seed 0 (#1) (100.0% vs 70.0%) on the same 100 test images")
+    assert ("Its 5 finished seeds spread 12.0 points (std; test accuracy 60.0% to 95.0%), so two seeds typically "
+            "differ by up to 33.9 points (2·√2·std): this difference is within that, seed noise") in cmp.verdict
+    assert ("McNemar's test, for these two trained models, not the configuration, finds the difference significant "
+            "(p < 0.001, alpha 0.05).") in cmp.verdict
+    assert "better model" not in cmp.verdict and "paired bootstrap" in cmp.verdict
+
+    narrow = prediction.compare_runs(a, b, ("x", "y"), seeds=prediction.SeedPair(0, 1, 3, 0.01, 0.70, 0.72))
+    assert "typically differ by up to 2.8 points (2·√2·std): this difference is larger; check what else" in narrow.verdict
+    assert "better model" not in narrow.verdict
+
+
+def test_two_seeds_with_too_few_finished_seeds_say_so():
+    a, b = _pair_predictions(3, 1)
+    cmp = prediction.compare_runs(a, b, ("x", "y"), seeds=prediction.SeedPair(4, 5, 2, 0.02, 0.96, 0.99))
+    assert ("Only 2 seeds of this configuration have finished: too few to know its seed spread (3 are needed)"
+            in cmp.verdict)
+    assert "Seed 5 (#2) scores +2.0 points against seed 4 (#1)" in cmp.verdict
+    assert "#1 alone is right on 1 images and #2 alone on 3." in cmp.verdict
+    assert "does not find the difference significant" in cmp.verdict and "better model" not in cmp.verdict
+
+
+def test_two_configurations_keep_the_better_model_wording():
+    a, b = _pair_predictions(30, 0)
+    cmp = prediction.compare_runs(a, b, ("x", "y"), seeds=None)
+    assert cmp.decisive and cmp.seeds is None
+    assert "significant (p < 0.001, alpha 0.05): run #2 is the better model" in cmp.verdict
+    assert "seed" not in cmp.verdict
+
+
+def test_the_confusion_difference_has_one_colour_meaning():
+    """B - A counts: +2 on the diagonal (B right more often) and +2 off it (B makes that mistake more
+    often) mean opposite things; coloured, the first is in B's favour (blue) and the second in A's (red)."""
+    from cifar_core.analysis.stats import in_b_favour
+
+    diff = np.array([[2, -2, 0], [1, -3, 2], [0, 0, 0]])
+    favour = in_b_favour(diff)
+    np.testing.assert_array_equal(favour, [[2, 2, 0], [-1, -3, -2], [0, 0, 0]])
+    with pytest.raises(DataError, match=r"square matrix, got shape \(2, 3\)"):
+        in_b_favour(np.zeros((2, 3)))
+    fig = prediction_charts.confusion_figure(diff, ("a", "b", "c"))
+    heat = fig.data[0]
+    np.testing.assert_array_equal(np.asarray(heat.z), favour)  # what is coloured
+    assert heat.text[0][1] == "-2" and heat.text[1][0] == "+1"  # what is written: the counts themselves
+    assert heat.colorscale[-1][1] == "rgb(5,48,97)" and heat.zmid == 0  # RdBu: the high end (B's favour) is blue
+    assert "blue in B's favour" in heat.colorbar.title.text and "red in A's" in heat.colorbar.title.text
+    import pandas as pd
+
+    bars = prediction_charts.per_class_figure(pd.DataFrame({"class": ["a", "b", "c"], "difference": [0.1, -0.2, 0.0]}),
+                                              "difference")
+    assert list(bars.data[0].marker.color) == [prediction_charts.FAVOUR_B, prediction_charts.FAVOUR_A,
+                                               prediction_charts.EVEN]
+    assert "blue in B's favour, red in A's" in bars.layout.yaxis.title.text

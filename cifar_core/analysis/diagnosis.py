@@ -21,19 +21,31 @@
                  improving, i.e. rising >= 0.5 points/epoch over the last 3 epochs (IMPROVING):
                  then train longer; if it has plateaued, grow the model.
 5. healthy       everything else.
+
+Then its siblings (`Sibling`): runs of the same network on the same data source whose specs differ
+only in training settings (TRAINING_SETTINGS: optimiser, learning rate, batch size, epochs,
+schedule...), such as the other runs of a learning-rate sweep. When one of them reached a best
+validation accuracy at least SIBLING_MARGIN higher, the settings it changed, not the network, are
+the likely cause: the diagnosis says so first, and for underfitting or a run that did not learn its
+next step is the sibling's settings instead of a bigger model. The verdict itself (what the curves
+show) is unchanged. Siblings that differ in layers (a sweep over filters or dropout) do not count:
+there a better sibling may well be a capacity change.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import sqlite3
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
 
 import pandas as pd
 
-from cifar_core.errors import LabError
+from cifar_core.errors import LabError, NotFound
 from cifar_core.jobs import queue, results, store
+from cifar_core.spec import diff, identity
 
 MIN_EPOCHS = 3
 LEARN_MARGIN = 0.05  # accuracy above chance a run must reach to count as learning
@@ -45,9 +57,38 @@ GAP = 0.05  # train - validation accuracy gap at the last epoch
 LOW_FRACTION = 0.6  # fraction of the way from chance to 100% that counts as "learned"
 IMPROVING = 0.005  # validation accuracy gain per epoch (over the last 3) that counts as rising
 RECENT = 3  # epochs in the "recent" window
+SIBLING_MARGIN = 0.05  # best validation accuracy a sibling must add to be "clearly better"
+# Spec settings that change how a network is trained, not what it is or what it is scored on.
+TRAINING_SETTINGS = ("optimizer", "learning_rate", "momentum", "nesterov", "weight_decay", "epochs", "batch_size",
+                     "schedule", "label_smoothing", "early_stopping")
 
 VERDICTS = ("did_not_learn", "underfitting", "overfitting", "healthy", "too_short")
 REQUIRED = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
+
+
+@dataclass(frozen=True)
+class Sibling:
+    """Another run of the same network on the same data, trained with other settings."""
+
+    run: int
+    best_val_accuracy: float
+    changed: tuple[tuple[str, str, str], ...]  # (setting, this run's value, the sibling's value)
+
+    def settings(self, side: int) -> str:
+        """The changed settings with this run's values (side 1) or the sibling's (side 2):
+        "learning_rate 0.003 and batch_size 128"."""
+        parts = [f"{name} {values[side - 1]}" for name, *values in self.changed]
+        return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def training_changes(spec: dict, other: dict) -> tuple[tuple[str, str, str], ...] | None:
+    """The settings `other` trains differently from `spec` ((setting, spec's, other's) in spec
+    order), or None when they differ in anything else (layers, validation, augmentation...) or
+    only in what does not define a configuration (seed, name)."""
+    changed = diff.differences(spec, other, ignore=identity.IGNORED)
+    if not changed or any(k.split(".")[0] not in TRAINING_SETTINGS for k in changed):
+        return None
+    return tuple((k, a, b) for k, (a, b) in changed.items())
 
 
 @dataclass(frozen=True)
@@ -60,6 +101,7 @@ class Diagnosis:
     overfit_epoch: int | None  # epoch where overfitting began, for the overfitting verdict
     next_step: str
     evidence: dict = field(default_factory=dict)  # the figures the rules used
+    sibling: Sibling | None = None  # the clearly better sibling the text blames the settings on
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -141,8 +183,17 @@ def _evidence(c: _Curves, num_classes: int) -> dict:
     }
 
 
-def diagnose(history: list[dict], num_classes: int = 10) -> Diagnosis:
-    """Apply the module's rules to a run's history and explain the verdict in words."""
+def diagnose(history: list[dict], num_classes: int = 10, siblings: Iterable[Sibling] = ()) -> Diagnosis:
+    """Apply the module's rules to a run's history and explain the verdict in words; a clearly
+    better sibling (see the module's docstring) is named first."""
+    d = _diagnose_curves(history, num_classes)
+    if d.verdict == "too_short" or d.best_val_accuracy is None:
+        return d
+    better = [s for s in siblings if s.best_val_accuracy >= d.best_val_accuracy + SIBLING_MARGIN]
+    return _blame_settings(d, max(better, key=lambda s: (s.best_val_accuracy, -s.run))) if better else d
+
+
+def _diagnose_curves(history: list[dict], num_classes: int) -> Diagnosis:
     if num_classes < 2:
         raise LabError(f"num_classes={num_classes} is too small; a classifier needs at least 2 classes")
     c = _curves(history)
@@ -173,6 +224,21 @@ def _make(verdict: str, title: str, sentences: list[str], next_step: str, ev: di
         next_step=next_step,
         evidence=ev,
     )
+
+
+def _blame_settings(d: Diagnosis, sib: Sibling) -> Diagnosis:
+    """`d` with the sibling's lead sentence first and, where `d` blamed the model or guessed at
+    the learning rate, the sibling's settings as the next step."""
+    low = d.verdict in ("underfitting", "did_not_learn")
+    lead = (f"Run #{sib.run} with {sib.settings(2)} reached {_pts(sib.best_val_accuracy)}% with the same network"
+            f" ({_pts(d.best_val_accuracy)}% here): this run's {sib.settings(1)}"
+            f" {'is' if len(sib.changed) == 1 else 'are'} {'the likely cause, not capacity' if low else 'holding it back'}.")
+    if low:
+        step = f"Train this network with run #{sib.run}'s {sib.settings(2)} before changing the model."
+    else:
+        step = f"Try run #{sib.run}'s {sib.settings(2)} first; then: {d.next_step[0].lower()}{d.next_step[1:]}"
+    ev = {**d.evidence, "sibling_run": sib.run, "sibling_best_val_accuracy": sib.best_val_accuracy}
+    return replace(d, text=f"{lead} {d.text}", next_step=step, evidence=ev, sibling=sib)
 
 
 def _too_short(c: _Curves) -> Diagnosis:
@@ -308,9 +374,29 @@ def _history_records(history: pd.DataFrame) -> list[dict]:
     return records
 
 
-def diagnose_run(history: pd.DataFrame, spec: dict) -> Diagnosis:
-    """The diagnosis of one run from its stored per-epoch history and its spec."""
-    return diagnose(_history_records(history), _num_classes(spec))
+def diagnose_run(history: pd.DataFrame, spec: dict, siblings: Iterable[Sibling] = ()) -> Diagnosis:
+    """The diagnosis of one run from its stored per-epoch history, its spec and its siblings'
+    summaries (`siblings_of`)."""
+    return diagnose(_history_records(history), _num_classes(spec), siblings)
+
+
+def siblings_of(conn: sqlite3.Connection, run_id: int) -> list[Sibling]:
+    """The runs on `run_id`'s data source that train its network with other training settings
+    (`training_changes`) and have a best validation accuracy, oldest first."""
+    rows = store.board_rows(conn, None)
+    me = next((r for r in rows if r["run"] == int(run_id)), None)
+    if me is None:
+        raise NotFound(f"no run {run_id}; `python -m cifar_core runs` lists the runs")
+    spec = json.loads(me["spec_json"])
+    changes = {}
+    for r in rows:
+        if r["run"] != me["run"] and r["data_source"] == me["data_source"]:
+            changed = training_changes(spec, json.loads(r["spec_json"]))
+            if changed:
+                changes[r["run"]] = changed
+    board = results.leaderboard_rows(conn, list(changes)).dropna(subset=["best_val_accuracy"])
+    return [Sibling(int(r), float(v), changes[int(r)])
+            for r, v in sorted(zip(board["run"], board["best_val_accuracy"]))]
 
 
 def verdicts(conn: sqlite3.Connection, run_ids: list[int] | None = None) -> pd.DataFrame:

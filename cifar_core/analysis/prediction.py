@@ -10,6 +10,7 @@ safe mode on. Loaded models are cached per process, keyed by file and modificati
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -250,6 +251,48 @@ def misclassified(stored: StoredPredictions, class_names, true_class: int | None
     return frame.assign(true_name=[names[i] for i in frame["true"]], pred_name=[names[i] for i in frame["pred"]])
 
 
+MIN_SEEDS = 3  # finished seeds of a configuration needed before its seed spread means anything
+
+
+@dataclass(frozen=True)
+class SeedPair:
+    """Two compared runs that are seeds of one configuration (`identity.config_key`), and the
+    spread of test accuracy over every finished seed of that configuration."""
+
+    seed_a: int
+    seed_b: int
+    runs: int  # succeeded runs of the configuration, the two compared ones included
+    std: float  # standard deviation of their test accuracies (fraction; NaN for fewer than 2)
+    low: float  # lowest and highest test accuracy
+    high: float
+
+    @property
+    def typical_gap(self) -> float:
+        """How far apart two seeds' accuracies typically fall: about 95% of the differences of two
+        draws with standard deviation `std` lie within 2·√2·std."""
+        return 2 * math.sqrt(2) * self.std
+
+
+def seed_pair(board: pd.DataFrame, run_a: int, run_b: int) -> SeedPair | None:
+    """From the leaderboard (`results.leaderboard`): the seeds and seed spread of runs a and b when
+    they are runs of one configuration, None when their configurations differ."""
+    from cifar_core.jobs.results import group_summary
+
+    rows = board.set_index("run")
+    missing = [r for r in (run_a, run_b) if r not in rows.index]
+    if missing:
+        raise NotFound(f"no run {missing[0]} on the leaderboard; `python -m cifar_core runs` lists the runs")
+    key = rows.at[run_a, "config"]
+    if rows.at[run_b, "config"] != key:
+        return None
+    group = group_summary(board[board["config"] == key])
+    if group.empty:
+        raise LabError(f"runs {run_a} and {run_b} have not both succeeded; compare finished runs")
+    g = group.iloc[0]
+    return SeedPair(int(rows.at[run_a, "seed"]), int(rows.at[run_b, "seed"]), int(g["runs"]),
+                    float(g["test_accuracy_std"]), float(g["test_accuracy_min"]), float(g["test_accuracy_max"]))
+
+
 @dataclass(frozen=True, eq=False)
 class RunComparison:
     run_a: int
@@ -261,14 +304,23 @@ class RunComparison:
     a_right_b_wrong: np.ndarray  # test indices
     b_right_a_wrong: np.ndarray
     mcnemar_p: float
-    significant: bool
+    significant: bool  # McNemar's, for these two trained models
     bootstrap: tuple[float, float, float]  # accuracy b - a, and its 95% interval
     verdict: str  # in words
+    seeds: SeedPair | None = None  # set when the two are seeds of one configuration
+
+    @property
+    def decisive(self) -> bool:
+        """Whether one of the two is the better model: a significant difference between two
+        configurations (two seeds of one configuration never make one the better)."""
+        return self.significant and self.seeds is None
 
 
-def compare_runs(a: StoredPredictions, b: StoredPredictions, class_names, alpha: float = 0.05) -> RunComparison:
+def compare_runs(a: StoredPredictions, b: StoredPredictions, class_names, alpha: float = 0.05,
+                 seeds: SeedPair | None = None) -> RunComparison:
     """Two runs on the same test images: per-class and confusion differences, the images only one
-    gets right, McNemar's test and a paired bootstrap interval, stated in words."""
+    gets right, McNemar's test and a paired bootstrap interval, stated in words; for two seeds of
+    one configuration (`seeds`, from `seed_pair`), set against that configuration's seed spread."""
     from cifar_core.analysis.stats import compare_predictions, paired_bootstrap
 
     names = _names(a, class_names)
@@ -280,16 +332,26 @@ def compare_runs(a: StoredPredictions, b: StoredPredictions, class_names, alpha:
     boot = paired_bootstrap(a.correct, b.correct)
     per_class = pd.DataFrame({"class": names, "accuracy_a": c.per_class_a, "accuracy_b": c.per_class_b,
                               "difference": c.per_class_diff})
+    words = (_verdict(a.run, b.run, c, boot, len(a.y_true), alpha) if seeds is None
+             else _seed_verdict(a.run, b.run, c, boot, len(a.y_true), alpha, seeds))
     return RunComparison(
         a.run, b.run, c.accuracy_a, c.accuracy_b, per_class, c.confusion_diff, c.a_right_b_wrong, c.b_right_a_wrong,
-        c.mcnemar.p_value, c.mcnemar.significant, boot, _verdict(a.run, b.run, c, boot, len(a.y_true), alpha),
+        c.mcnemar.p_value, c.mcnemar.significant, boot, words, seeds,
     )
 
 
-def _verdict(run_a: int, run_b: int, c, boot: tuple[float, float, float], n: int, alpha: float) -> str:
+def _p_text(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _interval(run_a: int, run_b: int, boot: tuple[float, float, float]) -> str:
     diff, low, high = (v * 100 for v in boot)
-    p = c.mcnemar.p_value
-    p_text = "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+    return f"A paired bootstrap puts #{run_b} minus #{run_a} at {diff:+.1f} points (95% interval {low:+.1f} to {high:+.1f})."
+
+
+def _verdict(run_a: int, run_b: int, c, boot: tuple[float, float, float], n: int, alpha: float) -> str:
+    diff = boot[0] * 100
+    p_text = _p_text(c.mcnemar.p_value)
     if abs(diff) < 1e-9:
         lead = f"Runs #{run_a} and #{run_b} are equally accurate ({c.accuracy_a:.1%}) on the same {n:,} test images."
     else:
@@ -304,9 +366,36 @@ def _verdict(run_a: int, run_b: int, c, boot: tuple[float, float, float], n: int
     else:
         judgement = (f"McNemar's test does not find the difference significant ({p_text}, alpha {alpha:g}): on this "
                      "test set the two cannot be told apart.")
-    interval = (f"A paired bootstrap puts #{run_b} minus #{run_a} at {diff:+.1f} points "
-                f"(95% interval {low:+.1f} to {high:+.1f}).")
-    return " ".join([lead, detail, judgement, interval])
+    return " ".join([lead, detail, judgement, _interval(run_a, run_b, boot)])
+
+
+def _seed_verdict(run_a: int, run_b: int, c, boot: tuple[float, float, float], n: int, alpha: float,
+                  seeds: SeedPair) -> str:
+    """Two seeds of one configuration: what differs is the seed, so the question is whether the
+    difference is larger than seeds of that configuration usually differ, not which model is better."""
+    diff = boot[0] * 100
+    lead = (f"Runs #{run_a} and #{run_b} are two seeds ({seeds.seed_a} and {seeds.seed_b}) of one configuration: "
+            "the difference is seed noise unless it exceeds the seed spread.")
+    result = (f"Seed {seeds.seed_b} (#{run_b}) scores {diff:+.1f} points against seed {seeds.seed_a} (#{run_a}) "
+              f"({c.accuracy_b:.1%} vs {c.accuracy_a:.1%}) on the same {n:,} test images; "
+              f"#{run_a} alone is right on {c.mcnemar.n10:,} images and #{run_b} alone on {c.mcnemar.n01:,}.")
+    if seeds.runs < MIN_SEEDS:
+        spread = (f"Only {seeds.runs} seeds of this configuration have finished: too few to know its seed spread "
+                  f"({MIN_SEEDS} are needed); train more seeds (e.g. --repeats {MIN_SEEDS}) before reading anything "
+                  "into the difference.")
+    else:
+        gap = seeds.typical_gap * 100
+        spread = (f"Its {seeds.runs} finished seeds spread {seeds.std * 100:.1f} points (std; test accuracy "
+                  f"{seeds.low:.1%} to {seeds.high:.1%}), so two seeds typically differ by up to {gap:.1f} points "
+                  "(2·√2·std): ")
+        spread += ("this difference is within that, seed noise: neither seed makes the configuration better."
+                   if abs(diff) <= gap else
+                   "this difference is larger; check what else differed between the two runs (code, data, a resumed "
+                   "checkpoint) before trusting it.")
+    found = "finds the difference significant" if c.mcnemar.significant else "does not find the difference significant"
+    mcnemar = (f"McNemar's test, for these two trained models, not the configuration, {found} "
+               f"({_p_text(c.mcnemar.p_value)}, alpha {alpha:g}).")
+    return " ".join([lead, result, spread, mcnemar, _interval(run_a, run_b, boot)])
 
 
 def disagreements(a: StoredPredictions, b: StoredPredictions, class_names, right: str = "a",

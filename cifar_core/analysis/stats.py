@@ -90,6 +90,16 @@ def row_percentages(cm: np.ndarray) -> np.ndarray:
     return np.divide(cm * 100.0, totals, out=np.zeros_like(cm), where=totals > 0)
 
 
+def in_b_favour(confusion_diff) -> np.ndarray:
+    """A confusion-difference matrix (counts of B minus counts of A) signed so that positive always
+    means in B's favour: on the diagonal as it is (B gets that class right more often), off it
+    negated (B makes that mistake less often). One sign, one meaning, for colouring the matrix."""
+    d = np.asarray(confusion_diff)
+    if d.ndim != 2 or d.shape[0] != d.shape[1]:
+        raise DataError(f"a confusion difference is a square matrix, got shape {d.shape}")
+    return np.where(np.eye(d.shape[0], dtype=bool), d, -d)
+
+
 def per_class_accuracy(y_true, y_pred, num_classes: int) -> np.ndarray:
     """Accuracy on the images of each true class (recall); NaN for a class with no images."""
     cm = confusion_matrix(y_true, y_pred, num_classes)

@@ -5,6 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cifar_core.analysis.stats import in_b_favour
+
+# Two runs compared: one colour per side on every chart of the comparison (RdBu's two ends).
+FAVOUR_B, FAVOUR_A, EVEN = "#2166ac", "#b2182b", "#bbbbbb"
+DIVERGING = "RdBu"  # low (negative: in A's favour) red, high (in B's favour) blue
+FAVOUR_LEGEND = "blue in B's favour, red in A's"
+
 
 def probability_figure(top: pd.DataFrame, title: str | None = None, height: int = 300):
     """Horizontal bars of one model's top classes (`top_classes` or one run of `predict_image`)."""
@@ -22,16 +29,18 @@ def probability_figure(top: pd.DataFrame, title: str | None = None, height: int 
 
 
 def per_class_figure(per_class: pd.DataFrame, column: str = "accuracy", title: str | None = None, height: int = 320):
-    """Bars of a per-class figure: accuracy (0..1), or a difference (b - a) coloured by its sign."""
+    """Bars of a per-class figure: accuracy (0..1), or a difference (b - a) coloured as the
+    confusion difference is: blue in B's favour, red in A's."""
     import plotly.graph_objects as go
 
     values = per_class[column].astype(float) * 100
     diff = column == "difference"
-    colours = ["#2ca02c" if v >= 0 else "#d62728" for v in values] if diff else "#1f77b4"
+    colours = [FAVOUR_B if v > 0 else FAVOUR_A if v < 0 else EVEN for v in values] if diff else "#1f77b4"
     fig = go.Figure(go.Bar(x=per_class["class"], y=values, marker_color=colours, text=[f"{v:+.1f}" if diff else f"{v:.1f}"
                                                                                       for v in values],
                            textposition="outside", hovertemplate="%{x}: %{y:.1f}<extra></extra>"))
-    fig.update_layout(height=height, title=title, yaxis_title="points (B - A)" if diff else "accuracy (%)",
+    fig.update_layout(height=height, title=title,
+                      yaxis_title=f"points (B - A): {FAVOUR_LEGEND}" if diff else "accuracy (%)",
                       margin=dict(l=10, r=10, t=40 if title else 10, b=10))
     fig.update_traces(cliponaxis=False)
     if not diff:
@@ -41,8 +50,9 @@ def per_class_figure(per_class: pd.DataFrame, column: str = "accuracy", title: s
 
 def confusion_figure(counts: np.ndarray, class_names, row_percent: np.ndarray | None = None,
                      title: str | None = None, height: int = 520):
-    """Heatmap of a confusion matrix, each cell "count / row %"; a difference matrix (no row
-    percentages) gets a diverging colour scale centred on 0."""
+    """Heatmap of a confusion matrix, each cell "count / row %". A difference matrix (B - A counts,
+    no row percentages) shows its counts but is coloured by `stats.in_b_favour`, so blue is in B's
+    favour everywhere: more right on the diagonal, fewer of that mistake off it (red: in A's)."""
     import plotly.graph_objects as go
 
     names = list(class_names)
@@ -52,9 +62,9 @@ def confusion_figure(counts: np.ndarray, class_names, row_percent: np.ndarray | 
         scale, mid, bar = "Blues", None, "% of true class"
         hover = "true %{y}, predicted %{x}: %{text}<extra></extra>"
     else:
-        z, text = counts, [[f"{c:+d}" if c else "0" for c in row] for row in counts]
-        scale, mid, bar = "RdBu", 0, "count B - A"
-        hover = "true %{y}, predicted %{x}: %{text}<extra></extra>"
+        z, text = in_b_favour(counts), [[f"{c:+d}" if c else "0" for c in row] for row in counts]
+        scale, mid, bar = DIVERGING, 0, "B - A counts<br>" + FAVOUR_LEGEND.replace(", ", "<br>")
+        hover = "true %{y}, predicted %{x}: B - A = %{text}<extra></extra>"
     fig = go.Figure(go.Heatmap(z=z, x=names, y=names, text=text, texttemplate="%{text}", colorscale=scale, zmid=mid,
                                colorbar=dict(title=bar), hovertemplate=hover))
     fig.update_layout(height=height, title=title, xaxis_title="predicted", yaxis_title="true",

@@ -86,6 +86,16 @@ def settings_table(specs: Mapping[str, Mapping] | Iterable[Mapping]) -> pd.DataF
     return table
 
 
+def differences(a: Mapping, b: Mapping, ignore: Iterable[str] = ()) -> dict[str, tuple[str, str]]:
+    """The settings (rows of `flatten_spec`) where two specs differ, as {setting: (a's, b's)}, in
+    `flatten_spec`'s order; settings whose top-level key is in `ignore` are left out."""
+    skip = set(ignore)
+    flat_a, flat_b = flatten_spec(a), flatten_spec(b)
+    keys = list(flat_a) + [k for k in flat_b if k not in flat_a]
+    return {k: (flat_a.get(k, ABSENT), flat_b.get(k, ABSENT)) for k in keys
+            if k.split(".")[0] not in skip and flat_a.get(k, ABSENT) != flat_b.get(k, ABSENT)}
+
+
 def _label_by_name(docs: list[Mapping]) -> dict[str, Mapping]:
     out: dict[str, Mapping] = {}
     for i, doc in enumerate(docs):
