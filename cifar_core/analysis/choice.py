@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -393,3 +393,80 @@ def versus_empty() -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- re-measure and export
+
+
+@dataclass(frozen=True)
+class MeasuredRun:
+    run: int
+    p50_ms: float  # median of the rounds' batch-1 p50s
+    spread_pct: float  # (max - min) of the rounds' p50s, % of p50_ms
+    p95_ms: float
+    throughput_ips: float
+    macs: int  # multiply-adds per image (spec.cost)
+    model_bytes: int
+    round_p50_ms: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Runs measured together (`deploy.measure_together`) and stored as one session."""
+
+    session: int
+    runs: tuple[MeasuredRun, ...]
+    orders: tuple[tuple[int, ...], ...]  # per round, the run ids in the order measured
+    other_load: float | None  # cores other processes used meanwhile (None: unreadable)
+    busy: bool
+    rounds: int
+    batch1_repeats: int
+    method: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> Measurement:
+        runs = tuple(MeasuredRun(**{**r, "round_p50_ms": tuple(r["round_p50_ms"])}) for r in doc["runs"])
+        return cls(**{**doc, "runs": runs, "orders": tuple(tuple(o) for o in doc["orders"])})
+
+    def ratio(self) -> float:
+        """Slowest over fastest p50 of the runs measured (1.0 for one run)."""
+        p50 = [r.p50_ms for r in self.runs]
+        return max(p50) / min(p50)
+
+
+def measure_runs(conn: sqlite3.Connection, run_ids: list[int], rounds: int = 5, batch1_repeats: int = 50) -> Measurement:
+    """Measure the succeeded runs' models together in this process (TensorFlow; see
+    `deploy.measure_together`), store each run's figures, multiply-adds and the load under one new
+    session, and return them. LabError for a run without a model or runs of different input sizes."""
+    from cifar_core.analysis import deploy, prediction
+    from cifar_core.spec.cost import multiply_adds
+
+    ids = list(dict.fromkeys(int(r) for r in run_ids))
+    if not ids:
+        raise LabError("no runs to measure; give at least one run id")
+    deploy.check_counts(rounds=rounds, batch1_repeats=batch1_repeats)  # before TensorFlow loads
+    infos = [prediction.trained_model(conn, r) for r in ids]
+    models = {r: prediction.load_trained_model(info) for r, info in zip(ids, infos)}
+    shapes = {r: tuple(m.input_shape[1:]) for r, m in models.items()}
+    if len(set(shapes.values())) > 1:
+        raise LabError(f"runs take different image sizes ({', '.join(f'#{r}: {s}' for r, s in shapes.items())}); "
+                       "measure runs of one data source together")
+    shape = shapes[ids[0]]
+    joint = deploy.measure_together({f"#{r}": m for r, m in models.items()}, shape, rounds=rounds,
+                                    batch1_repeats=batch1_repeats)
+    specs = store.spec_docs(conn, ids)
+    measured = tuple(
+        MeasuredRun(r, c.p50_ms, c.spread_pct, c.p95_ms, c.throughput_ips, multiply_adds(specs[r], shape),
+                    deploy.model_file_size(info.path), c.round_p50_ms)
+        for r, info, c in zip(ids, infos, joint.candidates)
+    )
+    load = None if joint.other_cores != joint.other_cores else joint.other_cores
+    rows = [{"run_id": m.run, "rounds": rounds, "p50_ms": m.p50_ms, "spread_pct": m.spread_pct, "p95_ms": m.p95_ms,
+             "throughput_ips": m.throughput_ips, "other_load": load, "busy": int(joint.busy)} for m in measured]
+    with store.transaction(conn):
+        session = store.insert_latency_session(conn, rows, store.now())
+        for m, c in zip(measured, joint.candidates):
+            store.update_run(conn, m.run, **deploy.cost_figures(joint, c), macs=m.macs, model_bytes=m.model_bytes,
+                             latency_session=session)
+    orders = tuple(tuple(ids[i] for i in order) for order in joint.orders)
+    return Measurement(session, measured, orders, load, joint.busy, rounds, batch1_repeats, joint.method)

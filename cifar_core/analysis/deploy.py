@@ -83,7 +83,7 @@ def _compiled_call(model, input_shape: tuple[int, ...]):
     return tf.function(lambda x: model(x, training=False), input_signature=[spec])
 
 
-def _check_counts(**counts: int) -> None:
+def check_counts(**counts: int) -> None:
     for name, value in counts.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "warmup" else 1):
             raise LabError(f"{name}={value!r} must be {'0 or more' if name == 'warmup' else 'at least 1'}")
@@ -124,7 +124,7 @@ def measure_latency(
 ) -> LatencyResult:
     """Batch-1 latency percentiles and batched throughput of the compiled forward pass on this CPU
     (one model, one pass: to compare models, use `measure_together`)."""
-    _check_counts(batch1_repeats=batch1_repeats, warmup=warmup, throughput_batch=throughput_batch,
+    check_counts(batch1_repeats=batch1_repeats, warmup=warmup, throughput_batch=throughput_batch,
                   throughput_repeats=throughput_repeats)
     call = _compiled_call(model, tuple(input_shape))
     one, many = _inputs(tuple(input_shape), throughput_batch)
@@ -198,7 +198,7 @@ def measure_together(
 
     if not models:
         raise LabError("no models to measure; give at least one")
-    _check_counts(rounds=rounds, batch1_repeats=batch1_repeats, warmup=warmup, throughput_batch=throughput_batch,
+    check_counts(rounds=rounds, batch1_repeats=batch1_repeats, warmup=warmup, throughput_batch=throughput_batch,
                   throughput_repeats=throughput_repeats)
     names = list(models)
     calls = [_compiled_call(models[n], tuple(input_shape)) for n in names]
@@ -230,16 +230,21 @@ def _candidate(name: str, rounds_ms: list[np.ndarray], throughput: list[float]) 
     )
 
 
-def measure_cost(model_path: Path | str, input_shape: tuple[int, ...] = (32, 32, 3)) -> dict:
+def measure_cost(model_path: Path | str, input_shape: tuple[int, ...] = (32, 32, 3), spec=None) -> dict:
     """What a saved model costs to run on this machine, as a run stores it: model_bytes (file
     size), latency_p50_ms and latency_p95_ms (batch 1), latency_spread_pct (between 3 rounds),
-    throughput_ips (batch 256), measured_load (cores other processes used meanwhile) and
-    measured_while_busy (that load above hostload.BUSY_CORES). Loads the file with the lab's
-    loader: only for models this app trained (see module docstring)."""
+    throughput_ips (batch 256), measured_load (cores other processes used meanwhile),
+    measured_while_busy (that load above hostload.BUSY_CORES) and, given the run's spec, macs
+    (multiply-adds per image). Loads the file with the lab's loader: only for models this app
+    trained (see module docstring)."""
+    from cifar_core.spec.cost import multiply_adds
     from cifar_core.train.models import load_model
 
     joint = measure_together({"model": load_model(model_path)}, input_shape, rounds=3, batch1_repeats=34, warmup=5)
-    return {"model_bytes": model_file_size(model_path), **cost_figures(joint, joint.candidates[0])}
+    figures = {"model_bytes": model_file_size(model_path), **cost_figures(joint, joint.candidates[0])}
+    if spec is not None:
+        figures["macs"] = multiply_adds(spec, tuple(input_shape))
+    return figures
 
 
 def cost_figures(joint: JointLatency, c: CandidateLatency) -> dict:

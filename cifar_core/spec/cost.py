@@ -31,9 +31,14 @@ def layer_macs(layer: dict, input_shape: tuple[int, ...], output_shape: tuple[in
     return 0
 
 
-def multiply_adds(spec_or_doc, input_shape=INPUT_SHAPE, num_classes: int = NUM_CLASSES) -> int:
+def multiply_adds(spec_or_doc, input_shape=INPUT_SHAPE, num_classes: int | None = None) -> int:
     """Multiply-adds of one forward pass of one image through the spec's network (module doc);
-    raises SpecErrors for a spec that does not validate against input_shape."""
+    raises SpecErrors for a spec that does not validate against input_shape. num_classes
+    defaults to the width of the spec's last layer (the one it was validated with)."""
+    if num_classes is None:
+        layers = spec_or_doc.layers if isinstance(spec_or_doc, ExperimentSpec) else spec_or_doc.get("layers")
+        last = layers[-1] if isinstance(layers, (list, tuple)) and layers and isinstance(layers[-1], dict) else {}
+        num_classes = last.get("units", NUM_CLASSES) if isinstance(last.get("units"), int) else NUM_CLASSES
     spec = spec_or_doc if isinstance(spec_or_doc, ExperimentSpec) else parse_spec(spec_or_doc, input_shape, num_classes)
     total, shape = 0, tuple(input_shape)
     for layer, s in zip(spec.layers, summarize(spec, input_shape, num_classes).layers):
