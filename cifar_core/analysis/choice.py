@@ -433,6 +433,22 @@ class Measurement:
         p50 = [r.p50_ms for r in self.runs]
         return max(p50) / min(p50)
 
+    def table(self) -> pd.DataFrame:
+        """One row per run measured, fastest first."""
+        rows = [{k: v for k, v in asdict(r).items() if k != "round_p50_ms"} for r in self.runs]
+        return pd.DataFrame(rows).sort_values(["p50_ms", "run"]).reset_index(drop=True)
+
+
+MEASURE_DEFAULT = 4  # candidates the Model choice page offers to measure together
+
+
+def measure_candidates(ranked: pd.DataFrame, n: int = MEASURE_DEFAULT) -> list[int]:
+    """The runs worth measuring together: the representative runs of the candidates on the
+    Pareto front, in rank order (the recommended one first), at most n."""
+    if ranked.empty:
+        return []
+    return [int(r) for r in ranked.loc[ranked["pareto"] | (ranked["rank"] == 1), "run"].head(n)]
+
 
 def measure_runs(conn: sqlite3.Connection, run_ids: list[int], rounds: int = 5, batch1_repeats: int = 50) -> Measurement:
     """Measure the succeeded runs' models together in this process (TensorFlow; see
