@@ -334,6 +334,13 @@ def test_measure_cli_measures_runs_together_and_stores_a_session(conn):
         "error: run 4 is cancelled, not succeeded; only a run that finished training has a model")
 
 
+def test_lab_measure_runs_the_cli_in_a_child_process_and_passes_its_error_on(lab):
+    with pytest.raises(LabError, match=r"^run 4 is cancelled, not succeeded; only a run that finished training"):
+        Lab().measure([3, 4], rounds=1, repeats=2)
+    with pytest.raises(LabError, match="no runs to measure; give at least one run id"):
+        Lab().measure([])
+
+
 def test_export_cli_round_trip(lab, conn, tmp_path, small_data):
     import keras
 
