@@ -170,6 +170,11 @@ def test_recommendation_says_when_latencies_tie():
     assert "while it answers as fast within the noise (1.00 ms vs 1.05 ms p50)" in text
     assert "Its batch-1 latency ties with ref (run #1)'s" in text and "fewer multiply-adds per image" in text
     assert "0.5 M multiply-adds per image" in text
+    # The most accurate wins a tie against a slightly faster one: the text says why that one lost.
+    ranked = choice.rank(cands(rows).assign(macs=[5e5, 9e6], latency_spread_pct=[4.0, 4.0]))
+    text = recommend.recommendation_text(ranked, choice.versus_empty(), alpha=choice.ALPHA, rule=choice.RANKING_RULE)
+    assert ranked.iloc[0]["label"] == "ref"
+    assert "ruled out (lean (run #2): its latency ties within the noise)" in text
 
 
 def test_most_accurate_with_unmeasured_latency_is_still_recommended_over_nothing():

@@ -101,7 +101,8 @@ def _why_text(ranked: pd.DataFrame, pick, ref, alpha: float) -> str:
         text = "it is the most accurate candidate"
         if faster.empty:
             return text + ", and no candidate within a point of its accuracy answers faster."
-        ruled_out = "; ".join(f"{_who(r)}: {r['why']}" for _, r in faster.iterrows())
+        ruled_out = "; ".join(f"{_who(r)}: {r['why'] if r['why'] != 'eligible' else 'its latency ties within the noise'}"
+                              for _, r in faster.iterrows())
         return text + f"; the faster candidates within a point of it are ruled out ({ruled_out})."
     drop = (ref["test_accuracy"] - pick["test_accuracy"]) * 100
     speed = ref["latency_p50_ms"] / pick["latency_p50_ms"] if pick["latency_p50_ms"] else float("nan")
