@@ -324,8 +324,8 @@ def _choose(args) -> None:
     if made.recommendation is None:
         print("no finished run yet: `python -m cifar_core submit exp5` enqueues one")
         return
-    cols = ["rank", "label", "run", "runs", "test_accuracy", "params", "model_bytes", "latency_p50_ms",
-            "latency_p95_ms", "throughput_ips", "gap", "pareto", "eligible", "why"]
+    cols = ["rank", "label", "run", "runs", "test_accuracy", "params", "macs", "model_bytes", "latency_p50_ms",
+            "latency_spread_pct", "latency_p95_ms", "throughput_ips", "measured_load", "gap", "pareto", "eligible", "why"]
     print(made.candidates[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print()
     print(made.recommendation.text)
