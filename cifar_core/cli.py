@@ -85,9 +85,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--data")
     s.add_argument("--json", action="store_true")
 
-    s = sub.add_parser("measure", help="measure a finished run's latency and throughput again and store them")
-    s.add_argument("run_id", type=_id)
-    s.add_argument("--repeats", type=int, default=200, help="batch-1 calls timed")
+    s = sub.add_parser("measure", help="measure finished runs' latency and throughput together, interleaved over "
+                                        "rounds, and store them with the machine's load meanwhile")
+    s.add_argument("run_ids", type=_id, nargs="+", metavar="RUN")
+    s.add_argument("--rounds", type=int, default=5, help="rounds; each measures every run once, in a rotated order")
+    s.add_argument("--repeats", type=int, default=50, help="batch-1 calls timed per run per round")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("export", help="export a finished run as .keras, a TF Serving SavedModel and .tflite in a new "
@@ -286,13 +288,17 @@ def _data_info(args) -> None:
 
 
 def _measure(args) -> None:
-    m = _lab().measure(args.run_id, repeats=args.repeats)
+    m = _lab().measure_here(args.run_ids, rounds=args.rounds, repeats=args.repeats)
     if args.json:
-        print(json.dumps(m, indent=2))
+        print(json.dumps(m.to_dict(), indent=2))
         return
-    busy = " (other jobs were running: measured while busy)" if m["measured_while_busy"] else ""
-    print(f"run {m['run']}: p50 {m['latency_p50_ms']:.2f} ms, p95 {m['latency_p95_ms']:.2f} ms at batch 1, "
-          f"{m['throughput_ips']:,.0f} images/s at batch 256, model file {m['model_bytes']:,} bytes{busy}; stored")
+    for r in m.runs:
+        print(f"run {r.run}: p50 {r.p50_ms:.2f} ms ± {r.spread_pct:.0f}% (spread of {m.rounds} rounds), "
+              f"p95 {r.p95_ms:.2f} ms at batch 1, {r.throughput_ips:,.0f} images/s at batch 256, "
+              f"{r.macs:,} multiply-adds per image, model file {r.model_bytes:,} bytes")
+    load = "unreadable" if m.other_load is None else f"{m.other_load:.2f} cores used by other processes"
+    flag = " (measured while busy: re-measure on a quiet machine)" if m.busy else ""
+    print(f"load: {load}{flag}; stored as latency session {m.session}")
 
 
 def _export(args) -> None:
@@ -321,8 +327,8 @@ def _choose(args) -> None:
     if made.recommendation is None:
         print("no finished run yet: `python -m cifar_core submit exp5` enqueues one")
         return
-    cols = ["rank", "label", "run", "runs", "test_accuracy", "params", "model_bytes", "latency_p50_ms",
-            "latency_p95_ms", "throughput_ips", "gap", "pareto", "eligible", "why"]
+    cols = ["rank", "label", "run", "runs", "test_accuracy", "params", "macs", "model_bytes", "latency_p50_ms",
+            "latency_spread_pct", "latency_p95_ms", "throughput_ips", "measured_load", "gap", "pareto", "eligible", "why"]
     print(made.candidates[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print()
     print(made.recommendation.text)

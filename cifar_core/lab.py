@@ -284,27 +284,40 @@ class Lab:
         with self._store() as conn:
             return choice.choose(conn, source, run_ids)
 
-    def measure(self, run_id: int, repeats: int = 200, warmup: int = 20, throughput_repeats: int = 5) -> dict:
-        """Measure a succeeded run's model again (batch-1 p50/p95, batch-256 throughput, file size)
-        and store the figures; `measured_while_busy` records whether any job was training meanwhile."""
-        from cifar_core.analysis import deploy
-        from cifar_core.analysis import prediction
+    def measure(self, run_ids: list[int], rounds: int = 5, repeats: int = 50, timeout: float = 600) -> choice.Measurement:
+        """Measure the runs' models together (interleaved rounds, see `choice.measure_runs`) in a
+        child process, `python -m cifar_core measure ... --json`, so TensorFlow never loads into the
+        caller (the Streamlit server); waits for it and returns what it stored. LabError with the
+        child's own error line when it fails."""
+        import json
+        import os
+        import subprocess
+        import sys
+
+        from cifar_core.analysis import choice
+
+        ids = [str(int(r)) for r in run_ids]
+        if not ids:
+            raise LabError("no runs to measure; give at least one run id")
+        cmd = [sys.executable, "-m", "cifar_core", "measure", *ids, "--rounds", str(int(rounds)),
+               "--repeats", str(int(repeats)), "--json"]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                                  cwd=Path(__file__).resolve().parents[1],
+                                  env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")})
+        except subprocess.TimeoutExpired:
+            raise LabError(f"measuring runs {', '.join(ids)} took over {timeout:.0f} s; measure fewer runs or rounds") from None
+        if done.returncode != 0:
+            lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+            raise LabError(lines[-1].removeprefix("error: "))
+        return choice.Measurement.from_dict(json.loads(done.stdout))
+
+    def measure_here(self, run_ids: list[int], rounds: int = 5, repeats: int = 50) -> choice.Measurement:
+        """`measure` in this process (it loads TensorFlow): what the CLI's `measure` runs."""
+        from cifar_core.analysis import choice
 
         with self._store() as conn:
-            model_info = prediction.trained_model(conn, int(run_id))
-            model = prediction.load_trained_model(model_info)
-            busy_before = queue.counts(conn)[queue.RUNNING] > 0
-            latency = deploy.measure_latency(model, tuple(model.input_shape[1:]), batch1_repeats=repeats,
-                                             warmup=warmup, throughput_repeats=throughput_repeats)
-            busy = busy_before or queue.counts(conn)[queue.RUNNING] > 0
-            figures = {
-                "model_bytes": deploy.model_file_size(model_info.path), "latency_p50_ms": latency.p50_ms,
-                "latency_p95_ms": latency.p95_ms, "throughput_ips": latency.throughput_ips,
-                "measured_while_busy": int(busy),
-            }
-            with store.transaction(conn):
-                store.update_run(conn, int(run_id), **figures)
-        return {"run": int(run_id), **figures, "batch1_repeats": repeats, "method": latency.method}
+            return choice.measure_runs(conn, run_ids, rounds, repeats)
 
     def export(self, run_id: int, out_dir=None, name: str | None = None, version: int | None = None):
         """Export a succeeded run's model as .keras, a TF Serving SavedModel and .tflite, all in a new

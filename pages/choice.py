@@ -1,6 +1,7 @@
 """Model choice page: the deployment scorecard of the finished runs (seeds pooled), accuracy
 against batch-1 latency with the Pareto front, the recommendation in words (to paste into a
-report), re-measuring a run's latency and exporting a run for serving."""
+report), measuring candidates' latency together (in a child process) and exporting a run for
+serving."""
 
 from __future__ import annotations
 
@@ -23,19 +24,39 @@ CANDIDATE_VIEW = {
     "test_accuracy": common.percent_column("Test acc (mean)"),
     "test_accuracy_std": common.percent_column("± std"),
     "params": st.column_config.NumberColumn("Params", format="localized"),
+    "macs": st.column_config.NumberColumn("MACs/image", format="localized", help="multiply-adds per image: "
+                                          "the machine-independent compute cost"),
     "model_bytes": st.column_config.NumberColumn("Model bytes", format="localized"),
     "latency_p50_ms": st.column_config.NumberColumn("p50 ms", format="%.2f"),
+    "latency_spread_pct": st.column_config.NumberColumn("± spread %", format="%.0f", help="p50 spread between the "
+                                                        "measurement's rounds (and seeds): the noise"),
     "latency_p95_ms": st.column_config.NumberColumn("p95 ms", format="%.2f"),
     "throughput_ips": st.column_config.NumberColumn("img/s @256", format="%.0f"),
+    "measured_while_busy": st.column_config.CheckboxColumn("Busy", help="other processes used the CPU while it "
+                                                           "was measured"),
+    "measured_load": st.column_config.NumberColumn("Other load", format="%.2f", help="cores other processes used "
+                                                   "while it was measured"),
     "train_seconds": st.column_config.NumberColumn("Train s", format="%.0f"),
     "gap": common.percent_column("Gap", help="final train - validation accuracy"),
     "diagnosis": "Diagnosis",
     "pareto": st.column_config.CheckboxColumn("Pareto"),
     "eligible": st.column_config.CheckboxColumn("Eligible"),
     "why": "Why",
+    "tied_with": "Latency ties with",
 }
-RUN_VIEW = ["run", "label", "seed", "test_accuracy", "params", "model_bytes", "latency_p50_ms", "latency_p95_ms",
-            "throughput_ips", "measured_while_busy", "train_seconds", "epochs", "gap", "diagnosis"]
+RUN_VIEW = ["run", "label", "seed", "test_accuracy", "params", "macs", "model_bytes", "latency_p50_ms",
+            "latency_spread_pct", "latency_p95_ms", "throughput_ips", "measured_while_busy", "measured_load",
+            "latency_session", "train_seconds", "epochs", "gap", "diagnosis"]
+MEASURED_VIEW = {
+    "run": st.column_config.NumberColumn("Run", format="#%d"),
+    "label": "Experiment",
+    "p50_ms": st.column_config.NumberColumn("p50 ms", format="%.2f"),
+    "spread_pct": st.column_config.NumberColumn("± spread %", format="%.0f"),
+    "p95_ms": st.column_config.NumberColumn("p95 ms", format="%.2f"),
+    "throughput_ips": st.column_config.NumberColumn("img/s @256", format="%.0f"),
+    "macs": st.column_config.NumberColumn("MACs/image", format="localized"),
+    "model_bytes": st.column_config.NumberColumn("Model bytes", format="localized"),
+}
 
 
 def _source(known: list[str]) -> str:
@@ -60,15 +81,41 @@ def _do_export(run: int, name: str, version_key: str) -> None:
     st.session_state[version_key] = result.version + 1
 
 
-def _do_measure(run: int) -> None:
+def _do_measure(runs: list[int], rounds: int) -> None:
+    """Button callback: measures in a child process (TensorFlow stays out of the server)."""
+    st.session_state.pop("choice_measure_error", None)
     try:
-        with st.spinner("Measuring…"):
-            m = common.lab().measure(run)
+        with st.spinner(f"Measuring {len(runs)} run(s) together over {rounds} rounds…"):
+            st.session_state.choice_measured = common.lab().measure(runs, rounds=rounds)
     except LabError as exc:
-        st.session_state.choice_export_error = str(exc)
+        st.session_state.choice_measure_error = str(exc)
+
+
+def _measure(made: choice.Choice) -> None:
+    st.subheader("Measure candidates together")
+    labels = dict(zip(made.scorecard["run"].astype(int), made.scorecard["label"]))
+    a, b = st.columns([4, 1], vertical_alignment="bottom")
+    runs = a.multiselect("Runs", list(labels), default=choice.measure_candidates(made.candidates),
+                         format_func=lambda r: f"#{r} {labels[r]}", key="choice_measure_runs",
+                         help="Each round measures every run once, in a rotated order, so the machine's noise "
+                              "falls on all of them alike.")
+    rounds = b.number_input("Rounds", min_value=1, max_value=20, value=5, step=1, key="choice_measure_rounds")
+    st.button("Measure together", icon=":material/speed:", key="choice_measure", disabled=not runs,
+              on_click=_do_measure, args=(runs, int(rounds)))
+    if st.session_state.get("choice_measure_error"):
+        st.error(st.session_state.pop("choice_measure_error"), icon=":material/error:")
+    m = st.session_state.get("choice_measured")
+    if m is None:
         return
-    st.session_state.choice_notice = (f"Run #{run}: p50 {m['latency_p50_ms']:.2f} ms, "
-                                      f"p95 {m['latency_p95_ms']:.2f} ms; stored.")
+    table = m.table().assign(label=lambda t: t["run"].map(labels))
+    st.dataframe(table[list(MEASURED_VIEW)], column_config=MEASURED_VIEW, hide_index=True, key="choice_measured")
+    load = "could not be read" if m.other_load is None else f"{m.other_load:.2f} cores"
+    st.caption(f"Session {m.session}: {len(m.runs)} run(s), {m.rounds} rounds of {m.batch1_repeats} batch-1 calls "
+               f"each; slowest / fastest p50 {m.ratio():.2f}x; other processes' load {load}. Stored: the scorecard "
+               "above ranks by these figures.")
+    if m.busy:
+        st.warning("Measured while other processes used the CPU: the figures are slower and noisier than on a "
+                   "quiet machine; measure again when it is idle.", icon=":material/warning:")
 
 
 def _export(made: choice.Choice) -> None:
@@ -84,11 +131,8 @@ def _export(made: choice.Choice) -> None:
     if version_key not in st.session_state:
         st.session_state[version_key] = deploy.next_version(deploy.exports_dir(), name) if name.strip() else 1
     c.number_input("Version", min_value=1, step=1, key=version_key)
-    left, right = st.columns(2)
-    left.button("Export .keras, SavedModel and .tflite", icon=":material/upload:", key="choice_export",
-                on_click=_do_export, args=(run, name, version_key))
-    right.button(f"Re-measure latency of run #{run}", icon=":material/speed:", key="choice_measure",
-                 on_click=_do_measure, args=(run,))
+    st.button("Export .keras, SavedModel and .tflite", icon=":material/upload:", key="choice_export",
+              on_click=_do_export, args=(run, name, version_key))
     if st.session_state.get("choice_export_error"):
         st.error(st.session_state.pop("choice_export_error"), icon=":material/error:")
     result = st.session_state.get("choice_exported")
@@ -119,8 +163,6 @@ def _exported(result) -> None:
 
 def render() -> None:
     st.title("Model choice")
-    if st.session_state.get("choice_notice"):
-        st.toast(st.session_state.pop("choice_notice"), icon=":material/info:")
     known = common.lab().sources()
     if not known:
         st.info("No run has finished yet. Submit a few experiments (Builder page), then come back to choose one.")
@@ -133,6 +175,8 @@ def render() -> None:
         return
     st.caption(f"{len(made.scorecard)} finished run(s) on `{identity.source_name(made.source)}`, scored on the same "
                f"{made.test_images:,} test images.")
+    for note in made.notes:
+        st.caption(f"Note: {note}.")
     rec = made.recommendation
     st.subheader("Candidates")
     st.dataframe(made.candidates[list(CANDIDATE_VIEW)], column_config=CANDIDATE_VIEW, hide_index=True,
@@ -150,6 +194,7 @@ def render() -> None:
         st.code(rec.text, language="markdown")
     with st.expander("How candidates are ranked"):
         st.markdown(choice.RANKING_RULE)
+    _measure(made)
     _export(made)
 
 

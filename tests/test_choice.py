@@ -134,6 +134,49 @@ def test_tolerance_is_a_parameter_and_ties_go_to_the_smaller_file():
     assert wide["label"].tolist()[:2] == ["twin", "mid"]  # same accuracy and latency: the smaller file first
 
 
+def test_latency_ties_within_ten_percent_or_the_measured_spread():
+    assert choice.latency_ties(1.0, np.nan, 1.09, np.nan)  # 9% apart: inside the 10% floor
+    assert not choice.latency_ties(1.0, np.nan, 1.12, np.nan)
+    assert choice.latency_ties(1.0, 20.0, 1.18, 3.0)  # one was measured 20% noisy
+    assert choice.latency_ties(1.18, 3.0, 1.0, 20.0)  # symmetric
+    assert not choice.latency_ties(1.0, 5.0, np.nan, np.nan)  # unmeasured ties with nothing
+
+
+def test_tied_latencies_are_decided_by_macs_then_file_then_accuracy():
+    # All three eligible (within a point, not significantly worse); "lean" is 5% slower than "fast"
+    # but does a tenth of the multiply-adds: inside the noise, so the cheaper architecture wins.
+    rows = [("ref", 0.80, 2.0, 4e6, None), ("fast", 0.797, 1.0, 1e6, False), ("lean", 0.798, 1.05, 1e6, False)]
+    ranked = choice.rank(cands(rows).assign(macs=[9e6, 5e6, 5e5], latency_spread_pct=[3.0, 4.0, 4.0]))
+    assert ranked["label"].tolist() == ["lean", "fast", "ref"]
+    assert ranked.iloc[0]["tied_with"] == "fast (run #2)"
+    # Without the tie rule's noise allowance (a spread-free 1% world) the faster one would win;
+    # measured 25% noisy, "ref" at 2.0 ms would still be 2x slower than the tie margin allows.
+    assert choice.rank(cands(rows).assign(macs=[9e6, 5e6, 5e5], latency_spread_pct=[25.0, 1.0, 1.0]))[
+        "label"].tolist()[0] == "lean"
+    apart = choice.rank(cands([("ref", 0.80, 2.0, 4e6, None), ("fast", 0.797, 1.0, 1e6, False),
+                               ("lean", 0.798, 1.5, 1e6, False)]).assign(macs=[9e6, 5e6, 5e5]))
+    assert apart["label"].tolist()[0] == "fast" and apart.iloc[0]["tied_with"] == ""  # 50% apart: no tie
+    # Same MACs and file: the more accurate of the tied ones.
+    same = choice.rank(cands([("ref", 0.80, 2.0, 4e6, None), ("a", 0.792, 1.0, 1e6, False),
+                              ("b", 0.795, 1.08, 1e6, False)]).assign(macs=5e5))
+    assert same["label"].tolist()[:2] == ["b", "a"]
+
+
+def test_recommendation_says_when_latencies_tie():
+    rows = [("ref", 0.80, 1.05, 4e6, None), ("lean", 0.797, 1.0, 1e6, False)]
+    ranked = choice.rank(cands(rows).assign(macs=[9e6, 5e5], latency_spread_pct=[4.0, 4.0]))
+    assert ranked.iloc[0]["label"] == "lean"  # tied with ref: far fewer multiply-adds decide
+    text = recommend.recommendation_text(ranked, choice.versus_empty(), alpha=choice.ALPHA, rule=choice.RANKING_RULE)
+    assert "while it answers as fast within the noise (1.00 ms vs 1.05 ms p50)" in text
+    assert "Its batch-1 latency ties with ref (run #1)'s" in text and "fewer multiply-adds per image" in text
+    assert "0.5 M multiply-adds per image" in text
+    # The most accurate wins a tie against a slightly faster one: the text says why that one lost.
+    ranked = choice.rank(cands(rows).assign(macs=[5e5, 9e6], latency_spread_pct=[4.0, 4.0]))
+    text = recommend.recommendation_text(ranked, choice.versus_empty(), alpha=choice.ALPHA, rule=choice.RANKING_RULE)
+    assert ranked.iloc[0]["label"] == "ref"
+    assert "ruled out (lean (run #2): its latency ties within the noise)" in text
+
+
 def test_most_accurate_with_unmeasured_latency_is_still_recommended_over_nothing():
     ranked = choice.rank(cands([("big", 0.80, np.nan, 4e6, None), ("weak", 0.60, 1.0, 1e6, True)]))
     assert ranked.iloc[0]["label"] == "big"
@@ -258,17 +301,49 @@ def test_diagnosis_of_a_diverged_run_reads_nan_losses(conn):
     assert diagnose(diagnosis._history_records(frame)).title == "Did not learn: diverged at epoch 2"
 
 
-def test_measure_cli_updates_the_store(conn):
-    before = conn.execute("SELECT latency_p50_ms FROM runs WHERE id = 3").fetchone()[0]
-    out = json.loads(cli("measure", "3", "--repeats", "30", "--json").stdout)
+def test_worker_stored_a_measured_load_and_macs(conn):
     row = conn.execute("SELECT * FROM runs WHERE id = 3").fetchone()
-    assert out["latency_p50_ms"] == row["latency_p50_ms"] != before
-    assert 0 < row["latency_p50_ms"] <= row["latency_p95_ms"] and row["throughput_ips"] > 0
-    assert row["measured_while_busy"] == 0 and out["batch1_repeats"] == 30
+    assert row["macs"] == 32 * 32 * 3 * 10  # dense: the flattened pixels into 10 units
+    assert row["latency_spread_pct"] >= 0 and row["latency_session"] is None
+    assert row["measured_load"] is None or row["measured_while_busy"] == int(row["measured_load"] > 0.25)
+
+
+def test_measure_cli_measures_runs_together_and_stores_a_session(conn):
+    before = conn.execute("SELECT latency_p50_ms FROM runs WHERE id = 3").fetchone()[0]
+    out = json.loads(cli("measure", "3", "1", "--rounds", "3", "--repeats", "10", "--json").stdout)
+    m = choice.Measurement.from_dict(out)
+    assert [r.run for r in m.runs] == [3, 1] and m.orders == ((3, 1), (1, 3), (3, 1))
+    assert m.rounds == 3 and m.batch1_repeats == 10 and all(len(r.round_p50_ms) == 3 for r in m.runs)
+    assert m.busy == (m.other_load is None or m.other_load > 0.25)
+    for r in m.runs:
+        row = conn.execute("SELECT * FROM runs WHERE id = ?", (r.run,)).fetchone()
+        assert (row["latency_p50_ms"], row["latency_spread_pct"], row["latency_session"]) == (r.p50_ms, r.spread_pct,
+                                                                                            m.session)
+        assert row["macs"] == r.macs and row["measured_while_busy"] == int(m.busy)
+        assert 0 < row["latency_p50_ms"] <= row["latency_p95_ms"] and row["throughput_ips"] > 0
+    assert before != m.runs[0].p50_ms
+    assert [r.macs for r in m.runs] == [30720, 30 * 30 * 9 * 3 * 4 + 900 * 10]
+    stored = conn.execute("SELECT run_id, session, rounds FROM latency_measurements WHERE session = ?",
+                          (m.session,)).fetchall()
+    assert sorted(tuple(r) for r in stored) == [(1, m.session, 3), (3, m.session, 3)]
+    card = choice.scorecard(conn).set_index("run")
+    assert card.loc[3, "macs"] == 30720 and card.loc[3, "latency_session"] == m.session
+    text = cli("measure", "3", "--rounds", "2", "--repeats", "5").stdout
+    assert "run 3: p50" in text and "(spread of 2 rounds)" in text and "30,720 multiply-adds" in text
+    assert "stored as latency session" in text
+    bad = cli("measure", "3", "--rounds", "0", check=False)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == "error: rounds=0 must be at least 1"
     failed = cli("measure", "4", check=False)
     assert failed.returncode == 2
     assert failed.stderr.strip().splitlines()[-1] == (
         "error: run 4 is cancelled, not succeeded; only a run that finished training has a model")
+
+
+def test_lab_measure_runs_the_cli_in_a_child_process_and_passes_its_error_on(lab):
+    with pytest.raises(LabError, match=r"^run 4 is cancelled, not succeeded; only a run that finished training"):
+        Lab().measure([3, 4], rounds=1, repeats=2)
+    with pytest.raises(LabError, match="no runs to measure; give at least one run id"):
+        Lab().measure([])
 
 
 def test_export_cli_round_trip(lab, conn, tmp_path, small_data):

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from cifar_core.analysis.deploy import (_agreement, _predict_saved_model, check_export_target, export_model,
-                                        measure_latency, model_file_size, next_version, zip_saved_model)
+                                        measure_cost, measure_latency, measure_together, model_file_size,
+                                        next_version, visit_orders, zip_saved_model)
 from cifar_core.errors import DataError, LabError
 
 
@@ -53,6 +54,66 @@ def test_measure_latency_invariants(trained):
     assert "tf.function" in r.to_dict()["method"]
     with pytest.raises(LabError, match="batch1_repeats=0 must be at least 1"):
         measure_latency(model, batch1_repeats=0)
+
+
+def test_visit_orders_rotate():
+    assert visit_orders(3, 4) == ((0, 1, 2), (1, 2, 0), (2, 0, 1), (0, 1, 2))
+    assert visit_orders(1, 2) == ((0,), (0,))
+    for order in visit_orders(4, 6):
+        assert sorted(order) == [0, 1, 2, 3]  # every candidate in every round
+
+
+def _recording_model(name: str, log: list[str]):
+    """A tiny Keras model whose every compiled call appends `name` to log (through tf.py_function,
+    which runs at call time, not only when traced)."""
+    import keras
+    import tensorflow as tf
+
+    class Record(keras.layers.Layer):
+        def call(self, x):
+            mark = tf.py_function(lambda: log.append(name) or 0.0, [], tf.float32)
+            mark.set_shape(())
+            return x + 0.0 * mark
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+    return keras.Sequential([keras.Input((8, 8, 3)), Record(), keras.layers.Flatten(), keras.layers.Dense(2)])
+
+
+def test_measure_together_visits_every_model_every_round_in_rotated_order():
+    log: list[str] = []
+    models = {"a": _recording_model("a", log), "b": _recording_model("b", log), "c": _recording_model("c", log)}
+    log.clear()
+    joint = measure_together(models, (8, 8, 3), rounds=3, batch1_repeats=4, warmup=2, throughput_batch=4,
+                             throughput_repeats=1)
+    visits = [name for i, name in enumerate(log) if i == 0 or log[i - 1] != name]  # consecutive calls collapsed
+    assert visits == ["a", "b", "c", "a", "b", "c", "b", "c", "a", "c", "a", "b"]  # traced once each, then 3 rounds
+    per_visit = 2 + 4 + 1 + 1  # warmup, timed batch-1, untimed throughput call, timed throughput
+    assert len(log) == 3 + 3 * 3 * per_visit
+    assert joint.orders == visit_orders(3, 3) and joint.rounds == 3
+    for c in joint.candidates:
+        assert len(c.round_p50_ms) == 3 and min(c.round_p50_ms) <= c.p50_ms <= max(c.round_p50_ms)
+        assert c.spread_pct == pytest.approx((max(c.round_p50_ms) - min(c.round_p50_ms)) / c.p50_ms * 100)
+        assert 0 < c.p50_ms <= c.p95_ms and c.throughput_ips > 0
+    assert joint.busy == (not joint.other_cores <= 0.25)
+    with pytest.raises(LabError, match="rounds=0 must be at least 1"):
+        measure_together(models, (8, 8, 3), rounds=0)
+    with pytest.raises(LabError, match="no models to measure"):
+        measure_together({})
+
+
+def test_measure_cost_reports_spread_load_and_macs(trained):
+    from datagen import tiny_spec
+
+    doc = {**tiny_spec(), "layers": [{"type": "Conv2D", "filters": 8, "kernel_size": 3, "activation": "relu"},
+                                     {"type": "MaxPool2D", "pool_size": 2}, {"type": "Flatten"},
+                                     {"type": "Dense", "units": 10, "activation": "softmax"}]}
+    cost = measure_cost(trained[0], (32, 32, 3), doc)
+    assert cost["macs"] == 30 * 30 * 9 * 3 * 8 + 15 * 15 * 8 * 10  # the fixture's network
+    assert cost["latency_spread_pct"] >= 0 and cost["measured_while_busy"] in (0, 1)
+    assert cost["measured_load"] is None or cost["measured_load"] >= 0
+    assert "macs" not in measure_cost(trained[0])
 
 
 def test_model_file_size(trained, tmp_path):

@@ -55,7 +55,8 @@ def test_choice_page_shows_scorecard_front_and_recommendation(lab):
     at = _open("pages/choice.py")
     conn = store.connect()
     expected = choice.choose(conn).recommendation
-    assert [s.value for s in at.subheader] == ["Candidates", "Recommendation", "Export for serving"]
+    assert [s.value for s in at.subheader] == ["Candidates", "Recommendation", "Measure candidates together",
+                                               "Export for serving"]
     shown = at.dataframe[0].value
     assert sorted(shown["label"]) == ["dense", "tiny"] and shown["rank"].tolist() == [1, 2]
     assert shown["run"].iloc[0] == expected.run
@@ -67,6 +68,28 @@ def test_choice_page_shows_scorecard_front_and_recommendation(lab):
     assert expected.text in _texts(at.code)  # the copyable version
     assert "finished run(s)" in _texts(at.caption)
     assert at.selectbox(key="choice_export_run").value == expected.run
+
+
+def test_choice_page_measures_candidates_together(lab):
+    at = _open("pages/choice.py")
+    conn = store.connect()
+    made = choice.choose(conn)
+    shown = at.multiselect(key="choice_measure_runs")
+    assert shown.value == choice.measure_candidates(made.candidates)  # the front's runs, recommended first
+    assert "MACs/image" in str(at.dataframe[0].proto)  # the scorecard shows the deterministic cost
+    at = _run(shown.set_value([1, 3]))
+    at = _run(at.number_input(key="choice_measure_rounds").set_value(2))
+    at = _run(at.button(key="choice_measure").click())
+    assert not at.error, _texts(at.error)
+    (table,) = [d.value for d in at.dataframe if "spread_pct" in d.value]
+    assert sorted(table["run"]) == [1, 3] and (table["spread_pct"] >= 0).all()
+    session = conn.execute("SELECT MAX(session) FROM latency_measurements").fetchone()[0]
+    caption = _texts(at.caption)
+    assert f"Session {session}: 2 run(s), 2 rounds" in caption and "slowest / fastest p50" in caption
+    rows = conn.execute("SELECT id, latency_session, measured_while_busy FROM runs WHERE id IN (1, 3)").fetchall()
+    assert [r["latency_session"] for r in rows] == [session, session]
+    assert ("Measured while other processes used the CPU" in _texts(at.warning)) == bool(rows[0]["measured_while_busy"])
+    conn.close()
 
 
 def test_choice_page_exports_the_chosen_run(lab):

@@ -175,3 +175,33 @@ def test_a_version_1_store_is_upgraded_in_place(home):
     row = store.job_row(conn, 1)
     assert row["name"] == "old" and row["crashes"] == 0 and row["node"] is None
     conn.close()
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_version_2_or_3_store_gains_the_latency_columns_and_table(home, version):
+    """The version-4 step adds only what is missing, so it runs on a store at 2 or at 3 (another
+    branch's version 3 may or may not have added a column of its own)."""
+    conn = store.connect(home / "lab.sqlite3")
+    conn.execute("DROP TABLE latency_measurements")
+    for column in ("macs", "latency_spread_pct", "measured_load", "latency_session")[: 4 if version == 2 else 3]:
+        conn.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+    conn.close()
+    conn = store.connect(home / "lab.sqlite3")
+    assert store.schema_version(conn) == store.SCHEMA_VERSION == 4
+    columns = {r["name"] for r in conn.execute("PRAGMA table_info(runs)")}
+    assert {"macs", "latency_spread_pct", "measured_load", "latency_session"} <= columns
+    with store.transaction(conn):
+        for _ in (1, 2):
+            store.insert_job(conn, None, {"name": "x"}, "src", "succeeded", 3, 10, home / "runs", 0.0)
+        first = store.insert_latency_session(conn, [
+            {"run_id": 1, "rounds": 3, "p50_ms": 1.0, "spread_pct": 4.0, "p95_ms": 1.5, "throughput_ips": 900.0,
+             "other_load": 0.1, "busy": 0}], 1.0)
+        second = store.insert_latency_session(conn, [
+            {"run_id": r, "rounds": 5, "p50_ms": 2.0, "spread_pct": 8.0, "p95_ms": 2.5, "throughput_ips": 500.0,
+             "other_load": None, "busy": 1} for r in (1, 2)], 2.0)
+    assert (first, second) == (1, 2)
+    rows = store.latency_rows(conn, [1])
+    assert [(r["session"], r["rounds"], r["other_load"]) for r in rows] == [(1, 3, 0.1), (2, 5, None)]
+    assert len(store.latency_rows(conn, [1, 2])) == 3 and store.latency_rows(conn, []) == []
+    conn.close()

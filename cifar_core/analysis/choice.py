@@ -13,8 +13,11 @@ The ranking rule (RANKING_RULE, tested in tests/test_choice.py):
    least as accurate and at least as fast, and strictly better in one) whose mean test accuracy
    is within TOLERANCE (1 point) of the reference's and which McNemar's test on the stored test
    predictions (representative runs, ALPHA 0.05) does not find significantly worse than it.
-4. Recommended is the eligible candidate with the lowest batch-1 p50 latency (ties: the smaller
-   model file, then the more accurate). The reference is always eligible, so there always is one.
+4. Recommended is the eligible candidate with the lowest batch-1 p50 latency, where latencies
+   closer than the measurement's noise are ties (`latency_ties`: TIE_PCT, 10%, or the larger of
+   the two candidates' measured spreads between rounds). Among tied candidates the one with fewer
+   multiply-adds per image wins, then the smaller model file, then the more accurate. The
+   reference is always eligible, so there always is one.
 
 Why: below about a point of accuracy, a model that is not measurably worse on the same 10,000
 test images but answers faster is the better production choice; the tolerance keeps a small
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -38,25 +41,30 @@ from cifar_core.spec import identity
 
 ALPHA = 0.05  # McNemar significance level
 TOLERANCE = 0.01  # accuracy (fraction) an eligible candidate may be below the reference
+TIE_PCT = 10.0  # latencies closer than this (% of the faster), or than their measured spread, tie
 
 RANKING_RULE = (
     "Candidates are configurations (runs with the same settings but the seed and the name, on the same data source; "
     "several seeds give a mean and spread). Among the candidates on the accuracy-latency Pareto front whose "
     f"mean test accuracy is within {TOLERANCE * 100:g} point of the most accurate candidate and which McNemar's "
     f"test (alpha {ALPHA:g}, stored test predictions) does not find significantly worse than it, the one with "
-    "the lowest batch-1 p50 latency is recommended (ties: smaller model file, then higher accuracy)."
+    f"the lowest batch-1 p50 latency is recommended; latencies within {TIE_PCT:g}% of each other (or within their "
+    "measured spread between rounds, if larger) are ties, decided by fewer multiply-adds per image, then the "
+    "smaller model file, then higher accuracy."
 )
 
 SCORECARD_COLUMNS = [
     "run", "name", "label", "key", "seed", "group", "data_source", "validation", "test_accuracy", "test_loss",
-    "params", "model_bytes", "latency_p50_ms", "latency_p95_ms", "throughput_ips", "measured_while_busy",
-    "train_seconds", "epochs", "seconds_per_epoch", "final_accuracy", "final_val_accuracy", "best_val_accuracy",
+    "params", "macs", "model_bytes", "latency_p50_ms", "latency_p95_ms", "latency_spread_pct", "throughput_ips",
+    "measured_while_busy", "measured_load", "latency_session", "train_seconds", "epochs", "seconds_per_epoch",
+    "final_accuracy", "final_val_accuracy", "best_val_accuracy",
     "gap", "verdict", "diagnosis",
 ]
 CANDIDATE_COLUMNS = [
     "key", "label", "name", "run", "runs", "run_ids", "data_source", "validation", "test_accuracy",
-    "test_accuracy_std", "test_accuracy_min", "test_accuracy_max", "params", "model_bytes", "latency_p50_ms",
-    "latency_p95_ms", "throughput_ips", "measured_while_busy", "train_seconds", "gap", "verdict", "diagnosis",
+    "test_accuracy_std", "test_accuracy_min", "test_accuracy_max", "params", "macs", "model_bytes", "latency_p50_ms",
+    "latency_p95_ms", "latency_spread_pct", "throughput_ips", "measured_while_busy", "measured_load", "train_seconds",
+    "gap", "verdict", "diagnosis",
 ]
 
 
@@ -120,12 +128,31 @@ def candidates(card: pd.DataFrame) -> pd.DataFrame:
             "validation": best["validation"], "test_accuracy": acc.mean(),
             "test_accuracy_std": acc.std() if len(part) > 1 else float("nan"),
             "test_accuracy_min": acc.min(), "test_accuracy_max": acc.max(), "params": int(best["params"]),
-            "model_bytes": best["model_bytes"], "latency_p50_ms": part["latency_p50_ms"].median(),
-            "latency_p95_ms": part["latency_p95_ms"].median(), "throughput_ips": part["throughput_ips"].median(),
-            "measured_while_busy": bool(part["measured_while_busy"].any()), "train_seconds": part["train_seconds"].mean(),
+            "macs": best.get("macs", np.nan), "model_bytes": best["model_bytes"],
+            "latency_p50_ms": part["latency_p50_ms"].median(), "latency_p95_ms": part["latency_p95_ms"].median(),
+            "latency_spread_pct": _pooled_spread(part), "throughput_ips": part["throughput_ips"].median(),
+            "measured_while_busy": bool(part["measured_while_busy"].any()),
+            "measured_load": _optional(part, "measured_load").max(), "train_seconds": part["train_seconds"].mean(),
             "gap": part["gap"].mean(), "verdict": best["verdict"], "diagnosis": best["diagnosis"],
         })
     return pd.DataFrame(rows, columns=CANDIDATE_COLUMNS)
+
+
+def _optional(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A column that older scorecards and hand-made frames may lack, as floats (NaN if absent)."""
+    if column not in frame:
+        return pd.Series(np.nan, index=frame.index)
+    return pd.to_numeric(frame[column], errors="coerce").astype(float)
+
+
+def _pooled_spread(part: pd.DataFrame) -> float:
+    """Latency noise of a candidate's seeds, in % of their median p50: the largest of each run's
+    spread between rounds and of the spread between the seeds' p50s (one architecture, so the
+    seeds' latencies differ only by noise). NaN when nothing says how noisy it is."""
+    p50 = _optional(part, "latency_p50_ms").dropna()
+    between = (p50.max() - p50.min()) / p50.median() * 100 if len(p50) > 1 and p50.median() > 0 else np.nan
+    known = [v for v in (_optional(part, "latency_spread_pct").max(), between) if v == v]
+    return float(max(known)) if known else float("nan")
 
 
 # ---------------------------------------------------------------- Pareto front and ranking
@@ -158,7 +185,7 @@ def rank(cands: pd.DataFrame, tolerance: float = TOLERANCE) -> pd.DataFrame:
     reference; see `add_significance`). Adds reference, pareto, within_tolerance, eligible, why
     and rank (1 = recommended; eligible ones first by latency, then the rest by accuracy)."""
     if cands.empty:
-        return cands.assign(reference=[], pareto=[], within_tolerance=[], eligible=[], why=[], rank=[])
+        return cands.assign(reference=[], pareto=[], within_tolerance=[], eligible=[], why=[], tied_with=[], rank=[])
     if "significantly_worse" not in cands:
         raise LabError("candidates have no significantly_worse column; run add_significance() (or set it) first")
     out = cands.copy()
@@ -169,14 +196,56 @@ def rank(cands: pd.DataFrame, tolerance: float = TOLERANCE) -> pd.DataFrame:
     worse = out["significantly_worse"].fillna(False).astype(bool) & ~out["reference"]
     out["eligible"] = out["pareto"] & out["within_tolerance"] & ~worse
     out["why"] = [_why(r, w, tolerance, _dominator(out, i)) for (i, r), w in zip(out.iterrows(), worse)]
+    out["tied_with"] = _ties(out)
     lat = out["latency_p50_ms"].astype(float).fillna(np.inf)
-    size = out["model_bytes"].astype(float).fillna(np.inf)
-    out = out.assign(_e=~out["eligible"], _lat=lat, _size=size, _acc=-out["test_accuracy"])
-    eligible = out[out["eligible"]].sort_values(["_lat", "_size", "_acc", "run"])
+    out = out.assign(_lat=lat, _acc=-out["test_accuracy"])
+    eligible = out.loc[_tie_order(out[out["eligible"]])]
     rest = out[~out["eligible"]].sort_values(["_acc", "_lat", "run"])
-    out = pd.concat([eligible, rest]).drop(columns=["_e", "_lat", "_size", "_acc"])
+    out = pd.concat([eligible, rest]).drop(columns=["_lat", "_acc"])
     out["rank"] = range(1, len(out) + 1)
     return out.reset_index(drop=True)
+
+
+def latency_ties(p50_a: float, spread_a: float, p50_b: float, spread_b: float, tie_pct: float = TIE_PCT) -> bool:
+    """True when two batch-1 p50s differ by less than the noise: tie_pct of the faster one, or
+    either candidate's measured spread between rounds (in %) when larger. An unmeasured
+    latency (NaN) ties with nothing."""
+    if not (p50_a == p50_a and p50_b == p50_b):
+        return False
+    margin = max([tie_pct] + [s for s in (spread_a, spread_b) if s == s]) / 100
+    fast, slow = sorted((float(p50_a), float(p50_b)))
+    return slow <= fast * (1 + margin)
+
+
+def _tied(cands: pd.DataFrame, i, j) -> bool:
+    spread = _optional(cands, "latency_spread_pct")
+    lat = cands["latency_p50_ms"].astype(float)
+    return latency_ties(lat[i], spread[i], lat[j], spread[j])
+
+
+def _ties(cands: pd.DataFrame) -> list[str]:
+    """For each eligible candidate, the labels of the other eligible ones its latency ties with."""
+    eligible = cands.index[cands["eligible"]]
+    return [", ".join(f"{cands.loc[j, 'label']} (run #{int(cands.loc[j, 'run'])})" for j in eligible
+                      if j != i and _tied(cands, i, j)) if cands.loc[i, "eligible"] else ""
+            for i in cands.index]
+
+
+def _tie_order(eligible: pd.DataFrame) -> list:
+    """Eligible candidates in ranking order: repeatedly, of the fastest left and those whose
+    latency ties with it, the one with fewer multiply-adds, then the smaller file, then the more
+    accurate (then the earlier run) comes next."""
+    keys = eligible.assign(_lat=eligible["latency_p50_ms"].astype(float).fillna(np.inf),
+                           _macs=_optional(eligible, "macs").fillna(np.inf),
+                           _size=eligible["model_bytes"].astype(float).fillna(np.inf), _acc=-eligible["test_accuracy"])
+    left, order = keys.sort_values(["_lat", "_macs", "_size", "_acc", "run"]), []
+    while not left.empty:
+        fastest = left.index[0]
+        tied = [i for i in left.index if i == fastest or _tied(eligible, fastest, i)]
+        pick = left.loc[tied].sort_values(["_macs", "_size", "_acc", "run"]).index[0]
+        order.append(pick)
+        left = left.drop(index=pick)
+    return order
 
 
 def _dominator(cands: pd.DataFrame, i) -> str | None:
@@ -308,9 +377,14 @@ def choose(conn: sqlite3.Connection, source: str | None = None, run_ids: list[in
         worse=tuple(int(r) for r in vs.loc[vs["direction"] == "worse", "run"]),
         better=tuple(int(r) for r in vs.loc[vs["direction"] == "better", "run"]),
     )
-    notes = [f"runs {', '.join(f'#{r}' for r in card.loc[card['measured_while_busy'], 'run'])} were measured while "
-             "other jobs ran"] if card["measured_while_busy"].any() else []
+    busy = card[card["measured_while_busy"]]
+    notes = [f"runs {', '.join(f'#{r}' for r in busy['run'])} were measured while other processes used the CPU "
+             f"({_load_text(_optional(busy, 'measured_load').max())})"] if len(busy) else []
     return Choice(card, ranked, vs, rec, source, test_images, notes)
+
+
+def _load_text(cores: float) -> str:
+    return "the load could not be read" if cores != cores else f"up to {cores:.1f} cores besides the measurement"
 
 
 def versus_empty() -> pd.DataFrame:
@@ -319,3 +393,96 @@ def versus_empty() -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- re-measure and export
+
+
+@dataclass(frozen=True)
+class MeasuredRun:
+    run: int
+    p50_ms: float  # median of the rounds' batch-1 p50s
+    spread_pct: float  # (max - min) of the rounds' p50s, % of p50_ms
+    p95_ms: float
+    throughput_ips: float
+    macs: int  # multiply-adds per image (spec.cost)
+    model_bytes: int
+    round_p50_ms: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Runs measured together (`deploy.measure_together`) and stored as one session."""
+
+    session: int
+    runs: tuple[MeasuredRun, ...]
+    orders: tuple[tuple[int, ...], ...]  # per round, the run ids in the order measured
+    other_load: float | None  # cores other processes used meanwhile (None: unreadable)
+    busy: bool
+    rounds: int
+    batch1_repeats: int
+    method: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> Measurement:
+        runs = tuple(MeasuredRun(**{**r, "round_p50_ms": tuple(r["round_p50_ms"])}) for r in doc["runs"])
+        return cls(**{**doc, "runs": runs, "orders": tuple(tuple(o) for o in doc["orders"])})
+
+    def ratio(self) -> float:
+        """Slowest over fastest p50 of the runs measured (1.0 for one run)."""
+        p50 = [r.p50_ms for r in self.runs]
+        return max(p50) / min(p50)
+
+    def table(self) -> pd.DataFrame:
+        """One row per run measured, fastest first."""
+        rows = [{k: v for k, v in asdict(r).items() if k != "round_p50_ms"} for r in self.runs]
+        return pd.DataFrame(rows).sort_values(["p50_ms", "run"]).reset_index(drop=True)
+
+
+MEASURE_DEFAULT = 4  # candidates the Model choice page offers to measure together
+
+
+def measure_candidates(ranked: pd.DataFrame, n: int = MEASURE_DEFAULT) -> list[int]:
+    """The runs worth measuring together: the representative runs of the candidates on the
+    Pareto front, in rank order (the recommended one first), at most n."""
+    if ranked.empty:
+        return []
+    return [int(r) for r in ranked.loc[ranked["pareto"] | (ranked["rank"] == 1), "run"].head(n)]
+
+
+def measure_runs(conn: sqlite3.Connection, run_ids: list[int], rounds: int = 5, batch1_repeats: int = 50) -> Measurement:
+    """Measure the succeeded runs' models together in this process (TensorFlow; see
+    `deploy.measure_together`), store each run's figures, multiply-adds and the load under one new
+    session, and return them. LabError for a run without a model or runs of different input sizes."""
+    from cifar_core.analysis import deploy, prediction
+    from cifar_core.spec.cost import multiply_adds
+
+    ids = list(dict.fromkeys(int(r) for r in run_ids))
+    if not ids:
+        raise LabError("no runs to measure; give at least one run id")
+    deploy.check_counts(rounds=rounds, batch1_repeats=batch1_repeats)  # before TensorFlow loads
+    infos = [prediction.trained_model(conn, r) for r in ids]
+    models = {r: prediction.load_trained_model(info) for r, info in zip(ids, infos)}
+    shapes = {r: tuple(m.input_shape[1:]) for r, m in models.items()}
+    if len(set(shapes.values())) > 1:
+        raise LabError(f"runs take different image sizes ({', '.join(f'#{r}: {s}' for r, s in shapes.items())}); "
+                       "measure runs of one data source together")
+    shape = shapes[ids[0]]
+    joint = deploy.measure_together({f"#{r}": m for r, m in models.items()}, shape, rounds=rounds,
+                                    batch1_repeats=batch1_repeats)
+    specs = store.spec_docs(conn, ids)
+    measured = tuple(
+        MeasuredRun(r, c.p50_ms, c.spread_pct, c.p95_ms, c.throughput_ips, multiply_adds(specs[r], shape),
+                    deploy.model_file_size(info.path), c.round_p50_ms)
+        for r, info, c in zip(ids, infos, joint.candidates)
+    )
+    load = None if joint.other_cores != joint.other_cores else joint.other_cores
+    rows = [{"run_id": m.run, "rounds": rounds, "p50_ms": m.p50_ms, "spread_pct": m.spread_pct, "p95_ms": m.p95_ms,
+             "throughput_ips": m.throughput_ips, "other_load": load, "busy": int(joint.busy)} for m in measured]
+    with store.transaction(conn):
+        session = store.insert_latency_session(conn, rows, store.now())
+        for m, c in zip(measured, joint.candidates):
+            store.update_run(conn, m.run, **deploy.cost_figures(joint, c), macs=m.macs, model_bytes=m.model_bytes,
+                             latency_session=session)
+    orders = tuple(tuple(ids[i] for i in order) for order in joint.orders)
+    return Measurement(session, measured, orders, load, joint.busy, rounds, batch1_repeats, joint.method)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import math
 import os
 import re
 import secrets
@@ -82,6 +83,37 @@ def _compiled_call(model, input_shape: tuple[int, ...]):
     return tf.function(lambda x: model(x, training=False), input_signature=[spec])
 
 
+def check_counts(**counts: int) -> None:
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "warmup" else 1):
+            raise LabError(f"{name}={value!r} must be {'0 or more' if name == 'warmup' else 'at least 1'}")
+
+
+def _inputs(input_shape: tuple[int, ...], throughput_batch: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    one = rng.uniform(0, 255, (1, *input_shape)).astype(np.float32)
+    return one, rng.uniform(0, 255, (throughput_batch, *input_shape)).astype(np.float32)
+
+
+def _batch1_ms(call, one: np.ndarray, repeats: int) -> np.ndarray:
+    """Milliseconds of `repeats` timed batch-1 calls."""
+    times = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter()
+        call(one).numpy()
+        times[i] = time.perf_counter() - start
+    return times * 1000
+
+
+def _throughput(call, many: np.ndarray, repeats: int) -> float:
+    """Images per second over `repeats` calls on the batch, after one untimed call."""
+    call(many).numpy()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        call(many).numpy()
+    return len(many) * repeats / (time.perf_counter() - start)
+
+
 def measure_latency(
     model,
     input_shape: tuple[int, ...] = (32, 32, 3),
@@ -90,36 +122,21 @@ def measure_latency(
     throughput_batch: int = 256,
     throughput_repeats: int = 5,
 ) -> LatencyResult:
-    """Batch-1 latency percentiles and batched throughput of the compiled forward pass on this CPU."""
-    for name, value in (("batch1_repeats", batch1_repeats), ("throughput_batch", throughput_batch),
-                        ("throughput_repeats", throughput_repeats)):
-        if value < 1:
-            raise LabError(f"{name}={value} must be at least 1")
-    if warmup < 0:
-        raise LabError(f"warmup={warmup} must be 0 or more")
+    """Batch-1 latency percentiles and batched throughput of the compiled forward pass on this CPU
+    (one model, one pass: to compare models, use `measure_together`)."""
+    check_counts(batch1_repeats=batch1_repeats, warmup=warmup, throughput_batch=throughput_batch,
+                  throughput_repeats=throughput_repeats)
     call = _compiled_call(model, tuple(input_shape))
-    rng = np.random.default_rng(0)
-    one = rng.uniform(0, 255, (1, *input_shape)).astype(np.float32)
-    many = rng.uniform(0, 255, (throughput_batch, *input_shape)).astype(np.float32)
+    one, many = _inputs(tuple(input_shape), throughput_batch)
     for _ in range(max(warmup, 1)):  # at least one call, so tracing is never timed
         call(one).numpy()
-    times = np.empty(batch1_repeats)
-    for i in range(batch1_repeats):
-        start = time.perf_counter()
-        call(one).numpy()
-        times[i] = time.perf_counter() - start
-    call(many).numpy()
-    start = time.perf_counter()
-    for _ in range(throughput_repeats):
-        call(many).numpy()
-    elapsed = time.perf_counter() - start
-    ms = times * 1000
+    ms = _batch1_ms(call, one, batch1_repeats)
     return LatencyResult(
         p50_ms=float(np.percentile(ms, 50)),
         p95_ms=float(np.percentile(ms, 95)),
         mean_ms=float(ms.mean()),
         min_ms=float(ms.min()),
-        throughput_ips=throughput_batch * throughput_repeats / elapsed,
+        throughput_ips=_throughput(call, many, throughput_repeats),
         batch1_repeats=batch1_repeats,
         warmup=warmup,
         throughput_batch=throughput_batch,
@@ -127,19 +144,115 @@ def measure_latency(
     )
 
 
-def measure_cost(model_path: Path | str, input_shape: tuple[int, ...] = (32, 32, 3)) -> dict:
+@dataclass(frozen=True)
+class CandidateLatency:
+    name: str  # the caller's name for the model (the CLI uses "#<run>")
+    p50_ms: float  # median over the rounds of each round's batch-1 p50
+    spread_pct: float  # (max - min) of the rounds' p50s, in % of p50_ms: the noise between rounds
+    p95_ms: float  # batch-1 p95 over every timed call of every round
+    throughput_ips: float  # median over the rounds, images per second at throughput_batch
+    round_p50_ms: tuple[float, ...]  # each round's p50, in round order
+
+
+@dataclass(frozen=True)
+class JointLatency:
+    """Models measured together: each round visits every model (in a rotated order), so host
+    noise during the measurement falls on all of them alike."""
+
+    candidates: tuple[CandidateLatency, ...]
+    orders: tuple[tuple[int, ...], ...]  # per round, the candidates' indices in the order visited
+    other_cores: float  # cores other processes used on average meanwhile (hostload); NaN: unknown
+    busy: bool  # other_cores above hostload.BUSY_CORES (or unknown)
+    rounds: int
+    batch1_repeats: int  # timed batch-1 calls per candidate per round
+    warmup: int  # untimed calls before each visit's timing (caches are cold after another model)
+    throughput_batch: int
+    throughput_repeats: int
+    method: str = LATENCY_METHOD
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def visit_orders(n: int, rounds: int) -> tuple[tuple[int, ...], ...]:
+    """The order each round visits n candidates: rotated by one per round, so every candidate is
+    measured first, last and in between as often as the rounds allow."""
+    return tuple(tuple((r + i) % n for i in range(n)) for r in range(rounds))
+
+
+def measure_together(
+    models: dict[str, object],
+    input_shape: tuple[int, ...] = (32, 32, 3),
+    rounds: int = 5,
+    batch1_repeats: int = 50,
+    warmup: int = 5,
+    throughput_batch: int = 256,
+    throughput_repeats: int = 2,
+) -> JointLatency:
+    """Batch-1 latency and throughput of several models measured interleaved: every model is
+    compiled first, then each of `rounds` rounds visits every model in a rotated order
+    (`visit_orders`) for a block of batch-1 calls and a throughput block. Per model: the median of
+    the rounds' p50s and their spread; for the whole measurement: the load other processes put
+    on the machine meanwhile (`hostload`)."""
+    from cifar_core.analysis.hostload import LoadMeter
+
+    if not models:
+        raise LabError("no models to measure; give at least one")
+    check_counts(rounds=rounds, batch1_repeats=batch1_repeats, warmup=warmup, throughput_batch=throughput_batch,
+                  throughput_repeats=throughput_repeats)
+    names = list(models)
+    calls = [_compiled_call(models[n], tuple(input_shape)) for n in names]
+    one, many = _inputs(tuple(input_shape), throughput_batch)
+    for call in calls:  # trace each once, outside the timing
+        call(one).numpy()
+    orders = visit_orders(len(names), rounds)
+    batch1 = [[] for _ in names]
+    throughput = [[] for _ in names]
+    with LoadMeter() as load:
+        for order in orders:
+            for i in order:
+                for _ in range(warmup):
+                    calls[i](one).numpy()
+                batch1[i].append(_batch1_ms(calls[i], one, batch1_repeats))
+                throughput[i].append(_throughput(calls[i], many, throughput_repeats))
+    results = tuple(_candidate(n, b, t) for n, b, t in zip(names, batch1, throughput))
+    return JointLatency(results, orders, load.other_cores, load.busy, rounds, batch1_repeats, warmup,
+                        throughput_batch, throughput_repeats)
+
+
+def _candidate(name: str, rounds_ms: list[np.ndarray], throughput: list[float]) -> CandidateLatency:
+    p50s = np.array([np.percentile(ms, 50) for ms in rounds_ms])
+    p50 = float(np.median(p50s))
+    return CandidateLatency(
+        name=name, p50_ms=p50, spread_pct=float((p50s.max() - p50s.min()) / p50 * 100) if p50 > 0 else 0.0,
+        p95_ms=float(np.percentile(np.concatenate(rounds_ms), 95)), throughput_ips=float(np.median(throughput)),
+        round_p50_ms=tuple(float(v) for v in p50s),
+    )
+
+
+def measure_cost(model_path: Path | str, input_shape: tuple[int, ...] = (32, 32, 3), spec=None) -> dict:
     """What a saved model costs to run on this machine, as a run stores it: model_bytes (file
-    size), latency_p50_ms and latency_p95_ms (batch 1) and throughput_ips (batch 256). Loads the
-    file with the lab's loader: only for models this app trained (see module docstring)."""
+    size), latency_p50_ms and latency_p95_ms (batch 1), latency_spread_pct (between 3 rounds),
+    throughput_ips (batch 256), measured_load (cores other processes used meanwhile),
+    measured_while_busy (that load above hostload.BUSY_CORES) and, given the run's spec, macs
+    (multiply-adds per image). Loads the file with the lab's loader: only for models this app
+    trained (see module docstring)."""
+    from cifar_core.spec.cost import multiply_adds
     from cifar_core.train.models import load_model
 
-    model = load_model(model_path)
-    latency = measure_latency(model, input_shape, batch1_repeats=100, warmup=10, throughput_repeats=3)
+    joint = measure_together({"model": load_model(model_path)}, input_shape, rounds=3, batch1_repeats=34, warmup=5)
+    figures = {"model_bytes": model_file_size(model_path), **cost_figures(joint, joint.candidates[0])}
+    if spec is not None:
+        figures["macs"] = multiply_adds(spec, tuple(input_shape))
+    return figures
+
+
+def cost_figures(joint: JointLatency, c: CandidateLatency) -> dict:
+    """The run columns one candidate of a joint measurement sets."""
     return {
-        "model_bytes": model_file_size(model_path),
-        "latency_p50_ms": latency.p50_ms,
-        "latency_p95_ms": latency.p95_ms,
-        "throughput_ips": latency.throughput_ips,
+        "latency_p50_ms": c.p50_ms, "latency_p95_ms": c.p95_ms, "latency_spread_pct": c.spread_pct,
+        "throughput_ips": c.throughput_ips, "measured_load": None if math.isnan(joint.other_cores) else joint.other_cores,
+        "measured_while_busy": int(joint.busy),
     }
 
 

@@ -29,6 +29,23 @@ def _duration(s) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
 
 
+def _macs(n) -> str:
+    if n is None or n != n:
+        return "multiply-adds not counted"
+    n = float(n)
+    return f"{n / 1e6:.1f} M multiply-adds per image" if n >= 1e5 else f"{n:,.0f} multiply-adds per image"
+
+
+def _tie_text(pick) -> str:
+    """Says when the pick's latency ties with other eligible candidates' and what decided."""
+    tied = pick.get("tied_with")
+    if not isinstance(tied, str) or not tied:
+        return ""
+    return (f" Its batch-1 latency ties with {tied}'s: the difference is inside the measurement noise (see the "
+            "rule below), so the tie-break decided: fewer multiply-adds per image, then the "
+            "smaller model file, then the higher accuracy.")
+
+
 def _p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
@@ -58,12 +75,13 @@ def recommendation_text(ranked: pd.DataFrame, vs: pd.DataFrame, labels: dict[int
         f"{_ms(pick['latency_p50_ms'])} p50 / {_ms(pick['latency_p95_ms'])} p95, "
         + (f"{pick['throughput_ips']:,.0f} images/s at batch 256; " if pick["throughput_ips"] == pick["throughput_ips"]
            else "")
-        + f"{int(pick['params']):,} parameters, a {_bytes(pick['model_bytes'])} model file; trained in "
+        + f"{int(pick['params']):,} parameters, {_macs(pick.get('macs'))}, a {_bytes(pick['model_bytes'])} model file; "
+        f"trained in "
         f"{_duration(pick['train_seconds'])}; final train-validation gap {pick['gap'] * 100:.1f} points"
         + (f" (diagnosis: {pick['diagnosis']})." if isinstance(pick.get("diagnosis"), str) else "."),
     ]
     lines.append("")
-    lines.append("**Why this one:** " + _why_text(ranked, pick, ref, alpha))
+    lines.append("**Why this one:** " + _why_text(ranked, pick, ref, alpha) + _tie_text(pick))
     lines.append("")
     lines.append("**What it gives up:** " + _gives_up_text(ranked, pick, ref))
     lines.append("")
@@ -83,14 +101,17 @@ def _why_text(ranked: pd.DataFrame, pick, ref, alpha: float) -> str:
         text = "it is the most accurate candidate"
         if faster.empty:
             return text + ", and no candidate within a point of its accuracy answers faster."
-        ruled_out = "; ".join(f"{_who(r)}: {r['why']}" for _, r in faster.iterrows())
+        ruled_out = "; ".join(f"{_who(r)}: {r['why'] if r['why'] != 'eligible' else 'its latency ties within the noise'}"
+                              for _, r in faster.iterrows())
         return text + f"; the faster candidates within a point of it are ruled out ({ruled_out})."
     drop = (ref["test_accuracy"] - pick["test_accuracy"]) * 100
     speed = ref["latency_p50_ms"] / pick["latency_p50_ms"] if pick["latency_p50_ms"] else float("nan")
     text = (
         f"it is {drop:.1f} points below the most accurate candidate, {_who(ref)} at {_pct(ref['test_accuracy'])}, "
         f"a difference McNemar's test does not find significant ({_p(pick['p_value'])} at alpha {alpha:g}), "
-        f"while it answers {speed:.1f}x faster ({_ms(pick['latency_p50_ms'])} vs {_ms(ref['latency_p50_ms'])} p50)"
+        + (f"while it answers {speed:.1f}x faster" if _who(ref) not in str(pick.get("tied_with") or "") else
+           "while it answers as fast within the noise")
+        + f" ({_ms(pick['latency_p50_ms'])} vs {_ms(ref['latency_p50_ms'])} p50)"
     )
     if pick["model_bytes"] == pick["model_bytes"] and ref["model_bytes"] == ref["model_bytes"] and ref["model_bytes"]:
         ratio = pick["model_bytes"] / ref["model_bytes"]
@@ -150,8 +171,11 @@ def _caveats(ranked: pd.DataFrame, pick) -> list[str]:
             "guided training and is optimistic; confirm on held-out data before relying on the figure."
         )
     if pick["measured_while_busy"]:
+        load = pick.get("measured_load")
+        by = f"other processes kept {load:.1f} cores busy" if load is not None and load == load else \
+            "the machine's load could not be read"
         out.append(
-            f"Its latency was measured while other jobs ran; re-measure on a quiet machine with "
+            f"Its latency was measured while {by}; re-measure on a quiet machine with "
             f"`python -m cifar_core measure {int(pick['run'])}`."
         )
     if pick["latency_p50_ms"] != pick["latency_p50_ms"]:

@@ -7,14 +7,17 @@ import pandas as pd
 
 
 def pareto_figure(ranked: pd.DataFrame, height: int = 420):
-    """Accuracy against batch-1 p50 latency, one point per candidate (error bars: seed std), the
-    Pareto front joined by a line and the recommended candidate starred."""
+    """Accuracy against batch-1 p50 latency, one point per candidate (error bars: seed std of the
+    accuracy, and the latency's measured spread between rounds, half each side), the Pareto front
+    joined by a line and the recommended candidate starred."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
     if ranked.empty:
         return fig
-    data = ranked.assign(acc=ranked["test_accuracy"] * 100, std=ranked["test_accuracy_std"].fillna(0) * 100)
+    spread = ranked["latency_spread_pct"] if "latency_spread_pct" in ranked else np.nan
+    data = ranked.assign(acc=ranked["test_accuracy"] * 100, std=ranked["test_accuracy_std"].fillna(0) * 100,
+                         noise=(ranked["latency_p50_ms"] * pd.to_numeric(spread) / 200).fillna(0))
     front = data[data["pareto"]].sort_values("latency_p50_ms")
     fig.add_scatter(x=front["latency_p50_ms"], y=front["acc"], mode="lines", name="Pareto front",
                     line=dict(color="#2ca02c", dash="dash", shape="hv"), hoverinfo="skip")
@@ -26,6 +29,7 @@ def pareto_figure(ranked: pd.DataFrame, height: int = 420):
             x=part["latency_p50_ms"], y=part["acc"], mode="markers+text", name=name, text=part["label"],
             textposition="top center", marker=dict(size=11, color=colour),
             error_y=dict(type="data", array=part["std"], visible=True),
+            error_x=dict(type="data", array=part["noise"], visible=True),
             customdata=np.stack([part["run"], part["runs"], part["params"]], axis=1),
             hovertemplate="%{text} (run #%{customdata[0]}, %{customdata[1]} seed(s))<br>accuracy %{y:.2f}%<br>"
                           "p50 %{x:.2f} ms<br>%{customdata[2]:,} params<extra></extra>",

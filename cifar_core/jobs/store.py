@@ -20,7 +20,7 @@ from typing import Iterator
 from cifar_core import config
 from cifar_core.errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 BACKUPS_KEPT = 5  # rolling online backups of the store under <home>/backups
 BUSY_TIMEOUT_MS = 30_000
 
@@ -82,8 +82,26 @@ CREATE TABLE IF NOT EXISTS runs (
     latency_p50_ms REAL,          -- batch 1, measured by the worker right after training
     latency_p95_ms REAL,
     throughput_ips REAL,          -- images per second at batch 256
-    measured_while_busy INTEGER   -- other jobs were running while it was measured
+    measured_while_busy INTEGER,  -- measured_load was above hostload.BUSY_CORES (or unreadable)
+    macs INTEGER,                 -- multiply-adds per image (spec.cost), set with the latency
+    latency_spread_pct REAL,      -- p50 spread between the measurement's rounds, % of p50
+    measured_load REAL,           -- cores other processes used while it was measured
+    latency_session INTEGER       -- latency_measurements.session of its last joint measurement
 );
+CREATE TABLE IF NOT EXISTS latency_measurements (
+    id INTEGER PRIMARY KEY,
+    session INTEGER NOT NULL,     -- the runs measured together, interleaved, share a session
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    measured_at REAL NOT NULL,
+    rounds INTEGER NOT NULL,
+    p50_ms REAL NOT NULL,         -- median of the rounds' batch-1 p50s
+    spread_pct REAL NOT NULL,     -- (max - min) of the rounds' p50s, % of p50_ms
+    p95_ms REAL NOT NULL,
+    throughput_ips REAL NOT NULL,
+    other_load REAL,              -- cores other processes used meanwhile (NULL: unreadable)
+    busy INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS latency_by_run ON latency_measurements(run_id, session);
 CREATE TABLE IF NOT EXISTS metrics (
     run_id INTEGER NOT NULL REFERENCES runs(id),
     epoch INTEGER NOT NULL,               -- 1-based
@@ -242,6 +260,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
 _ADDED_IN_2 = ("crashes INTEGER NOT NULL DEFAULT 0", "claimed_epoch INTEGER NOT NULL DEFAULT 0", "note TEXT",
                "node TEXT", "worker_pid INTEGER")
 
+_ADDED_IN_4 = ("macs INTEGER", "latency_spread_pct REAL", "measured_load REAL", "latency_session INTEGER")
+
 
 def _upgrade(conn: sqlite3.Connection, version: int) -> None:
     """Inside the migration's transaction: bring a store of an older schema up to this one."""
@@ -250,6 +270,11 @@ def _upgrade(conn: sqlite3.Connection, version: int) -> None:
         for column in _ADDED_IN_2:
             if column.split()[0] not in have:
                 conn.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
+    if version < 4:  # written to run on a store at 2 or 3: it adds only what is missing
+        have = {r["name"] for r in conn.execute("PRAGMA table_info(runs)")}
+        for column in _ADDED_IN_4:
+            if column.split()[0] not in have:
+                conn.execute(f"ALTER TABLE runs ADD COLUMN {column}")
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
 
@@ -486,10 +511,34 @@ def cost_rows(conn: sqlite3.Connection, state: str, source: str | None, run_ids:
     where, args = _where([("j.state", state)] + ([("j.data_source", source)] if source is not None else []), "j.id", run_ids)
     return conn.execute(
         "SELECT j.id AS run, j.spec_json, j.data_source, r.test_loss, r.model_bytes, r.latency_p50_ms,"
-        " r.latency_p95_ms, r.throughput_ips, r.measured_while_busy, r.train_seconds"
+        " r.latency_p95_ms, r.throughput_ips, r.measured_while_busy, r.train_seconds, r.macs, r.latency_spread_pct,"
+        " r.measured_load, r.latency_session"
         f" FROM jobs j JOIN runs r ON r.id = j.id{where} ORDER BY j.id",
         args,
     ).fetchall()
+
+
+LATENCY_COLUMNS = ("run_id", "rounds", "p50_ms", "spread_pct", "p95_ms", "throughput_ips", "other_load", "busy")
+
+
+def insert_latency_session(conn: sqlite3.Connection, rows: list[dict], t: float) -> int:
+    """Inside a transaction: one joint measurement, a row per run (LATENCY_COLUMNS), under a new
+    session number; returns it."""
+    session = conn.execute("SELECT COALESCE(MAX(session), 0) + 1 FROM latency_measurements").fetchone()[0]
+    cols = ", ".join(LATENCY_COLUMNS)
+    conn.executemany(
+        f"INSERT INTO latency_measurements (session, measured_at, {cols}) VALUES (?, ?, {_marks(LATENCY_COLUMNS)})",
+        [(session, t, *(row[c] for c in LATENCY_COLUMNS)) for row in rows],
+    )
+    return session
+
+
+def latency_rows(conn: sqlite3.Connection, run_ids: list[int]) -> list[sqlite3.Row]:
+    """Every stored latency measurement of the runs, oldest first."""
+    if not run_ids:
+        return []
+    where, args = _where([], "run_id", run_ids)
+    return conn.execute(f"SELECT * FROM latency_measurements{where} ORDER BY session, run_id", args).fetchall()
 
 
 # ---------------------------------------------------------------- workers

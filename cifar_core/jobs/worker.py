@@ -244,8 +244,7 @@ class Worker:
         finally:
             _clear_keras()
         if outcome.status == training.COMPLETED:
-            busy = queue.counts(self.conn)[queue.RUNNING] > 1
-            if self._finish(lease, queue.SUCCEEDED, results=_results(outcome, cost, busy)):
+            if self._finish(lease, queue.SUCCEEDED, results=_results(outcome, cost)):
                 log.info("job %s succeeded: test accuracy %.4f", job.id, outcome.test_accuracy)
         elif reporter.stop_reason == queue.STOP_CANCEL:
             if self._finish(lease, queue.CANCELLED, error=f"cancelled after epoch {len(outcome.history)}",
@@ -326,13 +325,12 @@ def _train_job(job: queue.Job, workdir: Path, reporter: StoreReporter):
     outcome = training.train(spec, ds, workdir, reporter)
     if outcome.status != training.COMPLETED:
         return outcome, {}
-    return outcome, measure_cost(outcome.files["model"], ds.input_shape)
+    return outcome, measure_cost(outcome.files["model"], ds.input_shape, spec)
 
 
-def _results(outcome, cost: dict, busy: bool) -> dict:
+def _results(outcome, cost: dict) -> dict:
     return {
-        **cost,  # model_bytes, latency_p50_ms, latency_p95_ms, throughput_ips
-        "measured_while_busy": int(busy),
+        **cost,  # model_bytes, latency figures, measured_load, measured_while_busy, macs (deploy.measure_cost)
         "params": outcome.params,
         "test_loss": outcome.test_loss,
         "test_accuracy": outcome.test_accuracy,
