@@ -99,13 +99,22 @@ LAYER_ARGS: dict[str, dict[str, Arg]] = {
         "filters": Arg("int", REQUIRED, 1, 4096, fix="use the input's channel count"),
         "kernel_size": Arg("int", 3, 1, 11, fix="3 is usual"),
     },
+    # A frozen first convolution that whitens the training images' patches (train/whitening.py):
+    # kernel_size**2 * channels filters, twice that with the negated copies; valid padding, stride 1.
+    "Whitening": {
+        "kernel_size": Arg("int", 2, 2, 3, fix="2 or 3 pixels: the side of the whitened patches"),
+        "epsilon": Arg("float", 5e-4, 0, 0.1, open_low=True, fix="5e-4 is airbench's; larger damps the faint directions"),
+        "negatives": Arg("bool", True),
+        "bias_epochs": Arg("int", 3, 0, 1000, fix="0 never trains the bias; 3 is airbench's"),
+    },
     "RandomFlip": {"mode": Arg("choice", "horizontal_and_vertical", choices=FLIP_MODES)},
     "RandomTranslation": {"height_factor": _FACTOR, "width_factor": _FACTOR, "fill_mode": _FILL},
     "RandomRotation": {"factor": _FACTOR, "fill_mode": _FILL},
 }
 LAYER_ALIASES = {"MaxPooling2D": "MaxPool2D", "AvgPool2D": "AveragePooling2D"}
+AUGMENT_LAYERS = frozenset({"RandomFlip", "RandomTranslation", "RandomRotation"})  # no-ops at inference
 IMAGE_LAYERS = frozenset(
-    {"Conv2D", "ResidualBlock", "MaxPool2D", "AveragePooling2D", "GlobalAveragePooling2D", "RandomFlip", "RandomTranslation", "RandomRotation"}
+    {"Conv2D", "Whitening", "ResidualBlock", "MaxPool2D", "AveragePooling2D", "GlobalAveragePooling2D", "RandomFlip", "RandomTranslation", "RandomRotation"}
 )
 _KEY_HINTS = {
     "name": "layer names are generated from the index (l03_conv2d)",
@@ -469,6 +478,7 @@ def _check_layers(raw, input_shape, num_classes, errors: list[SpecError]):
         if layer is None:
             break
         valid_prefix.append(layer)
+    errors.extend(_check_whitening_place(valid_prefix))
     summaries = _infer(valid_prefix, input_shape, errors)
     if layers[-1] is not None:
         errors.extend(_check_last_layer(len(layers) - 1, layers[-1], num_classes))
@@ -682,6 +692,13 @@ def _infer_layer(i: int, layer: dict, shape: tuple, flattened_by, fed_by=None) -
         out = _window_output(where, i, "kernel", (height, width), (kh, kw), _pair(layer["strides"]), layer["padding"])
         params = kh * kw * channels * layer["filters"] + (layer["filters"] if layer["use_bias"] else 0)
         return (*out, layer["filters"]), params, params
+    if kind == "Whitening":
+        height, width, channels = shape
+        k = layer["kernel_size"]
+        out = _window_output(where, i, "patch", (height, width), (k, k), (1, 1), "valid")
+        filters = k * k * channels * (2 if layer["negatives"] else 1)
+        bias = filters if layer["bias_epochs"] > 0 else 0  # the kernel never trains
+        return (*out, filters), k * k * channels * filters + filters, bias
     if kind == "ResidualBlock":
         channels, filters, k = shape[2], layer["filters"], layer["kernel_size"]
         if channels != filters:
@@ -702,6 +719,22 @@ def _infer_layer(i: int, layer: dict, shape: tuple, flattened_by, fed_by=None) -
     if kind == "BatchNormalization":
         return shape, 4 * shape[-1], 2 * shape[-1]  # gamma, beta train; moving mean and variance do not
     return shape, 0, 0  # Dropout, Activation, Random*: shape-preserving, no weights
+
+
+def _check_whitening_place(layers: list[dict]) -> list[SpecError]:
+    """A Whitening layer must see the pixels its filters were computed from: only augmentation
+    layers (no-ops at inference) may come before it."""
+    errors = []
+    for i, layer in enumerate(layers):
+        before = [j for j in range(i) if layers[j]["type"] not in AUGMENT_LAYERS]
+        if layer["type"] == "Whitening" and before:
+            errors.append(SpecError(
+                f"layer {i} (Whitening) must come first (only Random* augmentation layers before it): its filters "
+                f"are computed from the training images' pixels, and layer {before[0]} ({layers[before[0]]['type']}) "
+                "changes them; move it to position 0",
+                layer=i,
+            ))
+    return errors
 
 
 def _window_output(where: str, i: int, noun: str, size, window, strides, padding: str) -> tuple[int, int]:

@@ -12,6 +12,7 @@ import functools
 import re
 
 from cifar_core.train import schedules
+from cifar_core.train.whitening import whitening_layer_class
 from cifar_core.spec.schema import INPUT_SHAPE, NUM_CLASSES, ExperimentSpec, layer_name, summarize
 
 _NO_DECAY = ["bias", "gamma", "beta"]  # weight decay shrinks kernels only, as is usual
@@ -101,6 +102,8 @@ def _make_layer(keras, i: int, layer: dict, seed: int):
         return L.Conv2D(**args, kernel_initializer=keras.initializers.GlorotUniform(seed=seed), name=name)
     if kind == "ResidualBlock":
         return residual_block_class()(**args, seed=seed, name=name)
+    if kind == "Whitening":  # its filters are set from the training images by whitening.prepare
+        return whitening_layer_class()(**args, name=name)
     if kind in ("Dropout", "RandomFlip", "RandomTranslation", "RandomRotation"):
         return getattr(L, kind)(**args, seed=seed, name=name)
     classes = {
@@ -206,6 +209,7 @@ def custom_objects() -> dict[str, type]:
     return {
         "ResidualBlock": residual_block_class(),
         "FusedBatchNormalization": fused_batch_norm_class(),
+        "Whitening": whitening_layer_class(),
         **schedules.keras_custom_objects(),
     }
 

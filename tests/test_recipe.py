@@ -1,0 +1,151 @@
+"""The airbench / "How to train your ResNet" options: each one does what it says, on real Keras
+and small generated data."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from datagen import synthetic_arrays
+from cifar_core.errors import SpecErrors
+from cifar_core.spec.schema import parse_spec, summarize
+from cifar_core.train.models import build_model, compile_model, load_model
+from cifar_core.train.whitening import prepare, whitening_filters
+from test_models import assert_matches_summary
+
+OUT = {"type": "Dense", "units": 10, "activation": "softmax"}
+
+
+def spec_of(layers, **settings):
+    return parse_spec({"name": "t", "layers": layers, **settings})
+
+
+def whitened(k=2, negatives=True, bias_epochs=3, epsilon=5e-4):
+    return {"type": "Whitening", "kernel_size": k, "negatives": negatives, "bias_epochs": bias_epochs, "epsilon": epsilon}
+
+
+def whitening_net(**settings):
+    return spec_of([whitened(**settings), {"type": "Activation", "activation": "gelu"},
+                    {"type": "GlobalAveragePooling2D"}, OUT])
+
+
+@pytest.fixture(scope="module")
+def images():
+    return synthetic_arrays(30, seed=3)
+
+
+# --- Whitening ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_whitening_output_has_identity_covariance_on_training_patches(images, k):
+    x, _ = images
+    model = build_model(whitening_net(k=k, epsilon=1e-6))
+    prepare(model, x, seed=0)
+    layer = model.get_layer("l00_whitening")
+    out = keras.Model(model.input, layer.output).predict(x.astype(np.float32), verbose=0)
+    d = k * k * 3
+    assert out.shape == (len(x), 33 - k, 33 - k, 2 * d)
+    flat = out.reshape(-1, 2 * d).astype(np.float64)
+    np.testing.assert_allclose(flat[:, d:], -flat[:, :d], atol=1e-5)  # the negated copies
+    np.testing.assert_allclose(flat.mean(axis=0), 0, atol=1e-3)  # the bias centres it
+    np.testing.assert_allclose(np.cov(flat[:, :d], rowvar=False), np.eye(d), atol=0.02)
+    raw = np.cov(np.lib.stride_tricks.sliding_window_view(x / 255, (k, k), axis=(1, 2)).reshape(-1, d), rowvar=False)
+    assert np.abs(raw - np.eye(d)).max() > 0.5  # the pixels themselves were far from white
+
+
+def test_whitening_filters_are_deterministic_and_the_seed_picks_the_images(images):
+    x, _ = images
+    a = whitening_filters(x, 2, 5e-4, seed=1, max_images=100)
+    b = whitening_filters(x.copy(), 2, 5e-4, seed=1, max_images=100)
+    c = whitening_filters(x, 2, 5e-4, seed=2, max_images=100)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.allclose(a[0], c[0])  # another sample of 100 of the 300 images
+    kernel, bias = whitening_filters(x, 3, 5e-4, negatives=False)
+    assert kernel.shape == (3, 3, 3, 27) and bias.shape == (27,) and kernel.dtype == np.float32
+
+
+def test_whitening_bias_trains_for_its_epochs_then_stays_frozen(images):
+    x, y = images
+    spec = parse_spec({"name": "t", "layers": whitening_net(bias_epochs=1).to_dict()["layers"], "optimizer": "sgd",
+                       "learning_rate": 0.05, "momentum": 0.9})
+    model = build_model(spec)
+    compile_model(model, spec, steps_per_epoch=10)
+    freeze = prepare(model, x, seed=0)
+    layer = model.get_layer("l00_whitening")
+    kernel, seen = layer.kernel.numpy().copy(), [layer.bias.numpy().copy()]
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(layer.bias.numpy().copy()))
+    model.fit(x.astype(np.float32), y, batch_size=30, epochs=3, verbose=0, callbacks=[*freeze, record])
+    assert not np.allclose(seen[1], seen[0])  # epoch 1 trained it
+    np.testing.assert_array_equal(seen[2], seen[1])  # then frozen: no momentum carries it on
+    np.testing.assert_array_equal(seen[3], seen[1])
+    np.testing.assert_array_equal(layer.kernel.numpy(), kernel)  # the kernel never trains
+
+
+def test_whitening_summary_matches_keras_and_the_model_loads_back(images, tmp_path):
+    x, _ = images
+    for settings in ({}, {"k": 3, "negatives": False, "bias_epochs": 0}):
+        spec = whitening_net(**settings)
+        assert_matches_summary(spec)
+    spec = whitening_net()
+    first = summarize(spec).layers[0]
+    assert (first.output_shape, first.params, first.trainable) == ((None, 31, 31, 24), 2 * 2 * 3 * 24 + 24, 24)
+    assert summarize(whitening_net(bias_epochs=0)).layers[0].trainable == 0
+    model = build_model(spec)
+    prepare(model, x, seed=0)
+    model.save(tmp_path / "m.keras")
+    again = load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(again.predict(x[:8], verbose=0), model.predict(x[:8], verbose=0), atol=1e-6)
+    assert again.get_layer("l00_whitening").get_config()["bias_epochs"] == 3
+
+
+def test_whitening_spec_errors_name_the_value_and_the_fix():
+    flip = {"type": "RandomFlip", "mode": "horizontal"}
+    spec_of([flip, whitened(), {"type": "Flatten"}, OUT])  # augmentation before it is fine
+    with pytest.raises(SpecErrors, match=r"layer 1 \(Whitening\) must come first .* layer 0 \(Conv2D\) .*move it to position 0"):
+        spec_of([{"type": "Conv2D", "filters": 3, "kernel_size": 1}, whitened(), {"type": "Flatten"}, OUT])
+    with pytest.raises(SpecErrors, match=r"kernel_size=4 is out of range 2\.\.3; 2 or 3 pixels"):
+        spec_of([whitened(k=4), {"type": "Flatten"}, OUT])
+    with pytest.raises(SpecErrors, match=r"epsilon=0 is out of range \(0, 0\.1\]"):
+        spec_of([whitened(epsilon=0), {"type": "Flatten"}, OUT])
+
+
+# --- a real run -----------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def ds(lab_home, small_data):
+    from cifar_core.data.sources import load_dataset
+
+    return load_dataset(str(small_data))
+
+
+class Quiet:
+    """A Reporter that keeps the epochs and never stops the run."""
+
+    def __init__(self):
+        self.epochs = []
+
+    def epoch_end(self, record):
+        self.epochs.append(record)
+
+    def progress(self, epoch, batch, batches):
+        pass
+
+    def should_stop(self):
+        return False
+
+
+def test_training_whitens_with_the_training_split_only(ds, tmp_path):
+    from cifar_core.train import loop
+
+    spec = parse_spec({"name": "w", "layers": whitening_net().to_dict()["layers"], "epochs": 1, "batch_size": 64})
+    outcome = loop.train(spec, ds, tmp_path / "run", Quiet())
+    assert outcome.status == loop.COMPLETED
+    kernel = load_model(outcome.files["model"]).get_layer("l00_whitening").kernel.numpy()
+    split = loop.make_splits(spec, ds)
+    assert len(split.x_train) < len(ds.x_train)  # holdout: 10% of the train images validate
+    np.testing.assert_allclose(kernel, whitening_filters(split.x_train, 2, 5e-4)[0], rtol=1e-3, atol=1e-3)
+    assert not np.allclose(kernel, whitening_filters(ds.x_train, 2, 5e-4)[0], rtol=1e-3, atol=1e-3)
