@@ -149,3 +149,69 @@ def test_training_whitens_with_the_training_split_only(ds, tmp_path):
     assert len(split.x_train) < len(ds.x_train)  # holdout: 10% of the train images validate
     np.testing.assert_allclose(kernel, whitening_filters(split.x_train, 2, 5e-4)[0], rtol=1e-3, atol=1e-3)
     assert not np.allclose(kernel, whitening_filters(ds.x_train, 2, 5e-4)[0], rtol=1e-3, atol=1e-3)
+
+
+# --- BatchNormalization without scale, its momentum, and its biases' learning rate ----------
+
+CONV_BN = [{"type": "Conv2D", "filters": 4, "kernel_size": 3, "use_bias": False},
+           {"type": "BatchNormalization", "scale": False, "momentum": 0.6}, {"type": "Activation", "activation": "gelu"},
+           {"type": "GlobalAveragePooling2D"}, OUT]
+
+
+def test_batch_norm_without_scale_has_no_gamma_and_keeps_its_momentum(images):
+    import tensorflow as tf
+
+    spec = spec_of(CONV_BN)
+    assert_matches_summary(spec)
+    assert (summarize(spec).layers[1].params, summarize(spec).layers[1].trainable) == (3 * 4, 4)
+    model = build_model(spec)
+    bn = model.get_layer("l01_batchnormalization")
+    assert bn.gamma is None and [w.name for w in bn.trainable_weights] == ["beta"]
+    bn.beta.assign([0.5, -0.5, 1.0, 0.0])
+    x = tf.constant(np.random.default_rng(0).normal(3.0, 2.0, (8, 6, 6, 4)), tf.float32)
+    y = bn(x, training=True).numpy()
+    np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), [0.5, -0.5, 1.0, 0.0], atol=1e-4)  # normalised, then shifted
+    np.testing.assert_allclose(y.std(axis=(0, 1, 2)), 1, atol=1e-2)  # not scaled
+    np.testing.assert_allclose(bn.moving_mean.numpy(), 0.4 * x.numpy().mean(axis=(0, 1, 2)), rtol=1e-4)  # 0.6 * 0 + 0.4 * mean
+    plain = keras.layers.BatchNormalization(scale=False, momentum=0.6)
+    plain.build(x.shape)
+    plain.beta.assign(bn.beta.numpy())
+    np.testing.assert_allclose(plain(x, training=True).numpy(), y, atol=1e-4)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_batch_norm_biases_learn_at_their_multiple_of_the_rate(images, optimizer):
+    x, y = images
+    steps = {}
+    for multiplier in (1.0, 8.0):
+        spec = spec_of(CONV_BN, optimizer=optimizer, learning_rate=0.01, bn_bias_lr_multiplier=multiplier)
+        model = build_model(spec)
+        compile_model(model, spec, steps_per_epoch=1)
+        before = {w.path: w.numpy().copy() for w in model.trainable_weights}
+        model.train_on_batch(x[:32].astype(np.float32), y[:32])
+        steps[multiplier] = {w.path: w.numpy() - before[w.path] for w in model.trainable_weights}
+    beta = "l01_batchnormalization/beta"
+    assert np.abs(steps[1.0][beta]).min() > 0
+    np.testing.assert_allclose(steps[8.0][beta], 8 * steps[1.0][beta], rtol=1e-3, atol=1e-7)
+    for path in steps[1.0]:
+        if path != beta:  # every other variable takes the same step
+            np.testing.assert_allclose(steps[8.0][path], steps[1.0][path], rtol=1e-4, atol=1e-7)
+
+
+def test_a_model_trained_with_the_multiplier_saves_and_loads_back(images, tmp_path):
+    x, y = images
+    spec = spec_of(CONV_BN, optimizer="sgd", momentum=0.9, learning_rate=0.01, bn_bias_lr_multiplier=64.0)
+    model = build_model(spec)
+    compile_model(model, spec, steps_per_epoch=1)
+    model.fit(x.astype(np.float32), y, batch_size=100, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    again = load_model(tmp_path / "m.keras")
+    assert again.optimizer.get_config()["bn_bias_lr_multiplier"] == 64.0
+    np.testing.assert_allclose(again.predict(x[:8], verbose=0), model.predict(x[:8], verbose=0), atol=1e-6)
+
+
+def test_batch_norm_options_name_the_bad_value_and_the_fix():
+    with pytest.raises(SpecErrors, match=r"bn_bias_lr_multiplier=0 is out of range \(0, 256\]; 1 trains them like the rest"):
+        spec_of(CONV_BN, bn_bias_lr_multiplier=0)
+    with pytest.raises(SpecErrors, match=r"scale must be true or false, got 'no'"):
+        spec_of([CONV_BN[0], {"type": "BatchNormalization", "scale": "no"}, *CONV_BN[2:]])

@@ -91,6 +91,7 @@ LAYER_ARGS: dict[str, dict[str, Arg]] = {
     "BatchNormalization": {
         "momentum": Arg("float", 0.99, 0, 1, open_high=True, fix="0.99 is the Keras default"),
         "epsilon": Arg("float", 1e-3, 0, 0.1, open_low=True, fix="0.001 is the Keras default"),
+        "scale": Arg("bool", True),  # false: no gamma, the output is only normalised and shifted (airbench)
     },
     "Activation": {"activation": Arg("choice", REQUIRED, choices=ACTIVATIONS)},
     # Two conv-BN-ReLU of `filters` channels (same padding, no bias) added back to the input: an
@@ -139,6 +140,7 @@ TOP_ARGS: dict[str, Arg] = {
     "label_smoothing": Arg("float", 0.0, 0, 0.5, fix="0.1 is usual"),
     "tta_flip": Arg("bool", False),
     "tta_shift": Arg("int", 0, 0, 4, fix="0 turns it off; 2 pixels suits images trained with 2-pixel shifts"),
+    "bn_bias_lr_multiplier": Arg("float", 1.0, 0, 256, open_low=True, fix="1 trains them like the rest; airbench uses 64"),
 }
 EARLY_STOPPING_ARGS: dict[str, Arg] = {
     "patience": Arg("int", REQUIRED, 1, 1000, fix="5 to 10 epochs is usual"),
@@ -170,6 +172,7 @@ class ExperimentSpec:
     augment: dict = field(default_factory=dict)  # see cifar_core.augment
     tta_flip: bool = False  # average predictions over the image and its mirror at test time
     tta_shift: int = 0  # 0..4: also average over the image shifted this many pixels up, down, left, right
+    bn_bias_lr_multiplier: float = 1.0  # (0, 256]: BatchNormalization biases (beta) learn at this times the rate
     early_stopping: dict | None = None  # {"patience", "monitor", "min_delta"}
     description: str = ""
     sweep_params: dict = field(default_factory=dict)  # {path: value} this run of a sweep was given
@@ -717,7 +720,8 @@ def _infer_layer(i: int, layer: dict, shape: tuple, flattened_by, fed_by=None) -
     if kind == "GlobalAveragePooling2D":
         return (shape[2],), 0, 0
     if kind == "BatchNormalization":
-        return shape, 4 * shape[-1], 2 * shape[-1]  # gamma, beta train; moving mean and variance do not
+        trained = 2 if layer["scale"] else 1  # gamma (unless scale is off) and beta; moving statistics do not train
+        return shape, (trained + 2) * shape[-1], trained * shape[-1]
     return shape, 0, 0  # Dropout, Activation, Random*: shape-preserving, no weights
 
 

@@ -66,24 +66,51 @@ def _learning_rate(spec: ExperimentSpec, steps_per_epoch: int):
 
 
 def _optimizer(keras, spec: ExperimentSpec, learning_rate):
-    if spec.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=learning_rate)
-    if spec.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate=learning_rate, momentum=spec.momentum)
-    if spec.optimizer == "adamw":
-        optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=spec.weight_decay)
-    elif spec.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(
-            learning_rate=learning_rate,
-            momentum=spec.momentum,
-            nesterov=spec.nesterov,
-            weight_decay=spec.weight_decay or None,  # Keras applies it decoupled: w -= lr * wd * w
-        )
-    else:
+    O = keras.optimizers
+    classes = {"adam": O.Adam, "rmsprop": O.RMSprop, "adamw": O.AdamW, "sgd": O.SGD}
+    if spec.optimizer not in classes:
         raise ValueError(f"optimizer {spec.optimizer!r} is not one of adam, adamw, sgd, rmsprop")
+    args = {"learning_rate": learning_rate}
+    if spec.optimizer == "rmsprop":
+        args["momentum"] = spec.momentum
+    if spec.optimizer == "adamw":
+        args["weight_decay"] = spec.weight_decay
+    if spec.optimizer == "sgd":
+        # Keras applies weight decay decoupled: w -= lr * wd * w
+        args.update(momentum=spec.momentum, nesterov=spec.nesterov, weight_decay=spec.weight_decay or None)
+    cls = classes[spec.optimizer]
+    if spec.bn_bias_lr_multiplier != 1:
+        cls, args["bn_bias_lr_multiplier"] = bn_bias_lr_class(cls), spec.bn_bias_lr_multiplier
+    optimizer = cls(**args)
     if spec.weight_decay > 0:
         optimizer.exclude_from_weight_decay(var_names=_NO_DECAY)
     return optimizer
+
+
+@functools.cache
+def bn_bias_lr_class(base: type) -> type:
+    """The Keras optimizer `base`, but BatchNormalization biases (variables named "beta") take
+    `bn_bias_lr_multiplier` times the learning rate, as airbench trains them (64x). Keras
+    optimizers have one rate for all variables; this scales it in the per-variable update."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="cifar_lab", name=f"BatchNormBiasLr{base.__name__}")
+    class BatchNormBiasLr(base):
+        def __init__(self, bn_bias_lr_multiplier: float = 1.0, **kwargs):
+            super().__init__(**kwargs)
+            self.bn_bias_lr_multiplier = float(bn_bias_lr_multiplier)
+
+        def update_step(self, gradient, variable, learning_rate):
+            # the TensorFlow backend passes the tf.Variable: find the Keras one by its index
+            if self._trainable_variables[self._get_variable_index(variable)].name == "beta":
+                learning_rate = learning_rate * self.bn_bias_lr_multiplier
+            return super().update_step(gradient, variable, learning_rate)
+
+        def get_config(self) -> dict:
+            return {**super().get_config(), "bn_bias_lr_multiplier": self.bn_bias_lr_multiplier}
+
+    BatchNormBiasLr.__name__ = BatchNormBiasLr.__qualname__ = f"BatchNormBiasLr{base.__name__}"
+    return BatchNormBiasLr
 
 
 def _layer_seed(seed: int, index: int) -> int:
@@ -141,23 +168,24 @@ def fused_batch_norm_class() -> type:
         def call(self, inputs, training=None, mask=None):
             if not self._fusable(inputs, mask):
                 return super().call(inputs, training=training, mask=mask)
+            scale = self.gamma if self.scale else tf.ones([inputs.shape[-1]], tf.float32)
             if training and self.trainable:
                 empty = tf.constant([], tf.float32)
                 y, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
-                    x=inputs, scale=self.gamma, offset=self.beta, mean=empty, variance=empty,
+                    x=inputs, scale=scale, offset=self.beta, mean=empty, variance=empty,
                     epsilon=self.epsilon, data_format="NHWC", is_training=True)
                 self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
                 self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
                 return y
             y, *_ = tf.raw_ops.FusedBatchNormV3(
-                x=inputs, scale=self.gamma, offset=self.beta, mean=self.moving_mean,
+                x=inputs, scale=scale, offset=self.beta, mean=self.moving_mean,
                 variance=self.moving_variance, epsilon=self.epsilon, data_format="NHWC", is_training=False)
             return y
 
         def _fusable(self, inputs, mask) -> bool:
-            """The kernel's case: float32 NHWC images, channels last, plain BN with scale and center."""
+            """The kernel's case: float32 NHWC images, channels last, plain BN with center (scale or not)."""
             return (mask is None and not self.renorm and not self.synchronized and len(inputs.shape) == 4
-                    and self.axis in (-1, 3) and self.scale and self.center and inputs.dtype == tf.float32)
+                    and self.axis in (-1, 3) and self.center and inputs.dtype == tf.float32)
 
     return FusedBatchNormalization
 
@@ -210,8 +238,16 @@ def custom_objects() -> dict[str, type]:
         "ResidualBlock": residual_block_class(),
         "FusedBatchNormalization": fused_batch_norm_class(),
         "Whitening": whitening_layer_class(),
+        **{cls.__name__: cls for cls in map(bn_bias_lr_class, _optimizer_classes())},
         **schedules.keras_custom_objects(),
     }
+
+
+def _optimizer_classes() -> tuple[type, ...]:
+    import keras
+
+    O = keras.optimizers
+    return O.Adam, O.AdamW, O.SGD, O.RMSprop
 
 
 def load_model(path):
