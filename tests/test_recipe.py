@@ -215,3 +215,64 @@ def test_batch_norm_options_name_the_bad_value_and_the_fix():
         spec_of(CONV_BN, bn_bias_lr_multiplier=0)
     with pytest.raises(SpecErrors, match=r"scale must be true or false, got 'no'"):
         spec_of([CONV_BN[0], {"type": "BatchNormalization", "scale": "no"}, *CONV_BN[2:]])
+
+
+# --- weight averaging (EMA) -----------------------------------------------------------------
+
+
+def test_validation_and_the_final_model_use_the_averaged_weights(images):
+    from cifar_core.train import averaging
+
+    x, y = images
+    spec = spec_of(CONV_BN, optimizer="sgd", learning_rate=0.05, momentum=0.9, ema_momentum=0.9)
+    model = build_model(spec)
+    compile_model(model, spec, steps_per_epoch=10)
+    seen = {}
+
+    class Spy(keras.callbacks.Callback):
+        def on_test_begin(self, logs=None):  # after the swap: the model holds what validation scores
+            seen["scored"] = [w.numpy().copy() for w in self.model.trainable_weights]
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen["raw"] = [w.numpy().copy() for w in self.model.trainable_weights]
+            seen["average"] = [v.numpy().copy() for v in self.model.optimizer._model_variables_moving_average]
+            seen["val_loss"] = logs["val_loss"]
+
+    data = x.astype(np.float32)
+    model.fit(data, y, batch_size=30, epochs=2, validation_data=(data[:60], y[:60]), verbose=0,
+              callbacks=[*averaging.callbacks(spec), Spy()])
+    for scored, average, raw in zip(seen["scored"], seen["average"], seen["raw"]):
+        np.testing.assert_array_equal(scored, average)
+    assert any(not np.allclose(a, r) for a, r in zip(seen["average"], seen["raw"]))  # the average is not the weights
+    for final, average in zip(model.trainable_weights, seen["average"]):  # fit ends with the average in the model
+        np.testing.assert_array_equal(final.numpy(), average)
+    assert np.isclose(model.evaluate(data[:60], y[:60], verbose=0)[0], seen["val_loss"], rtol=1e-4)
+    assert averaging.callbacks(spec_of(CONV_BN)) == []
+
+
+def test_a_resumed_run_keeps_its_average(ds, tmp_path):
+    from cifar_core.train import loop
+    from cifar_core.train.checkpoint import read_checkpoint, restore_weights
+
+    spec = parse_spec({"name": "e", "layers": CONV_BN, "epochs": 2, "batch_size": 64, "ema_momentum": 0.8})
+
+    class StopAfterOne(Quiet):
+        def should_stop(self):
+            return len(self.epochs) >= 1
+
+    assert loop.train(spec, ds, tmp_path / "run", StopAfterOne()).status == loop.STOPPED
+    model = build_model(spec)
+    compile_model(model, spec, steps_per_epoch=6)
+    restore_weights(model, read_checkpoint(tmp_path / "run"))
+    averages = [v.numpy() for v in model.optimizer._model_variables_moving_average]
+    assert all(np.abs(a).max() > 0 for a in averages)  # restored, not the zeros a new optimizer starts with
+    assert any(not np.allclose(a, w.numpy()) for a, w in zip(averages, model.trainable_weights))
+    outcome = loop.train(spec, ds, tmp_path / "run", Quiet())
+    assert outcome.status == loop.COMPLETED and [h["epoch"] for h in outcome.history] == [1, 2]
+
+
+def test_ema_settings_name_the_bad_value_and_the_fix():
+    with pytest.raises(SpecErrors, match=r"ema_momentum=1 is out of range \[0, 1\); 0 turns it off"):
+        spec_of(CONV_BN, ema_momentum=1)
+    with pytest.raises(SpecErrors, match=r"ema_momentum=0.99 does not combine with early_stopping: .*remove one of them"):
+        spec_of(CONV_BN, ema_momentum=0.99, early_stopping={"patience": 3})

@@ -140,6 +140,7 @@ TOP_ARGS: dict[str, Arg] = {
     "label_smoothing": Arg("float", 0.0, 0, 0.5, fix="0.1 is usual"),
     "tta_flip": Arg("bool", False),
     "tta_shift": Arg("int", 0, 0, 4, fix="0 turns it off; 2 pixels suits images trained with 2-pixel shifts"),
+    "ema_momentum": Arg("float", 0.0, 0, 1, open_high=True, fix="0 turns it off; 0.99 to 0.999 is usual"),
     "bn_bias_lr_multiplier": Arg("float", 1.0, 0, 256, open_low=True, fix="1 trains them like the rest; airbench uses 64"),
 }
 EARLY_STOPPING_ARGS: dict[str, Arg] = {
@@ -172,6 +173,8 @@ class ExperimentSpec:
     augment: dict = field(default_factory=dict)  # see cifar_core.augment
     tta_flip: bool = False  # average predictions over the image and its mirror at test time
     tta_shift: int = 0  # 0..4: also average over the image shifted this many pixels up, down, left, right
+    ema_momentum: float = 0.0  # [0, 1): validate, test and save an exponential moving average of the weights
+    # (avg = m * avg + (1 - m) * w after every step); 0: the weights themselves
     bn_bias_lr_multiplier: float = 1.0  # (0, 256]: BatchNormalization biases (beta) learn at this times the rate
     early_stopping: dict | None = None  # {"patience", "monitor", "min_delta"}
     description: str = ""
@@ -376,6 +379,12 @@ def _check_top(doc: dict, errors: list[SpecError]) -> dict:
         errors.extend(exc.errors)
     if "optimizer" in values:
         errors.extend(_check_optimizer_settings(values))
+    if values.get("ema_momentum", 0.0) > 0 and values.get("early_stopping"):
+        errors.append(SpecError(
+            f"ema_momentum={values['ema_momentum']} does not combine with early_stopping: early stopping would "
+            "restore its best epoch's raw weights, not the averaged ones it scored; remove one of them",
+            field="ema_momentum",
+        ))
     return values
 
 

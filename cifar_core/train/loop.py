@@ -24,7 +24,7 @@ import numpy as np
 
 from cifar_core.data.sources import Dataset, holdout_split
 from cifar_core.spec.schema import ExperimentSpec
-from cifar_core.train import augment, whitening
+from cifar_core.train import augment, averaging, whitening
 from cifar_core.train.checkpoint import (
     Checkpoint,
     ResumableEarlyStopping,
@@ -85,7 +85,7 @@ def train(spec: ExperimentSpec, ds: Dataset, workdir: Path, reporter: Reporter) 
     val_data = augment.eval_dataset(splits.x_val, splits.y_val, max(spec.batch_size, 256), ds.num_classes, one_hot)
     model = build_model(spec, ds.input_shape, ds.num_classes)
     compile_model(model, spec, steps)
-    extras = whitening.prepare(model, splits.x_train, spec.seed)  # from the training split only
+    extras = [*whitening.prepare(model, splits.x_train, spec.seed), *averaging.callbacks(spec)]  # whitening: train split only
 
     relay = ReporterRelay(reporter, steps, workdir / "history.json")
     early = ResumableEarlyStopping(spec.early_stopping, relay) if spec.early_stopping else None

@@ -78,9 +78,11 @@ def _optimizer(keras, spec: ExperimentSpec, learning_rate):
     if spec.optimizer == "sgd":
         # Keras applies weight decay decoupled: w -= lr * wd * w
         args.update(momentum=spec.momentum, nesterov=spec.nesterov, weight_decay=spec.weight_decay or None)
+    if spec.ema_momentum > 0:  # validation swaps the average in (averaging.callbacks); fit ends with it
+        args.update(use_ema=True, ema_momentum=spec.ema_momentum)
     cls = classes[spec.optimizer]
-    if spec.bn_bias_lr_multiplier != 1:
-        cls, args["bn_bias_lr_multiplier"] = bn_bias_lr_class(cls), spec.bn_bias_lr_multiplier
+    if spec.bn_bias_lr_multiplier != 1 or spec.ema_momentum > 0:
+        cls, args["bn_bias_lr_multiplier"] = recipe_optimizer_class(cls), spec.bn_bias_lr_multiplier
     optimizer = cls(**args)
     if spec.weight_decay > 0:
         optimizer.exclude_from_weight_decay(var_names=_NO_DECAY)
@@ -88,14 +90,16 @@ def _optimizer(keras, spec: ExperimentSpec, learning_rate):
 
 
 @functools.cache
-def bn_bias_lr_class(base: type) -> type:
+def recipe_optimizer_class(base: type) -> type:
     """The Keras optimizer `base`, but BatchNormalization biases (variables named "beta") take
-    `bn_bias_lr_multiplier` times the learning rate, as airbench trains them (64x). Keras
-    optimizers have one rate for all variables; this scales it in the per-variable update."""
+    `bn_bias_lr_multiplier` times the learning rate, as airbench trains them (64x): Keras
+    optimizers have one rate for all variables, this scales it in the per-variable update. And
+    with use_ema, the end of fit copies the average into every variable it was built with, also
+    those no longer trainable (a frozen Whitening bias), where Keras's would fail on the count."""
     import keras
 
-    @keras.saving.register_keras_serializable(package="cifar_lab", name=f"BatchNormBiasLr{base.__name__}")
-    class BatchNormBiasLr(base):
+    @keras.saving.register_keras_serializable(package="cifar_lab", name=f"Recipe{base.__name__}")
+    class Recipe(base):
         def __init__(self, bn_bias_lr_multiplier: float = 1.0, **kwargs):
             super().__init__(**kwargs)
             self.bn_bias_lr_multiplier = float(bn_bias_lr_multiplier)
@@ -106,11 +110,14 @@ def bn_bias_lr_class(base: type) -> type:
                 learning_rate = learning_rate * self.bn_bias_lr_multiplier
             return super().update_step(gradient, variable, learning_rate)
 
+        def finalize_variable_values(self, var_list):
+            super().finalize_variable_values(self._trainable_variables if self.built else var_list)
+
         def get_config(self) -> dict:
             return {**super().get_config(), "bn_bias_lr_multiplier": self.bn_bias_lr_multiplier}
 
-    BatchNormBiasLr.__name__ = BatchNormBiasLr.__qualname__ = f"BatchNormBiasLr{base.__name__}"
-    return BatchNormBiasLr
+    Recipe.__name__ = Recipe.__qualname__ = f"Recipe{base.__name__}"
+    return Recipe
 
 
 def _layer_seed(seed: int, index: int) -> int:
@@ -238,7 +245,7 @@ def custom_objects() -> dict[str, type]:
         "ResidualBlock": residual_block_class(),
         "FusedBatchNormalization": fused_batch_norm_class(),
         "Whitening": whitening_layer_class(),
-        **{cls.__name__: cls for cls in map(bn_bias_lr_class, _optimizer_classes())},
+        **{cls.__name__: cls for cls in map(recipe_optimizer_class, _optimizer_classes())},
         **schedules.keras_custom_objects(),
     }
 
