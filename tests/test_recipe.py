@@ -276,3 +276,48 @@ def test_ema_settings_name_the_bad_value_and_the_fix():
         spec_of(CONV_BN, ema_momentum=1)
     with pytest.raises(SpecErrors, match=r"ema_momentum=0.99 does not combine with early_stopping: .*remove one of them"):
         spec_of(CONV_BN, ema_momentum=0.99, early_stopping={"patience": 3})
+
+
+# --- alternating flip -----------------------------------------------------------------------
+
+
+def mirrored_by_epoch(images, ds, steps: int, epochs: range) -> dict[int, set[int]]:
+    """{epoch: ids of the images mirrored} from a dataset running through `epochs` in order."""
+    out, it = {}, iter(ds)
+    for epoch in epochs:
+        xs, ys = zip(*[(a.numpy(), b.numpy()) for a, b in (next(it) for _ in range(steps))])
+        x, y = np.concatenate(xs), np.concatenate(ys)
+        assert sorted(y) == list(range(len(images)))  # every image once per epoch
+        same = {int(i) for out_, i in zip(x, y) if np.array_equal(out_, images[i])}
+        flipped = {int(i) for out_, i in zip(x, y) if np.array_equal(out_, images[i][:, ::-1])}
+        assert same | flipped == set(range(len(images))) and not same & flipped
+        out[epoch] = flipped
+    return out
+
+
+def test_alternating_flip_mirrors_each_image_on_every_other_epoch():
+    from cifar_core.train.augment import flip_base, train_dataset
+
+    images = np.random.default_rng(0).integers(1, 256, size=(40, 8, 8, 3), dtype=np.uint8)
+    ids = np.arange(40)
+    cfg = {"alternate_flip": True, "translate": 0}
+    ds = train_dataset(images, ids, 16, cfg, seed=5, num_classes=40, epochs=range(0, 3))
+    seen = mirrored_by_epoch(images, ds, 3, range(3))
+    half = {int(i) for i in np.flatnonzero(flip_base(40, 5))}
+    assert seen[0] == half and 10 < len(half) < 30  # epoch 1: the seed's random half
+    assert seen[1] == set(range(40)) - half  # epoch 2: exactly the others
+    assert seen[2] == half
+    resumed = train_dataset(images, ids, 16, cfg, seed=5, num_classes=40, epochs=range(1, 3))
+    first_resumed = [b.numpy() for _, b in resumed.take(3)]
+    first_full = [b.numpy() for _, b in ds.skip(3).take(3)]
+    for a, b in zip(first_resumed, first_full):  # a resumed run gets the very batches of its epoch
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"alternate_flip mirrors by epoch number: pass epochs="):
+        train_dataset(images, ids, 16, cfg, seed=5, num_classes=40)
+
+
+def test_alternate_flip_and_flip_are_one_or_the_other():
+    with pytest.raises(SpecErrors, match=r"augment flip and alternate_flip are two ways to mirror: keep one"):
+        spec_of(CONV_BN, augment={"flip": True, "alternate_flip": True})
+    with pytest.raises(SpecErrors, match=r"augment alternate_flip must be true or false, got 1"):
+        spec_of(CONV_BN, augment={"alternate_flip": 1})
