@@ -321,3 +321,43 @@ def test_alternate_flip_and_flip_are_one_or_the_other():
         spec_of(CONV_BN, augment={"flip": True, "alternate_flip": True})
     with pytest.raises(SpecErrors, match=r"augment alternate_flip must be true or false, got 1"):
         spec_of(CONV_BN, augment={"alternate_flip": 1})
+
+
+# --- logit scale and dirac initialisation ---------------------------------------------------
+
+
+def test_logit_scale_multiplies_the_logits_before_the_softmax(images, tmp_path):
+    x, _ = images
+    layers = [{"type": "Conv2D", "filters": 4, "kernel_size": 3, "strides": 2}, {"type": "Flatten"}, OUT]
+    spec = spec_of(layers, logit_scale=0.25)
+    assert_matches_summary(spec)
+    model = build_model(spec)
+    logits = keras.Model(model.input, model.get_layer("l02_dense").output).predict(x[:16], verbose=0)
+    want = keras.ops.softmax(0.25 * logits).numpy()
+    probs = model.predict(x[:16], verbose=0)
+    np.testing.assert_allclose(probs, want, atol=1e-6)
+    assert not np.allclose(probs, keras.ops.softmax(logits).numpy(), atol=1e-3)
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(load_model(tmp_path / "m.keras").predict(x[:16], verbose=0), probs, atol=1e-6)
+    with pytest.raises(SpecErrors, match=r"logit_scale=0 is out of range \(0, 100\]; 1 leaves them alone"):
+        spec_of(layers, logit_scale=0)
+
+
+@pytest.mark.parametrize("filters", [2, 3, 6])
+def test_dirac_convolutions_start_as_the_identity_on_their_first_channels(images, filters, tmp_path):
+    x, _ = images
+    conv = {"type": "Conv2D", "filters": filters, "kernel_size": 3, "padding": "same", "use_bias": False,
+            "initializer": "dirac"}
+    spec = spec_of([conv, {"type": "Flatten"}, OUT])
+    model = build_model(spec)
+    out = keras.Model(model.input, model.get_layer("l00_conv2d").output).predict(x[:4], verbose=0)
+    n = min(3, filters)
+    np.testing.assert_allclose(out[..., :n], x[:4, :, :, :n] / 255, atol=1e-6)  # channel c passes through
+    if filters > 3:
+        assert np.abs(model.get_layer("l00_conv2d").kernel.numpy()[..., 3:]).max() > 0  # the rest: glorot
+    again = build_model(spec)
+    np.testing.assert_array_equal(again.get_layer("l00_conv2d").kernel.numpy(), model.get_layer("l00_conv2d").kernel.numpy())
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(load_model(tmp_path / "m.keras").predict(x[:4], verbose=0), model.predict(x[:4], verbose=0), atol=1e-6)
+    with pytest.raises(SpecErrors, match=r"initializer='he' is not allowed; use one of glorot_uniform, dirac"):
+        spec_of([{**conv, "initializer": "he"}, {"type": "Flatten"}, OUT])

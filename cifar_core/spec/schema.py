@@ -83,6 +83,9 @@ LAYER_ARGS: dict[str, dict[str, Arg]] = {
         "padding": _PADDING,
         "activation": _ACTIVATION,
         "use_bias": _USE_BIAS,
+        # dirac: the first min(in, out) filters start as the identity (pass channel c through), the
+        # rest as glorot_uniform; as airbench initialises its convolutions
+        "initializer": Arg("choice", "glorot_uniform", choices=("glorot_uniform", "dirac")),
     },
     "MaxPool2D": _POOL,
     "AveragePooling2D": _POOL,
@@ -140,6 +143,7 @@ TOP_ARGS: dict[str, Arg] = {
     "label_smoothing": Arg("float", 0.0, 0, 0.5, fix="0.1 is usual"),
     "tta_flip": Arg("bool", False),
     "tta_shift": Arg("int", 0, 0, 4, fix="0 turns it off; 2 pixels suits images trained with 2-pixel shifts"),
+    "logit_scale": Arg("float", 1.0, 0, 100, open_low=True, fix="1 leaves them alone; airbench divides them by 9 (0.111)"),
     "ema_momentum": Arg("float", 0.0, 0, 1, open_high=True, fix="0 turns it off; 0.99 to 0.999 is usual"),
     "bn_bias_lr_multiplier": Arg("float", 1.0, 0, 256, open_low=True, fix="1 trains them like the rest; airbench uses 64"),
 }
@@ -173,6 +177,7 @@ class ExperimentSpec:
     augment: dict = field(default_factory=dict)  # see cifar_core.augment
     tta_flip: bool = False  # average predictions over the image and its mirror at test time
     tta_shift: int = 0  # 0..4: also average over the image shifted this many pixels up, down, left, right
+    logit_scale: float = 1.0  # (0, 100]: the last Dense's outputs are multiplied by this before its softmax
     ema_momentum: float = 0.0  # [0, 1): validate, test and save an exponential moving average of the weights
     # (avg = m * avg + (1 - m) * w after every step); 0: the weights themselves
     bn_bias_lr_multiplier: float = 1.0  # (0, 256]: BatchNormalization biases (beta) learn at this times the rate

@@ -36,7 +36,12 @@ def build_model(spec: ExperimentSpec, input_shape=INPUT_SHAPE, num_classes: int 
     inputs = keras.Input(shape=tuple(input_shape), name="pixels")
     x = keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)
     for i, layer in enumerate(spec.layers):
+        if i == len(spec.layers) - 1 and spec.logit_scale != 1:  # its softmax comes after the scaling
+            layer = {**layer, "activation": "linear"}
         x = _make_layer(keras, i, layer, _layer_seed(spec.seed, i))(x)
+    if spec.logit_scale != 1:
+        x = keras.layers.Rescaling(spec.logit_scale, name="logit_scale")(x)
+        x = keras.layers.Activation("softmax", name="probabilities")(x)
     return keras.Model(inputs, x, name=re.sub(r"[^\w.-]", "_", spec.name))
 
 
@@ -133,7 +138,8 @@ def _make_layer(keras, i: int, layer: dict, seed: int):
     if kind == "Dense":
         return L.Dense(**args, kernel_initializer=keras.initializers.GlorotUniform(seed=seed), name=name)
     if kind == "Conv2D":
-        return L.Conv2D(**args, kernel_initializer=keras.initializers.GlorotUniform(seed=seed), name=name)
+        init = dirac_initializer_class()(seed) if args.pop("initializer") == "dirac" else keras.initializers.GlorotUniform(seed)
+        return L.Conv2D(**args, kernel_initializer=init, name=name)
     if kind == "ResidualBlock":
         return residual_block_class()(**args, seed=seed, name=name)
     if kind == "Whitening":  # its filters are set from the training images by whitening.prepare
@@ -198,6 +204,32 @@ def fused_batch_norm_class() -> type:
 
 
 @functools.cache
+def dirac_initializer_class() -> type:
+    """A convolution kernel initialiser: glorot_uniform, except that filter c < min(in, out) is
+    the identity on channel c (1 at the window's centre, 0 elsewhere), like torch's dirac_."""
+    import keras
+    import numpy as np
+
+    @keras.saving.register_keras_serializable(package="cifar_lab", name="Dirac")
+    class Dirac(keras.initializers.Initializer):
+        def __init__(self, seed: int | None = None):
+            self.seed = seed
+
+        def __call__(self, shape, dtype=None):
+            kh, kw, channels, filters = shape
+            kernel = np.array(keras.initializers.GlorotUniform(self.seed)(shape, dtype="float32"))
+            n = min(channels, filters)
+            kernel[:, :, :, :n] = 0
+            kernel[kh // 2, kw // 2, np.arange(n), np.arange(n)] = 1
+            return keras.ops.convert_to_tensor(kernel, dtype=dtype or "float32")
+
+        def get_config(self) -> dict:
+            return {"seed": self.seed}
+
+    return Dirac
+
+
+@functools.cache
 def residual_block_class() -> type:
     """Define and register the ResidualBlock layer on first use (keeps keras out of imports)."""
     import keras
@@ -245,6 +277,7 @@ def custom_objects() -> dict[str, type]:
         "ResidualBlock": residual_block_class(),
         "FusedBatchNormalization": fused_batch_norm_class(),
         "Whitening": whitening_layer_class(),
+        "Dirac": dirac_initializer_class(),
         **{cls.__name__: cls for cls in map(recipe_optimizer_class, _optimizer_classes())},
         **schedules.keras_custom_objects(),
     }
