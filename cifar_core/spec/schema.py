@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 from cifar_core.train.augment import validate_augment
@@ -191,6 +191,10 @@ class ExperimentSpec:
 
 
 SPEC_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ExperimentSpec))
+SPEC_DEFAULTS: dict[str, object] = {  # every setting that has a default, at it
+    f.name: f.default_factory() if f.default_factory is not MISSING else f.default
+    for f in fields(ExperimentSpec) if f.default is not MISSING or f.default_factory is not MISSING
+}
 
 
 @dataclass(frozen=True)
