@@ -361,3 +361,46 @@ def test_dirac_convolutions_start_as_the_identity_on_their_first_channels(images
     np.testing.assert_allclose(load_model(tmp_path / "m.keras").predict(x[:4], verbose=0), model.predict(x[:4], verbose=0), atol=1e-6)
     with pytest.raises(SpecErrors, match=r"initializer='he' is not allowed; use one of glorot_uniform, dirac"):
         spec_of([{**conv, "initializer": "he"}, {"type": "Flatten"}, OUT])
+
+
+# --- everything at once ---------------------------------------------------------------------
+
+
+def test_a_short_run_with_every_recipe_option_stops_resumes_and_completes(ds, tmp_path):
+    from cifar_core.train import loop
+    from cifar_core.train.augment import predict_probs
+
+    doc = {
+        "name": "recipe",
+        "layers": [
+            whitened(bias_epochs=1),
+            {"type": "Activation", "activation": "gelu"},
+            {"type": "Conv2D", "filters": 16, "kernel_size": 3, "padding": "same", "use_bias": False, "initializer": "dirac"},
+            {"type": "BatchNormalization", "scale": False, "momentum": 0.6},
+            {"type": "Activation", "activation": "gelu"},
+            {"type": "MaxPool2D", "pool_size": 2},
+            {"type": "GlobalAveragePooling2D"},
+            OUT,
+        ],
+        "optimizer": "sgd", "learning_rate": 0.05, "momentum": 0.9, "nesterov": True, "epochs": 2, "batch_size": 64,
+        "bn_bias_lr_multiplier": 64, "ema_momentum": 0.9, "logit_scale": 0.2, "label_smoothing": 0.1,
+        "augment": {"alternate_flip": True, "translate": 2}, "tta_flip": True, "tta_shift": 1,
+    }
+    spec = parse_spec(doc)
+
+    class StopAfterOne(Quiet):
+        def should_stop(self):
+            return len(self.epochs) >= 1
+
+    workdir = tmp_path / "run"
+    assert loop.train(spec, ds, workdir, StopAfterOne()).status == loop.STOPPED
+    outcome = loop.train(spec, ds, workdir, Quiet())  # resumed: epoch 2 only, with the bias frozen
+    assert outcome.status == loop.COMPLETED
+    assert [h["epoch"] for h in outcome.history] == [1, 2]
+    assert all(np.isfinite(h["loss"]) and np.isfinite(h["val_loss"]) for h in outcome.history)
+    assert 0 <= outcome.test_accuracy <= 1
+    model = load_model(outcome.files["model"])
+    saved = np.load(outcome.files["predictions"])["probs"].astype(np.float32)
+    probs = predict_probs(model, ds.x_test, tta_flip=True, tta_shift=1)
+    np.testing.assert_allclose(probs, saved, atol=2e-3)  # float16 on disk
+    assert model.get_layer("logit_scale").get_config()["scale"] == 0.2
