@@ -383,7 +383,7 @@ def test_a_short_run_with_every_recipe_option_stops_resumes_and_completes(ds, tm
             OUT,
         ],
         "optimizer": "sgd", "learning_rate": 0.05, "momentum": 0.9, "nesterov": True, "epochs": 2, "batch_size": 64,
-        "bn_bias_lr_multiplier": 64, "ema_momentum": 0.9, "logit_scale": 0.2, "label_smoothing": 0.1,
+        "bn_bias_lr_multiplier": 64, "ema_momentum": 0.9, "lookahead_steps": 2, "logit_scale": 0.2, "label_smoothing": 0.1,
         "augment": {"alternate_flip": True, "translate": 2}, "tta_flip": True, "tta_shift": 1,
     }
     spec = parse_spec(doc)
@@ -404,3 +404,21 @@ def test_a_short_run_with_every_recipe_option_stops_resumes_and_completes(ds, tm
     probs = predict_probs(model, ds.x_test, tta_flip=True, tta_shift=1)
     np.testing.assert_allclose(probs, saved, atol=2e-3)  # float16 on disk
     assert model.get_layer("logit_scale").get_config()["scale"] == 0.2
+
+
+def test_lookahead_sets_the_weights_to_their_average_every_k_steps(images):
+    x, y = images
+    spec = spec_of(CONV_BN, optimizer="sgd", learning_rate=0.05, momentum=0.9, ema_momentum=0.8, lookahead_steps=3)
+    model = build_model(spec)
+    compile_model(model, spec, steps_per_epoch=10)
+    equal = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            pairs = zip(self.model.trainable_weights, self.model.optimizer._model_variables_moving_average)
+            equal.append(all(np.array_equal(w.numpy(), a.numpy()) for w, a in pairs))
+
+    model.fit(x.astype(np.float32), y, batch_size=30, epochs=1, verbose=0, callbacks=[Spy()])
+    assert equal == [True, False, True, False, False, True, False, False, True, False]  # steps 3, 6, 9; step 1 starts the average
+    with pytest.raises(SpecErrors, match=r"lookahead_steps=5 resets the weights .*set ema_momentum .*or lookahead_steps to 0"):
+        spec_of(CONV_BN, lookahead_steps=5)

@@ -145,6 +145,7 @@ TOP_ARGS: dict[str, Arg] = {
     "tta_shift": Arg("int", 0, 0, 4, fix="0 turns it off; 2 pixels suits images trained with 2-pixel shifts"),
     "logit_scale": Arg("float", 1.0, 0, 100, open_low=True, fix="1 leaves them alone; airbench divides them by 9 (0.111)"),
     "ema_momentum": Arg("float", 0.0, 0, 1, open_high=True, fix="0 turns it off; 0.99 to 0.999 is usual"),
+    "lookahead_steps": Arg("int", 0, 0, 1000, fix="0 turns it off; airbench resets every 5 steps"),
     "bn_bias_lr_multiplier": Arg("float", 1.0, 0, 256, open_low=True, fix="1 trains them like the rest; airbench uses 64"),
 }
 EARLY_STOPPING_ARGS: dict[str, Arg] = {
@@ -180,6 +181,8 @@ class ExperimentSpec:
     logit_scale: float = 1.0  # (0, 100]: the last Dense's outputs are multiplied by this before its softmax
     ema_momentum: float = 0.0  # [0, 1): validate, test and save an exponential moving average of the weights
     # (avg = m * avg + (1 - m) * w after every step); 0: the weights themselves
+    lookahead_steps: int = 0  # 0..1000, with ema_momentum: every this many steps the weights are set to
+    # their moving average and training goes on from there (lookahead, as airbench does it); 0: never
     bn_bias_lr_multiplier: float = 1.0  # (0, 256]: BatchNormalization biases (beta) learn at this times the rate
     early_stopping: dict | None = None  # {"patience", "monitor", "min_delta"}
     description: str = ""
@@ -388,6 +391,12 @@ def _check_top(doc: dict, errors: list[SpecError]) -> dict:
         errors.extend(exc.errors)
     if "optimizer" in values:
         errors.extend(_check_optimizer_settings(values))
+    if values.get("lookahead_steps", 0) > 0 and values.get("ema_momentum", 0.0) == 0:
+        errors.append(SpecError(
+            f"lookahead_steps={values['lookahead_steps']} resets the weights to their moving average, which "
+            "ema_momentum=0 turns off; set ema_momentum (0.9 to 0.99 suits lookahead) or lookahead_steps to 0",
+            field="lookahead_steps",
+        ))
     if values.get("ema_momentum", 0.0) > 0 and values.get("early_stopping"):
         errors.append(SpecError(
             f"ema_momentum={values['ema_momentum']} does not combine with early_stopping: early stopping would "

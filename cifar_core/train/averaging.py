@@ -8,6 +8,11 @@ them and a resumed run carries on with the same average. Validation swaps the av
 model and back (`callbacks`); the end of `fit` copies it into the model for good, so the test set
 is scored and the model saved with the averaged weights. Batch-norm moving statistics are not
 averaged (they are averages already).
+
+Lookahead (`lookahead_steps` k, with `ema_momentum`): every k steps the weights themselves are set
+to their average and training goes on from there (the optimizer's `ema_overwrite_frequency`), as
+airbench's lookahead copies its average back into the net every few steps. Its average is
+updated every step, where airbench's is updated every k steps.
 """
 
 from __future__ import annotations

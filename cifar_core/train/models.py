@@ -84,7 +84,7 @@ def _optimizer(keras, spec: ExperimentSpec, learning_rate):
         # Keras applies weight decay decoupled: w -= lr * wd * w
         args.update(momentum=spec.momentum, nesterov=spec.nesterov, weight_decay=spec.weight_decay or None)
     if spec.ema_momentum > 0:  # validation swaps the average in (averaging.callbacks); fit ends with it
-        args.update(use_ema=True, ema_momentum=spec.ema_momentum)
+        args.update(use_ema=True, ema_momentum=spec.ema_momentum, ema_overwrite_frequency=spec.lookahead_steps or None)
     cls = classes[spec.optimizer]
     if spec.bn_bias_lr_multiplier != 1 or spec.ema_momentum > 0:
         cls, args["bn_bias_lr_multiplier"] = recipe_optimizer_class(cls), spec.bn_bias_lr_multiplier

@@ -66,7 +66,7 @@ LABELS = {  # settings whose name alone says too little, by Field.key
     "tta_flip": "test-time flip (TTA)", "tta_shift": "test-time shifts (pixels)", "early_stopping": "enabled",
     "early_stopping_patience": "patience (epochs)", "early_stopping_min_delta": "min improvement",
     "augment_alternate_flip": "alternating flip", "ema_momentum": "EMA momentum",
-    "bn_bias_lr_multiplier": "BN bias rate multiplier",
+    "bn_bias_lr_multiplier": "BN bias rate multiplier", "lookahead_steps": "lookahead every (steps)",
 }
 HELP = {  # one line under the "?" of a widget, by Field.key (a layer's argument: "Type.argument")
     "augment_alternate_flip": "Instead of a random flip: each image mirrored on every other epoch (a random half, then the other).",
@@ -74,6 +74,7 @@ HELP = {  # one line under the "?" of a widget, by Field.key (a layer's argument
     "tta_shift": "Also average over the test image shifted this many pixels each way.",
     "logit_scale": "Multiply the last layer's logits by this before its softmax (airbench: 1/9).",
     "ema_momentum": "Validate, test and save a moving average of the weights (avg = m·avg + (1-m)·w each step); 0 is off.",
+    "lookahead_steps": "With EMA: every this many steps the weights are reset to their average (lookahead); 0 is off.",
     "bn_bias_lr_multiplier": "BatchNormalization biases learn at this multiple of the learning rate (airbench: 64).",
     "Whitening.kernel_size": "Side of the patches whitened: 2 or 3 pixels.",
     "Whitening.epsilon": "Added to each eigenvalue before the square root: damps the faint directions.",
@@ -91,7 +92,7 @@ _GROUPS = {  # settings panel groups: the top-level keys whose widgets and error
     "schedule": ("Learning-rate schedule", ("schedule",)),
     "run": ("Run", ("epochs", "batch_size", "seed", "validation")),
     "regularise": ("Regularisation and augmentation", ("label_smoothing", "augment", "tta_flip", "tta_shift")),
-    "recipe": ("Output and weight averaging", ("logit_scale", "ema_momentum", "bn_bias_lr_multiplier")),
+    "recipe": ("Output and weight averaging", ("logit_scale", "ema_momentum", "lookahead_steps", "bn_bias_lr_multiplier")),
     "early_stopping": ("Early stopping", ("early_stopping",)),
 }
 
