@@ -422,3 +422,24 @@ def test_lookahead_sets_the_weights_to_their_average_every_k_steps(images):
     assert equal == [True, False, True, False, False, True, False, False, True, False]  # steps 3, 6, 9; step 1 starts the average
     with pytest.raises(SpecErrors, match=r"lookahead_steps=5 resets the weights .*set ema_momentum .*or lookahead_steps to 0"):
         spec_of(CONV_BN, lookahead_steps=5)
+
+
+def test_a_fresh_process_loads_models_with_the_labs_own_layers_for_predictions(tmp_path):
+    """The Predict page loads a run's model in a process that may never have built one: the lab's
+    classes (registered on first use) must still be found."""
+    import subprocess
+    import sys
+
+    layers = [whitened(), {"type": "ResidualBlock", "filters": 24},
+              {"type": "Conv2D", "filters": 4, "kernel_size": 3, "initializer": "dirac"}, {"type": "Flatten"}, OUT]
+    model = build_model(spec_of(layers, logit_scale=0.5))
+    model.save(tmp_path / "model.keras")
+    script = (
+        "from pathlib import Path\n"
+        "from cifar_core.analysis.prediction import TrainedModel, load_trained_model\n"
+        f"m = load_trained_model(TrainedModel(1, 't', Path({str(tmp_path / 'model.keras')!r}), 'x', False, 0))\n"
+        "print(type(m.get_layer('l00_whitening')).__name__)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "Whitening"
