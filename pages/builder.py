@@ -56,7 +56,7 @@ def _sweep() -> None:
 def _field(f: core.Field, key: str, uid: int | None = None, width="stretch") -> None:
     """The widget of a setting (or of layer `uid`'s argument), showing the spec's value."""
     st.session_state[key] = f.shown  # the spec is the truth (see the module docstring)
-    kw = dict(key=key, on_change=_changed, args=(f, key, uid), disabled=not f.enabled, width=width)
+    kw = dict(key=key, on_change=_changed, args=(f, key, uid), disabled=not f.enabled, width=width, help=f.help or None)
     if f.widget == "checkbox":
         st.checkbox(f.label, **kw)
     elif f.widget == "select":

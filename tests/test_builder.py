@@ -175,14 +175,17 @@ def test_widget_values_json_boxes_and_apply_widget():
 
 def test_settings_groups_show_every_training_option_with_the_spec_defaults():
     groups = {g.name: g for g in core.settings_groups(TINY, [])}
-    assert list(groups) == ["about", "optimizer", "schedule", "run", "regularise", "early_stopping"]
+    assert list(groups) == ["about", "optimizer", "schedule", "run", "regularise", "recipe", "early_stopping"]
     opt = {f.key: f for f in groups["optimizer"].fields}
     assert (opt["optimizer"].widget, opt["optimizer"].shown) == ("select", "adam")
     assert not opt["momentum"].enabled and not opt["nesterov"].enabled and not opt["weight_decay"].enabled
     assert [f.key for f in groups["schedule"].fields] == ["schedule_type"]
     assert {f.key: f.shown for f in groups["regularise"].fields} == {
-        "label_smoothing": 0.0, "augment_flip": False, "augment_translate": 0, "augment_cutout": 0, "tta_flip": False,
-        "tta_shift": 0}
+        "label_smoothing": 0.0, "augment_flip": False, "augment_alternate_flip": False, "augment_translate": 0,
+        "augment_cutout": 0, "tta_flip": False, "tta_shift": 0}
+    assert {f.key: f.shown for f in groups["recipe"].fields} == {
+        "logit_scale": 1.0, "ema_momentum": 0.0, "lookahead_steps": 0, "bn_bias_lr_multiplier": 1.0}
+    assert all(f.help for f in groups["recipe"].fields)
     assert [(f.key, f.shown) for f in groups["early_stopping"].fields] == [("early_stopping", False)]
     validation = field(groups["run"].fields, "validation")
     assert validation.widget == "radio" and validation.labels["holdout"] == "5,000 held-out train images"
@@ -291,3 +294,20 @@ def test_save_and_submit_record_their_outcome(conn, small_data):
     assert queue.get_job(conn, 2).spec["augment"] == {"flip": True} and queue.get_job(conn, 2).spec["seed"] == 1
     missing = core.submit(editor(), Lab(), str(small_data / "nowhere"))
     assert missing["result"][0] == "data" and missing["queued"] == []
+
+
+def test_the_recipe_options_have_one_line_of_help_beside_their_widgets():
+    doc = {**TINY, "layers": [{"type": "Whitening"}, {"type": "BatchNormalization", "scale": False},
+                              {"type": "Conv2D", "filters": 4, "kernel_size": 3, "initializer": "dirac"}, *TINY["layers"][1:]]}
+    editor = core.new_editor(doc)
+    rows = core.layer_rows(editor, core.summary_of(doc, (32, 32, 3), 10), [])
+    helps = {(row.kind, f.key): f.help for row in rows for f in row.fields}
+    for key in [("Whitening", "kernel_size"), ("Whitening", "epsilon"), ("Whitening", "negatives"),
+                ("Whitening", "bias_epochs"), ("BatchNormalization", "scale"), ("BatchNormalization", "momentum"),
+                ("Conv2D", "initializer")]:
+        assert helps[key] and "\n" not in helps[key], key
+    assert helps[("Conv2D", "filters")] == ""  # its label says it
+    conv = next(f for f in rows[2].fields if f.key == "initializer")
+    assert (conv.widget, conv.shown, conv.options) == ("select", "dirac", ("glorot_uniform", "dirac"))
+    regularise = {f.key: f for g in core.settings_groups(doc, []) for f in g.fields}
+    assert "every other epoch" in regularise["augment_alternate_flip"].help

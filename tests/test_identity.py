@@ -134,3 +134,14 @@ def test_the_leaderboard_command_lists_and_groups(lab_home, conn):
 def test_describe_reads_like_a_sentence():
     spec = parse_spec({**tiny_spec(), "epochs": 1, "schedule": {"type": "cosine"}}).to_dict()
     assert identity.describe(spec) == "adam lr 0.001 · cosine schedule · batch 32 · 1 epoch · holdout"
+
+
+def test_a_spec_stored_before_a_setting_existed_is_the_same_configuration():
+    new = parse_spec(tiny_spec()).to_dict()
+    old = {k: v for k, v in new.items() if k not in ("ema_momentum", "logit_scale", "bn_bias_lr_multiplier")}
+    old["layers"] = [{k: v for k, v in la.items() if k != "initializer"} for la in new["layers"]]
+    assert identity.config_key(old, SOURCE) == identity.config_key(new, SOURCE)
+    changed = parse_spec(tiny_spec(ema_momentum=0.9)).to_dict()
+    assert identity.config_key(changed, SOURCE) != identity.config_key(new, SOURCE)
+    dirac = parse_spec(tiny_spec(layers=[{**tiny_spec()["layers"][0], "initializer": "dirac"}, *tiny_spec()["layers"][1:]]))
+    assert identity.config_key(dirac.to_dict(), SOURCE) != identity.config_key(new, SOURCE)

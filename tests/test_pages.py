@@ -612,3 +612,25 @@ def test_streamlit_deploy_button_is_hidden():
 
     config = tomllib.loads((Path(__file__).resolve().parent.parent / ".streamlit" / "config.toml").read_text())
     assert config["client"]["toolbarMode"] == "viewer"
+
+
+def test_builder_recipe_options_show_their_help_and_reach_the_submitted_spec(app_env, conn):
+    at = _open("pages/builder.py")
+    count = len(at.session_state.builder["uids"])
+    at.selectbox(key="builder_new_type").set_value("Whitening")
+    at.number_input(key=f"builder_new_at{count}").set_value(0)
+    at = _run(at.button(key="builder_add").click())
+    whitening = at.session_state.builder["uids"][0]
+    assert at.session_state.builder["doc"]["layers"][0] == {"type": "Whitening"} and not at.error
+    bias_epochs = at.number_input(key=f"b{whitening}_Whitening_bias_epochs")
+    assert bias_epochs.value == 3 and "frozen" in bias_epochs.help
+    for kind, name, value in [("number_input", "logit_scale", 0.25), ("number_input", "ema_momentum", 0.99),
+                              ("number_input", "bn_bias_lr_multiplier", 64.0), ("checkbox", "augment_alternate_flip", True)]:
+        widget = getattr(at, kind)(key=_setting(at, name))
+        assert widget.help, name
+        at = _run(widget.set_value(value))
+    assert not at.error
+    at = _run(at.button(key="builder_submit").click())
+    spec = queue.get_job(conn, 1).spec
+    assert spec["layers"][0]["type"] == "Whitening" and spec["augment"]["alternate_flip"] is True
+    assert [spec[k] for k in ("logit_scale", "ema_momentum", "bn_bias_lr_multiplier")] == [0.25, 0.99, 64.0]

@@ -49,7 +49,7 @@ def test_defaults_are_filled_in():
     assert spec.early_stopping is None and spec.description == ""
     assert spec.layers[0] == {
         "type": "Conv2D", "filters": 8, "kernel_size": 3, "strides": 1, "padding": "valid",
-        "activation": "linear", "use_bias": True,
+        "activation": "linear", "use_bias": True, "initializer": "glorot_uniform",
     }
     # the alias is resolved and strides default to the pool size, as in Keras
     assert spec.layers[1] == {"type": "MaxPool2D", "pool_size": 2, "strides": 2, "padding": "valid"}

@@ -78,6 +78,8 @@ def load_trained_model(model: TrainedModel):
     """The Keras model of a checked run (`trained_model`), loaded once per process."""
     import keras
 
+    from cifar_core.train.models import custom_objects
+
     st = model.path.stat()
     key = (str(model.path), st.st_mtime_ns, st.st_size)
     with _lock:
@@ -85,7 +87,9 @@ def load_trained_model(model: TrainedModel):
             _models.move_to_end(key)
             return _models[key]
         try:
-            loaded = keras.saving.load_model(model.path, compile=False, safe_mode=True)
+            # the lab's own layers (ResidualBlock, Whitening, ...) are registered when first used:
+            # name them, or a fresh process cannot load a model holding them
+            loaded = keras.saving.load_model(model.path, compile=False, safe_mode=True, custom_objects=custom_objects())
         except (OSError, ValueError, TypeError) as exc:
             raise DataError(f"run {model.run}'s {MODEL_FILE} cannot be loaded ({exc}); train it again") from exc
         _models[key] = loaded

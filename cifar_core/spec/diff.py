@@ -5,26 +5,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import MISSING, fields
+from dataclasses import fields
 
 import pandas as pd
 
-from cifar_core.spec.schema import LAYER_ALIASES, LAYER_ARGS, ExperimentSpec
+from cifar_core.spec.schema import LAYER_ALIASES, LAYER_ARGS, SPEC_DEFAULTS, ExperimentSpec
 
 ABSENT = "–"  # shown where a run has no such setting
-
-
-def _spec_defaults() -> dict[str, object]:
-    out = {}
-    for f in fields(ExperimentSpec):
-        if f.default is not MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not MISSING:
-            out[f.name] = f.default_factory()
-    return out
-
-
-SPEC_DEFAULTS = _spec_defaults()
 
 
 def layer_text(layer: object) -> str:

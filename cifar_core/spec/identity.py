@@ -15,13 +15,34 @@ import json
 from pathlib import Path
 
 from cifar_core import config
+from cifar_core.spec.schema import LAYER_ARGS, REQUIRED, SPEC_DEFAULTS
 
 IGNORED = ("seed", "name", "description", "sweep_params")  # not part of a configuration
 
 
 def settings(spec: dict) -> dict:
-    """The spec's settings that define its configuration (everything but IGNORED)."""
-    return {k: v for k, v in spec.items() if k not in IGNORED}
+    """The spec's settings that define its configuration (everything but IGNORED), leaving out
+    those at their defaults (top-level and layer arguments): a spec stored before a setting
+    existed is the same configuration as a new one holding it at its default."""
+    out = {}
+    for key, value in spec.items():
+        if key in IGNORED or (key in SPEC_DEFAULTS and _same(value, SPEC_DEFAULTS[key])):
+            continue
+        out[key] = [_layer_settings(la) for la in value] if key == "layers" and isinstance(value, list) else value
+    return out
+
+
+def _layer_settings(layer) -> object:
+    if not isinstance(layer, dict):
+        return layer
+    schema = LAYER_ARGS.get(layer.get("type"), {})
+    return {k: v for k, v in layer.items()
+            if not (k in schema and schema[k].default is not REQUIRED and _same(v, schema[k].default))}
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal as JSON (so 1 and true differ, and a list and a tuple do not)."""
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 
 def config_key(spec: dict, source: str) -> str:

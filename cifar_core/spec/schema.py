@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 from cifar_core.train.augment import validate_augment
@@ -83,6 +83,9 @@ LAYER_ARGS: dict[str, dict[str, Arg]] = {
         "padding": _PADDING,
         "activation": _ACTIVATION,
         "use_bias": _USE_BIAS,
+        # dirac: the first min(in, out) filters start as the identity (pass channel c through), the
+        # rest as glorot_uniform; as airbench initialises its convolutions
+        "initializer": Arg("choice", "glorot_uniform", choices=("glorot_uniform", "dirac")),
     },
     "MaxPool2D": _POOL,
     "AveragePooling2D": _POOL,
@@ -91,6 +94,7 @@ LAYER_ARGS: dict[str, dict[str, Arg]] = {
     "BatchNormalization": {
         "momentum": Arg("float", 0.99, 0, 1, open_high=True, fix="0.99 is the Keras default"),
         "epsilon": Arg("float", 1e-3, 0, 0.1, open_low=True, fix="0.001 is the Keras default"),
+        "scale": Arg("bool", True),  # false: no gamma, the output is only normalised and shifted (airbench)
     },
     "Activation": {"activation": Arg("choice", REQUIRED, choices=ACTIVATIONS)},
     # Two conv-BN-ReLU of `filters` channels (same padding, no bias) added back to the input: an
@@ -99,13 +103,22 @@ LAYER_ARGS: dict[str, dict[str, Arg]] = {
         "filters": Arg("int", REQUIRED, 1, 4096, fix="use the input's channel count"),
         "kernel_size": Arg("int", 3, 1, 11, fix="3 is usual"),
     },
+    # A frozen first convolution that whitens the training images' patches (train/whitening.py):
+    # kernel_size**2 * channels filters, twice that with the negated copies; valid padding, stride 1.
+    "Whitening": {
+        "kernel_size": Arg("int", 2, 2, 3, fix="2 or 3 pixels: the side of the whitened patches"),
+        "epsilon": Arg("float", 5e-4, 0, 0.1, open_low=True, fix="5e-4 is airbench's; larger damps the faint directions"),
+        "negatives": Arg("bool", True),
+        "bias_epochs": Arg("int", 3, 0, 1000, fix="0 never trains the bias; 3 is airbench's"),
+    },
     "RandomFlip": {"mode": Arg("choice", "horizontal_and_vertical", choices=FLIP_MODES)},
     "RandomTranslation": {"height_factor": _FACTOR, "width_factor": _FACTOR, "fill_mode": _FILL},
     "RandomRotation": {"factor": _FACTOR, "fill_mode": _FILL},
 }
 LAYER_ALIASES = {"MaxPooling2D": "MaxPool2D", "AvgPool2D": "AveragePooling2D"}
+AUGMENT_LAYERS = frozenset({"RandomFlip", "RandomTranslation", "RandomRotation"})  # no-ops at inference
 IMAGE_LAYERS = frozenset(
-    {"Conv2D", "ResidualBlock", "MaxPool2D", "AveragePooling2D", "GlobalAveragePooling2D", "RandomFlip", "RandomTranslation", "RandomRotation"}
+    {"Conv2D", "Whitening", "ResidualBlock", "MaxPool2D", "AveragePooling2D", "GlobalAveragePooling2D", "RandomFlip", "RandomTranslation", "RandomRotation"}
 )
 _KEY_HINTS = {
     "name": "layer names are generated from the index (l03_conv2d)",
@@ -130,6 +143,10 @@ TOP_ARGS: dict[str, Arg] = {
     "label_smoothing": Arg("float", 0.0, 0, 0.5, fix="0.1 is usual"),
     "tta_flip": Arg("bool", False),
     "tta_shift": Arg("int", 0, 0, 4, fix="0 turns it off; 2 pixels suits images trained with 2-pixel shifts"),
+    "logit_scale": Arg("float", 1.0, 0, 100, open_low=True, fix="1 leaves them alone; airbench divides them by 9 (0.111)"),
+    "ema_momentum": Arg("float", 0.0, 0, 1, open_high=True, fix="0 turns it off; 0.99 to 0.999 is usual"),
+    "lookahead_steps": Arg("int", 0, 0, 1000, fix="0 turns it off; airbench resets every 5 steps"),
+    "bn_bias_lr_multiplier": Arg("float", 1.0, 0, 256, open_low=True, fix="1 trains them like the rest; airbench uses 64"),
 }
 EARLY_STOPPING_ARGS: dict[str, Arg] = {
     "patience": Arg("int", REQUIRED, 1, 1000, fix="5 to 10 epochs is usual"),
@@ -161,6 +178,12 @@ class ExperimentSpec:
     augment: dict = field(default_factory=dict)  # see cifar_core.augment
     tta_flip: bool = False  # average predictions over the image and its mirror at test time
     tta_shift: int = 0  # 0..4: also average over the image shifted this many pixels up, down, left, right
+    logit_scale: float = 1.0  # (0, 100]: the last Dense's outputs are multiplied by this before its softmax
+    ema_momentum: float = 0.0  # [0, 1): validate, test and save an exponential moving average of the weights
+    # (avg = m * avg + (1 - m) * w after every step); 0: the weights themselves
+    lookahead_steps: int = 0  # 0..1000, with ema_momentum: every this many steps the weights are set to
+    # their moving average and training goes on from there (lookahead, as airbench does it); 0: never
+    bn_bias_lr_multiplier: float = 1.0  # (0, 256]: BatchNormalization biases (beta) learn at this times the rate
     early_stopping: dict | None = None  # {"patience", "monitor", "min_delta"}
     description: str = ""
     sweep_params: dict = field(default_factory=dict)  # {path: value} this run of a sweep was given
@@ -171,6 +194,10 @@ class ExperimentSpec:
 
 
 SPEC_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ExperimentSpec))
+SPEC_DEFAULTS: dict[str, object] = {  # every setting that has a default, at it
+    f.name: f.default_factory() if f.default_factory is not MISSING else f.default
+    for f in fields(ExperimentSpec) if f.default is not MISSING or f.default_factory is not MISSING
+}
 
 
 @dataclass(frozen=True)
@@ -364,6 +391,18 @@ def _check_top(doc: dict, errors: list[SpecError]) -> dict:
         errors.extend(exc.errors)
     if "optimizer" in values:
         errors.extend(_check_optimizer_settings(values))
+    if values.get("lookahead_steps", 0) > 0 and values.get("ema_momentum", 0.0) == 0:
+        errors.append(SpecError(
+            f"lookahead_steps={values['lookahead_steps']} resets the weights to their moving average, which "
+            "ema_momentum=0 turns off; set ema_momentum (0.9 to 0.99 suits lookahead) or lookahead_steps to 0",
+            field="lookahead_steps",
+        ))
+    if values.get("ema_momentum", 0.0) > 0 and values.get("early_stopping"):
+        errors.append(SpecError(
+            f"ema_momentum={values['ema_momentum']} does not combine with early_stopping: early stopping would "
+            "restore its best epoch's raw weights, not the averaged ones it scored; remove one of them",
+            field="ema_momentum",
+        ))
     return values
 
 
@@ -469,6 +508,7 @@ def _check_layers(raw, input_shape, num_classes, errors: list[SpecError]):
         if layer is None:
             break
         valid_prefix.append(layer)
+    errors.extend(_check_whitening_place(valid_prefix))
     summaries = _infer(valid_prefix, input_shape, errors)
     if layers[-1] is not None:
         errors.extend(_check_last_layer(len(layers) - 1, layers[-1], num_classes))
@@ -682,6 +722,13 @@ def _infer_layer(i: int, layer: dict, shape: tuple, flattened_by, fed_by=None) -
         out = _window_output(where, i, "kernel", (height, width), (kh, kw), _pair(layer["strides"]), layer["padding"])
         params = kh * kw * channels * layer["filters"] + (layer["filters"] if layer["use_bias"] else 0)
         return (*out, layer["filters"]), params, params
+    if kind == "Whitening":
+        height, width, channels = shape
+        k = layer["kernel_size"]
+        out = _window_output(where, i, "patch", (height, width), (k, k), (1, 1), "valid")
+        filters = k * k * channels * (2 if layer["negatives"] else 1)
+        bias = filters if layer["bias_epochs"] > 0 else 0  # the kernel never trains
+        return (*out, filters), k * k * channels * filters + filters, bias
     if kind == "ResidualBlock":
         channels, filters, k = shape[2], layer["filters"], layer["kernel_size"]
         if channels != filters:
@@ -700,8 +747,25 @@ def _infer_layer(i: int, layer: dict, shape: tuple, flattened_by, fed_by=None) -
     if kind == "GlobalAveragePooling2D":
         return (shape[2],), 0, 0
     if kind == "BatchNormalization":
-        return shape, 4 * shape[-1], 2 * shape[-1]  # gamma, beta train; moving mean and variance do not
+        trained = 2 if layer["scale"] else 1  # gamma (unless scale is off) and beta; moving statistics do not train
+        return shape, (trained + 2) * shape[-1], trained * shape[-1]
     return shape, 0, 0  # Dropout, Activation, Random*: shape-preserving, no weights
+
+
+def _check_whitening_place(layers: list[dict]) -> list[SpecError]:
+    """A Whitening layer must see the pixels its filters were computed from: only augmentation
+    layers (no-ops at inference) may come before it."""
+    errors = []
+    for i, layer in enumerate(layers):
+        before = [j for j in range(i) if layers[j]["type"] not in AUGMENT_LAYERS]
+        if layer["type"] == "Whitening" and before:
+            errors.append(SpecError(
+                f"layer {i} (Whitening) must come first (only Random* augmentation layers before it): its filters "
+                f"are computed from the training images' pixels, and layer {before[0]} ({layers[before[0]]['type']}) "
+                "changes them; move it to position 0",
+                layer=i,
+            ))
+    return errors
 
 
 def _window_output(where: str, i: int, noun: str, size, window, strides, padding: str) -> tuple[int, int]:

@@ -1,7 +1,10 @@
 """Data augmentation settings (a spec's `augment`) and the tf.data pipeline that applies them.
 
 Format: {"flip": true, "translate": 4, "cutout": 8}
-  flip       random horizontal flip
+  flip            random horizontal flip
+  alternate_flip  instead of flip: each image mirrored on every other epoch (airbench): on epoch 1
+                  a random half of the images (drawn once from the seed, per image), on epoch 2 the
+                  other half, and so on; needs the epoch-indexed pipeline (`train_dataset(epochs=...)`)
   translate  random crop after reflect-padding by this many pixels (0..8)
   cutout     zero a random square of this side in pixels (0..16), placed wholly inside the image
 
@@ -20,6 +23,7 @@ from cifar_core.errors import DataError, SpecError
 
 AUGMENT_KEYS: dict[str, tuple[type, int, int]] = {
     "flip": (bool, 0, 1),
+    "alternate_flip": (bool, 0, 1),
     "translate": (int, 0, 8),
     "cutout": (int, 0, 16),
 }
@@ -40,7 +44,16 @@ def validate_augment(cfg: object) -> dict:
         elif isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise SpecError(f"augment {key}={value!r} must be a whole number of pixels in {low}..{high}", field="augment")
         out[key] = value
+    if out.get("flip") and out.get("alternate_flip"):
+        raise SpecError("augment flip and alternate_flip are two ways to mirror: keep one (flip draws at random, "
+                        "alternate_flip mirrors each image on every other epoch)", field="augment")
     return out
+
+
+def alternates(cfg: dict) -> bool:
+    """Whether the augmentation depends on the epoch number (alternate_flip): `train_dataset` then
+    needs `epochs`, and fit needs steps_per_epoch."""
+    return bool(validate_augment(cfg).get("alternate_flip"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,8 +99,9 @@ def _uniform_ints(shape, high: int, seed):
     return tf.random.stateless_uniform(shape, seed=seed, minval=0, maxval=high, dtype=tf.int32)
 
 
-def augment_batch(images, augment_cfg: dict, seed):
-    """Apply the configured augmentations to a batch (N, H, W, C) with a stateless [2] int `seed`.
+def augment_batch(images, augment_cfg: dict, seed, mirror=None):
+    """Apply the configured augmentations to a batch (N, H, W, C) with a stateless [2] int `seed`;
+    `mirror` (N,) bool, if given, says which images to mirror instead of a random flip.
 
     All three become one gather: each output pixel reads a source pixel through a per-image index
     map. translate shifts the map by a random offset in -t..t and reflects it at the borders (the
@@ -98,7 +112,7 @@ def augment_batch(images, augment_cfg: dict, seed):
 
     cfg = validate_augment(augment_cfg)
     flip, shift, cut = bool(cfg.get("flip")), cfg.get("translate", 0), cfg.get("cutout", 0)
-    if not (flip or shift or cut):
+    if not (flip or shift or cut or mirror is not None):
         return images
     seed = tf.cast(seed, tf.int64)
     n, h, w, c = tf.shape(images)[0], images.shape[1], images.shape[2], images.shape[3]
@@ -108,9 +122,10 @@ def augment_batch(images, augment_cfg: dict, seed):
         offset = _uniform_ints([n, 2], 2 * shift + 1, seed + tf.constant([0, 202], tf.int64)) - shift
         rows = _reflect(rows + offset[:, :1], h)
         cols = _reflect(cols + offset[:, 1:], w)
-    if flip:
-        mirror = tf.random.stateless_uniform([n, 1], seed=seed + tf.constant([0, 101], tf.int64)) < 0.5
-        cols = tf.where(mirror, tf.reverse(cols, axis=[1]), cols)
+    if flip or mirror is not None:
+        if mirror is None:
+            mirror = tf.random.stateless_uniform([n], seed=seed + tf.constant([0, 101], tf.int64)) < 0.5
+        cols = tf.where(mirror[:, None], tf.reverse(cols, axis=[1]), cols)
     index = rows[:, :, None] * w + cols[:, None, :]
     if cut:
         corner = _uniform_ints([n, 2], h - cut + 1, seed + tf.constant([0, 303], tf.int64))
@@ -131,13 +146,18 @@ def _labels(y, num_classes: int, one_hot: bool):
     return tf.one_hot(y, num_classes, dtype=tf.float32) if one_hot else y
 
 
-def train_dataset(x, y, batch_size: int, augment_cfg: dict, seed: int, num_classes: int = 10, one_hot: bool = False):
+def train_dataset(x, y, batch_size: int, augment_cfg: dict, seed: int, num_classes: int = 10, one_hot: bool = False,
+                  epochs: range | None = None):
     """Shuffled (again each epoch, from `seed`), augmented batches of (float32 images, labels).
 
     Shuffles indices and gathers whole batches rather than shuffling single images (less CPU;
     see scripts/bench_augment.py).
     Augmentation draws come from a per-batch seed stream that changes each epoch, so the same
     `seed` gives the same batches epoch by epoch.
+
+    With alternate_flip the batches depend on the epoch number: pass `epochs` (0-based epoch
+    numbers, e.g. range(initial_epoch, epochs)) and get one dataset running through them in
+    order, each epoch's order and draws from (seed, epoch) alone; fit it with steps_per_epoch.
     """
     import tensorflow as tf
 
@@ -151,16 +171,42 @@ def train_dataset(x, y, batch_size: int, augment_cfg: dict, seed: int, num_class
     images = tf.constant(x)
     labels = tf.constant(y)
     n = len(x)
+    base = tf.constant(flip_base(n, seed)) if cfg.get("alternate_flip") else None
 
-    def load(index, batch_seed):
+    def load(index, batch_seed, epoch):
         batch = tf.gather(images, index)
-        batch = augment_batch(batch, cfg, tf.stack([batch_seed, tf.constant(seed, tf.int64)]))
+        mirror = None if base is None else tf.not_equal(tf.gather(base, index), epoch % 2 == 1)
+        batch = augment_batch(batch, cfg, tf.stack([batch_seed, tf.constant(seed, tf.int64)]), mirror)
         return tf.cast(batch, tf.float32), _labels(tf.gather(labels, index), num_classes, one_hot)
 
-    order = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    ds = tf.data.Dataset.zip(order, seeds).map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if base is not None:
+        if epochs is None:
+            raise ValueError("augment alternate_flip mirrors by epoch number: pass epochs=range(first, last) "
+                             "and fit with steps_per_epoch")
+        ds = tf.data.Dataset.from_tensor_slices(tf.constant(list(epochs), tf.int64))
+        ds = ds.flat_map(lambda epoch: _epoch_batches(n, batch_size, seed, epoch))
+    else:
+        order = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip(order, seeds, tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).repeat())
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def flip_base(n: int, seed: int):
+    """alternate_flip's draw: (n,) bool, True for the images mirrored on even epochs (0-based)."""
+    import numpy as np
+
+    return np.random.default_rng([seed, 505]).random(n) < 0.5
+
+
+def _epoch_batches(n: int, batch_size: int, seed: int, epoch):
+    """(indices, batch seed, epoch) of one epoch's batches, shuffled by (seed, epoch) alone."""
+    import tensorflow as tf
+
+    order = tf.argsort(tf.random.stateless_uniform([n], seed=tf.stack([tf.constant(seed, tf.int64), epoch])))
+    batches = tf.data.Dataset.from_tensor_slices(tf.cast(order, tf.int64)).batch(batch_size).enumerate()
+    return batches.map(lambda k, index: (index, epoch * 1_000_003 + k, epoch))
 
 
 def eval_dataset(x, y, batch_size: int, num_classes: int = 10, one_hot: bool = False):

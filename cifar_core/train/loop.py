@@ -24,7 +24,7 @@ import numpy as np
 
 from cifar_core.data.sources import Dataset, holdout_split
 from cifar_core.spec.schema import ExperimentSpec
-from cifar_core.train import augment
+from cifar_core.train import augment, averaging, whitening
 from cifar_core.train.checkpoint import (
     Checkpoint,
     ResumableEarlyStopping,
@@ -79,16 +79,17 @@ def train(spec: ExperimentSpec, ds: Dataset, workdir: Path, reporter: Reporter) 
     splits = make_splits(spec, ds)
     one_hot = uses_one_hot(spec)
     steps = math.ceil(len(splits.x_train) / spec.batch_size)
-    train_data = augment.train_dataset(
-        splits.x_train, splits.y_train, spec.batch_size, spec.augment, spec.seed, ds.num_classes, one_hot
-    )
+    state = read_checkpoint(workdir)
+    first_epoch = state.epoch if state else 0
+    train_data = augment.train_dataset(splits.x_train, splits.y_train, spec.batch_size, spec.augment, spec.seed,
+                                       ds.num_classes, one_hot, epochs=range(min(first_epoch, spec.epochs - 1), spec.epochs))
     val_data = augment.eval_dataset(splits.x_val, splits.y_val, max(spec.batch_size, 256), ds.num_classes, one_hot)
     model = build_model(spec, ds.input_shape, ds.num_classes)
     compile_model(model, spec, steps)
+    extras = [*whitening.prepare(model, splits.x_train, spec.seed), *averaging.callbacks(spec)]  # whitening: train split only
 
     relay = ReporterRelay(reporter, steps, workdir / "history.json")
     early = ResumableEarlyStopping(spec.early_stopping, relay) if spec.early_stopping else None
-    state = read_checkpoint(workdir)
     if state is not None:
         check_same_spec(state, spec.to_dict())
         restore_weights(model, state)
@@ -98,9 +99,10 @@ def train(spec: ExperimentSpec, ds: Dataset, workdir: Path, reporter: Reporter) 
         model.set_weights(early.best_weights)
     else:
         backup = Checkpoint(workdir, spec.to_dict(), relay, early)
-        callbacks = [relay, early, backup] if early is not None else [relay, backup]  # in this order
+        callbacks = [*extras, relay, early, backup] if early is not None else [*extras, relay, backup]  # in this order
         model.fit(
-            train_data, validation_data=val_data, epochs=spec.epochs, initial_epoch=state.epoch if state else 0,
+            train_data, validation_data=val_data, epochs=spec.epochs, initial_epoch=first_epoch,
+            steps_per_epoch=steps if augment.alternates(spec.augment) else None,  # one dataset through all epochs
             callbacks=callbacks, verbose=0, shuffle=False,
         )
 

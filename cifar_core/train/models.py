@@ -12,6 +12,7 @@ import functools
 import re
 
 from cifar_core.train import schedules
+from cifar_core.train.whitening import whitening_layer_class
 from cifar_core.spec.schema import INPUT_SHAPE, NUM_CLASSES, ExperimentSpec, layer_name, summarize
 
 _NO_DECAY = ["bias", "gamma", "beta"]  # weight decay shrinks kernels only, as is usual
@@ -35,7 +36,12 @@ def build_model(spec: ExperimentSpec, input_shape=INPUT_SHAPE, num_classes: int 
     inputs = keras.Input(shape=tuple(input_shape), name="pixels")
     x = keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)
     for i, layer in enumerate(spec.layers):
+        if i == len(spec.layers) - 1 and spec.logit_scale != 1:  # its softmax comes after the scaling
+            layer = {**layer, "activation": "linear"}
         x = _make_layer(keras, i, layer, _layer_seed(spec.seed, i))(x)
+    if spec.logit_scale != 1:
+        x = keras.layers.Rescaling(spec.logit_scale, name="logit_scale")(x)
+        x = keras.layers.Activation("softmax", name="probabilities")(x)
     return keras.Model(inputs, x, name=re.sub(r"[^\w.-]", "_", spec.name))
 
 
@@ -65,24 +71,58 @@ def _learning_rate(spec: ExperimentSpec, steps_per_epoch: int):
 
 
 def _optimizer(keras, spec: ExperimentSpec, learning_rate):
-    if spec.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=learning_rate)
-    if spec.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate=learning_rate, momentum=spec.momentum)
-    if spec.optimizer == "adamw":
-        optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=spec.weight_decay)
-    elif spec.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(
-            learning_rate=learning_rate,
-            momentum=spec.momentum,
-            nesterov=spec.nesterov,
-            weight_decay=spec.weight_decay or None,  # Keras applies it decoupled: w -= lr * wd * w
-        )
-    else:
+    O = keras.optimizers
+    classes = {"adam": O.Adam, "rmsprop": O.RMSprop, "adamw": O.AdamW, "sgd": O.SGD}
+    if spec.optimizer not in classes:
         raise ValueError(f"optimizer {spec.optimizer!r} is not one of adam, adamw, sgd, rmsprop")
+    args = {"learning_rate": learning_rate}
+    if spec.optimizer == "rmsprop":
+        args["momentum"] = spec.momentum
+    if spec.optimizer == "adamw":
+        args["weight_decay"] = spec.weight_decay
+    if spec.optimizer == "sgd":
+        # Keras applies weight decay decoupled: w -= lr * wd * w
+        args.update(momentum=spec.momentum, nesterov=spec.nesterov, weight_decay=spec.weight_decay or None)
+    if spec.ema_momentum > 0:  # validation swaps the average in (averaging.callbacks); fit ends with it
+        args.update(use_ema=True, ema_momentum=spec.ema_momentum, ema_overwrite_frequency=spec.lookahead_steps or None)
+    cls = classes[spec.optimizer]
+    if spec.bn_bias_lr_multiplier != 1 or spec.ema_momentum > 0:
+        cls, args["bn_bias_lr_multiplier"] = recipe_optimizer_class(cls), spec.bn_bias_lr_multiplier
+    optimizer = cls(**args)
     if spec.weight_decay > 0:
         optimizer.exclude_from_weight_decay(var_names=_NO_DECAY)
     return optimizer
+
+
+@functools.cache
+def recipe_optimizer_class(base: type) -> type:
+    """The Keras optimizer `base`, but BatchNormalization biases (variables named "beta") take
+    `bn_bias_lr_multiplier` times the learning rate, as airbench trains them (64x): Keras
+    optimizers have one rate for all variables, this scales it in the per-variable update. And
+    with use_ema, the end of fit copies the average into every variable it was built with, also
+    those no longer trainable (a frozen Whitening bias), where Keras's would fail on the count."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="cifar_lab", name=f"Recipe{base.__name__}")
+    class Recipe(base):
+        def __init__(self, bn_bias_lr_multiplier: float = 1.0, **kwargs):
+            super().__init__(**kwargs)
+            self.bn_bias_lr_multiplier = float(bn_bias_lr_multiplier)
+
+        def update_step(self, gradient, variable, learning_rate):
+            # the TensorFlow backend passes the tf.Variable: find the Keras one by its index
+            if self._trainable_variables[self._get_variable_index(variable)].name == "beta":
+                learning_rate = learning_rate * self.bn_bias_lr_multiplier
+            return super().update_step(gradient, variable, learning_rate)
+
+        def finalize_variable_values(self, var_list):
+            super().finalize_variable_values(self._trainable_variables if self.built else var_list)
+
+        def get_config(self) -> dict:
+            return {**super().get_config(), "bn_bias_lr_multiplier": self.bn_bias_lr_multiplier}
+
+    Recipe.__name__ = Recipe.__qualname__ = f"Recipe{base.__name__}"
+    return Recipe
 
 
 def _layer_seed(seed: int, index: int) -> int:
@@ -98,9 +138,12 @@ def _make_layer(keras, i: int, layer: dict, seed: int):
     if kind == "Dense":
         return L.Dense(**args, kernel_initializer=keras.initializers.GlorotUniform(seed=seed), name=name)
     if kind == "Conv2D":
-        return L.Conv2D(**args, kernel_initializer=keras.initializers.GlorotUniform(seed=seed), name=name)
+        init = dirac_initializer_class()(seed) if args.pop("initializer") == "dirac" else keras.initializers.GlorotUniform(seed)
+        return L.Conv2D(**args, kernel_initializer=init, name=name)
     if kind == "ResidualBlock":
         return residual_block_class()(**args, seed=seed, name=name)
+    if kind == "Whitening":  # its filters are set from the training images by whitening.prepare
+        return whitening_layer_class()(**args, name=name)
     if kind in ("Dropout", "RandomFlip", "RandomTranslation", "RandomRotation"):
         return getattr(L, kind)(**args, seed=seed, name=name)
     classes = {
@@ -138,25 +181,52 @@ def fused_batch_norm_class() -> type:
         def call(self, inputs, training=None, mask=None):
             if not self._fusable(inputs, mask):
                 return super().call(inputs, training=training, mask=mask)
+            scale = self.gamma if self.scale else tf.ones([inputs.shape[-1]], tf.float32)
             if training and self.trainable:
                 empty = tf.constant([], tf.float32)
                 y, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
-                    x=inputs, scale=self.gamma, offset=self.beta, mean=empty, variance=empty,
+                    x=inputs, scale=scale, offset=self.beta, mean=empty, variance=empty,
                     epsilon=self.epsilon, data_format="NHWC", is_training=True)
                 self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
                 self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
                 return y
             y, *_ = tf.raw_ops.FusedBatchNormV3(
-                x=inputs, scale=self.gamma, offset=self.beta, mean=self.moving_mean,
+                x=inputs, scale=scale, offset=self.beta, mean=self.moving_mean,
                 variance=self.moving_variance, epsilon=self.epsilon, data_format="NHWC", is_training=False)
             return y
 
         def _fusable(self, inputs, mask) -> bool:
-            """The kernel's case: float32 NHWC images, channels last, plain BN with scale and center."""
+            """The kernel's case: float32 NHWC images, channels last, plain BN with center (scale or not)."""
             return (mask is None and not self.renorm and not self.synchronized and len(inputs.shape) == 4
-                    and self.axis in (-1, 3) and self.scale and self.center and inputs.dtype == tf.float32)
+                    and self.axis in (-1, 3) and self.center and inputs.dtype == tf.float32)
 
     return FusedBatchNormalization
+
+
+@functools.cache
+def dirac_initializer_class() -> type:
+    """A convolution kernel initialiser: glorot_uniform, except that filter c < min(in, out) is
+    the identity on channel c (1 at the window's centre, 0 elsewhere), like torch's dirac_."""
+    import keras
+    import numpy as np
+
+    @keras.saving.register_keras_serializable(package="cifar_lab", name="Dirac")
+    class Dirac(keras.initializers.Initializer):
+        def __init__(self, seed: int | None = None):
+            self.seed = seed
+
+        def __call__(self, shape, dtype=None):
+            kh, kw, channels, filters = shape
+            kernel = np.array(keras.initializers.GlorotUniform(self.seed)(shape, dtype="float32"))
+            n = min(channels, filters)
+            kernel[:, :, :, :n] = 0
+            kernel[kh // 2, kw // 2, np.arange(n), np.arange(n)] = 1
+            return keras.ops.convert_to_tensor(kernel, dtype=dtype or "float32")
+
+        def get_config(self) -> dict:
+            return {"seed": self.seed}
+
+    return Dirac
 
 
 @functools.cache
@@ -206,8 +276,18 @@ def custom_objects() -> dict[str, type]:
     return {
         "ResidualBlock": residual_block_class(),
         "FusedBatchNormalization": fused_batch_norm_class(),
+        "Whitening": whitening_layer_class(),
+        "Dirac": dirac_initializer_class(),
+        **{cls.__name__: cls for cls in map(recipe_optimizer_class, _optimizer_classes())},
         **schedules.keras_custom_objects(),
     }
+
+
+def _optimizer_classes() -> tuple[type, ...]:
+    import keras
+
+    O = keras.optimizers
+    return O.Adam, O.AdamW, O.SGD, O.RMSprop
 
 
 def load_model(path):

@@ -43,7 +43,7 @@ STARTERS = {"units": 64, "filters": 32, "kernel_size": 3, "rate": 0.2, "activati
             "height_factor": 0.1, "width_factor": 0.1, "patience": 5}  # first values of required arguments
 STEPS = {"learning_rate": 1e-4, "rate": 0.05, "momentum": 0.01, "epsilon": 1e-4, "weight_decay": 1e-4, "factor": 0.05,
          "height_factor": 0.05, "width_factor": 0.05, "label_smoothing": 0.05, "final_fraction": 0.05, "warmup": 0.05,
-         "min_delta": 0.001}  # number-box steps; others step by 0.01 (floats) or 1 (ints)
+         "min_delta": 0.001, "ema_momentum": 0.001, "bn_bias_lr_multiplier": 1}  # number-box steps; others step by 0.01 (floats) or 1 (ints)
 VALIDATION_LABELS = {"test": "test set each epoch (notebook)", "holdout": "5,000 held-out train images"}
 OPTIMIZER_USERS = {"momentum": ("sgd", "rmsprop"), "nesterov": ("sgd",), "weight_decay": ("adamw", "sgd")}
 CIFAR_TRAIN_IMAGES = 50_000  # the schedule preview's step count; its curve over epochs barely depends on it
@@ -65,6 +65,24 @@ LABELS = {  # settings whose name alone says too little, by Field.key
     "augment_flip": "random flip", "augment_translate": "translate (pixels)", "augment_cutout": "cutout (pixels)",
     "tta_flip": "test-time flip (TTA)", "tta_shift": "test-time shifts (pixels)", "early_stopping": "enabled",
     "early_stopping_patience": "patience (epochs)", "early_stopping_min_delta": "min improvement",
+    "augment_alternate_flip": "alternating flip", "ema_momentum": "EMA momentum",
+    "bn_bias_lr_multiplier": "BN bias rate multiplier", "lookahead_steps": "lookahead every (steps)",
+}
+HELP = {  # one line under the "?" of a widget, by Field.key (a layer's argument: "Type.argument")
+    "augment_alternate_flip": "Instead of a random flip: each image mirrored on every other epoch (a random half, then the other).",
+    "tta_flip": "Average the predictions over each test image and its mirror.",
+    "tta_shift": "Also average over the test image shifted this many pixels each way.",
+    "logit_scale": "Multiply the last layer's logits by this before its softmax (airbench: 1/9).",
+    "ema_momentum": "Validate, test and save a moving average of the weights (avg = m·avg + (1-m)·w each step); 0 is off.",
+    "lookahead_steps": "With EMA: every this many steps the weights are reset to their average (lookahead); 0 is off.",
+    "bn_bias_lr_multiplier": "BatchNormalization biases learn at this multiple of the learning rate (airbench: 64).",
+    "Whitening.kernel_size": "Side of the patches whitened: 2 or 3 pixels.",
+    "Whitening.epsilon": "Added to each eigenvalue before the square root: damps the faint directions.",
+    "Whitening.negatives": "Also the negated filters (twice the channels), so an activation after it keeps both signs.",
+    "Whitening.bias_epochs": "Epochs the bias trains before it is frozen; the filters never train.",
+    "BatchNormalization.scale": "Off: no learned scale (gamma), only the shift, as in airbench.",
+    "BatchNormalization.momentum": "Weight of the old moving statistics at each step.",
+    "Conv2D.initializer": "dirac: the first filters start as the identity on their channel; the rest glorot_uniform.",
 }
 _TEXT = Arg("text", "")
 _RAW = Arg("json", None)  # a value the widgets cannot show (edited as JSON text)
@@ -74,6 +92,7 @@ _GROUPS = {  # settings panel groups: the top-level keys whose widgets and error
     "schedule": ("Learning-rate schedule", ("schedule",)),
     "run": ("Run", ("epochs", "batch_size", "seed", "validation")),
     "regularise": ("Regularisation and augmentation", ("label_smoothing", "augment", "tta_flip", "tta_shift")),
+    "recipe": ("Output and weight averaging", ("logit_scale", "ema_momentum", "lookahead_steps", "bn_bias_lr_multiplier")),
     "early_stopping": ("Early stopping", ("early_stopping",)),
 }
 
@@ -90,6 +109,7 @@ class Field:
     step: float = 1
     options: tuple = ()  # select and radio
     labels: dict = field(default_factory=dict)  # option -> text, for radio
+    help: str = ""  # one line of what the setting does, or "" when its label says it
 
     @property
     def key(self) -> str:
@@ -295,8 +315,9 @@ def _as_dict(value) -> dict:
 
 
 def _field(path: tuple[str, ...], arg: Arg, value, label: str | None = None, enabled: bool = True,
-           labels: dict | None = None) -> Field:
-    """The widget that fits `arg` holding `value` (a JSON box for values of another kind)."""
+           labels: dict | None = None, kind: str | None = None) -> Field:
+    """The widget that fits `arg` holding `value` (a JSON box for values of another kind); `kind`
+    is the layer type when it is a layer's argument."""
     label = label or LABELS.get("_".join(path)) or path[-1].replace("_", " ")
     number = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
     step = STEPS.get(path[-1], 0.01)
@@ -312,7 +333,8 @@ def _field(path: tuple[str, ...], arg: Arg, value, label: str | None = None, ena
         widget, shown = "float", None if value is None else float(value)
     else:
         widget, shown = "json", _json_text(value)
-    return Field(path, label, widget, shown, enabled, step, arg.choices, labels or {})
+    help_text = HELP.get(f"{kind}.{path[0]}" if kind else "_".join(path), "")
+    return Field(path, label, widget, shown, enabled, step, arg.choices, labels or {}, help_text)
 
 
 def _json_text(value) -> str:
@@ -416,7 +438,7 @@ def layer_rows(editor: dict, summary: ModelSummary | None, errors: list[SpecErro
         if summary is not None and i < len(summary.layers):
             out = summary.layers[i]
             info = f"`{out.name}` → `{tuple(out.output_shape)}` · **{out.params:,}** params"
-        fields = tuple(_field((name,), arg, layer.get(name, None if arg.default is REQUIRED else arg.default))
+        fields = tuple(_field((name,), arg, layer.get(name, None if arg.default is REQUIRED else arg.default), kind=kind)
                        for name, arg in LAYER_ARGS.get(kind, {}).items())
         rows.append(LayerRow(uid, i, kind, kinds, info, fields, tuple(places.get(i, []))))
     return rows

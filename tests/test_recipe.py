@@ -1,0 +1,445 @@
+"""The airbench / "How to train your ResNet" options: each one does what it says, on real Keras
+and small generated data."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from datagen import synthetic_arrays
+from cifar_core.errors import SpecErrors
+from cifar_core.spec.schema import parse_spec, summarize
+from cifar_core.train.models import build_model, compile_model, load_model
+from cifar_core.train.whitening import prepare, whitening_filters
+from test_models import assert_matches_summary
+
+OUT = {"type": "Dense", "units": 10, "activation": "softmax"}
+
+
+def spec_of(layers, **settings):
+    return parse_spec({"name": "t", "layers": layers, **settings})
+
+
+def whitened(k=2, negatives=True, bias_epochs=3, epsilon=5e-4):
+    return {"type": "Whitening", "kernel_size": k, "negatives": negatives, "bias_epochs": bias_epochs, "epsilon": epsilon}
+
+
+def whitening_net(**settings):
+    return spec_of([whitened(**settings), {"type": "Activation", "activation": "gelu"},
+                    {"type": "GlobalAveragePooling2D"}, OUT])
+
+
+@pytest.fixture(scope="module")
+def images():
+    return synthetic_arrays(30, seed=3)
+
+
+# --- Whitening ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_whitening_output_has_identity_covariance_on_training_patches(images, k):
+    x, _ = images
+    model = build_model(whitening_net(k=k, epsilon=1e-6))
+    prepare(model, x, seed=0)
+    layer = model.get_layer("l00_whitening")
+    out = keras.Model(model.input, layer.output).predict(x.astype(np.float32), verbose=0)
+    d = k * k * 3
+    assert out.shape == (len(x), 33 - k, 33 - k, 2 * d)
+    flat = out.reshape(-1, 2 * d).astype(np.float64)
+    np.testing.assert_allclose(flat[:, d:], -flat[:, :d], atol=1e-5)  # the negated copies
+    np.testing.assert_allclose(flat.mean(axis=0), 0, atol=1e-3)  # the bias centres it
+    np.testing.assert_allclose(np.cov(flat[:, :d], rowvar=False), np.eye(d), atol=0.02)
+    raw = np.cov(np.lib.stride_tricks.sliding_window_view(x / 255, (k, k), axis=(1, 2)).reshape(-1, d), rowvar=False)
+    assert np.abs(raw - np.eye(d)).max() > 0.5  # the pixels themselves were far from white
+
+
+def test_whitening_filters_are_deterministic_and_the_seed_picks_the_images(images):
+    x, _ = images
+    a = whitening_filters(x, 2, 5e-4, seed=1, max_images=100)
+    b = whitening_filters(x.copy(), 2, 5e-4, seed=1, max_images=100)
+    c = whitening_filters(x, 2, 5e-4, seed=2, max_images=100)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.allclose(a[0], c[0])  # another sample of 100 of the 300 images
+    kernel, bias = whitening_filters(x, 3, 5e-4, negatives=False)
+    assert kernel.shape == (3, 3, 3, 27) and bias.shape == (27,) and kernel.dtype == np.float32
+
+
+def test_whitening_bias_trains_for_its_epochs_then_stays_frozen(images):
+    x, y = images
+    spec = parse_spec({"name": "t", "layers": whitening_net(bias_epochs=1).to_dict()["layers"], "optimizer": "sgd",
+                       "learning_rate": 0.05, "momentum": 0.9})
+    model = build_model(spec)
+    compile_model(model, spec, steps_per_epoch=10)
+    freeze = prepare(model, x, seed=0)
+    layer = model.get_layer("l00_whitening")
+    kernel, seen = layer.kernel.numpy().copy(), [layer.bias.numpy().copy()]
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(layer.bias.numpy().copy()))
+    model.fit(x.astype(np.float32), y, batch_size=30, epochs=3, verbose=0, callbacks=[*freeze, record])
+    assert not np.allclose(seen[1], seen[0])  # epoch 1 trained it
+    np.testing.assert_array_equal(seen[2], seen[1])  # then frozen: no momentum carries it on
+    np.testing.assert_array_equal(seen[3], seen[1])
+    np.testing.assert_array_equal(layer.kernel.numpy(), kernel)  # the kernel never trains
+
+
+def test_whitening_summary_matches_keras_and_the_model_loads_back(images, tmp_path):
+    x, _ = images
+    for settings in ({}, {"k": 3, "negatives": False, "bias_epochs": 0}):
+        spec = whitening_net(**settings)
+        assert_matches_summary(spec)
+    spec = whitening_net()
+    first = summarize(spec).layers[0]
+    assert (first.output_shape, first.params, first.trainable) == ((None, 31, 31, 24), 2 * 2 * 3 * 24 + 24, 24)
+    assert summarize(whitening_net(bias_epochs=0)).layers[0].trainable == 0
+    model = build_model(spec)
+    prepare(model, x, seed=0)
+    model.save(tmp_path / "m.keras")
+    again = load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(again.predict(x[:8], verbose=0), model.predict(x[:8], verbose=0), atol=1e-6)
+    assert again.get_layer("l00_whitening").get_config()["bias_epochs"] == 3
+
+
+def test_whitening_spec_errors_name_the_value_and_the_fix():
+    flip = {"type": "RandomFlip", "mode": "horizontal"}
+    spec_of([flip, whitened(), {"type": "Flatten"}, OUT])  # augmentation before it is fine
+    with pytest.raises(SpecErrors, match=r"layer 1 \(Whitening\) must come first .* layer 0 \(Conv2D\) .*move it to position 0"):
+        spec_of([{"type": "Conv2D", "filters": 3, "kernel_size": 1}, whitened(), {"type": "Flatten"}, OUT])
+    with pytest.raises(SpecErrors, match=r"kernel_size=4 is out of range 2\.\.3; 2 or 3 pixels"):
+        spec_of([whitened(k=4), {"type": "Flatten"}, OUT])
+    with pytest.raises(SpecErrors, match=r"epsilon=0 is out of range \(0, 0\.1\]"):
+        spec_of([whitened(epsilon=0), {"type": "Flatten"}, OUT])
+
+
+# --- a real run -----------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def ds(lab_home, small_data):
+    from cifar_core.data.sources import load_dataset
+
+    return load_dataset(str(small_data))
+
+
+class Quiet:
+    """A Reporter that keeps the epochs and never stops the run."""
+
+    def __init__(self):
+        self.epochs = []
+
+    def epoch_end(self, record):
+        self.epochs.append(record)
+
+    def progress(self, epoch, batch, batches):
+        pass
+
+    def should_stop(self):
+        return False
+
+
+def test_training_whitens_with_the_training_split_only(ds, tmp_path):
+    from cifar_core.train import loop
+
+    spec = parse_spec({"name": "w", "layers": whitening_net().to_dict()["layers"], "epochs": 1, "batch_size": 64})
+    outcome = loop.train(spec, ds, tmp_path / "run", Quiet())
+    assert outcome.status == loop.COMPLETED
+    kernel = load_model(outcome.files["model"]).get_layer("l00_whitening").kernel.numpy()
+    split = loop.make_splits(spec, ds)
+    assert len(split.x_train) < len(ds.x_train)  # holdout: 10% of the train images validate
+    np.testing.assert_allclose(kernel, whitening_filters(split.x_train, 2, 5e-4)[0], rtol=1e-3, atol=1e-3)
+    assert not np.allclose(kernel, whitening_filters(ds.x_train, 2, 5e-4)[0], rtol=1e-3, atol=1e-3)
+
+
+# --- BatchNormalization without scale, its momentum, and its biases' learning rate ----------
+
+CONV_BN = [{"type": "Conv2D", "filters": 4, "kernel_size": 3, "use_bias": False},
+           {"type": "BatchNormalization", "scale": False, "momentum": 0.6}, {"type": "Activation", "activation": "gelu"},
+           {"type": "GlobalAveragePooling2D"}, OUT]
+
+
+def test_batch_norm_without_scale_has_no_gamma_and_keeps_its_momentum(images):
+    import tensorflow as tf
+
+    spec = spec_of(CONV_BN)
+    assert_matches_summary(spec)
+    assert (summarize(spec).layers[1].params, summarize(spec).layers[1].trainable) == (3 * 4, 4)
+    model = build_model(spec)
+    bn = model.get_layer("l01_batchnormalization")
+    assert bn.gamma is None and [w.name for w in bn.trainable_weights] == ["beta"]
+    bn.beta.assign([0.5, -0.5, 1.0, 0.0])
+    x = tf.constant(np.random.default_rng(0).normal(3.0, 2.0, (8, 6, 6, 4)), tf.float32)
+    y = bn(x, training=True).numpy()
+    np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), [0.5, -0.5, 1.0, 0.0], atol=1e-4)  # normalised, then shifted
+    np.testing.assert_allclose(y.std(axis=(0, 1, 2)), 1, atol=1e-2)  # not scaled
+    np.testing.assert_allclose(bn.moving_mean.numpy(), 0.4 * x.numpy().mean(axis=(0, 1, 2)), rtol=1e-4)  # 0.6 * 0 + 0.4 * mean
+    plain = keras.layers.BatchNormalization(scale=False, momentum=0.6)
+    plain.build(x.shape)
+    plain.beta.assign(bn.beta.numpy())
+    np.testing.assert_allclose(plain(x, training=True).numpy(), y, atol=1e-4)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_batch_norm_biases_learn_at_their_multiple_of_the_rate(images, optimizer):
+    x, y = images
+    steps = {}
+    for multiplier in (1.0, 8.0):
+        spec = spec_of(CONV_BN, optimizer=optimizer, learning_rate=0.01, bn_bias_lr_multiplier=multiplier)
+        model = build_model(spec)
+        compile_model(model, spec, steps_per_epoch=1)
+        before = {w.path: w.numpy().copy() for w in model.trainable_weights}
+        model.train_on_batch(x[:32].astype(np.float32), y[:32])
+        steps[multiplier] = {w.path: w.numpy() - before[w.path] for w in model.trainable_weights}
+    beta = "l01_batchnormalization/beta"
+    assert np.abs(steps[1.0][beta]).min() > 0
+    np.testing.assert_allclose(steps[8.0][beta], 8 * steps[1.0][beta], rtol=1e-3, atol=1e-7)
+    for path in steps[1.0]:
+        if path != beta:  # every other variable takes the same step
+            np.testing.assert_allclose(steps[8.0][path], steps[1.0][path], rtol=1e-4, atol=1e-7)
+
+
+def test_a_model_trained_with_the_multiplier_saves_and_loads_back(images, tmp_path):
+    x, y = images
+    spec = spec_of(CONV_BN, optimizer="sgd", momentum=0.9, learning_rate=0.01, bn_bias_lr_multiplier=64.0)
+    model = build_model(spec)
+    compile_model(model, spec, steps_per_epoch=1)
+    model.fit(x.astype(np.float32), y, batch_size=100, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    again = load_model(tmp_path / "m.keras")
+    assert again.optimizer.get_config()["bn_bias_lr_multiplier"] == 64.0
+    np.testing.assert_allclose(again.predict(x[:8], verbose=0), model.predict(x[:8], verbose=0), atol=1e-6)
+
+
+def test_batch_norm_options_name_the_bad_value_and_the_fix():
+    with pytest.raises(SpecErrors, match=r"bn_bias_lr_multiplier=0 is out of range \(0, 256\]; 1 trains them like the rest"):
+        spec_of(CONV_BN, bn_bias_lr_multiplier=0)
+    with pytest.raises(SpecErrors, match=r"scale must be true or false, got 'no'"):
+        spec_of([CONV_BN[0], {"type": "BatchNormalization", "scale": "no"}, *CONV_BN[2:]])
+
+
+# --- weight averaging (EMA) -----------------------------------------------------------------
+
+
+def test_validation_and_the_final_model_use_the_averaged_weights(images):
+    from cifar_core.train import averaging
+
+    x, y = images
+    spec = spec_of(CONV_BN, optimizer="sgd", learning_rate=0.05, momentum=0.9, ema_momentum=0.9)
+    model = build_model(spec)
+    compile_model(model, spec, steps_per_epoch=10)
+    seen = {}
+
+    class Spy(keras.callbacks.Callback):
+        def on_test_begin(self, logs=None):  # after the swap: the model holds what validation scores
+            seen["scored"] = [w.numpy().copy() for w in self.model.trainable_weights]
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen["raw"] = [w.numpy().copy() for w in self.model.trainable_weights]
+            seen["average"] = [v.numpy().copy() for v in self.model.optimizer._model_variables_moving_average]
+            seen["val_loss"] = logs["val_loss"]
+
+    data = x.astype(np.float32)
+    model.fit(data, y, batch_size=30, epochs=2, validation_data=(data[:60], y[:60]), verbose=0,
+              callbacks=[*averaging.callbacks(spec), Spy()])
+    for scored, average, raw in zip(seen["scored"], seen["average"], seen["raw"]):
+        np.testing.assert_array_equal(scored, average)
+    assert any(not np.allclose(a, r) for a, r in zip(seen["average"], seen["raw"]))  # the average is not the weights
+    for final, average in zip(model.trainable_weights, seen["average"]):  # fit ends with the average in the model
+        np.testing.assert_array_equal(final.numpy(), average)
+    assert np.isclose(model.evaluate(data[:60], y[:60], verbose=0)[0], seen["val_loss"], rtol=1e-4)
+    assert averaging.callbacks(spec_of(CONV_BN)) == []
+
+
+def test_a_resumed_run_keeps_its_average(ds, tmp_path):
+    from cifar_core.train import loop
+    from cifar_core.train.checkpoint import read_checkpoint, restore_weights
+
+    spec = parse_spec({"name": "e", "layers": CONV_BN, "epochs": 2, "batch_size": 64, "ema_momentum": 0.8})
+
+    class StopAfterOne(Quiet):
+        def should_stop(self):
+            return len(self.epochs) >= 1
+
+    assert loop.train(spec, ds, tmp_path / "run", StopAfterOne()).status == loop.STOPPED
+    model = build_model(spec)
+    compile_model(model, spec, steps_per_epoch=6)
+    restore_weights(model, read_checkpoint(tmp_path / "run"))
+    averages = [v.numpy() for v in model.optimizer._model_variables_moving_average]
+    assert all(np.abs(a).max() > 0 for a in averages)  # restored, not the zeros a new optimizer starts with
+    assert any(not np.allclose(a, w.numpy()) for a, w in zip(averages, model.trainable_weights))
+    outcome = loop.train(spec, ds, tmp_path / "run", Quiet())
+    assert outcome.status == loop.COMPLETED and [h["epoch"] for h in outcome.history] == [1, 2]
+
+
+def test_ema_settings_name_the_bad_value_and_the_fix():
+    with pytest.raises(SpecErrors, match=r"ema_momentum=1 is out of range \[0, 1\); 0 turns it off"):
+        spec_of(CONV_BN, ema_momentum=1)
+    with pytest.raises(SpecErrors, match=r"ema_momentum=0.99 does not combine with early_stopping: .*remove one of them"):
+        spec_of(CONV_BN, ema_momentum=0.99, early_stopping={"patience": 3})
+
+
+# --- alternating flip -----------------------------------------------------------------------
+
+
+def mirrored_by_epoch(images, ds, steps: int, epochs: range) -> dict[int, set[int]]:
+    """{epoch: ids of the images mirrored} from a dataset running through `epochs` in order."""
+    out, it = {}, iter(ds)
+    for epoch in epochs:
+        xs, ys = zip(*[(a.numpy(), b.numpy()) for a, b in (next(it) for _ in range(steps))])
+        x, y = np.concatenate(xs), np.concatenate(ys)
+        assert sorted(y) == list(range(len(images)))  # every image once per epoch
+        same = {int(i) for out_, i in zip(x, y) if np.array_equal(out_, images[i])}
+        flipped = {int(i) for out_, i in zip(x, y) if np.array_equal(out_, images[i][:, ::-1])}
+        assert same | flipped == set(range(len(images))) and not same & flipped
+        out[epoch] = flipped
+    return out
+
+
+def test_alternating_flip_mirrors_each_image_on_every_other_epoch():
+    from cifar_core.train.augment import flip_base, train_dataset
+
+    images = np.random.default_rng(0).integers(1, 256, size=(40, 8, 8, 3), dtype=np.uint8)
+    ids = np.arange(40)
+    cfg = {"alternate_flip": True, "translate": 0}
+    ds = train_dataset(images, ids, 16, cfg, seed=5, num_classes=40, epochs=range(0, 3))
+    seen = mirrored_by_epoch(images, ds, 3, range(3))
+    half = {int(i) for i in np.flatnonzero(flip_base(40, 5))}
+    assert seen[0] == half and 10 < len(half) < 30  # epoch 1: the seed's random half
+    assert seen[1] == set(range(40)) - half  # epoch 2: exactly the others
+    assert seen[2] == half
+    resumed = train_dataset(images, ids, 16, cfg, seed=5, num_classes=40, epochs=range(1, 3))
+    first_resumed = [b.numpy() for _, b in resumed.take(3)]
+    first_full = [b.numpy() for _, b in ds.skip(3).take(3)]
+    for a, b in zip(first_resumed, first_full):  # a resumed run gets the very batches of its epoch
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"alternate_flip mirrors by epoch number: pass epochs="):
+        train_dataset(images, ids, 16, cfg, seed=5, num_classes=40)
+
+
+def test_alternate_flip_and_flip_are_one_or_the_other():
+    with pytest.raises(SpecErrors, match=r"augment flip and alternate_flip are two ways to mirror: keep one"):
+        spec_of(CONV_BN, augment={"flip": True, "alternate_flip": True})
+    with pytest.raises(SpecErrors, match=r"augment alternate_flip must be true or false, got 1"):
+        spec_of(CONV_BN, augment={"alternate_flip": 1})
+
+
+# --- logit scale and dirac initialisation ---------------------------------------------------
+
+
+def test_logit_scale_multiplies_the_logits_before_the_softmax(images, tmp_path):
+    x, _ = images
+    layers = [{"type": "Conv2D", "filters": 4, "kernel_size": 3, "strides": 2}, {"type": "Flatten"}, OUT]
+    spec = spec_of(layers, logit_scale=0.25)
+    assert_matches_summary(spec)
+    model = build_model(spec)
+    logits = keras.Model(model.input, model.get_layer("l02_dense").output).predict(x[:16], verbose=0)
+    want = keras.ops.softmax(0.25 * logits).numpy()
+    probs = model.predict(x[:16], verbose=0)
+    np.testing.assert_allclose(probs, want, atol=1e-6)
+    assert not np.allclose(probs, keras.ops.softmax(logits).numpy(), atol=1e-3)
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(load_model(tmp_path / "m.keras").predict(x[:16], verbose=0), probs, atol=1e-6)
+    with pytest.raises(SpecErrors, match=r"logit_scale=0 is out of range \(0, 100\]; 1 leaves them alone"):
+        spec_of(layers, logit_scale=0)
+
+
+@pytest.mark.parametrize("filters", [2, 3, 6])
+def test_dirac_convolutions_start_as_the_identity_on_their_first_channels(images, filters, tmp_path):
+    x, _ = images
+    conv = {"type": "Conv2D", "filters": filters, "kernel_size": 3, "padding": "same", "use_bias": False,
+            "initializer": "dirac"}
+    spec = spec_of([conv, {"type": "Flatten"}, OUT])
+    model = build_model(spec)
+    out = keras.Model(model.input, model.get_layer("l00_conv2d").output).predict(x[:4], verbose=0)
+    n = min(3, filters)
+    np.testing.assert_allclose(out[..., :n], x[:4, :, :, :n] / 255, atol=1e-6)  # channel c passes through
+    if filters > 3:
+        assert np.abs(model.get_layer("l00_conv2d").kernel.numpy()[..., 3:]).max() > 0  # the rest: glorot
+    again = build_model(spec)
+    np.testing.assert_array_equal(again.get_layer("l00_conv2d").kernel.numpy(), model.get_layer("l00_conv2d").kernel.numpy())
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(load_model(tmp_path / "m.keras").predict(x[:4], verbose=0), model.predict(x[:4], verbose=0), atol=1e-6)
+    with pytest.raises(SpecErrors, match=r"initializer='he' is not allowed; use one of glorot_uniform, dirac"):
+        spec_of([{**conv, "initializer": "he"}, {"type": "Flatten"}, OUT])
+
+
+# --- everything at once ---------------------------------------------------------------------
+
+
+def test_a_short_run_with_every_recipe_option_stops_resumes_and_completes(ds, tmp_path):
+    from cifar_core.train import loop
+    from cifar_core.train.augment import predict_probs
+
+    doc = {
+        "name": "recipe",
+        "layers": [
+            whitened(bias_epochs=1),
+            {"type": "Activation", "activation": "gelu"},
+            {"type": "Conv2D", "filters": 16, "kernel_size": 3, "padding": "same", "use_bias": False, "initializer": "dirac"},
+            {"type": "BatchNormalization", "scale": False, "momentum": 0.6},
+            {"type": "Activation", "activation": "gelu"},
+            {"type": "MaxPool2D", "pool_size": 2},
+            {"type": "GlobalAveragePooling2D"},
+            OUT,
+        ],
+        "optimizer": "sgd", "learning_rate": 0.05, "momentum": 0.9, "nesterov": True, "epochs": 2, "batch_size": 64,
+        "bn_bias_lr_multiplier": 64, "ema_momentum": 0.9, "lookahead_steps": 2, "logit_scale": 0.2, "label_smoothing": 0.1,
+        "augment": {"alternate_flip": True, "translate": 2}, "tta_flip": True, "tta_shift": 1,
+    }
+    spec = parse_spec(doc)
+
+    class StopAfterOne(Quiet):
+        def should_stop(self):
+            return len(self.epochs) >= 1
+
+    workdir = tmp_path / "run"
+    assert loop.train(spec, ds, workdir, StopAfterOne()).status == loop.STOPPED
+    outcome = loop.train(spec, ds, workdir, Quiet())  # resumed: epoch 2 only, with the bias frozen
+    assert outcome.status == loop.COMPLETED
+    assert [h["epoch"] for h in outcome.history] == [1, 2]
+    assert all(np.isfinite(h["loss"]) and np.isfinite(h["val_loss"]) for h in outcome.history)
+    assert 0 <= outcome.test_accuracy <= 1
+    model = load_model(outcome.files["model"])
+    saved = np.load(outcome.files["predictions"])["probs"].astype(np.float32)
+    probs = predict_probs(model, ds.x_test, tta_flip=True, tta_shift=1)
+    np.testing.assert_allclose(probs, saved, atol=2e-3)  # float16 on disk
+    assert model.get_layer("logit_scale").get_config()["scale"] == 0.2
+
+
+def test_lookahead_sets_the_weights_to_their_average_every_k_steps(images):
+    x, y = images
+    spec = spec_of(CONV_BN, optimizer="sgd", learning_rate=0.05, momentum=0.9, ema_momentum=0.8, lookahead_steps=3)
+    model = build_model(spec)
+    compile_model(model, spec, steps_per_epoch=10)
+    equal = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            pairs = zip(self.model.trainable_weights, self.model.optimizer._model_variables_moving_average)
+            equal.append(all(np.array_equal(w.numpy(), a.numpy()) for w, a in pairs))
+
+    model.fit(x.astype(np.float32), y, batch_size=30, epochs=1, verbose=0, callbacks=[Spy()])
+    assert equal == [True, False, True, False, False, True, False, False, True, False]  # steps 3, 6, 9; step 1 starts the average
+    with pytest.raises(SpecErrors, match=r"lookahead_steps=5 resets the weights .*set ema_momentum .*or lookahead_steps to 0"):
+        spec_of(CONV_BN, lookahead_steps=5)
+
+
+def test_a_fresh_process_loads_models_with_the_labs_own_layers_for_predictions(tmp_path):
+    """The Predict page loads a run's model in a process that may never have built one: the lab's
+    classes (registered on first use) must still be found."""
+    import subprocess
+    import sys
+
+    layers = [whitened(), {"type": "ResidualBlock", "filters": 24},
+              {"type": "Conv2D", "filters": 4, "kernel_size": 3, "initializer": "dirac"}, {"type": "Flatten"}, OUT]
+    model = build_model(spec_of(layers, logit_scale=0.5))
+    model.save(tmp_path / "model.keras")
+    script = (
+        "from pathlib import Path\n"
+        "from cifar_core.analysis.prediction import TrainedModel, load_trained_model\n"
+        f"m = load_trained_model(TrainedModel(1, 't', Path({str(tmp_path / 'model.keras')!r}), 'x', False, 0))\n"
+        "print(type(m.get_layer('l00_whitening')).__name__)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "Whitening"
