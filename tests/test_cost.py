@@ -44,3 +44,13 @@ def test_input_shape_and_class_count_follow_the_data():
         multiply_adds({"name": "x", "layers": [{"type": "Conv2D", "filters": 2, "kernel_size": 5},
                                                {"type": "Flatten"}, {"type": "Dense", "units": 10,
                                                                      "activation": "softmax"}]}, (4, 4, 3))
+
+
+@pytest.mark.parametrize("k, negatives, filters", [(2, True, 24), (3, True, 54), (2, False, 12)])
+def test_a_whitening_layer_costs_what_its_frozen_convolution_does(k, negatives, filters):
+    """Whitening is a valid-padded stride-1 conv of k*k*C filters (twice that with negatives)."""
+    doc = {"name": "w", "layers": [
+        {"type": "Whitening", "kernel_size": k, "negatives": negatives},
+        {"type": "GlobalAveragePooling2D"}, {"type": "Dense", "units": 10, "activation": "softmax"}]}
+    out = 32 - k + 1
+    assert multiply_adds(doc) == out * out * filters * k * k * 3 + filters * 10

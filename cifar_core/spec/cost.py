@@ -1,7 +1,7 @@
 """What a network costs per image, independent of the machine: multiply-adds (MACs) of one
 forward pass, computed from the spec's layer shapes (`schema.summarize`), without TensorFlow.
 
-Counted: the multiply-adds of the weighted layers (Conv2D: out_h * out_w * k_h * k_w * c_in *
+Counted: the multiply-adds of the weighted layers (Conv2D and Whitening: out_h * out_w * k_h * k_w * c_in *
 filters; Dense: inputs * units; ResidualBlock: its two same-padded convolutions). Not counted:
 biases, activations, pooling, the input's rescaling and BatchNormalization (an inference
 engine folds it into the convolution before it): they are a few percent of a convolution's and
@@ -20,7 +20,7 @@ def layer_macs(layer: dict, input_shape: tuple[int, ...], output_shape: tuple[in
     kind = layer["type"]
     if kind == "Dense":
         return input_shape[0] * layer["units"]
-    if kind == "Conv2D":
+    if kind in ("Conv2D", "Whitening"):  # Whitening: a frozen valid-padded conv, filters from the data
         kh, kw = (layer["kernel_size"],) * 2 if isinstance(layer["kernel_size"], int) else layer["kernel_size"]
         out_h, out_w, filters = output_shape
         return out_h * out_w * kh * kw * input_shape[2] * filters
