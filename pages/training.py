@@ -1,6 +1,7 @@
-"""Training page: the queue (progress, elapsed time, ETA, cancel) and live curves of the running
-jobs, refreshed every REFRESH seconds while anything is queued or running; recent finished jobs
-with their final figures and a link to each run."""
+"""Training page: the queue (progress naming the phase, elapsed time, ETA, cancel) and live curves
+of the running jobs (per epoch, and running inside epochs), refreshed every REFRESH seconds while
+anything is queued or running; recent finished jobs with their final figures and a link to each
+run."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def _retry(job_id: int) -> None:
     st.session_state.training_notice = f"Job #{job_id} is queued again; it resumes from its last finished epoch."
 
 
-def _active(p: monitor.JobProgress, history) -> None:
+def _active(p: monitor.JobProgress, history, running) -> None:
     with st.container(border=True):
         a, b, c, d = st.columns([4, 1, 1, 1], vertical_alignment="center")
         a.markdown(f"**#{p.id} {common.md(p.name)}** :{BADGE[p.state]}-badge[{p.state}]")
@@ -52,8 +53,8 @@ def _active(p: monitor.JobProgress, history) -> None:
             st.warning(common.md(p.note), icon=":material/hard_drive:")
         if p.error:
             st.caption(f"Note: {common.md(p.error)}")
-        if p.state == queue.RUNNING and not history.empty:
-            st.plotly_chart(charts.history(history, height=260), key=f"live_{p.id}")
+        if p.state == queue.RUNNING and not (history.empty and running.empty):
+            st.plotly_chart(charts.history(history, height=260, running=running), key=f"live_{p.id}")
 
 
 def _cluster(cluster: monitor.ClusterView) -> None:
@@ -100,7 +101,7 @@ def _queue(polling: bool) -> None:
         st.caption("Nothing queued or running.")
         st.page_link("pages/builder.py", label="Build and submit an experiment", icon=":material/construction:")
     for p in view.active:
-        _active(p, view.history[view.history["run"] == p.id])
+        _active(p, view.history[view.history["run"] == p.id], view.running[view.running["run"] == p.id])
     st.subheader("Recently finished")
     if not view.recent:
         st.caption("No finished jobs yet.")

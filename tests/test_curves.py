@@ -44,3 +44,23 @@ def test_the_notebook_curve_widens_the_epoch_axis():
 def test_a_point_inside_the_first_epoch_stays_in_view():
     fig = charts.epoch_axis(charts.go.Figure(), [0.4, 1.0])
     assert fig.layout.xaxis.range[0] < 0.4 and list(fig.layout.xaxis.tickvals) == [1]
+
+
+def test_running_points_are_a_thin_dotted_train_line_beside_the_epoch_markers():
+    running = pd.DataFrame({"run": 1, "epoch": [0.3, 0.6, 1.0, 1.4], "loss": [2.2, 1.9, 1.7, 1.5],
+                            "accuracy": [0.1, 0.2, 0.3, 0.35]})
+    fig = charts.history(_history(1), running=running)
+    dotted = [t for t in fig.data if t.name == charts.RUNNING_NAME]
+    assert [list(t.y) for t in dotted] == [[2.2, 1.9, 1.7, 1.5], [0.1, 0.2, 0.3, 0.35]]  # loss, then accuracy
+    assert all(t.line.dash == "dot" and t.line.width == 1 and t.mode == "lines" for t in dotted)
+    assert [t.showlegend for t in dotted] == [True, False]  # one legend entry for both panels
+    assert {t.name for t in fig.data if t.mode == "lines+markers"} == {"train", "validation"}  # per epoch, as before
+    for axis in (fig.layout.xaxis, fig.layout.xaxis2):
+        assert list(axis.tickvals) == [1] and axis.range[0] < 0.3 and axis.range[1] > 1.4  # whole ticks, all in view
+
+
+def test_running_points_draw_before_the_first_epoch_ends():
+    running = pd.DataFrame({"run": 1, "epoch": [0.2, 0.5], "loss": [2.3, 2.0], "accuracy": [0.1, 0.15]})
+    fig = charts.history(_history(0), running=running)
+    assert [t.name for t in fig.data] == [charts.RUNNING_NAME] * 2
+    assert list(fig.layout.xaxis.tickvals) == [1] and fig.layout.xaxis.range[0] < 0.2

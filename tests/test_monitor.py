@@ -6,8 +6,10 @@ import pytest
 
 from cifar_core.views import training as monitor
 from cifar_core.jobs import queue
+from cifar_core.train.phases import MEASURING, SAVING, SCORING, TRAINING, VALIDATING, Phase
 
 DOC = {"name": "tiny", "epochs": 4, "seed": 0, "layers": []}
+SAVE_AND_MEASURE = monitor.SAVE_SECONDS + monitor.MEASURE_SECONDS  # the end phases but scoring
 
 
 def _job(**changes) -> queue.Job:
@@ -31,19 +33,20 @@ def test_running_job_progress_counts_batches_of_the_current_epoch():
     assert p.fraction == pytest.approx((1 + 0.25) / 4)
     assert p.elapsed == pytest.approx(60.0)
     assert p.seconds_per_epoch == pytest.approx(40.0)
-    assert p.eta == pytest.approx((4 - 1.25) * 40.0)  # epochs left times the mean epoch
-    assert p.label == "epoch 2/4 · batch 25/100"
+    # epochs left times the mean epoch; no validation time measured, so scoring is not counted
+    assert p.eta == pytest.approx((4 - 1.25) * 40.0 + SAVE_AND_MEASURE)
+    assert p.label == "training epoch 2/4 · batch 25/100"
 
 
 def test_eta_counts_down_between_progress_reports():
     job = _job(epoch=2, batch=0, batches=100, progress_at=180.0)
-    assert monitor.job_progress(job, [30.0, 50.0], now=190.0).eta == pytest.approx(2 * 40.0 - 10.0)
+    assert monitor.job_progress(job, [30.0, 50.0], now=190.0).eta == pytest.approx(2 * 40.0 + SAVE_AND_MEASURE - 10.0)
 
 
 def test_first_epoch_eta_is_extrapolated_from_its_batches():
     job = _job(epoch=0, batch=50, batches=100, started_at=100.0, progress_at=110.0)
     p = monitor.job_progress(job, (), now=110.0)
-    assert p.eta == pytest.approx((4 - 0.5) * 20.0)  # half an epoch took 10 s
+    assert p.eta == pytest.approx((4 - 0.5) * 20.0 + SAVE_AND_MEASURE)  # half an epoch took 10 s
     assert monitor.job_progress(_job(epoch=0, batch=0, batches=100), (), now=110.0).eta is None
 
 
@@ -58,6 +61,61 @@ def test_finished_jobs_show_their_final_progress_and_duration():
 def test_nan_epoch_seconds_are_ignored():
     p = monitor.job_progress(_job(epoch=1, batches=10, progress_at=150.0), [float("nan"), 20.0], now=150.0)
     assert p.seconds_per_epoch == pytest.approx(20.0)
+
+
+# Epochs of 40 s, 10 of them validating: a holdout job scores twice the validation images once.
+EPOCHS, VALS = [40.0, 40.0], [10.0, 10.0]
+
+
+def test_eta_counts_the_rest_of_the_epoch_its_validation_and_the_end_phases():
+    job = _job(epoch=2, batch=25, batches=100, progress_at=160.0, phase=Phase(TRAINING, since=150.0))
+    p = monitor.job_progress(job, EPOCHS, now=160.0, val_seconds=VALS)
+    rest_of_epoch3 = 30.0 * 0.75 + 10.0  # three quarters of its training, then all of its validation
+    scoring = 10.0 * 1 * 2.0  # one validation pass x 1 view x 10,000 test / 5,000 held-out images
+    assert p.eta == pytest.approx(rest_of_epoch3 + 40.0 + scoring + SAVE_AND_MEASURE)
+    assert p.label == "training epoch 3/4 · batch 25/100"
+
+
+def test_while_validating_only_the_rest_of_the_validation_is_left_of_the_epoch():
+    job = _job(epoch=2, batch=100, batches=100, progress_at=160.0, phase=Phase(VALIDATING, 5, 20, since=155.0))
+    p = monitor.job_progress(job, EPOCHS, now=160.0, val_seconds=VALS)
+    assert p.eta == pytest.approx(10.0 * 0.75 + 40.0 + 20.0 + SAVE_AND_MEASURE)
+    assert p.label == "validating (5/20) · epoch 3/4"
+
+
+def test_scoring_counts_each_test_time_view_and_the_validation_set_in_use():
+    spec = dict(DOC, tta_flip=True, tta_shift=2, validation="test")  # 5 shifts x 2 mirrors; validates on the test set
+    assert monitor.end_phases(spec, 3.0) == {SCORING: 3.0 * 10 * 1.0, SAVING: monitor.SAVE_SECONDS,
+                                             MEASURING: monitor.MEASURE_SECONDS}
+    assert monitor.end_phases(DOC, None)[SCORING] == 0.0  # no validation measured yet
+
+
+def test_after_the_last_epoch_the_eta_is_the_end_phases():
+    job = _job(epoch=4, batch=0, batches=100, progress_at=300.0, phase=Phase(TRAINING, since=300.0))
+    assert monitor.job_progress(job, EPOCHS, now=300.0, val_seconds=VALS).eta == pytest.approx(20.0 + SAVE_AND_MEASURE)
+
+
+@pytest.mark.parametrize(("phase", "label", "left"), [
+    (Phase(SCORING, 0, 1, since=300.0), "scoring the test set with 1 view", 20.0 + SAVE_AND_MEASURE),
+    (Phase(SCORING, 0, 10, since=300.0), "scoring the test set with 10 views", 20.0 + SAVE_AND_MEASURE),
+    (Phase(SAVING, since=300.0), "saving the model", SAVE_AND_MEASURE),
+    (Phase(MEASURING, since=300.0), "measuring latency", monitor.MEASURE_SECONDS),
+])
+def test_in_an_end_phase_the_eta_counts_down_its_estimate_from_the_phase_start(phase, label, left):
+    # The batch counter still says the last batch: the ETA must not read 0 for that.
+    job = _job(epoch=4, batch=100, batches=100, progress_at=301.0, phase=phase)
+    for waited in (0.0, 3.0, 60.0):
+        p = monitor.job_progress(job, EPOCHS, now=300.0 + waited, val_seconds=VALS)
+        assert p.eta == pytest.approx(max(0.0, left - waited))
+        assert p.label == label
+    assert p.eta == 0.0  # an overrun ends at 0, never below
+
+
+def test_a_job_not_running_shows_no_phase():
+    p = monitor.job_progress(_job(state=queue.SUCCEEDED, epoch=4, ended_at=400.0, phase=Phase(MEASURING)), now=999.0)
+    assert p.phase is None and p.label == "succeeded after 4/4 epochs"
+    starting = monitor.job_progress(_job(), now=100.0)
+    assert starting.label == "training epoch 1/4 · starting"
 
 
 def test_queue_view_reads_the_store(conn):
@@ -75,7 +133,7 @@ def test_queue_view_reads_the_store(conn):
     assert view.counts[queue.RUNNING] == 1 and view.counts[queue.CANCELLED] == 1
     running = view.active[0]
     assert running.epoch == 1 and running.seconds_per_epoch == pytest.approx(2.0)
-    assert running.eta is not None and running.eta <= 3 * 2.0
+    assert running.eta is not None and running.eta <= 3 * 2.0 + SAVE_AND_MEASURE
     assert list(view.history["run"]) == [first]
     assert list(view.finished["run"]) == [third]
     assert view.workers_alive == 0

@@ -351,6 +351,31 @@ def test_training_page_shows_progress_eta_and_live_curves(app_env, conn):
     assert "cancelling" in at.get("progress")[0].proto.text
 
 
+def test_training_page_names_the_phase_and_draws_the_running_points(app_env, conn):
+    from cifar_core.charts.curves import RUNNING_NAME
+    from cifar_core.jobs import store
+    from cifar_core.train.phases import SCORING, VALIDATING, Phase
+
+    [job_id] = queue.submit(conn, dict(TINY, epochs=4, tta_flip=True), "test-data").job_ids
+    lease = queue.claim(conn, "w").lease
+    queue.record_epoch(conn, lease, {"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.2, "val_accuracy": 0.4,
+                                     "seconds": 30.0, "val_seconds": 10.0})
+    for x in (1.25, 1.5):
+        queue.heartbeat(conn, lease, 30.0, 10, 10, point=queue.RunningPoint(x, 0.9, 0.55))
+    queue.heartbeat(conn, lease, 30.0, 10, 10, phase=Phase(VALIDATING, 3, 8, since=store.now()))
+    at = _open("pages/training.py")
+    [bar] = at.get("progress")
+    assert bar.proto.text == "validating (3/8) · epoch 2/4"
+    running = [t for t in _traces(at, f"live_{job_id}") if t["name"] == RUNNING_NAME]
+    xs = [np.frombuffer(base64.b64decode(t["x"]["bdata"]), dtype=t["x"]["dtype"]).tolist() for t in running]
+    assert xs == [[1.25, 1.5]] * 2 and running[0]["line"]["dash"] == "dot"  # numpy arrays travel as bdata
+
+    queue.heartbeat(conn, lease, 30.0, 10, 10, phase=Phase(SCORING, 0, 2, since=store.now()))
+    at = _open("pages/training.py")
+    assert at.get("progress")[0].proto.text == "scoring the test set with 2 views"
+    assert {m.label: m.value for m in at.metric}["ETA"] not in ("0s", "–")  # the end phases' estimate, not 0
+
+
 def test_a_real_worker_runs_a_submitted_job_to_its_run_page(app_env, conn, tmp_path):
     at = _open("pages/builder.py")
     at = _run(at.file_uploader(key="builder_upload").set_value(("tiny.json", json.dumps(TINY).encode(), "application/json")))

@@ -8,8 +8,10 @@ import time
 import pytest
 
 from cifar_core.jobs import queue
+from cifar_core.jobs import results
 from cifar_core.jobs import store
 from cifar_core.errors import LabError, NotFound
+from cifar_core.train.phases import SCORING, VALIDATING, Phase
 
 DOC = {"name": "tiny", "epochs": 2, "seed": 5, "layers": []}
 
@@ -57,6 +59,51 @@ def test_heartbeat_of_a_worker_that_lost_the_job(conn):
     [job_id] = queue.submit(conn, DOC, "keras").job_ids
     queue.claim(conn, "w1")
     assert queue.heartbeat(conn, queue.Lease(job_id, "someone-else", 1), 30, 0, 0) == queue.STOP_LOST
+
+
+def test_heartbeat_publishes_the_phase_and_a_new_attempt_starts_without_one(conn):
+    [job_id] = queue.submit(conn, DOC, "keras").job_ids
+    lease = queue.claim(conn, "w1").lease
+    assert queue.get_job(conn, job_id).phase is None
+    queue.heartbeat(conn, lease, 30, 20, 20, phase=Phase(VALIDATING, 3, 8, since=123.5))
+    assert queue.get_job(conn, job_id).phase == Phase(VALIDATING, 3, 8, 123.5)
+    queue.heartbeat(conn, lease, 30, 20, 20)  # no phase given: the last one stays
+    assert queue.get_job(conn, job_id).phase.name == VALIDATING
+    queue.requeue(conn, lease, "shutting down")
+    assert queue.claim(conn, "w2").phase is None
+    lost = queue.heartbeat(conn, lease, 30, 20, 20, phase=Phase(SCORING, 0, 2, since=124.0))
+    assert lost == queue.STOP_LOST and queue.get_job(conn, job_id).phase is None
+
+
+def _points(conn, job_id) -> list[tuple]:
+    return [tuple(r) for r in results.running_points(conn, [job_id])[["epoch", "loss"]].itertuples(index=False)]
+
+
+def test_running_points_of_an_epoch_trained_again_replace_the_earlier_attempts(conn):
+    [job_id] = queue.submit(conn, DOC, "keras").job_ids
+    first = queue.claim(conn, "w1").lease
+    for x, loss in ((0.5, 2.0), (1.0, 1.8), (1.5, 1.6), (2.0, 1.5)):  # epoch 1, then epoch 2
+        queue.heartbeat(conn, first, 30, 0, 10, point=queue.RunningPoint(x, loss, 0.3))
+    assert _points(conn, job_id) == [(0.5, 2.0), (1.0, 1.8), (1.5, 1.6), (2.0, 1.5)]
+    queue.record_epoch(conn, first, {"epoch": 1, "loss": 1.8})
+    queue.requeue(conn, first, "killed in epoch 2 before its checkpoint")  # epoch 2 runs again
+
+    second = queue.claim(conn, "w2").lease
+    queue.heartbeat(conn, second, 30, 0, 10, point=queue.RunningPoint(1.25, 1.7, 0.3))
+    assert _points(conn, job_id) == [(0.5, 2.0), (1.0, 1.8), (1.25, 1.7)]  # epoch 1 kept, epoch 2 afresh
+    assert queue.heartbeat(conn, first, 30, 0, 10, point=queue.RunningPoint(1.75, 9.9, 0.3)) == queue.STOP_LOST
+    assert _points(conn, job_id) == [(0.5, 2.0), (1.0, 1.8), (1.25, 1.7)]  # the old attempt writes nothing
+
+
+def test_running_points_go_with_their_job(conn):
+    [job_id] = queue.submit(conn, DOC, "keras").job_ids
+    lease = queue.claim(conn, "w1").lease
+    queue.heartbeat(conn, lease, 30, 0, 10, point=queue.RunningPoint(0.3, 2.0, 0.2))
+    with store.transaction(conn):  # no use case deletes a job yet; the schema cascades when one does
+        conn.execute("DELETE FROM metrics WHERE run_id = ?", (job_id,))
+        conn.execute("DELETE FROM runs WHERE id = ?", (job_id,))
+        conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+    assert conn.execute("SELECT COUNT(*) FROM batch_points").fetchone()[0] == 0
 
 
 def test_expired_lease_requeues_then_fails_after_three_attempts(conn, clock):

@@ -110,6 +110,14 @@ def test_jobs_run_across_both_nodes_with_live_curves(lab_home, small_data, tmp_p
     assert all(j.state == queue.SUCCEEDED for j in jobs), [j.error for j in jobs]
     assert all(_metric_rows(i) == list(range(1, 9)) for i in ids)
     assert len({j.node for j in jobs}) == 2  # the three ran across both nodes
+    # The tasks' phases and running figures reach the store through the dispatcher's heartbeat.
+    assert all(j.phase is not None and j.phase.name in ("scoring", "saving", "measuring") for j in jobs), [j.phase for j in jobs]
+    conn = store.connect()
+    try:
+        points = conn.execute("SELECT epoch_float FROM batch_points WHERE job_id = ?", (ids[0],)).fetchall()
+    finally:
+        conn.close()
+    assert points and all(0 < p[0] <= 8 for p in points)
     listed = {r["run"]: r for r in json.loads(cli("runs", "--json").stdout)}
     shown = json.loads(cli("show", str(ids[0]), "--json").stdout)
     assert shown["node"] == jobs[0].node and shown["worker_pid"] == jobs[0].worker_pid > 0

@@ -168,12 +168,20 @@ def test_a_version_1_store_is_upgraded_in_place(home):
         " error TEXT, epoch INTEGER NOT NULL DEFAULT 0, batch INTEGER NOT NULL DEFAULT 0,"
         " batches INTEGER NOT NULL DEFAULT 0, progress_at REAL);"
         "INSERT INTO jobs (name, spec_json, data_source, state, created_at) VALUES ('old', '{}', 'src', 'queued', 0);"
+        "CREATE TABLE metrics (run_id INTEGER NOT NULL, epoch INTEGER NOT NULL, loss REAL, accuracy REAL,"
+        " val_loss REAL, val_accuracy REAL, seconds REAL, learning_rate REAL, recorded_at REAL NOT NULL,"
+        " PRIMARY KEY (run_id, epoch));"
+        "INSERT INTO metrics (run_id, epoch, loss, seconds, recorded_at) VALUES (1, 1, 2.0, 30.0, 0);"
     )
     old.close()
     conn = store.connect(home / "lab.sqlite3")
-    assert store.schema_version(conn) == store.SCHEMA_VERSION
+    assert store.schema_version(conn) == store.SCHEMA_VERSION == 4
     row = store.job_row(conn, 1)
     assert row["name"] == "old" and row["crashes"] == 0 and row["node"] is None
+    assert (row["phase"], row["phase_step"], row["phase_steps"], row["phase_at"]) == (None, 0, 0, None)  # version 3
+    [metric] = store.metric_rows(conn, [1], ("loss", "seconds", "val_seconds"))
+    assert (metric["loss"], metric["seconds"], metric["val_seconds"]) == (2.0, 30.0, None)
+    assert store.batch_point_rows(conn, [1]) == []
     conn.close()
 
 

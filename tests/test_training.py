@@ -10,6 +10,7 @@ from datagen import tiny_spec
 from cifar_core.analysis.deploy import measure_cost
 from cifar_core.errors import LabError
 from cifar_core.train import loop as training
+from cifar_core.train import phases
 from cifar_core.train.checkpoint import read_checkpoint, write_json
 from cifar_core.data.sources import load_dataset
 from cifar_core.spec.schema import parse_spec
@@ -23,14 +24,22 @@ class Recorder:
     def __init__(self, stop_after: int | None = None):
         self.epochs: list[dict] = []
         self.progress_calls = 0
+        self.running: list[tuple] = []  # (epoch, batch, loss, accuracy) after each batch
+        self.phases: list[tuple] = []  # (name, step, steps) as told, repeats collapsed
         self.stop_after = stop_after
 
     def epoch_end(self, record: dict) -> None:
         self.epochs.append(record)
 
-    def progress(self, epoch: int, batch: int, batches: int) -> None:
+    def progress(self, epoch: int, batch: int, batches: int, *, loss=None, accuracy=None) -> None:
         self.progress_calls += 1
         assert 0 <= batch <= batches  # batch 0: before the epoch's first batch
+        if batch:
+            self.running.append((epoch, batch, loss, accuracy))
+
+    def phase(self, name: str, step: int = 0, steps: int = 0) -> None:
+        if not self.phases or self.phases[-1] != (name, step, steps):
+            self.phases.append((name, step, steps))
 
     def should_stop(self) -> bool:
         return self.stop_after is not None and len(self.epochs) >= self.stop_after
@@ -52,6 +61,26 @@ def test_reports_every_epoch_and_scores_the_test_set_once(ds, tmp_path):
     cost = measure_cost(outcome.files["model"], ds.input_shape)
     assert cost["latency_p50_ms"] > 0 and cost["model_bytes"] > 0
     assert not (tmp_path / "run" / "backup").exists()
+
+
+def test_reports_each_phase_and_the_running_figures_of_each_batch(ds, tmp_path):
+    rec = Recorder()
+    spec = parse_spec(tiny_spec(epochs=1, tta_flip=True, tta_shift=1))  # 5 shifts, each also mirrored
+    outcome = training.train(spec, ds, tmp_path / "run", rec)
+    assert outcome.status == training.COMPLETED
+    val_batches = 1  # 40 held-out images in batches of 256
+    assert rec.phases == [
+        (phases.TRAINING, 0, 0),
+        (phases.VALIDATING, 0, val_batches), (phases.VALIDATING, 1, val_batches),
+        (phases.TRAINING, 0, 0),  # the epoch ended
+        (phases.SCORING, 0, 10), (phases.SAVING, 0, 0),
+    ]
+    [record] = rec.epochs
+    assert 0 < record["val_seconds"] < record["seconds"]
+    # Keras's running means: after the last batch they are the epoch's own figures.
+    assert [b for _, b, _, _ in rec.running] == list(range(1, 13))  # 360 images, 32 a batch
+    assert all(e == 0 and loss > 0 and 0 <= acc <= 1 for e, _, loss, acc in rec.running)
+    assert rec.running[-1][2:] == pytest.approx((record["loss"], record["accuracy"]))
 
 
 def test_resumes_after_the_last_checkpoint_even_with_a_half_written_file(ds, tmp_path):

@@ -30,6 +30,21 @@ SLOW = {
 }
 
 
+# Epochs of several seconds (small batches through three wide convolutions), so the heartbeat
+# stores running points inside each; five test-time views, so scoring outlasts a heartbeat.
+HEAVY = {
+    "name": "heavy",
+    "layers": [
+        *[{"type": "Conv2D", "filters": 48, "kernel_size": 3, "padding": "same", "activation": "relu"}] * 3,
+        {"type": "GlobalAveragePooling2D"},
+        {"type": "Dense", "units": 10, "activation": "softmax"},
+    ],
+    "epochs": 2,
+    "batch_size": 4,
+    "tta_shift": 1,
+}
+
+
 def _write(tmp_path, doc, name="spec.json"):
     path = tmp_path / name
     path.write_text(json.dumps(doc))
@@ -52,6 +67,16 @@ def _epochs(job_id: int) -> list[int]:
     conn = store.connect()
     try:
         return list(results.run_history(conn, job_id)["epoch"])
+    finally:
+        conn.close()
+
+
+def _points(job_id: int) -> list[tuple]:
+    """(attempt, epoch, epoch_float, t) of the job's running points, in the order stored."""
+    conn = store.connect()
+    try:
+        return [tuple(r) for r in conn.execute(
+            "SELECT attempt, epoch, epoch_float, t FROM batch_points WHERE job_id = ? ORDER BY rowid", (job_id,))]
     finally:
         conn.close()
 
@@ -184,3 +209,42 @@ def test_worker_shutdown_hands_the_job_back(lab_home, small_data, tmp_path):
     assert job.state == queue.QUEUED and job.crashes == 0  # handing back is not a crash
     assert "worker shut down" in job.error
     assert os.path.exists(lab_home / "runs" / str(job_id) / "backup")
+
+
+def test_running_points_inside_epochs_phases_and_a_resumed_epoch_kept_once(lab_home, small_data, tmp_path):
+    [job_id] = _submit(tmp_path, HEAVY, small_data)
+    first = start_worker("--lease", "2", log=tmp_path / "w1.log")
+    try:
+        wait_for(lambda: len(_points(job_id)) >= 2 or _epochs(job_id), timeout=300, what="two running points")
+        assert not _epochs(job_id), "epoch 1 ended before the heartbeat stored two points inside it: make HEAVY slower"
+        assert all(p[:2] == (1, 1) and 0 < p[2] < 1 for p in _points(job_id))  # attempt 1, inside epoch 1
+        wait_for(lambda: any(p[1] == 2 for p in _points(job_id)), timeout=300, what="a running point in epoch 2")
+        first.send_signal(signal.SIGKILL)  # in epoch 2: it is trained again from epoch 1's checkpoint
+        first.wait(timeout=10)
+    finally:
+        first.kill()
+    assert _epochs(job_id) == [1]
+    killed = _points(job_id)
+
+    second = start_worker("--exit-when-idle", "--lease", "2", log=tmp_path / "w2.log")
+    seen = []  # the phases the store showed, in order
+    try:
+        while second.poll() is None:
+            phase = _job(job_id).phase
+            if phase is not None and (not seen or seen[-1] != (phase.name, phase.steps)):
+                seen.append((phase.name, phase.steps))
+            time.sleep(0.1)
+    finally:
+        second.kill()
+    job = _job(job_id)
+    assert job.state == queue.SUCCEEDED and job.attempts == 2, job.error
+    assert ("scoring", 5) in seen, seen  # the five views of tta_shift=1
+    order = ["training", "validating", "scoring", "saving", "measuring"]
+    tail = [name for name, _ in seen[seen.index(("scoring", 5)):]]
+    assert tail == sorted(tail, key=order.index)  # the end phases come in their order, once
+    points = _points(job_id)
+    assert [p for p in points if p[1] == 1] == [p for p in killed if p[1] == 1]  # epoch 1 was not trained again
+    epoch2 = [p for p in points if p[1] == 2]
+    assert epoch2 and all(p[0] == 2 for p in epoch2)  # the killed attempt's epoch 2 points are gone
+    xs = [p[2] for p in epoch2]
+    assert xs == sorted(set(xs)) and all(1 < x <= 2 for x in xs)  # one curve through epoch 2, no repeats

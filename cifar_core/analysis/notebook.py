@@ -63,7 +63,8 @@ READING: dict[str, tuple[str, str]] = {
                             "climbed to 90.8%"),
     "exp5": ("healthy", "dropout closes exp4's gap: 75.1% on training and 75.6% on validation at the last epoch"),
 }
-HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "learning_rate")  # as results.run_history
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "learning_rate",
+                   "val_seconds")  # as results.run_history
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,7 +115,9 @@ def reference(preset: str) -> ReferenceRun:
         "val_accuracy": val,
         "seconds": nan,
         "learning_rate": get_preset(preset)["learning_rate"],
-    }, columns=list(HISTORY_COLUMNS)).astype({"epoch": "int64", "loss": "float64", "val_loss": "float64", "seconds": "float64"})
+        "val_seconds": nan,
+    }, columns=list(HISTORY_COLUMNS)).astype({"epoch": "int64", "loss": "float64", "val_loss": "float64", "seconds": "float64",
+                                              "val_seconds": "float64"})
     verdict, reading = READING[preset]
     return ReferenceRun(preset, label(preset), RECORDED, history, verdict, reading)
 

@@ -40,17 +40,31 @@ def class_counts(counts: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def history(history: pd.DataFrame, title: str | None = None, height: int = 300) -> go.Figure:
-    """Loss and accuracy per epoch of one run, train and validation, side by side."""
+RUNNING_NAME = "train (running)"  # the legend entry of the running points inside epochs
+
+
+def history(history: pd.DataFrame, title: str | None = None, height: int = 300,
+            running: pd.DataFrame | None = None) -> go.Figure:
+    """Loss and accuracy per epoch of one run, train and validation, side by side; with `running`
+    (`results.running_points` of the run: fractional epochs), the running training figures inside
+    the epochs as a thin dotted line beside the per-epoch markers."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"), horizontal_spacing=0.08)
+    running = running if running is not None else pd.DataFrame(columns=["epoch", "loss", "accuracy"])
     for col, (train, val) in enumerate((("loss", "val_loss"), ("accuracy", "val_accuracy")), start=1):
+        if running[train].notna().any():
+            fig.add_scatter(
+                x=running["epoch"], y=running[train], name=RUNNING_NAME, mode="lines",
+                line=dict(color=TRAIN_COLOUR, width=1, dash="dot"), legendgroup=RUNNING_NAME, showlegend=col == 1,
+                hovertemplate="epoch %{x:.2f}: %{y:.4f} (running)<extra></extra>", row=1, col=col,
+            )
         for column, name, colour in ((train, "train", TRAIN_COLOUR), (val, "validation", VAL_COLOUR)):
             if column in history and history[column].notna().any():
                 fig.add_scatter(
                     x=history["epoch"], y=history[column], name=name, mode="lines+markers",
                     line=dict(color=colour), legendgroup=name, showlegend=col == 1, row=1, col=col,
                 )
-    epoch_axis(fig, history["epoch"] if "epoch" in history else [])
+    epochs = history["epoch"].tolist() if "epoch" in history else []
+    epoch_axis(fig, epochs + running["epoch"].tolist())
     fig.update_yaxes(rangemode="tozero")
     fig.update_layout(height=height, title=title, **_LAYOUT)
     return fig

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
 from cifar_core import config
 from cifar_core.errors import LabError, NotFound
 from cifar_core.jobs import store
+from cifar_core.train.phases import Phase
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -35,7 +36,7 @@ KEEP_GOING, STOP_CANCEL, STOP_LOST, STOP_SHUTDOWN = "keep-going", "stop-cancel",
 # Kinds of job group.
 GROUP_REPEATS, GROUP_SWEEP, GROUP_REPRODUCE = "repeats", "sweep", "reproduce"
 
-METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds", "learning_rate")  # per epoch
+METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds", "learning_rate", "val_seconds")  # per epoch
 
 DEFAULT_LEASE_SECONDS = 30.0
 MAX_ATTEMPTS = 3  # crashes in a row without progress before a job fails
@@ -67,6 +68,7 @@ class Job:
     note: str | None = None  # what its worker says now (e.g. paused for disk space)
     node: str | None = None  # where its last epoch trained
     worker_pid: int | None = None
+    phase: Phase | None = None  # what its attempt does now (None: not said yet)
 
     @property
     def finished(self) -> bool:
@@ -78,7 +80,17 @@ class Job:
         return Lease(self.id, self.worker_id or "", self.attempts)
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunningPoint:
+    """A point of the running training curve: `epoch` is fractional (epoch - 1 + batch / batches),
+    loss and accuracy the running means of that epoch so far."""
+
+    epoch: float
+    loss: float | None
+    accuracy: float | None
 
 
 @dataclass(frozen=True)
@@ -107,6 +119,7 @@ def _job(row: sqlite3.Row) -> Job:
         error=row["error"], epoch=row["epoch"], batch=row["batch"], batches=row["batches"],
         progress_at=row["progress_at"], epochs=int(spec.get("epochs", 0)), crashes=row["crashes"],
         note=row["note"], node=row["node"], worker_pid=row["worker_pid"],
+        phase=None if row["phase"] is None else Phase(row["phase"], row["phase_step"], row["phase_steps"], row["phase_at"]),
     )
 
 
@@ -156,7 +169,8 @@ def claim(conn: sqlite3.Connection, worker_id: str, lease_seconds: float = DEFAU
         store.update_job(
             conn, job_id, state=RUNNING, worker_id=worker_id, lease_expires_at=t + lease_seconds,
             attempts=store.Expr("attempts + 1"), started_at=t if row["started_at"] is None else row["started_at"],
-            batch=0, progress_at=t, claimed_epoch=row["epoch"], note=None,
+            batch=0, progress_at=t, claimed_epoch=row["epoch"], note=None, phase=None, phase_step=0, phase_steps=0,
+            phase_at=None,
         )
         return _job(store.job_row(conn, job_id))
 
@@ -202,16 +216,20 @@ def _held(lease: Lease) -> dict:
 
 
 def heartbeat(conn: sqlite3.Connection, lease: Lease, lease_seconds: float, batch: int, batches: int,
-              note: str | None = None) -> str:
-    """Renew the lease and record batch progress (and the worker's note). Returns KEEP_GOING,
-    STOP_CANCEL (a cancel was asked: stop and mark it cancelled) or STOP_LOST (the lease was lost:
-    stop, write nothing)."""
+              note: str | None = None, phase: Phase | None = None, point: RunningPoint | None = None) -> str:
+    """Renew the lease and record batch progress (and the worker's note, the phase and a running
+    curve point, when given). Returns KEEP_GOING, STOP_CANCEL (a cancel was asked: stop and mark
+    it cancelled) or STOP_LOST (the lease was lost: stop, write nothing)."""
     t = store.now()
+    said = {} if phase is None else dict(phase=phase.name, phase_step=phase.step, phase_steps=phase.steps,
+                                         phase_at=phase.since)
     with store.transaction(conn):
         updated = store.update_job(conn, lease.job_id, _held(lease), lease_expires_at=t + lease_seconds, batch=batch,
-                                   batches=batches, progress_at=t, note=note)
+                                   batches=batches, progress_at=t, note=note, **said)
         if not updated:
             return STOP_LOST
+        if point is not None:
+            store.insert_batch_point(conn, lease.job_id, lease.attempt, point.epoch, point.loss, point.accuracy, t)
         return STOP_CANCEL if store.job_row(conn, lease.job_id)["cancel_requested"] else KEEP_GOING
 
 

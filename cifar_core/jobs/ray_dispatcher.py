@@ -8,9 +8,10 @@ for `$CIFAR_LAB_JOB_CPUS` CPUs, default 2, and `$CIFAR_LAB_JOB_GPUS` GPUs, defau
 stays on the dashboard's machine and only the dispatcher writes it:
 
 - **Live metrics.** Each task reports to the dispatcher's `Hub` actor (pinned to the dispatcher's
-  node): finished epochs as they end, batch progress about once a second. The dispatcher drains
-  the hub and writes them to the store with the job's lease; a heartbeat thread renews the
-  leases of every job in flight and reads cancel requests.
+  node): finished epochs as they end, batch progress, the phase and the running loss and
+  accuracy about once a second. The dispatcher drains the hub and writes them to the store with
+  the job's lease; a heartbeat thread renews the leases of every job in flight, publishes the
+  progress and phase (and a running curve point every few seconds) and reads cancel requests.
 - **Data.** The dispatcher loads each data source once and `ray.put`s it; tasks read it from the
   object store, so no node needs the data files.
 - **Checkpoints.** A task trains in a temporary folder on its node; after each epoch's checkpoint
@@ -49,6 +50,7 @@ from pathlib import Path
 from cifar_core import config
 from cifar_core.errors import LabError
 from cifar_core.jobs import queue, store
+from cifar_core.train.phases import MEASURING, Phase
 
 log = logging.getLogger("cifar_lab.ray")
 
@@ -156,6 +158,8 @@ class HubReporter:
         self.pid = os.getpid()
         self.stop_reason: str | None = None
         self._batch = self._batches = self._epoch = 0
+        self._phase: Phase | None = None
+        self._running: tuple = ()  # (epoch, batch, batches, loss, accuracy) of the latest batch
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"beat-{job_id}", daemon=True)
 
@@ -170,7 +174,7 @@ class HubReporter:
 
     def _progress(self) -> dict:
         return {"attempt": self.attempt, "epoch": self._epoch, "batch": self._batch, "batches": self._batches,
-                "node": self.node, "pid": self.pid}
+                "node": self.node, "pid": self.pid, "phase": self._phase, "running": self._running}
 
     def _send(self, method: str, *args):
         import ray
@@ -195,8 +199,15 @@ class HubReporter:
 
         self._post({"kind": "checkpoint", "epoch": epoch, "files": checkpoint_files(self.workdir)})
 
-    def progress(self, epoch: int, batch: int, batches: int) -> None:
+    def progress(self, epoch: int, batch: int, batches: int, *, loss: float | None = None,
+                 accuracy: float | None = None) -> None:
         self._epoch, self._batch, self._batches = epoch, batch, batches
+        self._running = (epoch, batch, batches, loss, accuracy)
+
+    def phase(self, name: str, step: int = 0, steps: int = 0) -> None:
+        current = self._phase
+        since = current.since if current is not None and current.name == name else store.now()
+        self._phase = Phase(name, step, steps, since)
 
     def should_stop(self) -> bool:
         return self.stop_reason is not None
@@ -267,6 +278,8 @@ class InFlight:
     force_cancelled: bool = False
     closing: bool = False  # its task ended; the closer thread is storing its outcome
     epochs: int = 0  # epochs stored by this attempt
+    point: tuple = ()  # the task's running figures last stored as a curve point
+    point_at: float = float("-inf")  # when (monotonic)
 
 
 @dataclass(frozen=True)
@@ -536,6 +549,7 @@ class Dispatcher:
             write_bytes(f.workdir / name, data)
         discard_checkpoint(f.workdir)
         _, shape, _ = self._dataset(f.job.data_source)
+        f.progress = {**f.progress, "phase": Phase(MEASURING, since=store.now())}  # the heartbeat publishes it
         # On the dashboard's machine; the load it measured (other processes' CPU) says how busy it was.
         cost = measure_cost(str(f.workdir / "model.keras"), shape, f.job.spec)
         results = {
@@ -603,7 +617,7 @@ class Dispatcher:
     def _heartbeat(self) -> None:
         """Renew the lease of every job in flight, publish its progress, and pick up cancels.
         A job whose lease could have lapsed (the store stayed locked) is stopped."""
-        from cifar_core.jobs.worker import HEARTBEAT_BUSY_MS, REAP_BEATS
+        from cifar_core.jobs.worker import HEARTBEAT_BUSY_MS, POINT_SECONDS, REAP_BEATS, running_point
 
         conn = store.connect(busy_ms=HEARTBEAT_BUSY_MS)
         beats = 0
@@ -615,9 +629,13 @@ class Dispatcher:
                 for f in flights:
                     asked = time.monotonic()
                     p = f.progress
+                    running = p.get("running", ())
+                    point = running_point(running, f.point) if asked - f.point_at >= POINT_SECONDS else None
                     try:
                         verdict = queue.heartbeat(conn, f.job.lease, self.cfg.lease_seconds, p.get("batch", 0),
-                                                  p.get("batches", 0))
+                                                  p.get("batches", 0), phase=p.get("phase"), point=point)
+                        if point is not None:
+                            f.point, f.point_at = running, asked
                     except sqlite3.OperationalError as exc:
                         log.warning("job %s: heartbeat failed (%s); retrying", f.job.id, exc)
                         if time.monotonic() > f.valid_until:

@@ -82,6 +82,18 @@ def histories(conn: sqlite3.Connection, run_ids: list[int]) -> pd.DataFrame:
     return pd.DataFrame([dict(r) for r in rows], columns=["run", "epoch", *METRICS])
 
 
+RUNNING_COLUMNS = ["run", "epoch", "loss", "accuracy"]
+
+
+def running_points(conn: sqlite3.Connection, run_ids: list[int]) -> pd.DataFrame:
+    """The running training loss and accuracy stored inside the runs' epochs, every few seconds,
+    as one long frame (run, epoch, loss, accuracy) whose `epoch` is fractional: epoch - 1 +
+    batch / batches, so a point halfway through epoch 3 sits at 2.5."""
+    rows = store.batch_point_rows(conn, [int(i) for i in run_ids])
+    frame = pd.DataFrame([dict(r) for r in rows], columns=["run", "epoch_float", "loss", "accuracy"])
+    return frame.rename(columns={"epoch_float": "epoch"})[RUNNING_COLUMNS]
+
+
 def run_detail(conn: sqlite3.Connection, run_id: int) -> RunDetail:
     job = get_job(conn, run_id)
     row = store.run_row(conn, run_id)

@@ -11,6 +11,7 @@ process (and each thread) that uses it: never share one across a fork.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -63,7 +64,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     claimed_epoch INTEGER NOT NULL DEFAULT 0, -- epochs done when the current attempt began
     note TEXT,                                -- what the worker says now (a pause for disk space)
     node TEXT,                                -- host (or cluster node) that trained its last epoch
-    worker_pid INTEGER                        -- the process that trained it
+    worker_pid INTEGER,                       -- the process that trained it
+    phase TEXT,                               -- train.phases name of what it does now (NULL: not yet said)
+    phase_step INTEGER NOT NULL DEFAULT 0,    -- validating: batches done (scoring: 0)
+    phase_steps INTEGER NOT NULL DEFAULT 0,   -- validating: batches per pass (scoring: test-time views)
+    phase_at REAL                             -- when the phase began
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, id);
 CREATE INDEX IF NOT EXISTS jobs_by_group ON jobs(group_id);
@@ -108,8 +113,18 @@ CREATE TABLE IF NOT EXISTS metrics (
     loss REAL, accuracy REAL, val_loss REAL, val_accuracy REAL,
     seconds REAL, learning_rate REAL,
     recorded_at REAL NOT NULL,
+    val_seconds REAL,                     -- the validation part of `seconds`
     PRIMARY KEY (run_id, epoch)
 );
+CREATE TABLE IF NOT EXISTS batch_points (   -- running training loss and accuracy inside epochs
+    job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    attempt INTEGER NOT NULL,             -- the attempt that trained it
+    epoch INTEGER NOT NULL,               -- 1-based epoch it falls in
+    epoch_float REAL NOT NULL,            -- epoch - 1 + batch / batches
+    loss REAL, accuracy REAL,             -- the epoch's running means up to that batch
+    t REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batch_points_by_job ON batch_points(job_id, epoch);
 CREATE TABLE IF NOT EXISTS workers (
     id TEXT PRIMARY KEY,
     pid INTEGER NOT NULL,
@@ -260,22 +275,32 @@ def _migrate(conn: sqlite3.Connection) -> None:
 _ADDED_IN_2 = ("crashes INTEGER NOT NULL DEFAULT 0", "claimed_epoch INTEGER NOT NULL DEFAULT 0", "note TEXT",
                "node TEXT", "worker_pid INTEGER")
 
-_ADDED_IN_4 = ("macs INTEGER", "latency_spread_pct REAL", "measured_load REAL", "latency_session INTEGER")
+
+_ADDED_IN_3 = {
+    "jobs": ("phase TEXT", "phase_step INTEGER NOT NULL DEFAULT 0", "phase_steps INTEGER NOT NULL DEFAULT 0",
+             "phase_at REAL"),
+    "metrics": ("val_seconds REAL",),
+}  # and the batch_points table, which SCHEMA creates
+_ADDED_IN_4 = ("macs INTEGER", "latency_spread_pct REAL", "measured_load REAL", "latency_session INTEGER")  # runs; and the latency_measurements table
 
 
 def _upgrade(conn: sqlite3.Connection, version: int) -> None:
     """Inside the migration's transaction: bring a store of an older schema up to this one."""
     if version < 2:
-        have = {r["name"] for r in conn.execute("PRAGMA table_info(jobs)")}
-        for column in _ADDED_IN_2:
-            if column.split()[0] not in have:
-                conn.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
-    if version < 4:  # written to run on a store at 2 or 3: it adds only what is missing
-        have = {r["name"] for r in conn.execute("PRAGMA table_info(runs)")}
-        for column in _ADDED_IN_4:
-            if column.split()[0] not in have:
-                conn.execute(f"ALTER TABLE runs ADD COLUMN {column}")
+        _add_columns(conn, "jobs", _ADDED_IN_2)
+    if version < 3:
+        for table, columns in _ADDED_IN_3.items():
+            _add_columns(conn, table, columns)
+    if version < 4:
+        _add_columns(conn, "runs", _ADDED_IN_4)
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+
+
+def _add_columns(conn: sqlite3.Connection, table: str, columns: tuple[str, ...]) -> None:
+    have = {r["name"] for r in conn.execute(f"PRAGMA table_info({_column(table)})")}
+    for column in columns:
+        if column.split()[0] not in have:
+            conn.execute(f"ALTER TABLE {_column(table)} ADD COLUMN {column}")
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
@@ -440,6 +465,28 @@ def insert_metrics(conn: sqlite3.Connection, run_id: int, record: dict, columns:
         f"INSERT OR REPLACE INTO metrics (run_id, {', '.join(cols)}, recorded_at) VALUES (?, {_marks(cols)}, ?)",
         (run_id, *(record.get(c) for c in cols), t),
     )
+
+
+def insert_batch_point(conn: sqlite3.Connection, job_id: int, attempt: int, epoch_float: float,
+                       loss: float | None, accuracy: float | None, t: float) -> None:
+    """Inside a transaction: one running point of `attempt`. Points an earlier attempt left in
+    this epoch or later ones go: the epoch is being trained again after a resume."""
+    epoch = max(1, math.ceil(epoch_float))  # batch b of B in epoch e: e - 1 < epoch_float <= e
+    conn.execute("DELETE FROM batch_points WHERE job_id = ? AND attempt < ? AND epoch >= ?", (job_id, attempt, epoch))
+    conn.execute(
+        "INSERT INTO batch_points (job_id, attempt, epoch, epoch_float, loss, accuracy, t) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (job_id, attempt, epoch, epoch_float, loss, accuracy, t),
+    )
+
+
+def batch_point_rows(conn: sqlite3.Connection, job_ids: list[int]) -> list[sqlite3.Row]:
+    """(run, epoch_float, loss, accuracy) of the jobs' running points, by job then position."""
+    if not job_ids:
+        return []
+    return conn.execute(
+        "SELECT job_id AS run, epoch_float, loss, accuracy FROM batch_points"
+        f" WHERE job_id IN ({_marks(job_ids)}) ORDER BY job_id, epoch_float, t", [int(i) for i in job_ids]
+    ).fetchall()
 
 
 def group_job_ids(conn: sqlite3.Connection, group_id: int) -> list[int]:

@@ -1,8 +1,10 @@
 """Background workers: separate OS processes that claim jobs from the queue and train them.
 
 A worker survives its jobs: an error in one job marks that job failed and the loop goes on.
-While a job trains, a heartbeat thread renews the lease, publishes batch progress about once a
-second and picks up cancel requests; the training thread itself only writes finished epochs.
+While a job trains, a heartbeat thread renews the lease, publishes batch progress and the phase
+(training, validating, scoring...) about once a second, a running point of the training curve
+every few seconds, and picks up cancel requests; the training thread itself only writes finished
+epochs.
 SIGTERM/SIGINT stop the current job at the next batch and hand it back to the queue.
 """
 
@@ -28,10 +30,12 @@ from cifar_core import config
 from cifar_core.jobs import queue
 from cifar_core.jobs import store
 from cifar_core.errors import LabError
+from cifar_core.train.phases import MEASURING, Phase
 
 log = logging.getLogger("cifar_lab.worker")
 
 HEARTBEAT_SECONDS = 1.0  # batch progress and lease renewal
+POINT_SECONDS = 3.0  # a running point of the training curve at most this often
 HEARTBEAT_BUSY_MS = 2_000  # a heartbeat waits this long for a locked store, then the next one tries
 REAP_BEATS = 5  # a training worker returns expired leases to the queue every this many beats
 RETRY_SECONDS = 0.5  # between tries of a store write that found the store locked or full
@@ -75,6 +79,18 @@ def min_free_bytes() -> int:
     return int(mb * 1e6)
 
 
+def running_point(running: tuple, last: tuple) -> queue.RunningPoint | None:
+    """A batch's `running` figures, (epoch (0-based), batch, batches, loss, accuracy) as a reporter
+    keeps them, as a curve point; None before an epoch's first batch, without a loss, or when it
+    is the point stored `last`."""
+    if not running or running == last:
+        return None
+    epoch, batch, batches, loss, accuracy = running
+    if not batch or not batches or loss is None:
+        return None
+    return queue.RunningPoint(epoch + batch / batches, loss, accuracy)
+
+
 class StoreReporter:
     """The training reporter of one job: epochs go straight to the store, progress and cancel
     checks through the heartbeat thread so each batch costs only an attribute write.
@@ -99,6 +115,8 @@ class StoreReporter:
         self._batch = 0
         self._batches = 0
         self._note: str | None = None
+        self._phase: Phase | None = None
+        self._running: tuple = ()  # (epoch, batch, batches, loss, accuracy) of the latest batch
         self._valid_until = time.monotonic() + self._usable(lease_seconds)
         self._conn = store.connect(busy_ms=HEARTBEAT_BUSY_MS)  # never blocked past the lease by a locked store
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job.id}", daemon=True)
@@ -129,10 +147,17 @@ class StoreReporter:
             self._request_stop(queue.STOP_LOST)
         return bool(stored)
 
-    def progress(self, epoch: int, batch: int, batches: int) -> None:
+    def progress(self, epoch: int, batch: int, batches: int, *, loss: float | None = None,
+                 accuracy: float | None = None) -> None:
         self._batch, self._batches = batch, batches
+        self._running = (epoch, batch, batches, loss, accuracy)
         if batch == 0:
             self._wait_for_room()
+
+    def phase(self, name: str, step: int = 0, steps: int = 0) -> None:
+        current = self._phase
+        since = current.since if current is not None and current.name == name else store.now()
+        self._phase = Phase(name, step, steps, since)
 
     def should_stop(self) -> bool:
         if not self._stop.is_set() and time.monotonic() > self._valid_until:
@@ -156,12 +181,18 @@ class StoreReporter:
     def _beat(self) -> None:
         conn = store.connect(busy_ms=HEARTBEAT_BUSY_MS)  # a locked store fails this beat; the next one retries
         beats = 0
+        stored, stored_at = (), -POINT_SECONDS  # the last running point kept, and when (monotonic)
         try:
             while not self._done.wait(HEARTBEAT_SECONDS):
                 beats += 1
                 asked = time.monotonic()
+                running = self._running
+                point = running_point(running, stored) if asked - stored_at >= POINT_SECONDS else None
                 try:
-                    verdict = queue.heartbeat(conn, self.lease, self.lease_seconds, self._batch, self._batches, self._note)
+                    verdict = queue.heartbeat(conn, self.lease, self.lease_seconds, self._batch, self._batches, self._note,
+                                              self._phase, point)
+                    if point is not None:
+                        stored, stored_at = running, asked
                     store.touch_worker(conn, self.worker_id, self.lease.job_id)
                     if beats % REAP_BEATS == 0:
                         queue.reap_expired(conn)
@@ -325,6 +356,7 @@ def _train_job(job: queue.Job, workdir: Path, reporter: StoreReporter):
     outcome = training.train(spec, ds, workdir, reporter)
     if outcome.status != training.COMPLETED:
         return outcome, {}
+    reporter.phase(MEASURING)
     return outcome, measure_cost(outcome.files["model"], ds.input_shape, spec)
 
 

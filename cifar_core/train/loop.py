@@ -35,6 +35,7 @@ from cifar_core.train.checkpoint import (
     write_json,
 )
 from cifar_core.train.models import build_model, compile_model, uses_one_hot
+from cifar_core.train.phases import SAVING, SCORING
 from cifar_core.train.relay import Reporter, ReporterRelay
 
 COMPLETED = "completed"
@@ -83,12 +84,13 @@ def train(spec: ExperimentSpec, ds: Dataset, workdir: Path, reporter: Reporter) 
     first_epoch = state.epoch if state else 0
     train_data = augment.train_dataset(splits.x_train, splits.y_train, spec.batch_size, spec.augment, spec.seed,
                                        ds.num_classes, one_hot, epochs=range(min(first_epoch, spec.epochs - 1), spec.epochs))
-    val_data = augment.eval_dataset(splits.x_val, splits.y_val, max(spec.batch_size, 256), ds.num_classes, one_hot)
+    val_batch = max(spec.batch_size, 256)
+    val_data = augment.eval_dataset(splits.x_val, splits.y_val, val_batch, ds.num_classes, one_hot)
     model = build_model(spec, ds.input_shape, ds.num_classes)
     compile_model(model, spec, steps)
     extras = [*whitening.prepare(model, splits.x_train, spec.seed), *averaging.callbacks(spec)]  # whitening: train split only
 
-    relay = ReporterRelay(reporter, steps, workdir / "history.json")
+    relay = ReporterRelay(reporter, steps, workdir / "history.json", math.ceil(len(splits.x_val) / val_batch))
     early = ResumableEarlyStopping(spec.early_stopping, relay) if spec.early_stopping else None
     if state is not None:
         check_same_spec(state, spec.to_dict())
@@ -109,11 +111,12 @@ def train(spec: ExperimentSpec, ds: Dataset, workdir: Path, reporter: Reporter) 
     history = relay.history
     if relay.stopped:
         return TrainOutcome(STOPPED, history, model.count_params(), time.monotonic() - started)
-    return _finish(spec, ds, model, workdir, history, early, time.monotonic() - started)
+    return _finish(spec, ds, model, workdir, history, early, time.monotonic() - started, reporter)
 
 
-def _finish(spec, ds, model, workdir: Path, history, early, seconds: float) -> TrainOutcome:
+def _finish(spec, ds, model, workdir: Path, history, early, seconds: float, reporter: Reporter) -> TrainOutcome:
     """Score the test set once, save the model, predictions and history, drop the checkpoint."""
+    reporter.phase(SCORING, 0, len(augment.tta_views(spec.tta_flip, spec.tta_shift)))
     probs = augment.predict_probs(model, ds.x_test, tta_flip=spec.tta_flip, tta_shift=spec.tta_shift)
     test_loss, test_accuracy = _scores(probs, ds.y_test)
     files = {
@@ -122,6 +125,7 @@ def _finish(spec, ds, model, workdir: Path, history, early, seconds: float) -> T
         "history": str(workdir / "history.json"),
         "spec": str(workdir / "spec.json"),
     }
+    reporter.phase(SAVING)
     model.save(files["model"])
     np.savez(files["predictions"], probs=probs.astype(np.float16), y_true=ds.y_test)
     write_json(workdir / "spec.json", spec.to_dict())

@@ -1,9 +1,20 @@
-"""What the Training page shows about the queue, as plain data: progress, elapsed time and ETA per
-job, the live jobs' per-epoch histories and the recent jobs' final figures.
+"""What the Training page shows about the queue, as plain data: progress, the phase, elapsed time
+and ETA per job, the live jobs' per-epoch histories and running points, and the recent jobs' final
+figures.
 
-Progress counts finished epochs plus the batch fraction of the current one. The ETA uses the mean
-seconds of the finished epochs; before the first epoch ends it extrapolates from the time the
-first batches took (including model building, so it starts pessimistic).
+Progress counts finished epochs plus the batch fraction of the current one. The ETA is the sum of
+  - the epochs not begun yet, each taking the mean `seconds` of the finished epochs (training and
+    validation: the relay times an epoch from its start to its end, and fit validates before the
+    epoch ends);
+  - what is left of the current epoch: its untrained batches' share of the training part, plus
+    the validation part (`val_seconds`) or, while validating, its unvalidated batches' share;
+  - the end phases (`end_phases`): scoring the test set, about one validation pass times the
+    test-time views times the test/validation size ratio, then saving and measuring latency,
+    a few seconds each;
+less the seconds since the worker last reported. In an end phase the ETA counts down what is left
+of the end phases' estimate from the phase's start (0 once it overruns). Before the first epoch
+ends it extrapolates from the time the first batches took (including model building, so it starts
+pessimistic) and leaves the unmeasured validation and scoring out.
 """
 
 from __future__ import annotations
@@ -18,6 +29,16 @@ from cifar_core.jobs import queue
 from cifar_core.jobs import results
 from cifar_core.jobs import store
 from cifar_core.jobs.worker import list_workers
+from cifar_core.train.augment import tta_views
+from cifar_core.train.phases import END_PHASES, MEASURING, SAVING, SCORING, TRAINING, VALIDATING, Phase
+
+# The end phases' estimates (see the module docstring).
+SAVE_SECONDS = 2.0  # model.keras, predictions.npz and the history
+MEASURE_SECONDS = 5.0  # deploy.measure_cost (batch-1 latency and batch-256 throughput) of a CIFAR-sized net
+# Test images per validation image: with validation "test" they are the same images; the holdout is
+# CIFAR-10's 5,000 of the train set against its 10,000 test images (a data set of other sizes makes
+# the scoring estimate off by its own ratio, nothing worse).
+TEST_RATIO = {"test": 1.0, "holdout": 2.0}
 
 
 @dataclass(frozen=True)
@@ -38,6 +59,7 @@ class JobProgress:
     attempts: int
     note: str | None = None  # what its worker says now (a pause for disk space)
     node: str | None = None  # where its last epoch trained (host, or Ray node)
+    phase: Phase | None = None  # what a running job does now (None: not said yet)
 
     @property
     def active(self) -> bool:
@@ -45,14 +67,38 @@ class JobProgress:
 
     @property
     def label(self) -> str:
-        """One line for a progress bar: "epoch 3/10 · batch 120/1563"."""
+        """One line for a progress bar naming the phase: "training epoch 3/10 · batch 120/1563",
+        "validating (4/20) · epoch 3/10", "scoring the test set with 2 views", "saving the model",
+        "measuring latency"."""
         if self.state == queue.QUEUED:
             return "queued" + (f" (attempt {self.attempts + 1}, resumes after epoch {self.epoch})" if self.epoch else "")
         if self.state == queue.RUNNING:
-            text = f"epoch {min(self.epoch + 1, self.epochs)}/{self.epochs}"
-            text += f" · batch {self.batch}/{self.batches}" if self.batches else " · starting"
-            return text + (" · cancelling" if self.cancel_requested else "")
+            return phase_label(self.phase, self.epoch, self.epochs, self.batch, self.batches) + (
+                " · cancelling" if self.cancel_requested else "")
         return f"{self.state} after {self.epoch}/{self.epochs} epochs"
+
+
+def phase_label(phase: Phase | None, epoch: int, epochs: int, batch: int, batches: int) -> str:
+    """The running part of a job's progress line; `epoch` counts finished epochs."""
+    name = TRAINING if phase is None else phase.name
+    current = f"epoch {min(epoch + 1, epochs)}/{epochs}"
+    if name == VALIDATING:
+        return f"validating ({phase.step}/{phase.steps}) · {current}"
+    if name == SCORING:
+        return f"scoring the test set with {phase.steps} view{'' if phase.steps == 1 else 's'}"
+    if name == SAVING:
+        return "saving the model"
+    if name == MEASURING:
+        return "measuring latency"
+    return f"training {current} · " + (f"batch {batch}/{batches}" if batches else "starting")
+
+
+def end_phases(spec: dict, val_seconds: float | None) -> dict[str, float]:
+    """Estimated seconds of each end phase of a job with this spec doc, given the mean seconds
+    of its validation passes (None: not measured yet, scoring counts 0)."""
+    views = len(tta_views(bool(spec.get("tta_flip", False)), int(spec.get("tta_shift", 0))))
+    ratio = TEST_RATIO.get(spec.get("validation", "holdout"), TEST_RATIO["holdout"])
+    return {SCORING: (val_seconds or 0.0) * views * ratio, SAVING: SAVE_SECONDS, MEASURING: MEASURE_SECONDS}
 
 
 @dataclass(frozen=True)
@@ -63,6 +109,8 @@ class QueueView:
     workers_alive: int
     history: pd.DataFrame = field(repr=False)  # per-epoch metrics of the running jobs (long, `run` column)
     finished: pd.DataFrame = field(repr=False)  # leaderboard rows of the recent jobs
+    running: pd.DataFrame = field(repr=False, default_factory=lambda: pd.DataFrame(columns=results.RUNNING_COLUMNS))
+    # running training loss and accuracy inside the running jobs' epochs (fractional `epoch`)
 
     @property
     def refresh(self) -> bool:
@@ -70,19 +118,25 @@ class QueueView:
         return bool(self.active)
 
 
-def job_progress(job: queue.Job, epoch_seconds: Sequence[float] = (), now: float | None = None) -> JobProgress:
-    """Progress, elapsed time and ETA of one job; `epoch_seconds` are its finished epochs' durations."""
+def job_progress(job: queue.Job, epoch_seconds: Sequence[float] = (), now: float | None = None,
+                 val_seconds: Sequence[float] = ()) -> JobProgress:
+    """Progress, phase, elapsed time and ETA of one job; `epoch_seconds` are its finished epochs'
+    durations (training and validation), `val_seconds` their validation parts."""
     now = store.now() if now is None else now
-    measured = [float(s) for s in epoch_seconds if s is not None and s == s]  # drop None and NaN
-    per_epoch = sum(measured) / len(measured) if measured else None
+    per_epoch, per_val = _mean(epoch_seconds), _mean(val_seconds)
     in_epoch = job.batch / job.batches if job.batches and job.state == queue.RUNNING else 0.0
     return JobProgress(
         id=job.id, name=job.name, state=job.state, epoch=job.epoch, epochs=job.epochs, batch=job.batch,
         batches=job.batches, fraction=_fraction(job, in_epoch), elapsed=_elapsed(job, now),
-        eta=_eta(job, in_epoch, per_epoch, now), seconds_per_epoch=per_epoch,
+        eta=_eta(job, in_epoch, per_epoch, per_val, now), seconds_per_epoch=per_epoch,
         cancel_requested=job.cancel_requested, error=job.error, attempts=job.attempts, note=job.note,
-        node=job.node,
+        node=job.node, phase=job.phase if job.state == queue.RUNNING else None,
     )
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    measured = [float(v) for v in values if v is not None and v == v]  # drop None and NaN
+    return sum(measured) / len(measured) if measured else None
 
 
 def _fraction(job: queue.Job, in_epoch: float) -> float:
@@ -100,16 +154,34 @@ def _elapsed(job: queue.Job, now: float) -> float | None:
     return max(0.0, end - job.started_at)
 
 
-def _eta(job: queue.Job, in_epoch: float, per_epoch: float | None, now: float) -> float | None:
+def _eta(job: queue.Job, in_epoch: float, per_epoch: float | None, per_val: float | None,
+         now: float) -> float | None:
     if job.state != queue.RUNNING or job.epochs <= 0:
         return None
-    left = max(0.0, job.epochs - job.epoch - in_epoch)  # epochs still to train
+    ends = end_phases(job.spec, per_val)
+    phase = job.phase or Phase(TRAINING)
+    if phase.name in END_PHASES:
+        left = sum(ends[p] for p in END_PHASES[END_PHASES.index(phase.name):])  # this phase and the later ones
+        return max(0.0, left - (max(0.0, now - phase.since) if phase.since is not None else 0.0))
+    since_report = max(0.0, now - job.progress_at) if job.progress_at is not None else 0.0
     if per_epoch is None:
         if job.epoch > 0 or in_epoch <= 0 or job.started_at is None or job.progress_at is None:
             return None
         per_epoch = (job.progress_at - job.started_at) / in_epoch  # first epoch, extrapolated
-    since_report = max(0.0, now - job.progress_at) if job.progress_at is not None else 0.0
-    return max(0.0, left * per_epoch - since_report)
+        return max(0.0, (job.epochs - in_epoch) * per_epoch + sum(ends.values()) - since_report)
+    return max(0.0, _epochs_left(job, in_epoch, phase, per_epoch, per_val or 0.0) + sum(ends.values()) - since_report)
+
+
+def _epochs_left(job: queue.Job, in_epoch: float, phase: Phase, per_epoch: float, per_val: float) -> float:
+    """Seconds of training and validation left: the rest of the current epoch, then the epochs
+    not begun."""
+    if job.epoch >= job.epochs:
+        return 0.0  # the last epoch is done; the end phases come next
+    if phase.name == VALIDATING:
+        current = per_val * (1 - min(1.0, phase.step / phase.steps)) if phase.steps else per_val
+    else:
+        current = max(0.0, per_epoch - per_val) * (1 - in_epoch) + per_val
+    return current + (job.epochs - job.epoch - 1) * per_epoch
 
 
 def queue_view(conn: sqlite3.Connection, recent: int = 10, now: float | None = None) -> QueueView:
@@ -121,13 +193,15 @@ def queue_view(conn: sqlite3.Connection, recent: int = 10, now: float | None = N
     done = queue.list_jobs(conn, tuple(sorted(queue.TERMINAL)), limit=recent) if recent > 0 else []
     history = results.histories(conn, [j.id for j in running])
     seconds = history.groupby("run")["seconds"].apply(list).to_dict() if not history.empty else {}
+    val_seconds = history.groupby("run")["val_seconds"].apply(list).to_dict() if not history.empty else {}
     return QueueView(
-        active=[job_progress(j, seconds.get(j.id, ()), now) for j in (*running, *waiting)],
+        active=[job_progress(j, seconds.get(j.id, ()), now, val_seconds.get(j.id, ())) for j in (*running, *waiting)],
         recent=[job_progress(j, (), now) for j in done],
         counts=queue.counts(conn),
         workers_alive=sum(w.alive for w in list_workers(conn)),
         history=history,
         finished=results.leaderboard_rows(conn, [j.id for j in done]),
+        running=results.running_points(conn, [j.id for j in running]),
     )
 
 
