@@ -13,6 +13,7 @@ from cifar_core.spec.schema import parse_spec, summarize
 from cifar_core.train.models import build_model, compile_model, load_model
 from cifar_core.train.whitening import prepare, whitening_filters
 from test_models import assert_matches_summary
+from test_training import Recorder
 
 OUT = {"type": "Dense", "units": 10, "activation": "softmax"}
 
@@ -122,27 +123,11 @@ def ds(lab_home, small_data):
     return load_dataset(str(small_data))
 
 
-class Quiet:
-    """A Reporter that keeps the epochs and never stops the run."""
-
-    def __init__(self):
-        self.epochs = []
-
-    def epoch_end(self, record):
-        self.epochs.append(record)
-
-    def progress(self, epoch, batch, batches):
-        pass
-
-    def should_stop(self):
-        return False
-
-
 def test_training_whitens_with_the_training_split_only(ds, tmp_path):
     from cifar_core.train import loop
 
     spec = parse_spec({"name": "w", "layers": whitening_net().to_dict()["layers"], "epochs": 1, "batch_size": 64})
-    outcome = loop.train(spec, ds, tmp_path / "run", Quiet())
+    outcome = loop.train(spec, ds, tmp_path / "run", Recorder())
     assert outcome.status == loop.COMPLETED
     kernel = load_model(outcome.files["model"]).get_layer("l00_whitening").kernel.numpy()
     split = loop.make_splits(spec, ds)
@@ -256,18 +241,14 @@ def test_a_resumed_run_keeps_its_average(ds, tmp_path):
 
     spec = parse_spec({"name": "e", "layers": CONV_BN, "epochs": 2, "batch_size": 64, "ema_momentum": 0.8})
 
-    class StopAfterOne(Quiet):
-        def should_stop(self):
-            return len(self.epochs) >= 1
-
-    assert loop.train(spec, ds, tmp_path / "run", StopAfterOne()).status == loop.STOPPED
+    assert loop.train(spec, ds, tmp_path / "run", Recorder(stop_after=1)).status == loop.STOPPED
     model = build_model(spec)
     compile_model(model, spec, steps_per_epoch=6)
     restore_weights(model, read_checkpoint(tmp_path / "run"))
     averages = [v.numpy() for v in model.optimizer._model_variables_moving_average]
     assert all(np.abs(a).max() > 0 for a in averages)  # restored, not the zeros a new optimizer starts with
     assert any(not np.allclose(a, w.numpy()) for a, w in zip(averages, model.trainable_weights))
-    outcome = loop.train(spec, ds, tmp_path / "run", Quiet())
+    outcome = loop.train(spec, ds, tmp_path / "run", Recorder())
     assert outcome.status == loop.COMPLETED and [h["epoch"] for h in outcome.history] == [1, 2]
 
 
@@ -388,13 +369,9 @@ def test_a_short_run_with_every_recipe_option_stops_resumes_and_completes(ds, tm
     }
     spec = parse_spec(doc)
 
-    class StopAfterOne(Quiet):
-        def should_stop(self):
-            return len(self.epochs) >= 1
-
     workdir = tmp_path / "run"
-    assert loop.train(spec, ds, workdir, StopAfterOne()).status == loop.STOPPED
-    outcome = loop.train(spec, ds, workdir, Quiet())  # resumed: epoch 2 only, with the bias frozen
+    assert loop.train(spec, ds, workdir, Recorder(stop_after=1)).status == loop.STOPPED
+    outcome = loop.train(spec, ds, workdir, Recorder())  # resumed: epoch 2 only, with the bias frozen
     assert outcome.status == loop.COMPLETED
     assert [h["epoch"] for h in outcome.history] == [1, 2]
     assert all(np.isfinite(h["loss"]) and np.isfinite(h["val_loss"]) for h in outcome.history)
