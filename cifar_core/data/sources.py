@@ -9,9 +9,13 @@ A source is a string (None means `config.default_source()`):
   /x/images/ or /x/images.tar.gz train/<class>/*.png|jpg|jpeg and test/<class>/*, possibly under one
                                  top-level folder; class names are the sorted folder names of train/
 
-Decoded uint8 arrays are saved under `config.cache_dir()` keyed by the source's content, so a later load
-is one file read; a repeated load in the same process is a dictionary lookup. Loaded arrays are
-read-only because the same arrays are shared by every caller in the process: copy before changing them.
+Decoded uint8 arrays are saved under `config.cache_dir()` keyed by the source's content, with the
+dataset's figures (`DatasetInfo`) beside them. A later load memory-maps the cached images, so a
+process holds only the pages it reads (the gallery's hundred images, not 184 MB), and processes
+share them; a repeated load in the same process is a dictionary lookup. Loaded arrays are read-only
+because the same arrays are shared by every caller in the process: copy before changing them.
+The first load of a source decodes it (a minute for 60,000 JPEGs on a busy machine): pass
+`progress` to `load_dataset` to hear how far it got.
 Image folders load in sorted order (class by class), so shuffle before slicing; see `holdout_split`.
 """
 
@@ -21,6 +25,7 @@ import codecs
 import gzip
 import hashlib
 import io
+import json
 import logging
 import lzma
 import os
@@ -32,6 +37,7 @@ import threading
 import zipfile
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -57,7 +63,10 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 SPLITS = ("train", "test")
 
 CACHE_VERSION = 1  # bump when the cache layout or decoding changes
-MEMO_SIZE = 2  # datasets kept in process memory (the full set is 184 MB)
+MEMO_SIZE = 2  # datasets kept open in a process (mapped from the cache: only the pages read are resident)
+INFO_SUFFIX = ".info.json"  # the cached dataset's figures, beside its arrays
+
+Progress = Callable[[float, str], None]  # (fraction done in 0..1, what is being done)
 
 LOCAL_COPY_HINT = (
     "set CIFAR_LAB_DATA to a local copy: a cifar-10-python.tar.gz, an extracted cifar-10-batches-py/ folder, "
@@ -147,24 +156,90 @@ _sha_memo: dict[tuple, str] = {}
 _lock = threading.Lock()
 
 
-def load_dataset(source: str | None = None) -> Dataset:
-    """Load a source (see the module doc) as uint8 arrays, from the cache when it has been decoded before."""
+def load_dataset(source: str | None = None, progress: Progress | None = None) -> Dataset:
+    """Load a source (see the module doc) as uint8 arrays, from the cache when it has been decoded before.
+
+    While a source is decoded (its first load in this lab home), `progress(fraction, message)` is
+    called with increasing fractions, the last one 1.0; a load from the cache never calls it."""
     source = _source_string(source)
     with _lock:
         plan = _plan(source)
         cache = cache_dir() / _cache_name(plan)
-        ds = _memo.get(cache.name)
+        ds = _open_cached(cache, source)
         if ds is None:
-            ds = _read_cache(cache, source)
-            if ds is None:
-                ds = _decode(plan, source)
-                _write_cache(cache, ds)
-            ds = _freeze(ds)
-            _memo[cache.name] = ds
-            while len(_memo) > MEMO_SIZE:
-                _memo.popitem(last=False)
-        _memo.move_to_end(cache.name)
+            report = _Reporter(progress)
+            decoded = _decode(plan, source, report)
+            report(0.99, "Saving the decoded images for the next load")
+            if _write_cache(cache, decoded):
+                _write_info(cache, dataset_info(decoded))
+            # The arrays just written are mapped in place of the decoded ones, which are freed.
+            ds = _open_cached(cache, source) or _remember(cache, _freeze(decoded))
+            report(1.0, f"Loaded {len(ds.y_train) + len(ds.y_test):,} images")
+    return _as_source(ds, source)
+
+
+def decoded_dataset(source: str | None = None) -> Dataset | None:
+    """The dataset if it needs no decoding (open in this process, or in the lab's cache), else None:
+    then `load_dataset` decodes the source, which can take a minute."""
+    source = _source_string(source)
+    with _lock:
+        ds = _open_cached(cache_dir() / _cache_name(_plan(source)), source)
+    return None if ds is None else _as_source(ds, source)
+
+
+def source_info(source: str | None = None) -> DatasetInfo:
+    """`dataset_info` of a decoded source (`load_dataset` first), read from beside its cache rather
+    than computed from every train image. A cache from before the figures were kept gets them now,
+    from a mapping of its own that is closed afterwards (so its pages leave this process)."""
+    source = _source_string(source)
+    with _lock:
+        cache = cache_dir() / _cache_name(_plan(source))
+    info = _read_info(cache)
+    if info is None:
+        info = dataset_info(_read_cache(cache, source) or load_dataset(source))
+        _write_info(cache, info)
+    return replace(info, source=source)
+
+
+def _open_cached(cache: Path, source: str) -> Dataset | None:
+    """The dataset of this cache file: from the memo, else mapped from the file; None if neither."""
+    ds = _memo.get(cache.name)
+    if ds is None:
+        ds = _read_cache(cache, source)
+        if ds is None:
+            return None
+        _remember(cache, _freeze(ds))
+    _memo.move_to_end(cache.name)
+    return ds
+
+
+def _remember(cache: Path, ds: Dataset) -> Dataset:
+    _memo[cache.name] = ds
+    while len(_memo) > MEMO_SIZE:
+        _memo.popitem(last=False)
+    return ds
+
+
+def _as_source(ds: Dataset, source: str) -> Dataset:
     return ds if ds.source == source else replace(ds, source=source)
+
+
+class _Reporter:
+    """Passes progress on with fractions that only increase, at most once per percent (a callback
+    that draws a bar is not called 60,000 times)."""
+
+    def __init__(self, progress: Progress | None):
+        self.progress, self.last = progress, -1.0
+
+    def __call__(self, fraction: float, message: str) -> None:
+        fraction = min(1.0, fraction)
+        if self.progress is not None and fraction > self.last and (fraction >= 1.0 or fraction - self.last >= 0.01):
+            self.last = fraction
+            self.progress(fraction, message)
+
+    def part(self, start: float, end: float) -> Progress:
+        """A progress for one phase of the work, spanning start..end of the whole."""
+        return lambda fraction, message: self(start + (end - start) * fraction, message)
 
 
 def cache_file(source: str | None = None) -> Path:
@@ -295,25 +370,85 @@ def _file_sha256(path: Path) -> str:
 
 
 def _read_cache(path: Path, source: str) -> Dataset | None:
-    """The cached dataset, or None when there is none or it cannot be read (it is then rebuilt)."""
+    """The cached dataset, images memory-mapped, or None when there is none or it cannot be read
+    (it is then rebuilt)."""
     if not path.exists():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
-            return Dataset(
-                x_train=z["x_train"],
-                y_train=z["y_train"],
-                x_test=z["x_test"],
-                y_test=z["y_test"],
-                class_names=tuple(str(c) for c in z["class_names"]),
-                source=source,
-            )
-    except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile, DataError) as e:
+            labels = {name: z[name] for name in ("y_train", "y_test", "class_names")}
+        images = _map_npz(path, ("x_train", "x_test"))
+        return Dataset(
+            x_train=images["x_train"],
+            y_train=labels["y_train"],
+            x_test=images["x_test"],
+            y_test=labels["y_test"],
+            class_names=tuple(str(c) for c in labels["class_names"]),
+            source=source,
+        )
+    except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile, struct.error, DataError) as e:
         log.warning("ignoring unreadable data cache %s (%s); decoding the source again", path, _one_line(e))
         return None
 
 
-def _write_cache(path: Path, ds: Dataset) -> None:
+def _map_npz(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Arrays of an uncompressed .npz (np.savez's), memory-mapped read-only: np.load reads an .npz
+    member whole, so each member's .npy data is located in the zip and mapped at its offset."""
+    out = {}
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as f:
+        for name in names:
+            member = zf.getinfo(f"{name}.npy")
+            if member.compress_type != zipfile.ZIP_STORED:
+                raise ValueError(f"{name}.npy is compressed in {path.name}; the cache is written uncompressed")
+            f.seek(member.header_offset)
+            header = f.read(30)  # the zip local file header, then its name and extra field
+            if header[:4] != b"PK\x03\x04":
+                raise ValueError(f"no zip entry header for {name}.npy at byte {member.header_offset}")
+            name_len, extra_len = struct.unpack("<HH", header[26:30])
+            f.seek(member.header_offset + 30 + name_len + extra_len)
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)
+            if dtype.hasobject:
+                raise ValueError(f"{name}.npy in {path.name} holds objects, not pixels")
+            out[name] = np.memmap(path, dtype=dtype, mode="r", offset=f.tell(), shape=shape, order="F" if fortran else "C")
+    return out
+
+
+def _info_path(cache: Path) -> Path:
+    return cache.with_suffix(INFO_SUFFIX)
+
+
+def _read_info(cache: Path) -> DatasetInfo | None:
+    """The figures kept beside a cache file; None when missing or unreadable (they are then computed again)."""
+    path = _info_path(cache)
+    if not path.exists():
+        return None
+    try:
+        d = json.loads(path.read_text())
+        return DatasetInfo(
+            source=str(d["source"]), class_names=tuple(d["class_names"]), train_shape=tuple(d["train_shape"]),
+            test_shape=tuple(d["test_shape"]), counts={k: list(v) for k, v in d["counts"].items()},
+            channel_mean=tuple(d["channel_mean"]), channel_std=tuple(d["channel_std"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        log.warning("ignoring unreadable dataset figures %s (%s); computing them again", path, _one_line(e))
+        return None
+
+
+def _write_info(cache: Path, info: DatasetInfo) -> None:
+    path = _info_path(cache)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(json.dumps(info.to_dict()))
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        log.warning("could not write dataset figures %s (%s); they are computed again next time", path, _one_line(e))
+
+
+def _write_cache(path: Path, ds: Dataset) -> bool:
+    """Save the decoded arrays (uncompressed, so that they can be mapped); False if that failed."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with open(tmp, "wb") as f:
@@ -329,25 +464,34 @@ def _write_cache(path: Path, ds: Dataset) -> None:
     except OSError as e:
         tmp.unlink(missing_ok=True)
         log.warning("could not write data cache %s (%s); the next load will decode again", path, _one_line(e))
+        return False
+    _info_path(path).unlink(missing_ok=True)  # figures of an earlier, unreadable cache of this name
+    return True
 
 
 # ---------------------------------------------------------------- decoding
 
 
-def _decode(plan: _Plan, source: str) -> Dataset:
+SCAN_SHARE = 0.3  # of an image archive's first load: reading the archive; decoding the images is the rest
+
+
+def _decode(plan: _Plan, source: str, report: _Reporter) -> Dataset:
     if plan.kind == "batches":
+        report(0.0, f"Reading {plan.path.name}")
         blobs = {name: _read_batch_file(plan.path, name) for name in BATCH_FILES}
         labels = {name: f"{plan.path.name}/{name}" for name in BATCH_FILES}
         return _batches_dataset(blobs, labels, plan.path, source)
     if plan.kind == "images":
         root, dirs, entries = _list_image_folder(plan.path)
         layout = _layout([rel for rel, _ in entries], dirs, plan.path)
-        return _images_dataset(layout, lambda rel: _read_image_file(root, rel), plan.path, source)
-    return _decode_archive(plan.path, source)
+        return _images_dataset(layout, lambda rel: _read_image_file(root, rel), plan.path, source, report)
+    return _decode_archive(plan.path, source, report)
 
 
-def _decode_archive(path: Path, source: str) -> Dataset:
-    dirs, files, blobs = _scan_archive(path, want=lambda name: _is_batch_name(name) or _is_image_name(name))
+def _decode_archive(path: Path, source: str, report: _Reporter | None = None) -> Dataset:
+    report = report or _Reporter(None)
+    dirs, files, blobs = _scan_archive(path, want=lambda name: _is_batch_name(name) or _is_image_name(name),
+                                       progress=report.part(0.0, SCAN_SHARE))
     batch_members = [name for name in files if _is_batch_name(name)]
     if batch_members:
         found: dict[str, str] = {}
@@ -363,7 +507,7 @@ def _decode_archive(path: Path, source: str) -> Dataset:
     rel_files = [name[len(prefix):] for name in files if name.startswith(prefix)]
     rel_dirs = [name[len(prefix):] for name in dirs if name.startswith(prefix)]
     layout = _layout(rel_files, rel_dirs, path)
-    return _images_dataset(layout, lambda rel: blobs[prefix + rel], path, source)
+    return _images_dataset(layout, lambda rel: blobs[prefix + rel], path, source, report.part(SCAN_SHARE, 0.98))
 
 
 def _is_batch_name(name: str) -> bool:
@@ -378,10 +522,11 @@ def _is_image_name(name: str) -> bool:
 # ---------------------------------------------------------------- archives
 
 
-def _scan_archive(path: Path, want, until=None) -> tuple[list[str], list[str], dict[str, bytes]]:
+def _scan_archive(path: Path, want, until=None, progress: Progress | None = None) -> tuple[list[str], list[str], dict[str, bytes]]:
     """Stream a tar archive once: its folder names, file names, and the bytes of the files `want` accepts.
 
-    Stops after the first file `until` accepts. Names are normalised ("./a/b/" -> "a/b").
+    Stops after the first file `until` accepts. Names are normalised ("./a/b/" -> "a/b"). `progress`
+    hears the share of the archive's bytes read so far.
     """
     dirs: list[str] = []
     files: list[str] = []
@@ -394,7 +539,10 @@ def _scan_archive(path: Path, want, until=None) -> tuple[list[str], list[str], d
             # GzipFile's buffered reads are ~15% faster than tarfile's own gzip stream on 60,000 members.
             stream = stack.enter_context(gzip.GzipFile(fileobj=f)) if gzipped else f
             tar = stack.enter_context(tarfile.open(fileobj=stream, mode="r|" if gzipped else "r|*"))
+            size = max(1, os.fstat(f.fileno()).st_size)
             for member in tar:
+                if progress is not None and len(files) % 64 == 0:
+                    progress(f.tell() / size, f"Reading {path.name}: {len(files):,} files")
                 name = _norm(member.name)
                 if not name:
                     continue
@@ -658,14 +806,20 @@ def _names(names: set[str]) -> str:
     return ", ".join(sorted(names)) or "-"
 
 
-def _images_dataset(layout: _Layout, read, where: Path, source: str) -> Dataset:
-    """Decode every image of the layout (in its sorted order); all must share the first image's size."""
+def _images_dataset(layout: _Layout, read, where: Path, source: str, progress: Progress | None = None) -> Dataset:
+    """Decode every image of the layout (in its sorted order); all must share the first image's size.
+    `progress` hears the share of the images decoded so far."""
     first: tuple[str, tuple] | None = None
     arrays = {}
+    total, done = sum(len(v) for v in layout.files.values()), 0
+    stride = max(1, total // 200)
     for split in SPLITS:
         entries = layout.files[split]
         x: np.ndarray | None = None
         for i, (_, rel) in enumerate(entries):
+            if progress is not None and done % stride == 0:
+                progress(done / total, f"Decoding images: {done:,} of {total:,}")
+            done += 1
             img = _decode_image(read(rel), rel, where)
             if first is None:
                 first = (rel, img.shape)
