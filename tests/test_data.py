@@ -406,6 +406,52 @@ def test_unreachable_keras_download(tmp_path, monkeypatch):
     assert "None --" not in message and "[Errno" not in message  # issue 14: the reason in words, not Keras's raw text
 
 
+@pytest.fixture
+def served(tmp_path):
+    """A local HTTP server over tmp_path/www: (folder, base URL)."""
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    www = tmp_path / "www"
+    www.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(www)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield www, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_keras_source_is_downloaded_once_into_the_keras_cache(tmp_path, monkeypatch, served):
+    www, url = served
+    write_cifar_tarball(www)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setenv("CIFAR_LAB_KERAS_ORIGIN", f"{url}/cifar-10-python.tar.gz")
+    ds = data.load_dataset("keras")
+    saved = tmp_path / "keras" / "datasets" / "cifar-10-python.tar.gz"
+    assert saved.read_bytes() == (www / "cifar-10-python.tar.gz").read_bytes()
+    assert ds.source == "keras" and ds.x_train.shape == (200, 32, 32, 3)
+    (www / "cifar-10-python.tar.gz").unlink()  # a second load reads the saved copy
+    data.clear_memo()
+    assert_same(data.load_dataset("keras"), ds)
+
+
+def test_a_corrupt_official_download_is_refused_and_not_kept(tmp_path, monkeypatch, served):
+    www, url = served
+    write_cifar_tarball(www)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(data, "KERAS_ORIGIN", f"{url}/cifar-10-python.tar.gz")  # checked against KERAS_SHA256
+    with pytest.raises(DataError, match=r"the download from http://127\.0\.0\.1:\d+/cifar-10-python\.tar\.gz is "
+                                        r"corrupt \(sha256 \w+…, expected 6d958be07457…\); try again, or set CIFAR_LAB_DATA"):
+        data.load_dataset("keras")
+    assert not list((tmp_path / "keras" / "datasets").iterdir())  # neither the file nor a partial one
+
+
 def test_a_failed_download_is_reduced_to_its_reason():
     from cifar_core.data.sources import _download_reason
 

@@ -64,3 +64,19 @@ def test_opening_every_page_imports_no_tensorflow_and_maps_the_dataset(app_env, 
                           "images": len(ds.y_train) + len(ds.y_test)}}))
     """, env={"CIFAR_LAB_DATA": str(archive)})
     assert found == {"heavy": [], "mapped": [True, True], "images": 250}
+
+
+def test_trying_the_official_download_imports_no_tensorflow(app_env, tmp_path):
+    """With no CIFAR_LAB_DATA the pages read the "keras" source: fetching it needs no Keras."""
+    env = {"CIFAR_LAB_DATA": "", "KERAS_HOME": str(tmp_path / "keras"),
+           "CIFAR_LAB_KERAS_ORIGIN": "http://127.0.0.1:9/cifar-10-python.tar.gz"}  # refused at once
+    found = _python(f"""
+        import json, sys
+        from cifar_core.data import sources
+        from cifar_core.errors import DataError
+        try:
+            sources.decoded_dataset()
+        except DataError as exc:
+            print(json.dumps({{"error": str(exc)[:60], "heavy": sorted(m for m in {HEAVY!r} if m in sys.modules)}}))
+    """, env=env)
+    assert found == {"error": "the official CIFAR-10 download could not be reached (http://", "heavy": []}

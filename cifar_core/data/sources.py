@@ -1,7 +1,7 @@
 """CIFAR-10 from one of three sources, decoded once and cached as arrays.
 
 A source is a string (None means `config.default_source()`):
-  "keras"                        the official cifar-10-python.tar.gz, downloaded with keras.utils.get_file
+  "keras"                        the official cifar-10-python.tar.gz, downloaded (once, without importing Keras)
                                  into the Keras cache ($KERAS_HOME, default ~/.keras); origin from
                                  $CIFAR_LAB_KERAS_ORIGIN or KERAS_ORIGIN
   /x/cifar-10-python.tar.gz      the official tarball, read without extracting
@@ -318,30 +318,45 @@ def _keras_home() -> Path:
 
 
 def _fetch_keras() -> Path:
-    """The official batches in the Keras cache, downloading the tarball there if it is not yet present."""
+    """The official batches in the Keras cache, downloading the tarball there if it is not yet present
+    (where keras.datasets.cifar10 would put it, without importing Keras: that is TensorFlow, seconds
+    and ~500 MB in the dashboard's process)."""
     datasets = _keras_home() / "datasets"
     # keras.datasets.cifar10.load_data (Keras 3, then Keras 2) may already have extracted it.
     for extracted in (datasets / "cifar-10-batches-py-target" / BATCH_DIR, datasets / BATCH_DIR):
         if (extracted / META_FILE).is_file():
             return extracted
-    if (datasets / KERAS_FNAME).is_file():
-        return datasets / KERAS_FNAME  # skip importing keras (seconds) when nothing is to be fetched
-    origin = _keras_origin()
-    from keras.utils import get_file
+    path = datasets / KERAS_FNAME
+    if not path.is_file():
+        origin = _keras_origin()
+        _download(origin, path, KERAS_SHA256 if origin == KERAS_ORIGIN else None)
+    return path
 
+
+def _download(origin: str, path: Path, sha256: str | None) -> None:
+    """origin saved as path, whole or not at all, and checked against sha256 when it is given."""
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+    digest = hashlib.sha256()
     try:
-        path = get_file(
-            fname=KERAS_FNAME,
-            origin=origin,
-            cache_dir=str(_keras_home()),
-            cache_subdir="datasets",
-            file_hash=KERAS_SHA256 if origin == KERAS_ORIGIN else None,
-        )
-    except Exception as e:  # get_file raises a bare Exception for network failures
+        with urllib.request.urlopen(origin, timeout=60) as response, open(tmp, "wb") as out:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                digest.update(chunk)
+        if sha256 is not None and digest.hexdigest() != sha256:
+            raise DataError(f"the download from {origin} is corrupt (sha256 {digest.hexdigest()[:12]}…, expected "
+                            f"{sha256[:12]}…); try again, or {LOCAL_COPY_HINT}")
+        os.replace(tmp, path)
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
         raise DataError(
             f"the official CIFAR-10 download could not be reached ({origin}: {_download_reason(e)}); {LOCAL_COPY_HINT}"
         ) from e
-    return Path(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- the cache
