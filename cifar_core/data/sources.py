@@ -477,7 +477,9 @@ def _write_info(cache: Path, info: DatasetInfo) -> None:
 
 
 def _write_cache(path: Path, ds: Dataset) -> bool:
-    """Save the decoded arrays (uncompressed, so that they can be mapped); False if that failed."""
+    """Save the decoded arrays (uncompressed, so that they can be mapped); False if that failed.
+    The file is replaced whole, never rewritten in place: a process reading a mapping of a file
+    truncated under it dies of SIGBUS."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with open(tmp, "wb") as f:
