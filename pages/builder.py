@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 
 import streamlit as st
 
 from cifar_core.charts import curves as charts
+from cifar_core.data.uploads import box_megabytes
 from cifar_core.views import builder as core
 from cifar_core.spec import jsonread
 from cifar_core.spec.presets import get_preset, preset_names
@@ -21,10 +21,8 @@ from cifar_core.spec.schema import LAYER_ARGS, check_spec
 from pages import common
 
 HANDOFF = "sweeps_base_doc"  # read by the Sweeps page
-SPEC_LIMIT = f"{jsonread.MAX_BYTES // 1024} KB"  # the lab's own limit, the one number shown
-UPLOAD_MB = max(1, math.ceil(jsonread.MAX_BYTES / 2**20))  # the widget's: Streamlit counts whole megabytes
-UPLOAD_HELP = (f"The lab reads a spec of up to {SPEC_LIMIT}; the box accepts files up to {UPLOAD_MB} MB (Streamlit "
-               f"counts whole megabytes) and a larger one is refused with the {SPEC_LIMIT} limit.")
+SPEC_LIMIT = jsonread.size_text(jsonread.MAX_BYTES)  # the lab's limit: the box below states the same one
+UPLOAD_HELP = f"A spec file of up to {SPEC_LIMIT}, as the lab's JSON editor and command line read it."
 WIDE = ("text", "textarea", "radio")  # widgets drawn across the panel, after the two-column grid
 
 
@@ -155,7 +153,7 @@ def render() -> None:
     top[1].button("Load", icon=":material/upload_file:", key="builder_load", width="stretch",
                   on_click=lambda: _stored(core.load_start, st.session_state.builder_start))
     top[2].file_uploader(f"…or upload a spec (JSON, up to {SPEC_LIMIT})", type=["json"], key="builder_upload",
-                         on_change=_on_upload, max_upload_size=UPLOAD_MB, help=UPLOAD_HELP)
+                         on_change=_on_upload, max_upload_size=box_megabytes(jsonread.MAX_BYTES), help=UPLOAD_HELP)
     _say(s.pop("notice", None))
     errors = check_spec(doc, shape, classes)
     summary = core.summary_of(doc, shape, classes)

@@ -13,7 +13,7 @@ import streamlit as st
 from cifar_core import config
 from cifar_core.charts import sweeps as charts_sweep
 from cifar_core.lab import Lab
-from cifar_core.data.sources import Dataset, DatasetInfo, dataset_info, load_dataset
+from cifar_core.data.sources import Dataset, DatasetInfo, decoded_dataset, load_dataset, source_info
 from cifar_core.errors import DataError
 from cifar_core.spec.schema import INPUT_SHAPE, NUM_CLASSES
 from cifar_core.analysis.sweeps import SweepResults
@@ -55,26 +55,67 @@ def lab() -> Lab:
     return Lab()
 
 
-@st.cache_resource(max_entries=2, show_spinner="Loading the dataset…")
+@st.cache_resource(max_entries=2, show_spinner="Opening the dataset…")
+def _decoded(src: str) -> Dataset | None:
+    """The dataset if it needs no decoding (mapped from the lab's cache), else None."""
+    return decoded_dataset(src)
+
+
 def dataset(src: str) -> Dataset:
-    """The dataset, loaded once per process (a DataError is not cached: the next run retries)."""
-    return load_dataset(src)
+    """The dataset, memory-mapped from the lab's cache: the server holds only the images a page
+    shows. The first load of a source decodes it, under a progress bar (a DataError is not cached:
+    the next run retries)."""
+    ds = _decoded(src)
+    if ds is None:
+        ds = _decode(src)
+        _decoded.clear()  # its None is stale now
+    return ds
 
 
-@st.cache_resource(max_entries=2, show_spinner="Measuring the dataset…")
+def _decode(src: str) -> Dataset:
+    """load_dataset with a progress bar, outside any cached function (those replay what they draw)."""
+    bar = None
+
+    def progress(fraction: float, message: str) -> None:
+        nonlocal bar
+        bar = bar or st.progress(0.0)
+        bar.progress(fraction, text=f"First load of this dataset, kept for the next time: {message}")
+
+    try:
+        return load_dataset(src, progress=progress)
+    finally:
+        if bar is not None:
+            bar.empty()
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
 def info(src: str) -> DatasetInfo:
-    return dataset_info(dataset(src))
+    """The dataset's figures, kept beside its cache (call `dataset` first, which shows the decoding)."""
+    return source_info(src)
 
 
-@st.cache_data(ttl=60, show_spinner=False)
 def data_dims(src: str) -> tuple[tuple[int, int, int], int, str | None]:
-    """(input shape, class count, problem) of the source; CIFAR-10's with the problem if unreadable.
-    Failures are kept a minute too, so a builder click does not retry a slow download each time."""
+    """(input shape, class count, problem) of the source; CIFAR-10's with the problem if unreadable."""
+    dims = _cached_dims(src)
+    if dims is not None:
+        return dims
     try:
         ds = dataset(src)
     except DataError as exc:
         return INPUT_SHAPE, NUM_CLASSES, str(exc)
+    _cached_dims.clear()
     return ds.input_shape, ds.num_classes, None
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _cached_dims(src: str) -> tuple[tuple[int, int, int], int, str | None] | None:
+    """data_dims of a decoded source, None while it needs decoding. Failures are kept a minute too,
+    so a builder click does not retry a slow download each time."""
+    try:
+        ds = decoded_dataset(src)
+    except DataError as exc:
+        return INPUT_SHAPE, NUM_CLASSES, str(exc)
+    return None if ds is None else (ds.input_shape, ds.num_classes, None)
 
 
 PERCENT_FORMAT = "percent"  # Streamlit's: a fraction shown as a percentage...

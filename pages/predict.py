@@ -12,11 +12,12 @@ import streamlit as st
 from cifar_core.data import gallery
 from cifar_core.charts import prediction as prediction_charts
 from cifar_core.errors import DataError, LabError, UploadError
-from cifar_core.data.uploads import read_image_upload
+from cifar_core.data.uploads import MAX_IMAGE_BYTES, box_megabytes, read_image_upload
 from pages import common
 
 MAX_MODELS = 4
 TOP_K = 5
+MAX_IMAGE_MB = box_megabytes(MAX_IMAGE_BYTES)  # the lab's limit, as the upload box states it
 SHOWN_SIDE = 256  # pixels the original is shown at (at least)
 
 
@@ -45,7 +46,8 @@ def _pick_test(source: str):
 
 
 def _pick_upload():
-    upload = st.file_uploader("A PNG or JPEG image", type=["png", "jpg", "jpeg"], key="predict_upload")
+    upload = st.file_uploader(f"A PNG or JPEG image (up to {MAX_IMAGE_MB} MB)", type=["png", "jpg", "jpeg"],
+                              key="predict_upload", max_upload_size=MAX_IMAGE_MB)
     if upload is None:
         st.info("Upload an image to classify, or switch to a test image.", icon=":material/upload:")
         return None

@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import pickle
+import re
 import shutil
 import tarfile
 import time
@@ -141,7 +142,13 @@ def test_second_load_reads_the_cache_not_the_images(images, lab_home):
 
 
 def test_corrupt_cache_is_ignored_and_rebuilt(batches, lab_home, caplog):
-    first = data.load_dataset(str(batches))
+    # Copied out of the cache: the loaded arrays map the file this test then rewrites in place, and
+    # reading a mapping of a truncated file is a bus error (the lab replaces the file, never rewrites it).
+    loaded = data.load_dataset(str(batches))
+    first = Dataset(np.array(loaded.x_train), loaded.y_train, np.array(loaded.x_test), loaded.y_test,
+                    loaded.class_names, loaded.source)
+    del loaded
+    data.clear_memo()
     (cached,) = cache_files(lab_home)
     for spoil in (b"not a zip file", cached.read_bytes()[: cached.stat().st_size // 2]):
         cached.write_bytes(spoil)
@@ -167,6 +174,69 @@ def test_changed_source_gets_a_new_cache_key(tmp_path, images, lab_home):
     write_cifar_tarball(tmp_path / "tb", seed=5)
     assert data.cache_file(str(tar)) != tar_key
     assert not np.array_equal(data.load_dataset(str(tar)).x_train, before.x_train)
+
+
+def test_first_load_of_a_jpeg_archive_reports_progress_up_to_one(tmp_path):
+    tar = write_image_tarball(tmp_path / "jpeg", n_train_per_class=40, n_test_per_class=10, fmt="jpg")
+    calls: list[tuple[float, str]] = []
+    ds = data.load_dataset(str(tar), progress=lambda fraction, message: calls.append((fraction, message)))
+    fractions = [f for f, _ in calls]
+    assert len(calls) >= 10, calls
+    assert all(a < b for a, b in zip(fractions, fractions[1:])), fractions  # only ever forward
+    assert fractions[0] < 0.1 and fractions[-1] == 1.0 and max(fractions[:-1]) < 1.0
+    messages = " | ".join(m for _, m in calls)
+    assert re.search(r"Reading cifar10-synth\.tar\.gz: \d+ files", messages), messages
+    assert re.search(r"Decoding images: [1-9]\d* of 500", messages), messages
+    assert calls[-1][1] == "Loaded 500 images"
+
+    data.clear_memo()
+    again = []
+    assert_same(data.load_dataset(str(tar), progress=lambda *a: again.append(a)), ds)
+    assert again == []  # read from the cache: nothing to report
+
+
+def test_a_cached_load_maps_the_images_from_the_cache_file(images, lab_home):
+    decoded = data.load_dataset(str(images))
+    data.clear_memo()
+    mapped = data.load_dataset(str(images))
+    for x in (decoded.x_train, decoded.x_test, mapped.x_train, mapped.x_test):
+        assert isinstance(x, np.memmap) and Path(x.filename) == data.cache_file(str(images))
+        assert not x.flags.writeable
+    assert_same(mapped, decoded)
+    assert mapped.y_train.dtype == np.int64 and not isinstance(mapped.y_train, np.memmap)
+
+
+def test_a_cache_that_cannot_be_mapped_is_decoded_again(batches, lab_home, caplog):
+    first = data.load_dataset(str(batches))
+    expected = Dataset(np.array(first.x_train), first.y_train, np.array(first.x_test), first.y_test,
+                       first.class_names, first.source)
+    del first
+    data.clear_memo()
+    (cached,) = cache_files(lab_home)
+    with np.load(cached) as z:
+        arrays = {k: z[k] for k in z.files}
+    np.savez_compressed(cached, **arrays)  # readable by np.load, but compressed members cannot be mapped
+    assert_same(data.load_dataset(str(batches)), expected)
+    assert "x_train.npy is compressed" in caplog.text and "decoding the source again" in caplog.text
+    data.clear_memo()
+    assert isinstance(data.load_dataset(str(batches)).x_train, np.memmap)  # rewritten uncompressed
+
+
+def test_source_info_is_kept_beside_the_cache(images, lab_home, caplog):
+    assert data.decoded_dataset(str(images)) is None  # never loaded: it would need decoding
+    assert not cache_files(lab_home)  # and asking did not decode it
+    ds = data.load_dataset(str(images))
+    assert data.decoded_dataset(str(images)) is ds
+    kept = data.cache_file(str(images)).with_suffix(".info.json")
+    assert kept.is_file()
+    assert data.source_info(str(images)) == data.dataset_info(ds)
+    for spoil in (None, "{not json"):  # missing (a cache from before), then unreadable: computed and kept again
+        kept.unlink() if spoil is None else kept.write_text(spoil)
+        data.clear_memo()
+        assert data.source_info(str(images)) == data.dataset_info(ds)
+        assert json.loads(kept.read_text())["counts"]["train"] == [20] * 10
+    assert "ignoring unreadable dataset figures" in caplog.text
+    assert data.source_info(str(images)).source == str(images)
 
 
 # ---------------------------------------------------------------- errors
@@ -334,6 +404,52 @@ def test_unreachable_keras_download(tmp_path, monkeypatch):
     assert "\n" not in message
     assert not (tmp_path / "keras" / "datasets" / "cifar-10-python.tar.gz").exists()
     assert "None --" not in message and "[Errno" not in message  # issue 14: the reason in words, not Keras's raw text
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A local HTTP server over tmp_path/www: (folder, base URL)."""
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    www = tmp_path / "www"
+    www.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(www)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield www, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_keras_source_is_downloaded_once_into_the_keras_cache(tmp_path, monkeypatch, served):
+    www, url = served
+    write_cifar_tarball(www)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setenv("CIFAR_LAB_KERAS_ORIGIN", f"{url}/cifar-10-python.tar.gz")
+    ds = data.load_dataset("keras")
+    saved = tmp_path / "keras" / "datasets" / "cifar-10-python.tar.gz"
+    assert saved.read_bytes() == (www / "cifar-10-python.tar.gz").read_bytes()
+    assert ds.source == "keras" and ds.x_train.shape == (200, 32, 32, 3)
+    (www / "cifar-10-python.tar.gz").unlink()  # a second load reads the saved copy
+    data.clear_memo()
+    assert_same(data.load_dataset("keras"), ds)
+
+
+def test_a_corrupt_official_download_is_refused_and_not_kept(tmp_path, monkeypatch, served):
+    www, url = served
+    write_cifar_tarball(www)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(data, "KERAS_ORIGIN", f"{url}/cifar-10-python.tar.gz")  # checked against KERAS_SHA256
+    with pytest.raises(DataError, match=r"the download from http://127\.0\.0\.1:\d+/cifar-10-python\.tar\.gz is "
+                                        r"corrupt \(sha256 \w+…, expected 6d958be07457…\); try again, or set CIFAR_LAB_DATA"):
+        data.load_dataset("keras")
+    assert not list((tmp_path / "keras" / "datasets").iterdir())  # neither the file nor a partial one
 
 
 def test_a_failed_download_is_reduced_to_its_reason():

@@ -33,7 +33,7 @@ def test_spec_upload_parses_an_object():
         (b'{"epochs": NaN}', r"holds NaN, which is not JSON"),
         (b'{"epochs": 1, "epochs": 2}', r"has the key 'epochs' twice"),
         (b"", r"spec is empty"),
-        (b"{" + b" " * 300_000 + b"}", r"spec is 293 KB, over the 256 KB limit"),
+        (b"{" + b" " * 1_300_000 + b"}", r"spec is 1\.2 MB, over the 1 MB limit"),
         (b"[" * 50_000 + b"]" * 50_000, r"nested too deeply"),
         (DEEP.encode(), r"^spec is nested too deeply for Python's JSON parser"),
         (LONG_INT.encode(), r"^spec holds an integer of 5,000 digits, more than the 4,300 Python reads"),
@@ -52,7 +52,7 @@ def test_spec_upload_errors(data, message):
     ('{"a": Infinity}', "holds Infinity, which is not JSON"),
     ('{"a": -1e400}', "holds -1e400, too large for a number"),
     ('{"a": 1, "a": 1}', "has the key 'a' twice"),
-    (" " * (MAX_BYTES + 1), r"is 256\.001 KB, over the 256 KB limit"),
+    (" " * (MAX_BYTES + 1), r"is 1\.000001 MB, over the 1 MB limit"),
     ("", "is empty"),
 ])
 def test_one_reader_for_specs_and_spaces(tmp_path, text, message):
@@ -81,7 +81,7 @@ def test_a_file_over_the_limit_is_refused_before_it_is_read(tmp_path, monkeypatc
     path = tmp_path / "huge.json"
     path.write_bytes(b" " * (MAX_BYTES + 1))
     monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail("read a file over the limit"))
-    with pytest.raises(SpecError, match=r"huge.json is 256\.001 KB, over the 256 KB limit"):
+    with pytest.raises(SpecError, match=r"huge.json is 1\.000001 MB, over the 1 MB limit"):
         load_spec(str(path))
 
 

@@ -275,8 +275,8 @@ def test_builder_upload_validates_and_loads(app_env):
 
     at = _run(at.file_uploader(key="builder_upload").set_value(("broken.json", b'{"name": "x",', "application/json")))
     assert "broken.json was not loaded: spec is not valid JSON" in _texts(at.error)
-    at = _run(at.file_uploader(key="builder_upload").set_value(("huge.json", b" " * 300_000 + b"{}", "application/json")))
-    assert "over the 256 KB limit" in _texts(at.error)
+    at = _run(at.file_uploader(key="builder_upload").set_value(("huge.json", b" " * 1_300_000 + b"{}", "application/json")))
+    assert "huge.json was not loaded: spec is 1.2 MB, over the 1 MB limit" in _texts(at.error)
     assert [l["type"] for l in _layers(at)][-1] == "Dense"  # a rejected upload leaves the spec alone
 
 
@@ -562,14 +562,20 @@ def test_builder_disables_moving_the_first_layer_up_and_the_last_down(app_env):
     assert at.button(key=f"bd{last}").disabled and not at.button(key=f"bu{last}").disabled
 
 
-def test_builder_upload_states_the_labs_limit_and_the_widgets(app_env):
+def test_each_upload_box_states_the_labs_own_limit(app_env, conn):
+    """The box's own line ("Limit 1MB per file") and the lab's label say one number: the Builder's
+    spec box 1 MB (jsonread.MAX_BYTES), the Predict page's image box 5 MB (uploads.MAX_IMAGE_BYTES)."""
+    from cifar_core.data.uploads import MAX_IMAGE_BYTES
     from cifar_core.spec.jsonread import MAX_BYTES
 
-    at = _open("pages/builder.py")
-    upload = at.get("file_uploader")[0]
-    assert f"up to {MAX_BYTES // 1024} KB" in upload.proto.label
+    assert MAX_BYTES == 2**20 and 4 * 2**20 < MAX_IMAGE_BYTES <= 5 * 2**20  # whole megabytes as Streamlit counts
+    upload = _open("pages/builder.py").get("file_uploader")[0]
     assert upload.proto.max_upload_size_mb == 1  # Streamlit's smallest limit, not the server's 5 MB
-    assert f"{MAX_BYTES // 1024} KB" in upload.proto.help
+    assert "(JSON, up to 1 MB)" in upload.proto.label and "up to 1 MB" in upload.proto.help
+    _finished_run(conn)
+    upload = _open("pages/predict.py").get("file_uploader")[0]
+    assert upload.proto.max_upload_size_mb == 5
+    assert "(up to 5 MB)" in upload.proto.label
 
 
 @pytest.mark.parametrize("page, submit", [("pages/sweeps.py", "sweeps_submit"), ("pages/builder.py", "builder_submit")])

@@ -514,8 +514,8 @@ def test_load_spec_errors(tmp_path):
     with pytest.raises(SpecError, match=r"list.json holds a JSON list, not an object"):
         load_spec(str(listed))
     huge = tmp_path / "huge.json"
-    huge.write_text('{"description": "' + "x" * 300_000 + '"}')
-    with pytest.raises(SpecError, match=r"huge.json is 293 KB, over the 256 KB limit"):
+    huge.write_text('{"description": "' + "x" * 1_300_000 + '"}')
+    with pytest.raises(SpecError, match=r"huge.json is 1\.2 MB, over the 1 MB limit"):
         load_spec(str(huge))
     binary = tmp_path / "bin.json"
     binary.write_bytes(b'{"name": "\xff"}')

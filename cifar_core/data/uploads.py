@@ -15,6 +15,7 @@ shrinking, so small details do not alias).
 from __future__ import annotations
 
 import io
+import math
 import struct
 import threading
 import warnings
@@ -32,6 +33,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
 MODEL_SIZE = 32
 MAX_PIXELS = 4096 * 4096  # the largest image an upload may decode to (width x height)
+MAX_IMAGE_BYTES = 5_000_000  # the largest image file; .streamlit/config.toml's maxUploadSize lets it through
 CORRUPT = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)  # what Pillow raises for a bad file
 
 
@@ -45,6 +47,13 @@ class UploadedImage:
     def to_dict(self) -> dict:
         """Everything but the full-size pixels, which a page shows from `original` directly."""
         return {"format": self.format, "size": list(self.size), "resized": self.resized.tolist()}
+
+
+def box_megabytes(max_bytes: int) -> int:
+    """The limit an upload box states for a lab limit of max_bytes: Streamlit counts whole
+    megabytes (2**20 bytes, at least 1), so the box lets every file the lab accepts through and the
+    lab refuses the rest with its own message."""
+    return max(1, math.ceil(max_bytes / 2**20))
 
 
 def _human(n: int) -> str:
@@ -124,7 +133,7 @@ def _model_input(img: Image.Image) -> np.ndarray:
     return np.asarray(small, dtype=np.uint8)
 
 
-def read_image_upload(data: bytes, max_bytes: int = 5_000_000, max_pixels: int = MAX_PIXELS) -> UploadedImage:
+def read_image_upload(data: bytes, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_PIXELS) -> UploadedImage:
     """Validate and decode an uploaded PNG or JPEG; raise UploadError saying what is wrong."""
     _check_size(data, max_bytes, "file")
     data = bytes(data)

@@ -16,14 +16,22 @@ from pathlib import Path
 
 from cifar_core.errors import SpecError, UploadError
 
-MAX_BYTES = 256 * 1024  # a spec or a search space is a short document
+# A spec or a search space is a short document. 1 MB (2**20 bytes, as Streamlit counts) is also the
+# smallest limit Streamlit's upload box can state, so the Builder's box and the lab say one number.
+MAX_BYTES = 2**20
 JSON_TYPES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 
 
+def size_text(size: int, decimals: int = 1) -> str:
+    """Bytes as the lab writes its limits: KB below 1 MB, else MB (1 MB = 1024 KB, as Streamlit counts)."""
+    number, unit = (size / 2**20, "MB") if size >= 2**20 else (size / 1024, "KB")
+    return f"{number:.{decimals}f}".rstrip("0").rstrip(".") + f" {unit}"
+
+
 def _too_big(where: str, size: int, max_bytes: int) -> SpecError:
-    shown, limit = f"{size / 1024:.0f} KB", f"{max_bytes / 1024:.0f} KB"
-    if shown == limit:  # just over: enough digits to see it is over
-        shown = f"{size / 1024:.3f} KB"
+    limit, shown = size_text(max_bytes, 3), size_text(size)
+    if shown == size_text(max_bytes):  # just over: enough digits to see it is over
+        shown = size_text(size, 6)
     return SpecError(f"{where} is {shown}, over the {limit} limit; it should be a short JSON document")
 
 
