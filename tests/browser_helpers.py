@@ -156,6 +156,15 @@ def plotly_points(locator) -> list[int]:
     )
 
 
+def plotly_traces(locator) -> list[dict]:
+    """The traces of the visible Plotly chart inside `locator` as plotly.js drew them: name and x
+    values of each; [] while none is drawn (hidden copies skipped, as in `plotly_points`)."""
+    return locator.locator(".js-plotly-plot").evaluate_all(
+        """plots => plots.filter(gd => gd.offsetParent !== null && gd._fullData)
+                         .map(gd => gd._fullData.map(t => ({name: t.name, x: Array.from(t.x || [])})))[0] || []"""
+    )
+
+
 def grid_rows(locator) -> list[dict[str, str]]:
     """The rows of an st.dataframe as {column: text}. The grid paints on a canvas; this reads the
     accessible table it keeps beside it (header row, then the rows in view)."""
