@@ -171,12 +171,26 @@ def reap_expired(conn: sqlite3.Connection) -> int:
         return _reap(conn, t)
 
 
-def _reap(conn: sqlite3.Connection, t: float) -> int:
+def expire(conn: sqlite3.Connection, lease: Lease, why: str) -> bool:
+    """End `lease` now, as if its worker had stopped renewing it (a worker whose training process
+    died says so): the job goes back to the queue, or ends, by `_reap`'s rule for a dead worker,
+    with `why` as the cause. False, and nothing changed, if the lease was no longer held."""
+    t = store.now()
+    with store.transaction(conn):
+        if not store.update_job(conn, lease.job_id, _held(lease), lease_expires_at=t - 1):
+            return False
+        _reap(conn, t, {lease.job_id: why})
+    return True
+
+
+def _reap(conn: sqlite3.Connection, t: float, causes: dict[int, str] | None = None) -> int:
     """Inside a transaction: jobs whose worker stopped renewing go back to the queue; one whose
-    attempt finished no epoch counts a crash, and `max_attempts` crashes in a row fail it."""
+    attempt finished no epoch counts a crash, and `max_attempts` crashes in a row fail it.
+    `causes` names what happened to some of them (default: their worker stopped responding)."""
     rows = store.expired_leases(conn, RUNNING, t)
     for row in rows:
-        lost = f"worker {row['worker_id']} stopped responding during attempt {row['attempts']} (after epoch {row['epoch']})"
+        cause = (causes or {}).get(row["id"]) or f"worker {row['worker_id']} stopped responding"
+        lost = f"{cause} during attempt {row['attempts']} (after epoch {row['epoch']})"
         progressed = row["epoch"] > row["claimed_epoch"]
         crashes = 0 if progressed else row["crashes"] + 1
         if row["cancel_requested"]:

@@ -1,9 +1,17 @@
 """Background workers: separate OS processes that claim jobs from the queue and train them.
 
-A worker survives its jobs: an error in one job marks that job failed and the loop goes on.
-While a job trains, a heartbeat thread renews the lease, publishes batch progress about once a
-second and picks up cancel requests; the training thread itself only writes finished epochs.
-SIGTERM/SIGINT stop the current job at the next batch and hand it back to the queue.
+A worker is light: it never imports TensorFlow nor loads a data set. It trains each job it
+claims in a child process of its own (`cifar_core/jobs/child.py` runs `train_job` there), so an
+idle worker holds little memory and a crash inside TensorFlow takes down the child, not the
+worker: the job goes back to the queue by the rule for a dead worker (`queue.expire`), counting
+a crash unless it finished an epoch, and the worker goes on.
+
+In the child, a heartbeat thread renews the lease, publishes batch progress about once a second
+and picks up cancel requests; the training thread itself only writes finished epochs. The
+worker watches the store meanwhile: a cancel the child has not obeyed within
+`CANCEL_GRACE_SECONDS` (it may be scoring the test set, or measuring latency) kills the child,
+and the worker records the job cancelled after the epochs that were stored. SIGTERM/SIGINT are
+passed to the child, which stops at the next batch and hands the job back to the queue.
 """
 
 from __future__ import annotations
@@ -38,6 +46,10 @@ RETRY_SECONDS = 0.5  # between tries of a store write that found the store locke
 BACKUP_SECONDS = 600.0  # a worker backs the store up between jobs when the last backup is older
 MIN_FREE_ENV = "CIFAR_LAB_MIN_FREE_MB"  # a job pauses before an epoch while less is free (default 200)
 ALIVE_SECONDS = 15.0  # a worker not heard from for this long is taken for dead
+WATCH_SECONDS = 0.5  # how often a worker looks at the store while its child trains
+CANCEL_GRACE_SECONDS = 2.5  # a child that has not obeyed a cancel by then is killed
+SHUTDOWN_GRACE_SECONDS = 20.0  # a child that has not handed its job back by then is killed
+ROOT = Path(__file__).resolve().parents[2]  # the folder `python -m cifar_core` runs from
 
 
 @dataclass(frozen=True)
@@ -194,7 +206,6 @@ class Worker:
     def run(self) -> int:
         """Claim and train jobs until idle (with exit_when_idle), max_jobs, or a signal. Returns jobs done."""
         self._register()
-        _limit_threads(self.threads)
         done = 0
         self._housekeeping()
         try:
@@ -224,48 +235,74 @@ class Worker:
                 log.warning("could not back up the store: %s", exc)
 
     def run_job(self, job: queue.Job) -> None:
-        from cifar_core.train import loop as training
+        """Train `job` in a child process and watch it until it exits; then settle what the child
+        left open (a cancel it did not obey, a shutdown, a crash)."""
+        from cifar_core.jobs import child
 
         log.info("job %s (%s) attempt %s: starting", job.id, job.name, job.attempts)
-        workdir = config.runs_dir() / str(job.id)
         store.touch_worker(self.conn, self.id, job.id)
-        lease = job.lease
+        proc = subprocess.Popen(child.command(job.lease, self.cfg, self.threads), cwd=ROOT, stdin=subprocess.DEVNULL)
+        watch = store.connect(busy_ms=HEARTBEAT_BUSY_MS)  # a locked store delays a look, never the watch
         try:
-            with StoreReporter(job, self.id, self.cfg.lease_seconds, self.shutdown, workdir,
-                               self.cfg.min_free_bytes) as reporter:
-                outcome, cost = _train_job(job, workdir, reporter)
-        except Exception as exc:  # a failing job must never take its worker down
-            reason = _failure(exc, job.id, workdir)
-            if reason.startswith("disk full"):
-                _drop_partial_checkpoint(workdir)  # the half-written file took the space the store needs
-            log.error("job %s failed: %s", job.id, reason, exc_info=not isinstance(exc, LabError))
-            self._finish(lease, queue.FAILED, error=reason)
-            return
+            killed = self._watch(watch, proc, job.lease)
         finally:
-            _clear_keras()
-        if outcome.status == training.COMPLETED:
-            busy = queue.counts(self.conn)[queue.RUNNING] > 1
-            if self._finish(lease, queue.SUCCEEDED, results=_results(outcome, cost, busy)):
-                log.info("job %s succeeded: test accuracy %.4f", job.id, outcome.test_accuracy)
-        elif reporter.stop_reason == queue.STOP_CANCEL:
-            if self._finish(lease, queue.CANCELLED, error=f"cancelled after epoch {len(outcome.history)}",
-                            results={"train_seconds": outcome.train_seconds}):
-                log.info("job %s cancelled; its checkpoint stays for a retry", job.id)
-        elif reporter.stop_reason == queue.STOP_SHUTDOWN:
-            queue.requeue(self.conn, lease, "worker shut down; resumes from its last finished epoch")
-            log.info("job %s handed back to the queue", job.id)
-        else:
-            log.warning("job %s: lease lost, another worker owns it now; nothing more is written", job.id)
+            watch.close()
+        self._settle(job.lease, killed, proc.returncode)
 
-    def _finish(self, lease: queue.Lease, state: str, **kw) -> bool:
-        """Close the job if this worker still holds it (retrying a locked or full store for the
-        length of a lease). False, with a warning, when the lease was lost meanwhile."""
-        done = _retry_while_locked(lambda: queue.finish(self.conn, lease, state, **kw),
-                                   until=time.monotonic() + self.cfg.lease_seconds)
-        if not done:
-            log.warning("job %s: could not record it as %s: the lease was lost or the store stayed unwritable; "
-                        "another worker owns it now, or it returns to the queue", lease.job_id, state)
-        return bool(done)
+    def _watch(self, conn, proc: subprocess.Popen, lease: queue.Lease) -> str | None:
+        """Wait for the child training `lease`'s job, keeping this worker's heartbeat. Kill it once
+        a cancel has gone unobeyed for CANCEL_GRACE_SECONDS, or a shutdown (passed on to it as
+        SIGTERM) for SHUTDOWN_GRACE_SECONDS. Returns why it was killed (STOP_CANCEL or
+        STOP_SHUTDOWN), or None when it exited by itself."""
+        cancel_seen = shutdown_seen = None
+        while True:
+            try:
+                proc.wait(timeout=WATCH_SECONDS)
+                return None
+            except subprocess.TimeoutExpired:
+                pass
+            if self.shutdown.is_set() and shutdown_seen is None:
+                shutdown_seen = time.monotonic()
+                proc.send_signal(signal.SIGTERM)
+            if cancel_seen is None and self._cancel_asked(conn, lease):
+                cancel_seen = time.monotonic()
+            for seen, grace, why in ((cancel_seen, CANCEL_GRACE_SECONDS, queue.STOP_CANCEL),
+                                     (shutdown_seen, SHUTDOWN_GRACE_SECONDS, queue.STOP_SHUTDOWN)):
+                if seen is not None and time.monotonic() - seen > grace:
+                    log.warning("job %s: its training process did not stop within %.1f s of the %s; killing it",
+                                lease.job_id, grace, "cancel" if why == queue.STOP_CANCEL else "shutdown")
+                    proc.kill()
+                    proc.wait()
+                    return why
+
+    def _cancel_asked(self, conn, lease: queue.Lease) -> bool:
+        """Whether the job `lease` holds was asked to stop; also renews this worker's heartbeat."""
+        try:
+            store.touch_worker(conn, self.id, lease.job_id)
+            return queue.get_job(conn, lease.job_id).cancel_requested
+        except sqlite3.OperationalError as exc:  # locked: the next look tries again
+            log.warning("job %s: could not look at the store (%s); retrying", lease.job_id, exc)
+            return False
+
+    def _settle(self, lease: queue.Lease, killed: str | None, returncode: int) -> None:
+        """After the child exited: a job it left running on this lease is handed back (shutdown),
+        recorded cancelled after its stored epochs (cancel), or returned to the queue as a dead
+        worker's job (any other exit: a crash unless it finished an epoch)."""
+        job = queue.get_job(self.conn, lease.job_id)
+        if job.state != queue.RUNNING or job.lease != lease:
+            return  # the child closed it, or another worker holds it now
+        if killed == queue.STOP_SHUTDOWN:
+            if queue.requeue(self.conn, lease, "worker shut down; resumes from its last finished epoch"):
+                log.info("job %s handed back to the queue", job.id)
+        elif job.cancel_requested:
+            if finish(self.conn, lease, queue.CANCELLED, self.cfg.lease_seconds, error=cancelled_after(job.epoch)):
+                log.info("job %s cancelled after epoch %s; its checkpoint stays for a retry", job.id, job.epoch)
+        else:
+            how = f"was killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
+            why = f"the training process of worker {self.id} {how} without closing the job"
+            log.error("job %s: %s; it goes back to the queue", job.id, why)
+            _retry_while_locked(lambda: queue.expire(self.conn, lease, why),
+                                until=time.monotonic() + self.cfg.lease_seconds)
 
     def _register(self) -> None:
         store.register_worker(self.conn, self.id, os.getpid(), socket.gethostname(), self.threads)
@@ -273,6 +310,55 @@ class Worker:
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.shutdown.set())
+
+
+def train_job(conn, job: queue.Job, cfg: WorkerConfig, shutdown: threading.Event) -> None:
+    """Train `job` in this process (a worker's child) on the lease the worker claimed, measure
+    the saved model's cost and close the job: succeeded, failed, cancelled, or handed back when
+    `shutdown` is set. Writes nothing once the lease is lost."""
+    from cifar_core.train import loop as training
+
+    workdir = config.runs_dir() / str(job.id)
+    lease = job.lease
+    try:
+        with StoreReporter(job, lease.worker_id, cfg.lease_seconds, shutdown, workdir, cfg.min_free_bytes) as reporter:
+            outcome, cost = _train_job(job, workdir, reporter)
+    except Exception as exc:  # a failing job must never take its worker down
+        reason = _failure(exc, job.id, workdir)
+        if reason.startswith("disk full"):
+            _drop_partial_checkpoint(workdir)  # the half-written file took the space the store needs
+        log.error("job %s failed: %s", job.id, reason, exc_info=not isinstance(exc, LabError))
+        finish(conn, lease, queue.FAILED, cfg.lease_seconds, error=reason)
+        return
+    if outcome.status == training.COMPLETED:
+        busy = queue.counts(conn)[queue.RUNNING] > 1
+        if finish(conn, lease, queue.SUCCEEDED, cfg.lease_seconds, results=_results(outcome, cost, busy)):
+            log.info("job %s succeeded: test accuracy %.4f", job.id, outcome.test_accuracy)
+    elif reporter.stop_reason == queue.STOP_CANCEL:
+        if finish(conn, lease, queue.CANCELLED, cfg.lease_seconds, error=cancelled_after(len(outcome.history)),
+                  results={"train_seconds": outcome.train_seconds}):
+            log.info("job %s cancelled; its checkpoint stays for a retry", job.id)
+    elif reporter.stop_reason == queue.STOP_SHUTDOWN:
+        queue.requeue(conn, lease, "worker shut down; resumes from its last finished epoch")
+        log.info("job %s handed back to the queue", job.id)
+    else:
+        log.warning("job %s: lease lost, another worker owns it now; nothing more is written", job.id)
+
+
+def finish(conn, lease: queue.Lease, state: str, lease_seconds: float, **kw) -> bool:
+    """Close the job if `lease` still holds it (retrying a locked or full store for the length
+    of a lease). False, with a warning, when the lease was lost meanwhile."""
+    done = _retry_while_locked(lambda: queue.finish(conn, lease, state, **kw), until=time.monotonic() + lease_seconds)
+    if not done:
+        log.warning("job %s: could not record it as %s: the lease was lost or the store stayed unwritable; "
+                    "another worker owns it now, or it returns to the queue", lease.job_id, state)
+    return bool(done)
+
+
+def cancelled_after(epochs: int) -> str:
+    """What a cancelled job says: how many of its epochs were stored (they stay, and so does
+    their checkpoint, for a retry)."""
+    return f"cancelled after epoch {epochs}"
 
 
 def _retry_while_locked(write, until: float):
@@ -343,17 +429,11 @@ def _results(outcome, cost: dict, busy: bool) -> dict:
 
 
 def _limit_threads(threads: int) -> None:
-    """Must run before TensorFlow's first op, so each worker sets it at its start."""
+    """Must run before TensorFlow's first op, so each job's process sets it at its start."""
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
-
-
-def _clear_keras() -> None:
-    import keras
-
-    keras.backend.clear_session()
 
 
 def default_threads(conn) -> int:

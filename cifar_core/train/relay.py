@@ -31,7 +31,7 @@ class Reporter(Protocol):
         then after every batch; must be cheap (the reporter decides how often to publish)."""
 
     def should_stop(self) -> bool:
-        """Checked after every batch; must be cheap."""
+        """Checked after every training and validation batch; must be cheap."""
 
     # Optional: `checkpoint_saved(epoch)` is called once the checkpoint of that finished epoch is
     # on disk (a cluster task sends it to the dispatcher then).
@@ -61,6 +61,11 @@ class ReporterRelay(keras.callbacks.Callback):
         if self.reporter.should_stop():
             self.stopped = True
             self.model.stop_training = True
+
+    def on_test_batch_end(self, batch, logs=None):
+        if self.reporter.should_stop():  # a cancel during validation stops it too; the epoch stays unfinished
+            self.stopped = True
+            self.model.stop_training = self.model.stop_evaluating = True
 
     def on_epoch_end(self, epoch, logs=None):
         if self.stopped:
