@@ -1,11 +1,12 @@
 """The process that trains one job for a worker: `python -m cifar_core _train-job ...`.
 
 A worker (jobs/worker.py) never imports TensorFlow: for each job it claims it starts this
-process with the job's lease, and watches it. Here TensorFlow's threads are set before its first
-op, the data set is loaded, and `worker.train_job` trains, measures and closes the job on that
-lease, exactly as a worker once did in-process. SIGTERM/SIGINT hand the job back to the queue
-at the next batch. The process dies with its worker (a worker killed with SIGKILL leaves no
-training orphan behind to race the worker that takes its job back).
+process with the job's lease, and watches it. Here `worker.train_job` starts renewing the lease,
+sets TensorFlow's threads before its first op (importing it takes seconds, so only then), loads
+the data set, trains, measures and closes the job on that lease, exactly as a worker once did
+in-process. SIGTERM/SIGINT hand the job back to the queue at the next batch. The process dies
+with its worker (a worker killed with SIGKILL leaves no training orphan behind to race the
+worker that takes its job back).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 import threading
 
 from cifar_core.jobs import queue, store
-from cifar_core.jobs.worker import WorkerConfig, _limit_threads, train_job
+from cifar_core.jobs.worker import WorkerConfig, train_job
 
 COMMAND = "_train-job"  # hidden from the command line's help: only a worker starts it
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -61,7 +62,6 @@ def main(argv: list[str]) -> int:
     lease = queue.Lease(args.job_id, args.worker_id, args.attempt)
     cfg = WorkerConfig(worker_id=args.worker_id, threads=args.threads, lease_seconds=args.lease_seconds,
                        min_free_bytes=args.min_free_bytes)
-    _limit_threads(args.threads)
     conn = store.connect()
     try:
         job = queue.get_job(conn, lease.job_id)

@@ -220,11 +220,20 @@ def heartbeat(conn: sqlite3.Connection, lease: Lease, lease_seconds: float, batc
     """Renew the lease and record batch progress (and the worker's note). Returns KEEP_GOING,
     STOP_CANCEL (a cancel was asked: stop and mark it cancelled) or STOP_LOST (the lease was lost:
     stop, write nothing)."""
+    return _renew(conn, lease, lease_seconds, batch=batch, batches=batches, progress_at=store.now(), note=note)
+
+
+def renew(conn: sqlite3.Connection, lease: Lease, lease_seconds: float) -> str:
+    """Renew the lease alone, leaving the progress to whoever reports it: a worker renews the
+    lease of the job its training process holds, so that the lease outlives the process's start
+    (importing TensorFlow can hold Python's lock for seconds). Returns what `heartbeat` does."""
+    return _renew(conn, lease, lease_seconds)
+
+
+def _renew(conn: sqlite3.Connection, lease: Lease, lease_seconds: float, **values) -> str:
     t = store.now()
     with store.transaction(conn):
-        updated = store.update_job(conn, lease.job_id, _held(lease), lease_expires_at=t + lease_seconds, batch=batch,
-                                   batches=batches, progress_at=t, note=note)
-        if not updated:
+        if not store.update_job(conn, lease.job_id, _held(lease), lease_expires_at=t + lease_seconds, **values):
             return STOP_LOST
         return STOP_CANCEL if store.job_row(conn, lease.job_id)["cancel_requested"] else KEEP_GOING
 

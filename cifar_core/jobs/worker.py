@@ -49,6 +49,7 @@ ALIVE_SECONDS = 15.0  # a worker not heard from for this long is taken for dead
 WATCH_SECONDS = 0.5  # how often a worker looks at the store while its child trains
 CANCEL_GRACE_SECONDS = 2.5  # a child that has not obeyed a cancel by then is killed
 SHUTDOWN_GRACE_SECONDS = 20.0  # a child that has not handed its job back by then is killed
+STOP_WORDS = {queue.STOP_CANCEL: "the cancel", queue.STOP_LOST: "losing its lease", queue.STOP_SHUTDOWN: "the shutdown"}
 ROOT = Path(__file__).resolve().parents[2]  # the folder `python -m cifar_core` runs from
 
 
@@ -168,8 +169,10 @@ class StoreReporter:
     def _beat(self) -> None:
         conn = store.connect(busy_ms=HEARTBEAT_BUSY_MS)  # a locked store fails this beat; the next one retries
         beats = 0
+        wait = 0.0  # the first beat at once: the lease began at the claim, before this process started
         try:
-            while not self._done.wait(HEARTBEAT_SECONDS):
+            while not self._done.wait(wait):
+                wait = HEARTBEAT_SECONDS
                 beats += 1
                 asked = time.monotonic()
                 try:
@@ -250,44 +253,47 @@ class Worker:
         self._settle(job.lease, killed, proc.returncode)
 
     def _watch(self, conn, proc: subprocess.Popen, lease: queue.Lease) -> str | None:
-        """Wait for the child training `lease`'s job, keeping this worker's heartbeat. Kill it once
-        a cancel has gone unobeyed for CANCEL_GRACE_SECONDS, or a shutdown (passed on to it as
-        SIGTERM) for SHUTDOWN_GRACE_SECONDS. Returns why it was killed (STOP_CANCEL or
+        """Wait for the child training `lease`'s job, renewing the lease and this worker's
+        heartbeat. Kill the child once a cancel (or the loss of the lease) has gone unobeyed for
+        CANCEL_GRACE_SECONDS, or a shutdown (passed on to it as SIGTERM) for
+        SHUTDOWN_GRACE_SECONDS. Returns why it was killed (STOP_CANCEL, STOP_LOST or
         STOP_SHUTDOWN), or None when it exited by itself."""
-        cancel_seen = shutdown_seen = None
+        stop = shutdown = None  # (when it was seen, why)
         while True:
             try:
                 proc.wait(timeout=WATCH_SECONDS)
                 return None
             except subprocess.TimeoutExpired:
                 pass
-            if self.shutdown.is_set() and shutdown_seen is None:
-                shutdown_seen = time.monotonic()
+            if self.shutdown.is_set() and shutdown is None:
+                shutdown = (time.monotonic(), queue.STOP_SHUTDOWN)
                 proc.send_signal(signal.SIGTERM)
-            if cancel_seen is None and self._cancel_asked(conn, lease):
-                cancel_seen = time.monotonic()
-            for seen, grace, why in ((cancel_seen, CANCEL_GRACE_SECONDS, queue.STOP_CANCEL),
-                                     (shutdown_seen, SHUTDOWN_GRACE_SECONDS, queue.STOP_SHUTDOWN)):
-                if seen is not None and time.monotonic() - seen > grace:
-                    log.warning("job %s: its training process did not stop within %.1f s of the %s; killing it",
-                                lease.job_id, grace, "cancel" if why == queue.STOP_CANCEL else "shutdown")
+            verdict = self._renew(conn, lease)
+            if stop is None and verdict in (queue.STOP_CANCEL, queue.STOP_LOST):
+                stop = (time.monotonic(), verdict)
+            for seen, grace in ((stop, CANCEL_GRACE_SECONDS), (shutdown, SHUTDOWN_GRACE_SECONDS)):
+                if seen is not None and time.monotonic() - seen[0] > grace:
+                    log.warning("job %s: its training process did not stop within %.1f s of %s; killing it",
+                                lease.job_id, grace, STOP_WORDS[seen[1]])
                     proc.kill()
                     proc.wait()
-                    return why
+                    return seen[1]
 
-    def _cancel_asked(self, conn, lease: queue.Lease) -> bool:
-        """Whether the job `lease` holds was asked to stop; also renews this worker's heartbeat."""
+    def _renew(self, conn, lease: queue.Lease) -> str | None:
+        """Renew the lease of the job the child trains (its own heartbeat starts only once it has
+        started) and this worker's heartbeat; the verdict, or None while the store is locked."""
         try:
+            verdict = queue.renew(conn, lease, self.cfg.lease_seconds)
             store.touch_worker(conn, self.id, lease.job_id)
-            return queue.get_job(conn, lease.job_id).cancel_requested
-        except sqlite3.OperationalError as exc:  # locked: the next look tries again
-            log.warning("job %s: could not look at the store (%s); retrying", lease.job_id, exc)
-            return False
+        except sqlite3.OperationalError as exc:  # the next look tries again
+            log.warning("job %s: could not renew its lease (%s); retrying", lease.job_id, exc)
+            return None
+        return verdict
 
     def _settle(self, lease: queue.Lease, killed: str | None, returncode: int) -> None:
         """After the child exited: a job it left running on this lease is handed back (shutdown),
-        recorded cancelled after its stored epochs (cancel), or returned to the queue as a dead
-        worker's job (any other exit: a crash unless it finished an epoch)."""
+        recorded cancelled after its stored epochs (cancel), or returned to the queue by the rule
+        for a dead worker (`queue.expire`: a crash unless the attempt finished an epoch)."""
         job = queue.get_job(self.conn, lease.job_id)
         if job.state != queue.RUNNING or job.lease != lease:
             return  # the child closed it, or another worker holds it now
@@ -298,9 +304,10 @@ class Worker:
             if finish(self.conn, lease, queue.CANCELLED, self.cfg.lease_seconds, error=cancelled_after(job.epoch)):
                 log.info("job %s cancelled after epoch %s; its checkpoint stays for a retry", job.id, job.epoch)
         else:
-            how = f"was killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
-            why = f"the training process of worker {self.id} {how} without closing the job"
-            log.error("job %s: %s; it goes back to the queue", job.id, why)
+            how = (f"was killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
+                   if returncode else "stopped without closing the job")  # 0: e.g. its own renewals failed
+            why = f"the training process of worker {self.id} {how}"
+            log.log(logging.ERROR if returncode else logging.WARNING, "job %s: %s; it goes back to the queue", job.id, why)
             _retry_while_locked(lambda: queue.expire(self.conn, lease, why),
                                 until=time.monotonic() + self.cfg.lease_seconds)
 
@@ -322,6 +329,7 @@ def train_job(conn, job: queue.Job, cfg: WorkerConfig, shutdown: threading.Event
     lease = job.lease
     try:
         with StoreReporter(job, lease.worker_id, cfg.lease_seconds, shutdown, workdir, cfg.min_free_bytes) as reporter:
+            _limit_threads(cfg.threads)  # imports TensorFlow (seconds), so only once the lease is being renewed
             outcome, cost = _train_job(job, workdir, reporter)
     except Exception as exc:  # a failing job must never take its worker down
         reason = _failure(exc, job.id, workdir)
@@ -480,7 +488,7 @@ def spawn_worker(extra_args: tuple[str, ...] = ()) -> int:
         proc = subprocess.Popen(
             [sys.executable, "-m", "cifar_core", "worker", *extra_args],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=Path(__file__).resolve().parents[2],
+            start_new_session=True, cwd=ROOT,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")},
         )
     # Wait for it to register so a second caller sees it alive.
