@@ -47,7 +47,8 @@ BACKUP_SECONDS = 600.0  # a worker backs the store up between jobs when the last
 MIN_FREE_ENV = "CIFAR_LAB_MIN_FREE_MB"  # a job pauses before an epoch while less is free (default 200)
 ALIVE_SECONDS = 15.0  # a worker not heard from for this long is taken for dead
 WATCH_SECONDS = 0.5  # how often a worker looks at the store while its child trains
-CANCEL_GRACE_SECONDS = 2.5  # a child that has not obeyed a cancel by then is killed
+CANCEL_GRACE_SECONDS = 3.0  # a child that has not obeyed a cancel by then is killed (it obeys within a
+# heartbeat and a batch while it trains or validates; not while it scores the test set or measures latency)
 SHUTDOWN_GRACE_SECONDS = 20.0  # a child that has not handed its job back by then is killed
 STOP_WORDS = {queue.STOP_CANCEL: "the cancel", queue.STOP_LOST: "losing its lease", queue.STOP_SHUTDOWN: "the shutdown"}
 ROOT = Path(__file__).resolve().parents[2]  # the folder `python -m cifar_core` runs from
@@ -273,7 +274,7 @@ class Worker:
                 stop = (time.monotonic(), verdict)
             for seen, grace in ((stop, CANCEL_GRACE_SECONDS), (shutdown, SHUTDOWN_GRACE_SECONDS)):
                 if seen is not None and time.monotonic() - seen[0] > grace:
-                    log.warning("job %s: its training process did not stop within %.1f s of %s; killing it",
+                    log.warning("job %s: its training process did not stop within %s s of %s; killing it",
                                 lease.job_id, grace, STOP_WORDS[seen[1]])
                     proc.kill()
                     proc.wait()
