@@ -245,7 +245,11 @@ class Worker:
 
         log.info("job %s (%s) attempt %s: starting", job.id, job.name, job.attempts)
         store.touch_worker(self.conn, self.id, job.id)
-        proc = subprocess.Popen(child.command(job.lease, self.cfg, self.threads), cwd=ROOT, stdin=subprocess.DEVNULL)
+        try:
+            proc = subprocess.Popen(child.command(job.lease, self.cfg, self.threads), cwd=ROOT, stdin=subprocess.DEVNULL)
+        except OSError as exc:  # e.g. no memory left to start it: the job goes back, counting a crash
+            self._expire(job.lease, f"worker {self.id} could not start a training process ({exc})")
+            return
         watch = store.connect(busy_ms=HEARTBEAT_BUSY_MS)  # a locked store delays a look, never the watch
         try:
             killed = self._watch(watch, proc, job.lease)
@@ -292,25 +296,27 @@ class Worker:
         return verdict
 
     def _settle(self, lease: queue.Lease, killed: str | None, returncode: int) -> None:
-        """After the child exited: a job it left running on this lease is handed back (shutdown),
-        recorded cancelled after its stored epochs (cancel), or returned to the queue by the rule
-        for a dead worker (`queue.expire`: a crash unless the attempt finished an epoch)."""
+        """After the child exited: a job it left running on this lease is recorded cancelled after
+        its stored epochs (cancel), handed back (shutdown: the child may have died of the SIGTERM
+        before it could hand it back itself), or returned to the queue by the rule for a dead
+        worker (`queue.expire`: a crash unless the attempt finished an epoch)."""
         job = queue.get_job(self.conn, lease.job_id)
         if job.state != queue.RUNNING or job.lease != lease:
             return  # the child closed it, or another worker holds it now
-        if killed == queue.STOP_SHUTDOWN:
-            if queue.requeue(self.conn, lease, "worker shut down; resumes from its last finished epoch"):
-                log.info("job %s handed back to the queue", job.id)
-        elif job.cancel_requested:
+        if job.cancel_requested:
             if finish(self.conn, lease, queue.CANCELLED, self.cfg.lease_seconds, error=cancelled_after(job.epoch)):
                 log.info("job %s cancelled after epoch %s; its checkpoint stays for a retry", job.id, job.epoch)
+        elif killed == queue.STOP_SHUTDOWN or self.shutdown.is_set():
+            if queue.requeue(self.conn, lease, "worker shut down; resumes from its last finished epoch"):
+                log.info("job %s handed back to the queue", job.id)
         else:
             how = (f"was killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
                    if returncode else "stopped without closing the job")  # 0: e.g. its own renewals failed
-            why = f"the training process of worker {self.id} {how}"
-            log.log(logging.ERROR if returncode else logging.WARNING, "job %s: %s; it goes back to the queue", job.id, why)
-            _retry_while_locked(lambda: queue.expire(self.conn, lease, why),
-                                until=time.monotonic() + self.cfg.lease_seconds)
+            self._expire(lease, f"the training process of worker {self.id} {how}")
+
+    def _expire(self, lease: queue.Lease, why: str) -> None:
+        log.error("job %s: %s; it goes back to the queue", lease.job_id, why)
+        _retry_while_locked(lambda: queue.expire(self.conn, lease, why), until=time.monotonic() + self.cfg.lease_seconds)
 
     def _register(self) -> None:
         store.register_worker(self.conn, self.id, os.getpid(), socket.gethostname(), self.threads)
