@@ -175,3 +175,17 @@ def test_a_child_that_dies_sends_its_job_back_and_the_worker_goes_on(lab_home, s
     job = _job(resumed)
     assert job.state == queue.SUCCEEDED and job.attempts == 2 and job.crashes == 0, job.error
     assert _epochs(resumed) == [1, 2, 3]
+
+
+def test_a_worker_stopped_while_its_child_starts_hands_the_job_back(lab_home, small_data, tmp_path):
+    [job_id] = _submit(tmp_path, SLOW, small_data)
+    worker = start_worker(log=tmp_path / "w.log")
+    try:
+        wait_for(lambda: _children(worker.pid), interval=0.05, what="its child")
+        worker.send_signal(signal.SIGTERM)  # passed on before the child may have its own handler
+        assert worker.wait(timeout=120) == 0
+    finally:
+        worker.kill()
+    job = _job(job_id)
+    assert job.state == queue.QUEUED and job.crashes == 0, job.error  # handing back is not a crash
+    assert "worker shut down" in job.error
