@@ -612,3 +612,12 @@ def test_streamlit_deploy_button_is_hidden():
 
     config = tomllib.loads((Path(__file__).resolve().parent.parent / ".streamlit" / "config.toml").read_text())
     assert config["client"]["toolbarMode"] == "viewer"
+
+
+def test_cancelling_a_running_job_says_when_it_stops_and_what_it_keeps(app_env, conn):
+    [job_id] = queue.submit(conn, TINY, "test-data").job_ids
+    queue.claim(conn, "test-worker")
+    at = _open("pages/training.py")
+    at = _run(at.button(key=f"cancel_{job_id}").click())
+    assert _texts(at.toast) == f"Job #{job_id} stops within 5 s; its finished epochs are kept."
+    assert queue.get_job(conn, job_id).cancel_requested
