@@ -1,6 +1,7 @@
-"""A light worker (issue 14): it never holds TensorFlow, trains each job in a child process, kills
-a child that ignores a cancel (in validation, test scoring or latency measuring) and survives a
-child that dies. Real worker processes, tiny Keras models, small generated data."""
+"""A light worker (issue 14): it never holds TensorFlow and trains each job in a child process. A
+cancel ends the job within 5 s in every phase (the child stops validating by itself; one still
+scoring the test set or measuring latency is killed), and a child that dies sends its job back
+while the worker goes on. Real worker processes, tiny Keras models, small generated data."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from cifar_core.train import loop as training
 IDLE_RSS_MB = 400  # issue 14's target for a worker with nothing to do
 CANCEL_SECONDS = 5.0  # issue 14: a cancel ends the job within this, in every phase
 # A few training batches, then a long look at 10,000 test images: validation ("test") and the final
-# scoring (with flip and shift TTA, six passes) each take many seconds, so a cancel lands inside them.
+# scoring each take many seconds (tens under load), so a cancel lands inside them.
 BIG_EVAL = dict(SLOW, name="big-eval", validation="test", epochs=3)
 
 
