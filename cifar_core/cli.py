@@ -122,6 +122,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from cifar_core.jobs import child
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [child.COMMAND]:  # a worker's job process: not a user's command, so not in the help
+        _leave(_run_child(child, argv[1:]))
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args) or 0
@@ -183,12 +188,24 @@ def _worker(args) -> None:
     worker.install_signal_handlers()
     done = worker.run()
     logging.getLogger("cifar_lab.worker").info("worker %s stopped after %d job(s)", worker.id, done)
-    # Leave without the interpreter's exit handlers: HDF5's crashes (SIGSEGV) on a file that a full
-    # disk left half-written, and the worker has already closed everything of its own.
+    _leave(0)
+
+
+def _run_child(child, argv: list[str]) -> int:
+    try:
+        return child.main(argv)
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _leave(code: int) -> None:
+    """Exit without the interpreter's exit handlers: HDF5's crash (SIGSEGV) on a file that a full
+    disk left half-written, and the process has already closed everything of its own."""
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code)
 
 
 def _dispatcher(args) -> None:

@@ -26,7 +26,8 @@ def _cancel(job_id: int) -> None:
         st.session_state.training_notice = str(exc)
         return
     done = state == queue.CANCELLED
-    st.session_state.training_notice = f"Job #{job_id} " + ("cancelled." if done else "will stop within seconds.")
+    stopping = "stops within 5 s; its finished epochs are kept."
+    st.session_state.training_notice = f"Job #{job_id} " + ("cancelled." if done else stopping)
 
 
 def _retry(job_id: int) -> None:

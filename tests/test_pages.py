@@ -665,3 +665,12 @@ def test_builder_recipe_options_show_their_help_and_reach_the_submitted_spec(app
     spec = queue.get_job(conn, 1).spec
     assert spec["layers"][0]["type"] == "Whitening" and spec["augment"]["alternate_flip"] is True
     assert [spec[k] for k in ("logit_scale", "ema_momentum", "bn_bias_lr_multiplier")] == [0.25, 0.99, 64.0]
+
+
+def test_cancelling_a_running_job_says_when_it_stops_and_what_it_keeps(app_env, conn):
+    [job_id] = queue.submit(conn, TINY, "test-data").job_ids
+    queue.claim(conn, "test-worker")
+    at = _open("pages/training.py")
+    at = _run(at.button(key=f"cancel_{job_id}").click())
+    assert _texts(at.toast) == f"Job #{job_id} stops within 5 s; its finished epochs are kept."
+    assert queue.get_job(conn, job_id).cancel_requested

@@ -265,3 +265,42 @@ def test_retry_queues_a_failed_or_cancelled_job_again(conn, clock):
         queue.retry(conn, done)
     with pytest.raises(NotFound, match="no job 99"):
         queue.retry(conn, 99)
+
+
+def test_renew_extends_the_lease_alone_and_carries_the_verdict(conn, clock):
+    [job_id] = queue.submit(conn, DOC, "keras").job_ids
+    lease = queue.claim(conn, "w1", lease_seconds=1).lease
+    queue.heartbeat(conn, lease, 1, batch=7, batches=20, note="paused")
+    clock.advance(0.5)
+    assert queue.renew(conn, lease, 30) == queue.KEEP_GOING
+    job = queue.get_job(conn, job_id)
+    assert (job.batch, job.batches, job.note) == (7, 20, "paused")  # the child's progress is left alone
+    clock.advance(2)
+    assert queue.claim(conn, "w2") is None  # renewed
+    queue.cancel(conn, job_id)
+    assert queue.renew(conn, lease, 30) == queue.STOP_CANCEL
+    assert queue.renew(conn, queue.Lease(job_id, "w1", 2), 30) == queue.STOP_LOST
+
+
+def test_expire_returns_a_dead_childs_job_by_the_crash_rule(conn):
+    [job_id] = queue.submit(conn, dict(DOC, epochs=30), "keras").job_ids
+    died = "the training process of worker w1 was killed by signal 9"
+    lease = queue.claim(conn, "w1").lease
+    assert queue.expire(conn, lease, died)
+    job = queue.get_job(conn, job_id)
+    assert job.state == queue.QUEUED and job.crashes == 1
+    assert job.error == f"{died} during attempt 1 (after epoch 0); crash 1 of 3"
+    assert not queue.expire(conn, lease, died)  # no longer held: nothing changes
+    assert queue.get_job(conn, job_id).crashes == 1
+
+    lease = queue.claim(conn, "w1").lease
+    assert queue.record_epoch(conn, lease, {"epoch": 1, "loss": 1.0})
+    assert queue.expire(conn, lease, died)
+    job = queue.get_job(conn, job_id)
+    assert job.state == queue.QUEUED and job.crashes == 0 and "does not count as a crash" in job.error
+
+    lease = queue.claim(conn, "w1").lease
+    queue.cancel(conn, job_id)
+    assert queue.expire(conn, lease, died)
+    job = queue.get_job(conn, job_id)
+    assert job.state == queue.CANCELLED and job.error == f"cancelled; {died} during attempt 3 (after epoch 1)"

@@ -185,12 +185,26 @@ def reap_expired(conn: sqlite3.Connection) -> int:
         return _reap(conn, t)
 
 
-def _reap(conn: sqlite3.Connection, t: float) -> int:
+def expire(conn: sqlite3.Connection, lease: Lease, why: str) -> bool:
+    """End `lease` now, as if its worker had stopped renewing it (a worker whose training process
+    died says so): the job goes back to the queue, or ends, by `_reap`'s rule for a dead worker,
+    with `why` as the cause. False, and nothing changed, if the lease was no longer held."""
+    t = store.now()
+    with store.transaction(conn):
+        if not store.update_job(conn, lease.job_id, _held(lease), lease_expires_at=t - 1):
+            return False
+        _reap(conn, t, {lease.job_id: why})
+    return True
+
+
+def _reap(conn: sqlite3.Connection, t: float, causes: dict[int, str] | None = None) -> int:
     """Inside a transaction: jobs whose worker stopped renewing go back to the queue; one whose
-    attempt finished no epoch counts a crash, and `max_attempts` crashes in a row fail it."""
+    attempt finished no epoch counts a crash, and `max_attempts` crashes in a row fail it.
+    `causes` names what happened to some of them (default: their worker stopped responding)."""
     rows = store.expired_leases(conn, RUNNING, t)
     for row in rows:
-        lost = f"worker {row['worker_id']} stopped responding during attempt {row['attempts']} (after epoch {row['epoch']})"
+        cause = (causes or {}).get(row["id"]) or f"worker {row['worker_id']} stopped responding"
+        lost = f"{cause} during attempt {row['attempts']} (after epoch {row['epoch']})"
         progressed = row["epoch"] > row["claimed_epoch"]
         crashes = 0 if progressed else row["crashes"] + 1
         if row["cancel_requested"]:
@@ -220,13 +234,24 @@ def heartbeat(conn: sqlite3.Connection, lease: Lease, lease_seconds: float, batc
     """Renew the lease and record batch progress (and the worker's note, the phase and a running
     curve point, when given). Returns KEEP_GOING, STOP_CANCEL (a cancel was asked: stop and mark
     it cancelled) or STOP_LOST (the lease was lost: stop, write nothing)."""
-    t = store.now()
     said = {} if phase is None else dict(phase=phase.name, phase_step=phase.step, phase_steps=phase.steps,
                                          phase_at=phase.since)
+    return _renew(conn, lease, lease_seconds, point, batch=batch, batches=batches, progress_at=store.now(), note=note,
+                  **said)
+
+
+def renew(conn: sqlite3.Connection, lease: Lease, lease_seconds: float) -> str:
+    """Renew the lease alone, leaving the progress to whoever reports it: a worker renews the
+    lease of the job its training process holds, so that the lease outlives the process's start
+    (importing TensorFlow can hold Python's lock for seconds). Returns what `heartbeat` does."""
+    return _renew(conn, lease, lease_seconds)
+
+
+def _renew(conn: sqlite3.Connection, lease: Lease, lease_seconds: float, point: RunningPoint | None = None,
+           **values) -> str:
+    t = store.now()
     with store.transaction(conn):
-        updated = store.update_job(conn, lease.job_id, _held(lease), lease_expires_at=t + lease_seconds, batch=batch,
-                                   batches=batches, progress_at=t, note=note, **said)
-        if not updated:
+        if not store.update_job(conn, lease.job_id, _held(lease), lease_expires_at=t + lease_seconds, **values):
             return STOP_LOST
         if point is not None:
             store.insert_batch_point(conn, lease.job_id, lease.attempt, point.epoch, point.loss, point.accuracy, t)

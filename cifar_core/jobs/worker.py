@@ -1,11 +1,18 @@
 """Background workers: separate OS processes that claim jobs from the queue and train them.
 
-A worker survives its jobs: an error in one job marks that job failed and the loop goes on.
-While a job trains, a heartbeat thread renews the lease, publishes batch progress and the phase
+A worker is light: it never imports TensorFlow nor loads a data set. It trains each job it
+claims in a child process of its own (`cifar_core/jobs/child.py` runs `train_job` there), so an
+idle worker holds little memory and a crash inside TensorFlow takes down the child, not the
+worker: the job goes back to the queue by the rule for a dead worker (`queue.expire`), counting
+a crash unless it finished an epoch, and the worker goes on.
+
+In the child, a heartbeat thread renews the lease, publishes batch progress and the phase
 (training, validating, scoring...) about once a second, a running point of the training curve
 every few seconds, and picks up cancel requests; the training thread itself only writes finished
-epochs.
-SIGTERM/SIGINT stop the current job at the next batch and hand it back to the queue.
+epochs. The worker watches the store meanwhile: a cancel the child has not obeyed within
+`CANCEL_GRACE_SECONDS` (it may be scoring the test set, or measuring latency) kills the child,
+and the worker records the job cancelled after the epochs that were stored. SIGTERM/SIGINT are
+passed to the child, which stops at the next batch and hands the job back to the queue.
 """
 
 from __future__ import annotations
@@ -42,6 +49,12 @@ RETRY_SECONDS = 0.5  # between tries of a store write that found the store locke
 BACKUP_SECONDS = 600.0  # a worker backs the store up between jobs when the last backup is older
 MIN_FREE_ENV = "CIFAR_LAB_MIN_FREE_MB"  # a job pauses before an epoch while less is free (default 200)
 ALIVE_SECONDS = 15.0  # a worker not heard from for this long is taken for dead
+WATCH_SECONDS = 0.5  # how often a worker looks at the store while its child trains
+CANCEL_GRACE_SECONDS = 3.0  # a child that has not obeyed a cancel by then is killed (it obeys within a
+# heartbeat and a batch while it trains or validates; not while it scores the test set or measures latency)
+SHUTDOWN_GRACE_SECONDS = 20.0  # a child that has not handed its job back by then is killed
+STOP_WORDS = {queue.STOP_CANCEL: "the cancel", queue.STOP_LOST: "losing its lease", queue.STOP_SHUTDOWN: "the shutdown"}
+ROOT = Path(__file__).resolve().parents[2]  # the folder `python -m cifar_core` runs from
 
 
 @dataclass(frozen=True)
@@ -182,8 +195,10 @@ class StoreReporter:
         conn = store.connect(busy_ms=HEARTBEAT_BUSY_MS)  # a locked store fails this beat; the next one retries
         beats = 0
         stored, stored_at = (), -POINT_SECONDS  # the last running point kept, and when (monotonic)
+        wait = 0.0  # the first beat at once: the lease began at the claim, before this process started
         try:
-            while not self._done.wait(HEARTBEAT_SECONDS):
+            while not self._done.wait(wait):
+                wait = HEARTBEAT_SECONDS
                 beats += 1
                 asked = time.monotonic()
                 running = self._running
@@ -225,7 +240,6 @@ class Worker:
     def run(self) -> int:
         """Claim and train jobs until idle (with exit_when_idle), max_jobs, or a signal. Returns jobs done."""
         self._register()
-        _limit_threads(self.threads)
         done = 0
         self._housekeeping()
         try:
@@ -255,47 +269,84 @@ class Worker:
                 log.warning("could not back up the store: %s", exc)
 
     def run_job(self, job: queue.Job) -> None:
-        from cifar_core.train import loop as training
+        """Train `job` in a child process and watch it until it exits; then settle what the child
+        left open (a cancel it did not obey, a shutdown, a crash)."""
+        from cifar_core.jobs import child
 
         log.info("job %s (%s) attempt %s: starting", job.id, job.name, job.attempts)
-        workdir = config.runs_dir() / str(job.id)
         store.touch_worker(self.conn, self.id, job.id)
-        lease = job.lease
         try:
-            with StoreReporter(job, self.id, self.cfg.lease_seconds, self.shutdown, workdir,
-                               self.cfg.min_free_bytes) as reporter:
-                outcome, cost = _train_job(job, workdir, reporter)
-        except Exception as exc:  # a failing job must never take its worker down
-            reason = _failure(exc, job.id, workdir)
-            if reason.startswith("disk full"):
-                _drop_partial_checkpoint(workdir)  # the half-written file took the space the store needs
-            log.error("job %s failed: %s", job.id, reason, exc_info=not isinstance(exc, LabError))
-            self._finish(lease, queue.FAILED, error=reason)
+            proc = subprocess.Popen(child.command(job.lease, self.cfg, self.threads), cwd=ROOT, stdin=subprocess.DEVNULL)
+        except OSError as exc:  # e.g. no memory left to start it: the job goes back, counting a crash
+            self._expire(job.lease, f"worker {self.id} could not start a training process ({exc})")
             return
+        watch = store.connect(busy_ms=HEARTBEAT_BUSY_MS)  # a locked store delays a look, never the watch
+        try:
+            killed = self._watch(watch, proc, job.lease)
         finally:
-            _clear_keras()
-        if outcome.status == training.COMPLETED:
-            if self._finish(lease, queue.SUCCEEDED, results=_results(outcome, cost)):
-                log.info("job %s succeeded: test accuracy %.4f", job.id, outcome.test_accuracy)
-        elif reporter.stop_reason == queue.STOP_CANCEL:
-            if self._finish(lease, queue.CANCELLED, error=f"cancelled after epoch {len(outcome.history)}",
-                            results={"train_seconds": outcome.train_seconds}):
-                log.info("job %s cancelled; its checkpoint stays for a retry", job.id)
-        elif reporter.stop_reason == queue.STOP_SHUTDOWN:
-            queue.requeue(self.conn, lease, "worker shut down; resumes from its last finished epoch")
-            log.info("job %s handed back to the queue", job.id)
-        else:
-            log.warning("job %s: lease lost, another worker owns it now; nothing more is written", job.id)
+            watch.close()
+        self._settle(job.lease, killed, proc.returncode)
 
-    def _finish(self, lease: queue.Lease, state: str, **kw) -> bool:
-        """Close the job if this worker still holds it (retrying a locked or full store for the
-        length of a lease). False, with a warning, when the lease was lost meanwhile."""
-        done = _retry_while_locked(lambda: queue.finish(self.conn, lease, state, **kw),
-                                   until=time.monotonic() + self.cfg.lease_seconds)
-        if not done:
-            log.warning("job %s: could not record it as %s: the lease was lost or the store stayed unwritable; "
-                        "another worker owns it now, or it returns to the queue", lease.job_id, state)
-        return bool(done)
+    def _watch(self, conn, proc: subprocess.Popen, lease: queue.Lease) -> str | None:
+        """Wait for the child training `lease`'s job, renewing the lease and this worker's
+        heartbeat. Kill the child once a cancel (or the loss of the lease) has gone unobeyed for
+        CANCEL_GRACE_SECONDS, or a shutdown (passed on to it as SIGTERM) for
+        SHUTDOWN_GRACE_SECONDS. Returns why it was killed (STOP_CANCEL, STOP_LOST or
+        STOP_SHUTDOWN), or None when it exited by itself."""
+        stop = shutdown = None  # (when it was seen, why)
+        while True:
+            try:
+                proc.wait(timeout=WATCH_SECONDS)
+                return None
+            except subprocess.TimeoutExpired:
+                pass
+            if self.shutdown.is_set() and shutdown is None:
+                shutdown = (time.monotonic(), queue.STOP_SHUTDOWN)
+                proc.send_signal(signal.SIGTERM)
+            verdict = self._renew(conn, lease)
+            if stop is None and verdict in (queue.STOP_CANCEL, queue.STOP_LOST):
+                stop = (time.monotonic(), verdict)
+            for seen, grace in ((stop, CANCEL_GRACE_SECONDS), (shutdown, SHUTDOWN_GRACE_SECONDS)):
+                if seen is not None and time.monotonic() - seen[0] > grace:
+                    log.warning("job %s: its training process did not stop within %s s of %s; killing it",
+                                lease.job_id, grace, STOP_WORDS[seen[1]])
+                    proc.kill()
+                    proc.wait()
+                    return seen[1]
+
+    def _renew(self, conn, lease: queue.Lease) -> str | None:
+        """Renew the lease of the job the child trains (its own heartbeat starts only once it has
+        started) and this worker's heartbeat; the verdict, or None while the store is locked."""
+        try:
+            verdict = queue.renew(conn, lease, self.cfg.lease_seconds)
+            store.touch_worker(conn, self.id, lease.job_id)
+        except sqlite3.OperationalError as exc:  # the next look tries again
+            log.warning("job %s: could not renew its lease (%s); retrying", lease.job_id, exc)
+            return None
+        return verdict
+
+    def _settle(self, lease: queue.Lease, killed: str | None, returncode: int) -> None:
+        """After the child exited: a job it left running on this lease is recorded cancelled after
+        its stored epochs (cancel), handed back (shutdown: the child may have died of the SIGTERM
+        before it could hand it back itself), or returned to the queue by the rule for a dead
+        worker (`queue.expire`: a crash unless the attempt finished an epoch)."""
+        job = queue.get_job(self.conn, lease.job_id)
+        if job.state != queue.RUNNING or job.lease != lease:
+            return  # the child closed it, or another worker holds it now
+        if job.cancel_requested:
+            if finish(self.conn, lease, queue.CANCELLED, self.cfg.lease_seconds, error=cancelled_after(job.epoch)):
+                log.info("job %s cancelled after epoch %s; its checkpoint stays for a retry", job.id, job.epoch)
+        elif killed == queue.STOP_SHUTDOWN or self.shutdown.is_set():
+            if queue.requeue(self.conn, lease, "worker shut down; resumes from its last finished epoch"):
+                log.info("job %s handed back to the queue", job.id)
+        else:
+            how = (f"was killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
+                   if returncode else "stopped without closing the job")  # 0: e.g. its own renewals failed
+            self._expire(lease, f"the training process of worker {self.id} {how}")
+
+    def _expire(self, lease: queue.Lease, why: str) -> None:
+        log.error("job %s: %s; it goes back to the queue", lease.job_id, why)
+        _retry_while_locked(lambda: queue.expire(self.conn, lease, why), until=time.monotonic() + self.cfg.lease_seconds)
 
     def _register(self) -> None:
         store.register_worker(self.conn, self.id, os.getpid(), socket.gethostname(), self.threads)
@@ -303,6 +354,55 @@ class Worker:
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.shutdown.set())
+
+
+def train_job(conn, job: queue.Job, cfg: WorkerConfig, shutdown: threading.Event) -> None:
+    """Train `job` in this process (a worker's child) on the lease the worker claimed, measure
+    the saved model's cost and close the job: succeeded, failed, cancelled, or handed back when
+    `shutdown` is set. Writes nothing once the lease is lost."""
+    from cifar_core.train import loop as training
+
+    workdir = config.runs_dir() / str(job.id)
+    lease = job.lease
+    try:
+        with StoreReporter(job, lease.worker_id, cfg.lease_seconds, shutdown, workdir, cfg.min_free_bytes) as reporter:
+            _limit_threads(cfg.threads)  # imports TensorFlow (seconds), so only once the lease is being renewed
+            outcome, cost = _train_job(job, workdir, reporter)
+    except Exception as exc:  # a failing job must never take its worker down
+        reason = _failure(exc, job.id, workdir)
+        if reason.startswith("disk full"):
+            _drop_partial_checkpoint(workdir)  # the half-written file took the space the store needs
+        log.error("job %s failed: %s", job.id, reason, exc_info=not isinstance(exc, LabError))
+        finish(conn, lease, queue.FAILED, cfg.lease_seconds, error=reason)
+        return
+    if outcome.status == training.COMPLETED:
+        if finish(conn, lease, queue.SUCCEEDED, cfg.lease_seconds, results=_results(outcome, cost)):
+            log.info("job %s succeeded: test accuracy %.4f", job.id, outcome.test_accuracy)
+    elif reporter.stop_reason == queue.STOP_CANCEL:
+        if finish(conn, lease, queue.CANCELLED, cfg.lease_seconds, error=cancelled_after(len(outcome.history)),
+                  results={"train_seconds": outcome.train_seconds}):
+            log.info("job %s cancelled; its checkpoint stays for a retry", job.id)
+    elif reporter.stop_reason == queue.STOP_SHUTDOWN:
+        queue.requeue(conn, lease, "worker shut down; resumes from its last finished epoch")
+        log.info("job %s handed back to the queue", job.id)
+    else:
+        log.warning("job %s: lease lost, another worker owns it now; nothing more is written", job.id)
+
+
+def finish(conn, lease: queue.Lease, state: str, lease_seconds: float, **kw) -> bool:
+    """Close the job if `lease` still holds it (retrying a locked or full store for the length
+    of a lease). False, with a warning, when the lease was lost meanwhile."""
+    done = _retry_while_locked(lambda: queue.finish(conn, lease, state, **kw), until=time.monotonic() + lease_seconds)
+    if not done:
+        log.warning("job %s: could not record it as %s: the lease was lost or the store stayed unwritable; "
+                    "another worker owns it now, or it returns to the queue", lease.job_id, state)
+    return bool(done)
+
+
+def cancelled_after(epochs: int) -> str:
+    """What a cancelled job says: how many of its epochs were stored (they stay, and so does
+    their checkpoint, for a retry)."""
+    return f"cancelled after epoch {epochs}"
 
 
 def _retry_while_locked(write, until: float):
@@ -373,17 +473,11 @@ def _results(outcome, cost: dict) -> dict:
 
 
 def _limit_threads(threads: int) -> None:
-    """Must run before TensorFlow's first op, so each worker sets it at its start."""
+    """Must run before TensorFlow's first op, so each job's process sets it at its start."""
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
-
-
-def _clear_keras() -> None:
-    import keras
-
-    keras.backend.clear_session()
 
 
 def default_threads(conn) -> int:
@@ -430,7 +524,7 @@ def spawn_worker(extra_args: tuple[str, ...] = ()) -> int:
         proc = subprocess.Popen(
             [sys.executable, "-m", "cifar_core", "worker", *extra_args],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=Path(__file__).resolve().parents[2],
+            start_new_session=True, cwd=ROOT,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")},
         )
     # Wait for it to register so a second caller sees it alive.

@@ -40,7 +40,7 @@ class Reporter(Protocol):
         SAVING once at the end. Called after every validation batch, so it must be cheap."""
 
     def should_stop(self) -> bool:
-        """Checked after every batch; must be cheap."""
+        """Checked after every training and validation batch; must be cheap."""
 
     # Optional: `checkpoint_saved(epoch)` is called once the checkpoint of that finished epoch is
     # on disk (a cluster task sends it to the dispatcher then).
@@ -83,6 +83,9 @@ class ReporterRelay(keras.callbacks.Callback):
 
     def on_test_batch_end(self, batch, logs=None):
         self.reporter.phase(VALIDATING, batch + 1, self.val_steps)
+        if self.reporter.should_stop():  # a cancel during validation stops it too; the epoch stays unfinished
+            self.stopped = True
+            self.model.stop_training = self.model.stop_evaluating = True
 
     def on_test_end(self, logs=None):
         if self._val_t0 is not None:
