@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from datagen import tiny_spec, write_cifar_batches
 from procs import start_worker, wait_for
+from test_training import Recorder
 from test_worker import SLOW, TINY, _epochs, _job, _submit
 
 from cifar_core.data.sources import load_dataset
@@ -20,6 +21,7 @@ from cifar_core.jobs import queue, store
 from cifar_core.jobs.worker import CANCEL_GRACE_SECONDS
 from cifar_core.spec.schema import parse_spec
 from cifar_core.train import loop as training
+from cifar_core.train.phases import VALIDATING
 
 IDLE_RSS_MB = 400  # issue 14's target for a worker with nothing to do
 CANCEL_SECONDS = 5.0  # issue 14: a cancel ends the job within this, in every phase
@@ -88,30 +90,18 @@ def test_an_idle_worker_holds_no_tensorflow_before_or_after_a_job(lab_home, smal
         worker.kill()
 
 
-class StopsWhileValidating:
-    """A real Reporter that asks to stop once epoch 2 has trained its last batch: its validation."""
-
-    def __init__(self) -> None:
-        self.epochs: list[int] = []
-        self.trained = False
-        self.asks = 0  # should_stop calls since then
-
-    def epoch_end(self, record: dict) -> None:
-        self.epochs.append(record["epoch"])
-
-    def progress(self, epoch: int, batch: int, batches: int) -> None:
-        self.trained = self.trained or (epoch == 1 and batch == batches)
+class StopsWhileValidating(Recorder):
+    """A real Reporter that asks to stop once epoch 2 has validated its first batch."""
 
     def should_stop(self) -> bool:
-        self.asks += self.trained
-        return self.asks > 1  # the first ask after the last batch is that batch's own; then validation's
+        return len(self.epochs) == 1 and self.phases[-1][:2] == (VALIDATING, 1)
 
 
 def test_training_stops_inside_validation_when_asked_and_the_epoch_does_not_count(lab_home, small_data, tmp_path):
     reporter = StopsWhileValidating()
     outcome = training.train(parse_spec(tiny_spec(epochs=3)), load_dataset(str(small_data)), tmp_path / "run", reporter)
     assert outcome.status == training.STOPPED
-    assert reporter.epochs == [1] == [h["epoch"] for h in outcome.history]  # epoch 2 was cut in its validation
+    assert [r["epoch"] for r in reporter.epochs] == [1] == [h["epoch"] for h in outcome.history]  # epoch 2 was cut in its validation
 
 
 def test_a_cancel_during_validation_ends_the_job_within_5_s_keeping_its_epochs(lab_home, big_test_data, tmp_path):
