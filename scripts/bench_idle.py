@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from browser_helpers import CHROMIUM, CHROMIUM_ARGS, free_port, stop_app, tail, terminate, wait_healthy  # noqa: E402
+from browser_helpers import CHROMIUM, CHROMIUM_ARGS, start_server, stop_app, tail, terminate  # noqa: E402
 
 TARGET_WORKER_MB = 400  # an idle worker, before and after a job
 TARGET_SERVER_MB = 800  # the server after every page has been opened once
@@ -118,14 +118,9 @@ def _idle(page) -> None:
 def bench_server(home: Path, data: str) -> float:
     from playwright.sync_api import sync_playwright
 
-    env = {**os.environ, "CIFAR_LAB_HOME": str(home), "CIFAR_LAB_DATA": data, "CIFAR_LAB_NO_WORKER": "1"}
-    port, log = free_port(), home / "bench-server.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                                 "--server.headless", "true"], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    log = home / "bench-server.log"
+    proc, port = start_server(ROOT, home, data, log)
     try:
-        wait_healthy(port, proc, log)
         print(f"server pid {proc.pid} started:             {rss_mb(proc.pid):7.0f} MB", flush=True)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from browser_helpers import CHROMIUM, CHROMIUM_ARGS, free_port, stop_app, stray_pids, tail, terminate, wait_healthy
+from browser_helpers import CHROMIUM, CHROMIUM_ARGS, start_server, stop_app, stray_pids, tail, terminate
 from procs import ROOT
 
 from datagen import tiny_spec
@@ -44,23 +41,6 @@ def _finished_run(name: str) -> int:
         conn.close()
 
 
-def _fresh_server(lab_home: Path, data: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    """A newly started Streamlit server on app.py (no background worker: nothing trains here)."""
-    env = {**os.environ, "CIFAR_LAB_HOME": str(lab_home), "CIFAR_LAB_DATA": str(data), "CIFAR_LAB_NO_WORKER": "1",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
-    port = free_port()
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                                 "--server.headless", "true"], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_healthy(port, proc, log)
-    except BaseException:
-        stop_app(proc)
-        raise
-    return proc, f"http://127.0.0.1:{port}"
-
-
 @pytest.mark.browser
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}; install it with "
                     "`bash scripts/install-chromium.sh` (Debian's package, never `playwright install`)")
@@ -73,7 +53,8 @@ def test_a_deep_link_opened_first_on_a_fresh_server_gets_the_lab_navigation(lab_
     run_id = _finished_run(name)
     url_path = "leaderboard" if target == "leaderboard" else f"run?run={run_id}"
     log = tmp_path / "app.log"
-    proc, url = _fresh_server(lab_home, small_data, log)
+    proc, port = start_server(ROOT, lab_home, small_data, log)
+    url = f"http://127.0.0.1:{port}"
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
