@@ -9,6 +9,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# No test process starts the app's background worker unless its test asks (and deletes this with
+# monkeypatch, which puts it back): a Streamlit script thread can outlive its AppTest (a rerun after
+# the test's timeout) and would otherwise start a worker in whatever lab home the next test set,
+# which then claims that test's jobs (seen: test_many_jobs_claimed_concurrently_none_twice lost job 1).
+os.environ["CIFAR_LAB_NO_WORKER"] = "1"
 
 
 @pytest.fixture()

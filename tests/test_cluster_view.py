@@ -41,7 +41,8 @@ def test_cluster_view_is_plain_data_and_none_without_a_dispatcher(home, conn):
 
 def test_training_page_shows_the_cluster_and_each_jobs_node(app_env, conn):
     [job_id] = queue.submit(conn, dict(tiny_spec(), epochs=4), "test-data").job_ids
-    lease = queue.claim(conn, "ray-x").lease
+    # A lease that outlasts a slow page run on a busy host (the page returns expired leases to the queue).
+    lease = queue.claim(conn, "ray-x", lease_seconds=3600).lease
     queue.record_epoch(conn, lease, {"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.2, "val_accuracy": 0.4,
                                      "seconds": 3.0}, node="head-host/aaaa1111", pid=4242)
     _record(conn)
