@@ -249,3 +249,22 @@ def test_running_points_inside_epochs_phases_and_a_resumed_epoch_kept_once(lab_h
     assert epoch2 and all(p[0] == 2 for p in epoch2)  # the killed attempt's epoch 2 points are gone
     xs = [p[2] for p in epoch2]
     assert xs == sorted(set(xs)) and all(1 < x <= 2 for x in xs)  # one curve through epoch 2, no repeats
+
+
+def test_a_worker_stops_without_claiming_once_newer_code_upgraded_the_store(lab_home, small_data, tmp_path):
+    """Seen on a long reproduction: the app was updated while an old worker ran; the new code's
+    store upgrade made every job the old worker claimed fail at once. Now it stops before claiming."""
+    log = tmp_path / "w.log"
+    worker = start_worker(log=log)
+    conn = store.connect()
+    try:
+        wait_for(lambda: store.worker_rows(conn), timeout=60, what="the worker to register")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(store.SCHEMA_VERSION + 1),))
+        [job_id] = queue.submit(conn, TINY, str(small_data)).job_ids
+        assert worker.wait(timeout=60) == 0
+        job = queue.get_job(conn, job_id)
+    finally:
+        worker.kill()
+        conn.close()
+    assert job.state == queue.QUEUED and job.attempts == 0  # left for the new code's worker
+    assert f"newer than this worker's {store.SCHEMA_VERSION}" in log.read_text()

@@ -244,6 +244,8 @@ class Worker:
         self._housekeeping()
         try:
             while not self.shutdown.is_set() and (self.cfg.max_jobs is None or done < self.cfg.max_jobs):
+                if self._store_is_newer():
+                    break
                 job = queue.claim(self.conn, self.id, self.cfg.lease_seconds)
                 if job is None:
                     if self.cfg.exit_when_idle and not queue.counts(self.conn)[queue.RUNNING]:
@@ -257,6 +259,18 @@ class Worker:
         finally:
             store.stop_worker(self.conn, self.id)
         return done
+
+    def _store_is_newer(self) -> bool:
+        """True (with the error logged) once newer code has upgraded the store this worker uses:
+        this worker's code could no longer run a job (its training process, a new connection,
+        refuses the store), so it stops before claiming instead of failing every queued job."""
+        found = store.schema_version(self.conn)
+        if found <= store.SCHEMA_VERSION:
+            return False
+        log.error("the lab store now has schema version %s, newer than this worker's %s (CIFAR Lab was updated "
+                  "while it ran); stopping without claiming. Restart the app or `make worker` to start the new "
+                  "code's worker", found, store.SCHEMA_VERSION)
+        return True
 
     def _housekeeping(self) -> None:
         """Return expired leases to the queue, and back the store up when the last backup is old."""
