@@ -141,13 +141,15 @@ def test_second_load_reads_the_cache_not_the_images(images, lab_home):
     assert_same(again, first)
 
 
+def _in_memory(ds: Dataset) -> Dataset:
+    """A copy of a loaded dataset that does not map the cache file (a test may then spoil it)."""
+    return Dataset(np.array(ds.x_train), ds.y_train, np.array(ds.x_test), ds.y_test, ds.class_names, ds.source)
+
+
 def test_corrupt_cache_is_ignored_and_rebuilt(batches, lab_home, caplog):
     # Copied out of the cache: the loaded arrays map the file this test then rewrites in place, and
     # reading a mapping of a truncated file is a bus error (the lab replaces the file, never rewrites it).
-    loaded = data.load_dataset(str(batches))
-    first = Dataset(np.array(loaded.x_train), loaded.y_train, np.array(loaded.x_test), loaded.y_test,
-                    loaded.class_names, loaded.source)
-    del loaded
+    first = _in_memory(data.load_dataset(str(batches)))
     data.clear_memo()
     (cached,) = cache_files(lab_home)
     for spoil in (b"not a zip file", cached.read_bytes()[: cached.stat().st_size // 2]):
@@ -207,10 +209,7 @@ def test_a_cached_load_maps_the_images_from_the_cache_file(images, lab_home):
 
 
 def test_a_cache_that_cannot_be_mapped_is_decoded_again(batches, lab_home, caplog):
-    first = data.load_dataset(str(batches))
-    expected = Dataset(np.array(first.x_train), first.y_train, np.array(first.x_test), first.y_test,
-                       first.class_names, first.source)
-    del first
+    expected = _in_memory(data.load_dataset(str(batches)))
     data.clear_memo()
     (cached,) = cache_files(lab_home)
     with np.load(cached) as z:
