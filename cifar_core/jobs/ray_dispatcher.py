@@ -473,7 +473,7 @@ class Dispatcher:
                               message["epoch"], f.workdir, exc)
         for job_id, p in progress.items():
             f = self.inflight.get(job_id)
-            if f is not None and p.get("attempt") == f.job.attempts:
+            if f is not None and not f.closing and p.get("attempt") == f.job.attempts:
                 f.progress = p
 
     def _collect(self) -> None:
@@ -549,7 +549,12 @@ class Dispatcher:
             write_bytes(f.workdir / name, data)
         discard_checkpoint(f.workdir)
         _, shape, _ = self._dataset(f.job.data_source)
-        f.progress = {**f.progress, "phase": Phase(MEASURING, since=store.now())}  # the heartbeat publishes it
+        # Written here, not left to the heartbeat (which only renews the lease of a closing job):
+        # the task may have ended before its last phases reached the hub.
+        measuring = Phase(MEASURING, since=store.now())
+        p = f.progress
+        _retry_while_locked(lambda: queue.heartbeat(conn, f.job.lease, self.cfg.lease_seconds, p.get("batch", 0),
+                                                    p.get("batches", 0), phase=measuring))
         # On the dashboard's machine; the load it measured (other processes' CPU) says how busy it was.
         cost = measure_cost(str(f.workdir / "model.keras"), shape, f.job.spec)
         results = {
@@ -632,8 +637,11 @@ class Dispatcher:
                     running = p.get("running", ())
                     point = running_point(running, f.point) if asked - f.point_at >= POINT_SECONDS else None
                     try:
-                        verdict = queue.heartbeat(conn, f.job.lease, self.cfg.lease_seconds, p.get("batch", 0),
-                                                  p.get("batches", 0), phase=p.get("phase"), point=point)
+                        if f.closing:  # its task ended: the closer writes what follows
+                            verdict = queue.renew(conn, f.job.lease, self.cfg.lease_seconds)
+                        else:
+                            verdict = queue.heartbeat(conn, f.job.lease, self.cfg.lease_seconds, p.get("batch", 0),
+                                                      p.get("batches", 0), phase=p.get("phase"), point=point)
                         if point is not None:
                             f.point, f.point_at = running, asked
                     except sqlite3.OperationalError as exc:
