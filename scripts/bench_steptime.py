@@ -1,20 +1,28 @@
-"""Benchmark: training images per second of a network's train step, on random images.
+"""Benchmark: what a network's train step costs on this CPU, under the settings that matter here.
 
-For each preset (or spec JSON file), builds the model as the worker does and times `model.fit`
-batches twice: with the lab's fused batch normalisation (`models.fused_batch_norm_class`, what
-the worker uses) and with Keras 3's own BatchNormalization code path. Rounds alternate between
-the variants, and the best round is reported, because other load on the machine only slows a
-round down. No augmentation, validation or queue: this is the network's cost alone, the figure
-to compare when designing a preset (scripts/bench_runner.py measures the whole runner).
+For each spec (a preset name or a spec JSON file) and each setting (TensorFlow intra-op and
+inter-op threads, oneDNN on or off, batch size), times `model.fit` batches on random images, the
+model built and compiled as the worker does (the lab's fused BatchNorm, its optimizer). Each
+setting runs in its own process, since TensorFlow reads threads and TF_ENABLE_ONEDNN_OPTS once at
+start-up; rounds alternate between the settings and the best round counts, because other load on
+the host only slows a round down. Prints images per second, seconds per 45,000-image epoch and the
+achieved GFLOP/s: 6 x the spec's multiply-adds per image (forward 2 FLOPs per multiply-add,
+backward twice the forward) x images per second.
 
-    .venv/bin/python scripts/bench_steptime.py [--presets fast,best] [--batch 128] [--rounds 3]
+Channels: Keras on a CPU is channels-last (NHWC) only; TensorFlow's CPU convolutions refuse
+channels-first, so there is nothing to choose there.
+
+    .venv/bin/python scripts/bench_steptime.py [--specs fast,best] [--batches 256,512,1024]
+        [--threads 2:1,2:2,1:1] [--onednn 1,0] [--rounds 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,7 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-BATCHES = 14  # per round; the first 3 are left out of the median (tracing, warm-up)
+BATCHES = 8  # timed per round and batch size, after 2 untimed ones (tracing, warm-up)
+EPOCH_IMAGES = 45_000  # a holdout run's training split
 
 
 def load_doc(name: str) -> dict:
@@ -31,77 +40,94 @@ def load_doc(name: str) -> dict:
     return get_preset(name) if name in PRESETS else json.loads(Path(name).read_text())
 
 
-def build(doc: dict, batch: int):
-    from cifar_core.train.models import build_model, compile_model
+def train_flops(doc: dict) -> float:
+    """FLOPs of one training image: 2 per multiply-add forward, and the backward pass twice that."""
+    from cifar_core.spec.cost import multiply_adds
     from cifar_core.spec.schema import parse_spec
 
-    spec = parse_spec({**doc, "batch_size": batch})
-    model = build_model(spec)
-    compile_model(model, spec, steps_per_epoch=BATCHES)
-    return model, spec
+    return 6.0 * multiply_adds(parse_spec(doc))
 
 
-def images_per_second(model, spec, batch: int) -> float:
-    """Median seconds per batch over one round of BATCHES batches, as images per second."""
+def _measure(specs: list[str], batches: list[int]) -> dict:
+    """In this process (its threads and oneDNN already set): images/s per (spec, batch)."""
     import keras
     import numpy as np
 
-    from cifar_core.train.models import uses_one_hot
+    from cifar_core.spec.schema import parse_spec
+    from cifar_core.train.models import build_model, compile_model, uses_one_hot
 
+    rates = {}
     rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (batch * BATCHES, 32, 32, 3)).astype("float32")
-    y = rng.integers(0, 10, batch * BATCHES)
-    if uses_one_hot(spec):
-        y = keras.utils.to_categorical(y, 10)
-    times: list[float] = []
+    for name, batch in itertools.product(specs, batches):
+        spec = parse_spec({**load_doc(name), "batch_size": batch})
+        model = build_model(spec)
+        compile_model(model, spec, steps_per_epoch=BATCHES + 2)
+        x = rng.integers(0, 256, (batch * (BATCHES + 2), 32, 32, 3)).astype("float32")
+        y = rng.integers(0, 10, len(x))
+        if uses_one_hot(spec):
+            y = keras.utils.to_categorical(y, 10)
+        times: list[float] = []
 
-    class Timer(keras.callbacks.Callback):
-        def on_train_batch_begin(self, b, logs=None):
-            self.t0 = time.perf_counter()
+        class Timer(keras.callbacks.Callback):
+            def on_train_batch_begin(self, b, logs=None):
+                self.t0 = time.perf_counter()
 
-        def on_train_batch_end(self, b, logs=None):
-            times.append(time.perf_counter() - self.t0)
+            def on_train_batch_end(self, b, logs=None):
+                times.append(time.perf_counter() - self.t0)
 
-    model.fit(x, y, batch_size=batch, epochs=1, verbose=0, callbacks=[Timer()])
-    return batch / float(np.median(times[3:]))
+        model.fit(x, y, batch_size=batch, epochs=1, verbose=0, callbacks=[Timer()])
+        rates[f"{name}|{batch}"] = batch / float(np.median(times[2:]))
+        keras.backend.clear_session()
+    return rates
+
+
+def _child(args) -> None:
+    import tensorflow as tf
+
+    intra, inter = (int(v) for v in args.setting.split(":"))
+    tf.config.threading.set_intra_op_parallelism_threads(intra)
+    tf.config.threading.set_inter_op_parallelism_threads(inter)
+    print(json.dumps(_measure(args.specs.split(","), [int(b) for b in args.batches.split(",")])))
+
+
+def _round(setting: str, onednn: str, args) -> dict:
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": onednn}
+    cmd = [sys.executable, __file__, "--child", "--setting", setting, "--specs", args.specs, "--batches", args.batches]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", default="fast,best", help="preset names or spec JSON paths, comma-separated")
-    parser.add_argument("--batch", type=int, help="batch size (default: each spec's own)")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--specs", default="fast,best", help="preset names or spec JSON paths, comma-separated")
+    parser.add_argument("--batches", default="256,512,1024")
+    parser.add_argument("--threads", default="2:1,2:2,1:1", help="intra:inter thread pairs, comma-separated")
+    parser.add_argument("--onednn", default="1,0", help="TF_ENABLE_ONEDNN_OPTS values to try")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--setting", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        return _child(args)
 
-    import keras
-    import tensorflow as tf
-
-    from cifar_core.train.models import fused_batch_norm_class
-    from cifar_core.spec.schema import summarize
-
-    tf.config.threading.set_intra_op_parallelism_threads(os.cpu_count() or 1)
-    tf.config.threading.set_inter_op_parallelism_threads(2)
-    fused = fused_batch_norm_class()
-    fused_call = fused.call
-    models = {}
-    for name in args.presets.split(","):
-        doc = load_doc(name)
-        batch = args.batch or doc.get("batch_size", 32)
-        for variant, call in (("fused BN", fused_call), ("Keras BN", keras.layers.BatchNormalization.call)):
-            fused.call = call  # looked up when fit() traces the step, so each model keeps its own
-            model, spec = build(doc, batch)
-            models[(name, variant)] = (model, spec, batch, [])
-            images_per_second(model, spec, batch)  # trace now, under this variant's call
-    fused.call = fused_call
-    for _ in range(args.rounds):
-        for model, spec, batch, rates in models.values():
-            rates.append(images_per_second(model, spec, batch))
-    print(f"train step on random images, best of {args.rounds} rounds of {BATCHES} batches")
-    for (name, variant), (model, spec, batch, rates) in models.items():
-        best = max(rates)
-        print(f"  {name:10s} {variant:9s} batch {batch:3d}  {summarize(spec).total_params:>9,} params  "
-              f"{best:6.0f} images/s  ({45000 / best:5.1f} s per 45,000-image epoch)  rounds: "
-              + " ".join(f"{r:.0f}" for r in rates), flush=True)
+    settings = [(t, o) for o in args.onednn.split(",") for t in args.threads.split(",")]
+    best: dict[tuple, float] = {}
+    for r in range(args.rounds):
+        for setting, onednn in settings:  # alternating: drift hits every setting alike
+            for key, rate in _round(setting, onednn, args).items():
+                best[(setting, onednn, key)] = max(rate, best.get((setting, onednn, key), 0.0))
+            print(f"round {r + 1}: threads {setting} oneDNN {onednn} done (load {os.getloadavg()[0]:.1f})", flush=True)
+    flops = {name: train_flops(load_doc(name)) for name in args.specs.split(",")}
+    print(f"\ntrain step on random images, best of {args.rounds} rounds of {BATCHES} batches")
+    print(f"{'spec':10s} {'batch':>5s} {'threads':>7s} {'oneDNN':>6s} {'images/s':>9s} {'s/epoch':>8s} {'GFLOP/s':>8s}")
+    for (setting, onednn, key), rate in sorted(best.items(), key=lambda kv: (kv[0][2], -kv[1])):
+        name, batch = key.split("|")
+        print(f"{Path(name).stem:10s} {batch:>5s} {setting:>7s} {onednn:>6s} {rate:9.0f} "
+              f"{EPOCH_IMAGES / rate:8.1f} {rate * flops[name] / 1e9:8.1f}")
+    for name in args.specs.split(","):
+        (setting, onednn, key), rate = max(((k, v) for k, v in best.items() if k[2].startswith(name + "|")), key=lambda kv: kv[1])
+        print(f"best for {Path(name).stem}: batch {key.split('|')[1]}, threads {setting}, oneDNN {onednn}: "
+              f"{rate:.0f} images/s, {rate * flops[name] / 1e9:.1f} GFLOP/s ({flops[name] / 1e9:.3f} GFLOP per training image)")
 
 
 if __name__ == "__main__":

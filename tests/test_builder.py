@@ -109,7 +109,7 @@ def test_schedule_type_fills_its_defaults_and_keeps_shared_values():
     assert doc["schedule"] == {"type": "cosine", "final_fraction": 0.0}
     doc = core.set_setting(doc, ("schedule", "final_fraction"), 0.1)
     doc = core.set_setting(doc, ("schedule", "type"), "one_cycle")
-    assert doc["schedule"] == {"type": "one_cycle", "warmup": 0.25, "final_fraction": 0.1}
+    assert doc["schedule"] == {"type": "one_cycle", "warmup": 0.25, "final_fraction": 0.1, "initial_fraction": 0.0}
     doc = core.set_setting(doc, ("schedule", "type"), "step")
     doc = core.set_setting(doc, ("schedule", "every"), 5)
     assert parse_spec(doc).schedule == {"type": "step", "every": 5, "factor": 0.1}
@@ -194,7 +194,8 @@ def test_settings_groups_show_every_training_option_with_the_spec_defaults():
     doc = core.set_setting(core.set_setting(TINY, ("schedule", "type"), "one_cycle"), ("early_stopping",), True)
     doc = core.set_setting(doc, ("optimizer",), "adamw")
     groups = {g.name: g for g in core.settings_groups(doc, [])}
-    assert [f.key for f in groups["schedule"].fields] == ["schedule_type", "schedule_warmup", "schedule_final_fraction"]
+    assert [f.key for f in groups["schedule"].fields] == ["schedule_type", "schedule_warmup", "schedule_final_fraction",
+                                                              "schedule_initial_fraction"]
     assert [f.widget for f in groups["early_stopping"].fields] == ["checkbox", "int", "select", "float"]
     assert field(groups["optimizer"].fields, "weight_decay").enabled
     assert not field(groups["optimizer"].fields, "momentum").enabled

@@ -56,6 +56,14 @@ def test_one_cycle_hand_values():
     assert got == pytest.approx([0.0, 0.16, 0.4, 0.4 * 50 / 75, 0.0, 0.0])
 
 
+def test_one_cycle_warms_up_from_its_initial_fraction_as_airbench_does():
+    cfg = {"type": "one_cycle", "warmup": 0.25, "final_fraction": 0.1, "initial_fraction": 0.2}
+    # 100 steps: 0.2 * 0.4 at step 0, the peak at 25, halfway up at 12.5, then down to 0.1 * 0.4
+    got = schedule_values(cfg, 0.4, 10, 10, [0, 12.5, 25, 100])
+    assert got == pytest.approx([0.08, 0.08 + 0.32 / 2, 0.4, 0.04])
+    assert resolve_schedule({"type": "one_cycle"})["initial_fraction"] == 0.0  # older runs keep their schedule
+
+
 def test_defaults_fill_left_out_keys():
     assert resolve_schedule({"type": "step"}) == {"type": "step", "every": 10, "factor": 0.1}
     assert resolve_schedule({"type": "one_cycle", "warmup": 0.1})["final_fraction"] == 0.0

@@ -4,15 +4,16 @@ Formats (all keys besides `type` optional):
   {"type": "constant"}
   {"type": "step", "every": 10, "factor": 0.1}        # multiply the rate by factor every N epochs
   {"type": "cosine", "final_fraction": 0.0}           # cosine anneal to final_fraction * lr
-  {"type": "one_cycle", "warmup": 0.25, "final_fraction": 0.0}  # linear warm-up for that fraction
-                                                                  # of steps, then linear anneal
+  {"type": "one_cycle", "warmup": 0.25, "final_fraction": 0.0, "initial_fraction": 0.0}
+      # linear warm-up from initial_fraction * lr for that fraction of steps, then linear anneal
 
 Maths (step s counts optimizer updates from 0; total T = steps_per_epoch * epochs; s >= T is
 clamped to T):
   constant   lr
   step       lr * factor ** floor(floor(s / steps_per_epoch) / every)
   cosine     lr * (f + (1 - f) * (1 + cos(pi * s / T)) / 2)          f = final_fraction
-  one_cycle  lr * s / W for s < W (W = warmup * T), then lr -> f * lr linearly from W to T
+  one_cycle  lr * (i + (1 - i) * s / W) for s < W (W = warmup * T, i = initial_fraction), then
+             lr -> f * lr linearly from W to T (airbench: i = 0.2, warmup 0.23, f = 0.07)
 
 `schedule_values` computes these in numpy (for previews and tests); `make_schedule` builds the same
 formula as a Keras schedule, imported lazily so importing this module stays cheap. Keras finds the
@@ -31,7 +32,7 @@ SCHEDULE_KEYS: dict[str, dict[str, tuple[type, float, float]]] = {
     "constant": {},
     "step": {"every": (int, 1, 1000), "factor": (float, 1e-6, 1.0)},
     "cosine": {"final_fraction": (float, 0.0, 1.0)},
-    "one_cycle": {"warmup": (float, 0.0, 0.9), "final_fraction": (float, 0.0, 1.0)},
+    "one_cycle": {"warmup": (float, 0.0, 0.9), "final_fraction": (float, 0.0, 1.0), "initial_fraction": (float, 0.0, 1.0)},
 }
 
 # Values used when a key is left out (the examples in the module docstring).
@@ -39,7 +40,7 @@ SCHEDULE_DEFAULTS: dict[str, dict[str, float]] = {
     "constant": {},
     "step": {"every": 10, "factor": 0.1},
     "cosine": {"final_fraction": 0.0},
-    "one_cycle": {"warmup": 0.25, "final_fraction": 0.0},
+    "one_cycle": {"warmup": 0.25, "final_fraction": 0.0, "initial_fraction": 0.0},
 }
 
 REGISTERED_NAME = "cifar_lab>LabSchedule"
@@ -103,7 +104,8 @@ def _lr_at(step, xp, cfg: dict, base_lr: float, steps_per_epoch: int, epochs: in
         return final + (base_lr - final) * 0.5 * (1.0 + xp.cos(math.pi * s / total))
     if kind == "one_cycle":
         warm = float(cfg["warmup"]) * total
-        rising = base_lr * s / max(warm, 1e-12)  # divisor guard: unused when warm == 0
+        start = float(cfg["initial_fraction"]) * base_lr
+        rising = start + (base_lr - start) * s / max(warm, 1e-12)  # divisor guard: unused when warm == 0
         falling = base_lr + (final - base_lr) * (s - warm) / (total - warm)
         return xp.where(s < warm, rising, falling)
     raise SpecError(f"schedule type {kind!r} is unknown: use one of {', '.join(SCHEDULE_KEYS)}", field="schedule")

@@ -42,7 +42,7 @@ EMPTY = {"name": "new-experiment", "layers": [{"type": "Flatten"}, {"type": "Den
 STARTERS = {"units": 64, "filters": 32, "kernel_size": 3, "rate": 0.2, "activation": "relu", "factor": 0.1,
             "height_factor": 0.1, "width_factor": 0.1, "patience": 5}  # first values of required arguments
 STEPS = {"learning_rate": 1e-4, "rate": 0.05, "momentum": 0.01, "epsilon": 1e-4, "weight_decay": 1e-4, "factor": 0.05,
-         "height_factor": 0.05, "width_factor": 0.05, "label_smoothing": 0.05, "final_fraction": 0.05, "warmup": 0.05,
+         "height_factor": 0.05, "width_factor": 0.05, "label_smoothing": 0.05, "final_fraction": 0.05, "warmup": 0.05, "initial_fraction": 0.05,
          "min_delta": 0.001, "ema_momentum": 0.001, "bn_bias_lr_multiplier": 1}  # number-box steps; others step by 0.01 (floats) or 1 (ints)
 VALIDATION_LABELS = {"test": "test set each epoch (notebook)", "holdout": "5,000 held-out train images"}
 OPTIMIZER_USERS = {"momentum": ("sgd", "rmsprop"), "nesterov": ("sgd",), "weight_decay": ("adamw", "sgd")}
@@ -62,6 +62,7 @@ EARLY_STOPPING_SWITCH = Arg("bool", False)
 LABELS = {  # settings whose name alone says too little, by Field.key
     "schedule_type": "schedule", "schedule_every": "every (epochs)", "schedule_factor": "multiply by",
     "schedule_final_fraction": "final fraction of the rate", "schedule_warmup": "warm-up (fraction of steps)",
+    "schedule_initial_fraction": "warm-up starts at (fraction of the rate)",
     "augment_flip": "random flip", "augment_translate": "translate (pixels)", "augment_cutout": "cutout (pixels)",
     "tta_flip": "test-time flip (TTA)", "tta_shift": "test-time shifts (pixels)", "early_stopping": "enabled",
     "early_stopping_patience": "patience (epochs)", "early_stopping_min_delta": "min improvement",
