@@ -116,7 +116,8 @@ def main() -> None:
         for setting, onednn in settings:  # alternating: drift hits every setting alike
             for key, rate in _round(setting, onednn, args).items():
                 best[(setting, onednn, key)] = max(rate, best.get((setting, onednn, key), 0.0))
-            print(f"round {r + 1}: threads {setting} oneDNN {onednn} done (load {os.getloadavg()[0]:.1f})", flush=True)
+                print(f"round {r + 1}: {Path(key.split('|')[0]).stem} batch {key.split('|')[1]} threads {setting} "
+                      f"oneDNN {onednn}: {rate:.0f} images/s (load {os.getloadavg()[0]:.1f})", flush=True)
     flops = {name: train_flops(load_doc(name)) for name in args.specs.split(",")}
     print(f"\ntrain step on random images, best of {args.rounds} rounds of {BATCHES} batches")
     print(f"{'spec':10s} {'batch':>5s} {'threads':>7s} {'oneDNN':>6s} {'images/s':>9s} {'s/epoch':>8s} {'GFLOP/s':>8s}")

@@ -3,6 +3,8 @@ and small generated data."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -420,3 +422,21 @@ def test_a_fresh_process_loads_models_with_the_labs_own_layers_for_predictions(t
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "Whitening"
+
+
+def test_the_ablation_goes_from_the_previous_fast_network_to_the_new_fast_preset_one_option_at_a_time(monkeypatch):
+    import importlib
+
+    from cifar_core.spec.presets import get_preset
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "scripts"))
+    ablation = importlib.import_module("recipe_ablation")
+    docs, doc = [], {}
+    for step in ablation.STEPS:
+        doc = step.change(doc)
+        docs.append(parse_spec({**doc, "name": "step"}).to_dict())
+    assert [l["type"] for l in docs[0]["layers"]].count("ResidualBlock") == 2  # the ResNet-lite it starts from
+    assert all(a != b for a, b in zip(docs, docs[1:]))  # every step changes something
+    fast = parse_spec({**get_preset("fast"), "name": "step"}).to_dict()
+    same = lambda d: {k: v for k, v in d.items() if k not in ("description", "epochs")}  # the script sets those
+    assert same(docs[-1]) == same(fast)

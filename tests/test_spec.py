@@ -553,8 +553,22 @@ def test_preset_copies_do_not_share_layer_dicts():
     assert get_preset("exp5")["layers"][2]["rate"] == 0.2
 
 
-def test_recommended_presets_validate_on_a_holdout_with_the_fast_recipe():
-    for name in ("fast", "best"):
-        spec = parse_spec(get_preset(name))
-        assert spec.validation == "holdout" and spec.tta_flip and spec.schedule["type"] == "one_cycle"
-    assert summarize(get_preset("fast")).total_params == 409_834
+@pytest.mark.parametrize("name, widths", [("fast", (32, 64, 64)), ("best", (64, 128, 128))])
+def test_recommended_presets_are_airbench_networks_with_its_recipe(name, widths):
+    spec = parse_spec(get_preset(name))
+    assert spec.validation == "holdout" and spec.tta_flip and spec.tta_shift == 1
+    assert spec.schedule == {"type": "one_cycle", "warmup": 0.23, "final_fraction": 0.07, "initial_fraction": 0.2}
+    assert (spec.batch_size, spec.momentum, spec.nesterov, spec.bn_bias_lr_multiplier) == (1024, 0.85, True, 64)
+    assert spec.learning_rate * spec.weight_decay == pytest.approx(0.002, rel=1e-3)  # airbench's decay per step
+    assert spec.augment == {"alternate_flip": True, "translate": 2} and spec.logit_scale == pytest.approx(1 / 9, rel=1e-5)
+    summary = summarize(get_preset(name))
+    w1, w2, w3 = widths
+    group = ["Conv2D", "MaxPool2D", "BatchNormalization", "Activation", "Conv2D", "BatchNormalization", "Activation"]
+    assert [s.type for s in summary.layers] == ["Whitening", "Activation", *group * 3, "MaxPool2D", "Flatten", "Dense"]
+    shapes = [s.output_shape[1:] for s in summary.layers]
+    assert shapes[0] == (31, 31, 24)  # 2x2 patches of 3 channels: 12 eigenvectors and their negatives
+    assert [shapes[i] for i in (2, 3, 9, 10, 16, 17)] == [(31, 31, w1), (15, 15, w1), (15, 15, w2), (7, 7, w2),
+                                                         (7, 7, w3), (3, 3, w3)]
+    assert shapes[-3:] == [(1, 1, w3), (w3,), (10,)]
+    assert all(l["initializer"] == "dirac" for l in spec.layers if l["type"] == "Conv2D")
+    assert all(not l["scale"] for l in spec.layers if l["type"] == "BatchNormalization")
