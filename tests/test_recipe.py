@@ -13,7 +13,7 @@ from datagen import synthetic_arrays
 from cifar_core.errors import SpecErrors
 from cifar_core.spec.schema import parse_spec, summarize
 from cifar_core.train.models import build_model, compile_model, load_model
-from cifar_core.train.whitening import prepare, whitening_filters
+from cifar_core.train.whitening import _patch_moments, prepare, whitening_filters
 from test_models import assert_matches_summary
 from test_training import Recorder
 
@@ -56,6 +56,21 @@ def test_whitening_output_has_identity_covariance_on_training_patches(images, k)
     np.testing.assert_allclose(np.cov(flat[:, :d], rowvar=False), np.eye(d), atol=0.02)
     raw = np.cov(np.lib.stride_tricks.sliding_window_view(x / 255, (k, k), axis=(1, 2)).reshape(-1, d), rowvar=False)
     assert np.abs(raw - np.eye(d)).max() > 0.5  # the pixels themselves were far from white
+
+
+def test_whitening_epsilon_is_in_units_of_the_pixel_variance_as_on_airbenchs_standardised_images(images):
+    x, _ = images
+    low = (x // 4 + 96).astype(np.uint8)  # a quarter of the contrast: a sixteenth of the variance
+    for imgs in (x, low):
+        _, cov = _patch_moments(imgs, 2)
+        eigenvalues = np.linalg.eigvalsh(cov)[::-1]
+        kernel, _ = whitening_filters(imgs, 2, 0.05, negatives=False)
+        norms = np.linalg.norm(kernel.reshape(12, 12), axis=0)  # each filter: eigenvector / sqrt(ev + eps * var)
+        np.testing.assert_allclose(norms, 1 / np.sqrt(eigenvalues + 0.05 * np.trace(cov) / 12), rtol=1e-3)
+    # so the same epsilon damps the same directions whatever the images' contrast
+    damping = [eigenvalues / (eigenvalues + 0.05 * np.trace(cov) / 12) for cov, eigenvalues in
+               ((c, np.linalg.eigvalsh(c)[::-1]) for c in (_patch_moments(x, 2)[1], _patch_moments(low, 2)[1]))]
+    np.testing.assert_allclose(damping[0], damping[1], atol=0.05)
 
 
 def test_whitening_filters_are_deterministic_and_the_seed_picks_the_images(images):

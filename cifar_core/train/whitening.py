@@ -3,7 +3,7 @@ filters whiten the image patches of the training split.
 
 Its filters are the eigenvectors of the covariance of every `kernel_size` x `kernel_size` patch of
 the training images (pixels scaled to 0..1, as the model's "rescale" layer does), each divided by
-sqrt(eigenvalue + epsilon), largest eigenvalue first; with `negatives` the negated filters follow,
+sqrt(eigenvalue + epsilon x the mean pixel variance), largest eigenvalue first; with `negatives` the negated filters follow,
 so a ReLU-like activation after it keeps both signs. Its bias starts at -filters . mean patch, so
 the output has zero mean and (for eigenvalues well above epsilon) unit covariance on training
 patches. The kernel never trains; the bias trains for the first `bias_epochs` epochs, then is
@@ -40,7 +40,10 @@ def whitening_filters(images: np.ndarray, kernel_size: int, epsilon: float, nega
     eigenvalues, eigenvectors = eigenvalues[::-1].clip(min=0), eigenvectors[:, ::-1]
     # eigh's signs are arbitrary: make each vector's largest entry positive, so machines agree
     signs = np.sign(eigenvectors[np.abs(eigenvectors).argmax(axis=0), np.arange(len(eigenvalues))])
-    filters = eigenvectors * signs / np.sqrt(eigenvalues + epsilon)  # one filter per column
+    # epsilon is in units of the mean pixel variance: airbench adds it to the eigenvalues of patches of
+    # standardised images; on 0..1 pixels (variance ~0.06 here) the same number damped 6 of 12 directions
+    pixel_variance = float(np.trace(cov)) / len(cov)
+    filters = eigenvectors * signs / np.sqrt(eigenvalues + epsilon * pixel_variance)  # one filter per column
     if negatives:
         filters = np.concatenate([filters, -filters], axis=1)
     kernel = filters.reshape(k, k, x.shape[3], filters.shape[1])  # rows follow the patch order (row, column, channel)
