@@ -1,5 +1,5 @@
 """The recipe's ablation: each airbench option added, one at a time, to the previous step, from
-the lab's earlier `fast` network (a ResNet-lite) to the new `fast` preset; writes docs/recipe.md.
+the lab's `fast` preset (a ResNet-lite) to the `airbench` preset; writes docs/recipe.md.
 
     .venv/bin/python scripts/recipe_ablation.py [--epochs 8] [--seeds 1] [--steps 0-9]
         [--data ../shared/datasets/cifar10-jpeg.tar.gz] [--out docs/recipe.md]
@@ -8,7 +8,7 @@ Every step trains through the lab's queue on the real data with the same epochs,
 the 5,000-image holdout and the test set scored once; runs alternate with reference epochs
 (scripts/reference_epoch.py) so that seconds per epoch are also given in that unit. Per step:
 test accuracy at the fixed epochs, the first epoch whose validation accuracy reached 85%, and
-seconds per epoch. Run it on an otherwise idle host; a full pass is about 10 x the fast preset.
+seconds per epoch. Run it on an otherwise idle host; a full pass is about 10 x the airbench preset.
 """
 
 from __future__ import annotations
@@ -41,17 +41,16 @@ def _layers(doc: dict, f) -> dict:
     return {**doc, "layers": [f(dict(layer)) for layer in doc["layers"]]}
 
 
-def _previous_fast() -> dict:
-    from cifar_core.spec.presets import resnet_lite
+def _fast() -> dict:
+    from cifar_core.spec.presets import get_preset
 
-    return resnet_lite("ablation", "", "c32 p r32 c64 p c128 p r128", epochs=11, augment={"flip": True, "translate": 2},
-                       batch_size=128)
+    return get_preset("fast")
 
 
 def _airbench_shape(doc: dict) -> dict:
     """airbench's layers, but each recipe option still off: a learned 2x2 first conv, standard
-    BatchNorm and init, ReLU, no logit scale; the previous fast preset's training settings."""
-    from cifar_core.spec.presets import FAST_WIDTHS, airbench_layers
+    BatchNorm and init, ReLU, no logit scale; the fast preset's training settings."""
+    from cifar_core.spec.presets import AIRBENCH_WIDTHS, airbench_layers
 
     def plain(layer: dict) -> dict:
         if layer["type"] == "Whitening":
@@ -64,15 +63,15 @@ def _airbench_shape(doc: dict) -> dict:
             return {**layer, "initializer": "glorot_uniform"}
         return layer
 
-    return {**doc, "layers": [plain(dict(layer)) for layer in airbench_layers(FAST_WIDTHS)]}
+    return {**doc, "layers": [plain(dict(layer)) for layer in airbench_layers(AIRBENCH_WIDTHS)]}
 
 
 def _airbench_training(doc: dict) -> dict:
     from cifar_core.spec.presets import get_preset
 
-    fast = get_preset("fast")
+    airbench = get_preset("airbench")
     keys = ("learning_rate", "momentum", "weight_decay", "schedule", "batch_size")
-    return {**doc, **{k: fast[k] for k in keys}}
+    return {**doc, **{k: airbench[k] for k in keys}}
 
 
 def _whitening(doc: dict) -> dict:
@@ -93,19 +92,19 @@ def _gelu(doc: dict) -> dict:
     return _layers(doc, lambda l: {**l, "activation": "gelu"} if l["type"] == "Activation" else l)
 
 
-def _from_fast(*keys: str) -> Callable[[dict], dict]:
+def _from_airbench(*keys: str) -> Callable[[dict], dict]:
     def change(doc: dict) -> dict:
         from cifar_core.spec.presets import get_preset
 
-        fast = get_preset("fast")
-        return {**doc, **{k: fast[k] for k in keys}}
+        airbench = get_preset("airbench")
+        return {**doc, **{k: airbench[k] for k in keys}}
 
     return change
 
 
 STEPS = [
-    Step("previous fast: ResNet-lite 32-128, batch 128, SGD one-cycle, random flips, 10-view TTA",
-         "the baseline: the lab's recommended network before this recipe", lambda _: _previous_fast()),
+    Step("fast: ResNet-lite 32-128, batch 128, SGD one-cycle, random flips, 10-view TTA",
+         "the baseline: the lab's recommended network before this recipe", lambda _: _fast()),
     Step("airbench's layout (conv-pool-BN groups, global max-pool), plain options",
          "the network shape alone, with a learned first conv, ReLU and standard BatchNorm", _airbench_shape),
     Step("+ batch 1024, airbench's SGD rates and triangular schedule",
@@ -115,10 +114,10 @@ STEPS = [
          "airbench ablation: 22 -> 17 epochs to 94% (main_scalebias.py)", _bn_airbench),
     Step("+ dirac (identity) initialisation", "airbench ablation: 17 -> 14 epochs to 94% (main_dirac.py)", _dirac),
     Step("+ GELU", "airbench94 uses GELU throughout", _gelu),
-    Step("+ logits scaled by 1/9", "airbench94's output scale", _from_fast("logit_scale")),
-    Step("+ lookahead (EMA every 5 steps)", "hlb-cifar10's lookahead, kept by airbench94", _from_fast("ema_momentum", "lookahead_steps")),
-    Step("+ alternating flip, 1-pixel TTA shifts (= the new fast preset)",
-         "airbench: alternating flips are worth about a tenth of the epochs", _from_fast("augment", "tta_shift")),
+    Step("+ logits scaled by 1/9", "airbench94's output scale", _from_airbench("logit_scale")),
+    Step("+ lookahead (EMA every 5 steps)", "hlb-cifar10's lookahead, kept by airbench94", _from_airbench("ema_momentum", "lookahead_steps")),
+    Step("+ alternating flip, 1-pixel TTA shifts (= the airbench preset)",
+         "airbench: alternating flips are worth about a tenth of the epochs", _from_airbench("augment", "tta_shift")),
 ]
 
 

@@ -74,7 +74,7 @@ def test_curves_overlay_with_the_runs_and_leave_out_what_was_never_recorded():
 
 
 def test_matching_preset_recognises_the_notebook_networks():
-    assert [notebook.matching_preset(get_preset(n)) for n in PRESETS] == [*NOTEBOOK_PRESETS, None, None]
+    assert [notebook.matching_preset(get_preset(n)) for n in PRESETS] == [*NOTEBOOK_PRESETS, None, None, None]
     renamed = dict(get_preset("exp4"), name="my exp4", seed=3, epochs=2)
     assert notebook.matching_preset(renamed) == "exp4"  # name, seed and epochs may differ
     assert notebook.matching_preset(dict(get_preset("exp4"), learning_rate=0.01)) is None
