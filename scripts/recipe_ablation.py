@@ -153,6 +153,9 @@ def main() -> None:
         runs = []
         for seed in range(args.seeds):
             detail = run_one(docs[i], args.data, seed, args.epochs)
+            if detail.test_accuracy is None or not detail.train_seconds:
+                raise SystemExit(f"step {i} seed {seed} ended {detail.job.state}: {detail.job.error}; "
+                                 f"its run is in {os.environ['CIFAR_LAB_HOME']}")
             ref_after = reference_epoch(args.data)
             runs.append((detail, (ref_before + ref_after) / 2))
             ref_before = ref_after
