@@ -243,7 +243,9 @@ PRESETS["airbench"] = _airbench(
     "airbench",
     "Experimental: airbench's network and recipe (issue 12) at half of airbench93's width: a frozen "
     "whitening of 2x2 patches, then conv groups of 32-64-64 channels (dirac init, BatchNorm without "
-    "scale, GELU), batch 1024, lookahead, alternating flips. Measured here: MEASURING. Not yet as good "
+    "scale, GELU), batch 1024, lookahead, alternating flips. Measured here over 3 seeds on the JPEG copy: "
+    "82.0% test accuracy (81.6 to 82.2) after 7 epochs, 753 to 896 s of training on a quiet 2-core CPU "
+    "(18 reference epochs); the notebook's best (75.6%) passed after 7.5 to 10 minutes. Not yet as good "
     "as `fast`; the starting point for the recipe's tuning (scripts/recipe_ablation.py).",
     AIRBENCH_WIDTHS,
     epochs=7,
