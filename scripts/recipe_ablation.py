@@ -37,10 +37,6 @@ class Step:
     change: Callable[[dict], dict]
 
 
-def _layers(doc: dict, f) -> dict:
-    return {**doc, "layers": [f(dict(layer)) for layer in doc["layers"]]}
-
-
 def _fast() -> dict:
     from cifar_core.spec.presets import get_preset
 
@@ -66,38 +62,18 @@ def _airbench_shape(doc: dict) -> dict:
     return {**doc, "layers": [plain(dict(layer)) for layer in airbench_layers(AIRBENCH_WIDTHS)]}
 
 
-def _airbench_training(doc: dict) -> dict:
-    from cifar_core.spec.presets import get_preset
-
-    airbench = get_preset("airbench")
-    keys = ("learning_rate", "momentum", "weight_decay", "schedule", "batch_size")
-    return {**doc, **{k: airbench[k] for k in keys}}
-
-
-def _whitening(doc: dict) -> dict:
-    first = {"type": "Whitening", "kernel_size": 2, "bias_epochs": 3}
-    return {**doc, "layers": [first if i == 0 else layer for i, layer in enumerate(doc["layers"])]}
-
-
-def _bn_airbench(doc: dict) -> dict:
-    bn = {"type": "BatchNormalization", "scale": False, "momentum": 0.6, "epsilon": 1e-5}
-    return {**_layers(doc, lambda l: bn if l["type"] == "BatchNormalization" else l), "bn_bias_lr_multiplier": 64}
-
-
-def _dirac(doc: dict) -> dict:
-    return _layers(doc, lambda l: {**l, "initializer": "dirac"} if l["type"] == "Conv2D" and l.get("padding") == "same" else l)
-
-
-def _gelu(doc: dict) -> dict:
-    return _layers(doc, lambda l: {**l, "activation": "gelu"} if l["type"] == "Activation" else l)
-
-
-def _from_airbench(*keys: str) -> Callable[[dict], dict]:
+def _from_airbench(*keys: str, layers: str | None = None) -> Callable[[dict], dict]:
+    """A step that takes these settings, and its layers of type `layers`, from the airbench preset
+    (the layers sit at the same positions from step 1 on), so that each option is defined once."""
     def change(doc: dict) -> dict:
         from cifar_core.spec.presets import get_preset
 
         airbench = get_preset("airbench")
-        return {**doc, **{k: airbench[k] for k in keys}}
+        changed = {**doc, **{k: airbench[k] for k in keys}}
+        if layers is not None:
+            changed["layers"] = [theirs if theirs["type"] == layers else ours
+                                 for ours, theirs in zip(doc["layers"], airbench["layers"], strict=True)]
+        return changed
 
     return change
 
@@ -108,14 +84,19 @@ STEPS = [
     Step("airbench's layout (conv-pool-BN groups, global max-pool), plain options",
          "the network shape alone, with a learned first conv, ReLU and standard BatchNorm", _airbench_shape),
     Step("+ batch 1024, airbench's SGD rates and triangular schedule",
-         "large batches use the CPU better (bench_steptime); airbench's per-1024 rate, momentum 0.85, decay", _airbench_training),
-    Step("+ frozen whitening first layer", "airbench ablation: 35 -> 22 epochs to 94% (main_whiten.py)", _whitening),
+         "large batches use the CPU better (bench_steptime); airbench's per-1024 rate, momentum 0.85, decay",
+         _from_airbench("learning_rate", "momentum", "weight_decay", "schedule", "batch_size")),
+    Step("+ frozen whitening first layer", "airbench ablation: 35 -> 22 epochs to 94% (main_whiten.py)",
+         _from_airbench(layers="Whitening")),
     Step("+ BatchNorm without scale, biases at 64x the rate",
-         "airbench ablation: 22 -> 17 epochs to 94% (main_scalebias.py)", _bn_airbench),
-    Step("+ dirac (identity) initialisation", "airbench ablation: 17 -> 14 epochs to 94% (main_dirac.py)", _dirac),
-    Step("+ GELU", "airbench94 uses GELU throughout", _gelu),
+         "airbench ablation: 22 -> 17 epochs to 94% (main_scalebias.py)",
+         _from_airbench("bn_bias_lr_multiplier", layers="BatchNormalization")),
+    Step("+ dirac (identity) initialisation", "airbench ablation: 17 -> 14 epochs to 94% (main_dirac.py)",
+         _from_airbench(layers="Conv2D")),
+    Step("+ GELU", "airbench94 uses GELU throughout", _from_airbench(layers="Activation")),
     Step("+ logits scaled by 1/9", "airbench94's output scale", _from_airbench("logit_scale")),
-    Step("+ lookahead (EMA every 5 steps)", "hlb-cifar10's lookahead, kept by airbench94", _from_airbench("ema_momentum", "lookahead_steps")),
+    Step("+ lookahead (EMA every 5 steps)", "hlb-cifar10's lookahead, kept by airbench94",
+         _from_airbench("ema_momentum", "lookahead_steps")),
     Step("+ alternating flip, 1-pixel TTA shifts (= the airbench preset)",
          "airbench: alternating flips are worth about a tenth of the epochs", _from_airbench("augment", "tta_shift")),
 ]
