@@ -1,7 +1,10 @@
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from cifar_core.config import TF_ENV_DEFAULTS
+
+for key, value in TF_ENV_DEFAULTS.items():  # before anything imports TensorFlow
+    os.environ.setdefault(key, value)
 
 from cifar_core.cli import main  # noqa: E402
 

@@ -304,7 +304,7 @@ class Lab:
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
                                   cwd=Path(__file__).resolve().parents[1],
-                                  env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")})
+                                  env=config.tf_env())
         except subprocess.TimeoutExpired:
             raise LabError(f"measuring runs {', '.join(ids)} took over {timeout:.0f} s; measure fewer runs or rounds") from None
         if done.returncode != 0:

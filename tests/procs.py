@@ -20,10 +20,10 @@ def cli(*args: str, timeout: float = 300, check: bool = True) -> subprocess.Comp
     return proc
 
 
-def start_worker(*args: str, log: Path | None = None) -> subprocess.Popen:
+def start_worker(*args: str, log: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
     out = open(log, "ab") if log else subprocess.DEVNULL
     return subprocess.Popen([sys.executable, "-m", "cifar_core", "worker", *args], cwd=ROOT, stdout=out,
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, env=env)
 
 
 def wait_for(predicate, timeout: float = 120, interval: float = 0.2, what: str = "condition"):

@@ -184,7 +184,7 @@ def test_settings_groups_show_every_training_option_with_the_spec_defaults():
         "label_smoothing": 0.0, "augment_flip": False, "augment_alternate_flip": False, "augment_translate": 0,
         "augment_cutout": 0, "tta_flip": False, "tta_shift": 0}
     assert {f.key: f.shown for f in groups["recipe"].fields} == {
-        "logit_scale": 1.0, "ema_momentum": 0.0, "lookahead_steps": 0, "bn_bias_lr_multiplier": 1.0}
+        "logit_scale": 1.0, "ema_momentum": 0.0, "ema_warmup": 0.0, "lookahead_steps": 0, "bn_bias_lr_multiplier": 1.0}
     assert all(f.help for f in groups["recipe"].fields)
     assert [(f.key, f.shown) for f in groups["early_stopping"].fields] == [("early_stopping", False)]
     validation = field(groups["run"].fields, "validation")

@@ -90,6 +90,22 @@ def test_an_idle_worker_holds_no_tensorflow_before_or_after_a_job(lab_home, smal
         worker.kill()
 
 
+@pytest.mark.parametrize("given, seen", [(None, "1"), ("0", "0")])
+def test_a_jobs_process_runs_tensorflow_with_onednn_unless_the_environment_says_otherwise(
+        lab_home, small_data, tmp_path, given, seen):
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if given is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = given
+    worker = start_worker(log=tmp_path / "w.log", env=env)
+    try:
+        _submit(tmp_path, dict(SLOW, epochs=50), small_data)
+        [child] = wait_for(lambda: _children(worker.pid), timeout=120, what="the job's process")
+        environ = Path(f"/proc/{child}/environ").read_bytes().decode().split("\0")
+        assert f"TF_ENABLE_ONEDNN_OPTS={seen}" in environ
+    finally:
+        worker.kill()
+
+
 class StopsWhileValidating(Recorder):
     """A real Reporter that asks to stop once epoch 2 has validated its first batch."""
 

@@ -269,11 +269,39 @@ def test_a_resumed_run_keeps_its_average(ds, tmp_path):
     assert outcome.status == loop.COMPLETED and [h["epoch"] for h in outcome.history] == [1, 2]
 
 
+def test_ema_warmup_grows_the_averages_momentum_with_the_steps_done(images):
+    x, y = images  # 300 images, batch 30, 1 epoch: T = 10 steps
+    spec = spec_of(CONV_BN, optimizer="sgd", learning_rate=0.05, momentum=0.9, ema_momentum=0.9, ema_warmup=2, epochs=1)
+    model = build_model(spec)
+    compile_model(model, spec, steps_per_epoch=10)
+    seen = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(([w.numpy().copy() for w in self.model.trainable_weights],
+                         [a.numpy().copy() for a in self.model.optimizer._model_variables_moving_average]))
+
+    model.fit(x.astype(np.float32), y, batch_size=30, epochs=1, verbose=0, callbacks=[Spy()])
+    assert len(seen) == 10
+    expected = seen[0][0]  # the first step starts the average at the weights
+    for t, (weights, average) in enumerate(seen, start=1):
+        m = 0.0 if t == 1 else 0.9 * (t / 10) ** 2  # 0, 0.036, ..., 0.729, 0.9
+        expected = [m * e + (1 - m) * w for e, w in zip(expected, weights)]
+        for a, e in zip(average, expected):
+            np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-6)
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(model.optimizer))  # saved models keep it
+    assert (restored.ema_warmup, restored.total_steps) == (2.0, 10)
+
+
 def test_ema_settings_name_the_bad_value_and_the_fix():
     with pytest.raises(SpecErrors, match=r"ema_momentum=1 is out of range \[0, 1\); 0 turns it off"):
         spec_of(CONV_BN, ema_momentum=1)
     with pytest.raises(SpecErrors, match=r"ema_momentum=0.99 does not combine with early_stopping: .*remove one of them"):
         spec_of(CONV_BN, ema_momentum=0.99, early_stopping={"patience": 3})
+    with pytest.raises(SpecErrors, match=r"ema_warmup=3.0 ramps .*ema_momentum=0 turns off; set ema_momentum .*or ema_warmup to 0"):
+        spec_of(CONV_BN, ema_warmup=3)
+    with pytest.raises(SpecErrors, match=r"ema_warmup=9 is out of range 0..8; 0 keeps ema_momentum fixed"):
+        spec_of(CONV_BN, ema_momentum=0.9, ema_warmup=9)
 
 
 # --- alternating flip -----------------------------------------------------------------------

@@ -539,7 +539,7 @@ def spawn_worker(extra_args: tuple[str, ...] = ()) -> int:
             [sys.executable, "-m", "cifar_core", "worker", *extra_args],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, cwd=ROOT,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")},
+            env=config.tf_env(),
         )
     # Wait for it to register so a second caller sees it alive.
     conn = store.connect()

@@ -145,6 +145,8 @@ TOP_ARGS: dict[str, Arg] = {
     "tta_shift": Arg("int", 0, 0, 4, fix="0 turns it off; 2 pixels suits images trained with 2-pixel shifts"),
     "logit_scale": Arg("float", 1.0, 0, 100, open_low=True, fix="1 leaves them alone; airbench divides them by 9 (0.111)"),
     "ema_momentum": Arg("float", 0.0, 0, 1, open_high=True, fix="0 turns it off; 0.99 to 0.999 is usual"),
+    "ema_warmup": Arg("float", 0.0, 0, 8, fix="0 keeps ema_momentum fixed; airbench's average grows with power 3 "
+                      "of its 5-step updates, 0.6 per step"),
     "lookahead_steps": Arg("int", 0, 0, 1000, fix="0 turns it off; airbench resets every 5 steps"),
     "bn_bias_lr_multiplier": Arg("float", 1.0, 0, 256, open_low=True, fix="1 trains them like the rest; airbench uses 64"),
 }
@@ -181,6 +183,8 @@ class ExperimentSpec:
     logit_scale: float = 1.0  # (0, 100]: the last Dense's outputs are multiplied by this before its softmax
     ema_momentum: float = 0.0  # [0, 1): validate, test and save an exponential moving average of the weights
     # (avg = m * avg + (1 - m) * w after every step); 0: the weights themselves
+    ema_warmup: float = 0.0  # [0, 8], with ema_momentum: m at step t of T is ema_momentum * (t / T) ** this
+    # (weights move freely early, are averaged strongly at the end); 0: m fixed
     lookahead_steps: int = 0  # 0..1000, with ema_momentum: every this many steps the weights are set to
     # their moving average and training goes on from there (lookahead, as airbench does it); 0: never
     bn_bias_lr_multiplier: float = 1.0  # (0, 256]: BatchNormalization biases (beta) learn at this times the rate
@@ -396,6 +400,12 @@ def _check_top(doc: dict, errors: list[SpecError]) -> dict:
             f"lookahead_steps={values['lookahead_steps']} resets the weights to their moving average, which "
             "ema_momentum=0 turns off; set ema_momentum (0.9 to 0.99 suits lookahead) or lookahead_steps to 0",
             field="lookahead_steps",
+        ))
+    if values.get("ema_warmup", 0.0) > 0 and values.get("ema_momentum", 0.0) == 0:
+        errors.append(SpecError(
+            f"ema_warmup={values['ema_warmup']} ramps the moving average's momentum, which ema_momentum=0 "
+            "turns off; set ema_momentum (0.95 with ema_warmup 0.6 is airbench's) or ema_warmup to 0",
+            field="ema_warmup",
         ))
     if values.get("ema_momentum", 0.0) > 0 and values.get("early_stopping"):
         errors.append(SpecError(

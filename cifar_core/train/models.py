@@ -52,7 +52,7 @@ def compile_model(model, spec: ExperimentSpec, steps_per_epoch: int) -> None:
     if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch={steps_per_epoch!r} must be a positive int (ceil(train images / batch))")
     learning_rate = _learning_rate(spec, steps_per_epoch)
-    optimizer = _optimizer(keras, spec, learning_rate)
+    optimizer = _optimizer(keras, spec, learning_rate, steps_per_epoch)
     if uses_one_hot(spec):
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=spec.label_smoothing)
         metric = keras.metrics.CategoricalAccuracy(name="accuracy")
@@ -70,7 +70,7 @@ def _learning_rate(spec: ExperimentSpec, steps_per_epoch: int):
     return make_schedule(spec.schedule, spec.learning_rate, steps_per_epoch, spec.epochs)
 
 
-def _optimizer(keras, spec: ExperimentSpec, learning_rate):
+def _optimizer(keras, spec: ExperimentSpec, learning_rate, steps_per_epoch: int):
     O = keras.optimizers
     classes = {"adam": O.Adam, "rmsprop": O.RMSprop, "adamw": O.AdamW, "sgd": O.SGD}
     if spec.optimizer not in classes:
@@ -88,6 +88,8 @@ def _optimizer(keras, spec: ExperimentSpec, learning_rate):
     cls = classes[spec.optimizer]
     if spec.bn_bias_lr_multiplier != 1 or spec.ema_momentum > 0:
         cls, args["bn_bias_lr_multiplier"] = recipe_optimizer_class(cls), spec.bn_bias_lr_multiplier
+    if spec.ema_warmup > 0:
+        args.update(ema_warmup=spec.ema_warmup, total_steps=steps_per_epoch * spec.epochs)
     optimizer = cls(**args)
     if spec.weight_decay > 0:
         optimizer.exclude_from_weight_decay(var_names=_NO_DECAY)
@@ -100,14 +102,29 @@ def recipe_optimizer_class(base: type) -> type:
     `bn_bias_lr_multiplier` times the learning rate, as airbench trains them (64x): Keras
     optimizers have one rate for all variables, this scales it in the per-variable update. And
     with use_ema, the end of fit copies the average into every variable it was built with, also
-    those no longer trainable (a frozen Whitening bias), where Keras's would fail on the count."""
+    those no longer trainable (a frozen Whitening bias), where Keras's would fail on the count.
+    With `ema_warmup` p > 0 the average's momentum at step t of `total_steps` is
+    ema_momentum * (t / total_steps) ** p instead of fixed (airbench warms its average up so)."""
     import keras
+    from keras import ops
 
     @keras.saving.register_keras_serializable(package="cifar_lab", name=f"Recipe{base.__name__}")
     class Recipe(base):
-        def __init__(self, bn_bias_lr_multiplier: float = 1.0, **kwargs):
+        def __init__(self, bn_bias_lr_multiplier: float = 1.0, ema_warmup: float = 0.0, total_steps: int = 1, **kwargs):
             super().__init__(**kwargs)
             self.bn_bias_lr_multiplier = float(bn_bias_lr_multiplier)
+            self.ema_warmup, self.total_steps = float(ema_warmup), max(int(total_steps), 1)
+
+        def _update_model_variables_moving_average(self, trainable_variables):
+            if not (self.use_ema and self.ema_warmup > 0):
+                return super()._update_model_variables_moving_average(trainable_variables)
+            done = ops.minimum(ops.cast(self.iterations + 1, "float32") / self.total_steps, 1.0)
+            started = ops.cast(ops.not_equal(self.iterations, 0), "float32")  # the average starts as zeros
+            momentum = started * self.ema_momentum * ops.power(done, self.ema_warmup)
+            for var, average in zip(trainable_variables, self._model_variables_moving_average):
+                if average is not None:
+                    m = ops.cast(momentum, var.dtype)
+                    average.assign(m * average + (1 - m) * var)
 
         def update_step(self, gradient, variable, learning_rate):
             # the TensorFlow backend passes the tf.Variable: find the Keras one by its index
@@ -119,7 +136,8 @@ def recipe_optimizer_class(base: type) -> type:
             super().finalize_variable_values(self._trainable_variables if self.built else var_list)
 
         def get_config(self) -> dict:
-            return {**super().get_config(), "bn_bias_lr_multiplier": self.bn_bias_lr_multiplier}
+            return {**super().get_config(), "bn_bias_lr_multiplier": self.bn_bias_lr_multiplier,
+                    "ema_warmup": self.ema_warmup, "total_steps": self.total_steps}
 
     Recipe.__name__ = Recipe.__qualname__ = f"Recipe{base.__name__}"
     return Recipe

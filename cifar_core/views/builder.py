@@ -68,6 +68,7 @@ LABELS = {  # settings whose name alone says too little, by Field.key
     "early_stopping_patience": "patience (epochs)", "early_stopping_min_delta": "min improvement",
     "augment_alternate_flip": "alternating flip", "ema_momentum": "EMA momentum",
     "bn_bias_lr_multiplier": "BN bias rate multiplier", "lookahead_steps": "lookahead every (steps)",
+    "ema_warmup": "EMA warm-up (power)",
 }
 HELP = {  # one line under the "?" of a widget, by Field.key (a layer's argument: "Type.argument")
     "augment_alternate_flip": "Instead of a random flip: each image mirrored on every other epoch (a random half, then the other).",
@@ -75,6 +76,7 @@ HELP = {  # one line under the "?" of a widget, by Field.key (a layer's argument
     "tta_shift": "Also average over the test image shifted this many pixels each way.",
     "logit_scale": "Multiply the last layer's logits by this before its softmax (airbench: 1/9).",
     "ema_momentum": "Validate, test and save a moving average of the weights (avg = m·avg + (1-m)·w each step); 0 is off.",
+    "ema_warmup": "With EMA: its momentum at step t of T is m·(t/T)^this, so early weights move freely; 0 keeps m fixed.",
     "lookahead_steps": "With EMA: every this many steps the weights are reset to their average (lookahead); 0 is off.",
     "bn_bias_lr_multiplier": "BatchNormalization biases learn at this multiple of the learning rate (airbench: 64).",
     "Whitening.kernel_size": "Side of the patches whitened: 2 or 3 pixels.",
@@ -93,7 +95,7 @@ _GROUPS = {  # settings panel groups: the top-level keys whose widgets and error
     "schedule": ("Learning-rate schedule", ("schedule",)),
     "run": ("Run", ("epochs", "batch_size", "seed", "validation")),
     "regularise": ("Regularisation and augmentation", ("label_smoothing", "augment", "tta_flip", "tta_shift")),
-    "recipe": ("Output and weight averaging", ("logit_scale", "ema_momentum", "lookahead_steps", "bn_bias_lr_multiplier")),
+    "recipe": ("Output and weight averaging", ("logit_scale", "ema_momentum", "ema_warmup", "lookahead_steps", "bn_bias_lr_multiplier")),
     "early_stopping": ("Early stopping", ("early_stopping",)),
 }
 
