@@ -251,10 +251,11 @@ PRESETS["airbench"] = _airbench(
     "airbench",
     "Experimental: airbench's network and recipe (issue 12) at half of airbench93's width: a frozen "
     "whitening of 2x2 patches, then conv groups of 32-64-64 channels (dirac init, BatchNorm without "
-    "scale, GELU), batch 1024, lookahead, alternating flips. Measured here over 3 seeds on the JPEG copy: "
-    "82.0% test accuracy (81.6 to 82.2) after 7 epochs, 753 to 896 s of training on a quiet 2-core CPU "
-    "(18 reference epochs); the notebook's best (75.6%) passed after 7.5 to 10 minutes. Not yet as good "
-    "as `fast`; the starting point for the recipe's tuning (scripts/recipe_ablation.py).",
+    "scale, GELU), batch 1024, lookahead warming up, alternating flips. Measured here over 3 seeds on the "
+    "JPEG copy: 83.8% test accuracy (83.6 to 83.9) after 7 epochs, 446 to 507 s of training on a quiet "
+    "2-core CPU (12.0 to 13.0 reference epochs); the notebook's best (75.6%) passed after 3.5 to 4.7 "
+    "minutes. Not yet as accurate as `fast`; the starting point for the recipe's tuning "
+    "(scripts/recipe_ablation.py).",
     AIRBENCH_WIDTHS,
     epochs=7,
 )
