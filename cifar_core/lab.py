@@ -290,7 +290,6 @@ class Lab:
         caller (the Streamlit server); waits for it and returns what it stored. LabError with the
         child's own error line when it fails."""
         import json
-        import os
         import subprocess
         import sys
 
