@@ -187,18 +187,21 @@ def test_killed_ray_worker_and_lost_node_cost_no_epoch(lab_home, small_data, tmp
     ids = _submit(tmp_path, dict(SLOW, epochs=epochs), small_data, "--repeats", "2")
     disp = _dispatcher(tmp_path, cluster.address, "--exit-when-idle")
     try:
-        # SIGKILL the Ray worker process training a job, mid-epoch: Ray starts the task again
-        # (on any node), and it resumes from the last checkpoint the dispatcher holds.
-        victim = ids[0]
-        wait_for(lambda: len(_epochs(victim)) >= 2, what="two finished epochs", timeout=180)
+        # SIGKILL the Ray worker process training the job on the second node, mid-epoch: Ray starts
+        # the task again, and it resumes from the last checkpoint the dispatcher holds. The head's
+        # one CPU is busy with the other job, so the retry lands on the second node again, with
+        # most of its epochs to go. (Killing the head's job instead raced: the second node's job
+        # could run its last epochs while the retry started.)
+        head = _head_label(cluster)
+        wait_for(lambda: all(len(_epochs(i)) >= 2 for i in ids), what="two finished epochs each", timeout=180)
+        [victim] = [i for i in ids if _job(i).node != head]
         wait_for(lambda: (j := _job(victim)).batch > 0 and j.batch < j.batches, interval=0.05, what="mid-epoch")
         pid = _job(victim).worker_pid
         os.kill(pid, signal.SIGKILL)
         wait_for(lambda: (j := _job(victim)).worker_pid not in (None, pid), timeout=180,
                  what="the job to go on in a new process")
-        # Stop the second node while a job trains there with epochs to go.
-        head = _head_label(cluster)
 
+        # Stop the second node while a job trains there with epochs to go.
         def on_second_node():
             for i in ids:
                 j = _job(i)
