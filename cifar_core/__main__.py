@@ -1,10 +1,9 @@
 import os
 import sys
 
-from cifar_core.config import TF_ENV_DEFAULTS
+from cifar_core.config import tf_env
 
-for key, value in TF_ENV_DEFAULTS.items():  # before anything imports TensorFlow
-    os.environ.setdefault(key, value)
+os.environ.update(tf_env())  # before anything imports TensorFlow
 
 from cifar_core.cli import main  # noqa: E402
 

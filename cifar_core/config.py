@@ -60,7 +60,6 @@ def resolve_source(source: str | None) -> str:
 TF_ENV_DEFAULTS = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "1"}
 
 
-def tf_env(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """`environ` (default: this process's) with the lab's TensorFlow settings added where unset."""
-    environ = dict(os.environ if environ is None else environ)
-    return {**TF_ENV_DEFAULTS, **environ}
+def tf_env() -> dict[str, str]:
+    """This process's environment with the lab's TensorFlow settings added where unset."""
+    return {**TF_ENV_DEFAULTS, **os.environ}

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from cifar_core.config import TF_ENV_DEFAULTS
+from cifar_core.config import tf_env
 
 ROOT = Path(__file__).resolve().parent.parent
-for key, value in TF_ENV_DEFAULTS.items():  # the tests train in-process as the lab's job processes do
-    os.environ.setdefault(key, value)
+os.environ.update(tf_env())  # the tests train in-process as the lab's job processes do
 # No test process starts the app's background worker unless its test asks (and deletes this with
 # monkeypatch, which puts it back): a Streamlit script thread can outlive its AppTest (a rerun after
 # the test's timeout) and would otherwise start a worker in whatever lab home the next test set,

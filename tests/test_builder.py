@@ -178,7 +178,8 @@ def test_settings_groups_show_every_training_option_with_the_spec_defaults():
     assert list(groups) == ["about", "optimizer", "schedule", "run", "regularise", "recipe", "early_stopping"]
     opt = {f.key: f for f in groups["optimizer"].fields}
     assert (opt["optimizer"].widget, opt["optimizer"].shown) == ("select", "adam")
-    assert not opt["momentum"].enabled and not opt["nesterov"].enabled and not opt["weight_decay"].enabled
+    assert not any(opt[k].enabled for k in ("momentum", "nesterov", "weight_decay", "decay_biases"))
+    assert opt["decay_biases"].help
     assert [f.key for f in groups["schedule"].fields] == ["schedule_type"]
     assert {f.key: f.shown for f in groups["regularise"].fields} == {
         "label_smoothing": 0.0, "augment_flip": False, "augment_alternate_flip": False, "augment_translate": 0,

@@ -200,6 +200,35 @@ def test_batch_norm_biases_learn_at_their_multiple_of_the_rate(images, optimizer
             np.testing.assert_allclose(steps[8.0][path], steps[1.0][path], rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_decay_biases_shrinks_biases_and_batch_norm_shifts_by_the_kernels_fraction(optimizer):
+    shrunk = {}
+    for decay_biases in (False, True):
+        spec = spec_of(CONV_BN, optimizer=optimizer, learning_rate=0.1, weight_decay=0.01, bn_bias_lr_multiplier=64.0,
+                       decay_biases=decay_biases)
+        model = build_model(spec)
+        compile_model(model, spec, steps_per_epoch=1)
+        for w in model.trainable_weights:
+            w.assign(np.ones(w.shape, np.float32))
+        # zero gradients: what moves is the decay alone (Adam's step is 0 for a zero gradient)
+        model.optimizer.apply_gradients([(np.zeros(w.shape, np.float32), w) for w in model.trainable_weights])
+        shrunk[decay_biases] = {w.path: float(1 - w.numpy().mean()) for w in model.trainable_weights}
+    kernels = ["l00_conv2d/kernel", "l04_dense/kernel"]
+    others = ["l01_batchnormalization/beta", "l04_dense/bias"]
+    assert sorted(shrunk[False]) == sorted(kernels + others)
+    for flag in (False, True):  # w -= lr x wd x w
+        assert all(shrunk[flag][k] == pytest.approx(0.1 * 0.01, rel=1e-3) for k in kernels)
+    assert all(shrunk[False][k] == 0 for k in others)
+    # by the same fraction as the kernels: the base rate, not the BatchNorm biases' 64 times it
+    assert all(shrunk[True][k] == pytest.approx(0.1 * 0.01, rel=1e-3) for k in others)
+
+
+def test_decay_biases_needs_a_weight_decay():
+    with pytest.raises(SpecErrors, match=r"decay_biases=true has no decay to apply: weight_decay is 0; set weight_decay"):
+        spec_of(CONV_BN, optimizer="sgd", decay_biases=True)
+    assert spec_of(CONV_BN, optimizer="sgd", weight_decay=5e-4, decay_biases=True).decay_biases
+
+
 def test_a_model_trained_with_the_multiplier_saves_and_loads_back(images, tmp_path):
     x, y = images
     spec = spec_of(CONV_BN, optimizer="sgd", momentum=0.9, learning_rate=0.01, bn_bias_lr_multiplier=64.0)

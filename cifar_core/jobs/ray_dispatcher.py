@@ -299,7 +299,8 @@ def connect(address: str) -> None:
     if ray.is_initialized():
         return
     package = Path(__file__).resolve().parents[1]
-    runtime_env = {"py_modules": [str(package)], "env_vars": {k: config.tf_env()[k] for k in config.TF_ENV_DEFAULTS},
+    env = config.tf_env()
+    runtime_env = {"py_modules": [str(package)], "env_vars": {k: env[k] for k in config.TF_ENV_DEFAULTS},
                    "excludes": ["__pycache__", "*.pyc"]}
     kw = dict(namespace="cifar_lab", runtime_env=runtime_env, logging_level=logging.WARNING)
     try:

@@ -136,6 +136,7 @@ TOP_ARGS: dict[str, Arg] = {
     "momentum": Arg("float", 0.0, 0, 1, open_high=True, fix="0.9 is usual with sgd"),
     "nesterov": Arg("bool", False),
     "weight_decay": Arg("float", 0.0, 0, 0.5, fix="values like 0.0005 are usual"),
+    "decay_biases": Arg("bool", False),
     "epochs": Arg("int", 10, 1, 1000, fix="use 1 to 1000 passes over the data"),
     "batch_size": Arg("int", 32, 1, 8192, fix="32 to 512 is usual"),
     "seed": Arg("int", 0, 0, 2**31 - 1, fix="use a non-negative 31-bit integer"),
@@ -170,6 +171,8 @@ class ExperimentSpec:
     momentum: float = 0.0  # sgd and rmsprop only, [0, 1)
     nesterov: bool = False  # sgd only
     weight_decay: float = 0.0  # adamw and sgd only, [0, 0.5]
+    decay_biases: bool = False  # weight decay also shrinks biases and BatchNorm shifts (beta), not only
+    # kernels (airbench does); BatchNorm scales (gamma) never
     epochs: int = 10  # passes over the training set, 1..1000
     batch_size: int = 32  # images per step, 1..8192
     seed: int = 0  # 0..2**31-1
@@ -400,6 +403,12 @@ def _check_top(doc: dict, errors: list[SpecError]) -> dict:
             f"lookahead_steps={values['lookahead_steps']} resets the weights to their moving average, which "
             "ema_momentum=0 turns off; set ema_momentum (0.9 to 0.99 suits lookahead) or lookahead_steps to 0",
             field="lookahead_steps",
+        ))
+    if values.get("decay_biases") and values.get("weight_decay", 0.0) == 0:
+        errors.append(SpecError(
+            "decay_biases=true has no decay to apply: weight_decay is 0; set weight_decay (with sgd or adamw) "
+            "or remove decay_biases",
+            field="decay_biases",
         ))
     if values.get("ema_warmup", 0.0) > 0 and values.get("ema_momentum", 0.0) == 0:
         errors.append(SpecError(

@@ -15,7 +15,8 @@ from cifar_core.train import schedules
 from cifar_core.train.whitening import whitening_layer_class
 from cifar_core.spec.schema import INPUT_SHAPE, NUM_CLASSES, ExperimentSpec, layer_name, summarize
 
-_NO_DECAY = ["bias", "gamma", "beta"]  # weight decay shrinks kernels only, as is usual
+_NO_DECAY = ["bias", "gamma", "beta"]  # weight decay shrinks kernels only, as is usual,
+_NO_DECAY_WITH_BIASES = ["gamma"]  # or also biases and BatchNorm shifts with the spec's decay_biases
 
 
 def uses_one_hot(spec: ExperimentSpec) -> bool:
@@ -92,7 +93,9 @@ def _optimizer(keras, spec: ExperimentSpec, learning_rate, steps_per_epoch: int)
         args.update(ema_warmup=spec.ema_warmup, total_steps=steps_per_epoch * spec.epochs)
     optimizer = cls(**args)
     if spec.weight_decay > 0:
-        optimizer.exclude_from_weight_decay(var_names=_NO_DECAY)
+        # Keras decays every variable by the base rate: a BatchNorm bias with bn_bias_lr_multiplier
+        # shrinks by the same fraction per step as a kernel (as in airbench), not 64x as much
+        optimizer.exclude_from_weight_decay(var_names=_NO_DECAY_WITH_BIASES if spec.decay_biases else _NO_DECAY)
     return optimizer
 
 

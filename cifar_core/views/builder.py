@@ -45,7 +45,8 @@ STEPS = {"learning_rate": 1e-4, "rate": 0.05, "momentum": 0.01, "epsilon": 1e-4,
          "height_factor": 0.05, "width_factor": 0.05, "label_smoothing": 0.05, "final_fraction": 0.05, "warmup": 0.05, "initial_fraction": 0.05,
          "min_delta": 0.001, "ema_momentum": 0.001, "bn_bias_lr_multiplier": 1}  # number-box steps; others step by 0.01 (floats) or 1 (ints)
 VALIDATION_LABELS = {"test": "test set each epoch (notebook)", "holdout": "5,000 held-out train images"}
-OPTIMIZER_USERS = {"momentum": ("sgd", "rmsprop"), "nesterov": ("sgd",), "weight_decay": ("adamw", "sgd")}
+OPTIMIZER_USERS = {"momentum": ("sgd", "rmsprop"), "nesterov": ("sgd",), "weight_decay": ("adamw", "sgd"),
+                   "decay_biases": ("adamw", "sgd")}
 CIFAR_TRAIN_IMAGES = 50_000  # the schedule preview's step count; its curve over epochs barely depends on it
 HOLDOUT_IMAGES = 5_000
 
@@ -68,7 +69,7 @@ LABELS = {  # settings whose name alone says too little, by Field.key
     "early_stopping_patience": "patience (epochs)", "early_stopping_min_delta": "min improvement",
     "augment_alternate_flip": "alternating flip", "ema_momentum": "EMA momentum",
     "bn_bias_lr_multiplier": "BN bias rate multiplier", "lookahead_steps": "lookahead every (steps)",
-    "ema_warmup": "EMA warm-up (power)",
+    "ema_warmup": "EMA warm-up (power)", "decay_biases": "decay biases too",
 }
 HELP = {  # one line under the "?" of a widget, by Field.key (a layer's argument: "Type.argument")
     "augment_alternate_flip": "Instead of a random flip: each image mirrored on every other epoch (a random half, then the other).",
@@ -76,6 +77,7 @@ HELP = {  # one line under the "?" of a widget, by Field.key (a layer's argument
     "tta_shift": "Also average over the test image shifted this many pixels each way.",
     "logit_scale": "Multiply the last layer's logits by this before its softmax (airbench: 1/9).",
     "ema_momentum": "Validate, test and save a moving average of the weights (avg = m·avg + (1-m)·w each step); 0 is off.",
+    "decay_biases": "Weight decay also shrinks biases and BatchNorm shifts, not only kernels (airbench decays them).",
     "ema_warmup": "With EMA: its momentum at step t of T is m·(t/T)^this, so early weights move freely; 0 keeps m fixed.",
     "lookahead_steps": "With EMA: every this many steps the weights are reset to their average (lookahead); 0 is off.",
     "bn_bias_lr_multiplier": "BatchNormalization biases learn at this multiple of the learning rate (airbench: 64).",
@@ -91,7 +93,7 @@ _TEXT = Arg("text", "")
 _RAW = Arg("json", None)  # a value the widgets cannot show (edited as JSON text)
 _GROUPS = {  # settings panel groups: the top-level keys whose widgets and errors each one holds
     "about": ("About", ("name", "description")),
-    "optimizer": ("Optimizer", ("optimizer", "learning_rate", "momentum", "nesterov", "weight_decay")),
+    "optimizer": ("Optimizer", ("optimizer", "learning_rate", "momentum", "nesterov", "weight_decay", "decay_biases")),
     "schedule": ("Learning-rate schedule", ("schedule",)),
     "run": ("Run", ("epochs", "batch_size", "seed", "validation")),
     "regularise": ("Regularisation and augmentation", ("label_smoothing", "augment", "tta_flip", "tta_shift")),
