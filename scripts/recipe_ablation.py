@@ -84,8 +84,8 @@ STEPS = [
     Step("airbench's layout (conv-pool-BN groups, global max-pool), plain options",
          "the network shape alone, with a learned first conv, ReLU and standard BatchNorm", _airbench_shape),
     Step("+ batch 1024, airbench's SGD rates and triangular schedule",
-         "large batches use the CPU better (bench_steptime); airbench's per-1024 rate, momentum 0.85, decay",
-         _from_airbench("learning_rate", "momentum", "weight_decay", "schedule", "batch_size")),
+         "large batches use the CPU better (bench_steptime); airbench's per-1024 rate, momentum 0.85, decay (biases too)",
+         _from_airbench("learning_rate", "momentum", "weight_decay", "decay_biases", "schedule", "batch_size")),
     Step("+ frozen whitening first layer", "airbench ablation: 35 -> 22 epochs to 94% (main_whiten.py)",
          _from_airbench(layers="Whitening")),
     Step("+ BatchNorm without scale, biases at 64x the rate",
@@ -181,7 +181,8 @@ NOT_PORTED = """## What did not port, and why
   here: this CPU (AVX2) has no fp16 or bf16 arithmetic, so it could at best save memory traffic; and
   Keras on a CPU is channels-last already (`scripts/bench_steptime.py` times the settings that remain).
 - **torch.compile** has no counterpart to choose: Keras already runs the train step as one traced
-  `tf.function`; XLA (`jit_compile`) is not used by the lab's runner.
+  `tf.function`. XLA (`jit_compile`) made the `airbench` train step slower on this CPU (514-587
+  against 737-752 images/s, batch 1024, 2026-11-28), so the lab's runner does not use it.
 - **Lookahead's exact form**: airbench updates its average every 5 steps, with a retention of
   0.95^5 x progress^3, and starts after epoch 3; the lab updates it every step with a momentum of
   0.95 x progress^0.6 (`ema_warmup`), which retains the same over 5 steps and is near zero before

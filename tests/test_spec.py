@@ -568,6 +568,7 @@ def test_the_airbench_preset_is_airbenchs_network_at_half_width_with_its_recipe(
     assert (spec.batch_size, spec.momentum, spec.nesterov, spec.bn_bias_lr_multiplier) == (1024, 0.85, True, 64)
     # airbench's decay: 0.002 per step in PyTorch's coupled form, repeated 1/(1 - 0.85) times by the momentum
     assert spec.learning_rate * spec.weight_decay == pytest.approx(0.002 / 0.15, rel=1e-3)
+    assert spec.decay_biases  # airbench decays its BatchNorm and whitening biases as well
     assert (spec.ema_momentum, spec.ema_warmup, spec.lookahead_steps) == (0.95, 0.6, 5)
     assert (spec.ema_momentum * 0.5 ** spec.ema_warmup) ** 5 == pytest.approx(0.95 ** 5 * 0.5 ** 3, rel=1e-6)
     assert spec.augment == {"alternate_flip": True, "translate": 2} and spec.logit_scale == pytest.approx(1 / 9, rel=1e-5)
