@@ -156,8 +156,10 @@ EARLY_STOPPING_ARGS: dict[str, Arg] = {
     "monitor": Arg("choice", "val_accuracy", choices=("val_accuracy", "val_loss")),
     "min_delta": Arg("float", 0.0, 0, 1, fix="0 counts any improvement"),
 }
-_MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")
-_DECAY_OPTIMIZERS = ("adamw", "sgd")
+# the settings only some optimizers read, and those optimizers (the Builder hides them for the others)
+OPTIMIZER_USERS: dict[str, tuple[str, ...]] = {
+    "momentum": ("sgd", "rmsprop"), "nesterov": ("sgd",), "weight_decay": ("adamw", "sgd"), "decay_biases": ("adamw", "sgd"),
+}
 
 
 @dataclass(frozen=True)
@@ -485,14 +487,14 @@ def _check_optimizer_settings(values: dict) -> list[SpecError]:
     """Settings that only some optimizers read: reject them elsewhere rather than ignore them."""
     opt = values["optimizer"]
     errors = []
-    if values.get("momentum", 0.0) > 0 and opt not in _MOMENTUM_OPTIMIZERS:
+    if values.get("momentum", 0.0) > 0 and opt not in OPTIMIZER_USERS["momentum"]:
         errors.append(SpecError(
             f"momentum={values['momentum']} only applies to sgd and rmsprop, not {opt}; remove it or change optimizer",
             field="momentum",
         ))
-    if values.get("nesterov") and opt != "sgd":
+    if values.get("nesterov") and opt not in OPTIMIZER_USERS["nesterov"]:
         errors.append(SpecError(f"nesterov only applies to sgd, not {opt}; remove it or use sgd", field="nesterov"))
-    if values.get("weight_decay", 0.0) > 0 and opt not in _DECAY_OPTIMIZERS:
+    if values.get("weight_decay", 0.0) > 0 and opt not in OPTIMIZER_USERS["weight_decay"]:
         errors.append(SpecError(
             f"weight_decay={values['weight_decay']} only applies to adamw and sgd, not {opt}; "
             "use 'adamw' for Adam with weight decay",

@@ -26,6 +26,7 @@ from cifar_core.spec.schema import (
     EARLY_STOPPING_ARGS,
     LAYER_ARGS,
     NAME_PATTERN,
+    OPTIMIZER_USERS,
     REQUIRED,
     TOP_ARGS,
     Arg,
@@ -45,8 +46,6 @@ STEPS = {"learning_rate": 1e-4, "rate": 0.05, "momentum": 0.01, "epsilon": 1e-4,
          "height_factor": 0.05, "width_factor": 0.05, "label_smoothing": 0.05, "final_fraction": 0.05, "warmup": 0.05, "initial_fraction": 0.05,
          "min_delta": 0.001, "ema_momentum": 0.001, "bn_bias_lr_multiplier": 1}  # number-box steps; others step by 0.01 (floats) or 1 (ints)
 VALIDATION_LABELS = {"test": "test set each epoch (notebook)", "holdout": "5,000 held-out train images"}
-OPTIMIZER_USERS = {"momentum": ("sgd", "rmsprop"), "nesterov": ("sgd",), "weight_decay": ("adamw", "sgd"),
-                   "decay_biases": ("adamw", "sgd")}
 CIFAR_TRAIN_IMAGES = 50_000  # the schedule preview's step count; its curve over epochs barely depends on it
 HOLDOUT_IMAGES = 5_000
 
