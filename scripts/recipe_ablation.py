@@ -1,5 +1,6 @@
 """The recipe's ablation: each airbench option added, one at a time, to the previous step, from
-the lab's `fast` preset (a ResNet-lite) to the `airbench` preset; writes docs/recipe.md.
+the lab's earlier `fast` network (the ResNet-lite, now the `resnet` preset) to the airbench
+recipe (the `fast` preset); writes docs/recipe.md.
 
     .venv/bin/python scripts/recipe_ablation.py [--epochs 8] [--seeds 1] [--steps 0-9]
         [--data ../shared/datasets/cifar10-jpeg.tar.gz] [--out docs/recipe.md]
@@ -8,7 +9,7 @@ Every step trains through the lab's queue on the real data with the same epochs,
 the 5,000-image holdout and the test set scored once; runs alternate with reference epochs
 (scripts/reference_epoch.py) so that seconds per epoch are also given in that unit. Per step:
 test accuracy at the fixed epochs, the first epoch whose validation accuracy reached 85%, and
-seconds per epoch. Run it on an otherwise idle host; a full pass is about 10 x the airbench preset.
+seconds per epoch. Run it on an otherwise idle host; a full pass is about 10 x the fast preset.
 """
 
 from __future__ import annotations
@@ -37,15 +38,15 @@ class Step:
     change: Callable[[dict], dict]
 
 
-def _fast() -> dict:
+def _resnet() -> dict:
     from cifar_core.spec.presets import get_preset
 
-    return get_preset("fast")
+    return get_preset("resnet")
 
 
 def _airbench_shape(doc: dict) -> dict:
     """airbench's layers, but each recipe option still off: a learned 2x2 first conv, standard
-    BatchNorm and init, ReLU, no logit scale; the fast preset's training settings."""
+    BatchNorm and init, ReLU, no logit scale; the resnet preset's training settings."""
     from cifar_core.spec.presets import AIRBENCH_WIDTHS, airbench_layers
 
     def plain(layer: dict) -> dict:
@@ -63,24 +64,24 @@ def _airbench_shape(doc: dict) -> dict:
 
 
 def _from_airbench(*keys: str, layers: str | None = None) -> Callable[[dict], dict]:
-    """A step that takes these settings, and its layers of type `layers`, from the airbench preset
+    """A step that takes these settings, and its layers of type `layers`, from the fast preset
     (the layers sit at the same positions from step 1 on), so that each option is defined once."""
     def change(doc: dict) -> dict:
         from cifar_core.spec.presets import get_preset
 
-        airbench = get_preset("airbench")
-        changed = {**doc, **{k: airbench[k] for k in keys}}
+        recipe = get_preset("fast")
+        changed = {**doc, **{k: recipe[k] for k in keys}}
         if layers is not None:
             changed["layers"] = [theirs if theirs["type"] == layers else ours
-                                 for ours, theirs in zip(doc["layers"], airbench["layers"], strict=True)]
+                                 for ours, theirs in zip(doc["layers"], recipe["layers"], strict=True)]
         return changed
 
     return change
 
 
 STEPS = [
-    Step("fast: ResNet-lite 32-128, batch 128, SGD one-cycle, random flips, 10-view TTA",
-         "the baseline: the lab's recommended network before this recipe", lambda _: _fast()),
+    Step("resnet: ResNet-lite 32-128, batch 128, SGD one-cycle, random flips, 10-view TTA",
+         "the baseline: the lab's `fast` network before this recipe", lambda _: _resnet()),
     Step("airbench's layout (conv-pool-BN groups, global max-pool), plain options",
          "the network shape alone, with a learned first conv, ReLU and standard BatchNorm", _airbench_shape),
     Step("+ batch 1024, airbench's SGD rates and triangular schedule",
@@ -97,7 +98,7 @@ STEPS = [
     Step("+ logits scaled by 1/9", "airbench94's output scale", _from_airbench("logit_scale")),
     Step("+ lookahead (weights reset to their EMA every 5 steps, warming up)", "hlb-cifar10's lookahead, kept by airbench94",
          _from_airbench("ema_momentum", "ema_warmup", "lookahead_steps")),
-    Step("+ alternating flip, 1-pixel TTA shifts (= the airbench preset)",
+    Step("+ alternating flip, 1-pixel TTA shifts (= the fast preset)",
          "airbench: alternating flips are worth about a tenth of the epochs", _from_airbench("augment", "tta_shift")),
 ]
 
@@ -181,7 +182,7 @@ NOT_PORTED = """## What did not port, and why
   here: this CPU (AVX2) has no fp16 or bf16 arithmetic, so it could at best save memory traffic; and
   Keras on a CPU is channels-last already (`scripts/bench_steptime.py` times the settings that remain).
 - **torch.compile** has no counterpart to choose: Keras already runs the train step as one traced
-  `tf.function`. XLA (`jit_compile`) made the `airbench` train step slower on this CPU (514-587
+  `tf.function`. XLA (`jit_compile`) made the `fast` (airbench) train step slower on this CPU (514-587
   against 737-752 images/s, batch 1024, 2026-11-28), so the lab's runner does not use it.
 - **Lookahead's exact form**: airbench updates its average every 5 steps, with a retention of
   0.95^5 x progress^3, and starts after epoch 3; the lab updates it every step with a momentum of

@@ -475,7 +475,7 @@ def test_layer_names():
 
 
 def test_presets_are_the_notebook_settings():
-    assert preset_names() == [*NOTEBOOK_PRESETS, "fast", "best", "airbench"] == list(PRESET_TITLES)
+    assert preset_names() == [*NOTEBOOK_PRESETS, "fast", "best", "resnet"] == list(PRESET_TITLES)
     settings = {n: (PRESETS[n]["learning_rate"], PRESETS[n]["epochs"]) for n in NOTEBOOK_PRESETS}
     assert settings == {"exp1": (0.01, 20), "exp2": (0.001, 40), "exp3": (0.0001, 10), "exp4": (0.001, 20), "exp5": (0.001, 10)}
     for name in NOTEBOOK_PRESETS:
@@ -553,16 +553,17 @@ def test_preset_copies_do_not_share_layer_dicts():
     assert get_preset("exp5")["layers"][2]["rate"] == 0.2
 
 
-def test_recommended_presets_validate_on_a_holdout_with_the_fast_recipe():
-    for name in ("fast", "best"):
-        spec = parse_spec(get_preset(name))
-        assert spec.validation == "holdout" and spec.tta_flip and spec.schedule["type"] == "one_cycle"
-    assert summarize(get_preset("fast")).total_params == 409_834
+def test_the_resnet_preset_is_the_earlier_fast_resnet_lite():
+    spec = parse_spec(get_preset("resnet"))
+    assert spec.validation == "holdout" and spec.tta_flip and spec.schedule["type"] == "one_cycle"
+    assert spec.batch_size == 128 and any(l["type"] == "ResidualBlock" for l in spec.layers)
+    assert summarize(get_preset("resnet")).total_params == 409_834
 
 
-def test_the_airbench_preset_is_airbenchs_network_at_half_width_with_its_recipe():
-    name, widths = "airbench", (32, 64, 64)
+@pytest.mark.parametrize("name, widths, epochs", [("fast", (32, 64, 64), 7), ("best", (64, 128, 128), 10)])
+def test_fast_and_best_are_airbenchs_network_and_recipe(name, widths, epochs):
     spec = parse_spec(get_preset(name))
+    assert spec.epochs == epochs
     assert spec.validation == "holdout" and spec.tta_flip and spec.tta_shift == 1
     assert spec.schedule == {"type": "one_cycle", "warmup": 0.23, "final_fraction": 0.07, "initial_fraction": 0.2}
     assert (spec.batch_size, spec.momentum, spec.nesterov, spec.bn_bias_lr_multiplier) == (1024, 0.85, True, 64)
