@@ -496,7 +496,7 @@ def test_a_fresh_process_loads_models_with_the_labs_own_layers_for_predictions(t
     assert proc.stdout.strip() == "Whitening"
 
 
-def test_the_ablation_goes_from_the_fast_preset_to_the_airbench_preset_one_option_at_a_time(monkeypatch):
+def test_the_ablation_goes_from_the_resnet_preset_to_the_fast_preset_one_option_at_a_time(monkeypatch):
     import importlib
 
     from cifar_core.spec.presets import get_preset
@@ -509,6 +509,6 @@ def test_the_ablation_goes_from_the_fast_preset_to_the_airbench_preset_one_optio
         docs.append(parse_spec({**doc, "name": "step"}).to_dict())
     assert [l["type"] for l in docs[0]["layers"]].count("ResidualBlock") == 2  # the ResNet-lite it starts from
     assert all(a != b for a, b in zip(docs, docs[1:]))  # every step changes something
-    airbench = parse_spec({**get_preset("fast"), "name": "step"}).to_dict()
+    recipe = parse_spec({**get_preset("fast"), "name": "step"}).to_dict()
     same = lambda d: {k: v for k, v in d.items() if k not in ("description", "epochs")}  # the script sets those
-    assert same(docs[-1]) == same(airbench)
+    assert same(docs[-1]) == same(recipe)
