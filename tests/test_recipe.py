@@ -512,3 +512,16 @@ def test_the_ablation_goes_from_the_resnet_preset_to_the_fast_preset_one_option_
     recipe = parse_spec({**get_preset("fast"), "name": "step"}).to_dict()
     same = lambda d: {k: v for k, v in d.items() if k not in ("description", "epochs")}  # the script sets those
     assert same(docs[-1]) == same(recipe)
+
+
+def test_rewriting_the_ablation_report_keeps_its_hand_written_section(monkeypatch, tmp_path):
+    import importlib
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "scripts"))
+    ablation = importlib.import_module("recipe_ablation")
+    out = tmp_path / "recipe.md"
+    ablation.write_report(out, "# first\n")
+    assert out.read_text() == "# first\n"
+    out.write_text(out.read_text() + "\n## Single checks by hand\n\nseed 2: 89%\n")
+    ablation.write_report(out, "# second\n")
+    assert out.read_text() == "# second\n\n## Single checks by hand\n\nseed 2: 89%\n"
