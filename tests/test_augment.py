@@ -204,3 +204,12 @@ def test_predict_probs_turns_logits_into_probabilities(images):
     logits = model(images[:10].astype(np.float32)).numpy()
     expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cfg, epochs", [({"flip": True}, None), ({"alternate_flip": True}, range(0, 2))])
+def test_pipelines_run_without_tf_datas_autotuning(images, cfg, epochs):
+    # its model thread made deleting an iterator wait up to a minute at the end of fit
+    train = train_dataset(images, IDS, 16, cfg, seed=0, num_classes=N, epochs=epochs)
+    for ds in (train, eval_dataset(images, IDS, 16, num_classes=N)):
+        assert ds.options().autotune.enabled is False
+    assert len(one_epoch(train)[0]) == N * (1 if epochs is None else 2)

@@ -231,9 +231,10 @@ PRESETS.update({
         "scale, GELU), batch 1024, Nesterov SGD on a triangular schedule, weight decay on biases too, "
         "lookahead warming up, alternating flips and 2-pixel shifts, 10-view TTA. Measured here over 3 "
         "seeds on the JPEG copy: 84.0% test accuracy (83.8 to 84.2) after 7 epochs, 434 to 450 s of "
-        "training on a quiet 2-core CPU (12.3 to 12.9 reference epochs: plain Keras epochs of the "
-        "notebook's exp4 timed in the same run); the notebook's best (75.6%) passed after 4.2 to 4.5 "
-        "minutes. Batch 512 instead: the same 84.2% (seed 0) in 13.0 reference epochs.",
+        "training on a quiet 2-core AVX2 CPU (12.3 to 12.9 reference epochs: plain Keras epochs of the "
+        "notebook's exp4 timed in the same run; the notebook's best, 75.6%, passed after 4.2 to 4.5 "
+        "minutes), 207 to 213 s on an AVX-512 one (9.9 to 11.5 reference epochs; 75.6% after 5.6 to "
+        "7.4). Batch 512 instead: the same 84.2% (seed 0) in 13.0 reference epochs.",
         AIRBENCH_WIDTHS,
         epochs=7,
     ),

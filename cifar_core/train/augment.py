@@ -17,6 +17,7 @@ Augmentations run per batch in TensorFlow, applied in the order translate, flip,
 
 from __future__ import annotations
 
+import os
 from numbers import Integral
 
 from cifar_core.errors import DataError, SpecError
@@ -27,6 +28,7 @@ AUGMENT_KEYS: dict[str, tuple[type, int, int]] = {
     "translate": (int, 0, 8),
     "cutout": (int, 0, 16),
 }
+PREFETCH_BATCHES = 2  # batches kept ready ahead of the train or predict step
 
 
 def validate_augment(cfg: object) -> dict:
@@ -189,8 +191,8 @@ def train_dataset(x, y, batch_size: int, augment_cfg: dict, seed: int, num_class
         order = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         ds = tf.data.Dataset.zip(order, seeds, tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).repeat())
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(load, num_parallel_calls=_parallel_calls(), deterministic=True)
+    return _prefetched(ds)
 
 
 def flip_base(n: int, seed: int):
@@ -216,10 +218,25 @@ def eval_dataset(x, y, batch_size: int, num_classes: int = 10, one_hot: bool = F
     x, y = _check_arrays(x, y, num_classes)
     batch_size = _check_batch(batch_size)
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
-    ds = ds.map(
-        lambda a, b: (tf.cast(a, tf.float32), _labels(b, num_classes, one_hot)), num_parallel_calls=tf.data.AUTOTUNE
-    )
-    return ds.prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), _labels(b, num_classes, one_hot)),
+                num_parallel_calls=_parallel_calls())
+    return _prefetched(ds)
+
+
+def _parallel_calls() -> int:
+    return os.cpu_count() or 1
+
+
+def _prefetched(ds):
+    """`ds` prefetched, with tf.data's autotuning off. Its model thread sleeps up to a minute between
+    tunings and deleting an iterator waits for that thread (TensorFlow 2.21): the end of a `fit` or
+    `predict` stalled for up to 60 s (15-60 s seen at the end of `fast` runs). On a CPU-bound step,
+    a map over all cores and two batches ahead keep the input ready without it."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(PREFETCH_BATCHES).with_options(options)
 
 
 def tta_views(tta_flip: bool = False, tta_shift: int = 0) -> list[tuple[int, int, bool]]:
@@ -261,7 +278,7 @@ def predict_probs(model, x, batch_size: int = 256, tta_flip: bool = False, tta_s
     total = None
     for dy, dx, mirrored in views:
         view = images.map(lambda a, dy=dy, dx=dx, m=mirrored: _view(a, dy, dx, m))
-        probs = _as_probs(model.predict(view.prefetch(tf.data.AUTOTUNE), verbose=0))
+        probs = _as_probs(model.predict(_prefetched(view), verbose=0))
         total = probs if total is None else total + probs
     return (total / len(views)).astype(np.float32)
 
