@@ -25,15 +25,17 @@ from cifar_core.train.phases import VALIDATING
 
 IDLE_RSS_MB = 400  # issue 14's target for a worker with nothing to do
 CANCEL_SECONDS = 5.0  # issue 14: a cancel ends the job within this, in every phase
-# A few training batches, then a long look at 10,000 test images: validation ("test") and the final
+# A few training batches, then a long look at 30,000 test images: validation ("test") and the final
 # scoring each take many seconds (tens under load), so a cancel lands inside them.
 BIG_EVAL = dict(SLOW, name="big-eval", validation="test", epochs=3)
 
 
 @pytest.fixture(scope="module")
 def big_test_data(tmp_path_factory) -> Path:
-    """10 train and 1,000 test images per class, as CIFAR-10 batches (quick to write and read)."""
-    return write_cifar_batches(tmp_path_factory.mktemp("big-test"), n_train_per_class=10, n_test_per_class=1000)
+    """10 train and 3,000 test images per class, as CIFAR-10 batches (quick to write and read):
+    validating on them takes ~4 s on an idle 2-core host, well above the heartbeat's 1 s by which
+    a test sees the phase (at 1,000 per class, 1.2 s, the validation sometimes ended first)."""
+    return write_cifar_batches(tmp_path_factory.mktemp("big-test"), n_train_per_class=10, n_test_per_class=3000)
 
 
 def _rss_mb(pid: int) -> float:

@@ -63,7 +63,8 @@ def test_an_orphan_is_taken_back_by_a_worker_that_would_exit_when_idle(lab_home,
 
 
 def test_a_cancelled_job_retried_resumes_from_its_checkpoint(lab_home, small_data, tmp_path):
-    [job_id] = _submit(tmp_path, dict(SLOW, epochs=6), small_data)
+    # 30 epochs of ~0.2 s: the cancel (a CLI process, seconds under load) lands before the end
+    [job_id] = _submit(tmp_path, dict(SLOW, epochs=30), small_data)
     worker = start_worker("--exit-when-idle", log=tmp_path / "w.log")
     try:
         wait_for(lambda: len(_epochs(job_id)) >= 2, what="two finished epochs")
@@ -80,7 +81,7 @@ def test_a_cancelled_job_retried_resumes_from_its_checkpoint(lab_home, small_dat
     cli("worker", "--exit-when-idle", timeout=300)
     job = _job(job_id)
     assert job.state == queue.SUCCEEDED, job.error
-    assert _epochs(job_id) == list(range(1, 7))
+    assert _epochs(job_id) == list(range(1, 31))
     conn = store.connect()
     after = dict(conn.execute("SELECT epoch, recorded_at FROM metrics WHERE run_id = ?", (job_id,)).fetchall())
     conn.close()
