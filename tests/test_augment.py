@@ -206,10 +206,23 @@ def test_predict_probs_turns_logits_into_probabilities(images):
     np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("cfg, epochs", [({"flip": True}, None), ({"alternate_flip": True}, range(0, 2))])
+@pytest.mark.parametrize("cfg, epochs", [({"flip": True}, None), ({"alternate_flip": True}, range(2))])
 def test_pipelines_run_without_tf_datas_autotuning(images, cfg, epochs):
     # its model thread made deleting an iterator wait up to a minute at the end of fit
     train = train_dataset(images, IDS, 16, cfg, seed=0, num_classes=N, epochs=epochs)
     for ds in (train, eval_dataset(images, IDS, 16, num_classes=N)):
         assert ds.options().autotune.enabled is False
     assert len(one_epoch(train)[0]) == N * (1 if epochs is None else 2)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_pipelines_map_follows_the_jobs_thread_budget(threads):
+    # a worker sharing the cores sets TensorFlow's intra-op threads per job before its first op
+    import subprocess
+    import sys
+
+    code = ("from cifar_core.jobs.worker import _limit_threads; _limit_threads(%d); "
+            "from cifar_core.train.augment import _parallel_calls; print(_parallel_calls())" % threads)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == str(threads)

@@ -224,7 +224,10 @@ def eval_dataset(x, y, batch_size: int, num_classes: int = 10, one_hot: bool = F
 
 
 def _parallel_calls() -> int:
-    return os.cpu_count() or 1
+    """The job's thread budget (the worker sets TensorFlow's intra-op threads per job), else every core."""
+    import tensorflow as tf
+
+    return tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count() or 1
 
 
 def _prefetched(ds):
