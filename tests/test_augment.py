@@ -221,7 +221,7 @@ def test_the_pipelines_map_follows_the_jobs_thread_budget(threads):
     import subprocess
     import sys
 
-    code = ("from cifar_core.jobs.worker import _limit_threads; _limit_threads(%d); "
+    code = ("from cifar_core.train.loop import limit_threads; limit_threads(%d); "
             "from cifar_core.train.augment import _parallel_calls; print(_parallel_calls())" % threads)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -231,12 +231,10 @@ def train_task(job_id: int, attempt: int, spec_doc: dict, ds, hub, threads: int)
     """The body of one job's Ray task (a fresh Ray worker process each time): take the newest
     checkpoint from the hub, train in a temporary folder, report through the hub, and return the
     outcome with the final files."""
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(max(1, threads))  # before TensorFlow's first op
-    tf.config.threading.set_inter_op_parallelism_threads(min(2, max(1, threads)))
     from cifar_core.spec.schema import parse_spec
     from cifar_core.train import loop as training
+
+    training.limit_threads(threads)
     from cifar_core.train.checkpoint import write_checkpoint_files
 
     workdir = Path(tempfile.mkdtemp(prefix=f"cifar-lab-job{job_id}-"))

@@ -380,7 +380,7 @@ def train_job(conn, job: queue.Job, cfg: WorkerConfig, shutdown: threading.Event
     lease = job.lease
     try:
         with StoreReporter(job, lease.worker_id, cfg.lease_seconds, shutdown, workdir, cfg.min_free_bytes) as reporter:
-            _limit_threads(cfg.threads)  # imports TensorFlow (seconds), so only once the lease is being renewed
+            training.limit_threads(cfg.threads)  # imports TensorFlow (seconds), so only once the lease is being renewed
             outcome, cost = _train_job(job, workdir, reporter)
     except Exception as exc:  # a failing job must never take its worker down
         reason = _failure(exc, job.id, workdir)
@@ -484,14 +484,6 @@ def _results(outcome, cost: dict) -> dict:
         "stop_reason": outcome.stop_reason,
         "train_seconds": outcome.train_seconds,
     }
-
-
-def _limit_threads(threads: int) -> None:
-    """Must run before TensorFlow's first op, so each job's process sets it at its start."""
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
 
 
 def default_threads(conn) -> int:

@@ -63,6 +63,16 @@ class Splits:
     y_val: np.ndarray
 
 
+def limit_threads(threads: int) -> None:
+    """Give this process's TensorFlow `threads` intra-op threads (and up to 2 inter-op): a job's
+    share of the cores. Must run before TensorFlow's first op, so each job's process calls it first."""
+    import tensorflow as tf
+
+    threads = max(1, int(threads))
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+
+
 def make_splits(spec: ExperimentSpec, ds: Dataset) -> Splits:
     """Notebook style validates on the test set; holdout keeps 5,000 train images aside."""
     if spec.validation == "test":
