@@ -233,9 +233,9 @@ def train_task(job_id: int, attempt: int, spec_doc: dict, ds, hub, threads: int)
     outcome with the final files."""
     from cifar_core.spec.schema import parse_spec
     from cifar_core.train import loop as training
-
-    training.limit_threads(threads)
     from cifar_core.train.checkpoint import write_checkpoint_files
+
+    training.limit_threads(threads)  # before TensorFlow's first op
 
     workdir = Path(tempfile.mkdtemp(prefix=f"cifar-lab-job{job_id}-"))
     try:

@@ -380,7 +380,7 @@ def train_job(conn, job: queue.Job, cfg: WorkerConfig, shutdown: threading.Event
     lease = job.lease
     try:
         with StoreReporter(job, lease.worker_id, cfg.lease_seconds, shutdown, workdir, cfg.min_free_bytes) as reporter:
-            training.limit_threads(cfg.threads)  # imports TensorFlow (seconds), so only once the lease is being renewed
+            training.limit_threads(cfg.threads)  # before TensorFlow's first op
             outcome, cost = _train_job(job, workdir, reporter)
     except Exception as exc:  # a failing job must never take its worker down
         reason = _failure(exc, job.id, workdir)
