@@ -180,6 +180,8 @@ def test_settings_groups_show_every_training_option_with_the_spec_defaults():
     assert (opt["optimizer"].widget, opt["optimizer"].shown) == ("select", "adam")
     assert not any(opt[k].enabled for k in ("momentum", "nesterov", "weight_decay", "decay_biases"))
     assert opt["decay_biases"].help
+    assert (opt["muon_learning_rate"].shown, opt["muon_momentum"].shown) == (0.0, 0.6)  # Muon: with any optimizer
+    assert opt["muon_learning_rate"].enabled and opt["muon_learning_rate"].help
     assert [f.key for f in groups["schedule"].fields] == ["schedule_type"]
     assert {f.key: f.shown for f in groups["regularise"].fields} == {
         "label_smoothing": 0.0, "augment_flip": False, "augment_alternate_flip": False, "augment_translate": 0,

@@ -134,6 +134,10 @@ def test_the_leaderboard_command_lists_and_groups(lab_home, conn):
 def test_describe_reads_like_a_sentence():
     spec = parse_spec({**tiny_spec(), "epochs": 1, "schedule": {"type": "cosine"}}).to_dict()
     assert identity.describe(spec) == "adam lr 0.001 · cosine schedule · batch 32 · 1 epoch · holdout"
+    from cifar_core.spec.presets import get_preset
+
+    fast = parse_spec(get_preset("fast")).to_dict()
+    assert identity.describe(fast) == "sgd lr 1.5 + muon 0.24 · one_cycle schedule · batch 1024 · 7 epochs · holdout"
 
 
 def test_a_spec_stored_before_a_setting_existed_is_the_same_configuration():

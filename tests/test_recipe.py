@@ -248,6 +248,64 @@ def test_batch_norm_options_name_the_bad_value_and_the_fix():
         spec_of([CONV_BN[0], {"type": "BatchNormalization", "scale": "no"}, *CONV_BN[2:]])
 
 
+# --- Muon -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(576, 64), (32, 288)])
+def test_orthogonalize_sets_every_singular_value_near_one_and_keeps_the_directions(shape):
+    from cifar_core.train.optimizers import orthogonalize
+
+    rng = np.random.default_rng(0)
+    u, _ = np.linalg.qr(rng.normal(size=(shape[0], min(shape))))
+    v, _ = np.linalg.qr(rng.normal(size=(shape[1], min(shape))))
+    spread = np.geomspace(1.0, 0.05, min(shape))  # singular values 20x apart
+    matrix = (u * spread) @ v.T
+    out = keras.ops.convert_to_numpy(orthogonalize(keras.ops.convert_to_tensor(matrix.astype(np.float32))))
+    assert out.shape == shape
+    values = np.linalg.svd(out, compute_uv=False)
+    assert values.min() > 0.5 and values.max() < 1.5, values  # Muon's 3-step quintic: ~0.5..1.5, not exactly 1
+    np.testing.assert_allclose(u.T @ out @ v, np.diag(np.diag(u.T @ out @ v)), atol=2e-3)  # same singular vectors
+
+
+def test_muon_steps_convolution_kernels_by_their_orthogonalised_gradient(images):
+    from cifar_core.train.optimizers import orthogonalize
+
+    x, y = images
+    batch = (x[:32].astype(np.float32), y[:32])
+    kernel = "l00_conv2d/kernel"
+
+    def one_step(**settings):
+        spec = spec_of(CONV_BN, optimizer="sgd", **settings)
+        model = build_model(spec)
+        compile_model(model, spec, steps_per_epoch=1)
+        before = {w.path: w.numpy().copy() for w in model.trainable_weights}
+        model.train_on_batch(*batch)
+        return before, {w.path: w.numpy() for w in model.trainable_weights}
+
+    before, plain = one_step(learning_rate=1.0)  # plain SGD at rate 1: the step is minus the gradient
+    gradient = before[kernel] - plain[kernel]
+    _, muon = one_step(learning_rate=1.0, muon_learning_rate=0.2, muon_momentum=0.6)
+    filters = gradient.shape[-1]
+    renormed = before[kernel] * np.sqrt(filters) / np.linalg.norm(before[kernel])
+    update = keras.ops.convert_to_numpy(orthogonalize(keras.ops.convert_to_tensor(gradient.reshape(-1, filters))))
+    np.testing.assert_allclose(muon[kernel], renormed - 0.2 * update.reshape(gradient.shape), atol=1e-5)
+    step = (renormed - muon[kernel]).reshape(-1, filters) / 0.2
+    assert np.linalg.svd(step, compute_uv=False).min() > 0.5  # a plain gradient step is far from that
+    for path in plain:
+        if path != kernel:  # the rest take the optimizer's own step
+            np.testing.assert_allclose(muon[path], plain[path], rtol=1e-4, atol=1e-6)
+
+
+def test_muon_settings_name_the_bad_value_and_the_fix():
+    with pytest.raises(SpecErrors, match=r"muon_learning_rate=11 is out of range 0\.\.10; 0 turns it off"):
+        spec_of(CONV_BN, muon_learning_rate=11)
+    with pytest.raises(SpecErrors, match=r"muon_momentum=0.9 is Muon's momentum, which muon_learning_rate=0 turns off"):
+        spec_of(CONV_BN, muon_momentum=0.9)
+    with pytest.raises(SpecErrors, match=r"muon_learning_rate=0.2 steps convolution kernels.*no Conv2D or ResidualBlock"):
+        spec_of([{"type": "Flatten"}, OUT], muon_learning_rate=0.2)
+    assert spec_of(CONV_BN, muon_learning_rate=0.2).muon_momentum == 0.6
+
+
 # --- weight averaging (EMA) -----------------------------------------------------------------
 
 
@@ -439,6 +497,7 @@ def test_a_short_run_with_every_recipe_option_stops_resumes_and_completes(ds, tm
         ],
         "optimizer": "sgd", "learning_rate": 0.05, "momentum": 0.9, "nesterov": True, "epochs": 2, "batch_size": 64,
         "bn_bias_lr_multiplier": 64, "ema_momentum": 0.9, "lookahead_steps": 2, "logit_scale": 0.2, "label_smoothing": 0.1,
+        "muon_learning_rate": 0.1,
         "augment": {"alternate_flip": True, "translate": 2}, "tta_flip": True, "tta_shift": 1,
     }
     spec = parse_spec(doc)
@@ -525,3 +584,24 @@ def test_rewriting_the_ablation_report_keeps_its_hand_written_section(monkeypatc
     out.write_text(out.read_text() + "\n## Single checks by hand\n\nseed 2: 89%\n")
     ablation.write_report(out, "# second\n")
     assert out.read_text() == "# second\n\n## Single checks by hand\n\nseed 2: 89%\n"
+
+
+def test_re_running_some_ablation_steps_keeps_the_other_rows(monkeypatch, tmp_path):
+    import argparse
+    import importlib
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "scripts"))
+    ablation = importlib.import_module("recipe_ablation")
+    args = argparse.Namespace(epochs=7, seeds=1, steps="0-1", data="cifar10-jpeg.tar.gz")
+    out = tmp_path / "recipe.md"
+    ablation.write_report(out, ablation.report([(0, 0.80, 0.0, [None], 30.0, 1.5), (1, 0.82, 0.0, [7], 28.0, 1.6)], args))
+    first = out.read_text().splitlines()
+    args.steps = "1"
+    kept = ablation.kept_rows(out, {1})
+    assert sorted(kept) == [-1, 0] and kept[0] in first
+    assert first[2].startswith(f"Written {kept[-1]} by `scripts/recipe_ablation.py --epochs 7 --seeds 1` on")
+    ablation.write_report(out, ablation.report([(1, 0.85, 0.0, [6], 27.0, 1.4)], args, kept))
+    rows = [line for line in out.read_text().splitlines() if line.startswith(("| 0 |", "| 1 |"))]
+    assert rows[0] == kept[0]  # step 0's figures as they were
+    assert rows[1].startswith(f"| 1 | {ablation.STEPS[1].label} | 85.00% ± 0.0 | +5.0 points | 6 | 27 | 1.40 |")
+    assert f"--steps 1` on `cifar10-jpeg.tar.gz` (the other steps: rows of the report written {kept[-1]}, kept)" in out.read_text()

@@ -561,17 +561,17 @@ def test_the_resnet_preset_is_the_earlier_fast_resnet_lite():
 
 
 @pytest.mark.parametrize("name, widths, epochs", [("fast", (32, 64, 64), 7), ("best", (64, 128, 128), 10)])
-def test_fast_and_best_are_airbenchs_network_and_recipe(name, widths, epochs):
+def test_fast_and_best_are_airbench94_muons_network_and_recipe(name, widths, epochs):
     spec = parse_spec(get_preset(name))
     assert spec.epochs == epochs
     assert spec.validation == "holdout" and spec.tta_flip and spec.tta_shift == 1
-    assert spec.schedule == {"type": "one_cycle", "warmup": 0.23, "final_fraction": 0.07, "initial_fraction": 0.2}
+    assert spec.schedule == {"type": "one_cycle", "warmup": 0.0, "final_fraction": 0.0}  # linear decay from the peak
+    assert (spec.muon_learning_rate, spec.muon_momentum) == (0.24, 0.6)  # airbench94_muon's, for the kernels
     assert (spec.batch_size, spec.momentum, spec.nesterov, spec.bn_bias_lr_multiplier) == (1024, 0.85, True, 64)
     # airbench's decay: 0.002 per step in PyTorch's coupled form, repeated 1/(1 - 0.85) times by the momentum
     assert spec.learning_rate * spec.weight_decay == pytest.approx(0.002 / 0.15, rel=1e-3)
     assert spec.decay_biases  # airbench decays its BatchNorm and whitening biases as well
-    assert (spec.ema_momentum, spec.ema_warmup, spec.lookahead_steps) == (0.95, 0.6, 5)
-    assert (spec.ema_momentum * 0.5 ** spec.ema_warmup) ** 5 == pytest.approx(0.95 ** 5 * 0.5 ** 3, rel=1e-6)
+    assert (spec.ema_momentum, spec.lookahead_steps) == (0, 0)  # airbench94_muon has no lookahead
     assert spec.augment == {"alternate_flip": True, "translate": 2} and spec.logit_scale == pytest.approx(1 / 9, rel=1e-5)
     summary = summarize(get_preset(name))
     w1, w2, w3 = widths

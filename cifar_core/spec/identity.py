@@ -65,6 +65,8 @@ def describe(spec: dict) -> str:
              if isinstance(spec.get("learning_rate"), (int, float)) else str(spec.get("optimizer", "adam")),
              f"batch {spec.get('batch_size', '?')}", f"{spec.get('epochs', '?')} epoch{'' if spec.get('epochs') == 1 else 's'}",
              f"{spec.get('validation', 'holdout')}"]
+    if isinstance(spec.get("muon_learning_rate"), (int, float)) and spec["muon_learning_rate"] > 0:
+        parts[0] += f" + muon {spec['muon_learning_rate']:g}"  # the kernels' rate
     schedule = (spec.get("schedule") or {}).get("type", "constant")
     if schedule != "constant":
         parts.insert(1, f"{schedule} schedule")

@@ -130,6 +130,7 @@ _KEY_HINTS = {
     "config": "write the layer as {\"type\": \"Dense\", \"units\": 64}, not Keras's class_name/config form",
 }
 
+MUON_LAYERS = frozenset({"Conv2D", "ResidualBlock"})  # the layers whose kernels Muon steps (4-D)
 TOP_ARGS: dict[str, Arg] = {
     "optimizer": Arg("choice", "adam", choices=OPTIMIZERS),
     "learning_rate": Arg("float", 1e-3, 0, 10, open_low=True, fix="0.001 suits adam, 0.01 to 0.1 suits sgd"),
@@ -150,6 +151,8 @@ TOP_ARGS: dict[str, Arg] = {
                       "of its 5-step updates, 0.6 per step"),
     "lookahead_steps": Arg("int", 0, 0, 1000, fix="0 turns it off; airbench resets every 5 steps"),
     "bn_bias_lr_multiplier": Arg("float", 1.0, 0, 256, open_low=True, fix="1 trains them like the rest; airbench uses 64"),
+    "muon_learning_rate": Arg("float", 0.0, 0, 10, fix="0 turns it off; airbench94_muon uses 0.24"),
+    "muon_momentum": Arg("float", 0.6, 0, 1, open_high=True, fix="airbench94_muon uses 0.6"),
 }
 EARLY_STOPPING_ARGS: dict[str, Arg] = {
     "patience": Arg("int", REQUIRED, 1, 1000, fix="5 to 10 epochs is usual"),
@@ -193,6 +196,9 @@ class ExperimentSpec:
     lookahead_steps: int = 0  # 0..1000, with ema_momentum: every this many steps the weights are set to
     # their moving average and training goes on from there (lookahead, as airbench does it); 0: never
     bn_bias_lr_multiplier: float = 1.0  # (0, 256]: BatchNormalization biases (beta) learn at this times the rate
+    muon_learning_rate: float = 0.0  # [0, 10]: convolution kernels take Muon steps at this peak rate, on the
+    # schedule (orthogonalised Nesterov momentum, each kernel renormalised first); 0: the optimizer's steps
+    muon_momentum: float = 0.6  # [0, 1), with muon_learning_rate: Muon's momentum
     early_stopping: dict | None = None  # {"patience", "monitor", "min_delta"}
     description: str = ""
     sweep_params: dict = field(default_factory=dict)  # {path: value} this run of a sweep was given
@@ -364,6 +370,13 @@ def _validate(doc, input_shape, num_classes):
             errors.append(SpecError(message, field=str(key)))
     values = _check_top(doc, errors)
     layers, summaries = _check_layers(doc.get("layers", REQUIRED), input_shape, num_classes, errors)
+    if values.get("muon_learning_rate", 0.0) > 0 and layers and not any(
+            layer["type"] in MUON_LAYERS for layer in layers):
+        errors.append(SpecError(
+            f"muon_learning_rate={values['muon_learning_rate']} steps convolution kernels, and this network has "
+            f"no {' or '.join(sorted(MUON_LAYERS))} layer; add one or set muon_learning_rate to 0",
+            field="muon_learning_rate",
+        ))
     if errors:
         return None, summaries, errors
     return ExperimentSpec(layers=tuple(layers), **values), summaries, errors
@@ -417,6 +430,12 @@ def _check_top(doc: dict, errors: list[SpecError]) -> dict:
             f"ema_warmup={values['ema_warmup']} ramps the moving average's momentum, which ema_momentum=0 "
             "turns off; set ema_momentum (0.95 with ema_warmup 0.6 is airbench's) or ema_warmup to 0",
             field="ema_warmup",
+        ))
+    if values.get("muon_momentum", 0.6) != 0.6 and values.get("muon_learning_rate", 0.0) == 0:
+        errors.append(SpecError(
+            f"muon_momentum={values['muon_momentum']} is Muon's momentum, which muon_learning_rate=0 turns off; "
+            "set muon_learning_rate (airbench94_muon: 0.24) or remove muon_momentum",
+            field="muon_momentum",
         ))
     if values.get("ema_momentum", 0.0) > 0 and values.get("early_stopping"):
         errors.append(SpecError(

@@ -12,11 +12,9 @@ import functools
 import re
 
 from cifar_core.train import schedules
+from cifar_core.train.optimizers import make_optimizer, optimizer_custom_objects
 from cifar_core.train.whitening import whitening_layer_class
 from cifar_core.spec.schema import INPUT_SHAPE, NUM_CLASSES, ExperimentSpec, layer_name, summarize
-
-_NO_DECAY = ["bias", "gamma", "beta"]  # weight decay shrinks kernels only, as is usual,
-_NO_DECAY_WITH_BIASES = ["gamma"]  # or also biases and BatchNorm shifts with the spec's decay_biases
 
 
 def uses_one_hot(spec: ExperimentSpec) -> bool:
@@ -52,8 +50,7 @@ def compile_model(model, spec: ExperimentSpec, steps_per_epoch: int) -> None:
 
     if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch={steps_per_epoch!r} must be a positive int (ceil(train images / batch))")
-    learning_rate = _learning_rate(spec, steps_per_epoch)
-    optimizer = _optimizer(keras, spec, learning_rate, steps_per_epoch)
+    optimizer = make_optimizer(spec, steps_per_epoch)
     if uses_one_hot(spec):
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=spec.label_smoothing)
         metric = keras.metrics.CategoricalAccuracy(name="accuracy")
@@ -61,89 +58,6 @@ def compile_model(model, spec: ExperimentSpec, steps_per_epoch: int) -> None:
         loss = keras.losses.SparseCategoricalCrossentropy()
         metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
-
-
-def _learning_rate(spec: ExperimentSpec, steps_per_epoch: int):
-    """A float, or a Keras schedule when cifar_core.schedules provides make_schedule."""
-    make_schedule = getattr(schedules, "make_schedule", None)
-    if make_schedule is None:
-        return spec.learning_rate
-    return make_schedule(spec.schedule, spec.learning_rate, steps_per_epoch, spec.epochs)
-
-
-def _optimizer(keras, spec: ExperimentSpec, learning_rate, steps_per_epoch: int):
-    O = keras.optimizers
-    classes = {"adam": O.Adam, "rmsprop": O.RMSprop, "adamw": O.AdamW, "sgd": O.SGD}
-    if spec.optimizer not in classes:
-        raise ValueError(f"optimizer {spec.optimizer!r} is not one of adam, adamw, sgd, rmsprop")
-    args = {"learning_rate": learning_rate}
-    if spec.optimizer == "rmsprop":
-        args["momentum"] = spec.momentum
-    if spec.optimizer == "adamw":
-        args["weight_decay"] = spec.weight_decay
-    if spec.optimizer == "sgd":
-        # Keras applies weight decay decoupled: w -= lr * wd * w
-        args.update(momentum=spec.momentum, nesterov=spec.nesterov, weight_decay=spec.weight_decay or None)
-    if spec.ema_momentum > 0:  # validation swaps the average in (averaging.callbacks); fit ends with it
-        args.update(use_ema=True, ema_momentum=spec.ema_momentum, ema_overwrite_frequency=spec.lookahead_steps or None)
-    cls = classes[spec.optimizer]
-    if spec.bn_bias_lr_multiplier != 1 or spec.ema_momentum > 0:
-        cls, args["bn_bias_lr_multiplier"] = recipe_optimizer_class(cls), spec.bn_bias_lr_multiplier
-    if spec.ema_warmup > 0:
-        args.update(ema_warmup=spec.ema_warmup, total_steps=steps_per_epoch * spec.epochs)
-    optimizer = cls(**args)
-    if spec.weight_decay > 0:
-        # Keras decays every variable by the base rate: a BatchNorm bias with bn_bias_lr_multiplier
-        # shrinks by the same fraction per step as a kernel (as in airbench), not 64x as much
-        optimizer.exclude_from_weight_decay(var_names=_NO_DECAY_WITH_BIASES if spec.decay_biases else _NO_DECAY)
-    return optimizer
-
-
-@functools.cache
-def recipe_optimizer_class(base: type) -> type:
-    """The Keras optimizer `base`, but BatchNormalization biases (variables named "beta") take
-    `bn_bias_lr_multiplier` times the learning rate, as airbench trains them (64x): Keras
-    optimizers have one rate for all variables, this scales it in the per-variable update. And
-    with use_ema, the end of fit copies the average into every variable it was built with, also
-    those no longer trainable (a frozen Whitening bias), where Keras's would fail on the count.
-    With `ema_warmup` p > 0 the average's momentum at step t of `total_steps` is
-    ema_momentum * (t / total_steps) ** p instead of fixed (airbench warms its average up so)."""
-    import keras
-    from keras import ops
-
-    @keras.saving.register_keras_serializable(package="cifar_lab", name=f"Recipe{base.__name__}")
-    class Recipe(base):
-        def __init__(self, bn_bias_lr_multiplier: float = 1.0, ema_warmup: float = 0.0, total_steps: int = 1, **kwargs):
-            super().__init__(**kwargs)
-            self.bn_bias_lr_multiplier = float(bn_bias_lr_multiplier)
-            self.ema_warmup, self.total_steps = float(ema_warmup), max(int(total_steps), 1)
-
-        def _update_model_variables_moving_average(self, trainable_variables):
-            if not (self.use_ema and self.ema_warmup > 0):
-                return super()._update_model_variables_moving_average(trainable_variables)
-            done = ops.minimum(ops.cast(self.iterations + 1, "float32") / self.total_steps, 1.0)
-            started = ops.cast(ops.not_equal(self.iterations, 0), "float32")  # the average starts as zeros
-            momentum = started * self.ema_momentum * ops.power(done, self.ema_warmup)
-            for var, average in zip(trainable_variables, self._model_variables_moving_average):
-                if average is not None:
-                    m = ops.cast(momentum, var.dtype)
-                    average.assign(m * average + (1 - m) * var)
-
-        def update_step(self, gradient, variable, learning_rate):
-            # the TensorFlow backend passes the tf.Variable: find the Keras one by its index
-            if self._trainable_variables[self._get_variable_index(variable)].name == "beta":
-                learning_rate = learning_rate * self.bn_bias_lr_multiplier
-            return super().update_step(gradient, variable, learning_rate)
-
-        def finalize_variable_values(self, var_list):
-            super().finalize_variable_values(self._trainable_variables if self.built else var_list)
-
-        def get_config(self) -> dict:
-            return {**super().get_config(), "bn_bias_lr_multiplier": self.bn_bias_lr_multiplier,
-                    "ema_warmup": self.ema_warmup, "total_steps": self.total_steps}
-
-    Recipe.__name__ = Recipe.__qualname__ = f"Recipe{base.__name__}"
-    return Recipe
 
 
 def _layer_seed(seed: int, index: int) -> int:
@@ -299,16 +213,9 @@ def custom_objects() -> dict[str, type]:
         "FusedBatchNormalization": fused_batch_norm_class(),
         "Whitening": whitening_layer_class(),
         "Dirac": dirac_initializer_class(),
-        **{cls.__name__: cls for cls in map(recipe_optimizer_class, _optimizer_classes())},
+        **optimizer_custom_objects(),
         **schedules.keras_custom_objects(),
     }
-
-
-def _optimizer_classes() -> tuple[type, ...]:
-    import keras
-
-    O = keras.optimizers
-    return O.Adam, O.AdamW, O.SGD, O.RMSprop
 
 
 def load_model(path):

@@ -44,7 +44,8 @@ STARTERS = {"units": 64, "filters": 32, "kernel_size": 3, "rate": 0.2, "activati
             "height_factor": 0.1, "width_factor": 0.1, "patience": 5}  # first values of required arguments
 STEPS = {"learning_rate": 1e-4, "rate": 0.05, "momentum": 0.01, "epsilon": 1e-4, "weight_decay": 1e-4, "factor": 0.05,
          "height_factor": 0.05, "width_factor": 0.05, "label_smoothing": 0.05, "final_fraction": 0.05, "warmup": 0.05, "initial_fraction": 0.05,
-         "min_delta": 0.001, "ema_momentum": 0.001, "bn_bias_lr_multiplier": 1}  # number-box steps; others step by 0.01 (floats) or 1 (ints)
+         "min_delta": 0.001, "ema_momentum": 0.001, "bn_bias_lr_multiplier": 1,
+         "muon_learning_rate": 0.01, "muon_momentum": 0.05}  # number-box steps; others step by 0.01 (floats) or 1 (ints)
 VALIDATION_LABELS = {"test": "test set each epoch (notebook)", "holdout": "5,000 held-out train images"}
 CIFAR_TRAIN_IMAGES = 50_000  # the schedule preview's step count; its curve over epochs barely depends on it
 HOLDOUT_IMAGES = 5_000
@@ -69,6 +70,7 @@ LABELS = {  # settings whose name alone says too little, by Field.key
     "augment_alternate_flip": "alternating flip", "ema_momentum": "EMA momentum",
     "bn_bias_lr_multiplier": "BN bias rate multiplier", "lookahead_steps": "lookahead every (steps)",
     "ema_warmup": "EMA warm-up (power)", "decay_biases": "decay biases too",
+    "muon_learning_rate": "Muon rate (conv kernels)", "muon_momentum": "Muon momentum",
 }
 HELP = {  # one line under the "?" of a widget, by Field.key (a layer's argument: "Type.argument")
     "augment_alternate_flip": "Instead of a random flip: each image mirrored on every other epoch (a random half, then the other).",
@@ -80,6 +82,8 @@ HELP = {  # one line under the "?" of a widget, by Field.key (a layer's argument
     "ema_warmup": "With EMA: its momentum at step t of T is m·(t/T)^this, so early weights move freely; 0 keeps m fixed.",
     "lookahead_steps": "With EMA: every this many steps the weights are reset to their average (lookahead); 0 is off.",
     "bn_bias_lr_multiplier": "BatchNormalization biases learn at this multiple of the learning rate (airbench: 64).",
+    "muon_learning_rate": "Conv kernels step by Muon (orthogonalised momentum) at this peak rate, on the schedule; 0 is off.",
+    "muon_momentum": "With Muon: the Nesterov momentum of the kernels' steps (airbench94_muon: 0.6).",
     "Whitening.kernel_size": "Side of the patches whitened: 2 or 3 pixels.",
     "Whitening.epsilon": "Added to each eigenvalue before the square root: damps the faint directions.",
     "Whitening.negatives": "Also the negated filters (twice the channels), so an activation after it keeps both signs.",
@@ -92,7 +96,8 @@ _TEXT = Arg("text", "")
 _RAW = Arg("json", None)  # a value the widgets cannot show (edited as JSON text)
 _GROUPS = {  # settings panel groups: the top-level keys whose widgets and errors each one holds
     "about": ("About", ("name", "description")),
-    "optimizer": ("Optimizer", ("optimizer", "learning_rate", "momentum", "nesterov", "weight_decay", "decay_biases")),
+    "optimizer": ("Optimizer", ("optimizer", "learning_rate", "momentum", "nesterov", "weight_decay", "decay_biases",
+                                "muon_learning_rate", "muon_momentum")),
     "schedule": ("Learning-rate schedule", ("schedule",)),
     "run": ("Run", ("epochs", "batch_size", "seed", "validation")),
     "regularise": ("Regularisation and augmentation", ("label_smoothing", "augment", "tta_flip", "tta_shift")),
