@@ -431,7 +431,8 @@ def _check_top(doc: dict, errors: list[SpecError]) -> dict:
             "turns off; set ema_momentum (0.95 with ema_warmup 0.6 is airbench's) or ema_warmup to 0",
             field="ema_warmup",
         ))
-    if values.get("muon_momentum", 0.6) != 0.6 and values.get("muon_learning_rate", 0.0) == 0:
+    muon_default = TOP_ARGS["muon_momentum"].default
+    if values.get("muon_momentum", muon_default) != muon_default and values.get("muon_learning_rate", 0.0) == 0:
         errors.append(SpecError(
             f"muon_momentum={values['muon_momentum']} is Muon's momentum, which muon_learning_rate=0 turns off; "
             "set muon_learning_rate (airbench94_muon: 0.24) or remove muon_momentum",
