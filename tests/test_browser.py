@@ -130,11 +130,12 @@ def _type(widget, value: str) -> None:
 
 
 def _setting(page, name: str):
-    """A builder training setting by its key bs<generation>_<name> (labels change, keys stay)."""
-    key = page.evaluate(
+    """A builder training setting by its key bs<generation>_<name> (labels change, keys stay). Polled:
+    while the page reruns after an edit every widget is stale for a moment, and none would match."""
+    find = lambda: page.evaluate(
         r"""name => [...document.querySelectorAll('[class*="st-key-bs"]:not([data-stale="true"])')]
             .flatMap(e => [...e.classList]).find(c => new RegExp('^st-key-bs\\d+_' + name + '$').test(c))""", name)
-    assert key, f"no builder setting with the key bs<n>_{name}"
+    key = poll(find, 60, what=f"a builder setting with the key bs<n>_{name}")
     return _key(page, key.removeprefix("st-key-"))
 
 
