@@ -186,30 +186,30 @@ def write_report(path: Path, generated: str) -> None:
     path.write_text(generated + ("\n" + kept if kept else ""))
 
 
-def kept_rows(path: Path, rerun: set[int]) -> dict[int, str]:
-    """The table rows, by step, of the report at `path` for the steps not re-run now: re-running a
-    few steps (`--steps 10`) keeps the others' figures, each step's label updated to today's, and
-    the date of the report they come from (key -1)."""
+def kept_rows(path: Path, rerun: set[int]) -> tuple[str, dict[int, str]]:
+    """When the report at `path` was written, and its table rows, by step, for the steps not re-run
+    now: re-running a few steps (`--steps 10`) keeps the others' figures, each step's label updated
+    to today's."""
     if not path.exists():
-        return {}
-    written = re.search(r"^Written (\S+ \S+) by", path.read_text(), re.MULTILINE)
-    kept = {-1: written.group(1) if written else "an earlier date"}
-    for line in path.read_text().splitlines():
+        return "", {}
+    text = path.read_text()
+    written = re.search(r"^Written (\S+ \S+) by", text, re.MULTILINE)
+    kept = {}
+    for line in text.splitlines():
         match = re.match(r"\| (\d+) \| ", line)
         step = int(match.group(1)) if match else -1
         if 0 <= step < len(STEPS) and step not in rerun:
             cells = line.split(" | ")
             kept[step] = " | ".join([cells[0], STEPS[step].label, *cells[2:]])
-    return kept
+    return (written.group(1) if written else "an earlier date"), kept
 
 
 def _accuracy_of(row: str) -> float:
     return float(row.split(" | ")[2].split("%")[0]) / 100  # "| 9 | label | 83.89% ± 0.0 | ..."
 
 
-def report(rows, args, kept: dict[int, str] | None = None) -> str:
-    kept = dict(kept or {})
-    earlier = kept.pop(-1, "an earlier date")
+def report(rows, args, kept: tuple[str, dict[int, str]] = ("", {})) -> str:
+    earlier, kept = kept
     lines = [
         "# The recipe, one option at a time",
         "",

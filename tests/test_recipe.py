@@ -597,11 +597,11 @@ def test_re_running_some_ablation_steps_keeps_the_other_rows(monkeypatch, tmp_pa
     ablation.write_report(out, ablation.report([(0, 0.80, 0.0, [None], 30.0, 1.5), (1, 0.82, 0.0, [7], 28.0, 1.6)], args))
     first = out.read_text().splitlines()
     args.steps = "1"
-    kept = ablation.kept_rows(out, {1})
-    assert sorted(kept) == [-1, 0] and kept[0] in first
-    assert first[2].startswith(f"Written {kept[-1]} by `scripts/recipe_ablation.py --epochs 7 --seeds 1` on")
-    ablation.write_report(out, ablation.report([(1, 0.85, 0.0, [6], 27.0, 1.4)], args, kept))
+    written, kept = ablation.kept_rows(out, {1})
+    assert sorted(kept) == [0] and kept[0] in first
+    assert first[2].startswith(f"Written {written} by `scripts/recipe_ablation.py --epochs 7 --seeds 1` on")
+    ablation.write_report(out, ablation.report([(1, 0.85, 0.0, [6], 27.0, 1.4)], args, (written, kept)))
     rows = [line for line in out.read_text().splitlines() if line.startswith(("| 0 |", "| 1 |"))]
     assert rows[0] == kept[0]  # step 0's figures as they were
     assert rows[1].startswith(f"| 1 | {ablation.STEPS[1].label} | 85.00% ± 0.0 | +5.0 points | 6 | 27 | 1.40 |")
-    assert f"--steps 1` on `cifar10-jpeg.tar.gz` (the other steps: rows of the report written {kept[-1]}, kept)" in out.read_text()
+    assert f"--steps 1` on `cifar10-jpeg.tar.gz` (the other steps: rows of the report written {written}, kept)" in out.read_text()

@@ -23,12 +23,10 @@ _NO_DECAY_WITH_BIASES = ["gamma"]  # or also biases and BatchNorm shifts with th
 
 def make_optimizer(spec: ExperimentSpec, steps_per_epoch: int):
     """The Keras optimizer the spec asks for, on its learning-rate schedule."""
-    import keras
-
     learning_rate = schedules.make_schedule(spec.schedule, spec.learning_rate, steps_per_epoch, spec.epochs)
-    classes = dict(zip(("adam", "adamw", "sgd", "rmsprop"), optimizer_classes()))
+    classes = optimizer_classes()
     if spec.optimizer not in classes:
-        raise ValueError(f"optimizer {spec.optimizer!r} is not one of adam, adamw, sgd, rmsprop")
+        raise ValueError(f"optimizer {spec.optimizer!r} is not one of {', '.join(classes)}")
     args = {"learning_rate": learning_rate}
     if spec.optimizer == "rmsprop":
         args["momentum"] = spec.momentum
@@ -143,14 +141,14 @@ def orthogonalize(matrix, steps: int = 3):
     return ops.transpose(x) if tall else x
 
 
-def optimizer_classes() -> tuple[type, ...]:
-    """Keras's Adam, AdamW, SGD and RMSprop: the optimizers a spec can name."""
+def optimizer_classes() -> dict[str, type]:
+    """The Keras optimizers a spec can name, by the name it uses."""
     import keras
 
     O = keras.optimizers
-    return O.Adam, O.AdamW, O.SGD, O.RMSprop
+    return {"adam": O.Adam, "adamw": O.AdamW, "sgd": O.SGD, "rmsprop": O.RMSprop}
 
 
 def optimizer_custom_objects() -> dict[str, type]:
     """The lab's optimizer classes, registered, by name (for keras.saving.load_model)."""
-    return {cls.__name__: cls for cls in map(recipe_optimizer_class, optimizer_classes())}
+    return {cls.__name__: cls for cls in map(recipe_optimizer_class, optimizer_classes().values())}
