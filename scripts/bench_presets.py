@@ -98,6 +98,7 @@ def main() -> None:
             print(f"{Path(name).stem}: seed {seed}: {row[1]} epochs, {row[2]:.0f} s = {row[3]:.1f} reference epochs "
                   f"of {ref:.1f} s, test accuracy {row[4]:.4f}, 75.6% val after "
                   f"{'never' if reach is None else f'{reach:.0f} s = {reach / ref:.1f} ref epochs'}", flush=True)
+            print("  val accuracy by epoch: " + " ".join(f"{v:.3f}" for v in detail.history.val_accuracy), flush=True)
     print("\npreset  seed  epochs  train (s)  (ref epochs)  test accuracy  75.6% val after (s)  ref epoch (s)")
     for name, runs in rows.items():
         for seed, epochs, seconds, multiple, acc, reach, ref in runs:
