@@ -228,10 +228,10 @@ PRESETS.update({
         "scale, GELU), batch 1024, Muon for the convolution kernels and Nesterov SGD for the rest, both "
         "rates decaying linearly, weight decay on biases too, alternating flips and 2-pixel shifts, "
         "10-view TTA. Measured here over 3 seeds on the JPEG copy (AVX-512 host, 2026-11-29): 85.4% test "
-        "accuracy (85.56, 85.43, 85.29) after 7 epochs, 207 to 208 s of training, 9.7 to 12.2 reference "
-        "epochs (plain Keras epochs of the notebook's exp4 timed in the same run); the notebook's best, "
-        "75.6%, passed after 151 to 180 s (7.3 to 10.5 reference epochs). airbench94's SGD with lookahead "
-        "instead of Muon: 84.0% (83.8 to 84.2) in the same time.",
+        "accuracy (85.56, 85.43, 85.29) after 7 epochs, 206 to 208 s of training, 15.5 to 16.5 reference "
+        "epochs (plain Keras epochs of the notebook's exp4, 12.5 to 13.3 s, timed in the same run); the "
+        "notebook's best, 75.6%, passed after 153 to 178 s (11.5 to 13.6 reference epochs). airbench94's "
+        "SGD with lookahead instead of Muon: 84.0% (83.8 to 84.2) in the same time.",
         AIRBENCH_WIDTHS,
         epochs=7,
     ),
@@ -239,10 +239,9 @@ PRESETS.update({
         "best",
         "Recommended, best: the fast recipe at airbench93's width (64-128-128 channels), 10 epochs. "
         "Measured here on the JPEG copy over 3 seeds (AVX-512 host, 2026-11-29): 89.25% test accuracy "
-        "(89.37, 89.23, 89.15) in 755 to 758 s of training, 42.9 to 56.9 reference epochs (the "
-        "reference epoch itself swung between 13 and 21 s while these runs held steady); the notebook's "
-        "best (75.6%) passed after 23 to 26 reference epochs. airbench94's SGD with lookahead instead of "
-        "Muon: 88.9% (88.75, 89.02, 88.91) in 43.3 to 45.5 reference epochs. airbench's own PyTorch code "
+        "(89.37, 89.23, 89.15) in 755 to 758 s of training, 53.6 reference epochs of 14.1 s (seed 0); "
+        "the notebook's best (75.6%) passed after 468 s, 33 reference epochs. airbench94's SGD with "
+        "lookahead instead of Muon: 88.9% (88.75, 89.02, 88.91) in the same time. airbench's own PyTorch code "
         "on the same images: 88.9% (2 seeds, without Muon), and 89.3% as airbench93 exactly (all 50,000 "
         "images, 11 epochs; 93% on the PNG originals, so the JPEG copy costs ~3.7 points). More accurate "
         "than the ResNet-lite `resnet` (85.6%) and than the earlier 1.5x wider ResNet `best` (87.8%).",
