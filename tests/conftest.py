@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -25,6 +26,13 @@ def lab_home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("CIFAR_LAB_HOME", str(home))
     monkeypatch.delenv("CIFAR_LAB_DATA", raising=False)
     return home
+
+
+@pytest.fixture()
+def script(monkeypatch):
+    """Imports one of scripts/*.py by name (they are not a package): script("recipe_ablation")."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    return importlib.import_module
 
 
 @pytest.fixture(scope="session")

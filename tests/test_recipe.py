@@ -3,8 +3,6 @@ and small generated data."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
@@ -555,13 +553,10 @@ def test_a_fresh_process_loads_models_with_the_labs_own_layers_for_predictions(t
     assert proc.stdout.strip() == "Whitening"
 
 
-def test_the_ablation_goes_from_the_resnet_preset_to_the_fast_preset_one_option_at_a_time(monkeypatch):
-    import importlib
-
+def test_the_ablation_goes_from_the_resnet_preset_to_the_fast_preset_one_option_at_a_time(script):
     from cifar_core.spec.presets import get_preset
 
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "scripts"))
-    ablation = importlib.import_module("recipe_ablation")
+    ablation = script("recipe_ablation")
     docs, doc = [], {}
     for step in ablation.STEPS:
         doc = step.change(doc)
@@ -573,11 +568,8 @@ def test_the_ablation_goes_from_the_resnet_preset_to_the_fast_preset_one_option_
     assert same(docs[-1]) == same(recipe)
 
 
-def test_rewriting_the_ablation_report_keeps_its_hand_written_section(monkeypatch, tmp_path):
-    import importlib
-
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "scripts"))
-    ablation = importlib.import_module("recipe_ablation")
+def test_rewriting_the_ablation_report_keeps_its_hand_written_section(script, tmp_path):
+    ablation = script("recipe_ablation")
     out = tmp_path / "recipe.md"
     ablation.write_report(out, "# first\n")
     assert out.read_text() == "# first\n"
@@ -586,12 +578,10 @@ def test_rewriting_the_ablation_report_keeps_its_hand_written_section(monkeypatc
     assert out.read_text() == "# second\n\n## Single checks by hand\n\nseed 2: 89%\n"
 
 
-def test_re_running_some_ablation_steps_keeps_the_other_rows(monkeypatch, tmp_path):
+def test_re_running_some_ablation_steps_keeps_the_other_rows(script, tmp_path):
     import argparse
-    import importlib
 
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "scripts"))
-    ablation = importlib.import_module("recipe_ablation")
+    ablation = script("recipe_ablation")
     args = argparse.Namespace(epochs=7, seeds=1, steps="0-1", data="cifar10-jpeg.tar.gz")
     out = tmp_path / "recipe.md"
     ablation.write_report(out, ablation.report([(0, 0.80, 0.0, [None], 30.0, 1.5), (1, 0.82, 0.0, [7], 28.0, 1.6)], args))

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
-from pathlib import Path
-
 import pytest
 
 from datagen import synthetic_arrays
 
 
 @pytest.fixture
-def reference(monkeypatch):
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "scripts"))
-    return importlib.import_module("reference_epoch")
+def reference(script):
+    return script("reference_epoch")
 
 
 def test_the_reference_net_is_the_notebooks_original_exp4(reference):

@@ -99,7 +99,7 @@ def recipe_optimizer_class(base: type) -> type:
         def update_step(self, gradient, variable, learning_rate):
             # the TensorFlow backend passes the tf.Variable: find the Keras one by its index
             index = self._get_variable_index(variable)
-            if self.muon_ratio > 0 and self._muon_buffers[index] is not None:
+            if self._muon_buffers[index] is not None:  # a 4-D kernel, with Muon on
                 return self._muon_step(gradient, variable, learning_rate * self.muon_ratio, self._muon_buffers[index])
             if self._trainable_variables[index].name == "beta":
                 learning_rate = learning_rate * self.bn_bias_lr_multiplier
