@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -24,6 +25,12 @@ def start_worker(*args: str, log: Path | None = None, env: dict[str, str] | None
     out = open(log, "ab") if log else subprocess.DEVNULL
     return subprocess.Popen([sys.executable, "-m", "cifar_core", "worker", *args], cwd=ROOT, stdout=out,
                             stderr=subprocess.STDOUT, env=env)
+
+
+def paced(pace: str) -> dict[str, str]:
+    """This environment with `$CIFAR_LAB_PACE` set to `pace` (cifar_core/jobs/pace.py): workers
+    started with it, and their training processes, publish and hold where the test says."""
+    return {**os.environ, "CIFAR_LAB_PACE": pace}
 
 
 def wait_for(predicate, timeout: float = 120, interval: float = 0.2, what: str = "condition"):

@@ -22,9 +22,12 @@ pytestmark = [
 
 MS = 1000
 CANCEL_BOUND = 5.0  # seconds from the click to the job's cancelled state (issue 14)
-# Validation on a test split three times the training split, through a 64-filter conv pair: each
-# epoch's validation takes seconds (long enough to be seen and clicked), an epoch long enough for
-# running points before its end.
+# Validation on the test split. The job's pace (cifar_core/jobs/pace.py), not its speed, decides
+# what the page can see: a running point every 4 batches, stored before training goes on; training
+# held at batch 9 of epoch 1 until the test has seen two points inside it, and at validation batch
+# 2 of epoch 2 until the cancel. The same on a fast host, a slow one or a busy one.
+POINTS_EVERY = 4
+HELD_BATCH = 9
 SLOW = {
     "name": "slow-validation",
     "layers": [{"type": "Conv2D", "filters": 64, "kernel_size": 3, "padding": "same", "activation": "relu"},
@@ -37,10 +40,21 @@ SLOW = {
 
 @pytest.fixture()
 def browser_data(tmp_path_factory) -> Path:
-    """Overrides test_browser's data: a large test split, since validation runs on it here."""
+    """Overrides test_browser's data: a test split of three validation batches (256 images each)."""
     from datagen import write_image_folder
 
-    return write_image_folder(tmp_path_factory.mktemp("trust") / "imgs", n_train_per_class=300, n_test_per_class=900)
+    return write_image_folder(tmp_path_factory.mktemp("trust") / "imgs", n_train_per_class=60, n_test_per_class=60)
+
+
+@pytest.fixture(autouse=True)
+def release(tmp_path, monkeypatch) -> Path:
+    """The pace of the jobs of the app's worker (set before the app starts); a file in the
+    folder returned releases a hold."""
+    folder = tmp_path / "release"
+    folder.mkdir()
+    monkeypatch.setenv("CIFAR_LAB_PACE", f"points={POINTS_EVERY},hold=training:1:{HELD_BATCH},"
+                       f"hold=validating:2:2,release={folder}")
+    return folder
 
 
 def _finished_runs(source: str) -> dict[str, list[int]]:
@@ -80,7 +94,8 @@ def _job_state(job_id: int) -> tuple[str, str | None, int]:
 
 
 @pytest.mark.timeout(600)
-def test_grouping_phases_running_points_and_cancel_during_validation(browser_page, app_url, browser_data, tmp_path):
+def test_grouping_phases_running_points_and_cancel_during_validation(browser_page, app_url, browser_data, tmp_path,
+                                                                     release):
     from playwright.sync_api import expect
 
     from cifar_core.charts.curves import RUNNING_NAME
@@ -125,6 +140,7 @@ def test_grouping_phases_running_points_and_cancel_during_validation(browser_pag
     assert _job_state(job)[2] == 0, "epoch 1 had ended: the running points were not seen inside it"
     page.screenshot(path=tmp_path / "02-running-points.png", full_page=True)
     print(f"traces inside epoch 1: {[(t['name'], len(t['x'])) for t in traces]}")
+    (release / f"training-1-{HELD_BATCH}").touch()  # the job goes on, to its hold in epoch 2's validation
 
     # The phase label names validation; a cancel clicked then stops the job within the bound.
     validating = active.filter(has_text=re.compile(r"validating \(\d+/\d+\) · epoch 2/4"))

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from datagen import tiny_spec, write_cifar_batches
-from procs import start_worker, wait_for
+from datagen import tiny_spec
+from procs import paced, start_worker, wait_for
 from test_training import Recorder
 from test_worker import SLOW, TINY, _epochs, _job, _submit
 
@@ -21,21 +21,13 @@ from cifar_core.jobs import queue, store
 from cifar_core.jobs.worker import CANCEL_GRACE_SECONDS
 from cifar_core.spec.schema import parse_spec
 from cifar_core.train import loop as training
-from cifar_core.train.phases import VALIDATING
+from cifar_core.train.phases import SCORING, VALIDATING
 
 IDLE_RSS_MB = 400  # issue 14's target for a worker with nothing to do
 CANCEL_SECONDS = 5.0  # issue 14: a cancel ends the job within this, in every phase
-# A few training batches, then a long look at 30,000 test images: validation ("test") and the final
-# scoring each take many seconds (tens under load), so a cancel lands inside them.
-BIG_EVAL = dict(SLOW, name="big-eval", validation="test", epochs=3)
-
-
-@pytest.fixture(scope="module")
-def big_test_data(tmp_path_factory) -> Path:
-    """10 train and 3,000 test images per class, as CIFAR-10 batches (quick to write and read):
-    validating on them takes ~4 s on an idle 2-core host, well above the heartbeat's 1 s by which
-    a test sees the phase (at 1,000 per class, 1.2 s, the validation sometimes ended first)."""
-    return write_cifar_batches(tmp_path_factory.mktemp("big-test"), n_train_per_class=10, n_test_per_class=3000)
+# Validation on the test split; the tests hold the job inside validation or the test scoring
+# (`paced`), so the cancel lands there however fast the machine is.
+EVAL = dict(SLOW, name="eval", validation="test", epochs=3)
 
 
 def _rss_mb(pid: int) -> float:
@@ -95,12 +87,12 @@ def test_an_idle_worker_holds_no_tensorflow_before_or_after_a_job(lab_home, smal
 @pytest.mark.parametrize("given, seen", [(None, "1"), ("0", "0")])
 def test_a_jobs_process_runs_tensorflow_with_onednn_unless_the_environment_says_otherwise(
         lab_home, small_data, tmp_path, given, seen):
-    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    env = {k: v for k, v in paced("hold=training:1:1").items() if k != "TF_ENABLE_ONEDNN_OPTS"}  # held until killed
     if given is not None:
         env["TF_ENABLE_ONEDNN_OPTS"] = given
     worker = start_worker(log=tmp_path / "w.log", env=env)
     try:
-        _submit(tmp_path, dict(SLOW, epochs=50), small_data)
+        _submit(tmp_path, SLOW, small_data)
         [child] = wait_for(lambda: _children(worker.pid), timeout=120, what="the job's process")
         environ = Path(f"/proc/{child}/environ").read_bytes().decode().split("\0")
         assert f"TF_ENABLE_ONEDNN_OPTS={seen}" in environ
@@ -122,12 +114,12 @@ def test_training_stops_inside_validation_when_asked_and_the_epoch_does_not_coun
     assert [r["epoch"] for r in reporter.epochs] == [1] == [h["epoch"] for h in outcome.history]  # epoch 2 was cut in its validation
 
 
-def test_a_cancel_during_validation_ends_the_job_within_5_s_keeping_its_epochs(lab_home, big_test_data, tmp_path):
-    [job_id] = _submit(tmp_path, BIG_EVAL, big_test_data)
-    worker = start_worker("--exit-when-idle", log=tmp_path / "w.log")
+def test_a_cancel_during_validation_ends_the_job_within_5_s_keeping_its_epochs(lab_home, small_data, tmp_path):
+    [job_id] = _submit(tmp_path, EVAL, small_data)
+    worker = start_worker("--exit-when-idle", log=tmp_path / "w.log", env=paced("hold=validating:2:1"))
     try:
-        # Epoch 1 is stored, and epoch 2 has trained its last batch: it is validating.
-        asked = _cancel_when(job_id, lambda j: j.epoch == 1 and j.batches and j.batch == j.batches,
+        # Epoch 1 is stored, and epoch 2 is held after its first validation batch.
+        asked = _cancel_when(job_id, lambda j: j.epoch == 1 and j.phase is not None and j.phase.name == VALIDATING,
                              "epoch 2's validation")
         took = _cancelled_within(job_id, asked)
         assert worker.wait(timeout=120) == 0
@@ -139,14 +131,15 @@ def test_a_cancel_during_validation_ends_the_job_within_5_s_keeping_its_epochs(l
     assert (lab_home / "runs" / str(job_id) / "backup").is_dir()  # epoch 1's checkpoint, for a retry
 
 
-def test_a_cancel_during_test_scoring_kills_the_child_within_5_s(lab_home, big_test_data, tmp_path):
-    doc = dict(BIG_EVAL, epochs=1, tta_flip=True, tta_shift=2)
-    [job_id] = _submit(tmp_path, doc, big_test_data)
+def test_a_cancel_during_test_scoring_kills_the_child_within_5_s(lab_home, small_data, tmp_path):
+    doc = dict(EVAL, epochs=1, tta_flip=True, tta_shift=2)
+    [job_id] = _submit(tmp_path, doc, small_data)
     log = tmp_path / "w.log"
-    worker = start_worker("--exit-when-idle", log=log)
+    # Held as the test scoring begins; like the scoring itself, the hold does not obey a cancel.
+    worker = start_worker("--exit-when-idle", log=log, env=paced("hold=scoring:1:0"))
     try:
-        # Its only epoch is stored: the child is scoring the test set (then saves, then measures latency).
-        asked = _cancel_when(job_id, lambda j: j.epoch == 1, "the test scoring")
+        asked = _cancel_when(job_id, lambda j: j.epoch == 1 and j.phase is not None and j.phase.name == SCORING,
+                             "the test scoring")
         took = _cancelled_within(job_id, asked)
         assert worker.wait(timeout=120) == 0
     finally:
@@ -160,10 +153,13 @@ def test_a_cancel_during_test_scoring_kills_the_child_within_5_s(lab_home, big_t
 def test_a_child_that_dies_sends_its_job_back_and_the_worker_goes_on(lab_home, small_data, tmp_path):
     [doomed] = _submit(tmp_path, dict(SLOW, name="doomed", epochs=3), small_data)
     [resumed] = _submit(tmp_path, dict(SLOW, name="resumed", epochs=3), small_data)
-    worker = start_worker("--exit-when-idle", log=tmp_path / "w.log")
+    release = tmp_path / "release"
+    release.mkdir()
+    env = paced(f"hold=training:1:1,hold=training:2:1,release={release}")
+    worker = start_worker("--exit-when-idle", log=tmp_path / "w.log", env=env)
     try:
         killed: list[int] = []
-        for crash in range(1, queue.MAX_ATTEMPTS + 1):  # each killed before it finishes an epoch
+        for crash in range(1, queue.MAX_ATTEMPTS + 1):  # each killed before it finishes an epoch (held in epoch 1)
             [pid] = wait_for(lambda: [p for p in _children(worker.pid) if p not in killed], interval=0.05,
                              what=f"child {crash}")
             os.kill(pid, signal.SIGKILL)
@@ -174,10 +170,12 @@ def test_a_child_that_dies_sends_its_job_back_and_the_worker_goes_on(lab_home, s
                                 f"worker {failed.worker_id} was killed by signal 9 during attempt 3 (after epoch 0)")
 
         # A crash after an epoch is not counted: the job resumes in the next attempt.
+        (release / "training-1-1").touch()
         wait_for(lambda: _epochs(resumed), what="a first finished epoch")
         child = _job(resumed).worker_pid
-        assert child in _children(worker.pid)
+        assert child in _children(worker.pid)  # held in epoch 2
         os.kill(child, signal.SIGKILL)
+        (release / "training-2-1").touch()
         assert worker.wait(timeout=300) == 0
     finally:
         worker.kill()

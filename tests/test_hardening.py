@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import pytest
-from procs import cli, start_worker, wait_for
+from procs import cli, paced, start_worker, wait_for
 from test_worker import SLOW, TINY, _epochs, _job, _submit
 
 from cifar_core.jobs import queue, store
@@ -23,7 +23,11 @@ def _log(path) -> str:
 def test_a_store_locked_past_the_lease_stops_training_and_the_job_is_done_once(lab_home, small_data, tmp_path):
     [job_id] = _submit(tmp_path, dict(SLOW, epochs=8), small_data)
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
-    first = start_worker("--exit-when-idle", "--lease", "3", log=logs[0])
+    # The first worker's job is held in epoch 2 (it still checks its lease there, as at every batch)
+    # until the store is unlocked again.
+    release = tmp_path / "release"
+    release.mkdir()
+    first = start_worker("--exit-when-idle", "--lease", "3", log=logs[0], env=paced(f"hold=training:2:1,release={release}"))
     try:
         wait_for(lambda: len(_epochs(job_id)) >= 1, what="a first finished epoch")
         second = start_worker("--exit-when-idle", "--lease", "3", log=logs[1])
@@ -32,6 +36,7 @@ def test_a_store_locked_past_the_lease_stops_training_and_the_job_is_done_once(l
         time.sleep(8)
         blocker.execute("ROLLBACK")
         blocker.close()
+        (release / "training-2-1").touch()
         for w in (first, second):
             assert w.wait(timeout=300) == 0
     finally:
@@ -48,7 +53,7 @@ def test_a_store_locked_past_the_lease_stops_training_and_the_job_is_done_once(l
 
 def test_an_orphan_is_taken_back_by_a_worker_that_would_exit_when_idle(lab_home, small_data, tmp_path):
     [job_id] = _submit(tmp_path, dict(SLOW, epochs=6), small_data)
-    first = start_worker("--lease", "3", log=tmp_path / "a.log")
+    first = start_worker("--lease", "3", log=tmp_path / "a.log", env=paced("hold=training:2:1"))
     try:
         wait_for(lambda: len(_epochs(job_id)) >= 1, what="a first finished epoch")
         first.send_signal(signal.SIGKILL)  # with the app: nobody is left to notice
@@ -63,9 +68,9 @@ def test_an_orphan_is_taken_back_by_a_worker_that_would_exit_when_idle(lab_home,
 
 
 def test_a_cancelled_job_retried_resumes_from_its_checkpoint(lab_home, small_data, tmp_path):
-    # 30 epochs of ~0.2 s: the cancel (a CLI process, seconds under load) lands before the end
+    # Held in epoch 3 until the cancel (a CLI process, seconds under load) lands.
     [job_id] = _submit(tmp_path, dict(SLOW, epochs=30), small_data)
-    worker = start_worker("--exit-when-idle", log=tmp_path / "w.log")
+    worker = start_worker("--exit-when-idle", log=tmp_path / "w.log", env=paced("hold=training:3:1"))
     try:
         wait_for(lambda: len(_epochs(job_id)) >= 2, what="two finished epochs")
         cli("cancel", str(job_id))
@@ -73,7 +78,7 @@ def test_a_cancelled_job_retried_resumes_from_its_checkpoint(lab_home, small_dat
     finally:
         worker.kill()
     kept = _epochs(job_id)
-    assert _job(job_id).state == queue.CANCELLED and len(kept) >= 2
+    assert _job(job_id).state == queue.CANCELLED and kept == [1, 2]
     conn = store.connect()
     before = dict(conn.execute("SELECT epoch, recorded_at FROM metrics WHERE run_id = ?", (job_id,)).fetchall())
     conn.close()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 
 import pytest
-from procs import cli, start_worker, wait_for
+from procs import cli, paced, start_worker, wait_for
 
 from datagen import tiny_spec
 from cifar_core.jobs import queue
@@ -16,7 +17,8 @@ from cifar_core.jobs import results
 from cifar_core.jobs import store
 
 TINY = tiny_spec()
-# About half a second per epoch on small_data, so a test can act in the middle of a run.
+# Wider than TINY, with many batches. A test that acts in the middle of a run holds it there with a
+# pace (`paced`), never by counting on how long an epoch takes.
 SLOW = {
     "name": "slow",
     "layers": [
@@ -30,20 +32,11 @@ SLOW = {
 }
 
 
-# Epochs of 15 s or more on an idle machine (batches of 2 through three wide convolutions; 4.4 s with
-# 48 filters and batches of 4 was too quick), so the heartbeat (a point every 3 s at most) stores
-# several running points inside each; five test-time views, so scoring outlasts a heartbeat.
-HEAVY = {
-    "name": "heavy",
-    "layers": [
-        *[{"type": "Conv2D", "filters": 128, "kernel_size": 3, "padding": "same", "activation": "relu"}] * 3,
-        {"type": "GlobalAveragePooling2D"},
-        {"type": "Dense", "units": 10, "activation": "softmax"},
-    ],
-    "epochs": 2,
-    "batch_size": 2,
-    "tta_shift": 1,
-}
+# Five test-time views, so scoring is a phase of its own. Its epochs last what the machine makes
+# them: the pace (cifar_core/jobs/pace.py) decides where running points are taken and where the
+# training waits, so the test sees the same points on a fast or a busy host.
+PACED = {**TINY, "name": "paced", "batch_size": 8, "tta_shift": 1}
+POINTS_EVERY = 5  # batches
 
 
 def _write(tmp_path, doc, name="spec.json"):
@@ -116,15 +109,15 @@ def test_repeats_and_overrides(lab_home, small_data, tmp_path):
 def test_cancel_running_job_keeps_its_epochs_and_worker_goes_on(lab_home, small_data, tmp_path):
     [slow_id] = _submit(tmp_path, SLOW, small_data)
     [tiny_id] = _submit(tmp_path, TINY, small_data)
-    worker = start_worker("--exit-when-idle", log=tmp_path / "worker.log")
+    # Held in epoch 3 (TINY has two epochs: it never waits).
+    worker = start_worker("--exit-when-idle", log=tmp_path / "worker.log", env=paced("hold=training:3:1"))
     try:
-        wait_for(lambda: len(_epochs(slow_id)) >= 1, what="a first finished epoch")
+        wait_for(lambda: len(_epochs(slow_id)) >= 2, what="two finished epochs")
         asked = time.monotonic()
         assert "stop requested" in cli("cancel", str(slow_id)).stdout
         wait_for(lambda: _job(slow_id).state == queue.CANCELLED, timeout=30, what="the cancel")
         assert time.monotonic() - asked < 10
-        kept = _epochs(slow_id)
-        assert kept and kept == list(range(1, len(kept) + 1)) and len(kept) < SLOW["epochs"]
+        assert _epochs(slow_id) == [1, 2] and _job(slow_id).error == "cancelled after epoch 2"
         assert worker.wait(timeout=120) == 0
     finally:
         worker.kill()
@@ -142,7 +135,7 @@ def test_cancel_queued_job_never_starts(lab_home, small_data, tmp_path):
 def test_killed_worker_job_resumes_without_duplicated_epochs(lab_home, small_data, tmp_path):
     doc = dict(SLOW, epochs=12)
     [job_id] = _submit(tmp_path, doc, small_data)
-    first = start_worker("--lease", "2", log=tmp_path / "w1.log")
+    first = start_worker("--lease", "2", log=tmp_path / "w1.log", env=paced("hold=training:4:1"))
     try:
         wait_for(lambda: len(_epochs(job_id)) >= 3, what="three finished epochs")
         first.send_signal(signal.SIGKILL)
@@ -151,7 +144,7 @@ def test_killed_worker_job_resumes_without_duplicated_epochs(lab_home, small_dat
     finally:
         first.kill()
     done_before = _epochs(job_id)
-    assert _job(job_id).state == queue.RUNNING and len(done_before) < doc["epochs"]
+    assert _job(job_id).state == queue.RUNNING and done_before == [1, 2, 3]  # killed while held in epoch 4
 
     cli("worker", "--exit-when-idle", "--lease", "2", timeout=300)
     job = _job(job_id)
@@ -162,7 +155,7 @@ def test_killed_worker_job_resumes_without_duplicated_epochs(lab_home, small_dat
     assert [r[0] for r in rows] == list(range(1, doc["epochs"] + 1))  # every epoch exactly once
     # It resumed: the epochs that were checkpointed before the kill were not trained again.
     kept = [r[0] for r in rows if r[1] < killed_at]
-    assert len(kept) >= len(done_before) - 1 >= 2
+    assert kept == done_before
     history = json.loads((lab_home / "runs" / str(job_id) / "history.json").read_text())
     assert [h["epoch"] for h in history] == list(range(1, doc["epochs"] + 1))
 
@@ -184,8 +177,14 @@ def test_failing_job_is_marked_failed_and_the_worker_survives(lab_home, small_da
 
 def test_two_workers_share_the_queue_and_run_each_job_once(lab_home, small_data, tmp_path):
     ids = _submit(tmp_path, dict(TINY, epochs=1), small_data, "--repeats", "6")
-    workers = [start_worker("--exit-when-idle", "--threads", "1", log=tmp_path / f"w{i}.log") for i in range(2)]
+    release = tmp_path / "release"
+    release.mkdir()
+    env = paced(f"hold=training:1:1,release={release}")  # each job waits after its first batch until released
+    workers = [start_worker("--exit-when-idle", "--threads", "1", log=tmp_path / f"w{i}.log", env=env) for i in range(2)]
     try:
+        wait_for(lambda: len({j.worker_id for j in map(_job, ids) if j.state == queue.RUNNING and j.batch}) == 2,
+                 timeout=300, what="a job held by each worker")
+        (release / "training-1-1").touch()
         for w in workers:
             assert w.wait(timeout=300) == 0
     finally:
@@ -199,7 +198,7 @@ def test_two_workers_share_the_queue_and_run_each_job_once(lab_home, small_data,
 
 def test_worker_shutdown_hands_the_job_back(lab_home, small_data, tmp_path):
     [job_id] = _submit(tmp_path, SLOW, small_data)
-    worker = start_worker(log=tmp_path / "worker.log")
+    worker = start_worker(log=tmp_path / "worker.log", env=paced("hold=training:2:1"))
     try:
         wait_for(lambda: len(_epochs(job_id)) >= 1, what="a first finished epoch")
         worker.send_signal(signal.SIGTERM)
@@ -213,42 +212,48 @@ def test_worker_shutdown_hands_the_job_back(lab_home, small_data, tmp_path):
 
 
 def test_running_points_inside_epochs_phases_and_a_resumed_epoch_kept_once(lab_home, small_data, tmp_path):
-    [job_id] = _submit(tmp_path, HEAVY, small_data)
-    first = start_worker("--lease", "2", log=tmp_path / "w1.log")
+    [job_id] = _submit(tmp_path, PACED, small_data)
+    # Points every 5 batches, stored before training goes on; held at batch 7 of epoch 2 until killed.
+    first = start_worker("--lease", "2", log=tmp_path / "w1.log", env=paced(f"points={POINTS_EVERY},hold=training:2:7"))
     try:
-        wait_for(lambda: len(_points(job_id)) >= 2 or _epochs(job_id), timeout=300, what="two running points")
-        assert not _epochs(job_id), "epoch 1 ended before the heartbeat stored two points inside it: make HEAVY slower"
-        assert all(p[:2] == (1, 1) and 0 < p[2] < 1 for p in _points(job_id))  # attempt 1, inside epoch 1
         wait_for(lambda: any(p[1] == 2 for p in _points(job_id)), timeout=300, what="a running point in epoch 2")
-        first.send_signal(signal.SIGKILL)  # in epoch 2: it is trained again from epoch 1's checkpoint
+        first.send_signal(signal.SIGKILL)  # held in epoch 2: it is trained again from epoch 1's checkpoint
         first.wait(timeout=10)
     finally:
         first.kill()
     assert _epochs(job_id) == [1]
     killed = _points(job_id)
-
-    second = start_worker("--exit-when-idle", "--lease", "2", log=tmp_path / "w2.log")
-    seen = []  # the phases the store showed, in order
+    batches = _job(job_id).batches
+    inside = [round(b / batches, 6) for b in range(POINTS_EVERY, batches, POINTS_EVERY)]
+    assert len(inside) >= 2, f"{batches} batches an epoch: too few for two points inside it"
+    assert [(p[0], p[1], round(p[2], 6)) for p in killed] == [
+        *[(1, 1, x) for x in inside], (1, 2, round(1 + POINTS_EVERY / batches, 6))]  # every point, in order, once
+    conn = store.connect()
     try:
-        while second.poll() is None:
-            phase = _job(job_id).phase
-            if phase is not None and (not seen or seen[-1] != (phase.name, phase.steps)):
-                seen.append((phase.name, phase.steps))
-            time.sleep(0.1)
+        [ended] = conn.execute("SELECT recorded_at FROM metrics WHERE run_id = ? AND epoch = 1", (job_id,)).fetchone()
+    finally:
+        conn.close()
+    assert all(p[3] <= ended for p in killed if p[1] == 1)  # drawn inside epoch 1 before it ended
+
+    log = tmp_path / "w2.log"
+    second = start_worker("--exit-when-idle", "--lease", "2", log=log, env=paced(f"points={POINTS_EVERY}"))
+    try:
+        assert second.wait(timeout=300) == 0
     finally:
         second.kill()
     job = _job(job_id)
     assert job.state == queue.SUCCEEDED and job.attempts == 2, job.error
-    assert ("scoring", 5) in seen, seen  # the five views of tta_shift=1
+    # The phases the heartbeat published, in order (in lockstep each is stored before training goes on).
+    seen = re.findall(rf"job {job_id}: (\w+) \((\d+) steps\)", log.read_text())
+    assert ("scoring", "5") in seen, seen  # the five views of tta_shift=1
     order = ["training", "validating", "scoring", "saving", "measuring"]
-    tail = [name for name, _ in seen[seen.index(("scoring", 5)):]]
-    assert tail == sorted(tail, key=order.index)  # the end phases come in their order, once
+    tail = [name for name, _ in seen[seen.index(("scoring", "5")):]]
+    assert tail == order[2:], seen  # the end phases come in their order, once
     points = _points(job_id)
     assert [p for p in points if p[1] == 1] == [p for p in killed if p[1] == 1]  # epoch 1 was not trained again
     epoch2 = [p for p in points if p[1] == 2]
-    assert epoch2 and all(p[0] == 2 for p in epoch2)  # the killed attempt's epoch 2 points are gone
-    xs = [p[2] for p in epoch2]
-    assert xs == sorted(set(xs)) and all(1 < x <= 2 for x in xs)  # one curve through epoch 2, no repeats
+    assert [(p[0], round(p[2], 6)) for p in epoch2] == [(2, round(1 + x, 6)) for x in inside]  # the killed attempt's
+    # epoch 2 points are gone: one curve through epoch 2, from the attempt that finished it
 
 
 def test_a_worker_stops_without_claiming_once_newer_code_upgraded_the_store(lab_home, small_data, tmp_path):

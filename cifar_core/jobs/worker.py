@@ -36,8 +36,9 @@ from pathlib import Path
 from cifar_core import config
 from cifar_core.jobs import queue
 from cifar_core.jobs import store
+from cifar_core.jobs.pace import Pace, pace_from_env
 from cifar_core.errors import LabError
-from cifar_core.train.phases import MEASURING, Phase
+from cifar_core.train.phases import MEASURING, TRAINING, VALIDATING, Phase
 
 log = logging.getLogger("cifar_lab.worker")
 
@@ -112,10 +113,11 @@ class StoreReporter:
     batch once the lease could have lapsed (no renewal for `lease_seconds` minus a margin), even
     while the store is locked and the heartbeat cannot get through. Before each epoch it waits,
     with a note the Training page shows, while the run folder's disk has less than
-    `min_free_bytes` free."""
+    `min_free_bytes` free. A test's `pace` (jobs/pace.py) makes it publish in lockstep with
+    training, or hold training at one place."""
 
     def __init__(self, job: queue.Job, worker_id: str, lease_seconds: float, shutdown: threading.Event,
-                 workdir: Path, min_free_bytes: int = 0):
+                 workdir: Path, min_free_bytes: int = 0, pace: Pace | None = None):
         self.lease = job.lease
         self.worker_id = worker_id
         self.lease_seconds = lease_seconds
@@ -130,6 +132,12 @@ class StoreReporter:
         self._note: str | None = None
         self._phase: Phase | None = None
         self._running: tuple = ()  # (epoch, batch, batches, loss, accuracy) of the latest batch
+        self._pace = pace or Pace()
+        self._wake = threading.Event()  # a beat at once, not at the next second
+        self._served = threading.Condition()
+        self._asked = self._answered = 0  # lockstep publications asked for and stored
+        self._point_asked = False  # in lockstep, a running point only where asked for
+        self._said_phase: tuple = ()  # (name, steps) of the last phase asked to be published in lockstep
         self._valid_until = time.monotonic() + self._usable(lease_seconds)
         self._conn = store.connect(busy_ms=HEARTBEAT_BUSY_MS)  # never blocked past the lease by a locked store
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job.id}", daemon=True)
@@ -146,6 +154,7 @@ class StoreReporter:
 
     def __exit__(self, *exc) -> None:
         self._done.set()
+        self._wake.set()
         self._thread.join()
         self._conn.close()
 
@@ -166,11 +175,36 @@ class StoreReporter:
         self._running = (epoch, batch, batches, loss, accuracy)
         if batch == 0:
             self._wait_for_room()
+        elif self._pace.point_due(batch, batches):
+            self._point_asked = True
+            self._publish_now()
+        self._hold_if_asked(TRAINING, epoch + 1, batch)
 
     def phase(self, name: str, step: int = 0, steps: int = 0) -> None:
         current = self._phase
         since = current.since if current is not None and current.name == name else store.now()
         self._phase = Phase(name, step, steps, since)
+        if self._pace.lockstep and (name, steps) != self._said_phase:
+            self._said_phase = (name, steps)
+            self._publish_now()
+        if self._running:
+            self._hold_if_asked(name, self._running[0] + 1, step)
+
+    def _publish_now(self) -> None:
+        """Wake the heartbeat and wait until it has stored what this thread set (lockstep pace)."""
+        with self._served:
+            self._asked += 1
+            asked = self._asked
+            self._wake.set()
+            while self._answered < asked and not self._stop.is_set() and not self._done.is_set():
+                self._served.wait(HEARTBEAT_SECONDS)
+
+    def _hold_if_asked(self, phase: str, epoch: int, step: int) -> None:
+        if self._pace.holds_at(phase, epoch, step):
+            log.info("job %s: held at %s step %s of epoch %s", self.lease.job_id, phase, step, epoch)
+            obeys = phase in (TRAINING, VALIDATING)  # as the phase would: scoring, saving, measuring never stop
+            while not (obeys and self.should_stop()) and not self._pace.released(phase, epoch, step):
+                time.sleep(HEARTBEAT_SECONDS / 4)
 
     def should_stop(self) -> bool:
         if not self._stop.is_set() and time.monotonic() > self._valid_until:
@@ -195,19 +229,31 @@ class StoreReporter:
         conn = store.connect(busy_ms=HEARTBEAT_BUSY_MS)  # a locked store fails this beat; the next one retries
         beats = 0
         stored, stored_at = (), -POINT_SECONDS  # the last running point kept, and when (monotonic)
-        wait = 0.0  # the first beat at once: the lease began at the claim, before this process started
+        shown = None  # the phase name last published, logged when it changes
+        self._wake.set()  # the first beat at once: the lease began at the claim, before this process started
         try:
-            while not self._done.wait(wait):
-                wait = HEARTBEAT_SECONDS
+            while not self._done.is_set():
+                self._wake.wait(HEARTBEAT_SECONDS)
+                self._wake.clear()
+                if self._done.is_set():
+                    break
                 beats += 1
                 asked = time.monotonic()
-                running = self._running
-                point = running_point(running, stored) if asked - stored_at >= POINT_SECONDS else None
+                answering = self._asked  # read before what it publishes: that is then at least as new
+                running, phase = self._running, self._phase
+                due = self._point_asked if self._pace.lockstep else asked - stored_at >= POINT_SECONDS
+                point = running_point(running, stored) if due else None
                 try:
                     verdict = queue.heartbeat(conn, self.lease, self.lease_seconds, self._batch, self._batches, self._note,
-                                              self._phase, point)
+                                              phase, point)
                     if point is not None:
                         stored, stored_at = running, asked
+                    if self._pace.lockstep and due:
+                        self._point_asked = False  # training waits for this answer: nothing newer was asked
+                    if phase is not None and phase.name != shown:
+                        shown = phase.name
+                        log.info("job %s: %s (%s steps)", self.lease.job_id, phase.name, phase.steps)
+                    self._answer(answering)
                     store.touch_worker(conn, self.worker_id, self.lease.job_id)
                     if beats % REAP_BEATS == 0:
                         queue.reap_expired(conn)
@@ -222,11 +268,18 @@ class StoreReporter:
                     self._request_stop(verdict)
         finally:
             conn.close()
+            self._answer(self._asked)  # nobody waits for a heartbeat that has stopped
+
+    def _answer(self, asked: int) -> None:
+        with self._served:
+            self._answered = max(self._answered, asked)
+            self._served.notify_all()
 
     def _request_stop(self, reason: str) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
         self._stop.set()
+        self._answer(self._asked)
 
 
 class Worker:
@@ -379,7 +432,8 @@ def train_job(conn, job: queue.Job, cfg: WorkerConfig, shutdown: threading.Event
     workdir = config.runs_dir() / str(job.id)
     lease = job.lease
     try:
-        with StoreReporter(job, lease.worker_id, cfg.lease_seconds, shutdown, workdir, cfg.min_free_bytes) as reporter:
+        with StoreReporter(job, lease.worker_id, cfg.lease_seconds, shutdown, workdir, cfg.min_free_bytes,
+                           pace_from_env()) as reporter:
             training.limit_threads(cfg.threads)  # before TensorFlow's first op
             outcome, cost = _train_job(job, workdir, reporter)
     except Exception as exc:  # a failing job must never take its worker down
