@@ -11,7 +11,7 @@ import time
 
 import pytest
 from procs import cli, start_worker, wait_for
-from test_worker import SLOW, TINY, _epochs, _job, _submit
+from jobtools import SLOW, TINY, _epochs, _job, _submit
 
 from cifar_core.jobs import queue, store
 

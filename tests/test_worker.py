@@ -8,26 +8,11 @@ import signal
 import time
 
 import pytest
+from jobtools import SLOW, TINY, _epochs, _job, _submit
 from procs import cli, start_worker, wait_for
 
-from datagen import tiny_spec
 from cifar_core.jobs import queue
-from cifar_core.jobs import results
 from cifar_core.jobs import store
-
-TINY = tiny_spec()
-# About half a second per epoch on small_data, so a test can act in the middle of a run.
-SLOW = {
-    "name": "slow",
-    "layers": [
-        {"type": "Conv2D", "filters": 32, "kernel_size": 3, "padding": "same", "activation": "relu"},
-        {"type": "Conv2D", "filters": 32, "kernel_size": 3, "padding": "same", "activation": "relu"},
-        {"type": "GlobalAveragePooling2D"},
-        {"type": "Dense", "units": 10, "activation": "softmax"},
-    ],
-    "epochs": 40,
-    "batch_size": 16,
-}
 
 
 # Epochs of 15 s or more on an idle machine (batches of 2 through three wide convolutions; 4.4 s with
@@ -44,32 +29,6 @@ HEAVY = {
     "batch_size": 2,
     "tta_shift": 1,
 }
-
-
-def _write(tmp_path, doc, name="spec.json"):
-    path = tmp_path / name
-    path.write_text(json.dumps(doc))
-    return str(path)
-
-
-def _submit(tmp_path, doc, data, *extra) -> list[int]:
-    return [int(i) for i in cli("submit", _write(tmp_path, doc, f"{doc['name']}.json"), "--data", str(data), *extra).stdout.split()]
-
-
-def _job(job_id: int) -> queue.Job:
-    conn = store.connect()
-    try:
-        return queue.get_job(conn, job_id)
-    finally:
-        conn.close()
-
-
-def _epochs(job_id: int) -> list[int]:
-    conn = store.connect()
-    try:
-        return list(results.run_history(conn, job_id)["epoch"])
-    finally:
-        conn.close()
 
 
 def _points(job_id: int) -> list[tuple]:
