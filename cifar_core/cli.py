@@ -139,14 +139,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _presets(args) -> None:
     from cifar_core.spec.presets import PRESETS
-    from cifar_core.spec.schema import summarize
+    from cifar_core.spec.summary import summarize
 
     for name, doc in PRESETS.items():
         print(f"{name:8} {summarize(doc).total_params:>10,} params  {doc.get('description', '')}")
 
 
 def _summary(args) -> None:
-    from cifar_core.spec.schema import load_spec, summarize
+    from cifar_core.spec.summary import summarize
+    from cifar_core.spec.validate import load_spec
 
     summary = summarize(load_spec(args.spec))
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.to_text())
@@ -159,7 +160,7 @@ def _lab():
 
 
 def _submit(args) -> None:
-    from cifar_core.spec.schema import load_spec
+    from cifar_core.spec.validate import load_spec
 
     submitted = _lab().submit(load_spec(args.spec), args.data, repeats=args.repeats, epochs=args.epochs,
                               batch_size=args.batch_size, seed=args.seed)
@@ -167,7 +168,7 @@ def _submit(args) -> None:
 
 
 def _sweep(args) -> None:
-    from cifar_core.spec.schema import load_spec
+    from cifar_core.spec.validate import load_spec
 
     base = load_spec(args.spec)
     if args.epochs is not None:
@@ -290,7 +291,8 @@ def _restore(args) -> None:
 
 
 def _data_info(args) -> None:
-    from cifar_core.data.sources import dataset_info, load_dataset
+    from cifar_core.data.dataset import dataset_info
+    from cifar_core.data.sources import load_dataset
 
     info = dataset_info(load_dataset(args.data))
     if args.json:

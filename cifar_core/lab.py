@@ -10,8 +10,10 @@ them in one transaction, and return the group id with the job ids.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -21,7 +23,9 @@ from cifar_core.data.sources import load_dataset
 from cifar_core.errors import LabError, NotFound, StoreError
 from cifar_core.jobs import queue, store, worker
 from cifar_core.jobs.queue import Submitted
-from cifar_core.spec.schema import ExperimentSpec, parse_spec, summarize
+from cifar_core.spec.schema import ExperimentSpec
+from cifar_core.spec.summary import summarize
+from cifar_core.spec.validate import parse_spec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,6 +37,9 @@ if TYPE_CHECKING:
 
 # The analysis, results and view modules (pandas, Plotly) are imported in the methods that use
 # them, so the queue commands of the CLI (submit, cancel, retry) start in a fraction of a second.
+
+POLL_SECONDS = 1.0
+WORKER_RESTARTS = 3  # times a worker is started again when none is alive and jobs remain
 
 
 class Lab:
@@ -115,10 +122,10 @@ class Lab:
             each = f" with seeds 0-{seeds - 1}" if seeds > 1 else ""
             progress(f"submitted {', '.join(report.NOTEBOOK_PRESETS)}{each} as jobs {ids[0]}-{ids[-1]} (group {group}) "
                      f"on {job.data_source}")
-            pid = report.start_worker_if_none()
+            pid = start_worker_if_none()
             progress(f"started a worker (pid {pid}); it exits when the queue is empty" if pid else
                      "a worker is already running; it will train them")
-            jobs = report.wait_for_jobs(conn, ids, progress, timeout=timeout)
+            jobs = wait_for_jobs(conn, ids, progress, timeout=timeout)
             progress("writing the report")
             md_path, html_path = report.write_report(report.build_report(conn, ids), out)
         failed = tuple(j.id for j in jobs if j.state != queue.SUCCEEDED)
@@ -356,3 +363,71 @@ class Lab:
 
         with self._store() as conn:
             return prediction.predict_image(conn, run_ids, image, class_names, k, labels)
+
+
+# ---------------------------------------------------------------- waiting for jobs
+
+
+def start_worker_if_none() -> int | None:
+    """Start a worker that exits when the queue is empty, unless one is alive. Returns its pid, or None."""
+    from cifar_core.jobs.worker import ensure_worker
+
+    return ensure_worker(("--exit-when-idle",))
+
+
+@dataclass
+class _Seen:
+    state: str = ""
+    epoch: int = 0
+
+
+def wait_for_jobs(conn: sqlite3.Connection, job_ids: list[int], progress: Callable[[str], None] = print,
+                  poll: float = POLL_SECONDS, timeout: float | None = None) -> list[queue.Job]:
+    """Wait until every job is finished, reporting each finished epoch and state change; start a
+    worker again if none is alive while jobs wait. Returns the final jobs."""
+    from cifar_core.jobs.worker import list_workers
+
+    seen = {j: _Seen() for j in job_ids}
+    started = time.monotonic()
+    restarts = 0
+    last_worker_check = 0.0
+    while True:
+        jobs = [queue.get_job(conn, j) for j in job_ids]
+        for job in jobs:
+            _report_job(conn, job, seen[job.id], sum(j.finished for j in jobs), len(jobs), progress)
+        if all(j.finished for j in jobs):
+            return jobs
+        now = time.monotonic()
+        if now - last_worker_check > 20:  # a worker takes a few seconds to register
+            last_worker_check = now
+            if not any(w.alive for w in list_workers(conn)):
+                if restarts >= WORKER_RESTARTS:
+                    raise LabError(f"no worker is alive after {restarts} starts; see {config.logs_dir() / 'worker.log'}")
+                pid = start_worker_if_none()
+                restarts += 1
+                progress(f"no worker was alive: started one (pid {pid})" if pid else "a worker is running")
+        if timeout is not None and now - started > timeout:
+            raise LabError(f"jobs {', '.join(map(str, job_ids))} did not finish within {timeout:.0f} s; they keep "
+                           "running, `python -m cifar_core runs` shows them")
+        time.sleep(poll)
+
+
+def _report_job(conn, job: queue.Job, seen: _Seen, done: int, total: int, progress) -> None:
+    from cifar_core.analysis.report import _pct
+    from cifar_core.jobs import results
+
+    if job.epoch > seen.epoch:
+        hist = results.run_history(conn, job.id)
+        for rec in hist[hist["epoch"] > seen.epoch].itertuples():
+            progress(f"#{job.id} {job.name}: epoch {int(rec.epoch)}/{job.epochs} train acc {_pct(rec.accuracy)} "
+                     f"val acc {_pct(rec.val_accuracy)} ({rec.seconds:.1f} s)")
+        seen.epoch = job.epoch
+    if job.state != seen.state:
+        seen.state = job.state
+        if job.state == queue.RUNNING:
+            progress(f"#{job.id} {job.name}: training ({job.epochs} epochs)")
+        elif job.state == queue.SUCCEEDED:
+            acc = store.run_row(conn, job.id)["test_accuracy"]
+            progress(f"#{job.id} {job.name}: succeeded, test accuracy {_pct(acc)} ({done}/{total} finished)")
+        elif job.state in queue.TERMINAL:
+            progress(f"#{job.id} {job.name}: {job.state}: {job.error} ({done}/{total} finished)")

@@ -17,7 +17,8 @@ from cifar_core.data.uploads import box_megabytes
 from cifar_core.views import builder as core
 from cifar_core.spec import jsonread
 from cifar_core.spec.presets import get_preset, preset_names
-from cifar_core.spec.schema import LAYER_ARGS, check_spec
+from cifar_core.spec.layers import LAYER_ARGS
+from cifar_core.spec.validate import check_spec
 from pages import common
 
 HANDOFF = "sweeps_base_doc"  # read by the Sweeps page

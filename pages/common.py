@@ -13,9 +13,10 @@ import streamlit as st
 from cifar_core import config
 from cifar_core.charts import sweeps as charts_sweep
 from cifar_core.lab import Lab
-from cifar_core.data.sources import Dataset, DatasetInfo, decoded_dataset, load_dataset, source_info
+from cifar_core.data.dataset import Dataset, DatasetInfo
+from cifar_core.data.sources import decoded_dataset, load_dataset, source_info
 from cifar_core.errors import DataError
-from cifar_core.spec.schema import INPUT_SHAPE, NUM_CLASSES
+from cifar_core.spec.layers import INPUT_SHAPE, NUM_CLASSES
 from cifar_core.analysis.sweeps import SweepResults
 
 def page(render: Callable[[], None]) -> None:

@@ -12,7 +12,7 @@ from cifar_core.analysis import notebook
 from cifar_core.charts import notebook as notebook_charts
 from cifar_core.errors import LabError, NotFound
 from cifar_core.jobs import queue, results
-from cifar_core.spec.schema import summarize
+from cifar_core.spec.summary import summarize
 from cifar_core.views import training as monitor
 from pages import common
 

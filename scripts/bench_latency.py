@@ -4,7 +4,7 @@
 
 Builds (untrained: latency does not depend on the weights) two copies of one preset with
 different seeds and one other preset, saves each as a .keras file and loads it back the way the
-lab does, then measures the three together (`deploy.measure_together`: interleaved, rotated
+lab does, then measures the three together (`latency.measure_together`: interleaved, rotated
 rounds) and, for contrast, each one alone after the other (the old way). Prints per model the
 p50, its spread between rounds, p95, throughput, multiply-adds and file size; the ratio between
 the two identical ones (the issue's goal: within 1.10 on a quiet machine); and the load other
@@ -28,7 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def saved_models(twin: str, other: str, folder: Path) -> dict[str, Path]:
     """name -> .keras file: `twin` with seeds 0 and 1, `other` with seed 0."""
     from cifar_core.spec.presets import PRESETS
-    from cifar_core.spec.schema import parse_spec
+    from cifar_core.spec.validate import parse_spec
     from cifar_core.train.models import build_model
 
     paths = {}
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=50, help="batch-1 calls per model per round")
     args = parser.parse_args()
 
-    from cifar_core.analysis.deploy import measure_latency, measure_together, model_file_size
+    from cifar_core.train.latency import measure_latency, measure_together, model_file_size
     from cifar_core.spec.cost import multiply_adds
     from cifar_core.spec.presets import PRESETS
     from cifar_core.train.models import load_model

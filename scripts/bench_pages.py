@@ -30,7 +30,8 @@ def fill_store(runs: int, epochs: int) -> float:
     from cifar_core.jobs import queue
     from cifar_core.jobs import store
     from cifar_core.spec.presets import PRESETS
-    from cifar_core.spec.schema import parse_spec, summarize
+    from cifar_core.spec.summary import summarize
+    from cifar_core.spec.validate import parse_spec
 
     started = time.perf_counter()
     conn = store.connect()

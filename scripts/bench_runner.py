@@ -35,7 +35,7 @@ def plain_fit(doc: dict, source: str) -> tuple[list[float], int]:
 
     from cifar_core.data.sources import load_dataset
     from cifar_core.train.models import build_model, compile_model, uses_one_hot
-    from cifar_core.spec.schema import parse_spec
+    from cifar_core.spec.validate import parse_spec
     from cifar_core.train.loop import make_splits
 
     ds = load_dataset(source)
@@ -78,7 +78,7 @@ def augment_cost(doc: dict, source: str) -> tuple[float, float]:
 
     from cifar_core.train.augment import train_dataset
     from cifar_core.data.sources import load_dataset
-    from cifar_core.spec.schema import parse_spec
+    from cifar_core.spec.validate import parse_spec
     from cifar_core.train.loop import make_splits
 
     spec = parse_spec(doc)

@@ -45,7 +45,7 @@ def load_doc(name: str) -> dict:
 def train_flops(doc: dict) -> float:
     """FLOPs of one training image: 2 per multiply-add forward, and the backward pass twice that."""
     from cifar_core.spec.cost import multiply_adds
-    from cifar_core.spec.schema import parse_spec
+    from cifar_core.spec.validate import parse_spec
 
     return 6.0 * multiply_adds(parse_spec(doc))
 
@@ -55,7 +55,7 @@ def _measure(specs: list[str], batches: list[int]) -> dict:
     import keras
     import numpy as np
 
-    from cifar_core.spec.schema import parse_spec
+    from cifar_core.spec.validate import parse_spec
     from cifar_core.train.models import build_model, compile_model, uses_one_hot
 
     rates = {}

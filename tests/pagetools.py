@@ -1,10 +1,16 @@
-"""Drive pages with Streamlit's AppTest: open one, act on a widget, read what is shown."""
+"""Drive pages with Streamlit's AppTest: open one, act on a widget, read what is shown; every page
+of the app with its title, and a finished run put in the store through the real queue."""
 
 from __future__ import annotations
 
+from datagen import tiny_spec
 from streamlit.testing.v1 import AppTest
 
 from procs import ROOT
+
+from cifar_core.jobs import queue
+from cifar_core.spec.summary import summarize
+from cifar_core.spec.validate import parse_spec
 
 
 def open_page(page: str, via_app: bool = True, timeout: float = 120, **query) -> AppTest:
@@ -29,3 +35,28 @@ def rerun(widget) -> AppTest:
 def texts(elements) -> str:
     """The elements' text as a reader sees it (markdown escapes removed)."""
     return "\n".join(str(e.value) for e in elements).replace("\\", "")
+
+
+PAGES = {  # every page of app.py, with the title it must show
+    "pages/gallery.py": "Dataset", "pages/builder.py": "Builder", "pages/training.py": "Training",
+    "pages/sweeps.py": "Sweeps", "pages/leaderboard.py": "Leaderboard", "pages/run.py": "Run",
+    "pages/analysis.py": "Error analysis", "pages/choice.py": "Model choice", "pages/predict.py": "Predict",
+}
+TINY = tiny_spec(epochs=1)
+
+
+def _finished_run(conn, name="tiny", seed=0, epochs=3, lr=0.001, state=queue.SUCCEEDED) -> int:
+    """A run that went through the real queue: submitted, claimed, epochs recorded, finished."""
+    doc = parse_spec({**TINY, "name": name, "seed": seed, "epochs": epochs, "learning_rate": lr}).to_dict()
+    [job_id] = queue.submit(conn, doc, "test-data", params=summarize(doc).total_params).job_ids
+    lease = queue.claim(conn, "test-worker").lease
+    assert lease.job_id == job_id
+    for e in range(1, epochs + 1):
+        queue.record_epoch(conn, lease, {"epoch": e, "loss": 2.0 / e, "accuracy": 0.2 + 0.1 * e + seed / 100,
+                                          "val_loss": 2.1 / e, "val_accuracy": 0.15 + 0.1 * e, "seconds": 1.5,
+                                          "learning_rate": lr})
+    if state == queue.SUCCEEDED:
+        queue.finish(conn, lease, state, results={"test_accuracy": 0.4 + seed / 100, "test_loss": 1.5})
+    else:
+        queue.finish(conn, lease, state, error="DataError: the data vanished; put it back")
+    return job_id

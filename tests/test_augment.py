@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cifar_core.train.augment import augment_batch, eval_dataset, predict_probs, train_dataset, tta_views, validate_augment
+from cifar_core.spec.training import tta_views, validate_augment
+from cifar_core.train.augment import augment_batch, eval_dataset, predict_probs, train_dataset
 from cifar_core.errors import DataError, SpecError
 
 N = 48

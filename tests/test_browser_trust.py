@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from browser_helpers import CHROMIUM, grid_rows, plotly_traces, poll
-from test_browser import _fresh, _idle, _key, _nav, _type, app_url, browser_page  # noqa: F401 (fixtures)
+from browserpage import _fresh, _idle, _key, _nav, _type, app_url, browser_page  # noqa: F401 (fixtures)
 
 pytestmark = [
     pytest.mark.browser,

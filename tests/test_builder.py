@@ -12,7 +12,8 @@ from cifar_core.views import builder as core
 from cifar_core.lab import Lab
 from cifar_core.jobs import queue
 from cifar_core.spec.presets import get_preset
-from cifar_core.spec.schema import LAYER_ARGS, check_spec, parse_spec
+from cifar_core.spec.layers import LAYER_ARGS
+from cifar_core.spec.validate import check_spec, parse_spec
 
 OUT = {"type": "Dense", "units": 10, "activation": "softmax"}
 TINY = {"name": "tiny", "layers": [{"type": "Conv2D", "filters": 4, "kernel_size": 3}, {"type": "Flatten"}, OUT],

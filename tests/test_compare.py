@@ -11,7 +11,7 @@ from cifar_core.spec import diff as compare
 from cifar_core.views import leaderboard as board_view
 from cifar_core.analysis import curves as run_curves
 from cifar_core.spec.presets import get_preset
-from cifar_core.spec.schema import parse_spec
+from cifar_core.spec.validate import parse_spec
 
 
 def test_settings_table_flags_only_the_rows_that_differ():

@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cifar_core.data import dataset, download
 from cifar_core.data import sources as data
-from cifar_core.data.sources import Dataset, DataError
+from cifar_core.data.dataset import Dataset
+from cifar_core.errors import DataError
 from datagen import (
     CLASSES,
     synthetic_arrays,
@@ -228,11 +230,11 @@ def test_source_info_is_kept_beside_the_cache(images, lab_home, caplog):
     assert data.decoded_dataset(str(images)) is ds
     kept = data.cache_file(str(images)).with_suffix(".info.json")
     assert kept.is_file()
-    assert data.source_info(str(images)) == data.dataset_info(ds)
+    assert data.source_info(str(images)) == dataset.dataset_info(ds)
     for spoil in (None, "{not json"):  # missing (a cache from before), then unreadable: computed and kept again
         kept.unlink() if spoil is None else kept.write_text(spoil)
         data.clear_memo()
-        assert data.source_info(str(images)) == data.dataset_info(ds)
+        assert data.source_info(str(images)) == dataset.dataset_info(ds)
         assert json.loads(kept.read_text())["counts"]["train"] == [20] * 10
     assert "ignoring unreadable dataset figures" in caplog.text
     assert data.source_info(str(images)).source == str(images)
@@ -444,7 +446,7 @@ def test_a_corrupt_official_download_is_refused_and_not_kept(tmp_path, monkeypat
     www, url = served
     write_cifar_tarball(www)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    monkeypatch.setattr(data, "KERAS_ORIGIN", f"{url}/cifar-10-python.tar.gz")  # checked against KERAS_SHA256
+    monkeypatch.setattr(download, "KERAS_ORIGIN", f"{url}/cifar-10-python.tar.gz")  # checked against KERAS_SHA256
     with pytest.raises(DataError, match=r"the download from http://127\.0\.0\.1:\d+/cifar-10-python\.tar\.gz is "
                                         r"corrupt \(sha256 \w+…, expected 6d958be07457…\); try again, or set CIFAR_LAB_DATA"):
         data.load_dataset("keras")
@@ -452,7 +454,7 @@ def test_a_corrupt_official_download_is_refused_and_not_kept(tmp_path, monkeypat
 
 
 def test_a_failed_download_is_reduced_to_its_reason():
-    from cifar_core.data.sources import _download_reason
+    from cifar_core.data.download import _download_reason
 
     keras_text = "URL fetch failure on https://x/cifar.tar.gz: None -- [Errno -2] Name or service not known"
     assert _download_reason(Exception(keras_text)) == "Name or service not known"
@@ -498,7 +500,7 @@ def hand_made() -> Dataset:
 
 
 def test_dataset_info_numbers():
-    info = data.dataset_info(hand_made())
+    info = dataset.dataset_info(hand_made())
     assert info.counts == {"train": [1, 2, 1], "test": [1, 0, 2]}
     assert info.train_shape == (4, 2, 2, 3) and info.test_shape == (3, 2, 2, 3)
     assert info.channel_mean[:2] == pytest.approx((20.0, 7.0))
@@ -511,43 +513,43 @@ def test_dataset_info_numbers():
 
 def test_sample_indices(batches):
     ds = data.load_dataset(str(batches))
-    a = data.sample_indices(ds, "train", 12, seed=3)
-    assert np.array_equal(a, data.sample_indices(ds, "train", 12, seed=3))
-    assert not np.array_equal(a, data.sample_indices(ds, "train", 12, seed=4))
+    a = dataset.sample_indices(ds, "train", 12, seed=3)
+    assert np.array_equal(a, dataset.sample_indices(ds, "train", 12, seed=3))
+    assert not np.array_equal(a, dataset.sample_indices(ds, "train", 12, seed=4))
     assert len(set(a.tolist())) == 12 and a.max() < 200
-    cats = data.sample_indices(ds, "test", 3, seed=0, class_index=3)
+    cats = dataset.sample_indices(ds, "test", 3, seed=0, class_index=3)
     assert len(cats) == 3 and set(ds.y_test[cats].tolist()) == {3}
-    everything = data.sample_indices(ds, "test", 1000, seed=0, class_index=3)
+    everything = dataset.sample_indices(ds, "test", 1000, seed=0, class_index=3)
     assert sorted(everything.tolist()) == np.flatnonzero(ds.y_test == 3).tolist()
-    assert data.sample_indices(ds, "train", 0, seed=0).size == 0
+    assert dataset.sample_indices(ds, "train", 0, seed=0).size == 0
     with pytest.raises(DataError, match=r"class_index=10 is out of range: use 0\.\.9"):
-        data.sample_indices(ds, "train", 5, seed=0, class_index=10)
+        dataset.sample_indices(ds, "train", 5, seed=0, class_index=10)
     with pytest.raises(DataError, match=r"n=-1 must be a whole number >= 0"):
-        data.sample_indices(ds, "train", -1, seed=0)
+        dataset.sample_indices(ds, "train", -1, seed=0)
     with pytest.raises(DataError, match=r"split 'val' is unknown"):
-        data.sample_indices(ds, "val", 5, seed=0)
+        dataset.sample_indices(ds, "val", 5, seed=0)
 
 
 def test_holdout_split_small_dataset_is_ten_percent_stratified(batches):
     ds = data.load_dataset(str(batches))
-    train_idx, val_idx = data.holdout_split(ds, seed=1)
+    train_idx, val_idx = dataset.holdout_split(ds, seed=1)
     assert len(val_idx) == 20 and len(train_idx) == 180
     assert np.bincount(ds.y_train[val_idx], minlength=10).tolist() == [2] * 10
     assert sorted(np.concatenate([train_idx, val_idx]).tolist()) == list(range(200))
-    again = data.holdout_split(ds, seed=1)
+    again = dataset.holdout_split(ds, seed=1)
     assert np.array_equal(again[0], train_idx) and np.array_equal(again[1], val_idx)
-    assert not np.array_equal(data.holdout_split(ds, seed=2)[1], val_idx)
+    assert not np.array_equal(dataset.holdout_split(ds, seed=2)[1], val_idx)
     assert len(np.unique(ds.y_train[train_idx[:20]])) > 1  # shuffled, not class by class
-    assert len(data.holdout_split(ds, holdout=0)[1]) == 0
+    assert len(dataset.holdout_split(ds, holdout=0)[1]) == 0
     with pytest.raises(DataError, match=r"holdout=50000 must be a whole number in 0\.\.49999"):
-        data.holdout_split(ds, holdout=50000)
+        dataset.holdout_split(ds, holdout=50000)
 
 
 def test_holdout_split_full_size_takes_exactly_holdout():
     y = np.repeat(np.arange(10), 5000)
     x = np.zeros((50_000, 1, 1, 3), np.uint8)
     ds = Dataset(x, y, x[:10], y[:10], CLASSES, "hand")
-    train_idx, val_idx = data.holdout_split(ds)
+    train_idx, val_idx = dataset.holdout_split(ds)
     assert len(val_idx) == 5000 and len(train_idx) == 45_000
     assert np.bincount(y[val_idx]).tolist() == [500] * 10
     assert len(np.intersect1d(train_idx, val_idx)) == 0

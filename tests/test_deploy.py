@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from cifar_core.analysis.deploy import (_agreement, _predict_saved_model, check_export_target, export_model,
-                                        measure_cost, measure_latency, measure_together, model_file_size,
-                                        next_version, visit_orders, zip_saved_model)
+                                        next_version, zip_saved_model)
 from cifar_core.errors import DataError, LabError
+from cifar_core.train.latency import measure_cost, measure_latency, measure_together, model_file_size, visit_orders
 
 
 @pytest.fixture(scope="module")

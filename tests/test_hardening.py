@@ -10,8 +10,8 @@ import subprocess
 import time
 
 import pytest
+from jobtools import SLOW, TINY, _epochs, _job, _submit
 from procs import cli, paced, start_worker, wait_for
-from test_worker import SLOW, TINY, _epochs, _job, _submit
 
 from cifar_core.jobs import queue, store
 

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from cifar_core.analysis import hostload
-from cifar_core.analysis.hostload import CpuSample, LoadMeter, is_busy, other_cores, parse_proc_stat
+from cifar_core.train import hostload
+from cifar_core.train.hostload import CpuSample, LoadMeter, is_busy, other_cores, parse_proc_stat
 
 STAT = """cpu  100 20 30 800 10 5 5 0 0 0
 cpu0 50 10 15 400 5 3 2 0 0 0

@@ -14,7 +14,8 @@ from cifar_core.analysis import choice
 from cifar_core.jobs import queue, results
 from cifar_core.lab import Lab
 from cifar_core.spec import identity
-from cifar_core.spec.schema import parse_spec, summarize
+from cifar_core.spec.summary import summarize
+from cifar_core.spec.validate import parse_spec
 from cifar_core.spec.space import first_free, run_name
 
 SOURCE = "/machine/a/cifar10-jpeg.tar.gz"

@@ -10,7 +10,7 @@ import pytest
 from cifar_core.analysis.sweeps import space_from_inputs
 from cifar_core.errors import SpecError, SpecErrors, UploadError
 from cifar_core.spec.jsonread import MAX_BYTES, loads, spec_upload
-from cifar_core.spec.schema import load_spec, parse_spec
+from cifar_core.spec.validate import load_spec, parse_spec
 from cifar_core.spec.space import load_space
 
 DEEP = "[" * 100_000  # RecursionError in Python's parser

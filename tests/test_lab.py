@@ -12,7 +12,7 @@ from cifar_core.jobs import queue
 from cifar_core.lab import Lab
 from cifar_core.spec import identity
 from cifar_core.spec.presets import get_preset
-from cifar_core.spec.schema import parse_spec
+from cifar_core.spec.validate import parse_spec
 
 
 @pytest.fixture()

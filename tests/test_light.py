@@ -13,7 +13,7 @@ import sys
 import textwrap
 
 from procs import ROOT
-from test_pages import PAGES, _finished_run
+from pagetools import PAGES, _finished_run
 
 from datagen import write_image_tarball
 

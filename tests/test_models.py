@@ -11,8 +11,9 @@ import pytest
 from cifar_core.errors import SpecErrors
 from cifar_core.train.models import build_model, compile_model, uses_one_hot
 from cifar_core.spec.presets import NOTEBOOK_PRESETS, get_preset, preset_names
-from cifar_core.spec.schema import parse_spec, summarize
-from test_spec import NOTEBOOK_LAYERS, PRESET_PARAMS
+from cifar_core.spec.summary import summarize
+from cifar_core.spec.validate import parse_spec
+from networks import NOTEBOOK_LAYERS, PRESET_PARAMS, assert_matches_summary
 
 keras = pytest.importorskip("keras")
 
@@ -72,19 +73,6 @@ def spec_of(layers, **settings):
 
 def pixels(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
-
-
-def assert_matches_summary(spec) -> None:
-    model = build_model(spec, (32, 32, 3), 10)
-    summary = summarize(spec)
-    assert model.count_params() == summary.total_params
-    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
-    assert trainable == summary.trainable_params
-    assert model.get_layer("rescale").output.shape == (None, 32, 32, 3)
-    for s in summary.layers:
-        layer = model.get_layer(s.name)
-        assert tuple(layer.output.shape) == s.output_shape, s.name
-        assert layer.count_params() == s.params, s.name
 
 
 @pytest.mark.parametrize("name", preset_names())

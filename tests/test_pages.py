@@ -11,7 +11,7 @@ import pytest
 from procs import cli
 from streamlit.testing.v1 import AppTest
 
-from datagen import tiny_spec
+from pagetools import PAGES, TINY, _finished_run
 from pagetools import open_page as _open
 from pagetools import rerun as _run
 from pagetools import texts as _texts
@@ -19,31 +19,7 @@ from pagetools import texts as _texts
 from cifar_core.lab import Lab
 from cifar_core.jobs import queue
 from cifar_core.spec.presets import get_preset
-from cifar_core.spec.schema import parse_spec, summarize
-
-PAGES = {  # every page of app.py, with the title it must show
-    "pages/gallery.py": "Dataset", "pages/builder.py": "Builder", "pages/training.py": "Training",
-    "pages/sweeps.py": "Sweeps", "pages/leaderboard.py": "Leaderboard", "pages/run.py": "Run",
-    "pages/analysis.py": "Error analysis", "pages/choice.py": "Model choice", "pages/predict.py": "Predict",
-}
-TINY = tiny_spec(epochs=1)
-
-
-def _finished_run(conn, name="tiny", seed=0, epochs=3, lr=0.001, state=queue.SUCCEEDED) -> int:
-    """A run that went through the real queue: submitted, claimed, epochs recorded, finished."""
-    doc = parse_spec({**TINY, "name": name, "seed": seed, "epochs": epochs, "learning_rate": lr}).to_dict()
-    [job_id] = queue.submit(conn, doc, "test-data", params=summarize(doc).total_params).job_ids
-    lease = queue.claim(conn, "test-worker").lease
-    assert lease.job_id == job_id
-    for e in range(1, epochs + 1):
-        queue.record_epoch(conn, lease, {"epoch": e, "loss": 2.0 / e, "accuracy": 0.2 + 0.1 * e + seed / 100,
-                                          "val_loss": 2.1 / e, "val_accuracy": 0.15 + 0.1 * e, "seconds": 1.5,
-                                          "learning_rate": lr})
-    if state == queue.SUCCEEDED:
-        queue.finish(conn, lease, state, results={"test_accuracy": 0.4 + seed / 100, "test_loss": 1.5})
-    else:
-        queue.finish(conn, lease, state, error="DataError: the data vanished; put it back")
-    return job_id
+from cifar_core.spec.validate import parse_spec
 
 
 # ------------------------------------------------------------------ every page
@@ -62,7 +38,6 @@ def test_every_page_file_is_routed_and_listed_here():
     assert files == sorted(PAGES)
     routed = (root / "app.py").read_text()
     assert all(f'st.Page("{page}", title="{title}"' in routed for page, title in PAGES.items())
-
 
 
 # ------------------------------------------------------------------ gallery

@@ -1,5 +1,5 @@
 """The Model choice, Predict and Error analysis pages, driven headless with AppTest on tiny real
-runs trained by a real worker (the lab of test_choice.build_lab)."""
+runs trained by a real worker (the lab of trainedlab.build_lab)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from procs import ROOT
 from pagetools import open_page
 from pagetools import rerun as _run
 from pagetools import texts as _texts
-from test_choice import lab  # noqa: F401  (the shared trained lab)
+from trainedlab import lab  # noqa: F401  (the shared trained lab)
 
 from cifar_core.analysis import choice
 from cifar_core.jobs import store

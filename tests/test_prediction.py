@@ -1,5 +1,5 @@
 """Predicting with the lab's own models only, and the stored test predictions behind error
-analysis, on tiny real runs trained by a real worker (the lab of test_choice.build_lab)."""
+analysis, on tiny real runs trained by a real worker (the lab of trainedlab.build_lab)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
-from test_choice import home, lab  # noqa: F401  (the shared trained lab)
+from trainedlab import home, lab  # noqa: F401  (the shared trained lab)
 
 from cifar_core.analysis import prediction
 from cifar_core.charts import prediction as prediction_charts

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from procs import ROOT, cli, wait_for
 from raycluster import Cluster, cluster_env
-from test_worker import SLOW, _epochs, _job, _submit
+from jobtools import SLOW, _epochs, _job, _submit
 
 from cifar_core.jobs import queue, store
 

@@ -9,11 +9,12 @@ import pytest
 
 from datagen import synthetic_arrays
 from cifar_core.errors import SpecErrors
-from cifar_core.spec.schema import parse_spec, summarize
+from cifar_core.spec.summary import summarize
+from cifar_core.spec.validate import parse_spec
 from cifar_core.train.models import build_model, compile_model, load_model
 from cifar_core.train.whitening import _patch_moments, prepare, whitening_filters
-from test_models import assert_matches_summary
-from test_training import Recorder
+from networks import assert_matches_summary
+from recorder import Recorder
 
 OUT = {"type": "Dense", "units": 10, "activation": "softmax"}
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from cifar_core.errors import SpecError
+from cifar_core.spec.training import validate_schedule
 from cifar_core.train.schedules import (
     make_schedule,
     resolve_schedule,
     schedule_preview,
     schedule_values,
-    validate_schedule,
 )
 
 CONFIGS = [

@@ -8,21 +8,17 @@ from __future__ import annotations
 import json
 
 import pytest
+from networks import NOTEBOOK_LAYERS, PRESET_PARAMS
 
 from cifar_core.errors import SpecError, SpecErrors
 from cifar_core.spec.presets import NOTEBOOK_PRESETS, PRESET_TITLES, PRESETS, get_preset, preset_names
-from cifar_core.spec.schema import (
-    ExperimentSpec,
-    check_spec,
-    layer_name,
-    load_spec,
-    parse_spec,
-    summarize,
-)
+from cifar_core.spec.layers import layer_name
+from cifar_core.spec.schema import ExperimentSpec
+from cifar_core.spec.summary import summarize
+from cifar_core.spec.validate import check_spec, load_spec, parse_spec
 
 OUT = {"type": "Dense", "units": 10, "activation": "softmax"}
 FLAT = {"type": "Flatten"}
-PRESET_PARAMS = {"exp1": 30_840, "exp2": 110_058, "exp3": 265_834, "exp4": 122_570, "exp5": 196_426}
 
 
 def doc(*layers, **settings) -> dict:
@@ -347,23 +343,6 @@ def test_preset_parameter_counts(name):
     assert summary.layers[-1].output_shape == (None, 10)
 
 
-# The notebook's networks, layer by layer with its output shapes (issue 15's table); tests/test_models.py
-# checks the built Keras models against the same table.
-_CONV_POOL = [("Conv2D", (32, 32, 32)), ("MaxPool2D", (16, 16, 32)), ("Conv2D", (16, 16, 64)), ("MaxPool2D", (8, 8, 64)),
-              ("Conv2D", (8, 8, 64)), ("MaxPool2D", (4, 4, 64))]
-NOTEBOOK_LAYERS = {
-    "exp1": [("Flatten", (3072,)), ("Dense", (10,)), ("Dense", (10,))],
-    "exp2": [("Flatten", (3072,)), ("Dense", (32,)), ("Dense", (64,)), ("Dense", (128,)), ("Dense", (10,))],
-    "exp3": [("Conv2D", (32, 32, 16)), ("MaxPool2D", (16, 16, 16)), ("Flatten", (4096,)), ("Dense", (64,)),
-             ("Dense", (32,)), ("Dense", (10,))],
-    "exp4": [*_CONV_POOL, ("Flatten", (1024,)), ("Dense", (64,)), ("Dense", (10,))],
-    "exp5": [
-        *_CONV_POOL[0:2], ("Dropout", (16, 16, 32)),
-        *_CONV_POOL[2:4], ("Dropout", (8, 8, 64)),
-        *_CONV_POOL[4:6], ("Dropout", (4, 4, 64)),
-        ("Flatten", (1024,)), ("Dense", (128,)), ("Dense", (64,)), ("Dense", (10,)),
-    ],
-}
 NOTEBOOK_ACTIVATIONS = {  # Dense and Conv2D activations in order: relu everywhere, softmax out
     name: ["relu"] * (sum(t in ("Dense", "Conv2D") for t, _ in layers) - 1) + ["softmax"]
     for name, layers in NOTEBOOK_LAYERS.items()

@@ -17,7 +17,7 @@ from cifar_core.analysis import sweeps
 from cifar_core.lab import Lab
 from cifar_core.errors import NotFound, SpecError
 from cifar_core.spec.presets import get_preset, preset_names
-from cifar_core.spec.schema import summarize
+from cifar_core.spec.summary import summarize
 
 TINY = tiny_spec(epochs=1, learning_rate=0.001, validation="holdout")
 RATE_GRID = {"method": "grid", "params": {"learning_rate": {"values": [0.01, 0.001, 0.0001]}}}

@@ -8,28 +8,11 @@ import re
 import signal
 import time
 
-import pytest
+from jobtools import SLOW, TINY, _epochs, _job, _submit
 from procs import cli, paced, start_worker, wait_for
 
-from datagen import tiny_spec
 from cifar_core.jobs import queue
-from cifar_core.jobs import results
 from cifar_core.jobs import store
-
-TINY = tiny_spec()
-# Wider than TINY, with many batches. A test that acts in the middle of a run holds it there with a
-# pace (`paced`), never by counting on how long an epoch takes.
-SLOW = {
-    "name": "slow",
-    "layers": [
-        {"type": "Conv2D", "filters": 32, "kernel_size": 3, "padding": "same", "activation": "relu"},
-        {"type": "Conv2D", "filters": 32, "kernel_size": 3, "padding": "same", "activation": "relu"},
-        {"type": "GlobalAveragePooling2D"},
-        {"type": "Dense", "units": 10, "activation": "softmax"},
-    ],
-    "epochs": 40,
-    "batch_size": 16,
-}
 
 
 # Five test-time views, so scoring is a phase of its own. Its epochs last what the machine makes
@@ -37,32 +20,6 @@ SLOW = {
 # training waits, so the test sees the same points on a fast or a busy host.
 PACED = {**TINY, "name": "paced", "batch_size": 8, "tta_shift": 1}
 POINTS_EVERY = 5  # batches
-
-
-def _write(tmp_path, doc, name="spec.json"):
-    path = tmp_path / name
-    path.write_text(json.dumps(doc))
-    return str(path)
-
-
-def _submit(tmp_path, doc, data, *extra) -> list[int]:
-    return [int(i) for i in cli("submit", _write(tmp_path, doc, f"{doc['name']}.json"), "--data", str(data), *extra).stdout.split()]
-
-
-def _job(job_id: int) -> queue.Job:
-    conn = store.connect()
-    try:
-        return queue.get_job(conn, job_id)
-    finally:
-        conn.close()
-
-
-def _epochs(job_id: int) -> list[int]:
-    conn = store.connect()
-    try:
-        return list(results.run_history(conn, job_id)["epoch"])
-    finally:
-        conn.close()
 
 
 def _points(job_id: int) -> list[tuple]:

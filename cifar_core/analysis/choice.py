@@ -409,7 +409,7 @@ class MeasuredRun:
 
 @dataclass(frozen=True)
 class Measurement:
-    """Runs measured together (`deploy.measure_together`) and stored as one session."""
+    """Runs measured together (`latency.measure_together`) and stored as one session."""
 
     session: int
     runs: tuple[MeasuredRun, ...]
@@ -452,15 +452,16 @@ def measure_candidates(ranked: pd.DataFrame, n: int = MEASURE_DEFAULT) -> list[i
 
 def measure_runs(conn: sqlite3.Connection, run_ids: list[int], rounds: int = 5, batch1_repeats: int = 50) -> Measurement:
     """Measure the succeeded runs' models together in this process (TensorFlow; see
-    `deploy.measure_together`), store each run's figures, multiply-adds and the load under one new
+    `latency.measure_together`), store each run's figures, multiply-adds and the load under one new
     session, and return them. LabError for a run without a model or runs of different input sizes."""
-    from cifar_core.analysis import deploy, prediction
+    from cifar_core.analysis import prediction
+    from cifar_core.train import latency
     from cifar_core.spec.cost import multiply_adds
 
     ids = list(dict.fromkeys(int(r) for r in run_ids))
     if not ids:
         raise LabError("no runs to measure; give at least one run id")
-    deploy.check_counts(rounds=rounds, batch1_repeats=batch1_repeats)  # before TensorFlow loads
+    latency.check_counts(rounds=rounds, batch1_repeats=batch1_repeats)  # before TensorFlow loads
     infos = [prediction.trained_model(conn, r) for r in ids]
     models = {r: prediction.load_trained_model(info) for r, info in zip(ids, infos)}
     shapes = {r: tuple(m.input_shape[1:]) for r, m in models.items()}
@@ -468,12 +469,12 @@ def measure_runs(conn: sqlite3.Connection, run_ids: list[int], rounds: int = 5, 
         raise LabError(f"runs take different image sizes ({', '.join(f'#{r}: {s}' for r, s in shapes.items())}); "
                        "measure runs of one data source together")
     shape = shapes[ids[0]]
-    joint = deploy.measure_together({f"#{r}": m for r, m in models.items()}, shape, rounds=rounds,
+    joint = latency.measure_together({f"#{r}": m for r, m in models.items()}, shape, rounds=rounds,
                                     batch1_repeats=batch1_repeats)
     specs = store.spec_docs(conn, ids)
     measured = tuple(
         MeasuredRun(r, c.p50_ms, c.spread_pct, c.p95_ms, c.throughput_ips, multiply_adds(specs[r], shape),
-                    deploy.model_file_size(info.path), c.round_p50_ms)
+                    latency.model_file_size(info.path), c.round_p50_ms)
         for r, info, c in zip(ids, infos, joint.candidates)
     )
     load = None if joint.other_cores != joint.other_cores else joint.other_cores
@@ -482,7 +483,7 @@ def measure_runs(conn: sqlite3.Connection, run_ids: list[int], rounds: int = 5, 
     with store.transaction(conn):
         session = store.insert_latency_session(conn, rows, store.now())
         for m, c in zip(measured, joint.candidates):
-            store.update_run(conn, m.run, **deploy.cost_figures(joint, c), macs=m.macs, model_bytes=m.model_bytes,
+            store.update_run(conn, m.run, **latency.cost_figures(joint, c), macs=m.macs, model_bytes=m.model_bytes,
                              latency_session=session)
     orders = tuple(tuple(ids[i] for i in order) for order in joint.orders)
     return Measurement(session, measured, orders, load, joint.busy, rounds, batch1_repeats, joint.method)

@@ -130,7 +130,7 @@ def reference_history(preset: str) -> pd.DataFrame:
 def matching_preset(spec: Mapping | None) -> str | None:
     """The notebook preset a run's spec trains (the same layers, optimizer, learning rate and batch
     size; name, seed and epochs may differ), or None."""
-    from cifar_core.spec.schema import parse_spec
+    from cifar_core.spec.validate import parse_spec
 
     if not isinstance(spec, Mapping):
         return None

@@ -1,7 +1,7 @@
-"""The notebook, reproduced through the lab: submit its five experiments (exp1..exp5), with one
-or more seeds, as one group, make sure a worker trains them, wait while printing progress, and
-write a report in Markdown and in HTML (Plotly figures embedded, plotly.js inlined once so it
-opens offline).
+"""The notebook, reproduced through the lab: its five experiments (exp1..exp5), with one or more
+seeds, as one group (`reproduction`; `Lab.reproduce` submits them, makes sure a worker trains them
+and waits while printing progress), and the report on them in Markdown and in HTML (Plotly figures
+embedded, plotly.js inlined once so it opens offline).
 
 The report starts with the lab's final and best validation accuracy over seeds (mean, std,
 min-max) against the notebook's recorded figures, saying whether each falls inside the seed
@@ -17,8 +17,6 @@ from __future__ import annotations
 import html
 import math
 import sqlite3
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -42,13 +40,10 @@ def _notebook_figure(name: str) -> str:
     return f"{ref.final_val_accuracy:.1%}" + (f" (best {best:.1%})" if best > ref.final_val_accuracy else "")
 
 
-NOTEBOOK = {name: _notebook_figure(name) for name in NOTEBOOK_PRESETS}
-POLL_SECONDS = 1.0
 MAX_SEEDS = 20  # seeds per experiment in one reproduction
-WORKER_RESTARTS = 3  # times a worker is started again when none is alive and jobs remain
 
 
-# ---------------------------------------------------------------- submitting and waiting
+# ---------------------------------------------------------------- submitting
 
 
 def scaled_epochs(preset_epochs: int, epochs_scale: float = 1.0, epochs: int | None = None) -> int:
@@ -82,68 +77,6 @@ def reproduction(epochs_scale: float = 1.0, epochs: int | None = None, seeds: in
             docs.append(doc)
     detail = {"presets": list(NOTEBOOK_PRESETS), "epochs_scale": epochs_scale, "epochs": epochs, "seeds": seeds}
     return docs, (queue.GROUP_REPRODUCE, GROUP_NAME, detail)
-
-
-def start_worker_if_none() -> int | None:
-    """Start a worker that exits when the queue is empty, unless one is alive. Returns its pid, or None."""
-    from cifar_core.jobs.worker import ensure_worker
-
-    return ensure_worker(("--exit-when-idle",))
-
-
-@dataclass
-class _Seen:
-    state: str = ""
-    epoch: int = 0
-
-
-def wait_for_jobs(conn: sqlite3.Connection, job_ids: list[int], progress: Callable[[str], None] = print,
-                  poll: float = POLL_SECONDS, timeout: float | None = None) -> list[queue.Job]:
-    """Wait until every job is finished, reporting each finished epoch and state change; start a
-    worker again if none is alive while jobs wait. Returns the final jobs."""
-    from cifar_core.jobs.worker import list_workers
-
-    seen = {j: _Seen() for j in job_ids}
-    started = time.monotonic()
-    restarts = 0
-    last_worker_check = 0.0
-    while True:
-        jobs = [queue.get_job(conn, j) for j in job_ids]
-        for job in jobs:
-            _report_job(conn, job, seen[job.id], sum(j.finished for j in jobs), len(jobs), progress)
-        if all(j.finished for j in jobs):
-            return jobs
-        now = time.monotonic()
-        if now - last_worker_check > 20:  # a worker takes a few seconds to register
-            last_worker_check = now
-            if not any(w.alive for w in list_workers(conn)):
-                if restarts >= WORKER_RESTARTS:
-                    raise LabError(f"no worker is alive after {restarts} starts; see {config.logs_dir() / 'worker.log'}")
-                pid = start_worker_if_none()
-                restarts += 1
-                progress(f"no worker was alive: started one (pid {pid})" if pid else "a worker is running")
-        if timeout is not None and now - started > timeout:
-            raise LabError(f"jobs {', '.join(map(str, job_ids))} did not finish within {timeout:.0f} s; they keep "
-                           "running, `python -m cifar_core runs` shows them")
-        time.sleep(poll)
-
-
-def _report_job(conn, job: queue.Job, seen: _Seen, done: int, total: int, progress) -> None:
-    if job.epoch > seen.epoch:
-        hist = results.run_history(conn, job.id)
-        for rec in hist[hist["epoch"] > seen.epoch].itertuples():
-            progress(f"#{job.id} {job.name}: epoch {int(rec.epoch)}/{job.epochs} train acc {_pct(rec.accuracy)} "
-                     f"val acc {_pct(rec.val_accuracy)} ({rec.seconds:.1f} s)")
-        seen.epoch = job.epoch
-    if job.state != seen.state:
-        seen.state = job.state
-        if job.state == queue.RUNNING:
-            progress(f"#{job.id} {job.name}: training ({job.epochs} epochs)")
-        elif job.state == queue.SUCCEEDED:
-            acc = store.run_row(conn, job.id)["test_accuracy"]
-            progress(f"#{job.id} {job.name}: succeeded, test accuracy {_pct(acc)} ({done}/{total} finished)")
-        elif job.state in queue.TERMINAL:
-            progress(f"#{job.id} {job.name}: {job.state}: {job.error} ({done}/{total} finished)")
 
 
 # ---------------------------------------------------------------- the report
@@ -205,7 +138,7 @@ def summary_table(conn: sqlite3.Connection, run_ids: list[int]) -> pd.DataFrame:
             "final_val_acc": b["final_val_accuracy"], "best_val_acc": b["best_val_accuracy"],
             "test_acc": b["test_accuracy"], "seconds_per_epoch": b["seconds_per_epoch"],
             "verdict": verdicts.loc[run, "verdict"] if run in verdicts.index else "–",
-            "notebook": NOTEBOOK.get(b["name"], "–"),
+            "notebook": _notebook_figure(b["name"]) if b["name"] in NOTEBOOK_PRESETS else "–",
         })
     return pd.DataFrame(rows)
 
@@ -279,7 +212,7 @@ def build_report(conn: sqlite3.Connection, run_ids: list[int], title: str = "CIF
     per experiment with the notebook's curve beside the lab's and their per-epoch difference.
     With `reference_epoch` (seconds of one reference epoch timed in the same session), epoch
     times are also given as multiples of it, since a shared host's speed drifts."""
-    from cifar_core.spec.schema import summarize
+    from cifar_core.spec.summary import summarize
 
     if not run_ids:
         raise LabError("no runs to report on; submit the experiments first")
@@ -464,8 +397,9 @@ h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 def render_html(report: Report) -> str:
     """One self-contained page: the Markdown rendered, the figures interactive, plotly.js
     inlined once (the first figure carries it) so the file opens without a network."""
-    import plotly.io as pio
     from markdown_it import MarkdownIt
+
+    from cifar_core.charts.html import figure_html
 
     md = MarkdownIt("commonmark", {"html": False}).enable("table")
     body, first = [], True
@@ -473,7 +407,7 @@ def render_html(report: Report) -> str:
         if kind == "md":
             body.append(md.render(value))
         elif kind == "figure":
-            body.append(pio.to_html(value, include_plotlyjs=first, full_html=False, config={"displaylogo": False}))
+            body.append(figure_html(value, include_plotlyjs=first))
             first = False
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(report.title)}"
             f"</title><style>{HTML_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")

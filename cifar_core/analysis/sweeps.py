@@ -19,7 +19,9 @@ import pandas as pd
 from cifar_core.jobs import queue, results, store
 from cifar_core.errors import NotFound, SpecError, SpecErrors
 from cifar_core.spec import jsonread
-from cifar_core.spec.schema import INPUT_SHAPE, NUM_CLASSES, parse_spec, summarize
+from cifar_core.spec.layers import INPUT_SHAPE, NUM_CLASSES
+from cifar_core.spec.summary import summarize
+from cifar_core.spec.validate import parse_spec
 from cifar_core.spec.space import NAME_PREFIX_KEPT, SweepSpace, expand, first_free, load_space, setting_importance
 
 TARGET = "best_val_accuracy"

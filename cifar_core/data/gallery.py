@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from cifar_core.data.sources import Dataset, DatasetInfo, sample_indices
+from cifar_core.data.dataset import Dataset, DatasetInfo, sample_indices
 
 GUTTER = 4  # pixels between tiles
 LABEL_HEIGHT = 15  # pixels of the class-name strip under each tile

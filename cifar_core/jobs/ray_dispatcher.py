@@ -231,7 +231,7 @@ def train_task(job_id: int, attempt: int, spec_doc: dict, ds, hub, threads: int)
     """The body of one job's Ray task (a fresh Ray worker process each time): take the newest
     checkpoint from the hub, train in a temporary folder, report through the hub, and return the
     outcome with the final files."""
-    from cifar_core.spec.schema import parse_spec
+    from cifar_core.spec.validate import parse_spec
     from cifar_core.train import loop as training
     from cifar_core.train.checkpoint import write_checkpoint_files
 
@@ -430,7 +430,7 @@ class Dispatcher:
     def _submit(self, job: queue.Job) -> None:
         import ray
 
-        from cifar_core.spec.schema import parse_spec
+        from cifar_core.spec.validate import parse_spec
         from cifar_core.train.checkpoint import checkpoint_files
 
         ds_ref, shape, classes = self._dataset(job.data_source)
@@ -540,8 +540,9 @@ class Dispatcher:
             log.warning("job %s stopped (%s); the lease is lost or lapses, nothing more is written", job_id, reason)
 
     def _succeed(self, f: InFlight, result: dict, conn) -> None:
-        from cifar_core.analysis.deploy import measure_cost
-        from cifar_core.train.checkpoint import discard_checkpoint, write_bytes
+        from cifar_core.train.latency import measure_cost
+        from cifar_core.train.atomic import write_bytes
+        from cifar_core.train.checkpoint import discard_checkpoint
 
         f.workdir.mkdir(parents=True, exist_ok=True)
         for name, data in result["files"].items():

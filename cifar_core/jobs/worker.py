@@ -515,9 +515,9 @@ def _train_job(job: queue.Job, workdir: Path, reporter: StoreReporter):
     """Train the job, then measure what its saved model costs to run on this machine: returns
     the outcome and that cost (empty unless training completed)."""
     from cifar_core.train import loop as training
-    from cifar_core.analysis.deploy import measure_cost
+    from cifar_core.train.latency import measure_cost
     from cifar_core.data.sources import load_dataset
-    from cifar_core.spec.schema import parse_spec
+    from cifar_core.spec.validate import parse_spec
 
     ds = load_dataset(job.data_source)
     spec = parse_spec(job.spec, ds.input_shape, ds.num_classes)

@@ -11,7 +11,10 @@ inference. The figure ranks architectures by compute where a latency measurement
 
 from __future__ import annotations
 
-from cifar_core.spec.schema import INPUT_SHAPE, NUM_CLASSES, ExperimentSpec, parse_spec, summarize
+from cifar_core.spec.layers import INPUT_SHAPE, NUM_CLASSES
+from cifar_core.spec.schema import ExperimentSpec
+from cifar_core.spec.summary import summarize
+from cifar_core.spec.validate import parse_spec
 
 
 def layer_macs(layer: dict, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> int:

@@ -9,7 +9,8 @@ from dataclasses import fields
 
 import pandas as pd
 
-from cifar_core.spec.schema import LAYER_ALIASES, LAYER_ARGS, SPEC_DEFAULTS, ExperimentSpec
+from cifar_core.spec.layers import LAYER_ALIASES, LAYER_ARGS
+from cifar_core.spec.schema import SPEC_DEFAULTS, ExperimentSpec
 
 ABSENT = "–"  # shown where a run has no such setting
 

@@ -15,7 +15,8 @@ import json
 from pathlib import Path
 
 from cifar_core import config
-from cifar_core.spec.schema import LAYER_ARGS, REQUIRED, SPEC_DEFAULTS
+from cifar_core.spec.layers import LAYER_ARGS, REQUIRED
+from cifar_core.spec.schema import SPEC_DEFAULTS
 
 IGNORED = ("seed", "name", "description", "sweep_params")  # not part of a configuration
 

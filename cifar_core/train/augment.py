@@ -21,35 +21,9 @@ import os
 from numbers import Integral
 
 from cifar_core.errors import DataError, SpecError
+from cifar_core.spec.training import tta_views, validate_augment
 
-AUGMENT_KEYS: dict[str, tuple[type, int, int]] = {
-    "flip": (bool, 0, 1),
-    "alternate_flip": (bool, 0, 1),
-    "translate": (int, 0, 8),
-    "cutout": (int, 0, 16),
-}
 PREFETCH_BATCHES = 2  # batches kept ready ahead of the train or predict step
-
-
-def validate_augment(cfg: object) -> dict:
-    """Return the augmentation config, or raise SpecError naming the bad key."""
-    if not isinstance(cfg, dict):
-        raise SpecError(f"augment must be an object like {{\"flip\": true}}, got {cfg!r}", field="augment")
-    out: dict = {}
-    for key, value in cfg.items():
-        if key not in AUGMENT_KEYS:
-            raise SpecError(f"augment takes no {key!r}: allowed keys are {', '.join(AUGMENT_KEYS)}", field="augment")
-        typ, low, high = AUGMENT_KEYS[key]
-        if typ is bool:
-            if not isinstance(value, bool):
-                raise SpecError(f"augment {key} must be true or false, got {value!r}", field="augment")
-        elif isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise SpecError(f"augment {key}={value!r} must be a whole number of pixels in {low}..{high}", field="augment")
-        out[key] = value
-    if out.get("flip") and out.get("alternate_flip"):
-        raise SpecError("augment flip and alternate_flip are two ways to mirror: keep one (flip draws at random, "
-                        "alternate_flip mirrors each image on every other epoch)", field="augment")
-    return out
 
 
 def alternates(cfg: dict) -> bool:
@@ -240,17 +214,6 @@ def _prefetched(ds):
     options = tf.data.Options()
     options.autotune.enabled = False
     return ds.prefetch(PREFETCH_BATCHES).with_options(options)
-
-
-def tta_views(tta_flip: bool = False, tta_shift: int = 0) -> list[tuple[int, int, bool]]:
-    """The test-time views as (rows down, columns right, mirrored): the image itself, then with
-    `tta_shift`, the image moved that many pixels down, up, right and left (reflect-padded, as
-    training's translate); each view also mirrored with `tta_flip`."""
-    if isinstance(tta_shift, bool) or not isinstance(tta_shift, Integral) or not 0 <= tta_shift <= 4:
-        raise SpecError(f"tta_shift={tta_shift!r} must be a whole number of pixels in 0..4", field="tta_shift")
-    s = int(tta_shift)
-    shifts = [(0, 0)] + ([(s, 0), (-s, 0), (0, s), (0, -s)] if s else [])
-    return [(dy, dx, mirrored) for dy, dx in shifts for mirrored in ((False, True) if tta_flip else (False,))]
 
 
 def _view(images, dy: int, dx: int, mirrored: bool):

@@ -27,6 +27,7 @@ import keras
 import numpy as np
 
 from cifar_core.errors import LabError
+from cifar_core.train.atomic import write_bytes, write_json
 
 if TYPE_CHECKING:
     from cifar_core.train.relay import ReporterRelay
@@ -88,13 +89,6 @@ def restore_weights(model, state: CheckpointState) -> None:
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)  # its state is in the file too
     model.load_weights(state.weights)
-
-
-def write_json(path: Path, value) -> None:
-    """Write `value` as JSON to `path` by an atomic rename: a kill leaves the old file or the new."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(value, indent=1))
-    tmp.replace(path)
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -204,10 +198,3 @@ def write_checkpoint_files(workdir: Path, files: dict[str, bytes]) -> None:
         for old in [*(workdir / FOLDER).glob("epoch-*.weights.h5"), *(workdir / FOLDER).glob("best-*.npz")]:
             if old.name not in keep:
                 old.unlink()
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` by an atomic rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)

@@ -1,7 +1,7 @@
 """Train one experiment from its spec. No store access here: the caller passes a `Reporter`, so
 a cluster backend can run this same function on another machine and forward what it reports.
 Nor does it measure what the model costs to run: that belongs to the machine that serves it, so
-the caller measures the saved model (`cifar_core.analysis.deploy.measure_cost`).
+the caller measures the saved model (`cifar_core.train.latency.measure_cost`).
 
 Resuming: per-epoch checkpoints live in `workdir/backup` (see `cifar_core.train.checkpoint`);
 calling `train` again with the same workdir and spec continues after the last completed epoch.
@@ -22,9 +22,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cifar_core.data.sources import Dataset, holdout_split
+from cifar_core.data.dataset import Dataset, holdout_split
 from cifar_core.spec.schema import ExperimentSpec
 from cifar_core.train import augment, averaging, whitening
+from cifar_core.train.atomic import write_json
 from cifar_core.train.checkpoint import (
     Checkpoint,
     ResumableEarlyStopping,
@@ -32,7 +33,6 @@ from cifar_core.train.checkpoint import (
     discard_checkpoint,
     read_checkpoint,
     restore_weights,
-    write_json,
 )
 from cifar_core.train.models import build_model, compile_model, uses_one_hot
 from cifar_core.train.phases import SAVING, SCORING

@@ -14,7 +14,9 @@ import re
 from cifar_core.train import schedules
 from cifar_core.train.optimizers import make_optimizer, optimizer_custom_objects
 from cifar_core.train.whitening import whitening_layer_class
-from cifar_core.spec.schema import INPUT_SHAPE, NUM_CLASSES, ExperimentSpec, layer_name, summarize
+from cifar_core.spec.layers import INPUT_SHAPE, NUM_CLASSES, layer_name
+from cifar_core.spec.schema import ExperimentSpec
+from cifar_core.spec.summary import summarize
 
 
 def uses_one_hot(spec: ExperimentSpec) -> bool:

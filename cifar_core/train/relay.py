@@ -17,7 +17,7 @@ from typing import Protocol
 import keras
 import numpy as np
 
-from cifar_core.train.checkpoint import write_json
+from cifar_core.train.atomic import write_json
 from cifar_core.train.phases import TRAINING, VALIDATING
 
 

@@ -27,51 +27,9 @@ import math
 from numbers import Integral, Real
 
 from cifar_core.errors import SpecError
-
-SCHEDULE_KEYS: dict[str, dict[str, tuple[type, float, float]]] = {
-    "constant": {},
-    "step": {"every": (int, 1, 1000), "factor": (float, 1e-6, 1.0)},
-    "cosine": {"final_fraction": (float, 0.0, 1.0)},
-    "one_cycle": {"warmup": (float, 0.0, 0.9), "final_fraction": (float, 0.0, 1.0), "initial_fraction": (float, 0.0, 1.0)},
-}
-
-# Values used when a key is left out (the examples in the module docstring).
-SCHEDULE_DEFAULTS: dict[str, dict[str, float]] = {
-    "constant": {},
-    "step": {"every": 10, "factor": 0.1},
-    "cosine": {"final_fraction": 0.0},
-    "one_cycle": {"warmup": 0.25, "final_fraction": 0.0, "initial_fraction": 0.0},
-}
+from cifar_core.spec.training import SCHEDULE_DEFAULTS, SCHEDULE_KEYS, validate_schedule
 
 REGISTERED_NAME = "cifar_lab>LabSchedule"
-
-
-def validate_schedule(cfg: object) -> dict:
-    """Return the schedule config with its defaults, or raise SpecError naming the bad key."""
-    if not isinstance(cfg, dict):
-        raise SpecError(f"schedule must be an object like {{\"type\": \"cosine\"}}, got {cfg!r}", field="schedule")
-    kind = cfg.get("type", "constant")
-    if kind not in SCHEDULE_KEYS:
-        raise SpecError(
-            f"schedule type {kind!r} is unknown: use one of {', '.join(SCHEDULE_KEYS)}", field="schedule"
-        )
-    allowed = SCHEDULE_KEYS[kind]
-    out: dict = {"type": kind}
-    for key, value in cfg.items():
-        if key == "type":
-            continue
-        if key not in allowed:
-            raise SpecError(
-                f"schedule {kind!r} takes no {key!r}: allowed keys are {', '.join(allowed) or 'none'}",
-                field="schedule",
-            )
-        typ, low, high = allowed[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (typ is int and not isinstance(value, int)):
-            raise SpecError(f"schedule {key} must be a {typ.__name__}, got {value!r}", field="schedule")
-        if not low <= value <= high:
-            raise SpecError(f"schedule {key}={value} is out of range: use {low}..{high}", field="schedule")
-        out[key] = typ(value)
-    return out
 
 
 def resolve_schedule(cfg: object) -> dict:

@@ -17,12 +17,10 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cifar_core.train.augment import AUGMENT_KEYS
 from cifar_core.errors import DataError, LabError, SpecError, UploadError
 from cifar_core.spec import jsonread
 from cifar_core.spec.presets import PRESET_TITLES, get_preset, preset_names
-from cifar_core.train.schedules import SCHEDULE_DEFAULTS, SCHEDULE_KEYS
-from cifar_core.spec.schema import (
+from cifar_core.spec.layers import (
     EARLY_STOPPING_ARGS,
     LAYER_ARGS,
     NAME_PATTERN,
@@ -30,10 +28,10 @@ from cifar_core.spec.schema import (
     REQUIRED,
     TOP_ARGS,
     Arg,
-    ModelSummary,
-    check_spec,
-    summarize_prefix,
 )
+from cifar_core.spec.summary import ModelSummary, summarize_prefix
+from cifar_core.spec.training import AUGMENT_KEYS, SCHEDULE_DEFAULTS, SCHEDULE_KEYS
+from cifar_core.spec.validate import check_spec
 
 if TYPE_CHECKING:
     from cifar_core.lab import Lab

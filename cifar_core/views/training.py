@@ -29,12 +29,12 @@ from cifar_core.jobs import queue
 from cifar_core.jobs import results
 from cifar_core.jobs import store
 from cifar_core.jobs.worker import list_workers
-from cifar_core.train.augment import tta_views
+from cifar_core.spec.training import tta_views
 from cifar_core.train.phases import END_PHASES, MEASURING, SAVING, SCORING, TRAINING, VALIDATING, Phase
 
 # The end phases' estimates (see the module docstring).
 SAVE_SECONDS = 2.0  # model.keras, predictions.npz and the history
-MEASURE_SECONDS = 5.0  # deploy.measure_cost (batch-1 latency and batch-256 throughput) of a CIFAR-sized net
+MEASURE_SECONDS = 5.0  # latency.measure_cost (batch-1 latency and batch-256 throughput) of a CIFAR-sized net
 # Test images per validation image: with validation "test" they are the same images; the holdout is
 # CIFAR-10's 5,000 of the train set against its 10,000 test images (a data set of other sizes makes
 # the scoring estimate off by its own ratio, nothing worse).
