@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import json
 
-from datagen import tiny_spec
-from procs import cli
-
 from cifar_core.jobs import queue, results, store
+from cifar_core.testing.datagen import tiny_spec
+from cifar_core.testing.procs import cli
 
 TINY = tiny_spec()
 # About half a second per epoch on small_data, so a test can act in the middle of a run.

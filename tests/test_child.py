@@ -11,8 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-from datagen import tiny_spec, write_cifar_batches
-from procs import start_worker, wait_for
 from recorder import Recorder
 from jobtools import SLOW, TINY, _epochs, _job, _submit
 
@@ -20,6 +18,8 @@ from cifar_core.data.sources import load_dataset
 from cifar_core.jobs import queue, store
 from cifar_core.jobs.worker import CANCEL_GRACE_SECONDS
 from cifar_core.spec.validate import parse_spec
+from cifar_core.testing.datagen import tiny_spec, write_cifar_batches
+from cifar_core.testing.procs import start_worker, wait_for
 from cifar_core.train import loop as training
 from cifar_core.train.phases import VALIDATING
 

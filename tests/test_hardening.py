@@ -10,10 +10,10 @@ import subprocess
 import time
 
 import pytest
-from procs import cli, start_worker, wait_for
 from jobtools import SLOW, TINY, _epochs, _job, _submit
 
 from cifar_core.jobs import queue, store
+from cifar_core.testing.procs import cli, start_worker, wait_for
 
 
 def _log(path) -> str:
