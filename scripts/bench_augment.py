@@ -9,13 +9,11 @@ and for {"flip": true, "translate": 4, "cutout": 8}, plus a naive per-image shuf
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _bootstrap  # noqa: F401 (puts the checkout on sys.path)
 
 from cifar_core.train.augment import train_dataset  # noqa: E402
 

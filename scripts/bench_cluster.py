@@ -19,8 +19,8 @@ stopped at the end. Run it on a quiet machine: nothing else heavy at the same ti
         [--epochs 3] [--rounds 2] [--jobs 6] [--cpus 2] [--spec spec.json]
 
 On a machine shared with other work, exp4 on the full data can take minutes per epoch; a small
-net on small data (`--spec`, `--data` an image folder, e.g. tests/datagen.py's) still shows the
-per-job start-up and the cluster's overhead.
+net on small data (`--spec`, `--data` an image folder, e.g. cifar_core/testing/datagen.py's) still
+shows the per-job start-up and the cluster's overhead.
 """
 
 from __future__ import annotations
@@ -28,27 +28,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+from _bootstrap import ROOT  # the checkout, put on sys.path
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def run_jobs(docs: list[dict], source: str, worker_args: list[str], env: dict) -> tuple[list[int], float]:
-    """Submit `docs`, run one worker (or dispatcher) until idle; (job ids, wall seconds)."""
-    from cifar_core.lab import Lab
+    """Submit `docs`, run one worker (or dispatcher) until idle, quietly; (job ids, wall seconds)."""
+    from cifar_core.testing.procs import run_until_idle
 
-    ids = Lab().enqueue(docs, None, source).job_ids
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "cifar_core", "worker", "--exit-when-idle", *worker_args], cwd=ROOT,
-                   check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return ids, time.perf_counter() - t0
+    return run_until_idle(docs, source, *worker_args, env=env, quiet=True)
 
 
 def job_figures(job_id: int) -> dict:
@@ -92,8 +84,8 @@ def rss_mb(pids: list[int]) -> float:
 
 
 def start_cluster(base: Path, env: dict, cpus: int, nodes: int):
-    from procs import wait_for
-    from raycluster import Cluster
+    from cifar_core.testing.procs import wait_for
+    from cifar_core.testing.raycluster import Cluster
 
     cluster = Cluster(base, env, cpus=cpus, nodes=nodes)
     wait_for(lambda: cluster.alive_nodes() == nodes, timeout=180, interval=2, what=f"{nodes} Ray node(s)")
@@ -114,7 +106,7 @@ def main() -> None:
     os.environ["CIFAR_LAB_HOME"] = os.environ.get("CIFAR_LAB_HOME") or str(tmp / "home")
     Path(os.environ["CIFAR_LAB_HOME"]).mkdir(parents=True, exist_ok=True)
 
-    from raycluster import cluster_env
+    from cifar_core.testing.raycluster import cluster_env
 
     from cifar_core.data.sources import load_dataset
     from cifar_core.spec.presets import get_preset

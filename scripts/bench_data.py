@@ -6,21 +6,21 @@ Uses a fresh temporary CIFAR_LAB_HOME, so nothing under ~/ is touched and the fi
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _bootstrap import ROOT  # the checkout, put on sys.path
+
 DEFAULT_SOURCE = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
 
 
 def child(source: str) -> None:
     """Load once (and again, from the in-process memo) and print the timings as JSON."""
-    sys.path.insert(0, str(ROOT))
     from cifar_core.data.sources import cache_file, load_dataset
 
     start = time.perf_counter()
@@ -47,7 +47,9 @@ def run(source: str, home: str) -> dict:
 
 
 def main() -> None:
-    source = sys.argv[1] if len(sys.argv) > 1 else str(DEFAULT_SOURCE)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", nargs="?", default=str(DEFAULT_SOURCE), help="data source (default: %(default)s)")
+    source = parser.parse_args().source
     with tempfile.TemporaryDirectory(prefix="cifar-bench-") as home:
         cold = run(source, home)
         cached = run(source, home)

@@ -28,10 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from _bootstrap import ROOT  # the checkout, put on sys.path
 
-from browser_helpers import CHROMIUM, CHROMIUM_ARGS, start_server, stop_app, tail, terminate  # noqa: E402
+from cifar_core.testing.appserver import CHROMIUM, CHROMIUM_ARGS, start_server, stop_app, tail, terminate
 
 TARGET_WORKER_MB = 400  # an idle worker, before and after a job
 TARGET_SERVER_MB = 800  # the server after every page has been opened once
@@ -66,7 +65,7 @@ def wait_for(predicate, timeout: float, what: str):
 def bench_worker(home: Path, data: str) -> list[float]:
     """RSS of an idle worker after it registered and after one tiny job; the job's run stays in
     the store for the server's pages."""
-    from datagen import tiny_spec
+    from cifar_core.testing.datagen import tiny_spec
 
     from cifar_core.jobs import queue, store, worker
     from cifar_core.lab import Lab
@@ -161,7 +160,7 @@ def _has_tensorflow(pid: int) -> bool:
 
 
 def generated_data(folder: Path) -> str:
-    from datagen import write_image_tarball
+    from cifar_core.testing.datagen import write_image_tarball
 
     return str(write_image_tarball(folder, n_train_per_class=100, n_test_per_class=20, fmt="jpg"))
 

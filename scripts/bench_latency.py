@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _bootstrap  # noqa: F401 (puts the checkout on sys.path)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 

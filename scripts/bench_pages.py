@@ -20,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _bootstrap import ROOT  # the checkout, put on sys.path
+
 REAL_DATA = Path("/work/shared/datasets/cifar10-jpeg.tar.gz")
 TARGETS = {"leaderboard": 1.0, "gallery": 1.5}
 
@@ -102,13 +103,11 @@ def bench(home: Path) -> int:
         (home / "cache").symlink_to(Path(args.data_cache).resolve(), target_is_directory=True)
     data = args.data or (str(REAL_DATA) if REAL_DATA.exists() else None)
     if data is None:
-        sys.path.insert(0, str(ROOT / "tests"))
-        from datagen import write_image_folder
+        from cifar_core.testing.datagen import write_image_folder
 
         data = str(write_image_folder(home / "generated", n_train_per_class=500, n_test_per_class=100))
     os.environ.update(CIFAR_LAB_HOME=str(home), CIFAR_LAB_DATA=data, CIFAR_LAB_NO_WORKER="1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.path.insert(0, str(ROOT))
     print(f"home {home}\ndata {data}")
 
     seconds = fill_store(args.runs, args.epochs)

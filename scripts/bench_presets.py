@@ -24,8 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _bootstrap import ROOT  # the checkout, put on sys.path
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 NOTEBOOK_BEST = 0.756
 
@@ -58,10 +58,9 @@ def load_doc(name: str) -> dict:
 def run_one(doc: dict, data: str, seed: int, epochs: int | None):
     """Train one seed through the queue and a worker; its run detail."""
     from cifar_core.jobs import results, store
-    from cifar_core.lab import Lab
+    from cifar_core.testing.procs import run_until_idle
 
-    (job_id,) = Lab().submit(doc, data, seed=seed, epochs=epochs).job_ids
-    subprocess.run([sys.executable, "-m", "cifar_core", "worker", "--exit-when-idle"], cwd=ROOT, check=True)
+    [job_id], _ = run_until_idle([dict(doc, seed=seed, **({"epochs": epochs} if epochs else {}))], data)
     conn = store.connect()
     try:
         return results.run_detail(conn, job_id)

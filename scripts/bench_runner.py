@@ -17,15 +17,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+from _bootstrap import ROOT  # the checkout, put on sys.path
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -64,12 +60,14 @@ def plain_fit(doc: dict, source: str) -> tuple[list[float], int]:
 def through_queue(doc: dict, source: str) -> list[float]:
     from cifar_core.jobs import results
     from cifar_core.jobs import store
-    from cifar_core.lab import Lab
+    from cifar_core.testing.procs import run_until_idle
 
+    [job_id], _ = run_until_idle([doc], source)
     conn = store.connect()
-    [job_id] = Lab().submit(doc, source).job_ids
-    subprocess.run([sys.executable, "-m", "cifar_core", "worker", "--exit-when-idle"], cwd=ROOT, check=True)
-    return list(results.run_history(conn, job_id)["seconds"])
+    try:
+        return list(results.run_history(conn, job_id)["seconds"])
+    finally:
+        conn.close()
 
 
 def augment_cost(doc: dict, source: str) -> tuple[float, float]:

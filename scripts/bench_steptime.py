@@ -29,8 +29,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _bootstrap  # noqa: F401 (puts the checkout on sys.path)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 BATCHES = 8  # timed per round and batch size, after 2 untimed ones (tracing, warm-up)
 EPOCH_IMAGES = 45_000  # a holdout run's training split

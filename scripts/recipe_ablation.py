@@ -20,16 +20,14 @@ import argparse
 import os
 import re
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+from _bootstrap import ROOT  # the checkout, put on sys.path
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 TARGET = 0.85
 

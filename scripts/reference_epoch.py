@@ -23,12 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _bootstrap import ROOT  # the checkout, put on sys.path
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The unit is plain Keras with TensorFlow's own defaults. The lab's jobs turn oneDNN on where
 # TensorFlow leaves it off (cifar_core.config.TF_ENV_DEFAULTS); the reference never does, so

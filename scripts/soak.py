@@ -18,9 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+from _bootstrap import ROOT  # the checkout, put on sys.path
 
 
 def main() -> int:
@@ -36,7 +34,7 @@ def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="cifar-soak-"))
     os.environ["CIFAR_LAB_HOME"] = str(home)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from datagen import tiny_spec, write_image_folder
+    from cifar_core.testing.datagen import tiny_spec, write_image_folder
 
     from cifar_core.jobs import queue, store
     from cifar_core.lab import Lab

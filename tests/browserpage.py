@@ -8,9 +8,10 @@ import os
 from pathlib import Path
 
 import pytest
-from browser_helpers import (CHROMIUM, CHROMIUM_ARGS, free_port, start_app, stop_app, stop_workers, stray_pids, tail,
-                             terminate, wait_healthy)
-from procs import ROOT
+
+from cifar_core.testing.appserver import (CHROMIUM, CHROMIUM_ARGS, start_app, stop_app, stop_workers, stray_pids, tail,
+                                           terminate, wait_healthy)
+from cifar_core.testing.procs import ROOT, free_port
 
 TRAIN, TEST = 250, 10  # per class: an epoch of exp3 takes 1-3 s (faster CPUs at the low end)
 MS = 1000  # Playwright takes milliseconds
@@ -18,7 +19,7 @@ MS = 1000  # Playwright takes milliseconds
 
 @pytest.fixture()
 def browser_data(tmp_path_factory) -> Path:
-    from datagen import write_image_folder
+    from cifar_core.testing.datagen import write_image_folder
 
     return write_image_folder(tmp_path_factory.mktemp("browser") / "imgs", n_train_per_class=TRAIN, n_test_per_class=TEST)
 

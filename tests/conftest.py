@@ -38,7 +38,7 @@ def script(monkeypatch):
 @pytest.fixture(scope="session")
 def small_data(tmp_path_factory) -> Path:
     """A learnable image-folder data set: 10 classes, 40 train and 10 test images each."""
-    from datagen import write_image_folder
+    from cifar_core.testing.datagen import write_image_folder
 
     return write_image_folder(tmp_path_factory.mktemp("data") / "imgs", n_train_per_class=40, n_test_per_class=10)
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import json
 
-from datagen import tiny_spec
-from procs import cli
-
 from cifar_core.jobs import queue, results, store
+from cifar_core.testing.datagen import tiny_spec
+from cifar_core.testing.procs import cli
 
 TINY = tiny_spec()
 # Wider than TINY, with many batches. A test that acts in the middle of a run holds it there with a

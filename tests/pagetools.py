@@ -3,14 +3,13 @@ of the app with its title, and a finished run put in the store through the real 
 
 from __future__ import annotations
 
-from datagen import tiny_spec
 from streamlit.testing.v1 import AppTest
-
-from procs import ROOT
 
 from cifar_core.jobs import queue
 from cifar_core.spec.summary import summarize
 from cifar_core.spec.validate import parse_spec
+from cifar_core.testing.datagen import tiny_spec
+from cifar_core.testing.procs import ROOT
 
 
 def open_page(page: str, via_app: bool = True, timeout: float = 120, **query) -> AppTest:

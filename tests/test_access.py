@@ -19,7 +19,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cifar_core import access
-from procs import ROOT
+from cifar_core.testing.procs import ROOT
 
 AUTH = {"redirect_uri": "https://lab.example.org/oauth2callback", "cookie_secret": "a long random secret",
         "client_id": "id", "client_secret": "secret",

@@ -10,8 +10,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from browser_helpers import CHROMIUM, grid_rows, plotly_points, poll, worker_pids
+from browser_helpers import grid_rows, plotly_points, poll
 from browserpage import MS, TEST, TRAIN, _fresh, _idle, _key, _nav, _type, app_url, browser_data, browser_page  # noqa: F401 (fixtures)
+
+from cifar_core.testing.appserver import CHROMIUM, worker_pids
 
 pytestmark = [
     pytest.mark.browser,

@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_helpers import CHROMIUM, grid_rows, plotly_traces, poll
+from browser_helpers import grid_rows, plotly_traces, poll
 from browserpage import _fresh, _idle, _key, _nav, _type, app_url, browser_page  # noqa: F401 (fixtures)
+
+from cifar_core.testing.appserver import CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
@@ -41,7 +43,7 @@ SLOW = {
 @pytest.fixture()
 def browser_data(tmp_path_factory) -> Path:
     """Overrides test_browser's data: a test split of three validation batches (256 images each)."""
-    from datagen import write_image_folder
+    from cifar_core.testing.datagen import write_image_folder
 
     return write_image_folder(tmp_path_factory.mktemp("trust") / "imgs", n_train_per_class=60, n_test_per_class=60)
 
@@ -60,7 +62,7 @@ def release(tmp_path, monkeypatch) -> Path:
 def _finished_runs(source: str) -> dict[str, list[int]]:
     """Five succeeded runs through the real queue (no training): three seeds of one configuration
     and two of another, with the same names across the two, as two sweeps used to name them."""
-    from datagen import tiny_spec
+    from cifar_core.testing.datagen import tiny_spec
 
     from cifar_core.jobs import queue, store
 

@@ -11,15 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
-from datagen import tiny_spec
 from jobtools import SLOW, TINY, _epochs, _job, _submit
-from procs import paced, start_worker, wait_for
 from recorder import Recorder
 
 from cifar_core.data.sources import load_dataset
 from cifar_core.jobs import queue, store
 from cifar_core.jobs.worker import CANCEL_GRACE_SECONDS
 from cifar_core.spec.validate import parse_spec
+from cifar_core.testing.datagen import tiny_spec
+from cifar_core.testing.procs import paced, start_worker, wait_for
 from cifar_core.train import loop as training
 from cifar_core.train.phases import SCORING, VALIDATING
 

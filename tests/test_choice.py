@@ -10,7 +10,6 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from procs import cli
 from trainedlab import home, lab  # noqa: F401  (the shared trained lab; home overrides conftest's)
 
 from cifar_core.analysis import choice, deploy, diagnosis, recommend
@@ -18,6 +17,7 @@ from cifar_core.analysis.diagnosis import diagnose
 from cifar_core.charts import choice as choice_charts
 from cifar_core.lab import Lab
 from cifar_core.errors import LabError
+from cifar_core.testing.procs import cli
 
 
 # ---------------------------------------------------------------- hand-made candidates

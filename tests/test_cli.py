@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from datagen import tiny_spec
-from procs import cli
+
+from cifar_core.testing.datagen import tiny_spec
+from cifar_core.testing.procs import cli
 
 
 @pytest.fixture()

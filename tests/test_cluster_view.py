@@ -7,9 +7,9 @@ from __future__ import annotations
 from pagetools import open_page as _open
 from pagetools import texts as _texts
 
-from datagen import tiny_spec
 from cifar_core.jobs import queue, store
 from cifar_core.lab import Lab
+from cifar_core.testing.datagen import tiny_spec
 
 NODES = [
     {"node": "head-host/aaaa1111", "address": "10.0.0.1", "alive": True, "head": True, "cpus": 4.0, "cpus_free": 2.0,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from datagen import tiny_spec
 
 from cifar_core.errors import SpecErrors
 from cifar_core.spec.cost import multiply_adds
 from cifar_core.spec.presets import PRESETS
+from cifar_core.testing.datagen import tiny_spec
 
 
 def test_notebook_nets_by_hand():

@@ -20,7 +20,7 @@ from cifar_core.data import dataset, download
 from cifar_core.data import sources as data
 from cifar_core.data.dataset import Dataset
 from cifar_core.errors import DataError
-from datagen import (
+from cifar_core.testing.datagen import (
     CLASSES,
     synthetic_arrays,
     write_cifar_batches,

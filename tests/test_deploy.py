@@ -104,7 +104,7 @@ def test_measure_together_visits_every_model_every_round_in_rotated_order():
 
 
 def test_measure_cost_reports_spread_load_and_macs(trained):
-    from datagen import tiny_spec
+    from cifar_core.testing.datagen import tiny_spec
 
     doc = {**tiny_spec(), "layers": [{"type": "Conv2D", "filters": 8, "kernel_size": 3, "activation": "relu"},
                                      {"type": "MaxPool2D", "pool_size": 2}, {"type": "Flatten"},

@@ -11,9 +11,9 @@ import time
 
 import pytest
 from jobtools import SLOW, TINY, _epochs, _job, _submit
-from procs import cli, paced, start_worker, wait_for
 
 from cifar_core.jobs import queue, store
+from cifar_core.testing.procs import cli, paced, start_worker, wait_for
 
 
 def _log(path) -> str:

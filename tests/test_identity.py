@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from datagen import tiny_spec
-from procs import cli
 
 from cifar_core.analysis import choice
 from cifar_core.jobs import queue, results
@@ -17,6 +15,8 @@ from cifar_core.spec import identity
 from cifar_core.spec.summary import summarize
 from cifar_core.spec.validate import parse_spec
 from cifar_core.spec.space import first_free, run_name
+from cifar_core.testing.datagen import tiny_spec
+from cifar_core.testing.procs import cli
 
 SOURCE = "/machine/a/cifar10-jpeg.tar.gz"
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from procs import ROOT
 
 from cifar_core.errors import UploadError
 from cifar_core.data.uploads import read_image_upload
+from cifar_core.testing.procs import ROOT
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:

@@ -4,7 +4,6 @@ and the command line call."""
 from __future__ import annotations
 
 import pytest
-from datagen import tiny_spec
 
 from cifar_core import config
 from cifar_core.errors import NotFound, SpecError, SpecErrors
@@ -13,6 +12,7 @@ from cifar_core.lab import Lab
 from cifar_core.spec import identity
 from cifar_core.spec.presets import get_preset
 from cifar_core.spec.validate import parse_spec
+from cifar_core.testing.datagen import tiny_spec
 
 
 @pytest.fixture()

@@ -8,20 +8,19 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "cifar_core"
 
 # What each layer may not import (docs/architecture.md, "What may import what").
-ABOVE = ("cifar_core.lab", "cifar_core.cli", "cifar_core.views", "cifar_core.charts")
+# cifar_core.testing (what tests and scripts share) sits above them all: no product module imports it.
+ABOVE = ("cifar_core.lab", "cifar_core.cli", "cifar_core.views", "cifar_core.charts", "cifar_core.testing")
 FORBIDDEN = {
     "cifar_core.data": ("cifar_core.spec", "cifar_core.train", "cifar_core.jobs", "cifar_core.analysis") + ABOVE,
     "cifar_core.spec": ("cifar_core.data", "cifar_core.train", "cifar_core.jobs", "cifar_core.analysis") + ABOVE,
     "cifar_core.train": ("cifar_core.jobs", "cifar_core.analysis") + ABOVE,
     "cifar_core.jobs": ("cifar_core.analysis",) + ABOVE,
-    "cifar_core.analysis": ("cifar_core.lab", "cifar_core.cli", "cifar_core.views"),
-    "cifar_core.charts": ("cifar_core.lab", "cifar_core.cli", "cifar_core.views"),
+    "cifar_core.analysis": ("cifar_core.lab", "cifar_core.cli", "cifar_core.views", "cifar_core.testing"),
+    "cifar_core.charts": ("cifar_core.lab", "cifar_core.cli", "cifar_core.views", "cifar_core.testing"),
 }
 # An import circle another branch is taking apart (the worker and its child process are being
 # rewritten there); no other circle is allowed.
@@ -140,11 +139,21 @@ def test_no_test_module_imports_another():
                      "module or conftest.py):\n" + "\n".join(bad))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 29, not done yet: bench_cluster, bench_idle, bench_pages and soak still "
-                   "import tests/ helpers (datagen, procs, raycluster, browser_helpers); remove this mark once they "
-                   "import the package")
 def test_no_script_imports_tests():
     helpers = {p.stem for p in (ROOT / "tests").glob("*.py")} | {"tests"}
     scripts = sorted((ROOT / "scripts").glob("*.py"))
     bad = _offending((where, t) for p in scripts for where, t in _imports(p) if t.split(".")[0] in helpers)
     assert not bad, "scripts importing from tests/ (import the package instead):\n" + "\n".join(bad)
+
+
+def test_only_the_bootstrap_puts_folders_on_sys_path():
+    """A script reaches the package through scripts/_bootstrap.py alone (which puts the checkout's
+    root on sys.path); no script adds tests/ or anything else."""
+    bad = []
+    for p in sorted((ROOT / "scripts").glob("*.py")):
+        if p.name == "_bootstrap.py":
+            continue
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"), str(p))):
+            if isinstance(node, ast.Attribute) and node.attr == "path" and ast.unparse(node.value) == "sys":
+                bad.append(f"{p.relative_to(ROOT)}:{node.lineno} uses sys.path")
+    assert not bad, "scripts changing sys.path themselves (import _bootstrap instead):\n" + "\n".join(bad)

@@ -12,10 +12,10 @@ import subprocess
 import sys
 import textwrap
 
-from procs import ROOT
 from pagetools import PAGES, _finished_run
 
-from datagen import write_image_tarball
+from cifar_core.testing.datagen import write_image_tarball
+from cifar_core.testing.procs import ROOT
 
 HEAVY = ("tensorflow", "keras")
 

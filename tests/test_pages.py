@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from procs import cli
 from streamlit.testing.v1 import AppTest
 
 from pagetools import PAGES, TINY, _finished_run
@@ -20,6 +19,7 @@ from cifar_core.lab import Lab
 from cifar_core.jobs import queue
 from cifar_core.spec.presets import get_preset
 from cifar_core.spec.validate import parse_spec
+from cifar_core.testing.procs import cli
 
 
 # ------------------------------------------------------------------ every page
@@ -476,7 +476,7 @@ def test_the_app_starts_one_detached_worker(app_env, conn, monkeypatch):
     import os
     import signal
 
-    from procs import wait_for
+    from cifar_core.testing.procs import wait_for
 
     from cifar_core.jobs.worker import list_workers
 

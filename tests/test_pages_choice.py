@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from procs import ROOT
 from pagetools import open_page
 from pagetools import rerun as _run
 from pagetools import texts as _texts
@@ -17,6 +16,7 @@ from trainedlab import lab  # noqa: F401  (the shared trained lab)
 
 from cifar_core.analysis import choice
 from cifar_core.jobs import store
+from cifar_core.testing.procs import ROOT
 
 PAGES = ["pages/choice.py", "pages/predict.py", "pages/analysis.py"]
 

@@ -7,7 +7,6 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from datagen import tiny_spec
 from pagetools import open_page
 from pagetools import rerun as _run
 from pagetools import texts as _texts
@@ -17,6 +16,7 @@ from cifar_core.jobs import queue
 from cifar_core.analysis import sweeps
 from cifar_core.spec import space as sweep_space
 from cifar_core.spec.presets import get_preset
+from cifar_core.testing.datagen import tiny_spec
 
 
 

@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 import pytest
-from procs import ROOT, cli, wait_for
-from raycluster import Cluster, cluster_env
 from jobtools import SLOW, _epochs, _job, _submit
 
 from cifar_core.jobs import queue, store
+from cifar_core.testing.procs import ROOT, cli, wait_for
+from cifar_core.testing.raycluster import Cluster, cluster_env
 
 pytestmark = pytest.mark.ray
 

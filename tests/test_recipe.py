@@ -7,10 +7,10 @@ import keras
 import numpy as np
 import pytest
 
-from datagen import synthetic_arrays
 from cifar_core.errors import SpecErrors
 from cifar_core.spec.summary import summarize
 from cifar_core.spec.validate import parse_spec
+from cifar_core.testing.datagen import synthetic_arrays
 from cifar_core.train.models import build_model, compile_model, load_model
 from cifar_core.train.whitening import _patch_moments, prepare, whitening_filters
 from networks import assert_matches_summary

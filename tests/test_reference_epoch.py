@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from datagen import synthetic_arrays
+from cifar_core.testing.datagen import synthetic_arrays
 
 
 @pytest.fixture

@@ -7,13 +7,13 @@ import re
 
 import pandas as pd
 import pytest
-from procs import cli, wait_for
 
 from cifar_core.analysis import report
 from cifar_core.jobs import queue, store
 from cifar_core.lab import Lab
 from cifar_core.errors import LabError
 from cifar_core.spec.presets import NOTEBOOK_PRESETS
+from cifar_core.testing.procs import cli, wait_for
 
 
 def test_reproduce_end_to_end(lab_home, small_data, tmp_path):

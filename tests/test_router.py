@@ -7,10 +7,10 @@ import os
 import re
 
 import pytest
-from browser_helpers import CHROMIUM, CHROMIUM_ARGS, start_server, stop_app, stray_pids, tail, terminate
-from procs import ROOT
 
-from datagen import tiny_spec
+from cifar_core.testing.appserver import CHROMIUM, CHROMIUM_ARGS, start_server, stop_app, stray_pids, tail, terminate
+from cifar_core.testing.datagen import tiny_spec
+from cifar_core.testing.procs import ROOT
 
 MS = 1000  # Playwright takes milliseconds
 PAGE_FILES = sorted(p for p in (ROOT / "pages").glob("*.py") if p.name != "common.py")

@@ -7,9 +7,7 @@ import json
 import math
 
 import pytest
-from procs import cli
 
-from datagen import tiny_spec
 from cifar_core.charts import sweeps as charts_sweep
 from cifar_core.jobs import queue
 from cifar_core.jobs import store
@@ -18,6 +16,8 @@ from cifar_core.lab import Lab
 from cifar_core.errors import NotFound, SpecError
 from cifar_core.spec.presets import get_preset, preset_names
 from cifar_core.spec.summary import summarize
+from cifar_core.testing.datagen import tiny_spec
+from cifar_core.testing.procs import cli
 
 TINY = tiny_spec(epochs=1, learning_rate=0.001, validation="holdout")
 RATE_GRID = {"method": "grid", "params": {"learning_rate": {"values": [0.01, 0.001, 0.0001]}}}

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from datagen import tiny_spec
+from cifar_core.testing.datagen import tiny_spec
 from cifar_core.train.latency import measure_cost
 from cifar_core.errors import LabError
 from cifar_core.train import loop as training

@@ -9,10 +9,10 @@ import signal
 import time
 
 from jobtools import SLOW, TINY, _epochs, _job, _submit
-from procs import cli, paced, start_worker, wait_for
 
 from cifar_core.jobs import queue
 from cifar_core.jobs import store
+from cifar_core.testing.procs import cli, paced, run_until_idle, start_worker, wait_for
 
 
 # Five test-time views, so scoring is a phase of its own. Its epochs last what the machine makes
@@ -54,6 +54,15 @@ def test_short_job_end_to_end(lab_home, small_data, tmp_path):
     assert 0 < cost["latency_p50_ms"] <= cost["latency_p95_ms"] and cost["throughput_ips"] > 0
     listed = json.loads(cli("runs", "--json").stdout)
     assert [r["run"] for r in listed] == [job_id] and listed[0]["status"] == "succeeded"
+
+
+def test_run_until_idle_submits_and_returns_once_a_worker_trained_them(lab_home, small_data):
+    """The scripts' one way to train jobs now: submit, then a worker in the foreground until idle."""
+    ids, seconds = run_until_idle([TINY, dict(TINY, epochs=1, seed=3)], str(small_data), "--threads", "1", quiet=True)
+    assert len(ids) == 2 and seconds > 0
+    assert [_job(i).state for i in ids] == [queue.SUCCEEDED] * 2
+    assert [_epochs(i) for i in ids] == [[1, 2], [1]]
+    assert _job(ids[1]).spec["seed"] == 3
 
 
 def test_repeats_and_overrides(lab_home, small_data, tmp_path):

@@ -8,8 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from datagen import tiny_spec
-from procs import cli
+
+from cifar_core.testing.datagen import tiny_spec
+from cifar_core.testing.procs import cli
 
 TINY = tiny_spec(epochs=3)
 DENSE = {

@@ -1,4 +1,4 @@
-"""Small, learnable CIFAR-like data in every source format the lab reads, for tests.
+"""Small, learnable CIFAR-like data in every source format the lab reads, for the tests and scripts.
 
 Every writer draws its images from `synthetic_arrays`, class by class, with the train split from `seed`
 and the test split from `seed + 1`, so a batches folder, its tarball and an image folder (PNG) written
