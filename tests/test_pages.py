@@ -343,7 +343,7 @@ def test_training_page_shows_progress_eta_and_live_curves(app_env, conn):
     assert "epoch 2/4 · batch 5/10" in bar.proto.text
     assert bar.proto.value == int(100 * 1.5 / 4)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Running"] == "1" and metrics["ETA"] != "–" and metrics["Elapsed"] != "–"
+    assert metrics["Running"] == "1" and metrics["ETA"] != "–" and metrics["Trained"] != "–"
     assert [c.key for c in at.get("plotly_chart")] == [f"live_{job_id}"]
     at = _run(at.button(key=f"cancel_{job_id}").click())
     assert queue.get_job(conn, job_id).cancel_requested
@@ -374,6 +374,32 @@ def test_training_page_names_the_phase_and_draws_the_running_points(app_env, con
     at = _open("pages/training.py")
     assert at.get("progress")[0].proto.text == "scoring the test set with 2 views"
     assert {m.label: m.value for m in at.metric}["ETA"] not in ("0s", "–")  # the end phases' estimate, not 0
+
+
+def test_a_retried_run_shows_one_train_time_on_every_page_and_the_cli(app_env, conn, clock):
+    """Cancelled while scoring after its last epoch (265 s), retried after 5 minutes in the queue,
+    finished 2.35 s into the retry: 267 s of training everywhere, the wait apart."""
+    doc = parse_spec({**TINY, "epochs": 1}).to_dict()
+    [job_id] = queue.submit(conn, doc, "test-data", params=summarize(doc).total_params).job_ids
+    lease = queue.claim(conn, "w1").lease
+    queue.record_epoch(conn, lease, {"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.2, "val_accuracy": 0.4,
+                                     "seconds": 265.0})
+    clock.advance(265.0)
+    queue.cancel(conn, job_id)
+    queue.finish(conn, lease, queue.CANCELLED, error="cancelled after epoch 1")
+    clock.advance(300.0)
+    queue.retry(conn, job_id)
+    at = _open("pages/training.py")
+    assert {m.label: m.value for m in at.metric}["Trained"] == "4m 25s"  # queued again: not 9m 25s since it began
+    lease = queue.claim(conn, "w2").lease
+    clock.advance(2.35)
+    queue.finish(conn, lease, queue.SUCCEEDED, results={"test_accuracy": 0.4, "test_loss": 1.5})
+
+    at = _open("pages/run.py", run=str(job_id))
+    assert {m.label: m.value for m in at.metric}["Train time"] == "4m 27s"
+    at = _open("pages/training.py")
+    assert "4m 27s training" in _texts(at.markdown) and "+ 5m 00s queued" in _texts(at.caption)
+    assert json.loads(cli("show", str(job_id), "--json").stdout)["train_seconds"] == pytest.approx(267.35)
 
 
 def test_a_real_worker_runs_a_submitted_job_to_its_run_page(app_env, conn, tmp_path):

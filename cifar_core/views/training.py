@@ -1,5 +1,5 @@
-"""What the Training page shows about the queue, as plain data: progress, the phase, elapsed time
-and ETA per job, the live jobs' per-epoch histories and running points, and the recent jobs' final
+"""What the Training page shows about the queue, as plain data: progress, the phase, train time
+(the run's one figure, `queue.Job.trained`), time queued and ETA per job, the live jobs' per-epoch histories and running points, and the recent jobs' final
 figures.
 
 Progress counts finished epochs plus the batch fraction of the current one. The ETA is the sum of
@@ -51,7 +51,8 @@ class JobProgress:
     batch: int  # batches done in the current epoch
     batches: int  # batches per epoch; 0 until the worker first reports
     fraction: float  # 0..1 of the whole run
-    elapsed: float | None  # seconds since it started (until it ended, once finished); None while queued
+    trained: float | None  # seconds spent training, summed over attempts; None before its first attempt
+    queued: float  # seconds it waited in the queue: from its submission to now (or its end), less `trained`
     eta: float | None  # seconds left; None when unknown (queued, finished, nothing measured yet)
     seconds_per_epoch: float | None  # mean of the finished epochs
     cancel_requested: bool
@@ -120,14 +121,15 @@ class QueueView:
 
 def job_progress(job: queue.Job, epoch_seconds: Sequence[float] = (), now: float | None = None,
                  val_seconds: Sequence[float] = ()) -> JobProgress:
-    """Progress, phase, elapsed time and ETA of one job; `epoch_seconds` are its finished epochs'
+    """Progress, phase, train time, time queued and ETA of one job; `epoch_seconds` are its finished epochs'
     durations (training and validation), `val_seconds` their validation parts."""
     now = store.now() if now is None else now
     per_epoch, per_val = _mean(epoch_seconds), _mean(val_seconds)
     in_epoch = job.batch / job.batches if job.batches and job.state == queue.RUNNING else 0.0
+    trained = job.trained(now)
     return JobProgress(
         id=job.id, name=job.name, state=job.state, epoch=job.epoch, epochs=job.epochs, batch=job.batch,
-        batches=job.batches, fraction=_fraction(job, in_epoch), elapsed=_elapsed(job, now),
+        batches=job.batches, fraction=_fraction(job, in_epoch), trained=trained, queued=_queued(job, trained, now),
         eta=_eta(job, in_epoch, per_epoch, per_val, now), seconds_per_epoch=per_epoch,
         cancel_requested=job.cancel_requested, error=job.error, attempts=job.attempts, note=job.note,
         node=job.node, phase=job.phase if job.state == queue.RUNNING else None,
@@ -147,11 +149,9 @@ def _fraction(job: queue.Job, in_epoch: float) -> float:
     return min(1.0, max(0.0, (job.epoch + in_epoch) / job.epochs))
 
 
-def _elapsed(job: queue.Job, now: float) -> float | None:
-    if job.started_at is None:
-        return None
+def _queued(job: queue.Job, trained: float | None, now: float) -> float:
     end = job.ended_at if job.finished and job.ended_at is not None else now
-    return max(0.0, end - job.started_at)
+    return max(0.0, end - job.created_at - (trained or 0.0))
 
 
 def _eta(job: queue.Job, in_epoch: float, per_epoch: float | None, per_val: float | None,
