@@ -92,7 +92,7 @@ def render() -> None:
                             "n, mean, std and min–max of its succeeded runs")
     shown = board_view.filter_board(board, name, statuses, sweep, sources).assign(open=lambda d: "run?run=" + d["run"].astype(str))
     table = common.lab().group_seeds(shown) if grouped else shown
-    st.dataframe(table, hide_index=True, column_config=COLUMNS, key="lb_table",
+    common.table(table, hide_index=True, column_config=COLUMNS, key="lb_table",
                  column_order=GROUP_ORDER if grouped else ["run", "open", *[k for k in results.LEADERBOARD_COLUMNS if k != "run"], "diagnosis"])
     st.download_button("Export CSV", table.drop(columns="open", errors="ignore").to_csv(index=False),
                        file_name="leaderboard.csv", mime="text/csv", icon=":material/download:", key="lb_csv")

@@ -183,7 +183,7 @@ def _sweep_detail(group_id: int) -> None:
     info, table = found.info, found.table
     st.caption(f"{info.method} sweep of {info.base.get('name', info.name)} over {', '.join(info.paths)}; "
                f"{len(info.run_ids)} runs, created {info.created}")
-    st.dataframe(table.assign(open="run?run=" + table["run"].astype(str)), hide_index=True, key="sweeps_runs",
+    common.table(table.assign(open="run?run=" + table["run"].astype(str)), hide_index=True, key="sweeps_runs",
                  column_config={**_value_columns(table, info.paths), **RUN_COLUMNS}, column_order=["run", "open", *[c for c in table.columns if c != "run"]])
     st.markdown(f":material/leaderboard: [Compare this sweep's runs on the Leaderboard](leaderboard?sweep={group_id})")
     common.sweep_findings(found, key="sweeps")
@@ -194,7 +194,7 @@ def _sweeps_list() -> None:
     if table.empty:
         st.info("No sweeps yet: describe one above and submit it.")
         return
-    st.dataframe(table, hide_index=True, key="sweeps_table", column_config=LIST_COLUMNS)
+    common.table(table, hide_index=True, key="sweeps_table", column_config=LIST_COLUMNS)
     ids = [int(i) for i in table["group"]]
     wanted = st.query_params.get("sweep", "")
     if "sweeps_selected" not in st.session_state and wanted.isdigit() and int(wanted) in ids:

@@ -220,14 +220,31 @@ def test_recommendation_text_why_gives_up_and_not_different():
     ])
     text = recommend.recommendation_text(ranked, vs, {1: "big", 2: "small", 3: "tiny"}, test_images=10_000,
                                         alpha=choice.ALPHA, rule=choice.RANKING_RULE)
-    assert text.startswith("**Recommended for production: small (run #2).** Test accuracy 79.5%")
-    assert "0.5 points below the most accurate candidate, big (run #1) at 80.0%" in text
+    assert text.startswith("**Recommended for production: small (run #2).** Test accuracy 79.50%")
+    assert "0.50 points below the most accurate candidate, big (run #1) at 80.00%" in text
     assert "does not find significant (p = 0.400" in text and "4.0x faster (1.00 ms vs 4.00 ms p50)" in text
-    assert "**What it gives up:** 0.5 points of mean test accuracy against big (run #1)." in text
-    assert "The fastest candidate, tiny (run #3), answers in 0.30 ms but is 9.5 points less accurate" in text
+    assert "**What it gives up:** 0.50 points of mean test accuracy against big (run #1)." in text
+    assert "The fastest candidate, tiny (run #3), answers in 0.30 ms but is 9.50 points less accurate" in text
     assert "McNemar on the same 10,000 test images" in text
-    assert "not significantly different: #1 big (80.0%, p = 0.640). Significantly worse: #3 tiny (70.0%, p < 0.001)." in text
+    assert "not significantly different: #1 big (80.00%, p = 0.640). Significantly worse: #3 tiny (70.00%, p < 0.001)." in text
     assert "*Rule:*" in text and "Caveats" not in text
+
+
+def test_recommendation_text_keeps_a_small_gap_names_pooled_runs_and_says_how_short_they_trained():
+    """Issue 31: "scores -0.0 points (38.8% vs 38.8%)" for a 0.02-point gap; "the smallest, exp2
+    (run #1), is 1.36 MB at 36.5%" where 36.5% was the mean of three seeds; no word that every
+    candidate trained 1-7 epochs."""
+    ranked = choice.rank(cands([("exp4", 0.3886, 4.0, 4e6, None), ("exp3", 0.3884, 1.0, 2e6, False),
+                                ("exp2", 0.365, 2.0, 1.36e6, True)]))
+    ranked.loc[ranked["label"] == "exp2", ["runs", "run_ids"]] = [3, "#1, #4, #7"]
+    ranked["epochs"] = [7, 1, 3]
+    text = recommend.recommendation_text(ranked, choice.versus_empty(), alpha=choice.ALPHA, rule=choice.RANKING_RULE)
+    assert "it is 0.02 points below the most accurate candidate, exp4 (run #1) at 38.86%" in text
+    assert "The smallest, exp2 (mean of runs #1, #4, #7), is 1.36 MB at 36.50%." in text
+    assert "Every candidate trained only 1-7 epochs: the accuracies are those of short runs" in text
+    ranked["epochs"] = [10, 40, 20]
+    text = recommend.recommendation_text(ranked, choice.versus_empty(), alpha=choice.ALPHA, rule=choice.RANKING_RULE)
+    assert "The candidates trained 10-40 epochs, not alike" in text
 
 
 def test_recommendation_caveats():

@@ -664,6 +664,34 @@ def test_pages_write_percentages_the_same_way(app_env, conn):
     assert column == {"type": "number", "format": "percent", "step": 0.0001}  # two decimals in the table too
 
 
+def _as_streamlit_shows(fraction: float) -> str:
+    """A percent column's cell as Streamlit's table draws it: the value cut (not rounded) to the
+    column's step of 0.0001 (its frontend's truncateDecimals, nudged by a few ulps), then formatted."""
+    import math
+
+    scaled = fraction * 1e4
+    return f"{math.trunc(scaled + math.copysign(2 ** -52 * abs(scaled) * 10, scaled)) / 100:.2f}%"
+
+
+def test_percentages_are_rounded_not_cut_in_text_and_tables_alike(app_env, conn):
+    """Issue 31: 0.637099 read 63.71% on the Training page and 63.70% in the Leaderboard's table."""
+    doc = parse_spec({**TINY, "epochs": 1}).to_dict()
+    ids = queue.submit(conn, doc, "test-data", repeats=2, params=summarize(doc).total_params).job_ids
+    for job_id in ids:
+        lease = queue.claim(conn, "w").lease
+        queue.record_epoch(conn, lease, {"epoch": 1, "loss": 1.0, "accuracy": 0.7, "val_loss": 1.1,
+                                         "val_accuracy": 0.637099, "seconds": 1.0})
+        queue.finish(conn, lease, queue.SUCCEEDED, results={"test_accuracy": 0.637104, "test_loss": 1.0})
+    at = _open("pages/training.py")
+    assert "best val 63.71% · final val 63.71% · test 63.71%" in _texts(at.markdown)
+    at = _open("pages/leaderboard.py")
+    board = at.dataframe[0].value
+    assert {_as_streamlit_shows(v) for v in (*board["best_val_accuracy"], *board["test_accuracy"])} == {"63.71%"}
+    at = _run(at.toggle(key="lb_group").set_value(True))
+    [row] = at.dataframe[0].value.to_dict("records")
+    assert _as_streamlit_shows(row["best_val_accuracy_mean"]) == _as_streamlit_shows(row["test_accuracy_mean"]) == "63.71%"
+
+
 def test_streamlit_deploy_button_is_hidden():
     import tomllib
 
