@@ -16,6 +16,8 @@ from pages import common
 REFRESH = 1.5  # seconds between refreshes while jobs are queued or running
 RECENT = 10  # finished jobs listed
 TRAINED_HELP = "Seconds spent training, summed over attempts (the same train time as the Run page); time in the queue is apart"
+ROUGH_HELP = ("Rough: extrapolated from the first epoch's batches so far, which include TensorFlow's tracing, so it "
+              "errs long; it firms up once an epoch has finished")
 BADGE = {queue.QUEUED: "gray", queue.RUNNING: "blue", queue.SUCCEEDED: "green", queue.FAILED: "red", queue.CANCELLED: "orange"}
 
 
@@ -46,7 +48,8 @@ def _active(p: monitor.JobProgress, history, running) -> None:
         a.markdown(f"**#{p.id} {common.md(p.name)}** :{BADGE[p.state]}-badge[{p.state}]")
         a.progress(p.fraction, text=p.label)
         b.metric("Trained", monitor.format_seconds(p.trained), help=TRAINED_HELP)
-        c.metric("ETA", monitor.format_seconds(p.eta))
+        c.metric("ETA", ("~" if p.rough else "") + monitor.format_seconds(p.eta),
+                 help=ROUGH_HELP if p.rough else "From the finished epochs' mean time, with validation and the end phases")
         d.button("Cancel", key=f"cancel_{p.id}", icon=":material/cancel:", on_click=_cancel, args=(p.id,),
                  disabled=p.cancel_requested)
         if p.attempts:

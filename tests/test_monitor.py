@@ -60,6 +60,32 @@ def test_finished_jobs_show_their_final_progress_and_duration():
     assert cancelled.label == "cancelled after 1/4 epochs"
 
 
+def test_progress_never_goes_back_through_an_epoch_its_validation_and_the_end_phases():
+    """Issue 31: at "validating (16/40) · epoch 3/3" the bar dropped to 66%."""
+    steps = [dict(epoch=2, batch=b, batches=100, phase=Phase(TRAINING, since=200.0)) for b in (0, 50, 100)]
+    steps += [dict(epoch=2, batch=b, batches=100, phase=Phase(VALIDATING, v, 40, since=230.0))
+              for b, v in ((100, 0), (0, 16), (100, 40))]  # the batch counter may say anything while validating
+    steps += [dict(epoch=3, batch=0, batches=100, phase=Phase(p, since=250.0)) for p in (TRAINING, SCORING, SAVING)]
+    for per_epoch, per_val in (([40.0, 40.0], [10.0, 10.0]), ((), ())):  # measured, or still in the first epoch
+        fractions = [monitor.job_progress(_job(epochs=3, spec=dict(DOC, epochs=3), **step), per_epoch, now=260.0,
+                                          val_seconds=per_val).fraction for step in steps]
+        assert fractions == sorted(fractions) and fractions[-1] == 1.0, fractions
+        assert fractions[4] > 2 / 3  # "validating (16/40) · epoch 3/3"
+    measured = [monitor.job_progress(_job(epochs=3, spec=dict(DOC, epochs=3), **step), [40.0, 40.0], now=260.0,
+                                     val_seconds=[10.0, 10.0]).fraction for step in steps]
+    assert measured[2] == pytest.approx((2 + 0.75) / 3)  # training is three quarters of an epoch
+    assert measured[4] == pytest.approx((2 + 0.75 + 0.25 * 16 / 40) / 3)
+
+
+def test_a_first_epoch_eta_counts_from_the_epochs_start_and_says_it_is_rough():
+    """Issue 31: 31m 12s for a 4.5-minute job, extrapolated from the job's start (data, model, tracing)."""
+    job = _job(epoch=0, batch=10, batches=100, started_at=100.0, attempt_at=100.0, progress_at=170.0,
+               phase=Phase(TRAINING, since=160.0))  # 60 s of loading and building, then 10 batches in 10 s
+    p = monitor.job_progress(job, (), now=170.0)
+    assert p.eta == pytest.approx((4 - 0.1) * 100.0 + SAVE_AND_MEASURE) and p.rough
+    assert not monitor.job_progress(_job(epoch=1, batch=10, batches=100, progress_at=170.0), [40.0], now=170.0).rough
+
+
 def test_nan_epoch_seconds_are_ignored():
     p = monitor.job_progress(_job(epoch=1, batches=10, progress_at=150.0), [float("nan"), 20.0], now=150.0)
     assert p.seconds_per_epoch == pytest.approx(20.0)

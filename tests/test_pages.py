@@ -351,6 +351,24 @@ def test_training_page_shows_progress_eta_and_live_curves(app_env, conn):
     assert "cancelling" in at.get("progress")[0].proto.text
 
 
+def test_training_page_marks_a_first_epoch_eta_rough_and_keeps_the_bar_going_while_validating(app_env, conn, clock):
+    from cifar_core.train.phases import TRAINING, VALIDATING, Phase
+
+    [job_id] = queue.submit(conn, dict(TINY, epochs=2), "test-data").job_ids
+    lease = queue.claim(conn, "w").lease
+    clock.advance(60.0)  # loading the data and building the model
+    queue.heartbeat(conn, lease, 30.0, 0, 10, phase=Phase(TRAINING, since=clock.t))
+    clock.advance(10.0)
+    queue.heartbeat(conn, lease, 30.0, 5, 10)
+    at = _open("pages/training.py")
+    eta = {m.label: m for m in at.metric}["ETA"]
+    assert eta.value == "~37s" and "Rough" in eta.proto.help  # 1.5 epochs of 20 s and 7 s of end phases
+    trained = at.get("progress")[0].proto.value
+    queue.heartbeat(conn, lease, 30.0, 0, 10, phase=Phase(VALIDATING, 1, 4, since=clock.t))
+    at = _open("pages/training.py")
+    assert at.get("progress")[0].proto.value >= trained and at.get("progress")[0].proto.value == 50
+
+
 def test_training_page_names_the_phase_and_draws_the_running_points(app_env, conn):
     from cifar_core.charts.curves import RUNNING_NAME
     from cifar_core.jobs import store

@@ -2,7 +2,11 @@
 (the run's one figure, `queue.Job.trained`), time queued and ETA per job, the live jobs' per-epoch histories and running points, and the recent jobs' final
 figures.
 
-Progress counts finished epochs plus the batch fraction of the current one. The ETA is the sum of
+Progress counts finished epochs plus the share of the current one done: its trained batches'
+share of the epoch's training part, then its validated batches' share of the validation part
+(each part's share of an epoch as the finished epochs measured it; before any, the training part
+is the whole epoch). It never goes backwards: validating comes after every batch is trained.
+The ETA is the sum of
   - the epochs not begun yet, each taking the mean `seconds` of the finished epochs (training and
     validation: the relay times an epoch from its start to its end, and fit validates before the
     epoch ends);
@@ -13,8 +17,10 @@ Progress counts finished epochs plus the batch fraction of the current one. The 
     a few seconds each;
 less the seconds since the worker last reported. In an end phase the ETA counts down what is left
 of the end phases' estimate from the phase's start (0 once it overruns). Before the first epoch
-ends it extrapolates from the time the first batches took (including model building, so it starts
-pessimistic) and leaves the unmeasured validation and scoring out.
+ends it extrapolates from the batches trained so far, timed from the start of the epoch (not of
+the job: loading the data and building the model are behind it), and leaves the unmeasured
+validation and scoring out; such an ETA is `rough` (its first batches include TensorFlow's
+tracing, so it errs long) until an epoch has finished to go on.
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ class JobProgress:
     note: str | None = None  # what its worker says now (a pause for disk space)
     node: str | None = None  # where its last epoch trained (host, or Ray node)
     phase: Phase | None = None  # what a running job does now (None: not said yet)
+    rough: bool = False  # the ETA is extrapolated from the first epoch's batches, not from a finished epoch
 
     @property
     def active(self) -> bool:
@@ -127,10 +134,11 @@ def job_progress(job: queue.Job, epoch_seconds: Sequence[float] = (), now: float
     per_epoch, per_val = _mean(epoch_seconds), _mean(val_seconds)
     in_epoch = job.batch / job.batches if job.batches and job.state == queue.RUNNING else 0.0
     trained = job.trained(now)
+    eta = _eta(job, in_epoch, per_epoch, per_val, now)
     return JobProgress(
         id=job.id, name=job.name, state=job.state, epoch=job.epoch, epochs=job.epochs, batch=job.batch,
-        batches=job.batches, fraction=_fraction(job, in_epoch), trained=trained, queued=_queued(job, trained, now),
-        eta=_eta(job, in_epoch, per_epoch, per_val, now), seconds_per_epoch=per_epoch,
+        batches=job.batches, fraction=_fraction(job, in_epoch, per_epoch, per_val), trained=trained, queued=_queued(job, trained, now),
+        eta=eta, rough=eta is not None and per_epoch is None, seconds_per_epoch=per_epoch,
         cancel_requested=job.cancel_requested, error=job.error, attempts=job.attempts, note=job.note,
         node=job.node, phase=job.phase if job.state == queue.RUNNING else None,
     )
@@ -141,11 +149,20 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(measured) / len(measured) if measured else None
 
 
-def _fraction(job: queue.Job, in_epoch: float) -> float:
+def _fraction(job: queue.Job, in_epoch: float, per_epoch: float | None = None, per_val: float | None = None) -> float:
     if job.state == queue.SUCCEEDED:
         return 1.0
     if job.epochs <= 0:
         return 0.0
+    phase = job.phase.name if job.state == queue.RUNNING and job.phase is not None else TRAINING
+    if phase in END_PHASES:
+        return 1.0  # every epoch is done
+    train_share = 1.0 if not per_epoch or per_val is None else min(1.0, max(0.0, 1 - per_val / per_epoch))
+    if phase == VALIDATING:  # every batch of this epoch is trained: its validation goes on from there
+        validated = min(1.0, job.phase.step / job.phase.steps) if job.phase.steps else 0.0
+        in_epoch = train_share + (1 - train_share) * validated
+    else:
+        in_epoch *= train_share
     return min(1.0, max(0.0, (job.epoch + in_epoch) / job.epochs))
 
 
@@ -165,9 +182,10 @@ def _eta(job: queue.Job, in_epoch: float, per_epoch: float | None, per_val: floa
         return max(0.0, left - (max(0.0, now - phase.since) if phase.since is not None else 0.0))
     since_report = max(0.0, now - job.progress_at) if job.progress_at is not None else 0.0
     if per_epoch is None:
-        if job.epoch > 0 or in_epoch <= 0 or job.started_at is None or job.progress_at is None:
+        began = phase.since if phase.since is not None else job.attempt_at or job.started_at  # the epoch's start
+        if job.epoch > 0 or in_epoch <= 0 or began is None or job.progress_at is None:
             return None
-        per_epoch = (job.progress_at - job.started_at) / in_epoch  # first epoch, extrapolated
+        per_epoch = max(0.0, job.progress_at - began) / in_epoch  # first epoch, extrapolated
         return max(0.0, (job.epochs - in_epoch) * per_epoch + sum(ends.values()) - since_report)
     return max(0.0, _epochs_left(job, in_epoch, phase, per_epoch, per_val or 0.0) + sum(ends.values()) - since_report)
 
