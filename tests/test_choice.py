@@ -247,6 +247,19 @@ def test_recommendation_text_keeps_a_small_gap_names_pooled_runs_and_says_how_sh
     assert "The candidates trained 10-40 epochs, not alike" in text
 
 
+def test_latency_axis_labels_whole_values_and_neighbouring_labels_take_turns():
+    """Issue 31: the log axis read "2 3 4 ... 9 1" for 0.2-1 ms, and close points' labels overlapped."""
+    ranked = choice.rank(cands([("a", 0.80, 0.9, 4e6, None), ("b", 0.79, 0.31, 1e6, False),
+                                ("c", 0.70, 0.3, 2e5, False), ("d", 0.69, 0.29, 2e5, True)]))
+    fig = choice_charts.pareto_figure(ranked)
+    axis = fig.layout.xaxis
+    assert axis.type == "log" and axis.tickmode == "array"
+    assert list(axis.ticktext) == ["0.2", "0.5", "1", "2"] and list(axis.tickvals) == pytest.approx([0.2, 0.5, 1, 2])
+    positions = {label: pos for t in fig.data if t.text is not None for label, pos in zip(t.text, t.textposition)}
+    by_latency = [positions[k] for k in ("d", "c", "b", "a")]
+    assert all(p != q for p, q in zip(by_latency, by_latency[1:])), by_latency
+
+
 def test_recommendation_caveats():
     ranked = choice.rank(cands([("only", 0.80, 4.0, 4e6, None)]).assign(measured_while_busy=True, validation="test"))
     text = recommend.recommendation_text(ranked, choice.versus_empty(), alpha=choice.ALPHA, rule=choice.RANKING_RULE)
