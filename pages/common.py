@@ -139,12 +139,13 @@ def _is_percent(config) -> bool:
 
 def table(data, column_config: dict | None = None, **kwargs):
     """`st.dataframe` of a DataFrame (or its rows), with the percent columns rounded as `percent`
-    writes them (63.71%, where Streamlit alone would cut 0.637099 to 63.70%)."""
+    writes them (63.71%, where Streamlit alone would cut 0.637099 to 63.70%), and a missing value
+    (the spread of a single run) shown "–" as `percent` writes it, not Streamlit's "None"."""
     frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
     columns = [c for c, config in (column_config or {}).items() if _is_percent(config) and c in frame.columns]
     if columns:
         frame = frame.assign(**{c: pd.to_numeric(frame[c], errors="coerce").map(numbers.shown_fraction) for c in columns})
-    return st.dataframe(frame, column_config=column_config, **kwargs)
+    return st.dataframe(frame, column_config=column_config, placeholder=kwargs.pop("placeholder", numbers.percent(None)), **kwargs)
 
 
 def percent(value, signed: bool = False) -> str:

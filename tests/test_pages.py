@@ -663,6 +663,8 @@ def test_leaderboard_groups_configurations_and_filters_by_data_source(app_env, c
     at = _run(at.toggle(key="lb_group").set_value(True))
     groups = at.dataframe[0].value
     assert len(groups) == 3 and set(groups["runs"]) == {1}  # one name, three configurations
+    assert groups["best_val_accuracy_std"].isna().all()  # one run has no spread: the cell shows "–", not "None"
+    assert at.dataframe[0].proto.placeholder == "–"
     assert "pooled into 3 configurations" in _texts(at.caption)
     at = _run(at.multiselect(key="lb_source").set_value(["cifar.tar.gz"]))
     assert sorted(at.dataframe[0].value["run_ids"]) == [f"#{a}", f"#{b}"]
