@@ -517,6 +517,11 @@ def group_row(conn: sqlite3.Connection, group_id: int, kind: str) -> sqlite3.Row
     ).fetchone()
 
 
+def group_number(conn: sqlite3.Connection, group_id: int, kind: str) -> int:
+    """The group's place among the groups of its kind, from 1 (sweeps and repeat sets share the ids)."""
+    return conn.execute("SELECT COUNT(*) FROM groups WHERE kind = ? AND id <= ?", (kind, int(group_id))).fetchone()[0]
+
+
 def group_rows(conn: sqlite3.Connection, kind: str) -> list[sqlite3.Row]:
     """Groups of one kind, newest first."""
     return conn.execute(
