@@ -119,6 +119,18 @@ def test_predict_an_uploaded_image_with_several_models(conn, ds):
     assert list(fig.data[0].y)[-1] == top[top["run"] == 3]["class"].iloc[0]  # the most probable on top
 
 
+def test_the_top_class_is_red_only_when_it_is_known_to_be_wrong():
+    """Issue 31: Predict coloured the top class red whether or not it was right."""
+    top = prediction.top_classes([0.1, 0.6, 0.3], ("cat", "dog", "ship"), k=3)  # dog, ship, cat
+    neutral, right, wrong = prediction_charts.NEUTRAL, prediction_charts.RIGHT, prediction_charts.WRONG
+    assert prediction_charts.class_colours(top) == [neutral] * 3  # an upload: nobody knows
+    assert prediction_charts.class_colours(top, "dog") == [right, neutral, neutral]
+    assert prediction_charts.class_colours(top, "ship") == [wrong, right, neutral]
+    assert prediction_charts.class_colours(top, "plane") == [wrong, neutral, neutral]  # the true class not in the top k
+    fig = prediction_charts.probability_figure(top, true_class="dog")
+    assert dict(zip(fig.data[0].y, fig.data[0].marker.color)) == {"dog": right, "ship": neutral, "cat": neutral}
+
+
 def test_top_classes_by_hand():
     top = prediction.top_classes([0.1, 0.6, 0.3], ("a", "b", "c"), k=2)
     assert top["class"].tolist() == ["b", "c"] and top["probability"].tolist() == [0.6, 0.3]
