@@ -418,17 +418,22 @@ def test_export_cli_refuses_a_file_as_out_in_one_line(lab, tmp_path):
     assert mine.read_text() == "keep me"
 
 
-def test_export_cli_of_a_corrupt_model_is_one_line(lab, tmp_path, monkeypatch):
-    """On a copy of the lab whose run 3 has a damaged model.keras (the shared lab stays intact)."""
+def _lab_copy(lab: Path, home: Path) -> Path:
+    """A copy of the shared lab (its store and run folders) at `home`, so a test may damage it."""
     import sqlite3
 
-    home = tmp_path / "home"
     shutil.copytree(lab / "runs", home / "runs")
     src, dst = sqlite3.connect(lab / "lab.sqlite3"), sqlite3.connect(home / "lab.sqlite3")
     src.backup(dst)
     dst.execute("UPDATE runs SET artifacts_dir = replace(artifacts_dir, ?, ?)", (str(lab), str(home)))
     dst.commit()
     src.close(), dst.close()
+    return home
+
+
+def test_export_cli_of_a_corrupt_model_is_one_line(lab, tmp_path, monkeypatch):
+    """On a copy of the lab whose run 3 has a damaged model.keras (the shared lab stays intact)."""
+    home = _lab_copy(lab, tmp_path / "home")
     model = home / "runs" / "3" / "model.keras"
     model.write_bytes(model.read_bytes()[:2000])
     monkeypatch.setenv("CIFAR_LAB_HOME", str(home))
@@ -438,6 +443,31 @@ def test_export_cli_of_a_corrupt_model_is_one_line(lab, tmp_path, monkeypatch):
     assert line.startswith(f"error: {model} cannot be loaded (") and line.endswith("train the run again")
     assert "Traceback" not in done.stderr
     assert not list((tmp_path / "out").rglob("*.keras"))
+
+
+@pytest.mark.parametrize("command", [["measure", "3", "--rounds", "1", "--repeats", "1"], ["export", "3"]])
+def test_a_planted_lambda_model_is_refused_in_one_line(lab, tmp_path, monkeypatch, command):
+    """Issue 31: a .keras with a Lambda layer in place of run 3's model gave a clean exit 2 but
+    Keras's own message of several lines; every other refusal is one line naming the file and the fix."""
+    import keras
+
+    home = _lab_copy(lab, tmp_path / "home")
+    model = home / "runs" / "3" / "model.keras"
+    planted = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Lambda(lambda x: x * 2.0),
+                                keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    planted.save(model)
+    monkeypatch.setenv("CIFAR_LAB_HOME", str(home))
+    done = cli(*command, *(["--out", str(tmp_path / "out")] if command[0] == "export" else []), check=False)
+    assert done.returncode == 2, done.stderr
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip() and not _tf_noise(ln)]
+    assert lines == [lines[0]] and lines[0].startswith("error: ") and str(model) in lines[0], done.stderr
+    assert "Lambda layer" in lines[0] and lines[0].endswith("train the run again")
+    assert "safe_mode" not in done.stderr and "Traceback" not in done.stderr
+
+
+def _tf_noise(line: str) -> bool:
+    """TensorFlow's and absl's own start-up lines on stderr (not the lab's)."""
+    return line.startswith(("WARNING: All log messages before absl", "E0000", "I0000", "W0000")) or " cuda" in line.lower()
 
 
 def test_choose_cli(lab):

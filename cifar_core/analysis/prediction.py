@@ -79,7 +79,7 @@ def load_trained_model(model: TrainedModel):
     """The Keras model of a checked run (`trained_model`), loaded once per process."""
     import keras
 
-    from cifar_core.train.models import custom_objects
+    from cifar_core.train.models import custom_objects, load_refusal
 
     st = model.path.stat()
     key = (str(model.path), st.st_mtime_ns, st.st_size)
@@ -92,7 +92,7 @@ def load_trained_model(model: TrainedModel):
             # name them, or a fresh process cannot load a model holding them
             loaded = keras.saving.load_model(model.path, compile=False, safe_mode=True, custom_objects=custom_objects())
         except (OSError, ValueError, TypeError) as exc:
-            raise DataError(f"run {model.run}'s {MODEL_FILE} cannot be loaded ({exc}); train it again") from exc
+            raise DataError(f"run {model.run}'s {load_refusal(model.path, exc)}") from exc
         _models[key] = loaded
         while len(_models) > MODEL_CACHE_SIZE:
             _models.popitem(last=False)
