@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--repeats", type=int, default=1, help="K runs with seeds seed..seed+K-1, grouped")
     s.add_argument("--data", help="data source (default: $CIFAR_LAB_DATA or keras)")
 
-    s = sub.add_parser("sweep", help="enqueue a sweep over a search space; prints the sweep id and the job ids")
+    s = sub.add_parser("sweep", help="enqueue a sweep over a search space; prints the sweep's number (among the sweeps) and the job ids")
     s.add_argument("spec", help="the base experiment: a preset name or a path to a JSON spec")
     s.add_argument("--space", required=True, help="search space: a JSON file (or JSON text), see cifar_core/spec/space.py")
     s.add_argument("--epochs", type=int, help="epochs of every run (default: the base experiment's)")
@@ -173,8 +173,9 @@ def _sweep(args) -> None:
     base = load_spec(args.spec)
     if args.epochs is not None:
         base["epochs"] = args.epochs
-    group_id, ids = _lab().submit_sweep(base, args.space, args.data)
-    print(f"sweep {group_id}: {' '.join(str(i) for i in ids)}")
+    lab = _lab()
+    group_id, ids = lab.submit_sweep(base, args.space, args.data)
+    print(f"sweep {lab.sweep_number(group_id)}: {' '.join(str(i) for i in ids)}")
 
 
 def _worker(args) -> None:

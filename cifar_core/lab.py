@@ -264,6 +264,11 @@ class Lab:
         with self._store() as conn:
             return sweeps.list_sweeps(conn)
 
+    def sweep_number(self, group_id: int) -> int:
+        """A sweep's number among the sweeps, from 1 (its group id also counts repeat sets)."""
+        with self._store() as conn:
+            return store.group_number(conn, group_id, queue.GROUP_SWEEP)
+
     def sweep(self, group_id: int) -> SweepResults:
         from cifar_core.analysis import sweeps
 

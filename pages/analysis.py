@@ -50,7 +50,7 @@ def _single(ea: prediction.ErrorAnalysis, stored, ds) -> None:
     per_class, confusion, wrong = st.tabs(["Per-class accuracy", "Confusion matrix", "Misclassified images"])
     with per_class:
         st.plotly_chart(prediction_charts.per_class_figure(ea.per_class), key="analysis_per_class")
-        st.dataframe(ea.per_class, hide_index=True, key="analysis_per_class_table",
+        common.table(ea.per_class, hide_index=True, key="analysis_per_class_table",
                      column_config={"accuracy": common.PERCENT})
     with confusion:
         st.plotly_chart(prediction_charts.confusion_figure(ea.confusion, names, ea.row_percent), key="analysis_confusion")

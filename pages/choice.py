@@ -108,7 +108,7 @@ def _measure(made: choice.Choice) -> None:
     if m is None:
         return
     table = m.table().assign(label=lambda t: t["run"].map(labels))
-    st.dataframe(table[list(MEASURED_VIEW)], column_config=MEASURED_VIEW, hide_index=True, key="choice_measured")
+    common.table(table[list(MEASURED_VIEW)], column_config=MEASURED_VIEW, hide_index=True, key="choice_measured")
     load = "could not be read" if m.other_load is None else f"{m.other_load:.2f} cores"
     st.caption(f"Session {m.session}: {len(m.runs)} run(s), {m.rounds} rounds of {m.batch1_repeats} batch-1 calls "
                f"each; slowest / fastest p50 {m.ratio():.2f}x; other processes' load {load}. Stored: the scorecard "
@@ -143,7 +143,7 @@ def _export(made: choice.Choice) -> None:
 def _exported(result) -> None:
     st.success(f"Exported **{result.name}** version {result.version}; every format was loaded back and gave the "
                f"original's classes on {result.sample_size} test images.", icon=":material/check_circle:")
-    st.dataframe([{"format": f.format, "path": f.path, "bytes": f.size_bytes, "agreement": f.agreement}
+    common.table([{"format": f.format, "path": f.path, "bytes": f.size_bytes, "agreement": f.agreement}
                   for f in result.formats], key="choice_export_table",
                  column_config={"bytes": st.column_config.NumberColumn("bytes", format="localized"),
                                 "agreement": common.percent_column("agreement", help="Share of the checked test images "
@@ -179,10 +179,10 @@ def render() -> None:
         st.caption(f"Note: {note}.")
     rec = made.recommendation
     st.subheader("Candidates")
-    st.dataframe(made.candidates[list(CANDIDATE_VIEW)], column_config=CANDIDATE_VIEW, hide_index=True,
+    common.table(made.candidates[list(CANDIDATE_VIEW)], column_config=CANDIDATE_VIEW, hide_index=True,
                  key="choice_candidates")
     with st.expander("Every run"):
-        st.dataframe(made.scorecard[RUN_VIEW], hide_index=True, key="choice_runs",
+        common.table(made.scorecard[RUN_VIEW], hide_index=True, key="choice_runs",
                      column_config={k: v for k, v in CANDIDATE_VIEW.items() if k in RUN_VIEW})
     st.plotly_chart(choice_charts.pareto_figure(made.candidates), key="choice_pareto")
     st.subheader("Recommendation")

@@ -8,9 +8,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import pandas as pd
 import streamlit as st
 
-from cifar_core import config
+from cifar_core import config, numbers
 from cifar_core.charts import sweeps as charts_sweep
 from cifar_core.lab import Lab
 from cifar_core.data.dataset import Dataset, DatasetInfo
@@ -125,19 +126,33 @@ PERCENT_STEP = 0.0001  # ...with two decimals ("45.15%", "45.00%"), as percent()
 
 def percent_column(label: str | None = None, help: str | None = None):
     """A table column of fractions, shown as every page shows percentages (see `percent`): a step
-    of 0.0001 makes Streamlit keep two decimals ("45.00%", not "45%")."""
+    of 0.0001 makes Streamlit keep two decimals ("45.00%", not "45%"). Streamlit cuts a value to
+    those decimals, so draw such tables with `table`, which rounds them first."""
     return st.column_config.NumberColumn(label, format=PERCENT_FORMAT, help=help, step=PERCENT_STEP)
 
 
 PERCENT = percent_column()
 
 
+def _is_percent(config) -> bool:
+    return isinstance(config, dict) and (config.get("type_config") or {}).get("format") == PERCENT_FORMAT
+
+
+def table(data, column_config: dict | None = None, **kwargs):
+    """`st.dataframe` of a DataFrame (or its rows), with the percent columns rounded as `percent`
+    writes them (63.71%, where Streamlit alone would cut 0.637099 to 63.70%), and a missing value
+    (the spread of a single run) shown "–" as `percent` writes it, not Streamlit's "None"."""
+    frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
+    columns = [c for c, config in (column_config or {}).items() if _is_percent(config) and c in frame.columns]
+    if columns:
+        frame = frame.assign(**{c: pd.to_numeric(frame[c], errors="coerce").map(numbers.shown_fraction) for c in columns})
+    return st.dataframe(frame, column_config=column_config, placeholder=kwargs.pop("placeholder", numbers.percent(None)), **kwargs)
+
+
 def percent(value, signed: bool = False) -> str:
-    """A fraction as every page writes it: two decimals, as the tables' PERCENT columns ("45.15%");
-    "–" when unknown."""
-    if value is None or value != value:
-        return "–"
-    return f"{value:+.2%}" if signed else f"{value:.2%}"
+    """A fraction as every page writes it: two decimals, rounded, as the tables' PERCENT columns
+    ("45.15%"); "–" when unknown."""
+    return numbers.percent(value, signed)
 
 
 URL = re.compile(r"https?://[^\s()<>`'\"]+[^\s()<>`'\".,:;]")

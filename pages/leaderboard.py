@@ -54,7 +54,7 @@ def _highlight(table):
 def _sweep_filter(slot) -> int | None:
     """The sweep whose runs the table shows (None: every run); ?sweep=ID preselects one."""
     listed = common.lab().sweeps()
-    labels = {int(r.group): f"#{r.group} {r.name} ({r.method}, {r.runs} runs)" for r in listed.itertuples()}
+    labels = {int(r.group): f"#{r.number} {r.name} ({r.method}, {r.runs} runs)" for r in listed.itertuples()}
     wanted = st.query_params.get("sweep", "")
     if "lb_sweep" not in st.session_state and wanted.isdigit() and int(wanted) in labels:
         st.session_state.lb_sweep = int(wanted)
@@ -68,7 +68,7 @@ def _compare_sweep(run_ids: list[int]) -> None:
 
 def _sweep_section(group_id: int) -> None:
     found = common.lab().sweep(group_id)
-    st.subheader(f"Sweep #{group_id}: {found.info.name}")
+    st.subheader(f"Sweep #{found.info.number}: {found.info.name}")
     st.caption(f"{found.info.method} sweep over {', '.join(found.info.paths)}; {len(found.info.run_ids)} runs, {found.finished} finished")
     common.sweep_findings(found, key="lb_sweep")
     st.button("Compare this sweep's runs", key="lb_compare_sweep", icon=":material/stacked_line_chart:",
@@ -92,7 +92,7 @@ def render() -> None:
                             "n, mean, std and min–max of its succeeded runs")
     shown = board_view.filter_board(board, name, statuses, sweep, sources).assign(open=lambda d: "run?run=" + d["run"].astype(str))
     table = common.lab().group_seeds(shown) if grouped else shown
-    st.dataframe(table, hide_index=True, column_config=COLUMNS, key="lb_table",
+    common.table(table, hide_index=True, column_config=COLUMNS, key="lb_table",
                  column_order=GROUP_ORDER if grouped else ["run", "open", *[k for k in results.LEADERBOARD_COLUMNS if k != "run"], "diagnosis"])
     st.download_button("Export CSV", table.drop(columns="open", errors="ignore").to_csv(index=False),
                        file_name="leaderboard.csv", mime="text/csv", icon=":material/download:", key="lb_csv")

@@ -42,7 +42,7 @@ def _pick_test(source: str):
              on_click=lambda: st.session_state.update(predict_index=random.randrange(len(ds.y_test))))
     true = ds.class_names[int(ds.y_test[int(index)])]
     image = ds.x_test[int(index)]
-    return image, image, f"test image #{int(index)}, true class **{true}**"
+    return image, image, f"test image #{int(index)}, true class **{true}**", true
 
 
 def _pick_upload():
@@ -56,7 +56,7 @@ def _pick_upload():
     except UploadError as exc:
         st.error(f"**{upload.name} was not accepted:** {exc}", icon=":material/error:")
         return None
-    return img.original, img.resized, f"{upload.name}: {img.format}, {img.size[0]}x{img.size[1]} pixels"
+    return img.original, img.resized, f"{upload.name}: {img.format}, {img.size[0]}x{img.size[1]} pixels", None
 
 
 def render() -> None:
@@ -78,7 +78,7 @@ def render() -> None:
         return
     if picked is None:
         return
-    original, small, caption = picked
+    original, small, caption, true = picked
     left, right = st.columns(2)
     left.image(_enlarge(original) if max(original.shape[:2]) < SHOWN_SIDE else original, caption=caption,
                output_format="PNG")
@@ -93,8 +93,9 @@ def render() -> None:
                 st.error(str(exc), icon=":material/error:")
                 continue
             best = top.iloc[0]
-            st.markdown(f"**{labels[run]}**  \n{best['class']} · {common.percent(best['probability'])}")
-            st.plotly_chart(prediction_charts.probability_figure(top, height=260), key=f"predict_chart_{run}")
+            verdict = "" if true is None else " · right" if best["class"] == true else f" · wrong (it is {true})"
+            st.markdown(f"**{labels[run]}**  \n{best['class']} · {common.percent(best['probability'])}{verdict}")
+            st.plotly_chart(prediction_charts.probability_figure(top, height=260, true_class=true), key=f"predict_chart_{run}")
 
 
 common.page(render)

@@ -28,7 +28,7 @@ SWEEP_EPOCHS = 3  # default epochs per run, at most: a first sweep is a cheap lo
 METHODS = {"random": "random draws", "grid": "grid"}
 PERCENT = common.PERCENT
 LIST_COLUMNS = {
-    "group": st.column_config.NumberColumn("sweep", format="%d"),
+    "number": st.column_config.NumberColumn("sweep", format="%d", help="Its number among the sweeps"),
     "params": st.column_config.TextColumn("swept"),
     "best": common.percent_column("best val acc"),
     "best_run": st.column_config.NumberColumn("best run", format="%d"),
@@ -113,7 +113,7 @@ def _submit(base: dict, space: dict) -> None:
     except LabError as exc:
         st.session_state.sweeps_result = ("error", str(exc))
         return
-    st.session_state.sweeps_result = ("success", f"Queued sweep #{group_id}: {len(ids)} runs, jobs #{ids[0]} to #{ids[-1]}. "
+    st.session_state.sweeps_result = ("success", f"Queued sweep #{common.lab().sweep_number(group_id)}: {len(ids)} runs, jobs #{ids[0]} to #{ids[-1]}. "
                                    "Watch them on the Training page; their results appear below as they finish.")
     st.session_state.sweeps_selected = group_id
 
@@ -183,7 +183,7 @@ def _sweep_detail(group_id: int) -> None:
     info, table = found.info, found.table
     st.caption(f"{info.method} sweep of {info.base.get('name', info.name)} over {', '.join(info.paths)}; "
                f"{len(info.run_ids)} runs, created {info.created}")
-    st.dataframe(table.assign(open="run?run=" + table["run"].astype(str)), hide_index=True, key="sweeps_runs",
+    common.table(table.assign(open="run?run=" + table["run"].astype(str)), hide_index=True, key="sweeps_runs",
                  column_config={**_value_columns(table, info.paths), **RUN_COLUMNS}, column_order=["run", "open", *[c for c in table.columns if c != "run"]])
     st.markdown(f":material/leaderboard: [Compare this sweep's runs on the Leaderboard](leaderboard?sweep={group_id})")
     common.sweep_findings(found, key="sweeps")
@@ -194,14 +194,14 @@ def _sweeps_list() -> None:
     if table.empty:
         st.info("No sweeps yet: describe one above and submit it.")
         return
-    st.dataframe(table, hide_index=True, key="sweeps_table", column_config=LIST_COLUMNS)
+    common.table(table.drop(columns="group"), hide_index=True, key="sweeps_table", column_config=LIST_COLUMNS)
     ids = [int(i) for i in table["group"]]
     wanted = st.query_params.get("sweep", "")
     if "sweeps_selected" not in st.session_state and wanted.isdigit() and int(wanted) in ids:
         st.session_state.sweeps_selected = int(wanted)
     if st.session_state.get("sweeps_selected") not in ids:
         st.session_state.sweeps_selected = ids[0]
-    labels = {int(r.group): f"#{r.group} {r.name} ({r.method}, {r.runs} runs)" for r in table.itertuples()}
+    labels = {int(r.group): f"#{r.number} {r.name} ({r.method}, {r.runs} runs)" for r in table.itertuples()}
     st.selectbox("Sweep", ids, format_func=labels.get, key="sweeps_selected")
     _sweep_detail(st.session_state.sweeps_selected)
 

@@ -1,4 +1,4 @@
-"""Training page: the queue (progress naming the phase, elapsed time, ETA, cancel) and live curves
+"""Training page: the queue (progress naming the phase, train time and time queued, ETA, cancel) and live curves
 of the running jobs (per epoch, and running inside epochs), refreshed every REFRESH seconds while
 anything is queued or running; recent finished jobs with their final figures and a link to each
 run."""
@@ -15,6 +15,9 @@ from pages import common
 
 REFRESH = 1.5  # seconds between refreshes while jobs are queued or running
 RECENT = 10  # finished jobs listed
+TRAINED_HELP = "Seconds spent training, summed over attempts (the same train time as the Run page); time in the queue is apart"
+ROUGH_HELP = ("Rough: extrapolated from the first epoch's batches so far, which include TensorFlow's tracing, so it "
+              "errs long; it firms up once an epoch has finished")
 BADGE = {queue.QUEUED: "gray", queue.RUNNING: "blue", queue.SUCCEEDED: "green", queue.FAILED: "red", queue.CANCELLED: "orange"}
 
 
@@ -44,10 +47,13 @@ def _active(p: monitor.JobProgress, history, running) -> None:
         a, b, c, d = st.columns([4, 1, 1, 1], vertical_alignment="center")
         a.markdown(f"**#{p.id} {common.md(p.name)}** :{BADGE[p.state]}-badge[{p.state}]")
         a.progress(p.fraction, text=p.label)
-        b.metric("Elapsed", monitor.format_seconds(p.elapsed))
-        c.metric("ETA", monitor.format_seconds(p.eta))
+        b.metric("Trained", monitor.format_seconds(p.trained), help=TRAINED_HELP)
+        c.metric("ETA", ("~" if p.rough else "") + monitor.format_seconds(p.eta),
+                 help=ROUGH_HELP if p.rough else "From the finished epochs' mean time, with validation and the end phases")
         d.button("Cancel", key=f"cancel_{p.id}", icon=":material/cancel:", on_click=_cancel, args=(p.id,),
                  disabled=p.cancel_requested)
+        if p.attempts:
+            st.caption(f"Queued {monitor.format_seconds(p.queued)} in all · attempt {p.attempts}")
         if p.node and p.state == queue.RUNNING:
             st.caption(f"On {common.md(p.node)}")
         if p.note:
@@ -73,7 +79,8 @@ def _finished(p: monitor.JobProgress, figures: dict) -> None:
     a.markdown(f"**#{p.id} {common.md(p.name)}** :{BADGE[p.state]}-badge[{p.state}] · {p.epoch}/{p.epochs} epochs")
     b.markdown(f"best val {common.percent(figures.get('best_val_accuracy'))} · final val "
                f"{common.percent(figures.get('final_val_accuracy'))} · test {common.percent(figures.get('test_accuracy'))}")
-    c.write(monitor.format_seconds(p.elapsed))
+    c.markdown(f"{monitor.format_seconds(p.trained)} training", help=TRAINED_HELP)
+    c.caption(f"+ {monitor.format_seconds(p.queued)} queued")
     d.page_link("pages/run.py", label="Open run", icon=":material/query_stats:", query_params={"run": str(p.id)})
     if p.state in (queue.FAILED, queue.CANCELLED):
         e.button("Retry", key=f"retry_{p.id}", icon=":material/replay:", on_click=_retry, args=(p.id,),

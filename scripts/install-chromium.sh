@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Debian's chromium for the browser test (Playwright drives it; never `playwright install`).
+# Another apt-get or dpkg running meanwhile (an unattended upgrade, another install) holds the
+# package manager's lock: wait for it, up to 10 minutes, instead of failing.
 set -euo pipefail
-if [ -x /usr/bin/chromium ]; then exit 0; fi
+CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+if [ -x "$CHROMIUM" ]; then exit 0; fi
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-$SUDO apt-get update -q
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium
+WAIT=(-o DPkg::Lock::Timeout=600)
+$SUDO apt-get "${WAIT[@]}" update -q
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${WAIT[@]}" install -y -q chromium

@@ -183,6 +183,7 @@ def test_settings_groups_show_every_training_option_with_the_spec_defaults():
     assert opt["decay_biases"].help
     assert (opt["muon_learning_rate"].shown, opt["muon_momentum"].shown) == (0.0, 0.6)  # Muon: with any optimizer
     assert opt["muon_learning_rate"].enabled and opt["muon_learning_rate"].help
+    assert not opt["muon_momentum"].enabled  # Muon is off (rate 0): its momentum applies to nothing
     assert [f.key for f in groups["schedule"].fields] == ["schedule_type"]
     assert {f.key: f.shown for f in groups["regularise"].fields} == {
         "label_smoothing": 0.0, "augment_flip": False, "augment_alternate_flip": False, "augment_translate": 0,
@@ -203,6 +204,20 @@ def test_settings_groups_show_every_training_option_with_the_spec_defaults():
     assert [f.widget for f in groups["early_stopping"].fields] == ["checkbox", "int", "select", "float"]
     assert field(groups["optimizer"].fields, "weight_decay").enabled
     assert not field(groups["optimizer"].fields, "momentum").enabled
+
+
+def test_muon_momentum_is_editable_only_while_muon_is_on():
+    def muon_momentum(doc: dict) -> core.Field:
+        return field(group(doc, "optimizer").fields, "muon_momentum")
+
+    assert not muon_momentum({**TINY, "optimizer": "adam"}).enabled
+    assert not muon_momentum({**TINY, "optimizer": "sgd", "muon_learning_rate": 0}).enabled
+    assert muon_momentum({**TINY, "muon_learning_rate": 0.24}).enabled  # with any optimizer
+    assert muon_momentum(get_preset("fast")).enabled
+    off = {**TINY, "muon_momentum": 0.5}  # set, with Muon off: an error beside it, and editable so it can be cleared
+    assert muon_momentum(off).enabled and group(off, "optimizer").errors
+    for name in ("exp1", "exp5"):
+        assert not muon_momentum(get_preset(name)).enabled, name
 
 
 def test_errors_go_to_the_group_of_their_setting():

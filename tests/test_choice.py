@@ -171,14 +171,44 @@ def test_recommendation_text_why_gives_up_and_not_different():
     ])
     text = recommend.recommendation_text(ranked, vs, {1: "big", 2: "small", 3: "tiny"}, test_images=10_000,
                                         alpha=choice.ALPHA, rule=choice.RANKING_RULE)
-    assert text.startswith("**Recommended for production: small (run #2).** Test accuracy 79.5%")
-    assert "0.5 points below the most accurate candidate, big (run #1) at 80.0%" in text
+    assert text.startswith("**Recommended for production: small (run #2).** Test accuracy 79.50%")
+    assert "0.50 points below the most accurate candidate, big (run #1) at 80.00%" in text
     assert "does not find significant (p = 0.400" in text and "4.0x faster (1.00 ms vs 4.00 ms p50)" in text
-    assert "**What it gives up:** 0.5 points of mean test accuracy against big (run #1)." in text
-    assert "The fastest candidate, tiny (run #3), answers in 0.30 ms but is 9.5 points less accurate" in text
+    assert "**What it gives up:** 0.50 points of mean test accuracy against big (run #1)." in text
+    assert "The fastest candidate, tiny (run #3), answers in 0.30 ms but is 9.50 points less accurate" in text
     assert "McNemar on the same 10,000 test images" in text
-    assert "not significantly different: #1 big (80.0%, p = 0.640). Significantly worse: #3 tiny (70.0%, p < 0.001)." in text
+    assert "not significantly different: #1 big (80.00%, p = 0.640). Significantly worse: #3 tiny (70.00%, p < 0.001)." in text
     assert "*Rule:*" in text and "Caveats" not in text
+
+
+def test_recommendation_text_keeps_a_small_gap_names_pooled_runs_and_says_how_short_they_trained():
+    """Issue 31: "scores -0.0 points (38.8% vs 38.8%)" for a 0.02-point gap; "the smallest, exp2
+    (run #1), is 1.36 MB at 36.5%" where 36.5% was the mean of three seeds; no word that every
+    candidate trained 1-7 epochs."""
+    ranked = choice.rank(cands([("exp4", 0.3886, 4.0, 4e6, None), ("exp3", 0.3884, 1.0, 2e6, False),
+                                ("exp2", 0.365, 2.0, 1.36e6, True)]))
+    ranked.loc[ranked["label"] == "exp2", ["runs", "run_ids"]] = [3, "#1, #4, #7"]
+    ranked["epochs"] = [7, 1, 3]
+    text = recommend.recommendation_text(ranked, choice.versus_empty(), alpha=choice.ALPHA, rule=choice.RANKING_RULE)
+    assert "it is 0.02 points below the most accurate candidate, exp4 (run #1) at 38.86%" in text
+    assert "The smallest, exp2 (mean of runs #1, #4, #7), is 1.36 MB at 36.50%." in text
+    assert "Every candidate trained only 1-7 epochs: the accuracies are those of short runs" in text
+    ranked["epochs"] = [10, 40, 20]
+    text = recommend.recommendation_text(ranked, choice.versus_empty(), alpha=choice.ALPHA, rule=choice.RANKING_RULE)
+    assert "The candidates trained 10-40 epochs, not alike" in text
+
+
+def test_latency_axis_labels_whole_values_and_neighbouring_labels_take_turns():
+    """Issue 31: the log axis read "2 3 4 ... 9 1" for 0.2-1 ms, and close points' labels overlapped."""
+    ranked = choice.rank(cands([("a", 0.80, 0.9, 4e6, None), ("b", 0.79, 0.31, 1e6, False),
+                                ("c", 0.70, 0.3, 2e5, False), ("d", 0.69, 0.29, 2e5, True)]))
+    fig = choice_charts.pareto_figure(ranked)
+    axis = fig.layout.xaxis
+    assert axis.type == "log" and axis.tickmode == "array"
+    assert list(axis.ticktext) == ["0.2", "0.5", "1", "2"] and list(axis.tickvals) == pytest.approx([0.2, 0.5, 1, 2])
+    positions = {label: pos for t in fig.data if t.text is not None for label, pos in zip(t.text, t.textposition)}
+    by_latency = [positions[k] for k in ("d", "c", "b", "a")]
+    assert all(p != q for p, q in zip(by_latency, by_latency[1:])), by_latency
 
 
 def test_recommendation_caveats():
@@ -339,17 +369,22 @@ def test_export_cli_refuses_a_file_as_out_in_one_line(lab, tmp_path):
     assert mine.read_text() == "keep me"
 
 
-def test_export_cli_of_a_corrupt_model_is_one_line(lab, tmp_path, monkeypatch):
-    """On a copy of the lab whose run 3 has a damaged model.keras (the shared lab stays intact)."""
+def _lab_copy(lab: Path, home: Path) -> Path:
+    """A copy of the shared lab (its store and run folders) at `home`, so a test may damage it."""
     import sqlite3
 
-    home = tmp_path / "home"
     shutil.copytree(lab / "runs", home / "runs")
     src, dst = sqlite3.connect(lab / "lab.sqlite3"), sqlite3.connect(home / "lab.sqlite3")
     src.backup(dst)
     dst.execute("UPDATE runs SET artifacts_dir = replace(artifacts_dir, ?, ?)", (str(lab), str(home)))
     dst.commit()
     src.close(), dst.close()
+    return home
+
+
+def test_export_cli_of_a_corrupt_model_is_one_line(lab, tmp_path, monkeypatch):
+    """On a copy of the lab whose run 3 has a damaged model.keras (the shared lab stays intact)."""
+    home = _lab_copy(lab, tmp_path / "home")
     model = home / "runs" / "3" / "model.keras"
     model.write_bytes(model.read_bytes()[:2000])
     monkeypatch.setenv("CIFAR_LAB_HOME", str(home))
@@ -359,6 +394,31 @@ def test_export_cli_of_a_corrupt_model_is_one_line(lab, tmp_path, monkeypatch):
     assert line.startswith(f"error: {model} cannot be loaded (") and line.endswith("train the run again")
     assert "Traceback" not in done.stderr
     assert not list((tmp_path / "out").rglob("*.keras"))
+
+
+@pytest.mark.parametrize("command", [["measure", "3", "--rounds", "1", "--repeats", "1"], ["export", "3"]])
+def test_a_planted_lambda_model_is_refused_in_one_line(lab, tmp_path, monkeypatch, command):
+    """Issue 31: a .keras with a Lambda layer in place of run 3's model gave a clean exit 2 but
+    Keras's own message of several lines; every other refusal is one line naming the file and the fix."""
+    import keras
+
+    home = _lab_copy(lab, tmp_path / "home")
+    model = home / "runs" / "3" / "model.keras"
+    planted = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Lambda(lambda x: x * 2.0),
+                                keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    planted.save(model)
+    monkeypatch.setenv("CIFAR_LAB_HOME", str(home))
+    done = cli(*command, *(["--out", str(tmp_path / "out")] if command[0] == "export" else []), check=False)
+    assert done.returncode == 2, done.stderr
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip() and not _tf_noise(ln)]
+    assert lines == [lines[0]] and lines[0].startswith("error: ") and str(model) in lines[0], done.stderr
+    assert "Lambda layer" in lines[0] and lines[0].endswith("train the run again")
+    assert "safe_mode" not in done.stderr and "Traceback" not in done.stderr
+
+
+def _tf_noise(line: str) -> bool:
+    """TensorFlow's and absl's own start-up lines on stderr (not the lab's)."""
+    return line.startswith(("WARNING: All log messages before absl", "E0000", "I0000", "W0000")) or " cuda" in line.lower()
 
 
 def test_choose_cli(lab):

@@ -239,3 +239,27 @@ def test_training_changes_names_training_settings_only():
     assert training_changes(base, {**base, "schedule": {"type": "cosine"}}) == (("schedule.type", "constant", "cosine"),)
     assert training_changes(base, {**base, "learning_rate": 0.0003, "layers": []}) is None  # another network
     assert training_changes(base, {**base, "learning_rate": 0.0003, "validation": "test"}) is None  # scored otherwise
+
+
+@pytest.mark.parametrize("curve", ["EXP2", "EXP3"])  # underfitting: plateaued low, still improving
+def test_the_advice_to_grow_the_model_fits_the_network(conn, curve):
+    """Issue 31: a dense-only net was told to try "more filters or another conv block"."""
+    from cifar_core.analysis import diagnosis
+    from cifar_core.jobs import queue
+    from cifar_core.lab import Lab
+    from cifar_core.spec.presets import get_preset
+
+    runs = {}
+    for name in ("exp2", "exp3"):  # Dense 32-64-128; Conv16 5x5
+        [runs[name]] = queue.submit(conn, get_preset(name), "test-data").job_ids
+        lease = queue.claim(conn, "w").lease
+        for row in globals()[curve]:
+            queue.record_epoch(conn, lease, row)
+        queue.finish(conn, lease, queue.SUCCEEDED, results={"test_accuracy": 0.4, "test_loss": 1.6})
+    table = diagnosis.verdicts(conn).set_index("run")["next_step"]
+    dense, conv = (Lab().run(runs[name]).diagnosis for name in ("exp2", "exp3"))
+    assert dense.verdict == conv.verdict == "underfitting"
+    assert (table[runs["exp2"]], table[runs["exp3"]]) == (dense.next_step, conv.next_step)
+    assert "filters" not in dense.next_step and "conv block" not in dense.next_step
+    assert "convolutional layers" in dense.next_step and "Dense" in dense.next_step
+    assert "filters" in conv.next_step

@@ -56,9 +56,18 @@ def test_valid_rgb_png():
     assert up.to_dict()["size"] == [40, 30]
 
 
-def test_text_file_named_png_is_refused_by_content():
-    with pytest.raises(UploadError, match=r"not a PNG or JPEG image \(starts with b'hello wo'\)"):
-        read_image_upload(b"hello world, I am cat.png\n")
+@pytest.mark.parametrize("data, what", [
+    (b"hello world, I am cat.png\n", "it is text, not a picture"),
+    (b"GIF89a not really a png", "it is a GIF image; save it as PNG or JPEG"),
+    (b"RIFF\x10\x00\x00\x00WEBPVP8 ", "it is a WebP image; save it as PNG or JPEG"),
+    (bytes(range(200, 256)), "its first bytes are neither format's signature"),
+], ids=["text", "gif", "webp", "binary"])
+def test_a_file_that_is_not_png_or_jpeg_is_refused_by_content_in_words(data, what):
+    """Issue 31: the refusal showed a Python bytes literal (starts with b'this is ')."""
+    with pytest.raises(UploadError) as refused:
+        read_image_upload(data)
+    assert str(refused.value) == f"not a PNG or JPEG image: {what}"
+    assert "b'" not in str(refused.value) and "\\x" not in str(refused.value)
 
 
 def test_truncated_jpeg():

@@ -1,10 +1,11 @@
-"""Queue view computations on a real store: progress fraction, elapsed time, ETA, durations."""
+"""Queue view computations on a real store: progress fraction, train time, time queued, ETA, durations."""
 
 from __future__ import annotations
 
 import pytest
 
 from cifar_core.views import training as monitor
+from cifar_core.errors import LabError
 from cifar_core.jobs import queue
 from cifar_core.train.phases import MEASURING, SAVING, SCORING, TRAINING, VALIDATING, Phase
 
@@ -21,9 +22,9 @@ def _job(**changes) -> queue.Job:
     return queue.Job(**{**base, **changes})
 
 
-def test_queued_job_has_no_elapsed_time_or_eta():
-    p = monitor.job_progress(_job(state=queue.QUEUED, started_at=None, worker_id=None), now=200.0)
-    assert (p.fraction, p.elapsed, p.eta, p.active) == (0.0, None, None, True)
+def test_queued_job_has_no_train_time_or_eta():
+    p = monitor.job_progress(_job(state=queue.QUEUED, started_at=None, worker_id=None, attempts=0), now=200.0)
+    assert (p.fraction, p.trained, p.queued, p.eta, p.active) == (0.0, None, 200.0, None, True)
     assert p.label == "queued"
 
 
@@ -31,7 +32,7 @@ def test_running_job_progress_counts_batches_of_the_current_epoch():
     job = _job(epoch=1, batch=25, batches=100, progress_at=160.0)
     p = monitor.job_progress(job, epoch_seconds=[40.0], now=160.0)
     assert p.fraction == pytest.approx((1 + 0.25) / 4)
-    assert p.elapsed == pytest.approx(60.0)
+    assert p.trained == pytest.approx(60.0)
     assert p.seconds_per_epoch == pytest.approx(40.0)
     # epochs left times the mean epoch; no validation time measured, so scoring is not counted
     assert p.eta == pytest.approx((4 - 1.25) * 40.0 + SAVE_AND_MEASURE)
@@ -52,10 +53,37 @@ def test_first_epoch_eta_is_extrapolated_from_its_batches():
 
 def test_finished_jobs_show_their_final_progress_and_duration():
     done = monitor.job_progress(_job(state=queue.SUCCEEDED, epoch=3, ended_at=400.0), now=999.0)
-    assert (done.fraction, done.elapsed, done.eta, done.active) == (1.0, 300.0, None, False)
+    done = monitor.job_progress(_job(state=queue.SUCCEEDED, epoch=3, ended_at=400.0, train_seconds=290.0), now=999.0)
+    assert (done.fraction, done.trained, done.queued, done.eta, done.active) == (1.0, 290.0, 110.0, None, False)
     cancelled = monitor.job_progress(_job(state=queue.CANCELLED, epoch=1, ended_at=150.0), now=999.0)
     assert cancelled.fraction == pytest.approx(0.25)
     assert cancelled.label == "cancelled after 1/4 epochs"
+
+
+def test_progress_never_goes_back_through_an_epoch_its_validation_and_the_end_phases():
+    """Issue 31: at "validating (16/40) · epoch 3/3" the bar dropped to 66%."""
+    steps = [dict(epoch=2, batch=b, batches=100, phase=Phase(TRAINING, since=200.0)) for b in (0, 50, 100)]
+    steps += [dict(epoch=2, batch=b, batches=100, phase=Phase(VALIDATING, v, 40, since=230.0))
+              for b, v in ((100, 0), (0, 16), (100, 40))]  # the batch counter may say anything while validating
+    steps += [dict(epoch=3, batch=0, batches=100, phase=Phase(p, since=250.0)) for p in (TRAINING, SCORING, SAVING)]
+    for per_epoch, per_val in (([40.0, 40.0], [10.0, 10.0]), ((), ())):  # measured, or still in the first epoch
+        fractions = [monitor.job_progress(_job(epochs=3, spec=dict(DOC, epochs=3), **step), per_epoch, now=260.0,
+                                          val_seconds=per_val).fraction for step in steps]
+        assert fractions == sorted(fractions) and fractions[-1] == 1.0, fractions
+        assert fractions[4] > 2 / 3  # "validating (16/40) · epoch 3/3"
+    measured = [monitor.job_progress(_job(epochs=3, spec=dict(DOC, epochs=3), **step), [40.0, 40.0], now=260.0,
+                                     val_seconds=[10.0, 10.0]).fraction for step in steps]
+    assert measured[2] == pytest.approx((2 + 0.75) / 3)  # training is three quarters of an epoch
+    assert measured[4] == pytest.approx((2 + 0.75 + 0.25 * 16 / 40) / 3)
+
+
+def test_a_first_epoch_eta_counts_from_the_epochs_start_and_says_it_is_rough():
+    """Issue 31: 31m 12s for a 4.5-minute job, extrapolated from the job's start (data, model, tracing)."""
+    job = _job(epoch=0, batch=10, batches=100, started_at=100.0, attempt_at=100.0, progress_at=170.0,
+               phase=Phase(TRAINING, since=160.0))  # 60 s of loading and building, then 10 batches in 10 s
+    p = monitor.job_progress(job, (), now=170.0)
+    assert p.eta == pytest.approx((4 - 0.1) * 100.0 + SAVE_AND_MEASURE) and p.rough
+    assert not monitor.job_progress(_job(epoch=1, batch=10, batches=100, progress_at=170.0), [40.0], now=170.0).rough
 
 
 def test_nan_epoch_seconds_are_ignored():
@@ -137,6 +165,51 @@ def test_queue_view_reads_the_store(conn):
     assert list(view.history["run"]) == [first]
     assert list(view.finished["run"]) == [third]
     assert view.workers_alive == 0
+
+
+def test_a_retried_job_shows_the_train_time_of_all_its_attempts_and_its_time_queued_apart(conn, clock):
+    """Cancelled while scoring after its last epoch (265 s of training), retried after waiting
+    300 s in the queue, finished 2 s into the retry: it trained 267 s, on every page."""
+    from cifar_core.jobs import results
+
+    created = clock.t
+    [job_id] = queue.submit(conn, DOC, "x").job_ids
+    clock.advance(10.0)  # queued
+    lease = queue.claim(conn, "w1").lease
+    clock.advance(265.0)
+    queue.cancel(conn, job_id)
+    assert queue.finish(conn, lease, queue.CANCELLED, error="cancelled after epoch 4")
+    cancelled = monitor.job_progress(queue.get_job(conn, job_id), now=clock.t)
+    assert (cancelled.trained, cancelled.queued) == (pytest.approx(265.0), pytest.approx(10.0))
+    clock.advance(300.0)
+    queue.retry(conn, job_id)
+    clock.advance(60.0)
+    waiting = monitor.job_progress(queue.get_job(conn, job_id), now=clock.t)  # queued again: its train time stands still
+    assert (waiting.trained, waiting.queued) == (pytest.approx(265.0), pytest.approx(370.0))
+    lease = queue.claim(conn, "w2").lease
+    clock.advance(1.0)
+    running = monitor.job_progress(queue.get_job(conn, job_id), now=clock.t)
+    assert (running.trained, running.queued) == (pytest.approx(266.0), pytest.approx(370.0))
+    clock.advance(1.0)
+    assert queue.finish(conn, lease, queue.SUCCEEDED, results={"test_accuracy": 0.5})
+    assert results.run_detail(conn, job_id).train_seconds == pytest.approx(267.0)
+    [done] = monitor.queue_view(conn, now=clock.t).recent
+    assert (done.trained, done.queued) == (pytest.approx(267.0), pytest.approx(clock.t - created - 267.0))
+
+
+def test_an_attempt_ended_by_a_shutdown_or_a_dead_worker_counts_until_it_was_last_heard_of(conn, clock):
+    [job_id] = queue.submit(conn, DOC, "x").job_ids
+    lease = queue.claim(conn, "w1", lease_seconds=30).lease
+    clock.advance(20.0)
+    queue.requeue(conn, lease, "worker shut down")
+    lease = queue.claim(conn, "w2", lease_seconds=30).lease
+    clock.advance(5.0)
+    queue.heartbeat(conn, lease, 30, 3, 10)  # then the worker dies
+    clock.advance(40.0)
+    assert queue.reap_expired(conn) == 1
+    assert queue.get_job(conn, job_id).train_seconds == pytest.approx(25.0)
+    with pytest.raises(LabError, match="adds the attempt's seconds to train_seconds itself"):
+        queue.finish(conn, queue.claim(conn, "w3").lease, queue.SUCCEEDED, results={"train_seconds": 2.35})
 
 
 def test_queue_view_stops_refreshing_when_nothing_is_active(conn):

@@ -318,12 +318,30 @@ def test_training_page_shows_progress_eta_and_live_curves(app_env, conn):
     assert "epoch 2/4 · batch 5/10" in bar.proto.text
     assert bar.proto.value == int(100 * 1.5 / 4)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Running"] == "1" and metrics["ETA"] != "–" and metrics["Elapsed"] != "–"
+    assert metrics["Running"] == "1" and metrics["ETA"] != "–" and metrics["Trained"] != "–"
     assert [c.key for c in at.get("plotly_chart")] == [f"live_{job_id}"]
     at = _run(at.button(key=f"cancel_{job_id}").click())
     assert queue.get_job(conn, job_id).cancel_requested
     assert at.button(key=f"cancel_{job_id}").disabled
     assert "cancelling" in at.get("progress")[0].proto.text
+
+
+def test_training_page_marks_a_first_epoch_eta_rough_and_keeps_the_bar_going_while_validating(app_env, conn, clock):
+    from cifar_core.train.phases import TRAINING, VALIDATING, Phase
+
+    [job_id] = queue.submit(conn, dict(TINY, epochs=2), "test-data").job_ids
+    lease = queue.claim(conn, "w").lease
+    clock.advance(60.0)  # loading the data and building the model
+    queue.heartbeat(conn, lease, 30.0, 0, 10, phase=Phase(TRAINING, since=clock.t))
+    clock.advance(10.0)
+    queue.heartbeat(conn, lease, 30.0, 5, 10)
+    at = _open("pages/training.py")
+    eta = {m.label: m for m in at.metric}["ETA"]
+    assert eta.value == "~37s" and "Rough" in eta.proto.help  # 1.5 epochs of 20 s and 7 s of end phases
+    trained = at.get("progress")[0].proto.value
+    queue.heartbeat(conn, lease, 30.0, 0, 10, phase=Phase(VALIDATING, 1, 4, since=clock.t))
+    at = _open("pages/training.py")
+    assert at.get("progress")[0].proto.value >= trained and at.get("progress")[0].proto.value == 50
 
 
 def test_training_page_names_the_phase_and_draws_the_running_points(app_env, conn):
@@ -349,6 +367,32 @@ def test_training_page_names_the_phase_and_draws_the_running_points(app_env, con
     at = _open("pages/training.py")
     assert at.get("progress")[0].proto.text == "scoring the test set with 2 views"
     assert {m.label: m.value for m in at.metric}["ETA"] not in ("0s", "–")  # the end phases' estimate, not 0
+
+
+def test_a_retried_run_shows_one_train_time_on_every_page_and_the_cli(app_env, conn, clock):
+    """Cancelled while scoring after its last epoch (265 s), retried after 5 minutes in the queue,
+    finished 2.35 s into the retry: 267 s of training everywhere, the wait apart."""
+    doc = parse_spec({**TINY, "epochs": 1}).to_dict()
+    [job_id] = queue.submit(conn, doc, "test-data", params=summarize(doc).total_params).job_ids
+    lease = queue.claim(conn, "w1").lease
+    queue.record_epoch(conn, lease, {"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.2, "val_accuracy": 0.4,
+                                     "seconds": 265.0})
+    clock.advance(265.0)
+    queue.cancel(conn, job_id)
+    queue.finish(conn, lease, queue.CANCELLED, error="cancelled after epoch 1")
+    clock.advance(300.0)
+    queue.retry(conn, job_id)
+    at = _open("pages/training.py")
+    assert {m.label: m.value for m in at.metric}["Trained"] == "4m 25s"  # queued again: not 9m 25s since it began
+    lease = queue.claim(conn, "w2").lease
+    clock.advance(2.35)
+    queue.finish(conn, lease, queue.SUCCEEDED, results={"test_accuracy": 0.4, "test_loss": 1.5})
+
+    at = _open("pages/run.py", run=str(job_id))
+    assert {m.label: m.value for m in at.metric}["Train time"] == "4m 27s"
+    at = _open("pages/training.py")
+    assert "4m 27s training" in _texts(at.markdown) and "+ 5m 00s queued" in _texts(at.caption)
+    assert json.loads(cli("show", str(job_id), "--json").stdout)["train_seconds"] == pytest.approx(267.35)
 
 
 def test_a_real_worker_runs_a_submitted_job_to_its_run_page(app_env, conn, tmp_path):
@@ -594,6 +638,8 @@ def test_leaderboard_groups_configurations_and_filters_by_data_source(app_env, c
     at = _run(at.toggle(key="lb_group").set_value(True))
     groups = at.dataframe[0].value
     assert len(groups) == 3 and set(groups["runs"]) == {1}  # one name, three configurations
+    assert groups["best_val_accuracy_std"].isna().all()  # one run has no spread: the cell shows "–", not "None"
+    assert at.dataframe[0].proto.placeholder == "–"
     assert "pooled into 3 configurations" in _texts(at.caption)
     at = _run(at.multiselect(key="lb_source").set_value(["cifar.tar.gz"]))
     assert sorted(at.dataframe[0].value["run_ids"]) == [f"#{a}", f"#{b}"]
@@ -611,6 +657,34 @@ def test_pages_write_percentages_the_same_way(app_env, conn):
     at = _open("pages/leaderboard.py")
     column = json.loads(at.dataframe[0].proto.columns)["best_val_accuracy"]["type_config"]
     assert column == {"type": "number", "format": "percent", "step": 0.0001}  # two decimals in the table too
+
+
+def _as_streamlit_shows(fraction: float) -> str:
+    """A percent column's cell as Streamlit's table draws it: the value cut (not rounded) to the
+    column's step of 0.0001 (its frontend's truncateDecimals, nudged by a few ulps), then formatted."""
+    import math
+
+    scaled = fraction * 1e4
+    return f"{math.trunc(scaled + math.copysign(2 ** -52 * abs(scaled) * 10, scaled)) / 100:.2f}%"
+
+
+def test_percentages_are_rounded_not_cut_in_text_and_tables_alike(app_env, conn):
+    """Issue 31: 0.637099 read 63.71% on the Training page and 63.70% in the Leaderboard's table."""
+    doc = parse_spec({**TINY, "epochs": 1}).to_dict()
+    ids = queue.submit(conn, doc, "test-data", repeats=2, params=summarize(doc).total_params).job_ids
+    for job_id in ids:
+        lease = queue.claim(conn, "w").lease
+        queue.record_epoch(conn, lease, {"epoch": 1, "loss": 1.0, "accuracy": 0.7, "val_loss": 1.1,
+                                         "val_accuracy": 0.637099, "seconds": 1.0})
+        queue.finish(conn, lease, queue.SUCCEEDED, results={"test_accuracy": 0.637104, "test_loss": 1.0})
+    at = _open("pages/training.py")
+    assert "best val 63.71% · final val 63.71% · test 63.71%" in _texts(at.markdown)
+    at = _open("pages/leaderboard.py")
+    board = at.dataframe[0].value
+    assert {_as_streamlit_shows(v) for v in (*board["best_val_accuracy"], *board["test_accuracy"])} == {"63.71%"}
+    at = _run(at.toggle(key="lb_group").set_value(True))
+    [row] = at.dataframe[0].value.to_dict("records")
+    assert _as_streamlit_shows(row["best_val_accuracy_mean"]) == _as_streamlit_shows(row["test_accuracy_mean"]) == "63.71%"
 
 
 def test_streamlit_deploy_button_is_hidden():

@@ -15,6 +15,7 @@ from pagetools import texts as _texts
 from trainedlab import lab  # noqa: F401  (the shared trained lab)
 
 from cifar_core.analysis import choice
+from cifar_core.charts import prediction as prediction_charts
 from cifar_core.jobs import store
 from cifar_core.testing.procs import ROOT
 
@@ -116,7 +117,7 @@ def test_choice_page_exports_the_chosen_run(lab):
 def test_predict_page_refuses_a_bad_upload(lab):
     at = _open("pages/predict.py")
     at = _run(at.file_uploader(key="predict_upload").set_value(("cat.png", b"GIF89a not really a png", "image/png")))
-    assert "**cat.png was not accepted:** not a PNG or JPEG image (starts with b'GIF89a n')" in _texts(at.error)
+    assert "**cat.png was not accepted:** not a PNG or JPEG image: it is a GIF image; save it as PNG or JPEG" in _texts(at.error)
     assert not at.get("plotly_chart")
     truncated = _png()[:40]
     at = _run(at.file_uploader(key="predict_upload").set_value(("cut.png", truncated, "image/png")))
@@ -133,6 +134,9 @@ def test_predict_page_upload_with_two_models_side_by_side(lab):
     assert len(images) == 2 and "red.png: PNG, 64x48 pixels" in images[0].proto.imgs[0].caption
     assert "what the model sees: 32x32" in images[1].proto.imgs[0].caption
     assert len(at.get("plotly_chart")) == 1
+    [bars] = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    assert set(bars["marker"]["color"]) == {prediction_charts.NEUTRAL}  # the true class of an upload is unknown
+    assert " · right" not in _texts(at.markdown) and " · wrong" not in _texts(at.markdown)
     at = _run(at.multiselect(key="predict_runs").set_value([3, 1]))
     assert len(at.get("plotly_chart")) == 2
     text = _texts(at.markdown)
@@ -148,6 +152,21 @@ def test_predict_page_test_image(lab, small_data):
     at = _run(at.number_input(key="predict_index").set_value(57))
     assert f"test image #57, true class **{names[5]}**" in at.get("image")[0].proto.imgs[0].caption  # 10 per class
     assert len(at.get("plotly_chart")) == 1 and not at.error
+    runs = at.multiselect(key="predict_runs").options
+    seen = set()
+    for index in range(0, 100, 7):  # test images the chosen models get right and wrong
+        at = _run(at.number_input(key="predict_index").set_value(index))
+        true = names[index // 10]
+        for chart in at.get("plotly_chart"):
+            [bars] = json.loads(chart.proto.spec)["data"]
+            colours = dict(zip(bars["y"], bars["marker"]["color"]))
+            top = bars["y"][-1]  # the most probable is drawn on top
+            right = top == true
+            seen.add(right)
+            assert colours[top] == (prediction_charts.RIGHT if right else prediction_charts.WRONG), (index, top, true)
+            assert all(c == prediction_charts.NEUTRAL for k, c in colours.items() if k not in (top, true))
+        assert (" · right" if right else f" · wrong (it is {true})") in _texts(at.markdown)
+    assert seen == {True, False}, runs
 
 
 def test_analysis_page_one_run(lab):

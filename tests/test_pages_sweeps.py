@@ -178,3 +178,21 @@ def test_a_sweep_link_opens_the_leaderboard_on_that_sweep(conn, app_env):
     assert at.selectbox(key="lb_sweep").value == group_id
     at = open_page("pages/leaderboard.py", timeout=60, sweep="999")  # unknown: all runs, no error
     assert at.selectbox(key="lb_sweep").value is None and not at.exception
+
+
+def test_sweeps_are_numbered_among_sweeps_not_among_groups(conn, app_env):
+    """Issue 31: after a set of repeats (a group too), the first sweep was called "Sweep #2"."""
+    repeats = Lab().submit(TINY, str(app_env), repeats=2)
+    assert repeats.group_id is not None
+    at = _open()
+    at.selectbox(key="sweeps_method").set_value("grid")
+    at = _run(at.text_area(key="sweeps_space").set_value(GRID))
+    at = _run(at.button(key="sweeps_submit").click())
+    group_id = int(sweeps.list_sweeps(conn)["group"][0])
+    assert group_id > repeats.group_id
+    assert "Queued sweep #1: 4 runs" in _texts(at.success)
+    assert at.selectbox(key="sweeps_selected").format_func(group_id).startswith("#1 exp1 ")
+    assert _frame(at, "method")["number"].tolist() == [1]
+    at = open_page("pages/leaderboard.py", timeout=60, sweep=str(group_id))
+    assert at.selectbox(key="lb_sweep").format_func(group_id).startswith("#1 exp1 ")
+    assert [h.value for h in at.subheader if h.value.startswith("Sweep")] == ["Sweep #1: exp1"]

@@ -119,6 +119,18 @@ def test_predict_an_uploaded_image_with_several_models(conn, ds):
     assert list(fig.data[0].y)[-1] == top[top["run"] == 3]["class"].iloc[0]  # the most probable on top
 
 
+def test_the_top_class_is_red_only_when_it_is_known_to_be_wrong():
+    """Issue 31: Predict coloured the top class red whether or not it was right."""
+    top = prediction.top_classes([0.1, 0.6, 0.3], ("cat", "dog", "ship"), k=3)  # dog, ship, cat
+    neutral, right, wrong = prediction_charts.NEUTRAL, prediction_charts.RIGHT, prediction_charts.WRONG
+    assert prediction_charts.class_colours(top) == [neutral] * 3  # an upload: nobody knows
+    assert prediction_charts.class_colours(top, "dog") == [right, neutral, neutral]
+    assert prediction_charts.class_colours(top, "ship") == [wrong, right, neutral]
+    assert prediction_charts.class_colours(top, "plane") == [wrong, neutral, neutral]  # the true class not in the top k
+    fig = prediction_charts.probability_figure(top, true_class="dog")
+    assert dict(zip(fig.data[0].y, fig.data[0].marker.color)) == {"dog": right, "ship": neutral, "cat": neutral}
+
+
 def test_top_classes_by_hand():
     top = prediction.top_classes([0.1, 0.6, 0.3], ("a", "b", "c"), k=2)
     assert top["class"].tolist() == ["b", "c"] and top["probability"].tolist() == [0.6, 0.3]
@@ -174,7 +186,7 @@ def test_compare_verdict_by_hand():
     a = prediction.StoredPredictions(1, probs_a, y)
     b = prediction.StoredPredictions(2, probs_b, y)
     cmp = prediction.compare_runs(a, b, ("x", "y"))
-    assert cmp.verdict.startswith("Run #2 is 30.0 points more accurate than run #1 (100.0% vs 70.0%) on the same 100")
+    assert cmp.verdict.startswith("Run #2 is 30.00 points more accurate than run #1 (100.00% vs 70.00%) on the same 100")
     assert "#1 alone is right on 0 images and #2 alone on 30." in cmp.verdict
     assert "significant (p < 0.001, alpha 0.05): run #2 is the better model" in cmp.verdict
 
@@ -221,16 +233,16 @@ def test_two_seeds_are_set_against_the_seed_spread_and_never_called_the_better_m
     cmp = prediction.compare_runs(a, b, ("x", "y"), seeds=wide)
     assert cmp.significant and not cmp.decisive and cmp.seeds == wide
     assert cmp.verdict.startswith("Runs #1 and #2 are two seeds (0 and 1) of one configuration: the difference is "
-                                  "seed noise unless it exceeds the seed spread. Seed 1 (#2) scores +30.0 points "
-                                  "against seed 0 (#1) (100.0% vs 70.0%) on the same 100 test images")
-    assert ("Its 5 finished seeds spread 12.0 points (std; test accuracy 60.0% to 95.0%), so two seeds typically "
-            "differ by up to 33.9 points (2·√2·std): this difference is within that, seed noise") in cmp.verdict
+                                  "seed noise unless it exceeds the seed spread. Seed 1 (#2) scores +30.00 points "
+                                  "against seed 0 (#1) (100.00% vs 70.00%) on the same 100 test images")
+    assert ("Its 5 finished seeds spread 12.00 points (std; test accuracy 60.00% to 95.00%), so two seeds typically "
+            "differ by up to 33.94 points (2·√2·std): this difference is within that, seed noise") in cmp.verdict
     assert ("McNemar's test, for these two trained models, not the configuration, finds the difference significant "
             "(p < 0.001, alpha 0.05).") in cmp.verdict
     assert "better model" not in cmp.verdict and "paired bootstrap" in cmp.verdict
 
     narrow = prediction.compare_runs(a, b, ("x", "y"), seeds=prediction.SeedPair(0, 1, 3, 0.01, 0.70, 0.72))
-    assert "typically differ by up to 2.8 points (2·√2·std): this difference is larger; check what else" in narrow.verdict
+    assert "typically differ by up to 2.83 points (2·√2·std): this difference is larger; check what else" in narrow.verdict
     assert "better model" not in narrow.verdict
 
 
@@ -239,9 +251,24 @@ def test_two_seeds_with_too_few_finished_seeds_say_so():
     cmp = prediction.compare_runs(a, b, ("x", "y"), seeds=prediction.SeedPair(4, 5, 2, 0.02, 0.96, 0.99))
     assert ("Only 2 seeds of this configuration have finished: too few to know its seed spread (3 are needed)"
             in cmp.verdict)
-    assert "Seed 5 (#2) scores +2.0 points against seed 4 (#1)" in cmp.verdict
+    assert "Seed 5 (#2) scores +2.00 points against seed 4 (#1)" in cmp.verdict
     assert "#1 alone is right on 1 images and #2 alone on 3." in cmp.verdict
     assert "does not find the difference significant" in cmp.verdict and "better model" not in cmp.verdict
+
+
+def test_a_gap_of_two_hundredths_of_a_point_is_written_so_not_rounded_away():
+    """Issue 31: two seeds 0.02 points apart read "scores -0.0 points (38.8% vs 38.8%)"."""
+    y = np.array([0] * 6000 + [1] * 4000)
+    probs_a = np.eye(2, dtype=np.float32)[y].copy()
+    probs_b = probs_a.copy()
+    probs_a[:6116] = probs_a[:6116, ::-1]  # A right on 3,884 of 10,000
+    probs_b[:6114] = probs_b[:6114, ::-1]  # B right on 3,886
+    a, b = prediction.StoredPredictions(1, probs_a, y), prediction.StoredPredictions(2, probs_b, y)
+    seeds = prediction.compare_runs(a, b, ("x", "y"), seeds=prediction.SeedPair(0, 1, 2, 0.001, 0.3884, 0.3886))
+    assert "Seed 1 (#2) scores +0.02 points against seed 0 (#1) (38.86% vs 38.84%)" in seeds.verdict
+    assert "-0.0" not in seeds.verdict
+    other = prediction.compare_runs(a, b, ("x", "y"))
+    assert other.verdict.startswith("Run #2 is 0.02 points more accurate than run #1 (38.86% vs 38.84%)")
 
 
 def test_two_configurations_keep_the_better_model_wording():

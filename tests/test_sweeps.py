@@ -177,6 +177,8 @@ def test_list_sweeps_counts_states_and_leaves_out_other_groups(conn, small_data)
     queue.cancel(conn, ids[0])
     listed = sweeps.list_sweeps(conn)
     assert listed["group"].tolist() == [second, first]
+    assert listed["number"].tolist() == [2, 1]  # numbered among sweeps: the repeats group takes no number
+    assert Lab().sweep_number(first) == sweeps.get_sweep(conn, first).number == 1
     assert listed[["runs", "done", "failed", "active"]].values.tolist() == [[2, 0, 1, 1], [3, 0, 0, 3]]
     assert listed["best"].isna().all()
     with pytest.raises(NotFound, match=r"no sweep 999"):

@@ -64,7 +64,7 @@ CANDIDATE_COLUMNS = [
     "key", "label", "name", "run", "runs", "run_ids", "data_source", "validation", "test_accuracy",
     "test_accuracy_std", "test_accuracy_min", "test_accuracy_max", "params", "macs", "model_bytes", "latency_p50_ms",
     "latency_p95_ms", "latency_spread_pct", "throughput_ips", "measured_while_busy", "measured_load", "train_seconds",
-    "gap", "verdict", "diagnosis",
+    "epochs", "gap", "verdict", "diagnosis",
 ]
 
 
@@ -133,7 +133,7 @@ def candidates(card: pd.DataFrame) -> pd.DataFrame:
             "latency_spread_pct": _pooled_spread(part), "throughput_ips": part["throughput_ips"].median(),
             "measured_while_busy": bool(part["measured_while_busy"].any()),
             "measured_load": _optional(part, "measured_load").max(), "train_seconds": part["train_seconds"].mean(),
-            "gap": part["gap"].mean(), "verdict": best["verdict"], "diagnosis": best["diagnosis"],
+            "epochs": _optional(part, "epochs").max(), "gap": part["gap"].mean(), "verdict": best["verdict"], "diagnosis": best["diagnosis"],
         })
     return pd.DataFrame(rows, columns=CANDIDATE_COLUMNS)
 

@@ -193,13 +193,12 @@ def _stage(fmt: str, build, check, reference: np.ndarray, target: Path, x: np.nd
 
 
 def _load(model_path: Path):
-    from cifar_core.train.models import load_model
+    from cifar_core.train.models import load_model, load_refusal
 
     try:
         return load_model(model_path)
-    except Exception as e:  # a damaged zip, bad JSON, missing weights: Keras raises many types
-        raise DataError(f"{model_path} cannot be loaded ({_one_line(e)}); it is damaged or not a Keras model, "
-                        "train the run again") from e
+    except Exception as e:  # a damaged zip, bad JSON, missing weights, a Lambda layer: Keras raises many types
+        raise DataError(load_refusal(model_path, e)) from e
 
 
 def export_model(model_path: Path, out_dir: Path, name: str, version: int = 1, *, sample_x: np.ndarray) -> ExportResult:

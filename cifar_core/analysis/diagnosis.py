@@ -183,17 +183,19 @@ def _evidence(c: _Curves, num_classes: int) -> dict:
     }
 
 
-def diagnose(history: list[dict], num_classes: int = 10, siblings: Iterable[Sibling] = ()) -> Diagnosis:
+def diagnose(history: list[dict], num_classes: int = 10, siblings: Iterable[Sibling] = (),
+             convolutional: bool = True) -> Diagnosis:
     """Apply the module's rules to a run's history and explain the verdict in words; a clearly
-    better sibling (see the module's docstring) is named first."""
-    d = _diagnose_curves(history, num_classes)
+    better sibling (see the module's docstring) is named first. `convolutional` says whether the
+    network has convolutional layers, so that the advice to grow it fits it (`is_convolutional`)."""
+    d = _diagnose_curves(history, num_classes, convolutional)
     if d.verdict == "too_short" or d.best_val_accuracy is None:
         return d
     better = [s for s in siblings if s.best_val_accuracy >= d.best_val_accuracy + SIBLING_MARGIN]
     return _blame_settings(d, max(better, key=lambda s: (s.best_val_accuracy, -s.run))) if better else d
 
 
-def _diagnose_curves(history: list[dict], num_classes: int) -> Diagnosis:
+def _diagnose_curves(history: list[dict], num_classes: int, convolutional: bool = True) -> Diagnosis:
     if num_classes < 2:
         raise LabError(f"num_classes={num_classes} is too small; a classifier needs at least 2 classes")
     c = _curves(history)
@@ -209,7 +211,7 @@ def _diagnose_curves(history: list[dict], num_classes: int) -> Diagnosis:
     if stalled and ev["train_rise_since_onset"] >= TRAIN_RISE and ev["gap"] > GAP:
         return _overfitting(ev)
     if ev["best_val_accuracy"] < ev["learned_bar"] and ev["last_accuracy"] < ev["learned_bar"]:
-        return _underfitting(ev)
+        return _underfitting(ev, convolutional)
     return _healthy(ev)
 
 
@@ -299,7 +301,7 @@ def _overfitting(ev: dict) -> Diagnosis:
     return _make("overfitting", f"Overfitting from epoch {onset}", sentences, step, ev, overfit=onset)
 
 
-def _underfitting(ev: dict) -> Diagnosis:
+def _underfitting(ev: dict, convolutional: bool = True) -> Diagnosis:
     gain = ev["recent_val_gain_per_epoch"]
     window = min(RECENT, ev["epochs"] - 1)
     sentences = [
@@ -312,9 +314,11 @@ def _underfitting(ev: dict) -> Diagnosis:
             f"Validation accuracy is still rising ({gain * 100:+.1f} points per epoch over the last {window}"
             " epochs), so the model has not converged."
         )
+        grow = ("more filters or another conv block" if convolutional else
+                "convolutional layers before the Flatten: more or wider Dense layers on raw pixels plateau early on images")
         step = (
             f"Train longer (e.g. {ev['epochs'] * 2} epochs) with early stopping on val_loss;"
-            " if it then plateaus low, grow the model (more filters or another conv block)."
+            f" if it then plateaus low, grow the model ({grow})."
         )
         title = "Underfitting: still improving"
     else:
@@ -322,10 +326,10 @@ def _underfitting(ev: dict) -> Diagnosis:
             f"Validation accuracy has levelled off ({gain * 100:+.1f} points per epoch over the last {window}"
             " epochs), so more epochs alone will not help."
         )
-        step = (
-            "Grow the model: add convolutional layers or more filters (dense layers on raw pixels plateau"
-            " early on images), or raise the learning rate if the loss falls slowly."
-        )
+        grow = ("add convolutional layers or more filters" if convolutional else
+                "put convolutional layers (Conv2D with pooling) before the Flatten; more or wider Dense layers on raw"
+                " pixels plateau early on images")
+        step = f"Grow the model: {grow}, or raise the learning rate if the loss falls slowly."
         title = "Underfitting: plateaued low"
     return _make("underfitting", title, sentences, step, ev)
 
@@ -359,6 +363,17 @@ def _healthy(ev: dict) -> Diagnosis:
 # ---------------------------------------------------------------- stored runs
 
 
+CONV_LAYERS = frozenset({"Conv2D", "ResidualBlock", "Whitening"})
+
+
+def is_convolutional(spec: dict) -> bool:
+    """Whether the spec's network has a convolutional layer (True when it names no layers)."""
+    layers = spec.get("layers")
+    if not isinstance(layers, list) or not layers:
+        return True
+    return any(isinstance(layer, dict) and layer.get("type") in CONV_LAYERS for layer in layers)
+
+
 def _num_classes(spec: dict) -> int:
     layers = spec.get("layers") or []
     units = layers[-1].get("units") if layers and isinstance(layers[-1], dict) else None
@@ -377,7 +392,7 @@ def _history_records(history: pd.DataFrame) -> list[dict]:
 def diagnose_run(history: pd.DataFrame, spec: dict, siblings: Iterable[Sibling] = ()) -> Diagnosis:
     """The diagnosis of one run from its stored per-epoch history, its spec and its siblings'
     summaries (`siblings_of`)."""
-    return diagnose(_history_records(history), _num_classes(spec), siblings)
+    return diagnose(_history_records(history), _num_classes(spec), siblings, is_convolutional(spec))
 
 
 def siblings_of(conn: sqlite3.Connection, run_id: int) -> list[Sibling]:
@@ -413,6 +428,7 @@ def verdicts(conn: sqlite3.Connection, run_ids: list[int] | None = None) -> pd.D
     out = []
     for run, group in itertools.groupby(rows, key=lambda r: r[0]):
         history = [{k: (float("nan") if v is None else v) for k, v in zip(fields, r[1:])} for r in group]
-        d = diagnose(history, _num_classes(specs.get(run, {})))
+        spec = specs.get(run, {})
+        d = diagnose(history, _num_classes(spec), convolutional=is_convolutional(spec))
         out.append((run, d.verdict, d.title, d.text, d.next_step))
     return pd.DataFrame(out, columns=columns)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from cifar_core import config
+from cifar_core.numbers import percent, points
 from cifar_core.jobs import queue, store
 from cifar_core.errors import DataError, LabError, NotFound
 
@@ -78,7 +79,7 @@ def load_trained_model(model: TrainedModel):
     """The Keras model of a checked run (`trained_model`), loaded once per process."""
     import keras
 
-    from cifar_core.train.models import custom_objects
+    from cifar_core.train.models import custom_objects, load_refusal
 
     st = model.path.stat()
     key = (str(model.path), st.st_mtime_ns, st.st_size)
@@ -91,7 +92,7 @@ def load_trained_model(model: TrainedModel):
             # name them, or a fresh process cannot load a model holding them
             loaded = keras.saving.load_model(model.path, compile=False, safe_mode=True, custom_objects=custom_objects())
         except (OSError, ValueError, TypeError) as exc:
-            raise DataError(f"run {model.run}'s {MODEL_FILE} cannot be loaded ({exc}); train it again") from exc
+            raise DataError(f"run {model.run}'s {load_refusal(model.path, exc)}") from exc
         _models[key] = loaded
         while len(_models) > MODEL_CACHE_SIZE:
             _models.popitem(last=False)
@@ -349,19 +350,20 @@ def _p_text(p: float) -> str:
 
 
 def _interval(run_a: int, run_b: int, boot: tuple[float, float, float]) -> str:
-    diff, low, high = (v * 100 for v in boot)
-    return f"A paired bootstrap puts #{run_b} minus #{run_a} at {diff:+.1f} points (95% interval {low:+.1f} to {high:+.1f})."
+    diff, low, high = (points(v, signed=True) for v in boot)
+    return f"A paired bootstrap puts #{run_b} minus #{run_a} at {diff} points (95% interval {low} to {high})."
 
 
 def _verdict(run_a: int, run_b: int, c, boot: tuple[float, float, float], n: int, alpha: float) -> str:
     diff = boot[0] * 100
     p_text = _p_text(c.mcnemar.p_value)
     if abs(diff) < 1e-9:
-        lead = f"Runs #{run_a} and #{run_b} are equally accurate ({c.accuracy_a:.1%}) on the same {n:,} test images."
+        lead = f"Runs #{run_a} and #{run_b} are equally accurate ({percent(c.accuracy_a)}) on the same {n:,} test images."
     else:
         hi, lo = (run_b, run_a) if diff > 0 else (run_a, run_b)
-        lead = (f"Run #{hi} is {abs(diff):.1f} points more accurate than run #{lo} ({max(c.accuracy_a, c.accuracy_b):.1%}"
-                f" vs {min(c.accuracy_a, c.accuracy_b):.1%}) on the same {n:,} test images.")
+        lead = (f"Run #{hi} is {points(abs(boot[0]))} points more accurate than run #{lo} "
+                f"({percent(max(c.accuracy_a, c.accuracy_b))} vs {percent(min(c.accuracy_a, c.accuracy_b))}) "
+                f"on the same {n:,} test images.")
     detail = (f"#{run_a} alone is right on {c.mcnemar.n10:,} images and #{run_b} alone on {c.mcnemar.n01:,}.")
     if c.mcnemar.significant:
         better = run_b if c.mcnemar.n01 > c.mcnemar.n10 else run_a
@@ -380,8 +382,8 @@ def _seed_verdict(run_a: int, run_b: int, c, boot: tuple[float, float, float], n
     diff = boot[0] * 100
     lead = (f"Runs #{run_a} and #{run_b} are two seeds ({seeds.seed_a} and {seeds.seed_b}) of one configuration: "
             "the difference is seed noise unless it exceeds the seed spread.")
-    result = (f"Seed {seeds.seed_b} (#{run_b}) scores {diff:+.1f} points against seed {seeds.seed_a} (#{run_a}) "
-              f"({c.accuracy_b:.1%} vs {c.accuracy_a:.1%}) on the same {n:,} test images; "
+    result = (f"Seed {seeds.seed_b} (#{run_b}) scores {points(boot[0], signed=True)} points against seed "
+              f"{seeds.seed_a} (#{run_a}) ({percent(c.accuracy_b)} vs {percent(c.accuracy_a)}) on the same {n:,} test images; "
               f"#{run_a} alone is right on {c.mcnemar.n10:,} images and #{run_b} alone on {c.mcnemar.n01:,}.")
     if seeds.runs < MIN_SEEDS:
         spread = (f"Only {seeds.runs} seeds of this configuration have finished: too few to know its seed spread "
@@ -389,8 +391,9 @@ def _seed_verdict(run_a: int, run_b: int, c, boot: tuple[float, float, float], n
                   "into the difference.")
     else:
         gap = seeds.typical_gap * 100
-        spread = (f"Its {seeds.runs} finished seeds spread {seeds.std * 100:.1f} points (std; test accuracy "
-                  f"{seeds.low:.1%} to {seeds.high:.1%}), so two seeds typically differ by up to {gap:.1f} points "
+        spread = (f"Its {seeds.runs} finished seeds spread {points(seeds.std)} points (std; test accuracy "
+                  f"{percent(seeds.low)} to {percent(seeds.high)}), so two seeds typically differ by up to "
+                  f"{points(seeds.typical_gap)} points "
                   "(2·√2·std): ")
         spread += ("this difference is within that, seed noise: neither seed makes the configuration better."
                    if abs(diff) <= gap else

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-
-def _pct(v: float) -> str:
-    return f"{v * 100:.1f}%"
+from cifar_core.numbers import percent as _pct
+from cifar_core.numbers import points as _points
 
 
 def _ms(v) -> str:
@@ -51,6 +50,10 @@ def _p(p: float) -> str:
 
 
 def _who(row) -> str:
+    """A candidate by name and run; one pooled from several seeds names them all, as its figures
+    are their mean."""
+    if row.get("runs", 1) > 1 and isinstance(row.get("run_ids"), str):
+        return f"{row['label']} (mean of runs {row['run_ids']})"
     return f"{row['label']} (run #{int(row['run'])})"
 
 
@@ -58,7 +61,7 @@ def _accuracy_text(row) -> str:
     text = f"test accuracy {_pct(row['test_accuracy'])}"
     if row["runs"] > 1:
         std = row["test_accuracy_std"]
-        text += f" (mean of {row['runs']} seeds, ± {std * 100:.1f} points std; range {_pct(row['test_accuracy_min'])}" \
+        text += f" (mean of {row['runs']} seeds, ± {_points(std)} points std; range {_pct(row['test_accuracy_min'])}" \
                 f"–{_pct(row['test_accuracy_max'])})"
     return text
 
@@ -77,7 +80,7 @@ def recommendation_text(ranked: pd.DataFrame, vs: pd.DataFrame, labels: dict[int
            else "")
         + f"{int(pick['params']):,} parameters, {_macs(pick.get('macs'))}, a {_bytes(pick['model_bytes'])} model file; "
         f"trained in "
-        f"{_duration(pick['train_seconds'])}; final train-validation gap {pick['gap'] * 100:.1f} points"
+        f"{_duration(pick['train_seconds'])}; final train-validation gap {_points(pick['gap'])} points"
         + (f" (diagnosis: {pick['diagnosis']})." if isinstance(pick.get("diagnosis"), str) else "."),
     ]
     lines.append("")
@@ -104,10 +107,10 @@ def _why_text(ranked: pd.DataFrame, pick, ref, alpha: float) -> str:
         ruled_out = "; ".join(f"{_who(r)}: {r['why'] if r['why'] != 'eligible' else 'its latency ties within the noise'}"
                               for _, r in faster.iterrows())
         return text + f"; the faster candidates within a point of it are ruled out ({ruled_out})."
-    drop = (ref["test_accuracy"] - pick["test_accuracy"]) * 100
+    drop = _points(ref["test_accuracy"] - pick["test_accuracy"])
     speed = ref["latency_p50_ms"] / pick["latency_p50_ms"] if pick["latency_p50_ms"] else float("nan")
     text = (
-        f"it is {drop:.1f} points below the most accurate candidate, {_who(ref)} at {_pct(ref['test_accuracy'])}, "
+        f"it is {drop} points below the most accurate candidate, {_who(ref)} at {_pct(ref['test_accuracy'])}, "
         f"a difference McNemar's test does not find significant ({_p(pick['p_value'])} at alpha {alpha:g}), "
         + (f"while it answers {speed:.1f}x faster" if _who(ref) not in str(pick.get("tied_with") or "") else
            "while it answers as fast within the noise")
@@ -122,7 +125,7 @@ def _why_text(ranked: pd.DataFrame, pick, ref, alpha: float) -> str:
 def _gives_up_text(ranked: pd.DataFrame, pick, ref) -> str:
     parts = []
     if pick["key"] != ref["key"]:
-        parts.append(f"{(ref['test_accuracy'] - pick['test_accuracy']) * 100:.1f} points of mean test accuracy against "
+        parts.append(f"{_points(ref['test_accuracy'] - pick['test_accuracy'])} points of mean test accuracy against "
                      f"{_who(ref)}.")
     else:
         parts.append("no accuracy: it is the most accurate candidate.")
@@ -131,7 +134,7 @@ def _gives_up_text(ranked: pd.DataFrame, pick, ref) -> str:
         f = faster.iloc[0]
         parts.append(
             f"The fastest candidate, {_who(f)}, answers in {_ms(f['latency_p50_ms'])} but is "
-            f"{(pick['test_accuracy'] - f['test_accuracy']) * 100:.1f} points less accurate ({_pct(f['test_accuracy'])})."
+            f"{_points(pick['test_accuracy'] - f['test_accuracy'])} points less accurate ({_pct(f['test_accuracy'])})."
         )
     smaller = ranked[ranked["model_bytes"] < pick["model_bytes"]]
     if not smaller.empty and (faster.empty or smaller["model_bytes"].min() < faster.iloc[0]["model_bytes"]):
@@ -163,8 +166,26 @@ def _versus_text(vs: pd.DataFrame, labels: dict[int, str], test_images: int | No
     return text
 
 
+SHORT_EPOCHS = 10  # the notebook trained its nets 10 to 40 epochs; fewer reads as a short run
+
+
+def _epochs_caveat(ranked: pd.DataFrame) -> str | None:
+    """What the candidates' training lengths mean for the ranking: short or unequal runs."""
+    if "epochs" not in ranked or ranked["epochs"].isna().all():
+        return None
+    low, high = int(ranked["epochs"].min()), int(ranked["epochs"].max())
+    span = f"{low}" if low == high else f"{low}-{high}"
+    if high < SHORT_EPOCHS:
+        every = "Every candidate" if len(ranked) > 1 else "It"
+        return (f"{every} trained only {span} epoch{'s' if high > 1 else ''}: the accuracies are those of short runs, "
+                "and longer training may change the ranking.")
+    if low != high:
+        return f"The candidates trained {span} epochs, not alike: a longer run may owe its accuracy to its length."
+    return None
+
+
 def _caveats(ranked: pd.DataFrame, pick) -> list[str]:
-    out = []
+    out = [c for c in [_epochs_caveat(ranked)] if c]
     if pick["validation"] == "test":
         out.append(
             "This run validated on the test set each epoch (the notebook's setting), so its test accuracy also "

@@ -26,7 +26,7 @@ from cifar_core.spec.space import NAME_PREFIX_KEPT, SweepSpace, expand, first_fr
 
 TARGET = "best_val_accuracy"
 RESERVED_PATHS = ("name", "sweep_params")  # set per run by the expansion itself
-SWEEP_COLUMNS = ["group", "name", "method", "params", "runs", "done", "failed", "active", "best", "best_run", "created"]
+SWEEP_COLUMNS = ["group", "number", "name", "method", "params", "runs", "done", "failed", "active", "best", "best_run", "created"]
 RESULT_COLUMNS = ["best_val_accuracy", "best_epoch", "test_accuracy", "params", "seconds_per_epoch"]
 
 
@@ -67,6 +67,7 @@ class SweepInfo:
     base: dict  # the base experiment document
     run_ids: tuple[int, ...]
     created: pd.Timestamp
+    number: int  # its place among the sweeps, from 1: what pages call it ("Sweep #1"); `id` is the store's group
 
     @property
     def paths(self) -> list[str]:
@@ -197,11 +198,12 @@ def _info(conn: sqlite3.Connection, row) -> SweepInfo:
     return SweepInfo(
         id=row["id"], name=row["name"], space=detail.get("space", {}), base=detail.get("base", {}),
         run_ids=tuple(ids), created=pd.to_datetime(row["created_at"], unit="s").floor("s"),
+        number=store.group_number(conn, row["id"], queue.GROUP_SWEEP),
     )
 
 
 def list_sweeps(conn: sqlite3.Connection) -> pd.DataFrame:
-    """Every sweep, newest first: runs, how many succeeded (done), failed or cancelled, still
+    """Every sweep, newest first: its group id, its number among the sweeps (from 1), runs, how many succeeded (done), failed or cancelled, still
     queued or running (active), and the best validation accuracy with its run."""
     rows = store.group_rows(conn, queue.GROUP_SWEEP)
     infos = [_info(conn, r) for r in rows]
@@ -215,7 +217,7 @@ def _sweep_row(info: SweepInfo, board: pd.DataFrame) -> dict:
     scored = runs.dropna(subset=[TARGET])
     best = scored.loc[scored[TARGET].astype(float).idxmax()] if not scored.empty else None
     return {
-        "group": info.id, "name": info.name, "method": info.method, "params": ", ".join(info.paths),
+        "group": info.id, "number": info.number, "name": info.name, "method": info.method, "params": ", ".join(info.paths),
         "runs": len(info.run_ids), "done": int((status == queue.SUCCEEDED).sum()),
         "failed": int(status.isin([queue.FAILED, queue.CANCELLED]).sum()),
         "active": int(status.isin([queue.QUEUED, queue.RUNNING]).sum()),

@@ -11,16 +11,27 @@ from cifar_core.analysis.stats import in_b_favour
 FAVOUR_B, FAVOUR_A, EVEN = "#2166ac", "#b2182b", "#bbbbbb"
 DIVERGING = "RdBu"  # low (negative: in A's favour) red, high (in B's favour) blue
 FAVOUR_LEGEND = "blue in B's favour, red in A's"
+# A prediction's bars: all neutral unless the true class is known; then the true class green and a wrong top class red.
+NEUTRAL, RIGHT, WRONG = "#1f77b4", "#2ca02c", "#d62728"
 
 
-def probability_figure(top: pd.DataFrame, title: str | None = None, height: int = 300):
-    """Horizontal bars of one model's top classes (`top_classes` or one run of `predict_image`)."""
+def class_colours(top: pd.DataFrame, true_class: str | None = None) -> list[str]:
+    """One colour per row of `top`: neutral when the true class is unknown (an upload); else the
+    true class RIGHT and the top class WRONG when it is not the true class."""
+    if true_class is None:
+        return [NEUTRAL] * len(top)
+    return [RIGHT if c == true_class else WRONG if r == 1 else NEUTRAL for c, r in zip(top["class"], top["rank"])]
+
+
+def probability_figure(top: pd.DataFrame, title: str | None = None, height: int = 300, true_class: str | None = None):
+    """Horizontal bars of one model's top classes (`top_classes` or one run of `predict_image`),
+    coloured by `class_colours`."""
     import plotly.graph_objects as go
 
     top = top.sort_values("probability")
     fig = go.Figure(go.Bar(
         x=top["probability"] * 100, y=top["class"], orientation="h", text=[f"{p:.1%}" for p in top["probability"]],
-        textposition="auto", marker_color=["#d62728" if r == 1 else "#1f77b4" for r in top["rank"]],
+        textposition="auto", marker_color=class_colours(top, true_class),
         hovertemplate="%{y}: %{x:.2f}%<extra></extra>",
     ))
     fig.update_layout(height=height, title=title, xaxis=dict(title="probability (%)", range=[0, 100]),

@@ -78,7 +78,28 @@ def _sniff(data: bytes) -> str:
         return "PNG"
     if data.startswith(JPEG_MAGIC):
         return "JPEG"
-    raise UploadError(f"not a PNG or JPEG image (starts with {bytes(data[:8])!r})")
+    raise UploadError(f"not a PNG or JPEG image: {_what_it_is(bytes(data[:512]))}")
+
+
+OTHER_FORMATS = ((b"GIF8", "a GIF image"), (b"BM", "a BMP image"), (b"%PDF", "a PDF document"),
+                 (b"PK\x03\x04", "a ZIP archive"), (b"\x1f\x8b", "a gzip archive"), (b"II*\x00", "a TIFF image"),
+                 (b"MM\x00*", "a TIFF image"))
+
+
+def _what_it_is(head: bytes) -> str:
+    """In words, what a file that is neither PNG nor JPEG seems to be, from its first bytes."""
+    for magic, name in OTHER_FORMATS:
+        if head.startswith(magic):
+            return f"it is {name}; save it as PNG or JPEG"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "it is a WebP image; save it as PNG or JPEG"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(c.isprintable() or c in "\t\r\n" for c in text):
+        return "it is text, not a picture"
+    return "its first bytes are neither format's signature"
 
 
 _pillow = threading.Lock()

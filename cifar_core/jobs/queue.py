@@ -8,6 +8,12 @@ that dies stops renewing; `reap_expired` (run by every claim, by workers every f
 the app when it reads the queue) puts the job back in the queue, and the next worker resumes it
 from its last per-epoch checkpoint. Only attempts that finished no epoch count as crashes: a job
 fails after `max_attempts` crashes in a row, never for making progress.
+
+Train time: a run's `train_seconds` are the seconds workers held its job, summed over its
+attempts (each from its claim to its end: finished, handed back, or its worker gone), so a
+retried run counts the attempt that was cancelled as well as the retry, and never the time it
+waited in the queue. Only this module writes it (`store.end_attempt`, in the transaction that
+ends an attempt); every page, the CLI and the reports read that one figure.
 """
 
 from __future__ import annotations
@@ -69,6 +75,16 @@ class Job:
     node: str | None = None  # where its last epoch trained
     worker_pid: int | None = None
     phase: Phase | None = None  # what its attempt does now (None: not said yet)
+    attempt_at: float | None = None  # when its current (or last) attempt was claimed
+    train_seconds: float | None = None  # its ended attempts' seconds (see the module docstring)
+
+    def trained(self, now: float) -> float | None:
+        """Seconds spent training so far, summed over attempts (the running one up to `now`);
+        None before its first claim."""
+        if self.attempts == 0:
+            return None
+        running = max(0.0, now - (self.attempt_at or self.started_at or now)) if self.state == RUNNING else 0.0
+        return (self.train_seconds or 0.0) + running
 
     @property
     def finished(self) -> bool:
@@ -120,6 +136,7 @@ def _job(row: sqlite3.Row) -> Job:
         progress_at=row["progress_at"], epochs=int(spec.get("epochs", 0)), crashes=row["crashes"],
         note=row["note"], node=row["node"], worker_pid=row["worker_pid"],
         phase=None if row["phase"] is None else Phase(row["phase"], row["phase_step"], row["phase_steps"], row["phase_at"]),
+        attempt_at=row["attempt_at"], train_seconds=row["train_seconds"],
     )
 
 
@@ -170,7 +187,7 @@ def claim(conn: sqlite3.Connection, worker_id: str, lease_seconds: float = DEFAU
             conn, job_id, state=RUNNING, worker_id=worker_id, lease_expires_at=t + lease_seconds,
             attempts=store.Expr("attempts + 1"), started_at=t if row["started_at"] is None else row["started_at"],
             batch=0, progress_at=t, claimed_epoch=row["epoch"], note=None, phase=None, phase_step=0, phase_steps=0,
-            phase_at=None,
+            phase_at=None, attempt_at=t,
         )
         return _job(store.job_row(conn, job_id))
 
@@ -205,6 +222,7 @@ def _reap(conn: sqlite3.Connection, t: float, causes: dict[int, str] | None = No
     for row in rows:
         cause = (causes or {}).get(row["id"]) or f"worker {row['worker_id']} stopped responding"
         lost = f"{cause} during attempt {row['attempts']} (after epoch {row['epoch']})"
+        store.end_attempt(conn, row["id"], t if row["id"] in (causes or {}) else (row["progress_at"] or t))  # last heard of
         progressed = row["epoch"] > row["claimed_epoch"]
         crashes = 0 if progressed else row["crashes"] + 1
         if row["cancel_requested"]:
@@ -273,23 +291,31 @@ def record_epoch(conn: sqlite3.Connection, lease: Lease, record: dict, node: str
 
 def finish(conn: sqlite3.Connection, lease: Lease, state: str, error: str | None = None,
            results: dict | None = None) -> bool:
-    """Close the job `lease` holds; `results` go to its run row. False if the lease was lost."""
+    """Close the job `lease` holds; `results` go to its run row (never `train_seconds`: this
+    attempt's seconds are added to it here). False if the lease was lost."""
     if state not in TERMINAL:
         raise LabError(f"finish() needs a final state ({', '.join(sorted(TERMINAL))}), got {state!r}")
+    if "train_seconds" in (results or {}):
+        raise LabError("finish() adds the attempt's seconds to train_seconds itself; leave it out of results")
     t = store.now()
     with store.transaction(conn):
         if not store.update_job(conn, lease.job_id, _held(lease), state=state, error=error, ended_at=t,
                                 lease_expires_at=None, note=None):
             return False
         store.update_run(conn, lease.job_id, **(results or {}))
+        store.end_attempt(conn, lease.job_id, t)
     return True
 
 
 def requeue(conn: sqlite3.Connection, lease: Lease, reason: str) -> bool:
     """Hand a job back (its worker is shutting down); this attempt does not count as a crash."""
+    t = store.now()
     with store.transaction(conn):
-        return bool(store.update_job(conn, lease.job_id, _held(lease), state=QUEUED, worker_id=None,
-                                     lease_expires_at=None, error=reason, note=None))
+        if not store.update_job(conn, lease.job_id, _held(lease), state=QUEUED, worker_id=None,
+                                lease_expires_at=None, error=reason, note=None):
+            return False
+        store.end_attempt(conn, lease.job_id, t)
+    return True
 
 
 def retry(conn: sqlite3.Connection, job_id: int) -> str:

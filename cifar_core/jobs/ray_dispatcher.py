@@ -530,8 +530,7 @@ class Dispatcher:
             self._succeed(f, result, conn)
         elif reason == queue.STOP_CANCEL:
             done = _epochs(conn, job_id)
-            self._finish(conn, lease, queue.CANCELLED, error=f"cancelled after epoch {done}",
-                         results={"train_seconds": result.get("train_seconds")} if result.get("train_seconds") else None)
+            self._finish(conn, lease, queue.CANCELLED, error=f"cancelled after epoch {done}")
             log.info("job %s cancelled; its checkpoint stays for a retry", job_id)
         elif reason == queue.STOP_SHUTDOWN:
             queue.requeue(conn, lease, "dispatcher shut down; resumes from its last finished epoch")
@@ -561,8 +560,7 @@ class Dispatcher:
             **cost, "params": result["params"],
             "test_loss": result["test_loss"], "test_accuracy": result["test_accuracy"],
             "stopped_epoch": result["stopped_epoch"], "stop_reason": result["early_stop_reason"],
-            "train_seconds": result["train_seconds"],
-        }
+        }  # train_seconds: queue.finish adds this attempt's to the run's
         if self._finish(conn, f.job.lease, queue.SUCCEEDED, results=results):
             log.info("job %s succeeded on %s: test accuracy %.4f", f.job.id, result["node"], result["test_accuracy"])
 

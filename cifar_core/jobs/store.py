@@ -21,7 +21,7 @@ from typing import Iterator
 from cifar_core import config
 from cifar_core.errors import StoreError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 BACKUPS_KEPT = 5  # rolling online backups of the store under <home>/backups
 BUSY_TIMEOUT_MS = 30_000
 
@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     phase TEXT,                               -- train.phases name of what it does now (NULL: not yet said)
     phase_step INTEGER NOT NULL DEFAULT 0,    -- validating: batches done (scoring: 0)
     phase_steps INTEGER NOT NULL DEFAULT 0,   -- validating: batches per pass (scoring: test-time views)
-    phase_at REAL                             -- when the phase began
+    phase_at REAL,                            -- when the phase began
+    attempt_at REAL                           -- when the current (or last) attempt was claimed
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, id);
 CREATE INDEX IF NOT EXISTS jobs_by_group ON jobs(group_id);
@@ -82,7 +83,7 @@ CREATE TABLE IF NOT EXISTS runs (
     test_accuracy REAL,
     stopped_epoch INTEGER,
     stop_reason TEXT,
-    train_seconds REAL,
+    train_seconds REAL,           -- seconds workers held the job, summed over its ended attempts (queue.py)
     model_bytes INTEGER,
     latency_p50_ms REAL,          -- batch 1, measured by the worker right after training
     latency_p95_ms REAL,
@@ -282,6 +283,7 @@ _ADDED_IN_3 = {
     "metrics": ("val_seconds REAL",),
 }  # and the batch_points table, which SCHEMA creates
 _ADDED_IN_4 = ("macs INTEGER", "latency_spread_pct REAL", "measured_load REAL", "latency_session INTEGER")  # runs; and the latency_measurements table
+_ADDED_IN_5 = ("attempt_at REAL",)  # jobs
 
 
 def _upgrade(conn: sqlite3.Connection, version: int) -> None:
@@ -293,6 +295,8 @@ def _upgrade(conn: sqlite3.Connection, version: int) -> None:
             _add_columns(conn, table, columns)
     if version < 4:
         _add_columns(conn, "runs", _ADDED_IN_4)
+    if version < 5:
+        _add_columns(conn, "jobs", _ADDED_IN_5)
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
 
@@ -383,14 +387,17 @@ def job_names(conn: sqlite3.Connection, prefix: str) -> list[str]:
     return [r[0] for r in rows.fetchall()]
 
 
+_JOB = "SELECT j.*, r.train_seconds FROM jobs j LEFT JOIN runs r ON r.id = j.id"  # a job and its train time
+
+
 def job_row(conn: sqlite3.Connection, job_id: int) -> sqlite3.Row | None:
-    return conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return conn.execute(f"{_JOB} WHERE j.id = ?", (job_id,)).fetchone()
 
 
 def job_rows(conn: sqlite3.Connection, states: tuple[str, ...], limit: int) -> list[sqlite3.Row]:
     """Jobs in the given states, newest first."""
     return conn.execute(
-        f"SELECT * FROM jobs WHERE state IN ({_marks(states)}) ORDER BY id DESC LIMIT ?", (*states, limit)
+        f"{_JOB} WHERE j.state IN ({_marks(states)}) ORDER BY j.id DESC LIMIT ?", (*states, limit)
     ).fetchall()
 
 
@@ -407,7 +414,7 @@ def oldest_claimable(conn: sqlite3.Connection, queued: str) -> int | None:
 
 def expired_leases(conn: sqlite3.Connection, running: str, t: float) -> list[sqlite3.Row]:
     return conn.execute(
-        "SELECT id, attempts, max_attempts, worker_id, cancel_requested, epoch, claimed_epoch, crashes FROM jobs"
+        "SELECT id, attempts, max_attempts, worker_id, cancel_requested, epoch, claimed_epoch, crashes, progress_at FROM jobs"
         " WHERE state = ? AND lease_expires_at < ?",
         (running, t),
     ).fetchall()
@@ -426,6 +433,17 @@ def update_run(conn: sqlite3.Connection, run_id: int, **values) -> None:
     if values:
         sets, args = _assignments(values)
         conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*args, run_id))
+
+
+def end_attempt(conn: sqlite3.Connection, job_id: int, end: float) -> None:
+    """Inside the transaction that ends a job's current attempt: add its seconds, from its claim
+    (`attempt_at`; `started_at` in a store from before it was kept) to `end`, to the run's
+    train time."""
+    conn.execute(
+        "UPDATE runs SET train_seconds = COALESCE(train_seconds, 0)"
+        " + MAX(0, ? - (SELECT COALESCE(attempt_at, started_at, ?) FROM jobs WHERE id = ?)) WHERE id = ?",
+        (end, end, job_id, job_id),
+    )
 
 
 class Expr(str):
@@ -497,6 +515,11 @@ def group_row(conn: sqlite3.Connection, group_id: int, kind: str) -> sqlite3.Row
     return conn.execute(
         "SELECT id, name, detail_json, created_at FROM groups WHERE id = ? AND kind = ?", (group_id, kind)
     ).fetchone()
+
+
+def group_number(conn: sqlite3.Connection, group_id: int, kind: str) -> int:
+    """The group's place among the groups of its kind, from 1 (sweeps and repeat sets share the ids)."""
+    return conn.execute("SELECT COUNT(*) FROM groups WHERE kind = ? AND id <= ?", (kind, int(group_id))).fetchone()[0]
 
 
 def group_rows(conn: sqlite3.Connection, kind: str) -> list[sqlite3.Row]:

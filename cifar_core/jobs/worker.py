@@ -447,8 +447,7 @@ def train_job(conn, job: queue.Job, cfg: WorkerConfig, shutdown: threading.Event
         if finish(conn, lease, queue.SUCCEEDED, cfg.lease_seconds, results=_results(outcome, cost)):
             log.info("job %s succeeded: test accuracy %.4f", job.id, outcome.test_accuracy)
     elif reporter.stop_reason == queue.STOP_CANCEL:
-        if finish(conn, lease, queue.CANCELLED, cfg.lease_seconds, error=cancelled_after(len(outcome.history)),
-                  results={"train_seconds": outcome.train_seconds}):
+        if finish(conn, lease, queue.CANCELLED, cfg.lease_seconds, error=cancelled_after(len(outcome.history))):
             log.info("job %s cancelled; its checkpoint stays for a retry", job.id)
     elif reporter.stop_reason == queue.STOP_SHUTDOWN:
         queue.requeue(conn, lease, "worker shut down; resumes from its last finished epoch")
@@ -536,8 +535,7 @@ def _results(outcome, cost: dict) -> dict:
         "test_accuracy": outcome.test_accuracy,
         "stopped_epoch": outcome.stopped_epoch,
         "stop_reason": outcome.stop_reason,
-        "train_seconds": outcome.train_seconds,
-    }
+    }  # train_seconds: queue.finish adds this attempt's to the run's
 
 
 def default_threads(conn) -> int:

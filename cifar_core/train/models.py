@@ -220,6 +220,18 @@ def custom_objects() -> dict[str, type]:
     }
 
 
+def load_refusal(path, exc: BaseException) -> str:
+    """One line saying why a model file cannot be loaded, naming the file and the fix: a Lambda
+    layer (code, which the lab never deserialises) by name, anything else by the first line of
+    Keras's message (its own runs to several lines)."""
+    message = str(exc).strip()
+    if "Lambda" in message and "unsafe" in message.lower():
+        return (f"{path} cannot be loaded: it holds a Lambda layer (Python code, which the lab never loads), "
+                "so the lab did not write it; train the run again")
+    first = message.splitlines()[0].strip() if message else ""
+    return f"{path} cannot be loaded ({type(exc).__name__}: {first}); it is damaged or not a Keras model, train the run again"
+
+
 def load_model(path):
     """Load a .keras file that this lab wrote (never call it on a user's upload)."""
     import keras

@@ -367,11 +367,17 @@ def widget_value(widget: str, raw):
 
 
 def setting_enabled(doc: dict, name: str) -> bool:
-    """Optimizer-specific settings are editable with an optimizer that reads them, or while set to a
-    value other than the default (so a value from a file can still be cleared)."""
-    users = OPTIMIZER_USERS.get(name)
-    if users is None or doc.get("optimizer", TOP_ARGS["optimizer"].default) in users:
-        return True
+    """Optimizer-specific settings are editable with an optimizer that reads them, Muon's momentum
+    while Muon is on (muon_learning_rate > 0); either also while set to a value other than the
+    default (so a value from a file can still be cleared)."""
+    if name == "muon_momentum":
+        rate = doc.get("muon_learning_rate", TOP_ARGS["muon_learning_rate"].default)
+        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or rate > 0:
+            return True
+    else:
+        users = OPTIMIZER_USERS.get(name)
+        if users is None or doc.get("optimizer", TOP_ARGS["optimizer"].default) in users:
+            return True
     return name in doc and doc[name] != TOP_ARGS[name].default
 
 

@@ -1,8 +1,12 @@
-"""What the Training page shows about the queue, as plain data: progress, the phase, elapsed time
-and ETA per job, the live jobs' per-epoch histories and running points, and the recent jobs' final
+"""What the Training page shows about the queue, as plain data: progress, the phase, train time
+(the run's one figure, `queue.Job.trained`), time queued and ETA per job, the live jobs' per-epoch histories and running points, and the recent jobs' final
 figures.
 
-Progress counts finished epochs plus the batch fraction of the current one. The ETA is the sum of
+Progress counts finished epochs plus the share of the current one done: its trained batches'
+share of the epoch's training part, then its validated batches' share of the validation part
+(each part's share of an epoch as the finished epochs measured it; before any, the training part
+is the whole epoch). It never goes backwards: validating comes after every batch is trained.
+The ETA is the sum of
   - the epochs not begun yet, each taking the mean `seconds` of the finished epochs (training and
     validation: the relay times an epoch from its start to its end, and fit validates before the
     epoch ends);
@@ -13,8 +17,10 @@ Progress counts finished epochs plus the batch fraction of the current one. The 
     a few seconds each;
 less the seconds since the worker last reported. In an end phase the ETA counts down what is left
 of the end phases' estimate from the phase's start (0 once it overruns). Before the first epoch
-ends it extrapolates from the time the first batches took (including model building, so it starts
-pessimistic) and leaves the unmeasured validation and scoring out.
+ends it extrapolates from the batches trained so far, timed from the start of the epoch (not of
+the job: loading the data and building the model are behind it), and leaves the unmeasured
+validation and scoring out; such an ETA is `rough` (its first batches include TensorFlow's
+tracing, so it errs long) until an epoch has finished to go on.
 """
 
 from __future__ import annotations
@@ -51,7 +57,8 @@ class JobProgress:
     batch: int  # batches done in the current epoch
     batches: int  # batches per epoch; 0 until the worker first reports
     fraction: float  # 0..1 of the whole run
-    elapsed: float | None  # seconds since it started (until it ended, once finished); None while queued
+    trained: float | None  # seconds spent training, summed over attempts; None before its first attempt
+    queued: float  # seconds it waited in the queue: from its submission to now (or its end), less `trained`
     eta: float | None  # seconds left; None when unknown (queued, finished, nothing measured yet)
     seconds_per_epoch: float | None  # mean of the finished epochs
     cancel_requested: bool
@@ -60,6 +67,7 @@ class JobProgress:
     note: str | None = None  # what its worker says now (a pause for disk space)
     node: str | None = None  # where its last epoch trained (host, or Ray node)
     phase: Phase | None = None  # what a running job does now (None: not said yet)
+    rough: bool = False  # the ETA is extrapolated from the first epoch's batches, not from a finished epoch
 
     @property
     def active(self) -> bool:
@@ -120,15 +128,17 @@ class QueueView:
 
 def job_progress(job: queue.Job, epoch_seconds: Sequence[float] = (), now: float | None = None,
                  val_seconds: Sequence[float] = ()) -> JobProgress:
-    """Progress, phase, elapsed time and ETA of one job; `epoch_seconds` are its finished epochs'
+    """Progress, phase, train time, time queued and ETA of one job; `epoch_seconds` are its finished epochs'
     durations (training and validation), `val_seconds` their validation parts."""
     now = store.now() if now is None else now
     per_epoch, per_val = _mean(epoch_seconds), _mean(val_seconds)
     in_epoch = job.batch / job.batches if job.batches and job.state == queue.RUNNING else 0.0
+    trained = job.trained(now)
+    eta = _eta(job, in_epoch, per_epoch, per_val, now)
     return JobProgress(
         id=job.id, name=job.name, state=job.state, epoch=job.epoch, epochs=job.epochs, batch=job.batch,
-        batches=job.batches, fraction=_fraction(job, in_epoch), elapsed=_elapsed(job, now),
-        eta=_eta(job, in_epoch, per_epoch, per_val, now), seconds_per_epoch=per_epoch,
+        batches=job.batches, fraction=_fraction(job, in_epoch, per_epoch, per_val), trained=trained, queued=_queued(job, trained, now),
+        eta=eta, rough=eta is not None and per_epoch is None, seconds_per_epoch=per_epoch,
         cancel_requested=job.cancel_requested, error=job.error, attempts=job.attempts, note=job.note,
         node=job.node, phase=job.phase if job.state == queue.RUNNING else None,
     )
@@ -139,19 +149,26 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(measured) / len(measured) if measured else None
 
 
-def _fraction(job: queue.Job, in_epoch: float) -> float:
+def _fraction(job: queue.Job, in_epoch: float, per_epoch: float | None = None, per_val: float | None = None) -> float:
     if job.state == queue.SUCCEEDED:
         return 1.0
     if job.epochs <= 0:
         return 0.0
+    phase = job.phase.name if job.state == queue.RUNNING and job.phase is not None else TRAINING
+    if phase in END_PHASES:
+        return 1.0  # every epoch is done
+    train_share = 1.0 if not per_epoch or per_val is None else min(1.0, max(0.0, 1 - per_val / per_epoch))
+    if phase == VALIDATING:  # every batch of this epoch is trained: its validation goes on from there
+        validated = min(1.0, job.phase.step / job.phase.steps) if job.phase.steps else 0.0
+        in_epoch = train_share + (1 - train_share) * validated
+    else:
+        in_epoch *= train_share
     return min(1.0, max(0.0, (job.epoch + in_epoch) / job.epochs))
 
 
-def _elapsed(job: queue.Job, now: float) -> float | None:
-    if job.started_at is None:
-        return None
+def _queued(job: queue.Job, trained: float | None, now: float) -> float:
     end = job.ended_at if job.finished and job.ended_at is not None else now
-    return max(0.0, end - job.started_at)
+    return max(0.0, end - job.created_at - (trained or 0.0))
 
 
 def _eta(job: queue.Job, in_epoch: float, per_epoch: float | None, per_val: float | None,
@@ -165,9 +182,10 @@ def _eta(job: queue.Job, in_epoch: float, per_epoch: float | None, per_val: floa
         return max(0.0, left - (max(0.0, now - phase.since) if phase.since is not None else 0.0))
     since_report = max(0.0, now - job.progress_at) if job.progress_at is not None else 0.0
     if per_epoch is None:
-        if job.epoch > 0 or in_epoch <= 0 or job.started_at is None or job.progress_at is None:
+        began = phase.since if phase.since is not None else job.attempt_at or job.started_at  # the epoch's start
+        if job.epoch > 0 or in_epoch <= 0 or began is None or job.progress_at is None:
             return None
-        per_epoch = (job.progress_at - job.started_at) / in_epoch  # first epoch, extrapolated
+        per_epoch = max(0.0, job.progress_at - began) / in_epoch  # first epoch, extrapolated
         return max(0.0, (job.epochs - in_epoch) * per_epoch + sum(ends.values()) - since_report)
     return max(0.0, _epochs_left(job, in_epoch, phase, per_epoch, per_val or 0.0) + sum(ends.values()) - since_report)
 
