@@ -12,7 +12,7 @@ from cifar_core.testing.procs import cli
 
 TINY = tiny_spec()
 # Wider than TINY, with many batches. A test that acts in the middle of a run holds it there with a
-# pace (`procs.paced`), never by counting on how long an epoch takes.
+# pace (`cifar_core.testing.procs.paced`), never by counting on how long an epoch takes.
 SLOW = {
     "name": "slow",
     "layers": [
