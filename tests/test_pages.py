@@ -18,6 +18,7 @@ from pagetools import texts as _texts
 from cifar_core.lab import Lab
 from cifar_core.jobs import queue
 from cifar_core.spec.presets import get_preset
+from cifar_core.spec.summary import summarize
 from cifar_core.spec.validate import parse_spec
 from cifar_core.testing.procs import cli
 
