@@ -13,7 +13,7 @@ import os
 import streamlit as st
 
 from cifar_core import access
-from cifar_core.jobs import worker
+from cifar_core.jobs import launcher
 from cifar_core.errors import LabError
 
 PAGES = {
@@ -69,7 +69,7 @@ def run() -> None:
         st.sidebar.warning(allowed.message, icon=":material/warning:")
     if os.environ.get("CIFAR_LAB_NO_WORKER") != "1":
         try:
-            worker.ensure_worker()
+            launcher.ensure_worker()
         except (LabError, OSError) as exc:
             st.sidebar.error(f"Could not start a background worker: {exc}. Start one with `make worker`.")
     st.navigation(PAGES).run()

@@ -167,6 +167,14 @@ class Lab:
         with self._queue() as conn:
             return monitor.queue_view(conn, recent)
 
+    def try_worker_again(self) -> int | None:
+        """Forget why the wanted Ray dispatcher could not start and start it again; its pid, or
+        None when a worker of the wanted kind already runs."""
+        from cifar_core.jobs import launcher
+
+        launcher.clear_start_problem()
+        return launcher.ensure_worker()
+
     def queue_counts(self) -> dict[str, int]:
         with self._queue() as conn:
             return queue.counts(conn)
@@ -375,7 +383,7 @@ class Lab:
 
 def start_worker_if_none() -> int | None:
     """Start a worker that exits when the queue is empty, unless one is alive. Returns its pid, or None."""
-    from cifar_core.jobs.worker import ensure_worker
+    from cifar_core.jobs.launcher import ensure_worker
 
     return ensure_worker(("--exit-when-idle",))
 

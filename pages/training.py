@@ -99,7 +99,10 @@ def _queue(polling: bool) -> None:
     for col, state in zip(cols, queue.STATES):
         col.metric(state.capitalize(), view.counts[state])
     cols[-1].metric("Workers", view.workers_alive)
-    if view.counts[queue.QUEUED] and not view.workers_alive:
+    if view.start_problem:
+        st.error(common.md(view.start_problem), icon=":material/cloud_off:")
+        st.button("Try again", key="worker_again", icon=":material/replay:", on_click=common.lab().try_worker_again)
+    elif view.counts[queue.QUEUED] and not view.workers_alive:
         st.warning("No worker is running, so queued jobs wait. Reload the app (it starts one) or run `make worker`.")
     cluster = common.lab().cluster()
     if cluster is not None:

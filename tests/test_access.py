@@ -97,10 +97,10 @@ def served_on(monkeypatch, small_data, lab_home):
     """Run app.py under AppTest as if its server listened on an address; record worker starts."""
     from streamlit import config
 
-    from cifar_core.jobs import worker
+    from cifar_core.jobs import launcher
 
     started = []
-    monkeypatch.setattr(worker, "ensure_worker", lambda *a, **k: started.append(1))
+    monkeypatch.setattr(launcher, "ensure_worker", lambda *a, **k: started.append(1))
     monkeypatch.delenv("CIFAR_LAB_NO_WORKER", raising=False)
     monkeypatch.delenv(access.ALLOW_ENV, raising=False)
     monkeypatch.setenv("CIFAR_LAB_DATA", str(small_data))

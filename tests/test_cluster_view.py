@@ -4,6 +4,10 @@ dispatcher over a local worker."""
 
 from __future__ import annotations
 
+import os
+import signal
+from pathlib import Path
+
 from pagetools import open_page as _open
 from pagetools import texts as _texts
 
@@ -53,14 +57,35 @@ def test_training_page_shows_the_cluster_and_each_jobs_node(app_env, conn):
     assert "On head-host/aaaa1111" in _texts(at.caption)
 
 
-def test_app_starts_a_ray_dispatcher_when_told(home, monkeypatch):
-    """ensure_worker passes --ray ADDRESS from $CIFAR_LAB_RAY (spawn stubbed: no process starts)."""
-    from cifar_core.jobs import worker
+def test_a_dispatcher_that_cannot_join_fails_once_and_the_training_page_says_why(home, small_data, monkeypatch):
+    """A real dispatcher started by the app for an address where nothing listens: it fails at once
+    (not after Ray's minutes of retries), says why on the Training page, and is not started again
+    for that address until "Try again"; a local worker is started when the app no longer asks
+    for Ray."""
+    from cifar_core.jobs import launcher
+    from cifar_core.testing.procs import wait_for
 
-    started = []
-    monkeypatch.setattr(worker, "spawn_worker", lambda args=(): started.append(args) or 1)
-    monkeypatch.setenv("CIFAR_LAB_RAY", "10.0.0.1:6379")
-    worker.ensure_worker()
+    monkeypatch.setenv("CIFAR_LAB_RAY", "127.0.0.1:1")
+    pid = launcher.ensure_worker(("--exit-when-idle",))
+    assert pid is not None
+    problem = wait_for(launcher.start_problem, timeout=60, what="the dispatcher to say why it stopped")
+    assert problem.address == "127.0.0.1:1" and "nothing answers at 127.0.0.1:1" in problem.reason
+    wait_for(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3],
+             timeout=30, what="the dispatcher to exit")
+    assert launcher.ensure_worker() is None  # once: not again for the same address
+
+    monkeypatch.setenv("CIFAR_LAB_DATA", str(small_data))
+    monkeypatch.setenv("CIFAR_LAB_NO_WORKER", "1")
+    at = _open("pages/training.py")
+    [error] = [e.value for e in at.error]
+    assert error.startswith("The Ray dispatcher could not start, so no job runs on the cluster: cannot join the Ray "
+                            "cluster at '127.0.0.1:1': nothing answers at 127.0.0.1:1")
+    assert at.button(key="worker_again").label == "Try again"
+
     monkeypatch.delenv("CIFAR_LAB_RAY")
-    worker.ensure_worker()
-    assert started == [("--ray", "10.0.0.1:6379"), ()]
+    assert _open("pages/training.py").error == []  # the problem was about an address the app no longer asks for
+    local = launcher.ensure_worker(("--exit-when-idle",))
+    try:
+        assert b"--ray" not in Path(f"/proc/{local}/cmdline").read_bytes()
+    finally:
+        os.kill(local, signal.SIGTERM)

@@ -21,13 +21,13 @@ import pytest
 from jobtools import SLOW, _epochs, _job, _submit
 
 from cifar_core.jobs import queue, store
-from cifar_core.testing.procs import ROOT, cli, wait_for
+from cifar_core.testing.procs import ROOT, cli, paced, wait_for
 from cifar_core.testing.raycluster import Cluster, cluster_env
 
 pytestmark = pytest.mark.ray
 
 LEASE = "4"  # seconds: a dead dispatcher's jobs go back to the queue quickly
-SLOW = dict(SLOW, epochs=10)  # test_worker's net: about half a second to a second per epoch on one core
+SLOW = dict(SLOW, epochs=10)  # test_worker's net; tests that act mid-run hold it there with a pace
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +46,12 @@ def cluster(tmp_path_factory):
             c.stop()
 
 
-def _dispatcher(tmp_path, address, *args, name="dispatcher") -> subprocess.Popen:
+def _dispatcher(tmp_path, address, *args, name="dispatcher", pace: str | None = None) -> subprocess.Popen:
+    """A dispatcher as a user starts it; with `pace`, its tasks publish and hold where the test
+    says (cifar_core/jobs/pace.py, shipped to the nodes with the code)."""
     out = open(tmp_path / f"{name}.log", "ab")
     return subprocess.Popen([sys.executable, "-m", "cifar_core", "worker", "--ray", address, "--lease", LEASE, *args],
-                            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+                            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=paced(pace) if pace else None)
 
 
 def _metric_rows(job_id: int) -> list[int]:
@@ -88,14 +90,17 @@ def _finish(proc: subprocess.Popen, timeout: float = 300) -> int:
 
 def test_jobs_run_across_both_nodes_with_live_curves(lab_home, small_data, tmp_path, cluster):
     ids = _submit(tmp_path, dict(SLOW, epochs=8), small_data, "--repeats", "3")
-    disp = _dispatcher(tmp_path, cluster.address, "--exit-when-idle")
+    release = tmp_path / "release"
+    release.mkdir()
+    disp = _dispatcher(tmp_path, cluster.address, "--exit-when-idle", pace=f"hold=training:3:1,release={release}")
     try:
-        # A curve grows while its job runs, epoch by epoch, on one node or the other.
+        # A curve grows while its job runs, epoch by epoch, on one node or the other (held in epoch 3
+        # until the test has seen it).
         first = ids[0]
         wait_for(lambda: len(_epochs(first)) >= 1, what="a first epoch", timeout=180)
         grown = wait_for(lambda: (e := _epochs(first)) and len(e) >= 2 and _job(first).state == queue.RUNNING and e,
                          what="the curve to grow while running", timeout=120)
-        assert grown == list(range(1, len(grown) + 1))
+        assert grown == [1, 2]
         # Both nodes train at once: the Training page's cluster view has a job on each node.
         from cifar_core.lab import Lab
 
@@ -103,6 +108,7 @@ def test_jobs_run_across_both_nodes_with_live_curves(lab_home, small_data, tmp_p
                         what="a job training on each node at once", timeout=180, interval=0.5)
         assert [n.alive for n in view.nodes] == [True, True] and view.job_cpus == 1
         assert all(n.cpus == 1 for n in view.nodes)
+        (release / "training-3-1").touch()
         assert _finish(disp) == 0
     finally:
         _kill(disp)
@@ -137,7 +143,7 @@ def test_jobs_run_across_both_nodes_with_live_curves(lab_home, small_data, tmp_p
 
 def test_cancel_stops_the_task_within_seconds_and_keeps_the_epochs(lab_home, small_data, tmp_path, cluster):
     [job_id] = _submit(tmp_path, dict(SLOW, epochs=40), small_data)
-    disp = _dispatcher(tmp_path, cluster.address, "--exit-when-idle")
+    disp = _dispatcher(tmp_path, cluster.address, "--exit-when-idle", pace="hold=training:3:1")
     try:
         wait_for(lambda: len(_epochs(job_id)) >= 2, what="two finished epochs", timeout=180)
         pid = _job(job_id).worker_pid
@@ -150,15 +156,14 @@ def test_cancel_stops_the_task_within_seconds_and_keeps_the_epochs(lab_home, sma
         assert _finish(disp, 120) == 0
     finally:
         _kill(disp)
-    kept = _metric_rows(job_id)
-    assert kept and kept == list(range(1, len(kept) + 1)) and len(kept) < 40
+    assert _metric_rows(job_id) == [1, 2] and _job(job_id).error == "cancelled after epoch 2"
     assert (lab_home / "runs" / str(job_id) / "backup" / "checkpoint.json").exists()  # a retry resumes from it
     wait_for(lambda: not _alive(pid), timeout=10, what="the task's process to end")
 
 
 def test_killed_dispatcher_leaves_no_task_and_the_next_one_recovers_the_job(lab_home, small_data, tmp_path, cluster):
     [job_id] = _submit(tmp_path, dict(SLOW, epochs=8), small_data)
-    first = _dispatcher(tmp_path, cluster.address, name="first")
+    first = _dispatcher(tmp_path, cluster.address, name="first", pace="hold=training:3:1")
     try:
         wait_for(lambda: len(_epochs(job_id)) >= 2, what="two finished epochs", timeout=180)
         pid = _job(job_id).worker_pid
@@ -181,37 +186,103 @@ def test_killed_dispatcher_leaves_no_task_and_the_next_one_recovers_the_job(lab_
     print(f"orphaned task gone {orphan_seconds:.1f} s after the dispatcher's SIGKILL")
 
 
+def test_sigterm_hands_the_job_back_and_the_dispatcher_leaves_nothing_registered(lab_home, small_data, tmp_path,
+                                                                                cluster):
+    [job_id] = _submit(tmp_path, dict(SLOW, epochs=8), small_data)
+    disp = _dispatcher(tmp_path, cluster.address, pace="hold=training:3:1")
+    try:
+        wait_for(lambda: len(_epochs(job_id)) >= 2, what="two finished epochs", timeout=180)
+        pid = _job(job_id).worker_pid
+        disp.send_signal(signal.SIGTERM)
+        assert _finish(disp, 60) == 0
+    finally:
+        _kill(disp)
+    job = _job(job_id)
+    assert job.state == queue.QUEUED and job.crashes == 0, job.error  # handing back is not a crash
+    assert job.error == "dispatcher shut down; resumes from its last finished epoch"
+    assert _metric_rows(job_id) == [1, 2]
+    conn = store.connect()
+    try:
+        assert not store.worker_rows(conn) or not any(r["pid"] == disp.pid for r in store.worker_rows(conn))
+    finally:
+        conn.close()
+    from cifar_core.lab import Lab
+
+    assert Lab().cluster() is None
+    wait_for(lambda: not _alive(pid), timeout=10, what="the task's process to end")
+
+
+def test_ray_local_starts_a_private_ray_with_its_own_token_beside_a_running_cluster(lab_home, small_data, tmp_path,
+                                                                                   cluster, monkeypatch):
+    """`--ray local` never joins the cluster running on this machine, and with no token anywhere
+    Ray looks for one it makes its own (in its environment, no file) instead of failing."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))  # no ~/.ray/auth_token
+    monkeypatch.delenv("RAY_AUTH_TOKEN")
+    monkeypatch.delenv("RAY_AUTH_MODE")
+    [job_id] = _submit(tmp_path, dict(SLOW, epochs=1), small_data)
+    disp = _dispatcher(tmp_path, "local", "--exit-when-idle", name="local")
+    assert _finish(disp, 300) == 0, (tmp_path / "local.log").read_text()[-2000:]
+    job = _job(job_id)
+    assert job.state == queue.SUCCEEDED, job.error
+    ids = cluster.node_ids()
+    assert len(ids) == 2 and not any(i.startswith(job.node.split("/")[1]) for i in ids), (job.node, ids)
+    assert not (home / ".ray" / "auth_token").exists()
+
+
+def test_a_ray_task_that_dies_before_an_epoch_counts_a_crash_as_a_local_one_does(lab_home, small_data, tmp_path,
+                                                                              cluster):
+    """Ray restarts nothing by itself: a task that dies ends its attempt, and three attempts in a
+    row without a finished epoch fail the job with the local worker's words."""
+    [job_id] = _submit(tmp_path, dict(SLOW, epochs=3), small_data)
+    disp = _dispatcher(tmp_path, cluster.address, "--exit-when-idle", pace="hold=training:1:1")  # held, never ends
+    try:
+        for crash in range(1, queue.MAX_ATTEMPTS + 1):
+            held = wait_for(lambda: (j := _job(job_id)).attempts == crash and j.worker_pid and j.batch and j,
+                            timeout=180, interval=0.2, what=f"attempt {crash} training")
+            os.kill(held.worker_pid, signal.SIGKILL)
+        assert _finish(disp, 120) == 0
+    finally:
+        _kill(disp)
+    job = _job(job_id)
+    assert job.state == queue.FAILED and job.attempts == job.crashes == queue.MAX_ATTEMPTS, job.error
+    assert job.error.startswith("gave up after 3 attempts in a row that finished no epoch: its Ray task on ")
+    assert "retry" in cli("retry", str(job_id)).stdout or _job(job_id).state == queue.QUEUED  # retried as a local one
+
+
 def test_killed_ray_worker_and_lost_node_cost_no_epoch(lab_home, small_data, tmp_path, cluster):
-    """Last in the module: it stops the second node."""
+    """Last in the module: it stops the second node. The pace holds both jobs at the start of
+    epochs 3 and 9 until the test releases them, so every kill lands mid-run on any machine."""
     epochs = 24
     ids = _submit(tmp_path, dict(SLOW, epochs=epochs), small_data, "--repeats", "2")
-    disp = _dispatcher(tmp_path, cluster.address, "--exit-when-idle")
+    release = tmp_path / "release"
+    release.mkdir()
+    disp = _dispatcher(tmp_path, cluster.address, "--exit-when-idle",
+                       pace=f"hold=training:3:1,hold=training:9:1,release={release}")
     try:
-        # SIGKILL the Ray worker process training the job on the second node, mid-epoch: Ray starts
-        # the task again, and it resumes from the last checkpoint the dispatcher holds. The head's
-        # one CPU is busy with the other job, so the retry lands on the second node again, with
-        # most of its epochs to go. (Killing the head's job instead raced: the second node's job
-        # could run its last epochs while the retry started.)
+        # SIGKILL the Ray worker process training the job on the second node: its attempt ends as
+        # a local one would (not a crash: it had finished epochs), the job is claimed again and
+        # resumes from its last checkpoint. The head's one CPU is busy with the other job, so the
+        # new attempt lands on the second node again.
         head = _head_label(cluster)
-        wait_for(lambda: all(len(_epochs(i)) >= 2 for i in ids), what="two finished epochs each", timeout=180)
+        held = lambda i, attempt=1: (j := _job(i)).attempts == attempt and j.epoch == 2 and j.batch == 1  # noqa: E731
+        wait_for(lambda: all(held(i) for i in ids), what="both jobs held in epoch 3", timeout=180)
         [victim] = [i for i in ids if _job(i).node != head]
-        wait_for(lambda: (j := _job(victim)).batch > 0 and j.batch < j.batches, interval=0.05, what="mid-epoch")
         pid = _job(victim).worker_pid
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: (j := _job(victim)).worker_pid not in (None, pid), timeout=180,
-                 what="the job to go on in a new process")
+        wait_for(lambda: held(victim, attempt=2) and _job(victim).worker_pid != pid, timeout=180,
+                 what="the job held again in a new attempt")
+        assert _job(victim).crashes == 0  # it had finished epochs: not a crash
+        (release / "training-3-1").touch()
 
-        # Stop the second node while a job trains there with epochs to go.
-        def on_second_node():
-            for i in ids:
-                j = _job(i)
-                if j.state == queue.RUNNING and j.node not in (None, head) and j.epoch <= epochs - 12:
-                    return i
-        on_node = wait_for(on_second_node, timeout=180, interval=0.2, what="a job training on the second node")
-        lost = _job(on_node).node
+        # Stop the second node while its job is held in epoch 9, with epochs to go.
+        wait_for(lambda: all(_job(i).epoch == 8 and _job(i).batch == 1 for i in ids), timeout=300,
+                 what="both jobs held in epoch 9")
+        lost = _job(victim).node
+        assert lost != head
         cluster.stop_node()  # SIGKILL: the node is gone when it returns
-        left = epochs - _job(on_node).epoch
-        assert left > 0, "the job finished before its node was stopped: nothing was tested"
+        (release / "training-9-1").touch()
         assert _finish(disp, 600) == 0
     finally:
         _kill(disp)
@@ -221,7 +292,7 @@ def test_killed_ray_worker_and_lost_node_cost_no_epoch(lab_home, small_data, tmp
         assert _metric_rows(i) == list(range(1, epochs + 1))  # every epoch once, none lost
         history = json.loads((lab_home / "runs" / str(i) / "history.json").read_text())
         assert [h["epoch"] for h in history] == list(range(1, epochs + 1))
-    assert _job(on_node).node != lost  # its last epochs trained on the node that was left
+    assert _job(victim).node == head  # its last epochs trained on the node that was left
 
 
 def _head_label(cluster: Cluster) -> str:

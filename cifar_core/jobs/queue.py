@@ -248,12 +248,16 @@ def _held(lease: Lease) -> dict:
 
 
 def heartbeat(conn: sqlite3.Connection, lease: Lease, lease_seconds: float, batch: int, batches: int,
-              note: str | None = None, phase: Phase | None = None, point: RunningPoint | None = None) -> str:
-    """Renew the lease and record batch progress (and the worker's note, the phase and a running
-    curve point, when given). Returns KEEP_GOING, STOP_CANCEL (a cancel was asked: stop and mark
-    it cancelled) or STOP_LOST (the lease was lost: stop, write nothing)."""
+              note: str | None = None, phase: Phase | None = None, point: RunningPoint | None = None,
+              node: str | None = None, pid: int | None = None) -> str:
+    """Renew the lease and record batch progress (and the worker's note, the phase, a running
+    curve point, and the node and process that train the attempt now, when given). Returns
+    KEEP_GOING, STOP_CANCEL (a cancel was asked: stop and mark it cancelled) or STOP_LOST (the
+    lease was lost: stop, write nothing)."""
     said = {} if phase is None else dict(phase=phase.name, phase_step=phase.step, phase_steps=phase.steps,
                                          phase_at=phase.since)
+    if node is not None:
+        said.update(node=node, worker_pid=pid)
     return _renew(conn, lease, lease_seconds, point, batch=batch, batches=batches, progress_at=store.now(), note=note,
                   **said)
 

@@ -49,20 +49,23 @@ from pathlib import Path
 
 from cifar_core import config
 from cifar_core.errors import LabError
-from cifar_core.jobs import queue, store
-from cifar_core.train.phases import MEASURING, Phase
+from cifar_core.jobs import launcher, queue, store
+from cifar_core.jobs.attempt import (HEARTBEAT_BUSY_MS, REAP_BEATS, Ending, PointClock, close_attempt, fail_attempt,
+                                     hold_if_asked, next_phase, results_record, retry_while_locked, usable_seconds)
+from cifar_core.jobs.pace import PACE_ENV, pace_from_env
+from cifar_core.train.phases import MEASURING, TRAINING, WAITING, Phase
 
 log = logging.getLogger("cifar_lab.ray")
 
 JOB_CPUS_ENV = "CIFAR_LAB_JOB_CPUS"  # CPUs each job asks of the cluster (default 2)
 JOB_GPUS_ENV = "CIFAR_LAB_JOB_GPUS"  # GPUs each job asks of the cluster (default 0)
-RAY_ENV = "CIFAR_LAB_RAY"  # the app starts a dispatcher on this address instead of a local worker
 HEARTBEAT_SECONDS = 0.5  # lease renewal and cancel checks, dispatcher side; progress and stop checks, task side
 POLL_SECONDS = 0.25  # between passes of the dispatcher's loop
 CANCEL_GRACE = 2.0  # seconds a task has to stop by itself before it is killed (cancel within 5 s in all)
 HUB_TIMEOUT = 20.0  # a task that cannot reach its hub for this long stops: its dispatcher is gone
 CLUSTER_SECONDS = 2.0  # between records of the cluster's state in the store
-TASK_RETRIES = queue.MAX_ATTEMPTS  # restarts of a task whose Ray worker or node died
+JOIN_CHECK_SECONDS = 5.0  # a cluster's address must answer within this
+ROOM_SECONDS = 1.0  # the cluster's free resources are read at most this often
 STOP_HUB_GONE = "hub-gone"
 
 
@@ -105,19 +108,18 @@ class Hub:
         return True
 
     def seed(self, job_id: int, files: dict[str, bytes]) -> None:
+        """The checkpoint an attempt resumes from, until its task takes it."""
         with self._lock:
             self._checkpoints[job_id] = files
             self._stop.pop(job_id, None)
 
     def checkpoint(self, job_id: int) -> dict[str, bytes]:
         with self._lock:
-            return self._checkpoints.get(job_id, {})
+            return self._checkpoints.pop(job_id, {})
 
     def post(self, message: dict) -> None:
-        """An epoch, or a checkpoint (kept as the job's newest, then handed to the dispatcher)."""
+        """A finished epoch with its checkpoint, for the dispatcher."""
         with self._lock:
-            if message["kind"] == "checkpoint":
-                self._checkpoints[message["job"]] = message["files"]
             self._inbox.append(message)
 
     def beat(self, job_id: int, progress: dict) -> str | None:
@@ -146,8 +148,9 @@ class Hub:
 
 
 class HubReporter:
-    """The `Reporter` of a task: epochs and checkpoints go to the hub at once (in order, before
-    training goes on); progress and the stop question through a beat thread."""
+    """The `Reporter` of a task: each finished epoch goes to the hub together with its checkpoint
+    (in order, before training goes on), so the dispatcher stores an epoch only with the files
+    that resume from it; progress and the stop question go through a beat thread."""
 
     def __init__(self, hub, job_id: int, attempt: int, workdir: Path) -> None:
         import ray
@@ -160,6 +163,8 @@ class HubReporter:
         self._batch = self._batches = self._epoch = 0
         self._phase: Phase | None = None
         self._running: tuple = ()  # (epoch, batch, batches, loss, accuracy) of the latest batch
+        self._record: dict | None = None  # the finished epoch waiting for its checkpoint
+        self._pace = pace_from_env()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"beat-{job_id}", daemon=True)
 
@@ -185,29 +190,33 @@ class HubReporter:
         try:
             self._send("post", {"job": self.job_id, "attempt": self.attempt, "node": self.node, "pid": self.pid, **message})
             return True
-        except Exception as exc:  # the hub (its dispatcher) is gone: nobody would record what this trains
+        except _unreachable() as exc:  # the hub (its dispatcher) is gone: nobody would record what this trains
             log.warning("job %s: cannot reach the dispatcher (%s); stopping", self.job_id, exc)
             self._request_stop(STOP_HUB_GONE)
             return False
 
     def epoch_end(self, record: dict) -> bool:
-        """False when the epoch could not reach the dispatcher: the run stops without checkpointing it."""
-        return self._post({"kind": "epoch", "record": record})
+        """Kept until its checkpoint is written; False once the task has been told to stop (the
+        run then stops without checkpointing it)."""
+        self._record = record
+        return self.stop_reason is None
 
     def checkpoint_saved(self, epoch: int) -> None:
         from cifar_core.train.checkpoint import checkpoint_files
 
-        self._post({"kind": "checkpoint", "epoch": epoch, "files": checkpoint_files(self.workdir)})
+        record, self._record = self._record, None
+        self._post({"kind": "epoch", "epoch": epoch, "record": record, "files": checkpoint_files(self.workdir)})
 
     def progress(self, epoch: int, batch: int, batches: int, *, loss: float | None = None,
                  accuracy: float | None = None) -> None:
         self._epoch, self._batch, self._batches = epoch, batch, batches
         self._running = (epoch, batch, batches, loss, accuracy)
+        hold_if_asked(self._pace, TRAINING, epoch + 1, batch, self.should_stop, self.job_id)
 
     def phase(self, name: str, step: int = 0, steps: int = 0) -> None:
-        current = self._phase
-        since = current.since if current is not None and current.name == name else store.now()
-        self._phase = Phase(name, step, steps, since)
+        self._phase = next_phase(self._phase, name, step, steps)
+        if self._running:
+            hold_if_asked(self._pace, name, self._running[0] + 1, step, self.should_stop, self.job_id)
 
     def should_stop(self) -> bool:
         return self.stop_reason is not None
@@ -220,7 +229,7 @@ class HubReporter:
         while not self._done.wait(HEARTBEAT_SECONDS):
             try:
                 reason = self._send("beat", self.job_id, self._progress())
-            except Exception as exc:
+            except _unreachable() as exc:
                 log.warning("job %s: cannot reach the dispatcher (%s); stopping", self.job_id, exc)
                 reason = STOP_HUB_GONE
             if reason:
@@ -276,8 +285,8 @@ class InFlight:
     force_cancelled: bool = False
     closing: bool = False  # its task ended; the closer thread is storing its outcome
     epochs: int = 0  # epochs stored by this attempt
-    point: tuple = ()  # the task's running figures last stored as a curve point
-    point_at: float = float("-inf")  # when (monotonic)
+    points: PointClock = field(default_factory=PointClock)  # when its running points are stored
+    claimed_at: float = field(default_factory=store.now)
 
 
 @dataclass(frozen=True)
@@ -298,31 +307,63 @@ def connect(address: str) -> None:
         return
     package = Path(__file__).resolve().parents[1]
     env = config.tf_env()
-    runtime_env = {"py_modules": [str(package)], "env_vars": {k: env[k] for k in config.TF_ENV_DEFAULTS},
+    shipped = [*config.TF_ENV_DEFAULTS, *([PACE_ENV] if os.environ.get(PACE_ENV) else [])]  # the pace: tests only
+    runtime_env = {"py_modules": [str(package)], "env_vars": {k: env[k] for k in shipped},
                    "excludes": ["__pycache__", "*.pyc"]}
     kw = dict(namespace="cifar_lab", runtime_env=runtime_env, logging_level=logging.WARNING)
     try:
-        if address == "local":
-            ray.init(include_dashboard=False, **kw)
+        _reachable(address)  # Ray itself waits minutes on an address where nothing listens
+        if address == "local":  # always a new private instance, whatever else runs on this machine
+            _private_token()
+            ray.init(address="local", include_dashboard=False, **kw)
         else:
             ray.init(address=address, **kw)
-    except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
+    except (ConnectionError, OSError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LabError(
+        error = LabError(
             f"cannot join the Ray cluster at {address!r}: {first}. Is `ray start --head` running there, is this "
             "machine a node of it (`ray start --address=...`), and does it have the cluster's token "
-            "(~/.ray/auth_token, $RAY_AUTH_TOKEN_PATH or $RAY_AUTH_TOKEN)?"
-        ) from exc
+            "(~/.ray/auth_token, $RAY_AUTH_TOKEN_PATH or $RAY_AUTH_TOKEN) with RAY_AUTH_MODE=token set?"
+        )
+        launcher.record_start_problem(address, str(error))  # said once, on the Training page
+        raise error from exc
+    launcher.clear_start_problem()
+
+
+def _private_token() -> None:
+    """A private Ray (`--ray local`) keeps token authentication on: with no token where Ray looks
+    for one, it gets a fresh one in this process's environment (never written to a file)."""
+    import secrets
+
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    have = os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if not have and not (Path.home() / ".ray" / "auth_token").exists():
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+
+
+def _reachable(address: str) -> None:
+    """Raise ConnectionError when nothing answers at a HOST:PORT address within JOIN_CHECK_SECONDS
+    (`local` and `auto` are not network addresses)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=JOIN_CHECK_SECONDS).close()
+    except OSError as exc:
+        raise ConnectionError(f"nothing answers at {host}:{port} ({exc.strerror or exc})") from exc
 
 
 class Dispatcher:
     def __init__(self, cfg: DispatcherConfig):
         self.cfg = cfg
         self.job_cpus, self.job_gpus = job_resources()
-        self.id = cfg.worker_id or f"ray-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.id = cfg.worker_id or f"{launcher.DISPATCHER_PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.shutdown = threading.Event()
+        self._beating = threading.Event()  # set once the heartbeat may stop: every job in flight is closed
+        self._handles_signals = False
         self.conn = store.connect()
         self.inflight: dict[int, InFlight] = {}
+        self._room_seen = (float("-inf"), 0)  # (when, jobs the free resources hold)
         self._lock = threading.Lock()  # guards inflight between the loop and the heartbeat thread
         self._data: dict[str, object] = {}  # data source -> (ObjectRef of the Dataset, input shape)
         self._last_cluster = 0.0
@@ -332,7 +373,6 @@ class Dispatcher:
         # Ended tasks are closed on their own thread (writing the files, measuring the model's
         # cost takes seconds), so the other jobs' epochs keep flowing meanwhile.
         self._closer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="closer")
-        self._closer_local = threading.local()
         self._ended = 0
 
     # ---------------------------------------------------------------- the loop
@@ -342,6 +382,8 @@ class Dispatcher:
         import ray
 
         connect(self.cfg.address)
+        if self._handles_signals:
+            self.install_signal_handlers()
         here = ray.get_runtime_context().get_node_id()
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -356,27 +398,39 @@ class Dispatcher:
         beat.start()
         try:
             while True:
-                self._drain()
-                self._collect()
-                self._send_stops()
-                self._record_cluster()
-                if self.shutdown.is_set():
-                    if not self.inflight:
+                try:
+                    if self._pass():
                         break
-                elif self.cfg.max_jobs is None or self._started < self.cfg.max_jobs:
-                    self._fill()
-                if not self.inflight and self._idle():
-                    break
+                except sqlite3.OperationalError as exc:  # a locked or full store pauses dispatching, never ends it
+                    log.warning("the store is not writable (%s); dispatching waits for it", exc)
                 time.sleep(POLL_SECONDS)
         finally:
             self.shutdown.set()
-            beat.join()
-            self._stop_everything()
-            self._closer.shutdown(wait=True)
-            store.stop_worker(self.conn, self.id)
-            store.put_cluster(self.conn, None)
-            ray.shutdown()
+            # Each step on its own: one that fails (a locked store) must not skip the others. The
+            # leases are renewed until every job in flight has been closed.
+            _step("stop the jobs in flight", self._stop_everything)
+            _step("close the ended jobs", lambda: self._closer.shutdown(wait=True))
+            self._beating.set()
+            _step("stop the heartbeat", beat.join)
+            _step("unregister", lambda: retry_while_locked(lambda: store.stop_worker(self.conn, self.id),
+                                                           time.monotonic() + self.cfg.lease_seconds))
+            _step("clear the cluster's state", lambda: retry_while_locked(lambda: store.put_cluster(self.conn, None),
+                                                                         time.monotonic() + self.cfg.lease_seconds))
+            _step("leave Ray", ray.shutdown)
+            _step("close the store", self.conn.close)
         return self._ended
+
+    def _pass(self) -> bool:
+        """One pass of the loop; True when the dispatcher is done."""
+        self._drain()
+        self._collect()
+        self._send_stops()
+        self._record_cluster()
+        if self.shutdown.is_set():
+            return not self.inflight
+        if self.cfg.max_jobs is None or self._started < self.cfg.max_jobs:
+            self._fill()
+        return not self.inflight and self._idle()
 
     def _idle(self) -> bool:
         if self.cfg.max_jobs is not None and self._started >= self.cfg.max_jobs:
@@ -387,19 +441,19 @@ class Dispatcher:
         return not counts[queue.QUEUED] and not counts[queue.RUNNING]
 
     def _room(self) -> int:
-        """How many jobs the cluster's live nodes hold at once (each on one node)."""
+        """How many jobs may be in flight: those already are, and as many more as the cluster's free
+        CPUs (and GPUs) hold, read at most every ROOM_SECONDS (so other work on a shared cluster
+        is counted, and Ray is not asked four times a second)."""
         import ray
 
-        room = 0
-        for node in ray.nodes():
-            if not node.get("Alive"):
-                continue
-            res = node.get("Resources", {})
-            fits = int(res.get("CPU", 0) // self.job_cpus)
+        t = time.monotonic()
+        if t - self._room_seen[0] >= ROOM_SECONDS:
+            free = ray.available_resources()
+            more = int(free.get("CPU", 0) // self.job_cpus)
             if self.job_gpus:
-                fits = min(fits, int(res.get("GPU", 0) // self.job_gpus))
-            room += fits
-        return room
+                more = min(more, int(free.get("GPU", 0) // self.job_gpus))
+            self._room_seen = (t, len(self.inflight) + more)
+        return self._room_seen[1]
 
     def _fill(self) -> None:
         while len(self.inflight) < self._room() and (self.cfg.max_jobs is None or self._started < self.cfg.max_jobs):
@@ -411,11 +465,7 @@ class Dispatcher:
             try:
                 self._submit(job)
             except Exception as exc:  # a job that cannot start must not take the dispatcher down
-                from cifar_core.jobs.worker import _failure
-
-                reason = _failure(exc, job.id, config.runs_dir() / str(job.id))
-                log.error("job %s failed to start: %s", job.id, reason, exc_info=not isinstance(exc, LabError))
-                queue.finish(self.conn, job.lease, queue.FAILED, error=reason)
+                fail_attempt(self.conn, job.lease, exc, config.runs_dir() / str(job.id), self.cfg.lease_seconds)
 
     def _dataset(self, source: str):
         import ray
@@ -438,42 +488,48 @@ class Dispatcher:
         workdir = config.runs_dir() / str(job.id)
         ray.get(self.hub.seed.remote(job.id, checkpoint_files(workdir)))
         if self._task is None:  # a fresh Ray worker process per task: TensorFlow's threads are set at its start
-            self._task = ray.remote(max_calls=1, max_retries=TASK_RETRIES, retry_exceptions=False)(train_task)
+            # No retries by Ray: a task that dies ends its attempt, which the queue's rule for a dead
+            # worker counts (a crash unless it finished an epoch), as for a local worker.
+            self._task = ray.remote(max_calls=1, max_retries=0, retry_exceptions=False)(train_task)
         task = self._task.options(num_cpus=self.job_cpus, num_gpus=self.job_gpus, name=f"cifar-lab-job-{job.id}")
         ref = task.remote(job.id, job.attempts, job.spec, ds_ref, self.hub, max(1, int(self.job_cpus)))
         with self._lock:
-            self.inflight[job.id] = InFlight(job, ref, workdir, time.monotonic() + _usable(self.cfg.lease_seconds))
+            self.inflight[job.id] = InFlight(job, ref, workdir, time.monotonic() + usable_seconds(self.cfg.lease_seconds))
         store.touch_worker(self.conn, self.id, job.id)
         log.info("job %s (%s) attempt %s: sent to the cluster", job.id, job.name, job.attempts)
 
     def _drain(self) -> None:
-        """Write what the tasks posted: epochs with their lease, checkpoints into the run folders."""
+        """Store what the tasks posted: each finished epoch with its lease, then its checkpoint into
+        the run folder (the order a local worker keeps; both came in one message, so a lost node
+        never leaves an epoch without its checkpoint)."""
         import ray
-
-        from cifar_core.train.checkpoint import write_checkpoint_files
 
         inbox, progress = ray.get(self.hub.take.remote())
         for message in inbox:
             f = self.inflight.get(message["job"])
-            if f is None or message["attempt"] != f.job.attempts:
-                continue  # from an attempt that is over
-            if message["kind"] == "epoch":
-                stored = _retry_while_locked(lambda: queue.record_epoch(self.conn, f.job.lease, message["record"],
-                                                                         message["node"], message["pid"]))
-                if stored:
-                    f.epochs += 1
-                else:
-                    self._ask_stop(f, queue.STOP_LOST)
-            elif message["kind"] == "checkpoint":
-                try:  # the checkpoint and the history, each by an atomic rename
-                    write_checkpoint_files(f.workdir, message["files"])
-                except OSError as exc:  # e.g. a full disk: the hub still holds it for a restarted task
-                    log.error("job %s: could not write the checkpoint of epoch %s into %s: %s", f.job.id,
-                              message["epoch"], f.workdir, exc)
+            if f is None or message["attempt"] != f.job.attempts or f.stop_reason == queue.STOP_LOST:
+                continue  # from an attempt that is over: refused, as a local worker's writes would be
+            self._store_epoch(f, message)
         for job_id, p in progress.items():
             f = self.inflight.get(job_id)
             if f is not None and not f.closing and p.get("attempt") == f.job.attempts:
                 f.progress = p
+
+    def _store_epoch(self, f: InFlight, message: dict) -> None:
+        from cifar_core.train.checkpoint import write_checkpoint_files
+
+        until = time.monotonic() + self.cfg.lease_seconds
+        stored = retry_while_locked(lambda: queue.record_epoch(self.conn, f.job.lease, message["record"],
+                                                               message["node"], message["pid"]), until)
+        if not stored:
+            self._ask_stop(f, queue.STOP_LOST)
+            return
+        f.epochs += 1
+        try:  # the checkpoint and the history, each by an atomic rename
+            write_checkpoint_files(f.workdir, message["files"])
+        except OSError as exc:  # e.g. a full disk: the job fails saying so, as a local one does
+            self._ask_stop(f, queue.STOP_LOST)
+            fail_attempt(self.conn, f.job.lease, exc, f.workdir, self.cfg.lease_seconds)
 
     def _collect(self) -> None:
         """Hand the jobs whose tasks ended to the closer thread."""
@@ -491,57 +547,50 @@ class Dispatcher:
             self._closer.submit(self._close_and_forget, f)
 
     def _close_and_forget(self, f: InFlight) -> None:
-        conn = getattr(self._closer_local, "conn", None)
-        if conn is None:
-            conn = self._closer_local.conn = store.connect()
+        conn = store.connect()
         try:
             self._close(f, conn)
         except Exception:  # the dispatcher goes on; the job's lease lapses and it is taken again
             log.exception("job %s: could not store how its task ended", f.job.id)
         finally:
+            conn.close()
             with self._lock:
                 del self.inflight[f.job.id]
                 self._ended += 1
+                used = {g.job.data_source for g in self.inflight.values()}
+                for source in [s for s in self._data if s not in used]:  # the object store frees it
+                    del self._data[source]
             self.hub.forget.remote(f.job.id)
 
     def _close(self, f: InFlight, conn) -> None:
+        """End the attempt of a task that ended, by the protocol a local worker shares
+        (jobs/attempt.py)."""
         import ray
 
-        lease, job_id = f.job.lease, f.job.id
+        lease = f.job.lease
+        node = f.progress.get("node") or "its node"
         try:
             result = ray.get(f.ref)
-        except ray.exceptions.TaskCancelledError:
-            result = {"status": "stopped", "stop_reason": f.stop_reason, "train_seconds": None}
+        except ray.exceptions.TaskCancelledError:  # killed after it did not obey a stop in time
+            ending = Ending(stop_reason=f.stop_reason, died=f"its Ray task on {node} was killed")
         except ray.exceptions.RayTaskError as exc:  # the training raised: the job fails with its reason
-            from cifar_core.jobs.worker import _failure
-
-            cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-            reason = _failure(cause, job_id, f.workdir)
-            log.error("job %s failed: %s", job_id, reason)
-            self._finish(conn, lease, queue.FAILED, error=reason)
+            fail_attempt(conn, lease, exc.cause if getattr(exc, "cause", None) is not None else exc, f.workdir,
+                         self.cfg.lease_seconds)
             return
-        except ray.exceptions.RayError as exc:  # its Ray worker or node died more often than retried
-            reason = f"the Ray task died {TASK_RETRIES + 1} times ({type(exc).__name__}); `python -m cifar_core retry {job_id}` resumes it"
-            log.error("job %s failed: %s", job_id, reason)
-            self._finish(conn, lease, queue.FAILED, error=reason)
-            return
-        reason = f.stop_reason or result.get("stop_reason")
-        if result["status"] == "completed":
-            self._succeed(f, result, conn)
-        elif reason == queue.STOP_CANCEL:
-            done = _epochs(conn, job_id)
-            self._finish(conn, lease, queue.CANCELLED, error=f"cancelled after epoch {done}")
-            log.info("job %s cancelled; its checkpoint stays for a retry", job_id)
-        elif reason == queue.STOP_SHUTDOWN:
-            queue.requeue(conn, lease, "dispatcher shut down; resumes from its last finished epoch")
-            log.info("job %s handed back to the queue", job_id)
+        except ray.exceptions.RayError as exc:  # its Ray worker process or its node died
+            ending = Ending(stop_reason=f.stop_reason, died=f"its Ray task on {node} died ({type(exc).__name__})")
         else:
-            log.warning("job %s stopped (%s); the lease is lost or lapses, nothing more is written", job_id, reason)
+            if result["status"] == "completed":
+                ending = Ending(completed=True, results=self._succeed(f, result, conn))
+            else:
+                ending = Ending(stop_reason=f.stop_reason or result.get("stop_reason"))
+        close_attempt(conn, lease, ending, self.cfg.lease_seconds, who="dispatcher")
 
-    def _succeed(self, f: InFlight, result: dict, conn) -> None:
-        from cifar_core.train.latency import measure_cost
+    def _succeed(self, f: InFlight, result: dict, conn) -> dict:
+        """Write the final files into the run folder and measure the model here: its results."""
         from cifar_core.train.atomic import write_bytes
         from cifar_core.train.checkpoint import discard_checkpoint
+        from cifar_core.train.latency import measure_cost
 
         f.workdir.mkdir(parents=True, exist_ok=True)
         for name, data in result["files"].items():
@@ -552,23 +601,14 @@ class Dispatcher:
         # the task may have ended before its last phases reached the hub.
         measuring = Phase(MEASURING, since=store.now())
         p = f.progress
-        _retry_while_locked(lambda: queue.heartbeat(conn, f.job.lease, self.cfg.lease_seconds, p.get("batch", 0),
-                                                    p.get("batches", 0), phase=measuring))
+        retry_while_locked(lambda: queue.heartbeat(conn, f.job.lease, self.cfg.lease_seconds, p.get("batch", 0),
+                                                   p.get("batches", 0), phase=measuring),
+                           time.monotonic() + self.cfg.lease_seconds)
         # On the dashboard's machine; the load it measured (other processes' CPU) says how busy it was.
         cost = measure_cost(str(f.workdir / "model.keras"), shape, f.job.spec)
-        results = {
-            **cost, "params": result["params"],
-            "test_loss": result["test_loss"], "test_accuracy": result["test_accuracy"],
-            "stopped_epoch": result["stopped_epoch"], "stop_reason": result["early_stop_reason"],
-        }  # train_seconds: queue.finish adds this attempt's to the run's
-        if self._finish(conn, f.job.lease, queue.SUCCEEDED, results=results):
-            log.info("job %s succeeded on %s: test accuracy %.4f", f.job.id, result["node"], result["test_accuracy"])
-
-    def _finish(self, conn, lease: queue.Lease, state: str, **kw) -> bool:
-        done = _retry_while_locked(lambda: queue.finish(conn, lease, state, **kw))
-        if not done:
-            log.warning("job %s: could not record it as %s: the lease was lost", lease.job_id, state)
-        return bool(done)
+        return results_record(cost, params=result["params"], test_loss=result["test_loss"],
+                              test_accuracy=result["test_accuracy"], stopped_epoch=result["stopped_epoch"],
+                              stop_reason=result["early_stop_reason"])
 
     # ---------------------------------------------------------------- stopping
 
@@ -595,62 +635,45 @@ class Dispatcher:
                 f.force_cancelled = True
 
     def _stop_everything(self) -> None:
-        """On the way out: stop what still runs and hand its jobs back."""
+        """On the way out: stop what still runs and hand its jobs back (the heartbeat renews their
+        leases meanwhile)."""
         import ray
 
         deadline = time.monotonic() + CANCEL_GRACE + 5
         while self.inflight and time.monotonic() < deadline:
-            self._send_stops()
-            self._drain()
-            self._collect()
+            for step in (self._send_stops, self._drain, self._collect):
+                _step(step.__name__, step)
             time.sleep(POLL_SECONDS)
         self._closer.shutdown(wait=True)  # the ended ones are stored first
         for f in [f for f in list(self.inflight.values()) if not f.closing]:
-            ray.cancel(f.ref, force=True)
-            queue.requeue(self.conn, f.job.lease, "dispatcher shut down; resumes from its last finished epoch")
+            _step(f"kill the task of job {f.job.id}", lambda: ray.cancel(f.ref, force=True))
+            close_attempt(self.conn, f.job.lease, Ending(stop_reason=queue.STOP_SHUTDOWN), self.cfg.lease_seconds,
+                          who="dispatcher")
             with self._lock:
                 del self.inflight[f.job.id]
 
     def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT hand the jobs back and stop. Installed again once Ray has joined: Ray's
+        own core worker replaces the SIGTERM handler with one that exits at once (code 15)."""
+        self._handles_signals = True
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.shutdown.set())
 
     # ---------------------------------------------------------------- leases and the cluster's state
 
     def _heartbeat(self) -> None:
-        """Renew the lease of every job in flight, publish its progress, and pick up cancels.
-        A job whose lease could have lapsed (the store stayed locked) is stopped."""
-        from cifar_core.jobs.worker import HEARTBEAT_BUSY_MS, POINT_SECONDS, REAP_BEATS, running_point
-
+        """Renew the lease of every job in flight, publish its progress, and pick up cancels,
+        until every job in flight has been closed (`_beating`). A job whose lease could have
+        lapsed (the store stayed locked) is stopped."""
         conn = store.connect(busy_ms=HEARTBEAT_BUSY_MS)
         beats = 0
         try:
-            while not self.shutdown.wait(HEARTBEAT_SECONDS):
+            while not self._beating.wait(HEARTBEAT_SECONDS):
                 beats += 1
                 with self._lock:
                     flights = list(self.inflight.values())
                 for f in flights:
-                    asked = time.monotonic()
-                    p = f.progress
-                    running = p.get("running", ())
-                    point = running_point(running, f.point) if asked - f.point_at >= POINT_SECONDS else None
-                    try:
-                        if f.closing:  # its task ended: the closer writes what follows
-                            verdict = queue.renew(conn, f.job.lease, self.cfg.lease_seconds)
-                        else:
-                            verdict = queue.heartbeat(conn, f.job.lease, self.cfg.lease_seconds, p.get("batch", 0),
-                                                      p.get("batches", 0), phase=p.get("phase"), point=point)
-                        if point is not None:
-                            f.point, f.point_at = running, asked
-                    except sqlite3.OperationalError as exc:
-                        log.warning("job %s: heartbeat failed (%s); retrying", f.job.id, exc)
-                        if time.monotonic() > f.valid_until:
-                            self._ask_stop(f, queue.STOP_LOST)
-                        continue
-                    if verdict == queue.KEEP_GOING:
-                        f.valid_until = asked + _usable(self.cfg.lease_seconds)
-                    else:
-                        self._ask_stop(f, verdict)
+                    self._beat(conn, f)
                 try:
                     store.touch_worker(conn, self.id, flights[0].job.id if flights else None)
                     if beats % REAP_BEATS == 0:
@@ -659,6 +682,31 @@ class Dispatcher:
                     log.warning("heartbeat failed (%s); retrying", exc)
         finally:
             conn.close()
+
+    def _beat(self, conn, f: InFlight) -> None:
+        asked = time.monotonic()
+        p = f.progress
+        running = p.get("running", ())
+        point = f.points.point(running, asked)
+        phase = p.get("phase") or Phase(WAITING, since=f.claimed_at)  # its task has not started on a node yet
+        try:
+            if f.closing:  # its task ended: the closer writes what follows
+                verdict = queue.renew(conn, f.job.lease, self.cfg.lease_seconds)
+            else:
+                verdict = queue.heartbeat(conn, f.job.lease, self.cfg.lease_seconds, p.get("batch", 0),
+                                          p.get("batches", 0), phase=phase, point=point, node=p.get("node"),
+                                          pid=p.get("pid"))
+            if point is not None:
+                f.points.kept(running, asked)
+        except sqlite3.OperationalError as exc:
+            log.warning("job %s: heartbeat failed (%s); retrying", f.job.id, exc)
+            if time.monotonic() > f.valid_until:
+                self._ask_stop(f, queue.STOP_LOST)
+            return
+        if verdict == queue.KEEP_GOING:
+            f.valid_until = asked + usable_seconds(self.cfg.lease_seconds)
+        else:
+            self._ask_stop(f, verdict)
 
     def _record_cluster(self) -> None:
         """Every CLUSTER_SECONDS, the cluster's nodes, their CPUs and GPUs in use and free, and
@@ -674,14 +722,11 @@ class Dispatcher:
 
 
 def cluster_state(address: str, dispatcher: str, inflight: dict[int, InFlight], job_cpus: float, job_gpus: float) -> dict:
+    """The cluster as the Training page shows it, from Ray's public API: each node's CPUs and GPUs
+    with what this dispatcher's jobs leave free there (Ray tells free resources per cluster, not
+    per node), and the cluster's own free total (`free_cpus`, `free_gpus`), other work counted."""
     import ray
 
-    try:
-        from ray._private.state import available_resources_per_node
-
-        free = available_resources_per_node()
-    except Exception:  # a private API: without it, free is what this dispatcher's jobs leave
-        free = None
     jobs_on: dict[str, list[int]] = {}
     for f in list(inflight.values()):
         if f.progress.get("node"):
@@ -692,28 +737,28 @@ def cluster_state(address: str, dispatcher: str, inflight: dict[int, InFlight], 
         res = n.get("Resources", {}) if n.get("Alive") else {}
         cpus, gpus = float(res.get("CPU", 0)), float(res.get("GPU", 0))
         mine = jobs_on.get(label, [])
-        if free is not None and n["NodeID"] in free:
-            cpus_free = float(free[n["NodeID"]].get("CPU", 0))
-            gpus_free = float(free[n["NodeID"]].get("GPU", 0))
-        else:
-            cpus_free = max(0.0, cpus - job_cpus * len(mine)) if n.get("Alive") else 0.0
-            gpus_free = max(0.0, gpus - job_gpus * len(mine)) if n.get("Alive") else 0.0
+        cpus_free = max(0.0, cpus - job_cpus * len(mine)) if n.get("Alive") else 0.0
+        gpus_free = max(0.0, gpus - job_gpus * len(mine)) if n.get("Alive") else 0.0
         nodes.append({"node": label, "address": n.get("NodeManagerAddress"), "alive": bool(n.get("Alive")),
                       "head": "node:__internal_head__" in n.get("Resources", {}),
                       "cpus": cpus, "cpus_free": cpus_free, "gpus": gpus, "gpus_free": gpus_free, "jobs": sorted(mine)})
+    free = ray.available_resources()
     return {"address": address, "dispatcher": dispatcher, "updated_at": store.now(), "job_cpus": job_cpus,
-            "job_gpus": job_gpus, "nodes": nodes}
+            "job_gpus": job_gpus, "nodes": nodes, "free_cpus": float(free.get("CPU", 0)),
+            "free_gpus": float(free.get("GPU", 0))}
 
 
-def _usable(lease_seconds: float) -> float:
-    return lease_seconds - min(5.0, 0.25 * lease_seconds)
+def _unreachable() -> tuple[type[BaseException], ...]:
+    """What a call to the hub raises when the hub (its dispatcher, or the network to it) is gone;
+    anything else is a bug, and raised as one."""
+    import ray
+
+    return ray.exceptions.RayError, TimeoutError, ConnectionError
 
 
-def _epochs(conn, job_id: int) -> int:
-    return queue.get_job(conn, job_id).epoch
-
-
-def _retry_while_locked(write):
-    from cifar_core.jobs.worker import _retry_while_locked as retry
-
-    return retry(write, until=time.monotonic() + 10)
+def _step(what: str, do) -> None:
+    """One cleanup step, whose failure is logged and does not stop the next ones."""
+    try:
+        do()
+    except Exception:
+        log.exception("dispatcher: could not %s", what)

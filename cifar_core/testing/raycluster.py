@@ -56,6 +56,14 @@ class Cluster:
         active = out.split("Active:")[1].split("Pending:")[0] if "Active:" in out else ""
         return active.count("node_")
 
+    def node_ids(self) -> list[str]:
+        """The hex ids of the cluster's live nodes."""
+        import re
+
+        out = subprocess.run([self.ray, "status", f"--address={self.address}"], env=self.env, capture_output=True,
+                             text=True, timeout=60).stdout
+        return re.findall(r"node_([0-9a-f]+)", out)
+
     def stop_node(self) -> None:
         """Pull the second node out as a machine that dies would: SIGKILL to its whole process
         group (raylet, its workers and the `ray start` process), at once. (SIGTERM lets it wind

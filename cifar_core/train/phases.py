@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 TRAINING, VALIDATING, SCORING, SAVING, MEASURING = "training", "validating", "scoring", "saving", "measuring"
-PHASES = (TRAINING, VALIDATING, SCORING, SAVING, MEASURING)
+WAITING = "waiting for a node"  # claimed by a Ray dispatcher, its task not yet started on a node
+PHASES = (WAITING, TRAINING, VALIDATING, SCORING, SAVING, MEASURING)
 END_PHASES = (SCORING, SAVING, MEASURING)  # in this order, after the last epoch
 
 

@@ -25,6 +25,7 @@ tracing, so it errs long) until an epoch has finished to go on.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,9 +35,10 @@ import pandas as pd
 from cifar_core.jobs import queue
 from cifar_core.jobs import results
 from cifar_core.jobs import store
+from cifar_core.jobs import launcher
 from cifar_core.jobs.worker import list_workers
 from cifar_core.spec.training import tta_views
-from cifar_core.train.phases import END_PHASES, MEASURING, SAVING, SCORING, TRAINING, VALIDATING, Phase
+from cifar_core.train.phases import END_PHASES, MEASURING, SAVING, SCORING, TRAINING, VALIDATING, WAITING, Phase
 
 # The end phases' estimates (see the module docstring).
 SAVE_SECONDS = 2.0  # model.keras, predictions.npz and the history
@@ -98,6 +100,8 @@ def phase_label(phase: Phase | None, epoch: int, epochs: int, batch: int, batche
         return "saving the model"
     if name == MEASURING:
         return "measuring latency"
+    if name == WAITING:
+        return f"waiting for a node · {current}"
     return f"training {current} · " + (f"batch {batch}/{batches}" if batches else "starting")
 
 
@@ -119,6 +123,7 @@ class QueueView:
     finished: pd.DataFrame = field(repr=False)  # leaderboard rows of the recent jobs
     running: pd.DataFrame = field(repr=False, default_factory=lambda: pd.DataFrame(columns=results.RUNNING_COLUMNS))
     # running training loss and accuracy inside the running jobs' epochs (fractional `epoch`)
+    start_problem: str | None = None  # why the Ray dispatcher this app wants could not start
 
     @property
     def refresh(self) -> bool:
@@ -220,7 +225,18 @@ def queue_view(conn: sqlite3.Connection, recent: int = 10, now: float | None = N
         history=history,
         finished=results.leaderboard_rows(conn, [j.id for j in done]),
         running=results.running_points(conn, [j.id for j in running]),
+        start_problem=start_problem(),
     )
+
+
+def start_problem() -> str | None:
+    """Why the Ray dispatcher that `$CIFAR_LAB_RAY` asks for could not start (said once, by the
+    dispatcher), or None."""
+    problem = launcher.start_problem()
+    if problem is None or problem.address != os.environ.get(launcher.RAY_ENV, "").strip():
+        return None
+    return (f"The Ray dispatcher could not start, so no job runs on the cluster: {problem.reason} "
+            "Fix that, then try again.")
 
 
 @dataclass(frozen=True)
