@@ -216,7 +216,7 @@ def test_ray_local_starts_a_private_ray_with_its_own_token_beside_a_running_clus
                                                                                    cluster, monkeypatch):
     """`--ray local` never joins the cluster running on this machine, and with no token anywhere
     Ray looks for one it makes its own (in its environment, no file) instead of failing."""
-    home = tmp_path / "home"
+    home = tmp_path / "user-home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))  # no ~/.ray/auth_token
     monkeypatch.delenv("RAY_AUTH_TOKEN")

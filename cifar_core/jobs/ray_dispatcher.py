@@ -301,6 +301,8 @@ class DispatcherConfig:
 def connect(address: str) -> None:
     """Join the Ray cluster at `address` (`local` starts a private one on this machine), shipping
     the lab's code to the nodes with the tasks."""
+    if address == "local":
+        _private_token()  # before Ray is imported: its core reads the token once, when it loads
     import ray
 
     if ray.is_initialized():
@@ -314,7 +316,6 @@ def connect(address: str) -> None:
     try:
         _reachable(address)  # Ray itself waits minutes on an address where nothing listens
         if address == "local":  # always a new private instance, whatever else runs on this machine
-            _private_token()
             ray.init(address="local", include_dashboard=False, **kw)
         else:
             ray.init(address=address, **kw)
@@ -379,9 +380,9 @@ class Dispatcher:
 
     def run(self) -> int:
         """Dispatch until idle (with exit_when_idle), max_jobs, or a signal. Returns the jobs ended."""
+        connect(self.cfg.address)  # first: it may set Ray's token before Ray is imported
         import ray
 
-        connect(self.cfg.address)
         if self._handles_signals:
             self.install_signal_handlers()
         here = ray.get_runtime_context().get_node_id()
