@@ -24,7 +24,7 @@ from cifar_core.search.config import (
     TrialCurve,
 )
 from cifar_core.search.promotion import promotions
-from cifar_core.search.pruners import decide
+from cifar_core.search.pruners import decide, optuna_pruner
 from cifar_core.search.replay import replay
 from cifar_core.spec.space import expand, parse_space
 
@@ -189,8 +189,7 @@ def test_decide_agrees_with_optuna_running_the_same_trials_itself(config):
     over the same curves rebuilt from records."""
     rng = random.Random(5)
     curves = [_curve(rng.uniform(0.4, 0.9), 9) for _ in range(25)]
-    native = optuna.create_study(study_name=studies.STUDY_NAME, direction="maximize",
-                                 pruner=__import__("cifar_core.search.pruners", fromlist=["x"]).optuna_pruner(config))
+    native = optuna.create_study(study_name=studies.STUDY_NAME, direction="maximize", pruner=optuna_pruner(config))
     records: list[TrialCurve] = []
     stops = 0
     for i, curve in enumerate(curves):
