@@ -3,8 +3,10 @@
 The trials start one at a time in the order they ran (or in seeded shuffles of it), each running
 its recorded epochs until the pruner stops it; under successive halving and Hyperband a paused
 trial that `promotions` picks resumes first (as asynchronous successive halving does) and runs on
-with its recorded curve. A trial's last recorded epoch is never judged (nothing left to save), and
-a trial recorded as pruned or paused stays stopped there (its later epochs were never recorded).
+with its recorded curve. A complete trial's last epoch is never judged (nothing left to save); a
+trial recorded as pruned or paused is judged at its last recorded epoch too (where a live pruner
+stopped it, so a replay of the same pruner agrees with the live run), and stays stopped there
+whatever the replayed pruner says (its later epochs were never recorded).
 Pure over TrialCurves: no store, no training.
 """
 
@@ -107,8 +109,9 @@ def _run(pruner, rec: TrialCurve, sim: dict, started: list, stopped: dict, reaso
     """Train `rec` on from where the replay left it until the pruner stops it or its record ends."""
     done = sim[rec.trial_id].last_epoch if rec.trial_id in sim else 0
     for epoch in sorted(e for e in rec.curve if e > done):
-        if epoch == rec.last_epoch:
-            sim[rec.trial_id] = rec.upto(epoch, COMPLETE if rec.state == COMPLETE else PRUNED)
+        last = epoch == rec.last_epoch
+        if last and rec.state == COMPLETE:  # it ran to its end: nothing left to save
+            sim[rec.trial_id] = rec.upto(epoch, COMPLETE)
             return
         sim[rec.trial_id] = rec.upto(epoch, RUNNING)
         decision = decide(pruner, [sim[i] for i in started], rec.trial_id, epoch)
@@ -116,6 +119,9 @@ def _run(pruner, rec: TrialCurve, sim: dict, started: list, stopped: dict, reaso
             sim[rec.trial_id] = rec.upto(epoch, PAUSED if decision.action == PAUSE else PRUNED)
             stopped[rec.trial_id] = (decision.action, epoch)
             reasons[rec.trial_id] = decision.reason
+            return
+        if last:  # stopped where its record ends (a live pruner did it); this one would have gone on
+            sim[rec.trial_id] = rec.upto(epoch, PRUNED)
             return
 
 
