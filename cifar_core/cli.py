@@ -193,11 +193,12 @@ def _pruner_args(s, what: str, required: bool = False) -> None:
                    "trials completed")
 
 
-def _pruner(args):
+def _pruner(args, epochs: int):
+    """The pruner the flags ask for, judging trials of `epochs` epochs."""
     from cifar_core.search.config import PrunerConfig
 
     return PrunerConfig(kind=args.pruner or "none", min_epochs=args.min_epochs, eta=args.eta,
-                        percentile=args.percentile, startup_trials=args.startup_trials)
+                        percentile=args.percentile, startup_trials=args.startup_trials, max_epochs=epochs)
 
 
 def _sweep(args) -> None:
@@ -210,7 +211,7 @@ def _sweep(args) -> None:
     search = None
     if args.sampler or args.pruner:
         search = SearchConfig(sampler=args.sampler or json.loads(_read_space(args.space)).get("method", "random"),
-                              pruner=_pruner(args), seed=args.seed, max_trials=args.max_trials,
+                              pruner=_pruner(args, int(base["epochs"])), seed=args.seed, max_trials=args.max_trials,
                               max_epochs=args.max_epochs, max_minutes=args.max_minutes)
     lab = _lab()
     group_id, ids = lab.submit_sweep(base, args.space, args.data, search)
@@ -223,7 +224,8 @@ def _read_space(space: str) -> str:
 
 def _sweep_replay(args) -> None:
     lab = _lab()
-    result = lab.replay_sweep(lab.sweep_group(args.sweep), _pruner(args), args.shuffles, args.seed)
+    group = lab.sweep_group(args.sweep)
+    result = lab.replay_sweep(group, _pruner(args, int(lab.sweep(group).info.base["epochs"])), args.shuffles, args.seed)
     rows = [{"order": list(r.order), "stopped": {str(k): v for k, v in r.stopped.items()},
              "epochs_recorded": r.epochs_recorded, "epochs_run": r.epochs_run, "epochs_saved": r.epochs_saved,
              "best_trial": r.best_trial, "best_survived": r.best_survived, "best_kept": r.best_kept}

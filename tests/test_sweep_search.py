@@ -107,3 +107,32 @@ def test_a_real_worker_stops_a_pruned_trial_within_an_epoch_keeping_its_curve_an
     assert (lab_home / "runs" / str(second.id) / "backup" / "checkpoint.json").exists()  # and its checkpoint
     replayed = lab.replay_sweep(group, pruner).runs[0]
     assert replayed.stopped == {second.id: ("prune", second.epoch)} and replayed.best_survived
+
+
+def test_sweep_and_sweep_replay_on_the_command_line(lab_home, small_data, conn):
+    """A recorded sweep without a pruner, replayed under the median pruner: which trial it would
+    have stopped, and the epochs saved; then a sweep queued with a sampler and a pruner."""
+    import json
+
+    from cifar_core.testing.procs import cli
+
+    ids = _sweep(small_data, PrunerConfig(kind="none"))
+    for curve in ([0.30, 0.40, 0.50, 0.60], [0.32, 0.42, 0.52, 0.62], [0.35, 0.20, 0.21, 0.22],
+                  [0.40, 0.50, 0.60, 0.70], [0.36, 0.46, 0.56, 0.66], [0.38, 0.48, 0.58, 0.68]):
+        done, verdicts = _train(conn, curve)
+        assert done.state == queue.SUCCEEDED and set(verdicts) == {queue.KEEP_GOING}  # no pruner: all run
+    replayed = json.loads(cli("sweep-replay", "1", "--pruner", "median", "--startup-trials", "2", "--json").stdout)
+    first = replayed["runs"][0]
+    assert first["stopped"] == {str(ids[2]): ["prune", 2]} and first["epochs_saved"] == 2 and first["best_survived"]
+    said = cli("sweep-replay", "1", "--pruner", "median", "--startup-trials", "2", "--shuffles", "4").stdout
+    assert said.startswith("in the order it ran: stopped 1 of 6 trials, 22 of 24 epochs (2 saved); best trial ")
+    assert "over 5 orders: " in said
+    refused = cli("sweep-replay", "7", "--pruner", "median", check=False)
+    assert refused.returncode == 2 and refused.stderr.strip() == (
+        "error: no sweep 7: there are 1, numbered from 1 (the Sweeps page lists them)")
+
+    space = json.dumps({"method": "random", "params": {"learning_rate": {"log_uniform": [0.0001, 0.01]}}})
+    queued = cli("sweep", "exp1", "--space", space, "--epochs", "2", "--data", str(small_data), "--sampler", "tpe",
+                 "--pruner", "hyperband", "--max-trials", "6").stdout
+    number, jobs = queued.split(":")
+    assert number == "sweep 2" and len(jobs.split()) == 2  # TPE: two now, the next as each ends

@@ -23,7 +23,7 @@ from cifar_core.spec.layers import INPUT_SHAPE, NUM_CLASSES
 from cifar_core.spec.summary import summarize
 from cifar_core.spec.validate import parse_spec
 from cifar_core.search.config import PrunerConfig, SearchConfig
-from cifar_core.spec.space import (NAME_PREFIX_KEPT, SweepSpace, documents, expand, first_free, load_space,
+from cifar_core.spec.space import (MAX_RUNS, NAME_PREFIX_KEPT, SweepSpace, documents, expand, first_free, load_space,
                                     setting_importance)
 
 TARGET = "best_val_accuracy"
@@ -107,6 +107,25 @@ def space_from_inputs(params_text: str, method: str, budget: int | None = None, 
     if method == "random" and budget is not None:
         space["budget"] = int(budget)
     return space
+
+
+SAMPLER_LABELS = {"": "all at once (the method above)", "grid": "Optuna grid", "random": "Optuna random",
+                  "tpe": "TPE (learns from ended trials)"}
+PRUNER_LABELS = {"none": "none: every trial to its end", "median": "median", "percentile": "percentile (bottom 75% stop)",
+                 "successive_halving": "successive halving (pause, promote)", "hyperband": "Hyperband (pause, promote)"}
+
+
+def search_from_inputs(sampler: str, pruner: str, method: str, budget: int, seed: int, epochs: int,
+                       min_epochs: int = 1, eta: int = 3) -> SearchConfig | None:
+    """A sweep's search from a page's inputs; None when neither a sampler nor a pruner is chosen
+    (the classic sweep: every run of the space queued at once, each to its end). Without a
+    sampler of its own, the search draws as the space's method says."""
+    if not sampler and pruner == "none":
+        return None
+    chosen = sampler or method
+    trials = MAX_RUNS if chosen == "grid" else int(budget)  # a grid runs every combination
+    judged = PrunerConfig(kind=pruner, min_epochs=min(int(min_epochs), int(epochs)), eta=int(eta), max_epochs=int(epochs))
+    return SearchConfig(sampler=chosen, pruner=judged, seed=int(seed), max_trials=trials)
 
 
 def plan_sweep(
