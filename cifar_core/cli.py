@@ -7,8 +7,10 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 from cifar_core.errors import LabError
+from cifar_core.search.config import PRUNERS, SAMPLERS
 
 
 MAX_ID = 2**63 - 1  # the largest integer SQLite stores
@@ -49,6 +51,20 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--space", required=True, help="search space: a JSON file (or JSON text), see cifar_core/spec/space.py")
     s.add_argument("--epochs", type=int, help="epochs of every run (default: the base experiment's)")
     s.add_argument("--data", help="data source (default: $CIFAR_LAB_DATA or keras)")
+    s.add_argument("--sampler", choices=SAMPLERS, help="Optuna's sampler draws the trials (tpe learns from the ended "
+                   "ones); default: the space's own method, every trial queued at once")
+    _pruner_args(s, "stops losing trials after each epoch (default none)")
+    s.add_argument("--seed", type=int, default=0, help="the sampler's seed: the same seed gives the same trials")
+    s.add_argument("--max-trials", type=int, default=20, help="trials the sweep starts at most (default 20)")
+    s.add_argument("--max-epochs", type=int, help="epochs the whole sweep trains at most (default: no cap)")
+    s.add_argument("--max-minutes", type=float, help="minutes of training the sweep spends at most (default: no cap)")
+
+    s = sub.add_parser("sweep-replay", help="what a pruner would have done to a finished sweep's recorded curves")
+    s.add_argument("sweep", type=int, help="the sweep's number, as `sweep` printed it")
+    _pruner_args(s, "the pruner to replay", required=True)
+    s.add_argument("--shuffles", type=int, default=0, help="replay over this many shuffled orders too (seeded)")
+    s.add_argument("--seed", type=int, default=0, help="the shuffles' seed")
+    s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("worker", help="run a worker in the foreground")
     s.add_argument("--exit-when-idle", action="store_true", help="stop when nothing is queued or running (it stays to take back an orphaned job)")
@@ -167,15 +183,66 @@ def _submit(args) -> None:
     print(" ".join(str(i) for i in submitted.job_ids))
 
 
+def _pruner_args(s, what: str, required: bool = False) -> None:
+    s.add_argument("--pruner", choices=PRUNERS, required=required, help=what)
+    s.add_argument("--min-epochs", type=int, default=1, help="epochs every trial trains before it may be stopped "
+                   "(successive halving, Hyperband: the first rung)")
+    s.add_argument("--eta", type=int, default=3, help="successive halving, Hyperband: the top 1/eta of a rung go on")
+    s.add_argument("--percentile", type=float, default=25.0, help="percentile: keep the trials in the top P%%")
+    s.add_argument("--startup-trials", type=int, default=5, help="median, percentile: no pruning before this many "
+                   "trials completed")
+
+
+def _pruner(args, epochs: int):
+    """The pruner the flags ask for, judging trials of `epochs` epochs."""
+    from cifar_core.search.config import PrunerConfig
+
+    return PrunerConfig(kind=args.pruner or "none", min_epochs=args.min_epochs, eta=args.eta,
+                        percentile=args.percentile, startup_trials=args.startup_trials, max_epochs=epochs)
+
+
 def _sweep(args) -> None:
+    from cifar_core.search.config import SearchConfig
     from cifar_core.spec.validate import load_spec
 
     base = load_spec(args.spec)
     if args.epochs is not None:
         base["epochs"] = args.epochs
+    search = None
+    if args.sampler or args.pruner:
+        search = SearchConfig(sampler=args.sampler or json.loads(_read_space(args.space)).get("method", "random"),
+                              pruner=_pruner(args, int(base["epochs"])), seed=args.seed, max_trials=args.max_trials,
+                              max_epochs=args.max_epochs, max_minutes=args.max_minutes)
     lab = _lab()
-    group_id, ids = lab.submit_sweep(base, args.space, args.data)
+    group_id, ids = lab.submit_sweep(base, args.space, args.data, search)
     print(f"sweep {lab.sweep_number(group_id)}: {' '.join(str(i) for i in ids)}")
+
+
+def _read_space(space: str) -> str:
+    return Path(space).read_text() if Path(space).is_file() else space
+
+
+def _sweep_replay(args) -> None:
+    lab = _lab()
+    group = lab.sweep_group(args.sweep)
+    result = lab.replay_sweep(group, _pruner(args, int(lab.sweep(group).info.base["epochs"])), args.shuffles, args.seed)
+    rows = [{"order": list(r.order), "stopped": {str(k): v for k, v in r.stopped.items()},
+             "epochs_recorded": r.epochs_recorded, "epochs_run": r.epochs_run, "epochs_saved": r.epochs_saved,
+             "best_trial": r.best_trial, "best_survived": r.best_survived, "best_kept": r.best_kept}
+            for r in result.runs]
+    if args.json:
+        print(json.dumps({"runs": rows, "saved_share": result.saved_share,
+                          "best_survived_share": result.best_survived_share}))
+        return
+    first = result.runs[0]
+    print(f"in the order it ran: stopped {len(first.stopped)} of {len(first.order)} trials, "
+          f"{first.epochs_run} of {first.epochs_recorded} epochs ({first.epochs_saved} saved); best trial "
+          f"#{first.best_trial} {'survived' if first.best_survived else 'was stopped'}")
+    for trial, why in first.reasons.items():
+        print(f"  #{trial}: {why}")
+    if len(result.runs) > 1:
+        print(f"over {len(result.runs)} orders: {100 * result.saved_share:.1f}% of the epochs saved on average; "
+              f"the best survived in {100 * result.best_survived_share:.0f}% of them")
 
 
 def _worker(args) -> None:
@@ -370,7 +437,8 @@ def _report(args) -> None:
 
 
 COMMANDS = {
-    "presets": _presets, "summary": _summary, "submit": _submit, "sweep": _sweep, "worker": _worker, "runs": _runs,
+    "presets": _presets, "summary": _summary, "submit": _submit, "sweep": _sweep, "sweep-replay": _sweep_replay,
+    "worker": _worker, "runs": _runs,
     "leaderboard": _leaderboard, "show": _show, "cancel": _cancel, "retry": _retry, "backup": _backup, "restore": _restore, "data-info": _data_info,
     "measure": _measure, "export": _export,
     "choose": _choose, "reproduce": _reproduce, "report": _report,

@@ -82,7 +82,8 @@ class Lab:
         spec = parse_spec(doc, ds.input_shape, ds.num_classes)  # names and seeds the copies
         return self.enqueue(*queue.repeated(spec.to_dict(), repeats), source=source)
 
-    def plan_sweep(self, base_doc: dict, space_doc, input_shape=None, num_classes: int | None = None) -> SweepPlan:
+    def plan_sweep(self, base_doc: dict, space_doc, input_shape=None, num_classes: int | None = None,
+                   search=None) -> SweepPlan:
         """The runs a sweep would submit (validated against that shape and class count, CIFAR-10's by
         default), named as `submit_sweep` names them: numbered past the runs of earlier sweeps over
         the same base, so run names are unique across sweeps."""
@@ -91,16 +92,18 @@ class Lab:
         with self._store() as conn:
             first = sweeps.next_run_number(conn, base_doc)
         dims = {k: v for k, v in (("input_shape", input_shape), ("num_classes", num_classes)) if v is not None}
-        return sweeps.plan_sweep(base_doc, space_doc, first=first, **dims)
+        return sweeps.plan_sweep(base_doc, space_doc, first=first, search=search, **dims)
 
-    def submit_sweep(self, base_doc: dict, space_doc, source: str | None = None) -> Submitted:
-        """Plan a sweep against the data source's shape and classes and enqueue every run as one
-        group; nothing is enqueued if any run is invalid."""
+    def submit_sweep(self, base_doc: dict, space_doc, source: str | None = None, search=None) -> Submitted:
+        """Plan a sweep against the data source's shape and classes and enqueue its runs as one
+        group; nothing is enqueued if any run is invalid. With a `search.config.SearchConfig`, its
+        sampler draws the trials (a learning one, TPE, as earlier trials end) and its pruner stops
+        the losing ones after each epoch (jobs/sweeping.py)."""
         from cifar_core.analysis import sweeps
 
         source = config.resolve_source(source)
         ds = load_dataset(source)
-        plan = self.plan_sweep(base_doc, space_doc, ds.input_shape, ds.num_classes)
+        plan = self.plan_sweep(base_doc, space_doc, ds.input_shape, ds.num_classes, search)
         return self.enqueue(list(plan.docs), sweeps.group_of(plan, base_doc), source)
 
     def submit_reproduction(self, source: str | None = None, epochs_scale: float = 1.0, epochs: int | None = None,
@@ -276,6 +279,26 @@ class Lab:
         """A sweep's number among the sweeps, from 1 (its group id also counts repeat sets)."""
         with self._store() as conn:
             return store.group_number(conn, group_id, queue.GROUP_SWEEP)
+
+    def sweep_group(self, number: int) -> int:
+        """The group id of sweep `number` (as the CLI and the pages number sweeps, from 1)."""
+        with self._store() as conn:
+            group = store.group_by_number(conn, int(number), queue.GROUP_SWEEP)
+            count = len(store.group_rows(conn, queue.GROUP_SWEEP))
+        if group is None:
+            raise NotFound(f"no sweep {number}: there are {count}, numbered from 1 (the Sweeps page lists them)"
+                           if count else f"no sweep {number}: none yet; `python -m cifar_core sweep` starts one")
+        return group
+
+    def replay_sweep(self, group_id: int, pruner, shuffles: int = 0, seed: int = 0):
+        """What `pruner` (a search.config.PrunerConfig) would have done to a sweep's recorded curves,
+        in the order its trials ran and in `shuffles` seeded shuffles (search.replay.ReplayResult)."""
+        from cifar_core.jobs import sweeping
+        from cifar_core.search.replay import replay
+
+        with self._store() as conn:
+            known = sweeping.trials(conn, group_id)
+        return replay(pruner, known, shuffles, seed)
 
     def sweep(self, group_id: int) -> SweepResults:
         from cifar_core.analysis import sweeps

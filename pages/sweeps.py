@@ -104,9 +104,9 @@ def _fill_inputs(option: str, doc: dict) -> None:
 # ------------------------------------------------------------ new sweep
 
 
-def _submit(base: dict, space: dict) -> None:
+def _submit(base: dict, space: dict, search) -> None:
     try:
-        group_id, ids = common.lab().submit_sweep(base, space, common.source())
+        group_id, ids = common.lab().submit_sweep(base, space, common.source(), search)
     except DataError as exc:
         st.session_state.sweeps_result = ("data", str(exc))
         return
@@ -138,7 +138,8 @@ def _new_sweep() -> None:
     a, b, c, d = st.columns(4)
     method = a.selectbox("Method", list(METHODS), format_func=METHODS.get, key="sweeps_method")
     budget = b.number_input("Budget (runs)", min_value=1, max_value=200, value=sweep_space.DEFAULT_BUDGET, step=1,
-                            key="sweeps_budget", disabled=method == "grid", help="Random draws; a grid runs every combination")
+                            key="sweeps_budget", disabled=method == "grid" and not st.session_state.get("sweeps_sampler"),
+                            help="Random draws, or the trials a sampler starts; a grid runs every combination")
     seed = c.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="sweeps_seed",
                           help="The same seed draws the same runs")
     epochs = d.number_input("Epochs per run", min_value=1, max_value=1000, step=1, key="sweeps_epochs",
@@ -148,6 +149,17 @@ def _new_sweep() -> None:
                         help="Choosing settings by their test-set score fits them to the test set; a holdout keeps the test set for the end")
     if doc.get("validation") == "test" and not holdout:
         st.warning("The runs will validate on the test set: the best setting found is then chosen on the test set.")
+    e, f, g = st.columns(3)
+    sampler = e.selectbox("Sampler", list(sweeps.SAMPLER_LABELS), format_func=sweeps.SAMPLER_LABELS.get,
+                          key="sweeps_sampler", help="Optuna's samplers, seeded; TPE queues two trials and asks for "
+                          "the next as each ends, learning from the ended ones. The budget caps the trials")
+    pruner = f.selectbox("Pruner", list(sweeps.PRUNER_LABELS), format_func=sweeps.PRUNER_LABELS.get,
+                         key="sweeps_pruner", help="Judges each trial's validation accuracy after every epoch and "
+                         "stops the losing ones (their curve and checkpoint stay); successive halving and Hyperband "
+                         "pause them at a rung and resume the ones that later rank in the top third")
+    min_epochs = g.number_input("Epochs before pruning", min_value=1, max_value=1000, value=1, step=1,
+                                key="sweeps_min_epochs", disabled=pruner == "none",
+                                help="Every trial trains this many epochs before it may be stopped (the first rung)")
     text = st.text_area("Search space", key="sweeps_space", height=220, help=SPACE_HELP)
 
     base = {**doc, "epochs": int(epochs), **({"validation": "holdout"} if holdout else {})}
@@ -156,7 +168,8 @@ def _new_sweep() -> None:
         common.data_warning(problem)
     try:
         space = sweeps.space_from_inputs(text, method, int(budget), int(seed))
-        plan = common.lab().plan_sweep(base, space, shape, classes)
+        search = sweeps.search_from_inputs(sampler, pruner, method, int(budget), int(seed), int(epochs), int(min_epochs))
+        plan = common.lab().plan_sweep(base, space, shape, classes, search)
     except SpecError as exc:
         st.error(str(exc), icon=":material/error:")
         return
@@ -167,7 +180,7 @@ def _new_sweep() -> None:
     st.dataframe(preview, hide_index=True, key="sweeps_preview", height=min(38 + 35 * plan.runs, 300),
                  column_config={**_value_columns(preview, plan.space.paths), "params": RUN_COLUMNS["params"]})
     st.button(f"Submit {plan.runs} runs", type="primary", icon=":material/play_arrow:", key="sweeps_submit",
-              on_click=_submit, args=(base, space))
+              on_click=_submit, args=(base, space, search))
     kind, message = st.session_state.pop("sweeps_result", None) or (None, "")
     if kind == "data":
         common.data_refused(message, problem)

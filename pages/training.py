@@ -18,7 +18,8 @@ RECENT = 10  # finished jobs listed
 TRAINED_HELP = "Seconds spent training, summed over attempts (the same train time as the Run page); time in the queue is apart"
 ROUGH_HELP = ("Rough: extrapolated from the first epoch's batches so far, which include TensorFlow's tracing, so it "
               "errs long; it firms up once an epoch has finished")
-BADGE = {queue.QUEUED: "gray", queue.RUNNING: "blue", queue.SUCCEEDED: "green", queue.FAILED: "red", queue.CANCELLED: "orange"}
+BADGE = {queue.QUEUED: "gray", queue.RUNNING: "blue", queue.PAUSED: "violet", queue.SUCCEEDED: "green", queue.PRUNED: "gray",
+         queue.FAILED: "red", queue.CANCELLED: "orange"}
 
 
 def _cancel(job_id: int) -> None:
@@ -87,6 +88,8 @@ def _finished(p: monitor.JobProgress, figures: dict) -> None:
                  help="Queue it again; it resumes from its last finished epoch")
     if p.error and p.state == queue.FAILED:
         st.error(common.md(p.error), icon=":material/error:")
+    elif p.error and p.state in (queue.PRUNED, queue.PAUSED):  # its sweep's pruner says why, in words
+        st.caption(common.md(p.error))
 
 
 def _queue(polling: bool) -> None:

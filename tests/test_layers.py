@@ -18,6 +18,8 @@ FORBIDDEN = {
     "cifar_core.data": ("cifar_core.spec", "cifar_core.train", "cifar_core.jobs", "cifar_core.analysis") + ABOVE,
     "cifar_core.spec": ("cifar_core.data", "cifar_core.train", "cifar_core.jobs", "cifar_core.analysis") + ABOVE,
     "cifar_core.train": ("cifar_core.jobs", "cifar_core.analysis") + ABOVE,
+    # search: beside spec (the sweep's strategy, store-free): spec and Optuna only
+    "cifar_core.search": ("cifar_core.data", "cifar_core.train", "cifar_core.jobs", "cifar_core.analysis") + ABOVE,
     "cifar_core.jobs": ("cifar_core.analysis",) + ABOVE,
     "cifar_core.analysis": ("cifar_core.lab", "cifar_core.cli", "cifar_core.views", "cifar_core.testing"),
     "cifar_core.charts": ("cifar_core.lab", "cifar_core.cli", "cifar_core.views", "cifar_core.testing"),
@@ -117,6 +119,14 @@ def test_no_layer_imports_a_layer_above_it():
                 continue
             bad += _offending((where, t) for where, t in _imports(path) if any(_within(t, f) for f in forbidden))
     assert not bad, "imports up the layers of docs/architecture.md:\n" + "\n".join(bad)
+
+
+def test_optuna_only_in_search():
+    """Optuna's studies, samplers and pruners stay behind cifar_core/search; everything else calls it."""
+    files = [*PACKAGE_FILES, ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]
+    bad = _offending((where, t) for p in files if not _within(_name(p), "cifar_core.search")
+                     for where, t in _imports(p) if _within(t, "optuna"))
+    assert not bad, "Optuna outside cifar_core/search:\n" + "\n".join(bad)
 
 
 def test_plotly_only_in_charts():

@@ -12,7 +12,7 @@ from pagetools import rerun as _run
 from pagetools import texts as _texts
 
 from cifar_core.lab import Lab
-from cifar_core.jobs import queue
+from cifar_core.jobs import queue, store
 from cifar_core.analysis import sweeps
 from cifar_core.spec import space as sweep_space
 from cifar_core.spec.presets import get_preset
@@ -196,3 +196,22 @@ def test_sweeps_are_numbered_among_sweeps_not_among_groups(conn, app_env):
     at = open_page("pages/leaderboard.py", timeout=60, sweep=str(group_id))
     assert at.selectbox(key="lb_sweep").format_func(group_id).startswith("#1 exp1 ")
     assert [h.value for h in at.subheader if h.value.startswith("Sweep")] == ["Sweep #1: exp1"]
+
+
+def test_a_sweep_with_a_sampler_and_a_pruner_is_queued_with_its_search(conn, app_env):
+    """Issue 30: the page takes Optuna's sampler and a pruner; TPE queues its first two trials and
+    the sweep keeps how it searches, for the decisions after each epoch."""
+    at = _open()
+    at.selectbox(key="sweeps_method").set_value("grid")
+    at.selectbox(key="sweeps_sampler").set_value("tpe")
+    at.selectbox(key="sweeps_pruner").set_value("successive_halving")
+    at.number_input(key="sweeps_budget").set_value(5)
+    at = _run(at.text_area(key="sweeps_space").set_value(GRID))
+    assert not at.error
+    assert "**2 runs** · 6 epochs in all" in _texts(at.markdown)  # TPE starts with two, then one more as each ends
+    at = _run(at.button(key="sweeps_submit").click())
+    group_id = int(sweeps.list_sweeps(conn)["group"][0])
+    detail = store.group_detail(conn, group_id)
+    assert detail["search"]["sampler"] == "tpe" and detail["search"]["max_trials"] == 5
+    assert detail["search"]["pruner"]["kind"] == "successive_halving" and detail["search"]["pruner"]["max_epochs"] == 3
+    assert len(sweeps.get_sweep(conn, group_id).run_ids) == 2

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -22,7 +22,9 @@ from cifar_core.spec import jsonread
 from cifar_core.spec.layers import INPUT_SHAPE, NUM_CLASSES
 from cifar_core.spec.summary import summarize
 from cifar_core.spec.validate import parse_spec
-from cifar_core.spec.space import NAME_PREFIX_KEPT, SweepSpace, expand, first_free, load_space, setting_importance
+from cifar_core.search.config import PrunerConfig, SearchConfig
+from cifar_core.spec.space import (MAX_RUNS, NAME_PREFIX_KEPT, SweepSpace, documents, expand, first_free, load_space,
+                                    setting_importance)
 
 TARGET = "best_val_accuracy"
 RESERVED_PATHS = ("name", "sweep_params")  # set per run by the expansion itself
@@ -38,6 +40,10 @@ class SweepPlan:
     space: SweepSpace
     docs: tuple[dict, ...]  # normalised spec documents ("<base>-s01", ...), each with sweep_params
     params: tuple[int, ...]  # parameter count of each run's model
+    search: SearchConfig | None = None  # how it searches (sampler, pruner, budgets); None: every run to its end
+    first: int = 1  # the number of its first run's name
+    input_shape: tuple = INPUT_SHAPE
+    num_classes: int = NUM_CLASSES
 
     @property
     def runs(self) -> int:
@@ -103,8 +109,28 @@ def space_from_inputs(params_text: str, method: str, budget: int | None = None, 
     return space
 
 
+SAMPLER_LABELS = {"": "all at once (the method above)", "grid": "Optuna grid", "random": "Optuna random",
+                  "tpe": "TPE (learns from ended trials)"}
+PRUNER_LABELS = {"none": "none: every trial to its end", "median": "median", "percentile": "percentile (bottom 75% stop)",
+                 "successive_halving": "successive halving (pause, promote)", "hyperband": "Hyperband (pause, promote)"}
+
+
+def search_from_inputs(sampler: str, pruner: str, method: str, budget: int, seed: int, epochs: int,
+                       min_epochs: int = 1, eta: int = 3) -> SearchConfig | None:
+    """A sweep's search from a page's inputs; None when neither a sampler nor a pruner is chosen
+    (the classic sweep: every run of the space queued at once, each to its end). Without a
+    sampler of its own, the search draws as the space's method says."""
+    if not sampler and pruner == "none":
+        return None
+    chosen = sampler or method
+    trials = MAX_RUNS if chosen == "grid" else int(budget)  # a grid runs every combination
+    judged = PrunerConfig(kind=pruner, min_epochs=min(int(min_epochs), int(epochs)), eta=int(eta), max_epochs=int(epochs))
+    return SearchConfig(sampler=chosen, pruner=judged, seed=int(seed), max_trials=trials)
+
+
 def plan_sweep(
-    base_doc: dict, space_doc, input_shape=INPUT_SHAPE, num_classes: int = NUM_CLASSES, first: int = 1
+    base_doc: dict, space_doc, input_shape=INPUT_SHAPE, num_classes: int = NUM_CLASSES, first: int = 1,
+    search: SearchConfig | None = None,
 ) -> SweepPlan:
     """Expand `space_doc` (a dict, JSON text or file path) over `base_doc` and validate every run,
     numbering the runs' names from `first` (`next_run_number` keeps them unique across sweeps).
@@ -117,7 +143,11 @@ def plan_sweep(
     # A JSON round trip drops shared sub-objects (a preset can list the same Dropout dict several
     # times), so setting one path changes one layer only.
     base = json.loads(json.dumps(base_doc))
-    docs = expand(base, space, first)
+    if search is None:
+        docs = expand(base, space, first)
+    else:
+        search = _with_epochs(search, base)
+        docs = documents(base, first_trials(base, space, search), first)
     specs, failures = [], []
     for doc in docs:
         try:
@@ -127,7 +157,26 @@ def plan_sweep(
     if failures:
         raise _invalid_runs(base, failures, len(docs), space.paths)
     params = tuple(summarize(s, input_shape, num_classes).total_params for s in specs)
-    return SweepPlan(str(base.get("name") or "sweep"), space, tuple(s.to_dict() for s in specs), params)
+    return SweepPlan(str(base.get("name") or "sweep"), space, tuple(s.to_dict() for s in specs), params, search, first,
+                     tuple(input_shape), int(num_classes))
+
+
+def first_trials(base: dict, space: SweepSpace, search: SearchConfig) -> list[dict]:
+    """The swept values of the trials a searching sweep queues at once: every trial (up to
+    max_trials) for grid and random; for TPE, which learns from the trials that ended, the first
+    few, then one more as each ends (jobs/sweeping.py)."""
+    from cifar_core.jobs.sweeping import ACTIVE_TRIALS
+    from cifar_core.search import samplers
+
+    n = min(search.max_trials, ACTIVE_TRIALS) if search.sampler == "tpe" else search.max_trials
+    return samplers.next_params(space, search.sampler, search.seed, [], n, samplers.whole_paths(base, space))
+
+
+def _with_epochs(search: SearchConfig, base: dict) -> SearchConfig:
+    """The pruner judges against the trials' own length unless told otherwise (Hyperband needs it)."""
+    if search.pruner.max_epochs is not None:
+        return search
+    return replace(search, pruner=PrunerConfig.from_dict({**search.pruner.to_dict(), "max_epochs": int(base["epochs"])}))
 
 
 def next_run_number(conn: sqlite3.Connection, base_doc: dict) -> int:
@@ -177,8 +226,12 @@ def _touches(error: SpecError, path: str) -> bool:
 
 
 def group_of(plan: SweepPlan, base_doc: dict) -> tuple[str, str, dict]:
-    """The queue group of a planned sweep: its kind, name, and the detail read back later."""
+    """The queue group of a planned sweep: its kind, name, and the detail read back later (with a
+    search: how it searches, and what a later trial's document is validated against)."""
     detail = {"space": plan.space.to_dict(), "base": json.loads(json.dumps(base_doc)), "paths": plan.space.paths}
+    if plan.search is not None:
+        detail.update(search=plan.search.to_dict(), first=plan.first, input_shape=list(plan.input_shape),
+                      num_classes=plan.num_classes)
     return queue.GROUP_SWEEP, plan.base_name, detail
 
 

@@ -8,6 +8,9 @@ one way, decided here by `close_attempt`:
 - it was stopped by a cancel: the job is cancelled "after epoch N", N the epochs the store holds
   (their checkpoint stays for a retry);
 - it was stopped by a shutdown: the job is handed back to the queue (not a crash);
+- it was stopped by its sweep's pruner (`record_epoch` asks it after every stored epoch): the job
+  ends PRUNED, or PAUSED at a rung for a later promotion, saying why in words; never a failure,
+  never retried;
 - it lost its lease: nothing more is written, another attempt owns the job;
 - its training process died without closing it (a kill, a crash, a lost node): by the rule for
   a dead worker (`queue.expire`), a crash unless the attempt finished an epoch, and the job
@@ -89,6 +92,28 @@ def cancelled_after(epochs: int) -> str:
     return f"cancelled after epoch {epochs}"
 
 
+def record_epoch(conn, lease: queue.Lease, record: dict, node: str | None, pid: int | None, until: float) -> str | None:
+    """Store one finished epoch of the attempt `lease` holds, then ask its sweep's pruner, if it
+    has one, whether it goes on (jobs/sweeping.py): KEEP_GOING, STOP_PRUNED or STOP_PAUSED
+    (decided and recorded in the store), STOP_LOST when another attempt holds the job, or None
+    when the store stayed locked until `until`. The one place where a stop is decided, whatever
+    trained the epoch."""
+    stored = retry_while_locked(lambda: queue.record_epoch(conn, lease, record, node, pid), until)
+    if stored is None:
+        return None
+    if not stored:
+        return queue.STOP_LOST
+    from cifar_core.jobs import sweeping
+
+    try:
+        return retry_while_locked(lambda: sweeping.after_epoch(conn, lease, int(record["epoch"])), until) or \
+            queue.KEEP_GOING
+    except Exception:  # a search that cannot decide must not cost the trial its epochs: it goes on
+        log.exception("job %s: the sweep's pruner could not decide after epoch %s; it goes on", lease.job_id,
+                      record["epoch"])
+        return queue.KEEP_GOING
+
+
 def handed_back(who: str) -> str:
     return f"{who} shut down; resumes from its last finished epoch"
 
@@ -107,6 +132,10 @@ def close_attempt(conn, lease: queue.Lease, ending: Ending, lease_seconds: float
     elif ending.stop_reason == queue.STOP_CANCEL or (ending.died and job.cancel_requested):
         if finish(conn, lease, queue.CANCELLED, lease_seconds, error=cancelled_after(job.epoch)):
             log.info("job %s cancelled after epoch %s; its checkpoint stays for a retry", job.id, job.epoch)
+    elif ending.stop_reason in (queue.STOP_PRUNED, queue.STOP_PAUSED) or (ending.died and job.stop_decision):
+        state = retry_while_locked(lambda: queue.end_stopped(conn, lease), until)
+        if state:
+            log.info("job %s %s: %s", job.id, state, (job.stop_decision or {}).get("reason", ""))
     elif ending.stop_reason == queue.STOP_SHUTDOWN:
         if retry_while_locked(lambda: queue.requeue(conn, lease, handed_back(who)), until):
             log.info("job %s handed back to the queue", job.id)
@@ -116,13 +145,27 @@ def close_attempt(conn, lease: queue.Lease, ending: Ending, lease_seconds: float
     else:
         log.warning("job %s: lease lost (%s), another worker owns it now; nothing more is written", job.id,
                     ending.stop_reason)
+        return
+    _after_trial(conn, job.id, until)
+
+
+def _after_trial(conn, job_id: int, until: float) -> None:
+    """A trial of a sweep that searches ended: its sweep may promote a paused trial or ask its
+    sampler for the next one (jobs/sweeping.py)."""
+    from cifar_core.jobs import sweeping
+
+    try:
+        retry_while_locked(lambda: sweeping.after_trial(conn, job_id), until)
+    except Exception:  # the trial's own end is stored; the sweep goes on with what it has
+        log.exception("job %s: its sweep could not promote or ask for the next trial", job_id)
 
 
 def fail_attempt(conn, lease: queue.Lease, exc: BaseException, workdir: Path, lease_seconds: float) -> str:
     """The training raised: the job fails with `failure`'s one line, which is returned."""
     reason = failure(exc, lease.job_id, workdir)
     log.error("job %s failed: %s", lease.job_id, reason, exc_info=not isinstance(exc, LabError))
-    finish(conn, lease, queue.FAILED, lease_seconds, error=reason)
+    if finish(conn, lease, queue.FAILED, lease_seconds, error=reason):
+        _after_trial(conn, lease.job_id, time.monotonic() + lease_seconds)
     return reason
 
 

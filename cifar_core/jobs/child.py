@@ -28,7 +28,7 @@ from pathlib import Path
 from cifar_core import config
 from cifar_core.jobs import queue, store
 from cifar_core.jobs.attempt import (HEARTBEAT_BUSY_MS, REAP_BEATS, Ending, PointClock, close_attempt, fail_attempt,
-                                     hold_if_asked, next_phase, results_record, retry_while_locked, usable_seconds)
+                                     hold_if_asked, next_phase, record_epoch, results_record, usable_seconds)
 from cifar_core.jobs.pace import Pace, pace_from_env
 from cifar_core.train.phases import MEASURING, TRAINING, Phase
 
@@ -201,15 +201,14 @@ class StoreReporter:
         self._conn.close()
 
     def epoch_end(self, record: dict) -> bool:
-        stored = retry_while_locked(
-            lambda: queue.record_epoch(self._conn, self.lease, record, socket.gethostname(), os.getpid()),
-            until=self._valid_until,
-        )
-        if stored is None:  # the store stayed locked until the lease could have lapsed
+        """Store the epoch and take its sweep's stop decision (jobs/attempt.record_epoch): a pruned
+        or paused trial keeps this epoch and its checkpoint and stops at the next batch."""
+        verdict = record_epoch(self._conn, self.lease, record, socket.gethostname(), os.getpid(), self._valid_until)
+        if verdict is None:  # the store stayed locked until the lease could have lapsed
             self._lapsed()
-        elif not stored:  # another attempt holds the job now
-            self._request_stop(queue.STOP_LOST)
-        return bool(stored)
+        elif verdict != queue.KEEP_GOING:  # another attempt holds the job now, or the pruner stopped it
+            self._request_stop(verdict)
+        return verdict not in (None, queue.STOP_LOST)
 
     def progress(self, epoch: int, batch: int, batches: int, *, loss: float | None = None,
                  accuracy: float | None = None) -> None:

@@ -33,11 +33,15 @@ RUNNING = "running"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 CANCELLED = "cancelled"
-STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
-TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
+PRUNED = "pruned"  # a sweep's pruner stopped it: its curve and checkpoint stay; never a failure, never retried
+PAUSED = "paused"  # stopped at a rung by successive halving or Hyperband; promotion queues it again
+STATES = (QUEUED, RUNNING, PAUSED, SUCCEEDED, PRUNED, FAILED, CANCELLED)
+TERMINAL = frozenset({SUCCEEDED, PRUNED, FAILED, CANCELLED})
 
 # What a heartbeat tells the training thread, and why a worker stops a job it holds.
 KEEP_GOING, STOP_CANCEL, STOP_LOST, STOP_SHUTDOWN = "keep-going", "stop-cancel", "stop-lost", "shutdown"
+STOP_PRUNED, STOP_PAUSED = "stop-pruned", "stop-paused"  # a sweep's pruner decided at a recorded epoch
+PRUNE, PAUSE = "prune", "pause"  # a stop decision's action
 
 # Kinds of job group.
 GROUP_REPEATS, GROUP_SWEEP, GROUP_REPRODUCE = "repeats", "sweep", "reproduce"
@@ -76,6 +80,7 @@ class Job:
     worker_pid: int | None = None
     phase: Phase | None = None  # what its attempt does now (None: not said yet)
     attempt_at: float | None = None  # when its current (or last) attempt was claimed
+    stop_decision: dict | None = None  # {"action": PRUNE | PAUSE, "reason": ...} once a sweep's pruner stopped it
     train_seconds: float | None = None  # its ended attempts' seconds (see the module docstring)
 
     def trained(self, now: float) -> float | None:
@@ -137,6 +142,7 @@ def _job(row: sqlite3.Row) -> Job:
         note=row["note"], node=row["node"], worker_pid=row["worker_pid"],
         phase=None if row["phase"] is None else Phase(row["phase"], row["phase_step"], row["phase_steps"], row["phase_at"]),
         attempt_at=row["attempt_at"], train_seconds=row["train_seconds"],
+        stop_decision=json.loads(row["stop_decision"]) if row["stop_decision"] else None,
     )
 
 
@@ -174,6 +180,16 @@ def submit_many(
     return Submitted(group_id, ids)
 
 
+def add_to_group(conn: sqlite3.Connection, group_id: int, docs: list[tuple[dict, int]], data_source: str) -> list[int]:
+    """Enqueue more (spec doc, parameter count) pairs into an existing group (a sweep whose sampler
+    asks for its next trials); their ids."""
+    created = store.now()
+    runs_root = config.runs_dir()
+    with store.transaction(conn):
+        return [store.insert_job(conn, group_id, doc, data_source, QUEUED, MAX_ATTEMPTS, params, runs_root, created)
+                for doc, params in docs]
+
+
 def claim(conn: sqlite3.Connection, worker_id: str, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> Job | None:
     """Take the oldest queued job (after reaping expired leases), or None when there is none."""
     t = store.now()
@@ -187,7 +203,7 @@ def claim(conn: sqlite3.Connection, worker_id: str, lease_seconds: float = DEFAU
             conn, job_id, state=RUNNING, worker_id=worker_id, lease_expires_at=t + lease_seconds,
             attempts=store.Expr("attempts + 1"), started_at=t if row["started_at"] is None else row["started_at"],
             batch=0, progress_at=t, claimed_epoch=row["epoch"], note=None, phase=None, phase_step=0, phase_steps=0,
-            phase_at=None, attempt_at=t,
+            phase_at=None, attempt_at=t, stop_decision=None,
         )
         return _job(store.job_row(conn, job_id))
 
@@ -225,8 +241,11 @@ def _reap(conn: sqlite3.Connection, t: float, causes: dict[int, str] | None = No
         store.end_attempt(conn, row["id"], t if row["id"] in (causes or {}) else (row["progress_at"] or t))  # last heard of
         progressed = row["epoch"] > row["claimed_epoch"]
         crashes = 0 if progressed else row["crashes"] + 1
+        decided = json.loads(row["stop_decision"]) if row["stop_decision"] else None
         if row["cancel_requested"]:
             _set_final(conn, row["id"], CANCELLED, f"cancelled; {lost}", t)
+        elif decided is not None:  # the pruner had stopped it: that stands, whatever became of its worker
+            _end_stopped(conn, row["id"], decided, t)
         elif crashes >= row["max_attempts"]:
             _set_final(conn, row["id"], FAILED,
                        f"gave up after {crashes} attempts in a row that finished no epoch: {lost}", t)
@@ -236,6 +255,49 @@ def _reap(conn: sqlite3.Connection, t: float, causes: dict[int, str] | None = No
                              error=lost + ("; it had made progress, so this does not count as a crash" if progressed
                                            else f"; crash {crashes} of {row['max_attempts']}"))
     return len(rows)
+
+
+def _end_stopped(conn: sqlite3.Connection, job_id: int, decided: dict, t: float) -> None:
+    if decided["action"] == PAUSE:
+        store.update_job(conn, job_id, state=PAUSED, worker_id=None, lease_expires_at=None, error=decided["reason"],
+                         note=None)
+    else:
+        _set_final(conn, job_id, PRUNED, decided["reason"], t)
+
+
+def decide_stop(conn: sqlite3.Connection, lease: Lease, action: str, reason: str) -> bool:
+    """A sweep's pruner stops the attempt `lease` holds (PRUNE or PAUSE, with why in words): its
+    heartbeat then answers STOP_PRUNED or STOP_PAUSED, and however the attempt ends, the job ends
+    so. False, and nothing written, if the lease was lost."""
+    if action not in (PRUNE, PAUSE):
+        raise LabError(f"a stop decision is {PRUNE!r} or {PAUSE!r}, got {action!r}")
+    with store.transaction(conn):
+        return bool(store.update_job(conn, lease.job_id, _held(lease),
+                                     stop_decision=json.dumps({"action": action, "reason": reason})))
+
+
+def end_stopped(conn: sqlite3.Connection, lease: Lease) -> str | None:
+    """Close the attempt `lease` holds as its stop decision says: PRUNED (final, with the reason)
+    or PAUSED (back in the queue's keeping, claimable only once promoted). The state, or None if
+    the lease was lost or nothing was decided."""
+    t = store.now()
+    with store.transaction(conn):
+        row = store.job_row(conn, lease.job_id)
+        if row is None or not row["stop_decision"] or not store.update_job(conn, lease.job_id, _held(lease),
+                                                                           lease_expires_at=None):
+            return None
+        decided = json.loads(row["stop_decision"])
+        _end_stopped(conn, lease.job_id, decided, t)
+        store.end_attempt(conn, lease.job_id, t)
+    return PAUSED if decided["action"] == PAUSE else PRUNED
+
+
+def promote(conn: sqlite3.Connection, job_id: int, reason: str) -> bool:
+    """A paused trial that now ranks in the top 1/eta of its rung goes back to the queue; it
+    resumes from its checkpoint. False if it was not paused."""
+    with store.transaction(conn):
+        return bool(store.update_job(conn, job_id, {"state": PAUSED}, state=QUEUED, stop_decision=None,
+                                     error=reason, crashes=0))
 
 
 def _set_final(conn: sqlite3.Connection, job_id: int, state: str, error: str | None, t: float) -> None:
@@ -277,7 +339,12 @@ def _renew(conn: sqlite3.Connection, lease: Lease, lease_seconds: float, point: 
             return STOP_LOST
         if point is not None:
             store.insert_batch_point(conn, lease.job_id, lease.attempt, point.epoch, point.loss, point.accuracy, t)
-        return STOP_CANCEL if store.job_row(conn, lease.job_id)["cancel_requested"] else KEEP_GOING
+        row = store.job_row(conn, lease.job_id)
+        if row["cancel_requested"]:
+            return STOP_CANCEL
+        if row["stop_decision"]:
+            return STOP_PAUSED if json.loads(row["stop_decision"])["action"] == PAUSE else STOP_PRUNED
+        return KEEP_GOING
 
 
 def record_epoch(conn: sqlite3.Connection, lease: Lease, record: dict, node: str | None = None,
@@ -344,8 +411,9 @@ def cancel(conn: sqlite3.Connection, job_id: int) -> str:
         row = store.job_row(conn, job_id)
         if row is None:
             raise NotFound(f"no job {job_id}; `python -m cifar_core runs` lists the jobs")
-        if row["state"] == QUEUED:
-            _set_final(conn, job_id, CANCELLED, "cancelled before it started", t)
+        if row["state"] in (QUEUED, PAUSED):
+            _set_final(conn, job_id, CANCELLED, "cancelled before it started" if row["state"] == QUEUED else
+                       f"cancelled while paused after epoch {row['epoch']}", t)
             return CANCELLED
         if row["state"] == RUNNING:
             store.update_job(conn, job_id, cancel_requested=1)

@@ -51,7 +51,8 @@ from cifar_core import config
 from cifar_core.errors import LabError
 from cifar_core.jobs import launcher, queue, store
 from cifar_core.jobs.attempt import (HEARTBEAT_BUSY_MS, REAP_BEATS, Ending, PointClock, close_attempt, fail_attempt,
-                                     hold_if_asked, next_phase, results_record, retry_while_locked, usable_seconds)
+                                     hold_if_asked, next_phase, record_epoch, results_record, retry_while_locked,
+                                     usable_seconds)
 from cifar_core.jobs.pace import PACE_ENV, pace_from_env
 from cifar_core.train.phases import MEASURING, TRAINING, WAITING, Phase
 
@@ -520,11 +521,12 @@ class Dispatcher:
         from cifar_core.train.checkpoint import write_checkpoint_files
 
         until = time.monotonic() + self.cfg.lease_seconds
-        stored = retry_while_locked(lambda: queue.record_epoch(self.conn, f.job.lease, message["record"],
-                                                               message["node"], message["pid"]), until)
-        if not stored:
+        verdict = record_epoch(self.conn, f.job.lease, message["record"], message["node"], message["pid"], until)
+        if verdict in (None, queue.STOP_LOST):
             self._ask_stop(f, queue.STOP_LOST)
             return
+        if verdict != queue.KEEP_GOING:  # its sweep's pruner stopped it: this epoch and its checkpoint stay
+            self._ask_stop(f, verdict)
         f.epochs += 1
         try:  # the checkpoint and the history, each by an atomic rename
             write_checkpoint_files(f.workdir, message["files"])

@@ -21,7 +21,7 @@ from typing import Iterator
 from cifar_core import config
 from cifar_core.errors import StoreError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 BACKUPS_KEPT = 5  # rolling online backups of the store under <home>/backups
 BUSY_TIMEOUT_MS = 30_000
 
@@ -69,7 +69,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     phase_step INTEGER NOT NULL DEFAULT 0,    -- validating: batches done (scoring: 0)
     phase_steps INTEGER NOT NULL DEFAULT 0,   -- validating: batches per pass (scoring: test-time views)
     phase_at REAL,                            -- when the phase began
-    attempt_at REAL                           -- when the current (or last) attempt was claimed
+    attempt_at REAL,                          -- when the current (or last) attempt was claimed
+    stop_decision TEXT                        -- a sweep's pruner stopped it: {"action": "prune"|"pause", "reason": ...}
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, id);
 CREATE INDEX IF NOT EXISTS jobs_by_group ON jobs(group_id);
@@ -284,6 +285,7 @@ _ADDED_IN_3 = {
 }  # and the batch_points table, which SCHEMA creates
 _ADDED_IN_4 = ("macs INTEGER", "latency_spread_pct REAL", "measured_load REAL", "latency_session INTEGER")  # runs; and the latency_measurements table
 _ADDED_IN_5 = ("attempt_at REAL",)  # jobs
+_ADDED_IN_6 = ("stop_decision TEXT",)  # jobs
 
 
 def _upgrade(conn: sqlite3.Connection, version: int) -> None:
@@ -297,6 +299,8 @@ def _upgrade(conn: sqlite3.Connection, version: int) -> None:
         _add_columns(conn, "runs", _ADDED_IN_4)
     if version < 5:
         _add_columns(conn, "jobs", _ADDED_IN_5)
+    if version < 6:
+        _add_columns(conn, "jobs", _ADDED_IN_6)
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
 
@@ -414,7 +418,8 @@ def oldest_claimable(conn: sqlite3.Connection, queued: str) -> int | None:
 
 def expired_leases(conn: sqlite3.Connection, running: str, t: float) -> list[sqlite3.Row]:
     return conn.execute(
-        "SELECT id, attempts, max_attempts, worker_id, cancel_requested, epoch, claimed_epoch, crashes, progress_at FROM jobs"
+        "SELECT id, attempts, max_attempts, worker_id, cancel_requested, epoch, claimed_epoch, crashes, progress_at,"
+        " stop_decision FROM jobs"
         " WHERE state = ? AND lease_expires_at < ?",
         (running, t),
     ).fetchall()
@@ -511,6 +516,24 @@ def group_job_ids(conn: sqlite3.Connection, group_id: int) -> list[int]:
     return [r[0] for r in conn.execute("SELECT id FROM jobs WHERE group_id = ? ORDER BY id", (group_id,))]
 
 
+def group_trials(conn: sqlite3.Connection, group_id: int) -> tuple[list[sqlite3.Row], list[sqlite3.Row]]:
+    """A group's jobs in the order they were submitted (id, state, spec_json, epoch, created_at,
+    train_seconds) and their epochs' validation accuracy (run_id, epoch, val_accuracy)."""
+    jobs = conn.execute(
+        "SELECT j.id, j.state, j.spec_json, j.epoch, j.created_at, r.train_seconds FROM jobs j"
+        " LEFT JOIN runs r ON r.id = j.id WHERE j.group_id = ? ORDER BY j.id", (group_id,)).fetchall()
+    curves = conn.execute(
+        "SELECT m.run_id, m.epoch, m.val_accuracy FROM metrics m JOIN jobs j ON j.id = m.run_id"
+        " WHERE j.group_id = ? ORDER BY m.run_id, m.epoch", (group_id,)).fetchall()
+    return jobs, curves
+
+
+def group_detail(conn: sqlite3.Connection, group_id: int) -> dict | None:
+    """The detail a group was submitted with (a sweep: its space, base, search), or None."""
+    row = conn.execute("SELECT detail_json FROM groups WHERE id = ?", (group_id,)).fetchone()
+    return None if row is None else json.loads(row["detail_json"])
+
+
 def group_row(conn: sqlite3.Connection, group_id: int, kind: str) -> sqlite3.Row | None:
     return conn.execute(
         "SELECT id, name, detail_json, created_at FROM groups WHERE id = ? AND kind = ?", (group_id, kind)
@@ -520,6 +543,14 @@ def group_row(conn: sqlite3.Connection, group_id: int, kind: str) -> sqlite3.Row
 def group_number(conn: sqlite3.Connection, group_id: int, kind: str) -> int:
     """The group's place among the groups of its kind, from 1 (sweeps and repeat sets share the ids)."""
     return conn.execute("SELECT COUNT(*) FROM groups WHERE kind = ? AND id <= ?", (kind, int(group_id))).fetchone()[0]
+
+
+def group_by_number(conn: sqlite3.Connection, number: int, kind: str) -> int | None:
+    """The id of the `number`-th group of its kind (from 1), or None."""
+    if number < 1:
+        return None
+    row = conn.execute("SELECT id FROM groups WHERE kind = ? ORDER BY id LIMIT 1 OFFSET ?", (kind, number - 1)).fetchone()
+    return None if row is None else row["id"]
 
 
 def group_rows(conn: sqlite3.Connection, kind: str) -> list[sqlite3.Row]:

@@ -44,7 +44,8 @@ WATCH_SECONDS = 0.5  # how often a worker looks at the store while its child tra
 CANCEL_GRACE_SECONDS = 3.0  # a child that has not obeyed a cancel by then is killed (it obeys within a
 # heartbeat and a batch while it trains or validates; not while it scores the test set or measures latency)
 SHUTDOWN_GRACE_SECONDS = 20.0  # a child that has not handed its job back by then is killed
-STOP_WORDS = {queue.STOP_CANCEL: "the cancel", queue.STOP_LOST: "losing its lease", queue.STOP_SHUTDOWN: "the shutdown"}
+STOP_WORDS = {queue.STOP_CANCEL: "the cancel", queue.STOP_LOST: "losing its lease", queue.STOP_SHUTDOWN: "the shutdown",
+              queue.STOP_PRUNED: "its sweep's pruner", queue.STOP_PAUSED: "its sweep's pruner"}
 ROOT = Path(__file__).resolve().parents[2]  # the folder `python -m cifar_core` runs from
 
 
@@ -185,7 +186,7 @@ class Worker:
                 shutdown = (time.monotonic(), queue.STOP_SHUTDOWN)
                 proc.send_signal(signal.SIGTERM)
             verdict = self._renew(conn, lease)
-            if stop is None and verdict in (queue.STOP_CANCEL, queue.STOP_LOST):
+            if stop is None and verdict in (queue.STOP_CANCEL, queue.STOP_LOST, queue.STOP_PRUNED, queue.STOP_PAUSED):
                 stop = (time.monotonic(), verdict)
             for seen, grace in ((stop, CANCEL_GRACE_SECONDS), (shutdown, SHUTDOWN_GRACE_SECONDS)):
                 if seen is not None and time.monotonic() - seen[0] > grace:

@@ -248,15 +248,21 @@ def expand(base_doc: dict, space: SweepSpace, first: int = 1) -> list[dict]:
         combos = [dict(zip(space.paths, combo)) for combo in itertools.product(*(p.values for p in space.params))]
     else:
         combos = _draws(space, whole)
+    return documents(base_doc, combos, first)
+
+
+def documents(base_doc: dict, chosen: list[dict], first: int = 1) -> list[dict]:
+    """One experiment document per dict of swept values (path -> value): deep copies of
+    `base_doc` named "<base>-s01".. from `first`, each with its "sweep_params"."""
     base_name = str(base_doc.get("name") or "sweep")
-    width = max(2, len(str(first + len(combos) - 1)))
+    width = max(2, len(str(first + len(chosen) - 1)))
     docs = []
-    for i, chosen in enumerate(combos, start=first):
+    for i, values in enumerate(chosen, start=first):
         doc = copy.deepcopy(base_doc)
-        for path, value in chosen.items():
+        for path, value in values.items():
             set_path(doc, path, copy.deepcopy(value))
         doc["name"] = run_name(base_name, i, width)
-        doc["sweep_params"] = copy.deepcopy(chosen)
+        doc["sweep_params"] = copy.deepcopy(values)
         docs.append(doc)
     return docs
 

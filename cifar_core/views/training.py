@@ -213,7 +213,8 @@ def queue_view(conn: sqlite3.Connection, recent: int = 10, now: float | None = N
     active_jobs = queue.list_jobs(conn, (queue.RUNNING, queue.QUEUED), limit=1000)
     running = sorted((j for j in active_jobs if j.state == queue.RUNNING), key=lambda j: j.id)
     waiting = sorted((j for j in active_jobs if j.state == queue.QUEUED), key=lambda j: j.id)
-    done = queue.list_jobs(conn, tuple(sorted(queue.TERMINAL)), limit=recent) if recent > 0 else []
+    ended = (*sorted(queue.TERMINAL), queue.PAUSED)  # a paused trial waits for promotion, not for a worker
+    done = queue.list_jobs(conn, ended, limit=recent) if recent > 0 else []
     history = results.histories(conn, [j.id for j in running])
     seconds = history.groupby("run")["seconds"].apply(list).to_dict() if not history.empty else {}
     val_seconds = history.groupby("run")["val_seconds"].apply(list).to_dict() if not history.empty else {}
