@@ -1,6 +1,7 @@
 """The dashboard's server stays light (issue 14, item 8): no page imports TensorFlow or Keras when it
-is opened (Predict loads a model only to classify, Model choice only to measure), and the dataset
-is memory-mapped from the lab's cache, so the server holds only the images a page shows.
+is opened; predictions, exports and measurements run in other processes (the model helper, the
+`measure` child); and the dataset is memory-mapped from the lab's cache, so the server holds only
+the images a page shows.
 
 Each check runs in a fresh Python process: this one has imported TensorFlow for other tests."""
 
