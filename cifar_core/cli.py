@@ -138,11 +138,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from cifar_core.analysis import helper
     from cifar_core.jobs import child
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == [child.COMMAND]:  # a worker's job process: not a user's command, so not in the help
         _leave(_run_child(child, argv[1:]))
+    if argv[:1] == [helper.COMMAND]:  # the server's model helper (analysis.helper), likewise
+        _leave(_helper())
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args) or 0
@@ -268,6 +271,15 @@ def _run_child(child, argv: list[str]) -> int:
         return 2
 
 
+def _helper() -> int:
+    """The model helper's loop: the server's predictions and exports, in this process."""
+    from cifar_core.analysis import helper
+
+    lab = _lab()
+    return helper.serve({"predict_image": lab.predict_image_here, "export": lab.export_here},
+                        warm=lambda: __import__("keras"))
+
+
 def _leave(code: int) -> None:
     """Exit without the interpreter's exit handlers: HDF5's crash (SIGSEGV) on a file that a full
     disk left half-written, and the process has already closed everything of its own."""
@@ -389,7 +401,7 @@ def _measure(args) -> None:
 
 
 def _export(args) -> None:
-    result = _lab().export(args.run_id, args.out, args.name, args.version)
+    result = _lab().export_here(args.run_id, args.out, args.name, args.version)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 POLL_SECONDS = 1.0
 WORKER_RESTARTS = 3  # times a worker is started again when none is alive and jobs remain
+PREDICT_TIMEOUT = 300.0  # seconds for the model helper's answer (a cold one imports TensorFlow first)
+EXPORT_TIMEOUT = 900.0
 
 
 class Lab:
@@ -365,7 +367,14 @@ class Lab:
         """Export a succeeded run's model as .keras, a TF Serving SavedModel and .tflite, all in a new
         folder <out>/<name>/<version>/, each loaded back and checked on test images. Default
         folder: <lab home>/exports; name: "<experiment>-run<id>"; version: the next free one.
-        Nothing that exists is replaced."""
+        Nothing that exists is replaced. Runs `export_here` in the model helper
+        (`analysis.helper`), so TensorFlow never loads into the caller (the Streamlit server)."""
+        from cifar_core.analysis import helper
+
+        return helper.call("export", run_id, out_dir, name, version, timeout=EXPORT_TIMEOUT)
+
+    def export_here(self, run_id: int, out_dir=None, name: str | None = None, version: int | None = None):
+        """`export` in this process (it loads TensorFlow): what the helper and the CLI's `export` run."""
         from cifar_core.analysis import deploy
         from cifar_core.analysis import prediction
 
@@ -395,6 +404,15 @@ class Lab:
         return prediction.seed_pair(board, int(run_a), int(run_b))
 
     def predict_image(self, run_ids: list[int], image, class_names, k: int = 5, labels=None) -> pd.DataFrame:
+        """The top `k` classes of `image` for each run (`prediction.predict_image`), computed in the
+        model helper (`analysis.helper`): TensorFlow never loads into the caller, and the helper keeps
+        the models loaded between requests."""
+        from cifar_core.analysis import helper
+
+        return helper.call("predict_image", list(run_ids), image, class_names, k, labels, timeout=PREDICT_TIMEOUT)
+
+    def predict_image_here(self, run_ids: list[int], image, class_names, k: int = 5, labels=None) -> pd.DataFrame:
+        """`predict_image` in this process (it loads TensorFlow): what the helper runs."""
         from cifar_core.analysis import prediction
 
         with self._store() as conn:

@@ -66,8 +66,7 @@ def _reference(run_id: int, detail: results.RunDetail) -> str | None:
                        format_func=lambda p: notebook.label(p) if p else "none",
                        help=f"Overlay the notebook's recorded accuracy ({notebook.RECORDED})") or None
     if ref is not None:
-        st.caption(f"Dotted: {notebook.label(ref)}, {notebook.RECORDED}" + (
-            "; this run trains the same network and settings." if ref == same else "."))
+        st.caption(notebook.overlay_caption(ref, detail.job.spec))
     return ref
 
 

@@ -3,9 +3,11 @@ Plotly's toolbar."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from cifar_core.analysis import curves as run_curves
 from cifar_core.charts import curves as charts
 from cifar_core.charts import notebook as notebook_charts
 
@@ -64,3 +66,15 @@ def test_running_points_draw_before_the_first_epoch_ends():
     fig = charts.history(_history(0), running=running)
     assert [t.name for t in fig.data] == [charts.RUNNING_NAME] * 2
     assert list(fig.layout.xaxis.tickvals) == [1] and fig.layout.xaxis.range[0] < 0.2
+
+
+def test_equal_learning_rates_are_one_curve_named_together_and_read_cleanly():
+    rate = float(np.float32(0.001))  # what a run records: 0.0010000000474974513
+    history = pd.DataFrame({"run": [1, 1, 2, 2, 3, 3], "epoch": [1, 2] * 3, "learning_rate": [rate, rate, rate, rate, 0.01, 0.01]})
+    frame = run_curves.curves(history, "learning_rate", labels={1: "#1 a", 2: "#2 b", 3: "#3 c"})
+    fig = charts.overlay(frame, "learning rate")
+    assert [t.name for t in fig.data] == ["#1 a, #2 b train", "#3 c train"]
+    assert list(fig.data[0].y) == [0.001, 0.001] and list(fig.data[0].customdata) == [0.001, 0.001]
+    assert fig.layout.yaxis.tickformat == "~g" and "%{y:.4~g}" in fig.data[0].hovertemplate
+    accuracy = charts.overlay(run_curves.curves(history.assign(accuracy=0.5, val_accuracy=0.4), "accuracy"), "accuracy")
+    assert len(accuracy.data) == 2 and accuracy.layout.yaxis.tickformat is None  # two identical series, one per split

@@ -1,6 +1,7 @@
 """The dashboard's server stays light (issue 14, item 8): no page imports TensorFlow or Keras when it
-is opened (Predict loads a model only to classify, Model choice only to measure), and the dataset
-is memory-mapped from the lab's cache, so the server holds only the images a page shows.
+is opened; predictions, exports and measurements run in other processes (the model helper, the
+`measure` child); and the dataset is memory-mapped from the lab's cache, so the server holds only
+the images a page shows.
 
 Each check runs in a fresh Python process: this one has imported TensorFlow for other tests."""
 
@@ -13,6 +14,7 @@ import sys
 import textwrap
 
 from pagetools import PAGES, _finished_run
+from trainedlab import lab  # noqa: F401  (the shared trained lab)
 
 from cifar_core.testing.datagen import write_image_tarball
 from cifar_core.testing.procs import ROOT
@@ -80,3 +82,34 @@ def test_trying_the_official_download_imports_no_tensorflow(app_env, tmp_path):
             print(json.dumps({{"error": str(exc)[:60], "heavy": sorted(m for m in {HEAVY!r} if m in sys.modules)}}))
     """, env=env)
     assert found == {"error": "the official CIFAR-10 download could not be reached (http://", "heavy": []}
+
+
+def test_predicting_and_exporting_leave_tensorflow_out_of_the_server(lab, small_data):
+    """Issue 31: an upload on Predict, Model choice, an export and Error analysis loaded TensorFlow
+    into the server (948 MB after one upload). They run in the model helper now: this process (the
+    server, driving the pages as AppTest does) never imports it, and the helper answered."""
+    found = _python(f"""
+        import io, json, sys
+        from PIL import Image
+        from streamlit.testing.v1 import AppTest
+        from cifar_core.analysis import helper
+
+        def page(path):
+            at = AppTest.from_file(path, default_timeout=600)
+            at.run()
+            assert not at.exception, (path, at.exception)
+            return at
+
+        buf = io.BytesIO()
+        Image.new("RGB", (64, 48), (200, 40, 40)).save(buf, "PNG")
+        at = page("pages/predict.py").file_uploader(key="predict_upload").set_value(("red.png", buf.getvalue(), "image/png")).run()
+        assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+        charts = len(at.get("plotly_chart"))
+        at = page("pages/choice.py").button(key="choice_export").click().run()
+        assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+        exported = [s.value for s in at.success]
+        page("pages/analysis.py")
+        print(json.dumps({{"heavy": sorted(m for m in {HEAVY!r} if m in sys.modules), "charts": charts,
+                          "exported": any("Exported" in s for s in exported), "helper": helper.running() is not None}}))
+    """, env={"CIFAR_LAB_HOME": str(lab), "CIFAR_LAB_DATA": str(small_data), "CIFAR_LAB_NO_WORKER": "1"})
+    assert found == {"heavy": [], "charts": 1, "exported": True, "helper": True}

@@ -26,7 +26,7 @@ def test_every_notebook_preset_has_its_recorded_curve_for_every_epoch():
         assert list(ref.history.columns) == ["epoch", *queue.METRICS]  # the shape of results.run_history
         assert ref.history["epoch"].tolist() == list(range(1, ref.epochs + 1))
         assert ref.history[["loss", "val_loss", "seconds"]].isna().all().all()  # the notebook printed no losses
-        assert (ref.history["learning_rate"] == PRESETS[name]["learning_rate"]).all()
+        assert ref.history["learning_rate"].isna().all()  # the notebook recorded no rate: the preset's setting is not one
     known = {n: int(notebook.reference_history(n)["accuracy"].notna().sum()) for n in NOTEBOOK_PRESETS}
     assert known == {"exp1": 2, "exp2": 1, "exp3": 2, "exp4": 20, "exp5": 10}  # unknown epochs stay NaN
     exp1 = notebook.reference_history("exp1")
@@ -176,3 +176,38 @@ def test_comparison_figure_has_the_seeds_the_notebook_and_the_difference():
     assert bars.type == "bar" and list(bars.x) == [1, 2]
     assert list(bars.y) == pytest.approx([(0.52 - 0.5457) * 100, (0.63 - 0.6490) * 100])
     assert notebook_charts.comparison_figure(hist.iloc[0:0], "exp5").data[-1].type == "bar"  # no run yet: the notebook alone
+
+
+def test_no_curve_is_drawn_for_a_metric_the_notebook_never_recorded():
+    assert notebook.curves(list(NOTEBOOK_PRESETS), "learning_rate").empty
+    runs = pd.DataFrame({"run": 7, "epoch": [1, 2], "loss": 1.0, "accuracy": [0.4, 0.5], "val_loss": 1.1,
+                         "val_accuracy": [0.45, 0.55], "seconds": 1.0, "learning_rate": 0.001})
+    both = notebook.with_references(run_curves.curves(runs, "learning_rate", labels={7: "#7 exp4"}), ["exp4"], "learning_rate")
+    assert [t.name for t in charts.overlay(both, "learning rate").data] == ["#7 exp4 train"]
+
+
+def test_sparse_recorded_points_are_unconnected_markers_never_a_line_between_them():
+    overlay = charts.overlay(notebook.curves(["exp3", "exp4"], "accuracy"), "accuracy")
+    modes = {t.name: t.mode for t in overlay.data}
+    assert modes == {"notebook, exp3 train": "markers", "notebook, exp3 val": "lines+markers",
+                     "notebook, exp4 train": "lines+markers", "notebook, exp4 val": "lines+markers"}
+    hist = notebook.reference_history("exp4").assign(loss=1.0, val_loss=1.2)
+    for preset, train_mode in (("exp3", "markers"), ("exp4", "lines+markers")):
+        added = {t.name: t.mode for t in notebook_charts.history_figure(hist, preset).data if t.type == "scatter" and "notebook" in t.name}
+        assert added == {f"notebook, {preset} train": train_mode, f"notebook, {preset} validation": "lines+markers"}
+    compared = {t.name: t.mode for t in notebook_charts.comparison_figure(hist.assign(run=1), "exp1").data if t.type == "scatter" and "notebook" in t.name}
+    assert compared == {"notebook, exp1 train (recorded in the notebook, not trained here)": "markers",
+                        "notebook, exp1 val (recorded in the notebook, not trained here)": "lines+markers"}
+
+
+def test_the_caption_says_what_differs_from_the_notebook():
+    exp4 = get_preset("exp4")
+    same = "Dotted: notebook, exp4, recorded in the notebook, not trained here; "
+    assert notebook.overlay_caption("exp4", {**exp4, "name": "mine", "seed": 3}) == same + (
+        "this run trains the same network and settings.")
+    assert notebook.overlay_caption("exp4", {**exp4, "epochs": 3}) == same + (
+        "this run trains the same network, optimizer, learning rate and batch size, but 3 epochs against the notebook's 20.")
+    assert notebook.overlay_caption("exp4", {**exp4, "epochs": 3, "validation": "holdout"}).endswith(
+        "but 3 epochs against the notebook's 20; validation holdout against the notebook's test.")
+    assert notebook.overlay_caption("exp5", {**exp4, "epochs": 3}) == (
+        "Dotted: notebook, exp5, recorded in the notebook, not trained here.")  # another network: no claim

@@ -505,7 +505,8 @@ def test_run_page_overlays_the_notebook_curve_of_its_preset(app_env, conn):
     assert at.selectbox(key=f"run_notebook_{exp4}").value == "exp4"  # offered by default: the same network
     names = [t["name"] for t in _traces(at, "run_curves")]
     assert names[-2:] == ["notebook, exp4 train", "notebook, exp4 validation"]
-    assert "notebook, exp4, recorded in the notebook, not trained here; this run trains the same network" in _texts(at.caption)
+    assert ("notebook, exp4, recorded in the notebook, not trained here; this run trains the same network, optimizer, "
+            "learning rate and batch size, but 3 epochs against the notebook's 20.") in _texts(at.caption)
     at = _run(at.selectbox(key=f"run_notebook_{exp4}").set_value(""))
     assert not any("notebook" in t["name"] for t in _traces(at, "run_curves"))
     at = _run(at.selectbox(key="run_pick").set_value(tiny))  # another network: none by default, any on request

@@ -4,7 +4,9 @@ The notebook printed the validation accuracy of every epoch of its five experime
 training accuracy of every epoch of exp4 and exp5 only: of exp1 and exp3 it gives the first and
 last training accuracy, of exp2 the last. The epochs it does not give are missing (NaN) in the
 histories here: nothing is interpolated, and a chart shows those training curves as the points
-known. It gives no losses, so the loss columns are missing too.
+known. It gives no losses, so the loss columns are missing too, and no learning rate per epoch
+(the preset names the rate it was set to, but the notebook never recorded one), so that column is
+missing as well: no curve is drawn for what was never recorded.
 
 These runs were recorded in the notebook, not trained here: they are never written to the store,
 never ranked in model choice, and have no run id (curves give them negative ids, which no run
@@ -114,10 +116,11 @@ def reference(preset: str) -> ReferenceRun:
         "val_loss": nan,
         "val_accuracy": val,
         "seconds": nan,
-        "learning_rate": get_preset(preset)["learning_rate"],
+        "learning_rate": nan,  # never recorded: the preset's setting is not a measurement
         "val_seconds": nan,
     }, columns=list(HISTORY_COLUMNS)).astype({"epoch": "int64", "loss": "float64", "val_loss": "float64", "seconds": "float64",
-                                              "val_seconds": "float64"})
+                                              "val_seconds": "float64",
+                                              "learning_rate": "float64"})
     verdict, reading = READING[preset]
     return ReferenceRun(preset, label(preset), RECORDED, history, verdict, reading)
 
@@ -145,6 +148,40 @@ def matching_preset(spec: Mapping | None) -> str | None:
         if same:
             return name
     return None
+
+
+_NOT_SETTINGS = ("name", "seed", "description", "sweep_params")  # a run's own, not what it trains
+
+
+def differences(spec: Mapping, preset: str) -> list[str]:
+    """What a run's spec trains otherwise than the notebook's `preset`, in words ("3 epochs against
+    the notebook's 20"), every setting but the name, seed and description; [] when nothing differs."""
+    from cifar_core.spec.validate import parse_spec
+
+    mine, theirs = parse_spec(dict(spec)).to_dict(), parse_spec(get_preset(preset)).to_dict()
+    out = []
+    if mine.get("layers") != theirs.get("layers"):
+        out.append("another network")
+    for key in sorted(theirs.keys() | mine.keys()):
+        if key in _NOT_SETTINGS or key == "layers" or mine.get(key) == theirs.get(key):
+            continue
+        if key == "epochs":
+            out.insert(0, f"{mine[key]} epochs against the notebook's {theirs[key]}")
+        else:
+            out.append(f"{key} {mine.get(key)} against the notebook's {theirs.get(key)}")
+    return out
+
+
+def overlay_caption(preset: str, spec: Mapping | None) -> str:
+    """The caption under a run's curves with the notebook's `preset` drawn over them: what the
+    dotted curve is and, when the run trains the preset's network, whether anything else differs."""
+    text = f"Dotted: {label(preset)}, {RECORDED}"
+    if matching_preset(spec) != preset:
+        return text + "."
+    differ = differences(spec, preset)
+    if not differ:
+        return text + "; this run trains the same network and settings."
+    return text + f"; this run trains the same network, optimizer, learning rate and batch size, but {'; '.join(differ)}."
 
 
 def reference_ids(presets: Iterable[str]) -> dict[int, str]:

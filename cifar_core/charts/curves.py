@@ -70,19 +70,55 @@ def history(history: pd.DataFrame, title: str | None = None, height: int = 300,
     return fig
 
 
+RATE_DIGITS = 6  # a rate recorded as float32 (0.00100000005) is drawn at 6 significant digits (0.001)
+
+
+def recorded_mode(values) -> str:
+    """How a recorded series is drawn: joined by lines while its known points follow each other;
+    as markers alone when epochs between them were never recorded (nothing is interpolated)."""
+    known = pd.Series(values, dtype="float64").notna().to_numpy()
+    if known.any():
+        first, last = known.argmax(), len(known) - known[::-1].argmax()
+        if not known[first:last].all():
+            return "markers"
+    return "lines+markers"
+
+
+def _significant(values: pd.Series, digits: int = RATE_DIGITS) -> pd.Series:
+    return pd.Series([float(f"{v:.{digits}g}") if v == v else v for v in values.astype("float64")], index=values.index)
+
+
 def overlay(curves: pd.DataFrame, metric: str, log_y: bool = False, height: int = 420) -> go.Figure:
     """Several runs' curves of one metric on shared axes (`compare.curves`): a colour per run,
-    solid for train and dashed for validation; hover shows the unsmoothed value too."""
+    solid for train and dashed for validation; hover shows the unsmoothed value too. Curves that are
+    the same points (two runs at one constant learning rate) are drawn once, named together; a curve
+    with unrecorded epochs between its points is drawn as markers. Learning rates are rounded to
+    significant digits (float32 noise) and formatted without trailing digits."""
     fig = go.Figure()
+    rate = metric in ("learning rate", "learning_rate")
     colours = {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(curves["label"].unique())}
+    series: dict[tuple, list] = {}  # identical points -> [(label, split), ...] in order of first appearance
+    parts = {}
     for (label, split), part in curves.groupby(["label", "split"], sort=False):
+        if rate:
+            part = part.assign(value=_significant(part["value"]), raw=_significant(part["raw"]))
+        points = (split, tuple(part["epoch"]), tuple(round(v, 12) if v == v else None for v in part["value"]))
+        series.setdefault(points, []).append((label, split))
+        parts[points] = parts.get(points, part)
+    value = "%{y:.4~g}" if rate else "%{y:.4f}"
+    raw = "%{customdata:.4~g}" if rate else "%{customdata:.4f}"
+    for points, named in series.items():
+        part, (label, split) = parts[points], named[0]
+        name = f"{', '.join(str(n) for n, _ in named)} {split}"
         fig.add_scatter(
-            x=part["epoch"], y=part["value"], name=f"{label} {split}", mode="lines+markers",
+            x=part["epoch"], y=part["value"], name=name, mode=recorded_mode(part["raw"]),
             line=dict(dash=SPLIT_DASH.get(split, "solid"), color=colours[label]), legendgroup=str(label),
-            customdata=part["raw"], hovertemplate="epoch %{x}: %{y:.4f} (raw %{customdata:.4f})",
+            customdata=part["raw"], hovertemplate=f"epoch %{{x}}: {value} (raw {raw})",
         )
     epoch_axis(fig, curves["epoch"] if "epoch" in curves else [])
     fig.update_yaxes(title_text=metric, type="log" if log_y else "linear")
+    if rate:
+        fig.update_yaxes(tickformat="~g")
     fig.update_layout(height=height, **_LAYOUT)
     return fig
 

@@ -17,7 +17,8 @@ NOTEBOOK_COLOUR = "#222222"
 
 def history_figure(history: pd.DataFrame, preset: str | None, title: str | None = None, height: int = 300):
     """`charts.history` of one run, with the notebook's recorded accuracy of `preset` drawn dotted
-    in the accuracy panel (nothing added when `preset` is None)."""
+    in the accuracy panel (nothing added when `preset` is None); a curve the notebook recorded at a
+    few epochs only (exp1 to exp3's training accuracy) as unconnected markers."""
     fig = charts.history(history, title=title, height=height)
     if preset is None:
         return fig
@@ -25,7 +26,7 @@ def history_figure(history: pd.DataFrame, preset: str | None, title: str | None 
     for column, split in (("accuracy", "train"), ("val_accuracy", "validation")):
         known = ref[ref[column].notna()]
         fig.add_scatter(
-            x=known["epoch"], y=known[column], name=f"{notebook.label(preset)} {split}", mode="lines+markers",
+            x=known["epoch"], y=known[column], name=f"{notebook.label(preset)} {split}", mode=charts.recorded_mode(ref[column]),
             line=dict(color=charts.TRAIN_COLOUR if split == "train" else charts.VAL_COLOUR, dash="dot", width=1.5),
             marker=dict(symbol="x", size=6), legendgroup=f"notebook {split}",
             hovertemplate=f"epoch %{{x}}: %{{y:.4f}} ({notebook.RECORDED})", row=1, col=2,
@@ -48,7 +49,7 @@ def comparison_figure(history: pd.DataFrame, preset: str, labels: Mapping[int, s
     ref = notebook.curves([preset], "accuracy")
     for split, part in ref.groupby("split", sort=False):
         fig.add_scatter(x=part["epoch"], y=part["value"], name=f"{notebook.label(preset)} {split} ({notebook.RECORDED})",
-                        mode="lines+markers", line=dict(color=NOTEBOOK_COLOUR, dash=charts.SPLIT_DASH[split], width=2.5),
+                        mode=charts.recorded_mode(part["raw"]), line=dict(color=NOTEBOOK_COLOUR, dash=charts.SPLIT_DASH[split], width=2.5),
                         marker=dict(size=5), row=1, col=1)
     diff = notebook.epoch_comparison(history, preset).dropna(subset=["val_diff"])
     fig.add_bar(x=diff["epoch"], y=diff["val_diff"] * 100, name="validation: lab mean minus notebook",
