@@ -302,6 +302,26 @@ class Lab:
             known = sweeping.trials(conn, group_id)
         return replay(pruner, known, shuffles, seed)
 
+    def sweep_status(self, group_id: int):
+        """Where a searching sweep stands (analysis.sweeps.SearchStatus); None for one without a search."""
+        from cifar_core.analysis import sweeps
+
+        with self._store() as conn:
+            return sweeps.search_status(conn, group_id)
+
+    def run_seeds_of_best(self, group_id: int, seeds: int = 3) -> Submitted:
+        """Queue `seeds` repeats of the best trial so far of a searching sweep, with new seeds (the
+        trial's own + 1 onwards), grouped as repeats: the leaderboard then pools them with the trial
+        and shows the seed noise of the best setting."""
+        from cifar_core.analysis import sweeps
+
+        with self._store() as conn:
+            status = sweeps.search_status(conn, group_id)
+            if status is None or status.best_run is None:
+                raise LabError("no trial of this sweep has a validation accuracy yet: wait for its first epoch")
+            doc, source, seed = sweeps.seeds_of(conn, status.best_run)
+        return self.submit(doc, source, repeats=seeds, seed=seed)
+
     def sweep(self, group_id: int) -> SweepResults:
         from cifar_core.analysis import sweeps
 

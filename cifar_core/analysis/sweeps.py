@@ -391,3 +391,108 @@ def params_text(params: dict) -> str:
 
 def _round(value: float) -> float:
     return float(f"{value:.3g}") if math.isfinite(value) else value
+
+
+# ------------------------------------------------------------------ a sweep that searches: where it stands
+
+STATUS_STATES = ("running", "queued", "paused", "pruned", "complete", "failed")
+_STATE_OF = {queue.RUNNING: "running", queue.QUEUED: "queued", queue.PAUSED: "paused", queue.PRUNED: "pruned",
+             queue.SUCCEEDED: "complete", queue.FAILED: "failed", queue.CANCELLED: "failed"}
+SAMPLER_WORDS = {"grid": "Optuna's grid (each combination once)", "random": "Optuna's random draws",
+                 "tpe": "TPE (learns from the ended trials, two at a time)"}
+
+
+def search_words(search: SearchConfig) -> str:
+    """How a sweep searches, in one sentence: the sampler and its seed, then the pruner's rule."""
+    p = search.pruner
+    if p.kind == "none":
+        pruner = "no pruner: every trial runs to its end"
+    elif p.kind == "median":
+        pruner = (f"median pruner: from epoch {p.min_epochs}, a trial whose best so far is below the median of the "
+                  f"completed trials at that epoch stops (once {p.startup_trials} have completed)")
+    elif p.kind == "percentile":
+        pruner = (f"percentile pruner: from epoch {p.min_epochs}, only trials in the top {p.percentile:g}% of the "
+                  f"completed trials at that epoch go on (once {p.startup_trials} have completed)")
+    else:
+        last = p.max_epochs or p.min_epochs * p.eta ** 3
+        rungs = [p.min_epochs * p.eta ** k for k in range(20) if p.min_epochs * p.eta ** k < last]
+        kind = "successive halving" if p.kind == "successive_halving" else "Hyperband (brackets of successive halving)"
+        where = f"rungs at epoch {', '.join(map(str, rungs))}" if p.kind == "successive_halving" else \
+            f"first rungs from epoch {p.min_epochs} to {last}"
+        pruner = (f"{kind}, {where}: the top 1/{p.eta} at a rung go on, the others pause and are promoted if "
+                  "they later rank there")
+    return f"{SAMPLER_WORDS[search.sampler]}, seed {search.seed}; {pruner}"
+
+
+@dataclass(frozen=True)
+class SearchStatus:
+    """Where a searching sweep stands: its settings in words, the budget used, its trials by state,
+    and the best so far with its seed noise (other seeds of the same configuration in the lab)."""
+
+    settings: str
+    trials: int  # trials started (queued ones included: they hold a place in the budget)
+    max_trials: int
+    epochs: int  # epochs trained, summed over trials
+    max_epochs: int | None
+    minutes: float  # train time, summed over trials and attempts
+    max_minutes: float | None
+    counts: dict[str, int]  # STATUS_STATES -> trials
+    best_run: int | None  # the trial with the highest validation accuracy so far
+    best_value: float | None
+    seed_runs: int = 0  # succeeded runs of the best's configuration (any seed), in the whole lab
+    seed_std: float | None = None  # their best validation accuracy's standard deviation (2 or more)
+
+    @property
+    def budget(self) -> list[str]:
+        """The budget used, one phrase per budget the sweep has."""
+        said = [f"{self.trials} of {self.max_trials} trials started"]
+        said.append(f"{self.epochs} epochs trained" + (f" of {self.max_epochs}" if self.max_epochs else ""))
+        said.append(f"{self.minutes:.1f} minutes of training" + (f" of {self.max_minutes:g}" if self.max_minutes else ""))
+        return said
+
+    @property
+    def seed_note(self) -> str:
+        if self.seed_std is None or self.seed_runs < 2:
+            return "one seed: its seed noise is unknown"
+        return f"seed noise ±{100 * self.seed_std:.1f} points (standard deviation over {self.seed_runs} seeds)"
+
+
+def search_status(conn: sqlite3.Connection, group_id: int) -> SearchStatus | None:
+    """Where searching sweep `group_id` stands; None for a sweep without a search (all at once)."""
+    from cifar_core.jobs import sweeping
+
+    search = sweeping.search_of(conn, group_id)
+    if search is None:
+        return None
+    jobs, rows = store.group_trials(conn, group_id)
+    counts = dict.fromkeys(STATUS_STATES, 0)
+    for j in jobs:
+        counts[_STATE_OF[j["state"]]] += 1
+    scored = [r for r in rows if r["val_accuracy"] is not None]
+    best = max(scored, key=lambda r: r["val_accuracy"], default=None)
+    status = SearchStatus(
+        settings=search_words(search), trials=len(jobs), max_trials=search.max_trials, epochs=len(rows),
+        max_epochs=search.max_epochs, minutes=sum(j["train_seconds"] or 0.0 for j in jobs) / 60,
+        max_minutes=search.max_minutes, counts=counts, best_run=None if best is None else int(best["run_id"]),
+        best_value=None if best is None else float(best["val_accuracy"]),
+    )
+    return status if best is None else replace(status, **_seed_spread(conn, status.best_run))
+
+
+def _seed_spread(conn: sqlite3.Connection, run_id: int) -> dict:
+    """The succeeded runs of `run_id`'s configuration (every setting but the seed, on its data
+    source) anywhere in the lab, and the spread of their best validation accuracy."""
+    board = results.leaderboard(conn)
+    key = board.loc[board["run"] == run_id, "config"]
+    same = board[(board["config"] == key.iloc[0]) & (board["status"] == queue.SUCCEEDED)] if len(key) else board.iloc[0:0]
+    values = same[TARGET].dropna().astype(float)
+    return {"seed_runs": len(values), "seed_std": float(values.std()) if len(values) >= 2 else None}
+
+
+def seeds_of(conn: sqlite3.Connection, run_id: int) -> tuple[dict, str, int]:
+    """What running more seeds of a sweep's trial queues: its spec without the sweep's
+    record of its choice (they are repeats, not trials), its data source, and the first new seed
+    (the trial's own seed + 1, so every seed is new)."""
+    job = queue.get_job(conn, run_id)
+    doc = {k: v for k, v in job.spec.items() if k != "sweep_params"}
+    return doc, job.data_source, int(doc.get("seed", 0)) + 1
