@@ -309,6 +309,13 @@ class Lab:
         with self._store() as conn:
             return sweeps.search_status(conn, group_id)
 
+    def sweep_search_figures(self, group_id: int):
+        """A searching sweep's trial curves and rung table (analysis.sweeps.SearchFigures)."""
+        from cifar_core.analysis import sweeps
+
+        with self._store() as conn:
+            return sweeps.search_figures(conn, group_id)
+
     def run_seeds_of_best(self, group_id: int, seeds: int = 3) -> Submitted:
         """Queue `seeds` repeats of the best trial so far of a searching sweep, with new seeds (the
         trial's own + 1 onwards), grouped as repeats: the leaderboard then pools them with the trial

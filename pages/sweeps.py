@@ -17,6 +17,7 @@ import json
 import streamlit as st
 
 from cifar_core.analysis import sweeps
+from cifar_core.charts import sweeps as charts_sweep
 from cifar_core.spec import space as sweep_space
 from cifar_core.errors import DataError, LabError, SpecError
 from cifar_core.spec.presets import PRESET_TITLES, get_preset, preset_names
@@ -218,6 +219,14 @@ def _search_status(group_id: int, status) -> None:
     kind, message = st.session_state.pop("sweeps_seeds_result", None) or (None, "")
     if kind:
         getattr(st, kind)(message)
+    search = common.lab().sweep_search_figures(group_id)
+    if not search.curves.empty:
+        st.markdown("**Validation accuracy by epoch** (X: pruned, ‖: paused; hover for why)")
+        st.plotly_chart(charts_sweep.intermediate(search.curves), key="sweeps_intermediate")
+    if search.rungs is not None:
+        st.markdown("**Rungs**: which trials reached which rung, their validation accuracy there, and what came next")
+        common.table(search.rungs, hide_index=True, key="sweeps_rungs",
+                     column_config={"val_accuracy": common.percent_column("val acc at the rung")})
 
 
 def _sweep_detail(group_id: int) -> None:

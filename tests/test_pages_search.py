@@ -5,6 +5,8 @@ curves (tests/searchtools.py); the page is driven with AppTest."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pagetools import open_page
 from pagetools import rerun as _run
@@ -77,3 +79,63 @@ def test_a_sweep_with_no_epoch_yet_offers_no_seeds(conn, app_env):
     at = _open(group_id)
     assert "**Best so far:** none yet (no trial has finished an epoch)" in _texts(at.markdown)
     assert at.button(key="sweeps_seeds").disabled
+
+
+# ------------------------------------------------------------------ figures
+
+
+def test_the_curves_figure_ends_a_pruned_trial_in_an_x_saying_why(conn, app_env):
+    from cifar_core.charts import sweeps as charts_sweep
+
+    group_id, done = _median_sweep(conn, app_env)
+    curves = sweeps.trial_curves(conn, group_id)
+    assert curves.groupby("run")["epoch"].max().tolist() == [4, 4, 2]
+    fig = charts_sweep.intermediate(curves)
+    lines = [t for t in fig.data if t.mode == "lines+markers"]
+    assert [t.name for t in lines] == [f"#{j.id} {j.name}" for j in done]
+    [x_mark] = [t for t in fig.data if t.mode == "markers"]
+    assert x_mark.marker.symbol == "x" and list(x_mark.x) == [2] and list(x_mark.y) == [0.20]
+    assert x_mark.hovertext[0].startswith(f"#{done[2].id} {done[2].name}: pruned after epoch 2: best so far 35.0% < median")
+    assert fig.layout.yaxis.tickformat == ".0%" and fig.layout.xaxis.title.text == "epoch"
+
+
+def test_successive_halving_on_the_page_its_curves_rungs_and_why_no_importance_yet(conn, app_env):
+    """Four trials under successive halving (eta 2, rungs at epochs 1 and 2): the first goes on,
+    the second and third pause, the fourth does worse and pauses too, which promotes the second."""
+    group_id, ids = searching_sweep(app_env, PrunerConfig(kind="successive_halving", min_epochs=1, eta=2), trials=4,
+                                    epochs=2)
+    for curve in ([0.50, 0.60], [0.30, 0.40], [0.10, 0.20], [0.05, 0.06], [0.45]):
+        train(conn, curve)
+    assert [queue.get_job(conn, i).state for i in ids] == [queue.SUCCEEDED, queue.SUCCEEDED, queue.PAUSED, queue.PAUSED]
+    rungs = sweeps.rung_table(conn, group_id)
+    assert list(rungs.columns) == ["run", "name", "rung", "epoch", "val_accuracy", "outcome"]  # no brackets under SH
+    assert rungs[["run", "rung", "epoch", "val_accuracy", "outcome"]].values.tolist() == [
+        [ids[0], 0, 1, 0.50, "went on"], [ids[0], 1, 2, 0.60, "completed"],
+        [ids[1], 0, 1, 0.30, "promoted"], [ids[1], 1, 2, 0.45, "completed"],
+        [ids[2], 0, 1, 0.10, "paused"], [ids[3], 0, 1, 0.05, "paused"]]
+
+    at = _open(group_id)
+    shown = _texts(at.markdown)
+    assert "**Trials:** 0 running · 0 queued · 2 paused · 0 pruned · 2 complete · 0 failed" in shown
+    assert "successive halving, rungs at epoch 1: the top 1/2 at a rung go on" in shown
+    assert next(d.value for d in at.dataframe if "outcome" in d.value.columns)["outcome"].tolist() == rungs[
+        "outcome"].tolist()
+
+    figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    pauses = [t for f in figures for t in f["data"] if t.get("meta") == "paused" and t.get("mode") == "markers"]
+    assert len(pauses) == 2 and all(t["marker"]["symbol"] == "line-ns" and len(t["x"]) == 2 for t in pauses)
+    assert all("paused after epoch 1: " in t["hovertext"][0] for t in pauses)
+    assert "2 trial(s) complete: fANOVA importance (Optuna) needs at least 3, to tell which setting mattered." in shown
+
+
+def test_the_page_ranks_settings_by_fanova_once_three_trials_complete(conn, app_env):
+    group_id, _ = searching_sweep(app_env, PrunerConfig(kind="none"), trials=4, epochs=1)
+    for acc in (0.30, 0.40, 0.50, 0.60):
+        train(conn, [acc])
+    at = _open(group_id)
+    assert "**Which setting mattered most** (fANOVA importance (Optuna))" in _texts(at.markdown)
+    assert "**learning_rate** mattered most: fANOVA importance (Optuna) gives it 100%" in _texts(at.markdown)
+
+    [bars] = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if json.loads(c.proto.spec)["data"][0]["type"] == "bar"]
+    assert bars["layout"]["xaxis"]["title"]["text"].startswith("fANOVA importance (Optuna): share of the variance")
+    assert sweeps.rung_table(conn, group_id) is None
