@@ -141,6 +141,41 @@ def test_jobs_run_across_both_nodes_with_live_curves(lab_home, small_data, tmp_p
     assert Lab().cluster() is None  # the dispatcher forgot the cluster when it stopped
 
 
+def _memory(pid: int) -> dict:
+    """What the process holds now and at most (MB, from /proc), and whether TensorFlow is mapped
+    into it. A library once loaded stays mapped, so `tensorflow` absent at the end means never loaded."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {"rss_mb": int(status["VmRSS"].split()[0]) / 1024, "peak_mb": int(status["VmHWM"].split()[0]) / 1024,
+            "tensorflow": "tensorflow" in Path(f"/proc/{pid}/maps").read_text()}
+
+
+def test_the_dispatcher_never_loads_tensorflow_and_stays_small(lab_home, small_data, tmp_path, cluster):
+    """The dispatcher loads the data (to ray.put it), moves checkpoints and has the finished
+    model measured by a child process: TensorFlow stays out of it, before and after a job."""
+    disp = _dispatcher(tmp_path, cluster.address)
+    try:
+        from cifar_core.lab import Lab
+
+        wait_for(lambda: Lab().cluster(), what="the dispatcher on the cluster", timeout=120)
+        before = _memory(disp.pid)
+        [job_id] = _submit(tmp_path, dict(SLOW, epochs=2), small_data)
+        wait_for(lambda: _job(job_id).state not in (queue.QUEUED, queue.RUNNING), what="the job to end", timeout=300)
+        job = _job(job_id)
+        assert job.state == queue.SUCCEEDED, job.error
+        conn = store.connect()
+        cost = conn.execute("SELECT latency_p50_ms, macs FROM runs WHERE id = ?", (job_id,)).fetchone()
+        conn.close()
+        assert cost["latency_p50_ms"] > 0 and cost["macs"] > 0  # measured, in the dispatcher's child
+        after = _memory(disp.pid)
+        assert disp.poll() is None
+    finally:
+        _kill(disp)
+    print(f"dispatcher before its first job: {before['rss_mb']:.0f} MB; idle after a job: {after['rss_mb']:.0f} MB "
+          f"(peak {after['peak_mb']:.0f} MB); TensorFlow mapped: {after['tensorflow']}")
+    assert not before["tensorflow"] and not after["tensorflow"]
+    assert before["rss_mb"] < 300 and after["rss_mb"] < 300
+
+
 def test_cancel_stops_the_task_within_seconds_and_keeps_the_epochs(lab_home, small_data, tmp_path, cluster):
     [job_id] = _submit(tmp_path, dict(SLOW, epochs=40), small_data)
     disp = _dispatcher(tmp_path, cluster.address, "--exit-when-idle", pace="hold=training:3:1")
