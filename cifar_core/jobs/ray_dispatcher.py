@@ -20,7 +20,10 @@ stays on the dashboard's machine and only the dispatcher writes it:
   checkpoint from the hub (seeded from the run folder when the job was claimed), so when its
   Ray worker process or its node dies, Ray's own task retry starts it again on any node from
   the last finished epoch: every epoch once, none lost. The final model, predictions and
-  history come back with the task's result; the deployment cost is measured here.
+  history come back with the task's result; the deployment cost is measured on this machine, in a
+  short-lived child process (`python -m cifar_core _measure-cost`).
+- **Memory.** TensorFlow never loads into the dispatcher (loading the data, moving checkpoints and
+  measuring keep it out), so it holds about 150 MB, idle or between jobs.
 - **Cancel** asks the task through the hub (it stops at the next batch), and after
   `CANCEL_GRACE` seconds `ray.cancel(force=True)` kills it. A dispatcher that dies takes its
   tasks with it: Ray kills the tasks a dead driver owned, and a task that cannot reach the hub
@@ -593,7 +596,7 @@ class Dispatcher:
         """Write the final files into the run folder and measure the model here: its results."""
         from cifar_core.train.atomic import write_bytes
         from cifar_core.train.checkpoint import discard_checkpoint
-        from cifar_core.train.latency import measure_cost
+        from cifar_core.train.latency import measure_cost_apart
 
         f.workdir.mkdir(parents=True, exist_ok=True)
         for name, data in result["files"].items():
@@ -607,8 +610,9 @@ class Dispatcher:
         retry_while_locked(lambda: queue.heartbeat(conn, f.job.lease, self.cfg.lease_seconds, p.get("batch", 0),
                                                    p.get("batches", 0), phase=measuring),
                            time.monotonic() + self.cfg.lease_seconds)
-        # On the dashboard's machine; the load it measured (other processes' CPU) says how busy it was.
-        cost = measure_cost(str(f.workdir / "model.keras"), shape, f.job.spec)
+        # On the dashboard's machine, in a child process: TensorFlow never loads into the dispatcher,
+        # which stays small while idle. The load it measured (other processes' CPU) says how busy it was.
+        cost = measure_cost_apart(f.workdir / "model.keras", shape, f.job.spec)
         return results_record(cost, params=result["params"], test_loss=result["test_loss"],
                               test_accuracy=result["test_accuracy"], stopped_epoch=result["stopped_epoch"],
                               stop_reason=result["early_stop_reason"])
