@@ -4,7 +4,7 @@ st.dataframe rows, and polling for a condition. Starting and stopping the app is
 
 from __future__ import annotations
 
-import time
+from cifar_core.testing.procs import wait_for
 
 
 def plotly_points(locator) -> list[int]:
@@ -35,13 +35,4 @@ def grid_rows(locator) -> list[dict[str, str]]:
     return [dict(zip(rows[0], r)) for r in rows[1:]] if rows else []
 
 
-def poll(fn, timeout: float, interval: float = 0.3, what: str = "condition"):
-    """fn() until it returns something truthy; its last value in the failure message."""
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {value!r})")
+poll = wait_for  # the one polling helper, named as the browser tests call it

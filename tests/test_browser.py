@@ -10,9 +10,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from browser_helpers import grid_rows, plotly_points, poll
+from browser_helpers import grid_rows, plotly_points, plotly_traces, poll
 from browserpage import MS, TEST, TRAIN, _fresh, _idle, _key, _nav, _type, app_url, browser_data, browser_page  # noqa: F401 (fixtures)
 
+from cifar_core.charts.curves import RUNNING_NAME
 from cifar_core.testing.appserver import CHROMIUM, worker_pids
 
 pytestmark = [
@@ -21,8 +22,19 @@ pytestmark = [
                        "`bash scripts/install-chromium.sh` (Debian's package, never `playwright install`)"),
 ]
 
-EPOCHS = 20  # so the run lasts long enough to watch its curve grow (6 epochs ended first on a fast host)
+EPOCHS = 4  # held at the start of epochs 2 and 3 (the pace below) while the page is watched
 PRESET = "exp3"  # Conv16 5x5, a small conv net
+
+
+@pytest.fixture(autouse=True)
+def release(tmp_path, monkeypatch) -> Path:
+    """The pace of the app's worker (set before the app starts): its job waits at the first batch
+    of epochs 2 and 3 until the test has seen the curve, whatever the machine's speed; a file in
+    the folder returned releases a hold."""
+    folder = tmp_path / "release"
+    folder.mkdir()
+    monkeypatch.setenv("CIFAR_LAB_PACE", f"hold=training:2:1,hold=training:3:1,release={folder}")
+    return folder
 
 
 class Steps:
@@ -57,7 +69,7 @@ def _setting(page, name: str):
 
 
 @pytest.mark.timeout(360)
-def test_gallery_build_submit_watch_and_rank_in_a_real_browser(browser_page, app_url, tmp_path):
+def test_gallery_build_submit_watch_and_rank_in_a_real_browser(release, browser_page, app_url, tmp_path):
     from playwright.sync_api import expect
 
     expect.set_options(timeout=60 * MS)  # the CPU is shared: first loads and reruns can be slow
@@ -108,14 +120,19 @@ def test_gallery_build_submit_watch_and_rank_in_a_real_browser(browser_page, app
     page.locator("h1").filter(has_text="Training").wait_for()
     page.evaluate("() => { window.__e2eSamePage = true; }")  # gone if the page reloads
     live = _key(page, f"live_{job}")
-    first = poll(lambda: max(plotly_points(live), default=0), 120, what="the live curve (after the first epoch)")
-    assert first < EPOCHS, f"the job finished ({first} epochs drawn) before it could be watched"
+
+    def epochs_drawn() -> int:  # points of the per-epoch curves (the running one apart)
+        return max((len(t["x"]) for t in plotly_traces(live) if t["name"] != RUNNING_NAME), default=0)
+
+    first = poll(epochs_drawn, 120, what="the live curve (after the first epoch)")
+    assert first == 1, f"{first} epochs drawn while the job is held in epoch 2"
     steps.shot(f"training-{first}-epochs")
-    grown = poll(lambda: (n := max(plotly_points(live), default=0)) > first and n, 120,
-                 what=f"the live curve to grow past {first} points")
+    (release / "training-2-1").touch()
+    grown = poll(lambda: (n := epochs_drawn()) > first and n, 120, what=f"the live curve to grow past {first} points")
     steps.shot(f"training-{grown}-epochs")
     assert page.evaluate("() => window.__e2eSamePage === true"), "the page was reloaded"
-    assert first < grown <= EPOCHS
+    assert grown == 2, f"{grown} epochs drawn while the job is held in epoch 3"
+    (release / "training-3-1").touch()
 
     done = _fresh(page, "stMarkdownContainer").filter(has_text=f"#{job} {name}").filter(has_text="succeeded")
     expect(done.first).to_contain_text(f"{EPOCHS}/{EPOCHS} epochs", timeout=180 * MS)

@@ -195,8 +195,9 @@ def backup(conn: sqlite3.Connection, keep: int = BACKUPS_KEPT) -> Path:
     <home>/backups, keeping the newest `keep`. Returns the new file."""
     folder = backups_dir(Path(conn.execute("PRAGMA database_list").fetchone()["file"]))
     folder.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now()))
-    target = folder / f"lab-{stamp}-{time.monotonic_ns() % 10**9:09d}.sqlite3"
+    t = time.time_ns()  # one clock for the second and its fraction, so the names sort in time order
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(t // 10**9))
+    target = folder / f"lab-{stamp}-{t % 10**9:09d}.sqlite3"
     partial = target.with_suffix(".partial")
     with sqlite3.connect(partial) as dest:
         conn.backup(dest)

@@ -35,13 +35,15 @@ def paced(pace: str) -> dict[str, str]:
 
 
 def wait_for(predicate, timeout: float = 120, interval: float = 0.2, what: str = "condition"):
+    """predicate() until it returns something truthy (returned); its last value in the failure."""
     deadline = time.monotonic() + timeout
+    value = None
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {value!r})")
 
 
 def run_until_idle(docs: list[dict], source: str | None = None, *worker_args: str, env: dict[str, str] | None = None,
