@@ -140,12 +140,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from cifar_core.analysis import helper
     from cifar_core.jobs import child
+    from cifar_core.train import latency
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == [child.COMMAND]:  # a worker's job process: not a user's command, so not in the help
-        _leave(_run_child(child, argv[1:]))
+        _leave(_run_child(child.main, argv[1:]))
     if argv[:1] == [helper.COMMAND]:  # the server's model helper (analysis.helper), likewise
         _leave(_helper())
+    if argv[:1] == [latency.COST_COMMAND]:  # the Ray dispatcher's measurement of a finished model, likewise
+        _leave(_run_child(latency.cost_main, argv[1:]))
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args) or 0
@@ -263,9 +266,9 @@ def _worker(args) -> None:
     _leave(0)
 
 
-def _run_child(child, argv: list[str]) -> int:
+def _run_child(main, argv: list[str]) -> int:
     try:
-        return child.main(argv)
+        return main(argv)
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

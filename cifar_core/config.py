@@ -63,3 +63,26 @@ TF_ENV_DEFAULTS = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "1"}
 def tf_env() -> dict[str, str]:
     """This process's environment with the lab's TensorFlow settings added where unset."""
     return {**TF_ENV_DEFAULTS, **os.environ}
+
+
+def run_cli_json(args: list[str], timeout: float, too_long: str):
+    """Run `python -m cifar_core ARGS` (a command that prints JSON) in a child process with the
+    lab's TensorFlow settings, so TensorFlow loads there and never in the caller (the Streamlit
+    server, the Ray dispatcher); returns what it printed, parsed. LabError saying `too_long` when
+    it runs over `timeout` seconds, or with the child's own last error line when it fails."""
+    import json
+    import subprocess
+    import sys
+
+    from cifar_core.errors import LabError
+
+    cmd = [sys.executable, "-m", "cifar_core", *args]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                              cwd=Path(__file__).resolve().parents[1], env=tf_env())
+    except subprocess.TimeoutExpired:
+        raise LabError(too_long) from None
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+        raise LabError(lines[-1].removeprefix("error: "))
+    return json.loads(done.stdout)

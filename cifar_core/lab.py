@@ -302,6 +302,33 @@ class Lab:
             known = sweeping.trials(conn, group_id)
         return replay(pruner, known, shuffles, seed)
 
+    def sweep_status(self, group_id: int):
+        """Where a searching sweep stands (analysis.sweeps.SearchStatus); None for one without a search."""
+        from cifar_core.analysis import sweeps
+
+        with self._store() as conn:
+            return sweeps.search_status(conn, group_id)
+
+    def sweep_search_figures(self, group_id: int):
+        """A searching sweep's trial curves and rung table (analysis.sweeps.SearchFigures)."""
+        from cifar_core.analysis import sweeps
+
+        with self._store() as conn:
+            return sweeps.search_figures(conn, group_id)
+
+    def run_seeds_of_best(self, group_id: int, seeds: int = 3) -> Submitted:
+        """Queue `seeds` repeats of the best trial so far of a searching sweep, with new seeds (the
+        trial's own + 1 onwards), grouped as repeats: the leaderboard then pools them with the trial
+        and shows the seed noise of the best setting."""
+        from cifar_core.analysis import sweeps
+
+        with self._store() as conn:
+            status = sweeps.search_status(conn, group_id)
+            if status is None or status.best_run is None:
+                raise LabError("no trial of this sweep has a validation accuracy yet: wait for its first epoch")
+            doc, source, seed = sweeps.seeds_of(conn, status.best_run)
+        return self.submit(doc, source, repeats=seeds, seed=seed)
+
     def sweep(self, group_id: int) -> SweepResults:
         from cifar_core.analysis import sweeps
 
@@ -334,27 +361,14 @@ class Lab:
         child process, `python -m cifar_core measure ... --json`, so TensorFlow never loads into the
         caller (the Streamlit server); waits for it and returns what it stored. LabError with the
         child's own error line when it fails."""
-        import json
-        import subprocess
-        import sys
-
         from cifar_core.analysis import choice
 
         ids = [str(int(r)) for r in run_ids]
         if not ids:
             raise LabError("no runs to measure; give at least one run id")
-        cmd = [sys.executable, "-m", "cifar_core", "measure", *ids, "--rounds", str(int(rounds)),
-               "--repeats", str(int(repeats)), "--json"]
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                                  cwd=Path(__file__).resolve().parents[1],
-                                  env=config.tf_env())
-        except subprocess.TimeoutExpired:
-            raise LabError(f"measuring runs {', '.join(ids)} took over {timeout:.0f} s; measure fewer runs or rounds") from None
-        if done.returncode != 0:
-            lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
-            raise LabError(lines[-1].removeprefix("error: "))
-        return choice.Measurement.from_dict(json.loads(done.stdout))
+        args = ["measure", *ids, "--rounds", str(int(rounds)), "--repeats", str(int(repeats)), "--json"]
+        too_long = f"measuring runs {', '.join(ids)} took over {timeout:.0f} s; measure fewer runs or rounds"
+        return choice.Measurement.from_dict(config.run_cli_json(args, timeout, too_long))
 
     def measure_here(self, run_ids: list[int], rounds: int = 5, repeats: int = 50) -> choice.Measurement:
         """`measure` in this process (it loads TensorFlow): what the CLI's `measure` runs."""

@@ -203,7 +203,7 @@ def sweep_findings(found: SweepResults, key: str) -> None:
         return
     st.markdown("**Settings against best validation accuracy** (drag along an axis to filter the runs)")
     st.plotly_chart(charts_sweep.parallel(found.table, found.info.paths, found.info.log_paths), key=f"{key}_parcoords")
-    st.markdown("**Which setting mattered most**")
+    st.markdown(f"**Which setting mattered most** ({charts_sweep.IMPORTANCE_TITLE})")
     st.markdown(found.sentence)
-    if found.finished >= 3:
+    if found.ranked:
         st.plotly_chart(charts_sweep.importance(found.ranked), key=f"{key}_importance")

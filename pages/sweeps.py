@@ -17,6 +17,7 @@ import json
 import streamlit as st
 
 from cifar_core.analysis import sweeps
+from cifar_core.charts import sweeps as charts_sweep
 from cifar_core.spec import space as sweep_space
 from cifar_core.errors import DataError, LabError, SpecError
 from cifar_core.spec.presets import PRESET_TITLES, get_preset, preset_names
@@ -24,6 +25,7 @@ from pages import common
 
 HANDOFF = "sweeps_base_doc"  # set by the Builder: the experiment it is editing
 REFRESH = "2s"
+SEEDS_OF_BEST = 3  # the "Run 3 seeds of the best" button
 SWEEP_EPOCHS = 3  # default epochs per run, at most: a first sweep is a cheap look, raise it when it pays
 METHODS = {"random": "random draws", "grid": "grid"}
 PERCENT = common.PERCENT
@@ -191,11 +193,50 @@ def _new_sweep() -> None:
 # ------------------------------------------------------------ existing sweeps
 
 
+def _run_seeds(group_id: int) -> None:
+    try:
+        _, ids = common.lab().run_seeds_of_best(group_id, SEEDS_OF_BEST)
+    except LabError as exc:
+        st.session_state.sweeps_seeds_result = ("error", str(exc))
+        return
+    st.session_state.sweeps_seeds_result = ("success", f"Queued {len(ids)} seeds of the best: jobs #{ids[0]} to "
+                                            f"#{ids[-1]}. The Leaderboard pools them with it once they finish.")
+
+
+def _search_status(group_id: int, status) -> None:
+    """A searching sweep: how it searches, its budget, its trials by state, the best so far."""
+    st.markdown(f"**Search:** {status.settings}")
+    st.markdown("**Budget used:** " + " · ".join(status.budget))
+    st.markdown("**Trials:** " + " · ".join(f"{n} {state}" for state, n in status.counts.items()))
+    if status.best_run is None:
+        st.markdown("**Best so far:** none yet (no trial has finished an epoch)")
+    else:
+        st.markdown(f"**Best so far:** [run #{status.best_run}](run?run={status.best_run}), "
+                    f"{100 * status.best_value:.1f}% best validation accuracy; {status.seed_note}")
+    st.button(f"Run {SEEDS_OF_BEST} seeds of the best", icon=":material/replay:", key="sweeps_seeds",
+              disabled=status.best_run is None, on_click=_run_seeds, args=(group_id,),
+              help="Queue the best trial's settings again with new seeds, to see whether its lead is more than noise")
+    kind, message = st.session_state.pop("sweeps_seeds_result", None) or (None, "")
+    if kind:
+        getattr(st, kind)(message)
+    search = common.lab().sweep_search_figures(group_id)
+    if not search.curves.empty:
+        st.markdown("**Validation accuracy by epoch** (X: pruned, ‖: paused; hover for why)")
+        st.plotly_chart(charts_sweep.intermediate(search.curves), key="sweeps_intermediate")
+    if search.rungs is not None:
+        st.markdown("**Rungs**: which trials reached which rung, their validation accuracy there, and what came next")
+        common.table(search.rungs, hide_index=True, key="sweeps_rungs",
+                     column_config={"val_accuracy": common.percent_column("val acc at the rung")})
+
+
 def _sweep_detail(group_id: int) -> None:
     found = common.lab().sweep(group_id)
     info, table = found.info, found.table
     st.caption(f"{info.method} sweep of {info.base.get('name', info.name)} over {', '.join(info.paths)}; "
                f"{len(info.run_ids)} runs, created {info.created}")
+    status = common.lab().sweep_status(group_id)
+    if status is not None:
+        _search_status(group_id, status)
     common.table(table.assign(open="run?run=" + table["run"].astype(str)), hide_index=True, key="sweeps_runs",
                  column_config={**_value_columns(table, info.paths), **RUN_COLUMNS}, column_order=["run", "open", *[c for c in table.columns if c != "run"]])
     st.markdown(f":material/leaderboard: [Compare this sweep's runs on the Leaderboard](leaderboard?sweep={group_id})")

@@ -126,6 +126,66 @@ def test_a_full_disk_fails_the_job_clearly_and_the_worker_goes_on(lab_home, smal
     assert _job(tiny_id).state == queue.SUCCEEDED, _job(tiny_id).error  # the partial file's space was given back
 
 
+@pytest.fixture()
+def small_lab_home(lab_home):
+    """The whole lab home (store, backups, run folders, data cache) on a 16 MB tmpfs of its own."""
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(lab_home)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"needs root to mount a small tmpfs: {mounted.stderr.strip()}")
+    yield lab_home
+    subprocess.run(["umount", "-l", str(lab_home)], check=False)
+
+
+def _fill(folder) -> int:
+    """Fill the disk under `folder` to the last byte; returns the bytes written."""
+    written = 0
+    with open(folder / "filler", "wb", buffering=0) as f:
+        for size in (1 << 20, 4096, 1):
+            try:
+                while True:
+                    written += f.write(b"x" * size)
+            except OSError:
+                pass
+    return written
+
+
+def test_a_worker_whose_store_fills_its_disk_waits_and_goes_on_when_space_returns(small_lab_home, small_data, tmp_path,
+                                                                                    monkeypatch):
+    monkeypatch.setenv("CIFAR_LAB_MIN_FREE_MB", "0")  # the job's own low-disk pause is not what is tested
+    cli("runs")  # the store exists (and its first backup is made by the worker)
+    log = tmp_path / "w.log"
+    worker = start_worker(log=log)
+    try:
+        conn = store.connect()
+        try:
+            wait_for(lambda: store.worker_registered(conn, worker.pid), what="the worker")
+            # An empty write-ahead log: the worker's next write must grow it, on a disk with no room.
+            wait_for(lambda: tuple(conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()) == (0, 0, 0),
+                     what="the store's log emptied")
+        finally:
+            conn.close()
+        filled = _fill(small_lab_home)
+        wait_for(lambda: "the store is not writable" in log.read_text() or worker.poll() is not None,
+                 what="the worker to meet the full store", timeout=60)
+        assert worker.poll() is None, log.read_text()[-3000:]  # it waits, it did not end
+        print(f"filled {filled / 1e6:.1f} MB; the worker waits: "
+              f"{[l for l in log.read_text().splitlines() if 'not writable' in l][0]}")
+        (small_lab_home / "filler").unlink()  # space returns
+        [job_id] = _submit(tmp_path, TINY, small_data)
+        wait_for(lambda: _job(job_id).state == queue.SUCCEEDED, what="the job queued once space returned",
+                 timeout=300)
+        assert worker.poll() is None  # it survived
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=60)
+        finally:
+            worker.kill()
+    text = log.read_text()
+    assert "Traceback" not in text, text[-3000:]
+
+
 def test_a_low_disk_pauses_the_job_with_a_note_until_cancelled(lab_home, small_data, tmp_path, monkeypatch):
     monkeypatch.setenv("CIFAR_LAB_MIN_FREE_MB", "10000000")  # 10 TB: never there
     [job_id] = _submit(tmp_path, TINY, small_data)

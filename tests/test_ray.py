@@ -153,6 +153,162 @@ def test_jobs_reuse_warm_trainers_one_per_node_slot(lab_home, small_data, tmp_pa
     assert len(set(pids)) <= 2 and all(pids), pids  # four jobs, at most one process per node slot
 
 
+def _memory(pid: int) -> dict:
+    """What the process holds now and at most (MB, from /proc), and whether TensorFlow is mapped
+    into it. A library once loaded stays mapped, so `tensorflow` absent at the end means never loaded."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {"rss_mb": int(status["VmRSS"].split()[0]) / 1024, "peak_mb": int(status["VmHWM"].split()[0]) / 1024,
+            "tensorflow": "tensorflow" in Path(f"/proc/{pid}/maps").read_text()}
+
+
+def test_the_dispatcher_never_loads_tensorflow_and_stays_small(lab_home, small_data, tmp_path, cluster):
+    """The dispatcher loads the data (to ray.put it), moves checkpoints and has the finished
+    model measured by a child process: TensorFlow stays out of it, before and after a job."""
+    disp = _dispatcher(tmp_path, cluster.address)
+    try:
+        from cifar_core.lab import Lab
+
+        wait_for(lambda: Lab().cluster(), what="the dispatcher on the cluster", timeout=120)
+        before = _memory(disp.pid)
+        [job_id] = _submit(tmp_path, dict(SLOW, epochs=2), small_data)
+        wait_for(lambda: _job(job_id).state not in (queue.QUEUED, queue.RUNNING), what="the job to end", timeout=300)
+        job = _job(job_id)
+        assert job.state == queue.SUCCEEDED, job.error
+        conn = store.connect()
+        cost = conn.execute("SELECT latency_p50_ms, macs FROM runs WHERE id = ?", (job_id,)).fetchone()
+        conn.close()
+        assert cost["latency_p50_ms"] > 0 and cost["macs"] > 0  # measured, in the dispatcher's child
+        after = _memory(disp.pid)
+        assert disp.poll() is None
+    finally:
+        _kill(disp)
+    print(f"dispatcher before its first job: {before['rss_mb']:.0f} MB; idle after a job: {after['rss_mb']:.0f} MB "
+          f"(peak {after['peak_mb']:.0f} MB); TensorFlow mapped: {after['tensorflow']}")
+    assert not before["tensorflow"] and not after["tensorflow"]
+    assert before["rss_mb"] < 300 and after["rss_mb"] < 300
+
+
+def _cluster_doc() -> dict | None:
+    conn = store.connect()
+    try:
+        return store.cluster_doc(conn)
+    finally:
+        conn.close()
+
+
+def test_a_claimed_job_whose_task_no_node_can_start_shows_waiting_for_a_node(lab_home, small_data, tmp_path, cluster,
+                                                                                monkeypatch):
+    """Two CPUs free in all but one on each node: a job asking for two is claimed (the free total
+    holds it) and Ray keeps its task waiting. The store and the Training page say so; a cancel
+    ends it."""
+    from cifar_core.lab import Lab
+    from cifar_core.train.phases import WAITING
+
+    monkeypatch.setenv("CIFAR_LAB_JOB_CPUS", "2")
+    [job_id] = _submit(tmp_path, dict(SLOW, epochs=1), small_data)
+    disp = _dispatcher(tmp_path, cluster.address, "--exit-when-idle")
+    try:
+        job = wait_for(lambda: (j := _job(job_id)).phase is not None and j, what="the job's phase", timeout=120)
+        assert job.state == queue.RUNNING and job.phase.name == WAITING and job.node is None
+        [shown] = [p for p in Lab().queue_view().active if p.id == job_id]
+        assert shown.label == "waiting for a node · epoch 1/1"
+        [listed] = [r for r in json.loads(cli("runs", "--json").stdout) if r["run"] == job_id]
+        assert listed["status"] == queue.RUNNING and listed["node"] is None  # no node has it
+        cli("cancel", str(job_id))
+        assert _finish(disp, 60) == 0
+    finally:
+        _kill(disp)
+    assert _job(job_id).state == queue.CANCELLED
+
+
+OCCUPY = """
+import sys, ray
+ray.init(address=sys.argv[1], logging_level="ERROR")
+busy = ray.remote(num_cpus=1)(type("Busy", (), {"ping": lambda self: True})).remote()
+ray.get(busy.ping.remote())
+print("holding", flush=True)
+sys.stdin.read()  # until the test closes it
+"""
+
+
+def test_other_work_on_the_cluster_keeps_its_share(lab_home, small_data, tmp_path, cluster):
+    """An actor of another driver holds one of the two CPUs: the dispatcher keeps one job in
+    flight, never two, and trains the second once the first one's task has ended."""
+    other = subprocess.Popen([sys.executable, "-c", OCCUPY, cluster.address], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert other.stdout.readline().strip() == "holding"
+        ids = _submit(tmp_path, dict(SLOW, epochs=1), small_data, "--repeats", "2")
+        release = tmp_path / "release"
+        release.mkdir()
+        disp = _dispatcher(tmp_path, cluster.address, "--exit-when-idle", pace=f"hold=training:1:1,release={release}")
+        try:
+            held = wait_for(lambda: [i for i in ids if (j := _job(i)).state == queue.RUNNING and j.batch == 1],
+                            what="a job held in its first batch", timeout=180)
+            # Two records of the cluster after that (ROOM_SECONDS apart at least): the dispatcher
+            # has read the free resources again meanwhile, and claimed nothing more.
+            records = set()
+
+            def three_records() -> bool:
+                if (d := _cluster_doc()) is not None:
+                    records.add(d["updated_at"])
+                return len(records) >= 3
+
+            wait_for(three_records, what="three records of the cluster", timeout=60)
+            doc = _cluster_doc()
+            assert doc["free_cpus"] == 0
+            assert [_job(i).state for i in ids if i not in held] == [queue.QUEUED]
+            released = time.time()
+            (release / "training-1-1").touch()
+            assert _finish(disp, 300) == 0
+        finally:
+            _kill(disp)
+    finally:
+        other.stdin.close()
+        other.wait(timeout=60)
+    first, second = sorted((_job(i) for i in ids), key=lambda j: j.started_at)
+    assert first.state == second.state == queue.SUCCEEDED, (first.error, second.error)
+    # Claimed once the first one's task had given its CPU back (its closing, on this machine, may
+    # still run: it holds no CPU of the cluster).
+    assert second.started_at > released
+    print(f"with one CPU of two held by other work: job {first.id} ran, job {second.id} waited in the queue "
+          f"{second.started_at - first.started_at:.0f} s, claimed {second.started_at - released:.1f} s after the "
+          f"first was released")
+
+
+def test_the_readme_token_file_recipe(lab_home, small_data, tmp_path, tmp_path_factory, monkeypatch):
+    """README, "On a cluster": the head started with RAY_AUTH_MODE=token and a token file made by
+    `ray get-auth-token --generate` (chmod 600), and a dispatcher given that file through
+    RAY_AUTH_TOKEN_PATH, trains a job; the file stays its owner's alone."""
+    home = tmp_path / "head-home"
+    home.mkdir()
+    env = {k: v for k, v in cluster_env().items() if k != "RAY_AUTH_TOKEN"}
+    env["HOME"] = str(home)
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    subprocess.run([ray_bin, "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=60)
+    token = home / ".ray" / "auth_token"
+    token.chmod(0o600)
+    c = Cluster(tmp_path_factory.mktemp("rayt"), env, nodes=1)  # a short path: Ray's sockets live under it
+    try:
+        wait_for(lambda: c.head.poll() is not None or c.alive_nodes() == 1, timeout=120, interval=1, what="the head")
+        assert c.head.poll() is None, (c.base / "head.log").read_text()[-2000:]
+        for key in ("RAY_AUTH_TOKEN", "RAY_ADDRESS"):
+            monkeypatch.delenv(key, raising=False)
+        monkeypatch.setenv("RAY_AUTH_MODE", "token")
+        monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
+        (tmp_path / "dashboard-home").mkdir()
+        monkeypatch.setenv("HOME", str(tmp_path / "dashboard-home"))  # no token there: the path is what joins
+        monkeypatch.setenv("CIFAR_LAB_JOB_CPUS", "1")
+        [job_id] = _submit(tmp_path, dict(SLOW, epochs=1), small_data)
+        disp = _dispatcher(tmp_path, c.address, "--exit-when-idle", name="token-file")
+        assert _finish(disp, 300) == 0, (tmp_path / "token-file.log").read_text()[-2000:]
+    finally:
+        c.stop()
+    job = _job(job_id)
+    assert job.state == queue.SUCCEEDED, job.error
+    assert oct(token.stat().st_mode & 0o777) == oct(0o600)
+
+
 def test_cancel_stops_the_task_within_seconds_and_keeps_the_epochs(lab_home, small_data, tmp_path, cluster):
     [job_id] = _submit(tmp_path, dict(SLOW, epochs=40), small_data)
     disp = _dispatcher(tmp_path, cluster.address, "--exit-when-idle", pace="hold=training:3:1")

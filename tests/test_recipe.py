@@ -340,7 +340,8 @@ def test_validation_and_the_final_model_use_the_averaged_weights(images):
 
 def test_a_resumed_run_keeps_its_average(ds, tmp_path):
     from cifar_core.train import loop
-    from cifar_core.train.checkpoint import read_checkpoint, restore_weights
+    from cifar_core.train.checkpoint import read_checkpoint
+    from cifar_core.train.resume import restore_weights
 
     spec = parse_spec({"name": "e", "layers": CONV_BN, "epochs": 2, "batch_size": 64, "ema_momentum": 0.8})
 

@@ -284,3 +284,49 @@ def test_a_config_round_trips_through_its_dict():
                              "eta": 3, "max_epochs": 18}
     assert SearchConfig.from_dict(doc) == config
     assert math.isclose(SearchConfig.from_dict({}).pruner.percentile, 25.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Which setting mattered (fANOVA) and the rungs
+
+
+def test_fanova_finds_the_setting_that_drives_the_result_and_says_why_when_it_cannot():
+    from cifar_core.search.importance import fanova
+
+    space = parse_space({"method": "random", "params": {"learning_rate": {"log_uniform": [1e-4, 1e-2]},
+                                                        "batch_size": {"values": [32, 64, 128]},
+                                                        "augment.flip": {"values": [True, False]}}})
+    rng = random.Random(0)
+    trials = []
+    for i in range(40):
+        lr, batch, flip = math.exp(rng.uniform(math.log(1e-4), math.log(1e-2))), rng.choice([32, 64, 128]), rng.random() < 0.5
+        acc = 0.8 - 0.1 * (math.log10(lr) + 3) ** 2 + 0.002 * flip + rng.gauss(0, 0.005)  # peaks near lr=1e-3
+        trials.append(TrialCurve(i, {"learning_rate": round(lr, 6), "batch_size": batch, "augment.flip": flip},
+                                 {1: acc - 0.1, 2: acc}, COMPLETE))
+    found = fanova(space, trials + [TrialCurve(99, {"learning_rate": 1e-3, "batch_size": 32, "augment.flip": True},
+                                               {1: 0.99}, PRUNED)])  # a pruned trial does not count
+    assert found.trials == 40 and found.why_not is None
+    shares = dict(found.ranked)
+    assert found.ranked[0][0] == "learning_rate" and shares["learning_rate"] > 0.8
+    assert shares["batch_size"] < 0.1 and shares["augment.flip"] < 0.1
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert fanova(space, trials[:2]).why_not == "2 trial(s) complete: fANOVA importance (Optuna) needs at least 3"
+    same = [TrialCurve(i, trials[0].params, {1: 0.5 + i / 100}, COMPLETE) for i in range(3)]
+    assert fanova(space, same).why_not == "the 3 complete trials share every swept value: nothing to compare"
+
+
+def test_the_rungs_say_who_went_on_who_paused_and_who_was_promoted():
+    from cifar_core.search.rungs import rung_entries
+
+    sh = PrunerConfig(kind="successive_halving", min_epochs=1, eta=2, max_epochs=2)
+    trials = [TrialCurve(1, {}, {1: 0.50, 2: 0.60}, COMPLETE),
+              TrialCurve(2, {}, {1: 0.30, 2: 0.45}, COMPLETE),  # paused at rung 0 (2nd of 2), promoted later
+              TrialCurve(3, {}, {1: 0.10}, PAUSED),
+              TrialCurve(4, {}, {1: 0.05}, PRUNED),
+              TrialCurve(5, {}, {1: 0.70}, RUNNING)]
+    times = {1: {1: 1.0, 2: 2.0}, 2: {1: 3.0, 2: 9.0}, 3: {1: 4.0}, 4: {1: 5.0}, 5: {1: 6.0}}
+    got = [(e.trial_id, e.rung, e.epoch, e.value, e.outcome) for e in rung_entries(sh, trials, times)]
+    assert got == [(1, 0, 1, 0.50, "went on"), (1, 1, 2, 0.60, "completed"), (2, 0, 1, 0.30, "promoted"),
+                   (2, 1, 2, 0.45, "completed"), (3, 0, 1, 0.10, "paused"), (4, 0, 1, 0.05, "pruned"),
+                   (5, 0, 1, 0.70, "being judged")]
+    assert rung_entries(PrunerConfig(kind="median"), trials) == []

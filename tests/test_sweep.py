@@ -1,11 +1,9 @@
-"""Sweeps: parsing a search space, expanding it over a base experiment, and setting importance."""
+"""Sweeps: parsing a search space, expanding it over a base experiment (which setting mattered: tests/test_search.py)."""
 
 from __future__ import annotations
 
 import json
-import math
 
-import numpy as np
 import pytest
 
 from cifar_core.errors import SpecError
@@ -15,7 +13,6 @@ from cifar_core.spec.space import (
     get_path,
     load_space,
     parse_space,
-    setting_importance,
     split_sweep_params,
 )
 
@@ -197,35 +194,3 @@ def test_long_names_stay_within_64_characters():
 def test_space_round_trips_through_its_dict():
     space = parse_space(RANDOM)
     assert parse_space(space.to_dict()) == space
-
-
-def _synthetic_rows(n: int = 60) -> list[dict]:
-    rng = np.random.default_rng(0)
-    rows = []
-    for _ in range(n):
-        lr = float(np.exp(rng.uniform(math.log(1e-4), math.log(1e-2))))
-        batch = int(rng.choice([32, 64, 128]))
-        flip = bool(rng.integers(2))
-        # accuracy peaks near lr=1e-3; batch and flip barely matter
-        acc = 0.8 - 0.1 * (math.log10(lr) + 3) ** 2 + 0.002 * flip + rng.normal(0, 0.005)
-        params = {"learning_rate": lr, "batch_size": batch, "augment.flip": flip}
-        rows.append({"best_val_accuracy": acc, "sweep_params": params})
-    return rows
-
-
-def test_importance_finds_the_setting_that_drives_the_target():
-    ranked = setting_importance(_synthetic_rows(), ["batch_size", "augment.flip", "learning_rate"])
-    names = [name for name, _ in ranked]
-    assert names[0] == "learning_rate"
-    scores = dict(ranked)
-    assert scores["learning_rate"] > 0.6
-    assert scores["batch_size"] < 0.2 and scores["augment.flip"] < 0.2
-    assert all(0.0 <= s <= 1.0 for s in scores.values())
-
-
-def test_importance_reads_flat_rows_and_skips_unusable_ones():
-    rows = [{"opt": o, "acc": a} for o, a in [("adam", 0.7), ("adam", 0.72), ("sgd", 0.5), ("sgd", 0.52)]]
-    rows += [{"opt": "adam", "acc": None}, {"acc": 0.1}]
-    ranked = setting_importance(rows, ["opt", "missing"], target="acc")
-    assert ranked[0][0] == "opt" and ranked[0][1] == pytest.approx(0.04 / 0.0404)
-    assert ranked[1] == ("missing", 0.0)

@@ -5,42 +5,19 @@ curves are the test's); tests/test_worker.py-style runs with real workers follow
 
 from __future__ import annotations
 
-import time
-
 import pytest
+from searchtools import searching_sweep
+from searchtools import train as _train
 
 from cifar_core.errors import LabError
 from cifar_core.jobs import queue
-from cifar_core.jobs.attempt import Ending, close_attempt, record_epoch
 from cifar_core.lab import Lab
 from cifar_core.search.config import PrunerConfig, SearchConfig
 from cifar_core.testing.datagen import tiny_spec
 
-LEASE = 30.0
-SPACE = {"method": "grid", "params": {"learning_rate": {"values": [0.001, 0.002, 0.003, 0.004, 0.005, 0.006]}}}
-
 
 def _sweep(small_data, pruner: PrunerConfig, trials: int = 6, epochs: int = 4) -> list[int]:
-    search = SearchConfig(sampler="grid", pruner=pruner, seed=0, max_trials=trials)
-    base = tiny_spec(epochs=epochs, name="srch", learning_rate=0.001)
-    return Lab().submit_sweep(base, SPACE, str(small_data), search).job_ids
-
-
-def _train(conn, curve: list[float]) -> tuple[queue.Job, list[str]]:
-    """Claim the oldest queued job and record `curve` as its epochs' validation accuracy through the
-    attempt protocol, stopping where the verdict says; close the attempt as a consumer would."""
-    job = queue.claim(conn, "test-worker", LEASE)
-    verdicts = []
-    for epoch, acc in enumerate(curve, start=job.epoch + 1):
-        record = {"epoch": epoch, "loss": 1.0, "accuracy": acc, "val_loss": 1.0, "val_accuracy": acc, "seconds": 1.0,
-                  "learning_rate": 0.001}
-        verdict = record_epoch(conn, job.lease, record, "here", 1, time.monotonic() + LEASE)
-        verdicts.append(verdict)
-        if verdict != queue.KEEP_GOING:
-            close_attempt(conn, job.lease, Ending(stop_reason=verdict), LEASE)
-            return queue.get_job(conn, job.id), verdicts
-    close_attempt(conn, job.lease, Ending(completed=True, results={"test_accuracy": curve[-1], "test_loss": 1.0}), LEASE)
-    return queue.get_job(conn, job.id), verdicts
+    return searching_sweep(small_data, pruner, trials, epochs).job_ids
 
 
 def test_the_median_pruner_stops_a_loser_where_its_epoch_is_stored_and_says_why(lab_home, small_data, conn):

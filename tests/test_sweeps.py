@@ -1,4 +1,4 @@
-"""Sweeps in the store: all-or-nothing submission, the per-run table, setting importance, the charts,
+"""Sweeps in the store: all-or-nothing submission, the per-run table, setting importance (fANOVA), the charts,
 the CLI, and one short real sweep trained by a real worker."""
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def test_sweep_table_has_a_column_per_swept_path(conn, small_data):
     assert table["layers.0.filters"].tolist() == [4, 8, 4, 8]
     assert table["learning_rate"].tolist() == [0.01, 0.01, 0.001, 0.001]
     assert set(table["status"]) == {queue.QUEUED} and table["best_val_accuracy"].isna().all()
-    assert sweeps.sweep_importance(conn, group_id) == [("learning_rate", 0.0), ("layers.0.filters", 0.0)]
+    assert sweeps.sweep_importance(conn, group_id).why_not == "0 trial(s) complete: fANOVA importance (Optuna) needs at least 3"
 
 
 def test_a_finished_sweep_ranks_the_setting_that_drove_accuracy(conn, small_data):
@@ -154,11 +154,12 @@ def test_a_finished_sweep_ranks_the_setting_that_drove_accuracy(conn, small_data
     table = sweeps.sweep_table(conn, group_id)
     assert set(table["status"]) == {queue.SUCCEEDED}
     assert table["best_val_accuracy"].round(4).tolist() == pytest.approx([0.4032, 0.4064, 0.4532, 0.4564, 0.5032, 0.5064])
-    ranked = sweeps.sweep_importance(conn, group_id)
-    assert [name for name, _ in ranked] == ["learning_rate", "batch_size"]
-    assert ranked[0][1] > 0.99 and ranked[1][1] < 0.01
-    sentence = sweeps.importance_sentence(ranked, table)
-    assert sentence.startswith("**learning_rate** mattered most: it explains 100% of the spread") and "6 finished runs" in sentence
+    found = sweeps.sweep_importance(conn, group_id)
+    assert [name for name, _ in found.ranked] == ["learning_rate", "batch_size"] and found.trials == 6
+    assert found.ranked[0][1] > 0.9 and found.ranked[1][1] < 0.1
+    sentence = sweeps.importance_sentence(found)
+    assert sentence.startswith("**learning_rate** mattered most: fANOVA importance (Optuna) gives it ") and \
+        "of the variance in best validation accuracy over 6 complete runs" in sentence
 
     listed = sweeps.list_sweeps(conn)
     assert list(listed.columns) == sweeps.SWEEP_COLUMNS
@@ -185,14 +186,14 @@ def test_list_sweeps_counts_states_and_leaves_out_other_groups(conn, small_data)
         sweeps.sweep_table(conn, 999)
 
 
-def test_importance_sentence_waits_for_three_runs_and_flags_single_tries(conn, small_data):
+def test_importance_sentence_waits_for_three_runs_and_calls_a_few_a_hint(conn, small_data):
     group_id, _ = Lab().submit_sweep(TINY, RATE_GRID, str(small_data))
-    table = sweeps.sweep_table(conn, group_id)
-    assert sweeps.importance_sentence([("learning_rate", 0.0)], table).startswith("0 run(s) finished: at least 3")
+    assert sweeps.importance_sentence(sweeps.sweep_importance(conn, group_id)) == (
+        "0 trial(s) complete: fANOVA importance (Optuna) needs at least 3, to tell which setting mattered.")
     _finish_all(conn, group_id, lambda p: 0.5 + p["learning_rate"])
-    table = sweeps.sweep_table(conn, group_id)
-    sentence = sweeps.importance_sentence(sweeps.sweep_importance(conn, group_id), table)
-    assert "tried in one run only, so it explains everything by construction" in sentence
+    sentence = sweeps.importance_sentence(sweeps.sweep_importance(conn, group_id))
+    assert sentence.startswith("**learning_rate** mattered most: fANOVA importance (Optuna) gives it 100%")
+    assert "Over 3 runs this is a hint, not a finding" in sentence
 
 
 # ------------------------------------------------------------------ charts
@@ -265,10 +266,9 @@ def test_a_real_sweep_end_to_end(lab_home, small_data, tmp_path):
     assert table["learning_rate"].tolist() == [0.01, 0.001, 0.0001]
     assert table["best_epoch"].tolist() == [1, 1, 1]  # --epochs 1 overrode the base's 3
     assert table["best_val_accuracy"].between(0, 1).all() and table["test_accuracy"].between(0, 1).all()
-    ranked = sweeps.sweep_importance(conn, group_id)
-    assert [name for name, _ in ranked] == ["learning_rate"]
+    found = sweeps.sweep_importance(conn, group_id)
     spread = table["best_val_accuracy"].max() - table["best_val_accuracy"].min()
-    assert (ranked[0][1] == pytest.approx(1.0)) if spread > 0 else ranked[0][1] == 0.0
+    assert found.ranked == [("learning_rate", pytest.approx(1.0))] if spread > 0 else found.why_not
     row = sweeps.list_sweeps(conn).iloc[0]
     assert (row["group"], row["runs"], row["done"], row["failed"], row["active"]) == (group_id, 3, 3, 0, 0)
     assert row["best"] == pytest.approx(table["best_val_accuracy"].max())

@@ -23,8 +23,9 @@ from cifar_core.spec.layers import INPUT_SHAPE, NUM_CLASSES
 from cifar_core.spec.summary import summarize
 from cifar_core.spec.validate import parse_spec
 from cifar_core.search.config import PrunerConfig, SearchConfig
-from cifar_core.spec.space import (MAX_RUNS, NAME_PREFIX_KEPT, SweepSpace, documents, expand, first_free, load_space,
-                                    setting_importance)
+from cifar_core.search.importance import NAME as IMPORTANCE_NAME
+from cifar_core.search.importance import Importance
+from cifar_core.spec.space import MAX_RUNS, NAME_PREFIX_KEPT, SweepSpace, documents, expand, first_free, load_space
 
 TARGET = "best_val_accuracy"
 RESERVED_PATHS = ("name", "sweep_params")  # set per run by the expansion itself
@@ -298,22 +299,30 @@ def sweep_table(conn: sqlite3.Connection, group_id: int) -> pd.DataFrame:
     return table
 
 
-def sweep_importance(conn: sqlite3.Connection, group_id: int) -> list[tuple[str, float]]:
-    """(path, eta-squared) for each swept path over the succeeded runs, most important first
-    (see `sweep.setting_importance`; fewer than 3 finished runs gives 0.0 everywhere)."""
-    info = get_sweep(conn, group_id)
-    return setting_importance(_finished_rows(conn, info), info.paths, TARGET)
+def sweep_importance(conn: sqlite3.Connection, group_id: int) -> Importance:
+    """Each swept path's fANOVA importance (Optuna) over the sweep's complete trials, most important
+    first, or why it cannot be told yet (`search.importance.fanova`)."""
+    from cifar_core.jobs import sweeping
+    from cifar_core.search import importance, samplers
+
+    detail = store.group_detail(conn, int(group_id)) or {}
+    space = load_space(detail["space"])
+    return importance.fanova(space, sweeping.trials(conn, group_id), samplers.whole_paths(detail["base"], space))
 
 
 @dataclass(frozen=True)
 class SweepResults:
     """What a page draws for one sweep: its description, its runs' table (`sweep_table`), the
-    settings ranked by importance (`sweep_importance`) and the sentence that says which mattered."""
+    settings ranked by fANOVA importance (`sweep_importance`) and the sentence that says which mattered."""
 
     info: SweepInfo
     table: pd.DataFrame
-    ranked: list[tuple[str, float]]
+    importance: Importance
     sentence: str
+
+    @property
+    def ranked(self) -> list[tuple[str, float]]:
+        return self.importance.ranked
 
     @property
     def finished(self) -> int:
@@ -325,38 +334,27 @@ def sweep_results(conn: sqlite3.Connection, group_id: int) -> SweepResults:
     """Everything the sweep views show for sweep `group_id` (NotFound if there is no such sweep)."""
     info = get_sweep(conn, group_id)
     table = sweep_table(conn, group_id)
-    ranked = sweep_importance(conn, group_id)
-    return SweepResults(info, table, ranked, importance_sentence(ranked, table))
+    found = sweep_importance(conn, group_id)
+    return SweepResults(info, table, found, importance_sentence(found))
 
 
-def _finished_rows(conn: sqlite3.Connection, info: SweepInfo) -> list[dict]:
-    """Succeeded runs as {"sweep_params": plain JSON values, TARGET: float}."""
-    board = results.leaderboard_rows(conn, list(info.run_ids))
-    done = board[(board["status"] == queue.SUCCEEDED) & board[TARGET].notna()]
-    specs = results.run_specs(conn, [int(r) for r in done["run"]])
-    return [
-        {"sweep_params": specs[int(r)].get("sweep_params") or {}, TARGET: float(v)}
-        for r, v in zip(done["run"], done[TARGET])
-    ]
+FEW_TRIALS = 5  # at most this many complete trials: the importance is a hint
 
 
-def importance_sentence(ranked: list[tuple[str, float]], table: pd.DataFrame) -> str:
-    """One plain sentence saying which setting mattered most (or why it cannot be told yet), from
-    `sweep_importance` and the sweep's `sweep_table`."""
-    done = table[(table["status"] == queue.SUCCEEDED) & table[TARGET].notna()]
-    finished = len(done)
-    if finished < 3:
-        return f"{finished} run(s) finished: at least 3 are needed to tell which setting mattered."
-    if not ranked or ranked[0][1] <= 0.0:
-        return f"Over {finished} finished runs, no swept setting explains the spread in best validation accuracy."
-    (top, share), rest = ranked[0], ranked[1:]
-    text = f"**{top}** mattered most: it explains {share:.0%} of the spread in best validation accuracy over {finished} finished runs"
+def importance_sentence(found: Importance) -> str:
+    """One plain sentence saying which setting mattered most by fANOVA (or why it cannot be told yet)."""
+    if found.why_not:
+        return f"{found.why_not[0].upper()}{found.why_not[1:]}, to tell which setting mattered."
+    (top, share), rest = found.ranked[0], found.ranked[1:]
+    if share <= 0.0:
+        return f"Over {found.trials} complete runs, no swept setting explains the spread in best validation accuracy."
+    text = (f"**{top}** mattered most: {IMPORTANCE_NAME} gives it {share:.0%} of the variance in best validation "
+            f"accuracy over {found.trials} complete runs")
     if rest:
         text += f" (next: {rest[0][0]}, {rest[0][1]:.0%})"
-    distinct = done[top].astype(str).nunique() if top in done else 0
-    if distinct == finished and finished <= 5:
-        text += (f". Each of its values was tried in one run only, so it explains everything by construction: "
-                 "repeat values (other seeds, a larger budget) before trusting this")
+    if found.trials <= FEW_TRIALS:
+        text += (f". Over {found.trials} runs this is a hint, not a finding: repeat values (other seeds, a larger "
+                 "budget) before trusting it")
     return text + "."
 
 
@@ -391,3 +389,165 @@ def params_text(params: dict) -> str:
 
 def _round(value: float) -> float:
     return float(f"{value:.3g}") if math.isfinite(value) else value
+
+
+# ------------------------------------------------------------------ a sweep that searches: where it stands
+
+STATUS_STATES = ("running", "queued", "paused", "pruned", "complete", "failed")
+_STATE_OF = {queue.RUNNING: "running", queue.QUEUED: "queued", queue.PAUSED: "paused", queue.PRUNED: "pruned",
+             queue.SUCCEEDED: "complete", queue.FAILED: "failed", queue.CANCELLED: "failed"}
+SAMPLER_WORDS = {"grid": "Optuna's grid (each combination once)", "random": "Optuna's random draws",
+                 "tpe": "TPE (learns from the ended trials, two at a time)"}
+
+
+def search_words(search: SearchConfig) -> str:
+    """How a sweep searches, in one sentence: the sampler and its seed, then the pruner's rule."""
+    p = search.pruner
+    if p.kind == "none":
+        pruner = "no pruner: every trial runs to its end"
+    elif p.kind == "median":
+        pruner = (f"median pruner: from epoch {p.min_epochs}, a trial whose best so far is below the median of the "
+                  f"completed trials at that epoch stops (once {p.startup_trials} have completed)")
+    elif p.kind == "percentile":
+        pruner = (f"percentile pruner: from epoch {p.min_epochs}, only trials in the top {p.percentile:g}% of the "
+                  f"completed trials at that epoch go on (once {p.startup_trials} have completed)")
+    else:
+        last = p.max_epochs or p.min_epochs * p.eta ** 3
+        rungs = [p.min_epochs * p.eta ** k for k in range(20) if p.min_epochs * p.eta ** k < last]
+        kind = "successive halving" if p.kind == "successive_halving" else "Hyperband (brackets of successive halving)"
+        where = f"rungs at epoch {', '.join(map(str, rungs))}" if p.kind == "successive_halving" else \
+            f"first rungs from epoch {p.min_epochs} to {last}"
+        pruner = (f"{kind}, {where}: the top 1/{p.eta} at a rung go on, the others pause and are promoted if "
+                  "they later rank there")
+    return f"{SAMPLER_WORDS[search.sampler]}, seed {search.seed}; {pruner}"
+
+
+@dataclass(frozen=True)
+class SearchStatus:
+    """Where a searching sweep stands: its settings in words, the budget used, its trials by state,
+    and the best so far with its seed noise (other seeds of the same configuration in the lab)."""
+
+    settings: str
+    trials: int  # trials started (queued ones included: they hold a place in the budget)
+    max_trials: int
+    epochs: int  # epochs trained, summed over trials
+    max_epochs: int | None
+    minutes: float  # train time, summed over trials and attempts
+    max_minutes: float | None
+    counts: dict[str, int]  # STATUS_STATES -> trials
+    best_run: int | None  # the trial with the highest validation accuracy so far
+    best_value: float | None
+    seed_runs: int = 0  # succeeded runs of the best's configuration (any seed), in the whole lab
+    seed_std: float | None = None  # their best validation accuracy's standard deviation (2 or more)
+
+    @property
+    def budget(self) -> list[str]:
+        """The budget used, one phrase per budget the sweep has."""
+        said = [f"{self.trials} of {self.max_trials} trials started"]
+        said.append(f"{self.epochs} epochs trained" + (f" of {self.max_epochs}" if self.max_epochs else ""))
+        said.append(f"{self.minutes:.1f} minutes of training" + (f" of {self.max_minutes:g}" if self.max_minutes else ""))
+        return said
+
+    @property
+    def seed_note(self) -> str:
+        if self.seed_std is None or self.seed_runs < 2:
+            return "one seed: its seed noise is unknown"
+        return f"seed noise ±{100 * self.seed_std:.1f} points (standard deviation over {self.seed_runs} seeds)"
+
+
+def search_status(conn: sqlite3.Connection, group_id: int) -> SearchStatus | None:
+    """Where searching sweep `group_id` stands; None for a sweep without a search (all at once)."""
+    from cifar_core.jobs import sweeping
+
+    search = sweeping.search_of(conn, group_id)
+    if search is None:
+        return None
+    jobs, rows = store.group_trials(conn, group_id)
+    counts = dict.fromkeys(STATUS_STATES, 0)
+    for j in jobs:
+        counts[_STATE_OF[j["state"]]] += 1
+    scored = [r for r in rows if r["val_accuracy"] is not None]
+    best = max(scored, key=lambda r: r["val_accuracy"], default=None)
+    status = SearchStatus(
+        settings=search_words(search), trials=len(jobs), max_trials=search.max_trials, epochs=len(rows),
+        max_epochs=search.max_epochs, minutes=sum(j["train_seconds"] or 0.0 for j in jobs) / 60,
+        max_minutes=search.max_minutes, counts=counts, best_run=None if best is None else int(best["run_id"]),
+        best_value=None if best is None else float(best["val_accuracy"]),
+    )
+    return status if best is None else replace(status, **_seed_spread(conn, status.best_run))
+
+
+def _seed_spread(conn: sqlite3.Connection, run_id: int) -> dict:
+    """The succeeded runs of `run_id`'s configuration (every setting but the seed, on its data
+    source) anywhere in the lab, and the spread of their best validation accuracy."""
+    board = results.leaderboard(conn)
+    key = board.loc[board["run"] == run_id, "config"]
+    same = board[(board["config"] == key.iloc[0]) & (board["status"] == queue.SUCCEEDED)] if len(key) else board.iloc[0:0]
+    values = same[TARGET].dropna().astype(float)
+    return {"seed_runs": len(values), "seed_std": float(values.std()) if len(values) >= 2 else None}
+
+
+def seeds_of(conn: sqlite3.Connection, run_id: int) -> tuple[dict, str, int]:
+    """What running more seeds of a sweep's trial queues: its spec without the sweep's
+    record of its choice (they are repeats, not trials), its data source, and the first new seed
+    (the trial's own seed + 1, so every seed is new)."""
+    job = queue.get_job(conn, run_id)
+    doc = {k: v for k, v in job.spec.items() if k != "sweep_params"}
+    return doc, job.data_source, int(doc.get("seed", 0)) + 1
+
+
+# ------------------------------------------------------------------ a searching sweep's figures
+
+
+CURVE_COLUMNS = ["run", "name", "state", "epoch", "val_accuracy", "reason"]
+RUNG_COLUMNS = ["run", "name", "bracket", "rung", "epoch", "val_accuracy", "outcome"]
+
+
+def trial_curves(conn: sqlite3.Connection, group_id: int) -> pd.DataFrame:
+    """Every trial's validation accuracy by epoch (one row per recorded epoch, trials in start
+    order), with its state and, for a pruned, paused or promoted trial, the reason in words."""
+    jobs, rows = store.group_trials(conn, group_id)
+    said = {j["id"]: (j["name"], j["state"], j["error"] or "") for j in jobs}
+    out = [{"run": r["run_id"], "name": said[r["run_id"]][0], "state": said[r["run_id"]][1], "epoch": int(r["epoch"]),
+            "val_accuracy": r["val_accuracy"], "reason": said[r["run_id"]][2]}
+           for r in rows if r["val_accuracy"] is not None]
+    return pd.DataFrame(out, columns=CURVE_COLUMNS)
+
+
+@dataclass(frozen=True)
+class SearchFigures:
+    """What a searching sweep's figures draw: its trials' curves and, under successive halving or
+    Hyperband, its rung table (else None)."""
+
+    curves: pd.DataFrame
+    rungs: pd.DataFrame | None
+
+
+def search_figures(conn: sqlite3.Connection, group_id: int) -> SearchFigures:
+    return SearchFigures(trial_curves(conn, group_id), rung_table(conn, group_id))
+
+
+def rung_table(conn: sqlite3.Connection, group_id: int) -> pd.DataFrame | None:
+    """Under successive halving or Hyperband: which trials reached which rung, their validation
+    accuracy there and what happened next (went on, paused, promoted, pruned, completed); None
+    for a sweep without rungs. A promoted trial waiting in the queue says so at its last rung."""
+    from cifar_core.jobs import sweeping
+    from cifar_core.search.config import RUNG_PRUNERS
+    from cifar_core.search.rungs import JUDGED, PROMOTED, rung_entries
+
+    search = sweeping.search_of(conn, group_id)
+    if search is None or search.pruner.kind not in RUNG_PRUNERS:
+        return None
+    jobs, rows = store.group_trials(conn, group_id)
+    times: dict[int, dict[int, float]] = {}
+    for r in rows:
+        times.setdefault(r["run_id"], {})[int(r["epoch"])] = float(r["recorded_at"])
+    job = {j["id"]: j for j in jobs}
+    entries = rung_entries(search.pruner, sweeping.trials(conn, group_id), times)
+    table = pd.DataFrame([{
+        "run": e.trial_id, "name": job[e.trial_id]["name"], "bracket": e.bracket, "rung": e.rung, "epoch": e.epoch,
+        "val_accuracy": e.value,
+        "outcome": PROMOTED if e.outcome == JUDGED and job[e.trial_id]["state"] == queue.QUEUED
+        and (job[e.trial_id]["error"] or "").startswith("promoted") else e.outcome,
+    } for e in entries], columns=RUNG_COLUMNS)
+    return table if search.pruner.kind == "hyperband" else table.drop(columns="bracket")

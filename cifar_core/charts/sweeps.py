@@ -1,4 +1,5 @@
-"""Plotly figures of a sweep: its settings against the result, and which setting mattered."""
+"""Plotly figures of a sweep: its settings against the result, which setting mattered (fANOVA), and
+a searching sweep's trials epoch by epoch, the stopped ones marked where they stopped."""
 
 from __future__ import annotations
 
@@ -85,14 +86,47 @@ def _span(values: pd.Series) -> list[float]:
     return [lo - pad, hi + pad]
 
 
+IMPORTANCE_TITLE = "fANOVA importance (Optuna)"
+
+
 def importance(ranked: list[tuple[str, float]], height: int | None = None) -> go.Figure:
-    """Horizontal bars of each setting's eta-squared (share of the accuracy's variance it explains),
-    the most important on top."""
+    """Horizontal bars of each setting's fANOVA importance (its share of the variance in best
+    validation accuracy, by Optuna), the most important on top."""
     names = [name for name, _ in ranked][::-1]
     shares = [share for _, share in ranked][::-1]
     fig = go.Figure(go.Bar(x=shares, y=names, orientation="h", text=[f"{s:.0%}" for s in shares],
                            textposition="auto", marker_color="#1f77b4",
                            hovertemplate="%{y}: %{x:.1%} of the variance<extra></extra>"))
-    fig.update_xaxes(range=[0, 1], tickformat=".0%", title_text="share of the variance in best val accuracy (η²)")
+    fig.update_xaxes(range=[0, 1], tickformat=".0%", title_text=f"{IMPORTANCE_TITLE}: share of the variance in best val accuracy")
     fig.update_layout(height=height or 120 + 40 * len(ranked), margin=dict(l=10, r=10, t=20, b=10))
+    return fig
+
+
+STOP_MARKS = {"pruned": dict(symbol="x", size=12, color="#d62728"),  # ended for good: an X
+              "paused": dict(symbol="line-ns", size=13, color="#ff7f0e", line=dict(width=3, color="#ff7f0e"))}
+PAUSE_OFFSET = 0.06  # epochs between the two bars of a pause mark
+
+
+def intermediate(curves: pd.DataFrame, height: int = 420) -> go.Figure:
+    """Every trial's validation accuracy by epoch, one line each (`analysis.sweeps.trial_curves`);
+    a pruned trial ends in an X, a paused one in a pause mark (two bars), the reason in the hover."""
+    fig = go.Figure()
+    for run, part in curves.groupby("run", sort=False):
+        part = part.sort_values("epoch")
+        name, state, reason = part["name"].iloc[0], part["state"].iloc[0], part["reason"].iloc[0]
+        said = f"<br>{reason}" if state in STOP_MARKS and reason else ""
+        fig.add_trace(go.Scatter(
+            x=part["epoch"].tolist(), y=part["val_accuracy"].tolist(), mode="lines+markers", name=f"#{run} {name}",
+            legendgroup=str(run), marker=dict(size=5), meta=state,
+            hovertemplate=f"#{run} {name} ({state})<br>epoch %{{x}}: %{{y:.1%}}{said}<extra></extra>"))
+        if state in STOP_MARKS:
+            x, y = float(part["epoch"].iloc[-1]), float(part["val_accuracy"].iloc[-1])
+            xs = [x - PAUSE_OFFSET, x + PAUSE_OFFSET] if state == "paused" else [x]
+            fig.add_trace(go.Scatter(
+                x=xs, y=[y] * len(xs), mode="markers", marker=STOP_MARKS[state], name=f"#{run} {state}",
+                legendgroup=str(run), showlegend=False, meta=state, hovertext=[f"#{run} {name}: {reason}"] * len(xs),
+                hoverinfo="text"))
+    fig.update_xaxes(title_text="epoch", dtick=1)
+    fig.update_yaxes(title_text="validation accuracy", tickformat=".0%")
+    fig.update_layout(height=height, margin=dict(l=60, r=20, t=20, b=40), hovermode="closest")
     return fig

@@ -23,7 +23,10 @@ stays on the dashboard's machine and only the dispatcher writes it:
   or its node dies, the attempt ends as a dead local training process's does (a crash unless it
   finished an epoch) and the next claim resumes from the last stored epoch on any node: every
   epoch once, none lost. The final model, predictions and history come back with the result;
-  the deployment cost is measured on this machine.
+  the deployment cost is measured on this machine, in a short-lived child
+  process (`python -m cifar_core _measure-cost`).
+- **Memory.** TensorFlow never loads into the dispatcher (loading the data, moving checkpoints and
+  measuring keep it out), so it holds about 150 MB, idle or between jobs.
 - **Cancel** asks the job through the hub (it stops at the next batch), and after
   `CANCEL_GRACE` seconds its Trainer is killed (and replaced when next needed). A dispatcher
   that dies takes its Trainers with it (Ray kills the actors a dead driver owned), and a job that
@@ -656,7 +659,7 @@ class Dispatcher:
         """Write the final files into the run folder and measure the model here: its results."""
         from cifar_core.train.atomic import write_bytes
         from cifar_core.train.checkpoint import discard_checkpoint
-        from cifar_core.train.latency import measure_cost
+        from cifar_core.train.latency import measure_cost_apart
 
         f.workdir.mkdir(parents=True, exist_ok=True)
         for name, data in result["files"].items():
@@ -670,8 +673,9 @@ class Dispatcher:
         retry_while_locked(lambda: queue.heartbeat(conn, f.job.lease, self.cfg.lease_seconds, p.get("batch", 0),
                                                    p.get("batches", 0), phase=measuring),
                            time.monotonic() + self.cfg.lease_seconds)
-        # On the dashboard's machine; the load it measured (other processes' CPU) says how busy it was.
-        cost = measure_cost(str(f.workdir / "model.keras"), shape, f.job.spec)
+        # On the dashboard's machine, in a child process: TensorFlow never loads into the dispatcher,
+        # which stays small while idle. The load it measured (other processes' CPU) says how busy it was.
+        cost = measure_cost_apart(f.workdir / "model.keras", shape, f.job.spec)
         return results_record(cost, params=result["params"], test_loss=result["test_loss"],
                               test_accuracy=result["test_accuracy"], stopped_epoch=result["stopped_epoch"],
                               stop_reason=result["early_stop_reason"])

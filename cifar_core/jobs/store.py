@@ -517,13 +517,15 @@ def group_job_ids(conn: sqlite3.Connection, group_id: int) -> list[int]:
 
 
 def group_trials(conn: sqlite3.Connection, group_id: int) -> tuple[list[sqlite3.Row], list[sqlite3.Row]]:
-    """A group's jobs in the order they were submitted (id, state, spec_json, epoch, created_at,
-    train_seconds) and their epochs' validation accuracy (run_id, epoch, val_accuracy)."""
+    """A group's jobs in the order they were submitted (id, name, state, spec_json, epoch, created_at,
+    error, data_source, train_seconds) and their epochs' validation accuracy (run_id, epoch,
+    val_accuracy, recorded_at)."""
     jobs = conn.execute(
-        "SELECT j.id, j.state, j.spec_json, j.epoch, j.created_at, r.train_seconds FROM jobs j"
+        "SELECT j.id, j.name, j.state, j.spec_json, j.epoch, j.created_at, j.error, j.data_source, r.train_seconds"
+        " FROM jobs j"
         " LEFT JOIN runs r ON r.id = j.id WHERE j.group_id = ? ORDER BY j.id", (group_id,)).fetchall()
     curves = conn.execute(
-        "SELECT m.run_id, m.epoch, m.val_accuracy FROM metrics m JOIN jobs j ON j.id = m.run_id"
+        "SELECT m.run_id, m.epoch, m.val_accuracy, m.recorded_at FROM metrics m JOIN jobs j ON j.id = m.run_id"
         " WHERE j.group_id = ? ORDER BY m.run_id, m.epoch", (group_id,)).fetchall()
     return jobs, curves
 

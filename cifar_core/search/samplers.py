@@ -99,7 +99,7 @@ def next_params(
     study = studies.new_study(grid)
     seen = set()
     for trial in known:
-        internal = _to_optuna(space, trial.params, dists)
+        internal = to_optuna(space, trial.params, dists)
         if internal is None:
             continue
         attrs = _grid_attrs(grid, space, internal) if grid else None
@@ -163,7 +163,7 @@ def _same(a, b) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
-def _to_optuna(space: SweepSpace, params: dict, dists: dict) -> dict | None:
+def to_optuna(space: SweepSpace, params: dict, dists: dict) -> dict | None:
     """A known trial's params as Optuna holds them, or None if they do not fit the space."""
     internal = {}
     for p in space.params:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -322,74 +321,3 @@ def _draw(p: ParamRange, whole: bool, rng):
     if whole:
         return int(min(max(round(raw), math.ceil(p.low)), math.floor(p.high)))
     return min(max(float(f"{raw:.{SIGNIFICANT_DIGITS}g}"), p.low), p.high)
-
-
-# ---------------------------------------------------------------------------------------------
-# Which setting mattered
-
-
-def setting_importance(
-    rows: list[dict], params: list[str], target: str = "best_val_accuracy"
-) -> list[tuple[str, float]]:
-    """Each param's share of the target's variance explained by grouping on it, highest first.
-
-    The measure is eta-squared (the correlation ratio squared): between-group sum of squares over
-    total sum of squares, from 0 (the groups' means are equal) to 1 (the setting fixes the result).
-    Groups are the distinct values; a numeric param with more than 5 distinct values is cut into
-    quantile bins (at most 4, and about 3 rows per bin) because one group per row would always
-    explain everything. A row's value is read from row[param], else row["sweep_params"][param];
-    rows without a value or a finite target are left out for that param. Fewer than 3 usable rows
-    (or a constant target) gives 0.0. Eta-squared grows with the number of groups, so compare
-    params with similar group counts with care.
-    """
-    scores = [(param, _eta_squared(*_pairs(rows, param, target))) for param in params]
-    return sorted(scores, key=lambda item: -item[1])
-
-
-def _pairs(rows: list[dict], param: str, target: str) -> tuple[list, list[float]]:
-    keys, ys = [], []
-    for row in rows:
-        y = row.get(target)
-        if isinstance(y, bool) or not isinstance(y, (int, float)) or not math.isfinite(y):
-            continue
-        if param in row:
-            value = row[param]
-        elif param in (row.get("sweep_params") or {}):
-            value = row["sweep_params"][param]
-        else:
-            continue
-        if value is None:
-            continue
-        keys.append(value)
-        ys.append(float(y))
-    return keys, ys
-
-
-def _groups(values: list) -> list:
-    """A hashable group label per value: the value itself, or a quantile bin for many numbers."""
-    import numpy as np
-
-    labels = [json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v for v in values]
-    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-    if not numeric or len(set(labels)) <= 5:
-        return labels
-    bins = max(2, min(4, len(values) // 3))
-    edges = np.unique(np.quantile(np.asarray(values, dtype=float), np.linspace(0, 1, bins + 1)[1:-1]))
-    return np.searchsorted(edges, np.asarray(values, dtype=float), side="right").tolist()
-
-
-def _eta_squared(values: list, ys: list[float]) -> float:
-    import numpy as np
-
-    if len(ys) < 3:
-        return 0.0
-    y = np.asarray(ys)
-    total = float(((y - y.mean()) ** 2).sum())
-    if total <= 1e-15 * max(1.0, float((y**2).sum())):
-        return 0.0
-    labels = _groups(values)
-    between = 0.0
-    for label in set(labels):
-        members = y[[i for i, lab in enumerate(labels) if lab == label]]
-        between += len(members) * float((members.mean() - y.mean()) ** 2)
-    return min(1.0, between / total)

@@ -16,6 +16,7 @@ trained and saved itself, never on an uploaded file.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -214,6 +215,36 @@ def measure_cost(model_path: Path | str, input_shape: tuple[int, ...] = (32, 32,
     if spec is not None:
         figures["macs"] = multiply_adds(spec, tuple(input_shape))
     return figures
+
+
+COST_COMMAND = "_measure-cost"  # python -m cifar_core _measure-cost: `measure_cost` in a child process
+COST_TIMEOUT = 600.0  # seconds for it (it imports TensorFlow first)
+
+
+def measure_cost_apart(model_path: Path | str, input_shape: tuple[int, ...], spec: dict | None = None) -> dict:
+    """`measure_cost` in a short-lived child process, `python -m cifar_core _measure-cost`, so
+    TensorFlow never loads into the caller (the Ray dispatcher, which stays small between jobs)."""
+    from cifar_core.config import run_cli_json
+
+    args = [COST_COMMAND, str(model_path), "--input-shape", ",".join(map(str, input_shape))]
+    if spec is not None:
+        args += ["--spec", json.dumps(spec)]
+    return run_cli_json(args, COST_TIMEOUT, f"measuring {model_path} took over {COST_TIMEOUT:.0f} s")
+
+
+def cost_main(argv: list[str]) -> int:
+    """The child of `measure_cost_apart`: measure, print the figures as JSON."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog=f"python -m cifar_core {COST_COMMAND}",
+                                description="measure a trained model's cost (started by the Ray dispatcher, not by hand)")
+    p.add_argument("model")
+    p.add_argument("--input-shape", required=True, help="e.g. 32,32,3")
+    p.add_argument("--spec", help="the run's spec as JSON (for its multiply-adds)")
+    args = p.parse_args(argv)
+    shape = tuple(int(v) for v in args.input_shape.split(","))
+    print(json.dumps(measure_cost(args.model, shape, json.loads(args.spec) if args.spec else None)))
+    return 0
 
 
 def cost_figures(joint: JointLatency, c: CandidateLatency) -> dict:

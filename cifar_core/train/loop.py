@@ -26,17 +26,11 @@ from cifar_core.data.dataset import Dataset, holdout_split
 from cifar_core.spec.schema import ExperimentSpec
 from cifar_core.train import augment, averaging, whitening
 from cifar_core.train.atomic import write_json
-from cifar_core.train.checkpoint import (
-    Checkpoint,
-    ResumableEarlyStopping,
-    check_same_spec,
-    discard_checkpoint,
-    read_checkpoint,
-    restore_weights,
-)
+from cifar_core.train.checkpoint import check_same_spec, discard_checkpoint, read_checkpoint
 from cifar_core.train.models import build_model, compile_model, uses_one_hot
 from cifar_core.train.phases import SAVING, SCORING
 from cifar_core.train.relay import Reporter, ReporterRelay
+from cifar_core.train.resume import Checkpoint, ResumableEarlyStopping, restore_weights
 
 COMPLETED = "completed"
 STOPPED = "stopped"  # the reporter asked to stop (cancel, shutdown, lost lease)

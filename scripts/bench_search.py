@@ -1,0 +1,129 @@
+"""Benchmark: what searching saves on the real data (issue 30, docs/search.md "Benchmark").
+
+    CIFAR_LAB_DATA=/path/to/cifar10-jpeg.tar.gz .venv/bin/python scripts/bench_search.py
+    .venv/bin/python scripts/bench_search.py --replay-only [--curves docs/search-curves.json]
+
+1. Collect (skipped with --replay-only): an exhaustive grid sweep of 16 configurations around the
+   `fast` preset (learning rate x Muon's rate x label smoothing), validated on a holdout, queued
+   as one sweep and trained by a worker until the queue is idle; every trial's validation accuracy
+   by epoch (metrics only) is saved to --curves.
+2. Replay, over the saved curves only (no training): successive halving and Hyperband over
+   --shuffles shuffled orders (the median epochs they train against the exhaustive sweep's, and in
+   how many orders a configuration within 0.3 points of the best finished); then TPE against
+   random draws at an equal budget of --budget trials, over --seeds seeds (each trial looked up in
+   the recorded grid).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from _bootstrap import ROOT
+
+from cifar_core.search import samplers
+from cifar_core.search.config import COMPLETE, PrunerConfig, TrialCurve
+from cifar_core.search.replay import replay
+from cifar_core.spec.space import load_space
+
+CURVES = ROOT / "docs" / "search-curves.json"
+NEAR = 0.003  # "found the best": a configuration within 0.3 points of the best finished
+SPACE = {"method": "grid", "params": {"learning_rate": {"values": [1.0, 1.5, 2.25, 3.0]},
+                                      "muon_learning_rate": {"values": [0.16, 0.24]},
+                                      "label_smoothing": {"values": [0.1, 0.2]}}}
+
+
+def collect(out: Path, source: str | None) -> None:
+    """Run the exhaustive sweep through the queue and save its curves (metrics only)."""
+    from cifar_core.jobs import store, sweeping
+    from cifar_core.lab import Lab
+    from cifar_core.spec.presets import get_preset
+
+    base = {**get_preset("fast"), "validation": "holdout"}
+    group, ids = Lab().submit_sweep(base, SPACE, source)
+    print(f"queued sweep group {group}: {len(ids)} trials of {base['epochs']} epochs; training until idle")
+    subprocess.run([sys.executable, "-m", "cifar_core", "worker", "--exit-when-idle"], cwd=ROOT, check=True)
+    conn = store.connect()
+    try:
+        trials = sweeping.trials(conn, group)
+    finally:
+        conn.close()
+    doc = {"preset": "fast", "epochs": base["epochs"], "space": SPACE,
+           "trials": [{"id": t.trial_id, "params": t.params, "state": t.state, "curve": {str(e): v for e, v in t.curve.items()}}
+                      for t in trials]}
+    out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {out}")
+
+
+def load(path: Path) -> tuple[dict, list[TrialCurve]]:
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    trials = [TrialCurve(t["id"], t["params"], {int(e): v for e, v in t["curve"].items()}, t["state"])
+              for t in doc["trials"]]
+    return doc, trials
+
+
+def replay_report(doc: dict, trials: list[TrialCurve], shuffles: int = 20, budget: int = 12, seeds: int = 20) -> dict:
+    """What the pruners and the samplers would have done over the recorded curves."""
+    done = [t for t in trials if t.state == COMPLETE]
+    best = max(t.objective for t in done)
+    out = {"trials": len(done), "best": best, "exhaustive_epochs": sum(t.last_epoch for t in done), "pruners": {},
+           "samplers": {}}
+    for kind in ("successive_halving", "hyperband"):
+        pruner = PrunerConfig(kind=kind, min_epochs=1, eta=3, max_epochs=int(doc["epochs"]))
+        runs = replay(pruner, done, shuffles=shuffles, seed=0).runs[1:]  # runs[0] is the recorded order
+        out["pruners"][kind] = {
+            "median_epochs": statistics.median(r.epochs_run for r in runs),
+            "found_near_best": sum(r.best_kept is not None and r.best_kept >= best - NEAR for r in runs),
+            "orders": len(runs),
+        }
+    space = load_space(doc["space"])
+    by_params = {json.dumps(t.params, sort_keys=True): t for t in done}
+    for sampler in ("random", "tpe"):
+        found = []
+        for seed in range(seeds):
+            known: list[TrialCurve] = []
+            for _ in range(budget):
+                [params] = samplers.next_params(space, sampler, seed, known, 1)
+                rec = by_params[json.dumps(params, sort_keys=True)]
+                known.append(TrialCurve(len(known), params, rec.curve, COMPLETE))
+            found.append(max(t.objective for t in known))
+        out["samplers"][sampler] = {"budget": budget, "seeds": seeds, "median_best": statistics.median(found),
+                                    "found_near_best": sum(v >= best - NEAR for v in found)}
+    return out
+
+
+def say(report: dict) -> str:
+    lines = [f"{report['trials']} configurations, best {100 * report['best']:.2f}%, exhaustive sweep "
+             f"{report['exhaustive_epochs']} epochs"]
+    for kind, r in report["pruners"].items():
+        lines.append(f"{kind}: median {r['median_epochs']:g} epochs ({r['median_epochs'] / report['exhaustive_epochs']:.0%} "
+                     f"of exhaustive); within 0.3 points of the best in {r['found_near_best']} of {r['orders']} orders")
+    for sampler, r in report["samplers"].items():
+        lines.append(f"{sampler} at {r['budget']} trials: median best {100 * r['median_best']:.2f}%; within 0.3 points "
+                     f"of the best in {r['found_near_best']} of {r['seeds']} seeds")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--curves", type=Path, default=CURVES, help="where the curves are saved / read")
+    ap.add_argument("--replay-only", action="store_true", help="replay the saved curves; train nothing")
+    ap.add_argument("--data", default=None, help="the data source (default: $CIFAR_LAB_DATA)")
+    ap.add_argument("--shuffles", type=int, default=20)
+    ap.add_argument("--budget", type=int, default=12, help="trials TPE and random draws each get")
+    ap.add_argument("--seeds", type=int, default=20)
+    args = ap.parse_args(argv)
+    if not args.replay_only:
+        collect(args.curves, args.data)
+    doc, trials = load(args.curves)
+    report = replay_report(doc, trials, args.shuffles, args.budget, args.seeds)
+    print(say(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()
