@@ -141,6 +141,18 @@ def test_jobs_run_across_both_nodes_with_live_curves(lab_home, small_data, tmp_p
     assert Lab().cluster() is None  # the dispatcher forgot the cluster when it stopped
 
 
+def test_jobs_reuse_warm_trainers_one_per_node_slot(lab_home, small_data, tmp_path, cluster):
+    """Four one-epoch jobs on two 1-CPU nodes train in two warm processes (TensorFlow loaded once
+    each), not in four fresh ones; the dispatcher reports the start-up of each in its log."""
+    ids = _submit(tmp_path, dict(SLOW, epochs=1), small_data, "--repeats", "4")
+    disp = _dispatcher(tmp_path, cluster.address, "--exit-when-idle")
+    assert _finish(disp) == 0
+    jobs = [_job(i) for i in ids]
+    assert all(j.state == queue.SUCCEEDED for j in jobs), [j.error for j in jobs]
+    pids = [j.worker_pid for j in jobs]
+    assert len(set(pids)) <= 2 and all(pids), pids  # four jobs, at most one process per node slot
+
+
 def _memory(pid: int) -> dict:
     """What the process holds now and at most (MB, from /proc), and whether TensorFlow is mapped
     into it. A library once loaded stays mapped, so `tensorflow` absent at the end means never loaded."""

@@ -2,9 +2,11 @@
 
 `python -m cifar_core worker --ray ADDRESS` runs a `Dispatcher` on the dashboard's machine (which
 must be a node of the cluster: the head, or one that joined with `ray start --address=...`). It
-claims jobs from the SQLite queue like a local worker and runs each as a Ray task calling the
-same store-free `train(...)`, keeping as many in flight as the cluster has room for (each asks
-for `$CIFAR_LAB_JOB_CPUS` CPUs, default 2, and `$CIFAR_LAB_JOB_GPUS` GPUs, default 0). The store
+claims jobs from the SQLite queue like a local worker and runs each on a warm `Trainer` actor (a
+Ray process per job slot, kept and reused job after job, TensorFlow loaded once) calling the same
+store-free `train(...)`, keeping as many in flight as the cluster's free resources hold (each
+asks for `$CIFAR_LAB_JOB_CPUS` CPUs, default 2, and `$CIFAR_LAB_JOB_GPUS` GPUs, default 0). How
+each attempt ends is decided by jobs/attempt.py, the protocol the local worker shares. The store
 stays on the dashboard's machine and only the dispatcher writes it:
 
 - **Live metrics.** Each task reports to the dispatcher's `Hub` actor (pinned to the dispatcher's
@@ -14,20 +16,22 @@ stays on the dashboard's machine and only the dispatcher writes it:
   progress and phase (and a running curve point every few seconds) and reads cancel requests.
 - **Data.** The dispatcher loads each data source once and `ray.put`s it; tasks read it from the
   object store, so no node needs the data files.
-- **Checkpoints.** A task trains in a temporary folder on its node; after each epoch's checkpoint
-  it sends the checkpoint files to the hub, which keeps the newest one per job, and the
-  dispatcher writes it atomically into the run folder. A task, first thing, takes the newest
-  checkpoint from the hub (seeded from the run folder when the job was claimed), so when its
-  Ray worker process or its node dies, Ray's own task retry starts it again on any node from
-  the last finished epoch: every epoch once, none lost. The final model, predictions and
-  history come back with the task's result; the deployment cost is measured on this machine, in a
-  short-lived child process (`python -m cifar_core _measure-cost`).
+- **Checkpoints.** A job trains in a temporary folder on its node; each finished epoch goes to
+  the hub together with its checkpoint files, and the dispatcher stores the epoch, then writes
+  the checkpoint atomically into the run folder. A job, first thing, takes the checkpoint the
+  dispatcher seeded from the run folder when it claimed it. Ray retries nothing: when a Trainer
+  or its node dies, the attempt ends as a dead local training process's does (a crash unless it
+  finished an epoch) and the next claim resumes from the last stored epoch on any node: every
+  epoch once, none lost. The final model, predictions and history come back with the result;
+  the deployment cost is measured on this machine, in a short-lived child
+  process (`python -m cifar_core _measure-cost`).
 - **Memory.** TensorFlow never loads into the dispatcher (loading the data, moving checkpoints and
   measuring keep it out), so it holds about 150 MB, idle or between jobs.
-- **Cancel** asks the task through the hub (it stops at the next batch), and after
-  `CANCEL_GRACE` seconds `ray.cancel(force=True)` kills it. A dispatcher that dies takes its
-  tasks with it: Ray kills the tasks a dead driver owned, and a task that cannot reach the hub
-  stops by itself. Its leases lapse and the jobs go back to the queue.
+- **Cancel** asks the job through the hub (it stops at the next batch), and after
+  `CANCEL_GRACE` seconds its Trainer is killed (and replaced when next needed). A dispatcher
+  that dies takes its Trainers with it (Ray kills the actors a dead driver owned), and a job that
+  cannot reach the hub stops by itself. Its leases lapse and the jobs go back to the queue.
+  Trainers idle for IDLE_SECONDS give their CPUs back to the cluster.
 
 Ray's token authentication stays on: nothing here turns it off. The dispatcher reads the cluster's
 token where Ray looks for it (`~/.ray/auth_token`, `$RAY_AUTH_TOKEN_PATH` or `$RAY_AUTH_TOKEN`, with
@@ -69,7 +73,8 @@ CANCEL_GRACE = 2.0  # seconds a task has to stop by itself before it is killed (
 HUB_TIMEOUT = 20.0  # a task that cannot reach its hub for this long stops: its dispatcher is gone
 CLUSTER_SECONDS = 2.0  # between records of the cluster's state in the store
 JOIN_CHECK_SECONDS = 5.0  # a cluster's address must answer within this
-ROOM_SECONDS = 1.0  # the cluster's free resources are read at most this often
+ROOM_SECONDS = 1.0
+IDLE_SECONDS = 300.0  # a warm Trainer left without a job this long gives its CPUs back  # the cluster's free resources are read at most this often
 STOP_HUB_GONE = "hub-gone"
 
 
@@ -240,15 +245,36 @@ class HubReporter:
                 self._request_stop(reason)
 
 
-def train_task(job_id: int, attempt: int, spec_doc: dict, ds, hub, threads: int) -> dict:
-    """The body of one job's Ray task (a fresh Ray worker process each time): take the newest
-    checkpoint from the hub, train in a temporary folder, report through the hub, and return the
-    outcome with the final files."""
+class Trainer:
+    """A warm training process on a node: one per job slot, reused job after job (TensorFlow
+    imported and its threads set once, at its start; the data read from the object store), so a
+    job on a node where the lab has run before starts training within seconds of its claim. A
+    killed one is not restarted by Ray: the dispatcher starts another when it next needs one."""
+
+    def __init__(self, threads: int) -> None:
+        from cifar_core.train import loop as training
+
+        training.limit_threads(threads)  # before TensorFlow's first op
+        import keras  # noqa: F401  (warm: imported before the first job, not during it)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def train(self, job_id: int, attempt: int, spec_doc: dict, ds, hub) -> dict:
+        import keras
+
+        try:
+            return train_task(job_id, attempt, spec_doc, ds, hub)
+        finally:
+            keras.backend.clear_session()  # the next job starts from a clean graph
+
+
+def train_task(job_id: int, attempt: int, spec_doc: dict, ds, hub) -> dict:
+    """The body of one job on a node: take the checkpoint the dispatcher seeded, train in a
+    temporary folder, report through the hub, and return the outcome with the final files."""
     from cifar_core.spec.validate import parse_spec
     from cifar_core.train import loop as training
     from cifar_core.train.checkpoint import write_checkpoint_files
-
-    training.limit_threads(threads)  # before TensorFlow's first op
 
     workdir = Path(tempfile.mkdtemp(prefix=f"cifar-lab-job{job_id}-"))
     try:
@@ -280,7 +306,8 @@ def train_task(job_id: int, attempt: int, spec_doc: dict, ds, hub, threads: int)
 @dataclass
 class InFlight:
     job: queue.Job
-    ref: object  # the task's ObjectRef
+    ref: object  # the ObjectRef of its Trainer's `train` call
+    trainer: object  # the Trainer actor training it
     workdir: Path  # the run folder on this machine
     valid_until: float  # monotonic: past it, the lease may have lapsed
     progress: dict = field(default_factory=dict)
@@ -374,7 +401,8 @@ class Dispatcher:
         self._last_cluster = 0.0
         self._started = 0
         self.hub = None
-        self._task = None  # the remote function, made once connected
+        self._trainer_class = None  # the Trainer actor class, made once connected
+        self._idle: list[tuple[object, float]] = []  # warm Trainers waiting for a job, and since when (monotonic)
         # Ended tasks are closed on their own thread (writing the files, measuring the model's
         # cost takes seconds), so the other jobs' epochs keep flowing meanwhile.
         self._closer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="closer")
@@ -430,6 +458,7 @@ class Dispatcher:
         self._drain()
         self._collect()
         self._send_stops()
+        self._retire_idle()
         self._record_cluster()
         if self.shutdown.is_set():
             return not self.inflight
@@ -457,7 +486,8 @@ class Dispatcher:
             more = int(free.get("CPU", 0) // self.job_cpus)
             if self.job_gpus:
                 more = min(more, int(free.get("GPU", 0) // self.job_gpus))
-            self._room_seen = (t, len(self.inflight) + more)
+            with self._lock:  # an idle Trainer holds its CPUs: it is room too
+                self._room_seen = (t, len(self.inflight) + len(self._idle) + more)
         return self._room_seen[1]
 
     def _fill(self) -> None:
@@ -482,6 +512,34 @@ class Dispatcher:
             self._data[source] = (ray.put(ds), ds.input_shape, ds.num_classes)
         return self._data[source]
 
+    def _trainer(self):
+        """A warm Trainer for the next job: an idle one, else a new one (where Ray finds room)."""
+        import ray
+
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()[0]
+        if self._trainer_class is None:
+            self._trainer_class = ray.remote(max_restarts=0, max_task_retries=0)(Trainer)
+        return self._trainer_class.options(num_cpus=self.job_cpus, num_gpus=self.job_gpus).remote(
+            max(1, int(self.job_cpus)))
+
+    def _release(self, trainer) -> None:
+        """A Trainer whose job ended normally waits, warm, for the next one."""
+        with self._lock:
+            self._idle.append((trainer, time.monotonic()))
+
+    def _retire_idle(self) -> None:
+        """Trainers idle for IDLE_SECONDS give their CPUs back to the cluster."""
+        import ray
+
+        t = time.monotonic()
+        with self._lock:
+            old = [a for a, since in self._idle if t - since > IDLE_SECONDS]
+            self._idle = [(a, since) for a, since in self._idle if t - since <= IDLE_SECONDS]
+        for actor in old:
+            _step("retire an idle trainer", lambda: ray.kill(actor, no_restart=True))
+
     def _submit(self, job: queue.Job) -> None:
         import ray
 
@@ -492,14 +550,17 @@ class Dispatcher:
         parse_spec(job.spec, shape, classes)  # a spec that cannot train fails here, not on a node
         workdir = config.runs_dir() / str(job.id)
         ray.get(self.hub.seed.remote(job.id, checkpoint_files(workdir)))
-        if self._task is None:  # a fresh Ray worker process per task: TensorFlow's threads are set at its start
-            # No retries by Ray: a task that dies ends its attempt, which the queue's rule for a dead
-            # worker counts (a crash unless it finished an epoch), as for a local worker.
-            self._task = ray.remote(max_calls=1, max_retries=0, retry_exceptions=False)(train_task)
-        task = self._task.options(num_cpus=self.job_cpus, num_gpus=self.job_gpus, name=f"cifar-lab-job-{job.id}")
-        ref = task.remote(job.id, job.attempts, job.spec, ds_ref, self.hub, max(1, int(self.job_cpus)))
+        # Loading a data source the first time takes seconds (longer than a short lease on a busy
+        # machine), and the heartbeat renews only the jobs in flight: renew before it counts.
+        verdict = queue.renew(self.conn, job.lease, self.cfg.lease_seconds)
+        if verdict != queue.KEEP_GOING:  # lost meanwhile (nothing to write), or cancelled before it started
+            close_attempt(self.conn, job.lease, Ending(stop_reason=verdict), self.cfg.lease_seconds, who="dispatcher")
+            return
+        trainer = self._trainer()
+        ref = trainer.train.remote(job.id, job.attempts, job.spec, ds_ref, self.hub)
         with self._lock:
-            self.inflight[job.id] = InFlight(job, ref, workdir, time.monotonic() + usable_seconds(self.cfg.lease_seconds))
+            self.inflight[job.id] = InFlight(job, ref, trainer, workdir,
+                                             time.monotonic() + usable_seconds(self.cfg.lease_seconds))
         store.touch_worker(self.conn, self.id, job.id)
         log.info("job %s (%s) attempt %s: sent to the cluster", job.id, job.name, job.attempts)
 
@@ -577,15 +638,17 @@ class Dispatcher:
         node = f.progress.get("node") or "its node"
         try:
             result = ray.get(f.ref)
-        except ray.exceptions.TaskCancelledError:  # killed after it did not obey a stop in time
-            ending = Ending(stop_reason=f.stop_reason, died=f"its Ray task on {node} was killed")
         except ray.exceptions.RayTaskError as exc:  # the training raised: the job fails with its reason
+            self._release(f.trainer)
             fail_attempt(conn, lease, exc.cause if getattr(exc, "cause", None) is not None else exc, f.workdir,
                          self.cfg.lease_seconds)
             return
-        except ray.exceptions.RayError as exc:  # its Ray worker process or its node died
-            ending = Ending(stop_reason=f.stop_reason, died=f"its Ray task on {node} died ({type(exc).__name__})")
+        except ray.exceptions.RayError as exc:  # its Trainer was killed, or its process or node died
+            _step("discard a dead trainer", lambda: ray.kill(f.trainer, no_restart=True))
+            how = "was killed" if f.force_cancelled else f"died ({type(exc).__name__})"
+            ending = Ending(stop_reason=f.stop_reason, died=f"its Ray task on {node} {how}")
         else:
+            self._release(f.trainer)
             if result["status"] == "completed":
                 ending = Ending(completed=True, results=self._succeed(f, result, conn))
             else:
@@ -637,8 +700,8 @@ class Dispatcher:
                 self.hub.stop.remote(f.job.id, f.stop_reason)
                 f.stop_sent_at = t
             elif not f.force_cancelled and t - f.stop_sent_at > CANCEL_GRACE:
-                log.warning("job %s did not stop within %.0f s; killing its task", f.job.id, CANCEL_GRACE)
-                ray.cancel(f.ref, force=True)
+                log.warning("job %s did not stop within %.0f s; killing its trainer", f.job.id, CANCEL_GRACE)
+                ray.kill(f.trainer, no_restart=True)
                 f.force_cancelled = True
 
     def _stop_everything(self) -> None:
@@ -652,8 +715,12 @@ class Dispatcher:
                 _step(step.__name__, step)
             time.sleep(POLL_SECONDS)
         self._closer.shutdown(wait=True)  # the ended ones are stored first
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for actor, _ in idle:
+            _step("stop an idle trainer", lambda: ray.kill(actor, no_restart=True))
         for f in [f for f in list(self.inflight.values()) if not f.closing]:
-            _step(f"kill the task of job {f.job.id}", lambda: ray.cancel(f.ref, force=True))
+            _step(f"kill the trainer of job {f.job.id}", lambda: ray.kill(f.trainer, no_restart=True))
             close_attempt(self.conn, f.job.lease, Ending(stop_reason=queue.STOP_SHUTDOWN), self.cfg.lease_seconds,
                           who="dispatcher")
             with self._lock:
