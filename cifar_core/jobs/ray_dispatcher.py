@@ -402,7 +402,7 @@ class Dispatcher:
         self._started = 0
         self.hub = None
         self._trainer_class = None  # the Trainer actor class, made once connected
-        self._idle: list[tuple[object, float]] = []  # warm Trainers waiting for a job, and since when (monotonic)
+        self._spare: list[tuple[object, float]] = []  # warm Trainers waiting for a job, and since when (monotonic)
         # Ended tasks are closed on their own thread (writing the files, measuring the model's
         # cost takes seconds), so the other jobs' epochs keep flowing meanwhile.
         self._closer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="closer")
@@ -487,7 +487,7 @@ class Dispatcher:
             if self.job_gpus:
                 more = min(more, int(free.get("GPU", 0) // self.job_gpus))
             with self._lock:  # an idle Trainer holds its CPUs: it is room too
-                self._room_seen = (t, len(self.inflight) + len(self._idle) + more)
+                self._room_seen = (t, len(self.inflight) + len(self._spare) + more)
         return self._room_seen[1]
 
     def _fill(self) -> None:
@@ -517,8 +517,8 @@ class Dispatcher:
         import ray
 
         with self._lock:
-            if self._idle:
-                return self._idle.pop()[0]
+            if self._spare:
+                return self._spare.pop()[0]
         if self._trainer_class is None:
             self._trainer_class = ray.remote(max_restarts=0, max_task_retries=0)(Trainer)
         return self._trainer_class.options(num_cpus=self.job_cpus, num_gpus=self.job_gpus).remote(
@@ -527,7 +527,7 @@ class Dispatcher:
     def _release(self, trainer) -> None:
         """A Trainer whose job ended normally waits, warm, for the next one."""
         with self._lock:
-            self._idle.append((trainer, time.monotonic()))
+            self._spare.append((trainer, time.monotonic()))
 
     def _retire_idle(self) -> None:
         """Trainers idle for IDLE_SECONDS give their CPUs back to the cluster."""
@@ -535,8 +535,8 @@ class Dispatcher:
 
         t = time.monotonic()
         with self._lock:
-            old = [a for a, since in self._idle if t - since > IDLE_SECONDS]
-            self._idle = [(a, since) for a, since in self._idle if t - since <= IDLE_SECONDS]
+            old = [a for a, since in self._spare if t - since > IDLE_SECONDS]
+            self._spare = [(a, since) for a, since in self._spare if t - since <= IDLE_SECONDS]
         for actor in old:
             _step("retire an idle trainer", lambda: ray.kill(actor, no_restart=True))
 
@@ -716,7 +716,7 @@ class Dispatcher:
             time.sleep(POLL_SECONDS)
         self._closer.shutdown(wait=True)  # the ended ones are stored first
         with self._lock:
-            idle, self._idle = self._idle, []
+            idle, self._spare = self._spare, []
         for actor, _ in idle:
             _step("stop an idle trainer", lambda: ray.kill(actor, no_restart=True))
         for f in [f for f in list(self.inflight.values()) if not f.closing]:
