@@ -89,3 +89,29 @@ def test_a_dispatcher_that_cannot_join_fails_once_and_the_training_page_says_why
         assert b"--ray" not in Path(f"/proc/{local}/cmdline").read_bytes()
     finally:
         os.kill(local, signal.SIGTERM)
+
+
+def test_a_local_worker_is_replaced_when_the_app_asks_for_a_ray_dispatcher(home, small_data, monkeypatch):
+    """Issue 28: a worker of the wrong kind never silently blocks the one the app wants: the live
+    local worker on this machine is asked to stop (it exits, handing back any job) and a
+    dispatcher is started in its place."""
+    from cifar_core.jobs import launcher
+    from cifar_core.jobs.worker import list_workers
+    from cifar_core.testing.procs import start_worker, wait_for
+
+    local = start_worker(log=home / "local.log")
+    try:
+        conn = store.connect()
+        try:
+            wait_for(lambda: [w for w in list_workers(conn) if w.alive and w.pid == local.pid], timeout=60,
+                     what="the local worker to register")
+        finally:
+            conn.close()
+        monkeypatch.setenv("CIFAR_LAB_RAY", "127.0.0.1:1")  # a dispatcher is wanted (nothing answers there)
+        started = launcher.ensure_worker(("--exit-when-idle",))
+        assert started is not None and started != local.pid
+        assert local.wait(timeout=60) == 0  # the local worker stopped, as asked
+        problem = wait_for(launcher.start_problem, timeout=60, what="the dispatcher to run and say why it stopped")
+        assert problem.address == "127.0.0.1:1"  # so the process started in its place was the dispatcher
+    finally:
+        local.kill()
