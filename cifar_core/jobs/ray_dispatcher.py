@@ -74,7 +74,8 @@ HUB_TIMEOUT = 20.0  # a task that cannot reach its hub for this long stops: its 
 CLUSTER_SECONDS = 2.0  # between records of the cluster's state in the store
 JOIN_CHECK_SECONDS = 5.0  # a cluster's address must answer within this
 ROOM_SECONDS = 1.0
-IDLE_SECONDS = 300.0  # a warm Trainer left without a job this long gives its CPUs back  # the cluster's free resources are read at most this often
+IDLE_SECONDS = 300.0  # a warm Trainer left without a job this long gives its CPUs back
+WAIT_SECONDS = 10.0  # a job waiting this long for a node has the idle Trainers give their CPUs back  # the cluster's free resources are read at most this often
 STOP_HUB_GONE = "hub-gone"
 
 
@@ -395,7 +396,7 @@ class Dispatcher:
         self._handles_signals = False
         self.conn = store.connect()
         self.inflight: dict[int, InFlight] = {}
-        self._room_seen = (float("-inf"), 0)  # (when, jobs the free resources hold)
+        self._slots, self._slots_at = 0, float("-inf")  # new Trainers the free resources hold, and when read
         self._lock = threading.Lock()  # guards inflight between the loop and the heartbeat thread
         self._data: dict[str, object] = {}  # data source -> (ObjectRef of the Dataset, input shape)
         self._last_cluster = 0.0
@@ -475,23 +476,24 @@ class Dispatcher:
         return not counts[queue.QUEUED] and not counts[queue.RUNNING]
 
     def _room(self) -> int:
-        """How many jobs may be in flight: those already are, and as many more as the cluster's free
-        CPUs (and GPUs) hold, read at most every ROOM_SECONDS (so other work on a shared cluster
-        is counted, and Ray is not asked four times a second)."""
+        """How many more jobs may start now: an idle Trainer each, and as many as the cluster's free
+        CPUs (and GPUs) hold, read from Ray at most every ROOM_SECONDS (so other work on a shared
+        cluster keeps its share, and Ray is not asked four times a second) and counted down as
+        new Trainers are asked for in between."""
         import ray
 
         t = time.monotonic()
-        if t - self._room_seen[0] >= ROOM_SECONDS:
+        if t - self._slots_at >= ROOM_SECONDS:
             free = ray.available_resources()
-            more = int(free.get("CPU", 0) // self.job_cpus)
+            slots = int(free.get("CPU", 0) // self.job_cpus)
             if self.job_gpus:
-                more = min(more, int(free.get("GPU", 0) // self.job_gpus))
-            with self._lock:  # an idle Trainer holds its CPUs: it is room too
-                self._room_seen = (t, len(self.inflight) + len(self._spare) + more)
-        return self._room_seen[1]
+                slots = min(slots, int(free.get("GPU", 0) // self.job_gpus))
+            self._slots, self._slots_at = slots, t
+        with self._lock:
+            return len(self._spare) + self._slots
 
     def _fill(self) -> None:
-        while len(self.inflight) < self._room() and (self.cfg.max_jobs is None or self._started < self.cfg.max_jobs):
+        while self._room() > 0 and (self.cfg.max_jobs is None or self._started < self.cfg.max_jobs):
             job = queue.claim(self.conn, self.id, self.cfg.lease_seconds)
             if job is None:
                 queue.reap_expired(self.conn)
@@ -519,6 +521,7 @@ class Dispatcher:
         with self._lock:
             if self._spare:
                 return self._spare.pop()[0]
+            self._slots -= 1
         if self._trainer_class is None:
             self._trainer_class = ray.remote(max_restarts=0, max_task_retries=0)(Trainer)
         return self._trainer_class.options(num_cpus=self.job_cpus, num_gpus=self.job_gpus).remote(
@@ -530,13 +533,18 @@ class Dispatcher:
             self._spare.append((trainer, time.monotonic()))
 
     def _retire_idle(self) -> None:
-        """Trainers idle for IDLE_SECONDS give their CPUs back to the cluster."""
+        """Trainers idle for IDLE_SECONDS give their CPUs back to the cluster, and all of them do at
+        once while a job has waited WAIT_SECONDS for a node (a Trainer asked for before an idle one
+        came free, or on a node that was lost, may need those very CPUs)."""
         import ray
 
         t = time.monotonic()
+        now = store.now()
         with self._lock:
-            old = [a for a, since in self._spare if t - since > IDLE_SECONDS]
-            self._spare = [(a, since) for a, since in self._spare if t - since <= IDLE_SECONDS]
+            blocked = any(not f.progress and not f.closing and now - f.claimed_at > WAIT_SECONDS
+                          for f in self.inflight.values())
+            old = [a for a, since in self._spare if blocked or t - since > IDLE_SECONDS]
+            self._spare = [(a, since) for a, since in self._spare if not blocked and t - since <= IDLE_SECONDS]
         for actor in old:
             _step("retire an idle trainer", lambda: ray.kill(actor, no_restart=True))
 
