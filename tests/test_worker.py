@@ -103,7 +103,9 @@ def test_killed_worker_job_resumes_without_duplicated_epochs(lab_home, small_dat
     [job_id] = _submit(tmp_path, doc, small_data)
     first = start_worker("--lease", "2", log=tmp_path / "w1.log", env=paced("hold=training:4:1"))
     try:
-        wait_for(lambda: len(_epochs(job_id)) >= 3, what="three finished epochs")
+        # Held at epoch 4's first batch: epoch 3 is stored and its checkpoint written (the checkpoint
+        # follows the store's record, so waiting for 3 stored epochs alone could kill in between).
+        wait_for(lambda: (j := _job(job_id)).epoch == 3 and j.batch >= 1, what="epoch 4 begun")
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
         killed_at = time.time()
