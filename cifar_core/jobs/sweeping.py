@@ -110,10 +110,10 @@ def _top_up(conn: sqlite3.Connection, group_id: int, search, known: list) -> Non
     from cifar_core.spec.space import documents, load_space
 
     ended = [t for t in known if t.state in (COMPLETE, PRUNED, PAUSED)]
-    jobs, _ = store.group_trials(conn, group_id)
+    jobs, epochs = store.group_trials(conn, group_id)
     active = sum(1 for j in jobs if j["state"] in (queue.QUEUED, queue.RUNNING))
     room = min(ACTIVE_TRIALS - active, search.max_trials - len(jobs))
-    if room <= 0 or spent(conn, group_id, search):
+    if room <= 0 or spent(search, jobs, epochs):
         return
     detail = store.group_detail(conn, group_id)
     space = load_space(detail["space"])
@@ -136,11 +136,10 @@ def _params(doc: dict, detail: dict) -> int:
     return summarize(parse_spec(doc, shape, classes), shape, classes).total_params
 
 
-def spent(conn: sqlite3.Connection, group_id: int, search) -> bool:
+def spent(search, jobs: list, epochs: list) -> bool:
     """Whether the sweep has used its budget in epochs or minutes of training (its trials' train
-    time summed over attempts)."""
-    jobs, rows = store.group_trials(conn, group_id)
-    if search.max_epochs is not None and len(rows) >= search.max_epochs:
+    time summed over attempts), from its jobs and stored epochs (`store.group_trials`)."""
+    if search.max_epochs is not None and len(epochs) >= search.max_epochs:
         return True
     seconds = sum(j["train_seconds"] or 0.0 for j in jobs)
     return search.max_minutes is not None and seconds >= 60 * search.max_minutes
