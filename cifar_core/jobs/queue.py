@@ -47,6 +47,7 @@ PRUNE, PAUSE = "prune", "pause"  # a stop decision's action
 GROUP_REPEATS, GROUP_SWEEP, GROUP_REPRODUCE = "repeats", "sweep", "reproduce"
 
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds", "learning_rate", "val_seconds")  # per epoch
+SYSTEM_METRICS = ("cpu_seconds", "peak_rss_bytes", "node", "cpu_model", "cores")  # per epoch: train/sysmetrics.py
 
 DEFAULT_LEASE_SECONDS = 30.0
 MAX_ATTEMPTS = 3  # crashes in a row without progress before a job fails
@@ -349,14 +350,15 @@ def _renew(conn: sqlite3.Connection, lease: Lease, lease_seconds: float, point: 
 
 def record_epoch(conn: sqlite3.Connection, lease: Lease, record: dict, node: str | None = None,
                  pid: int | None = None) -> bool:
-    """Store one finished epoch (1-based `epoch`) of the attempt `lease` holds; a re-run epoch
-    after a resume replaces its row. False, and nothing written, if the lease was lost."""
+    """Store one finished epoch (1-based `epoch`) of the attempt `lease` holds, with what its
+    training process used (SYSTEM_METRICS: the record's, and the `node` that trained it); a
+    re-run epoch after a resume replaces its row. False, and nothing written, if the lease was lost."""
     t = store.now()
     with store.transaction(conn):
         if not store.update_job(conn, lease.job_id, _held(lease), epoch=record["epoch"], batch=0, progress_at=t,
                                 crashes=0, node=node, worker_pid=pid):
             return False
-        store.insert_metrics(conn, lease.job_id, record, METRICS, t)
+        store.insert_metrics(conn, lease.job_id, {**record, "node": node}, METRICS + SYSTEM_METRICS, t)
     return True
 
 

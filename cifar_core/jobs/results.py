@@ -11,7 +11,7 @@ import pandas as pd
 
 from cifar_core.errors import NotFound
 from cifar_core.jobs import store
-from cifar_core.jobs.queue import METRICS, Job, get_job
+from cifar_core.jobs.queue import METRICS, SYSTEM_METRICS, Job, get_job
 from cifar_core.spec import identity
 
 LEADERBOARD_COLUMNS = [
@@ -20,6 +20,12 @@ LEADERBOARD_COLUMNS = [
     "validation", "optimizer", "learning_rate", "batch_size", "data_source", "config", "created",
     "node", "worker_pid",  # where its last epoch trained: host (or Ray node), and process
 ]
+SYSTEM_COLUMNS = ["cpu_pct", "machine_cpu_pct", "peak_rss_mb", "cpu_model", "cores"]  # what its training process used
+LEADERBOARD_COLUMNS += SYSTEM_COLUMNS
+SYSTEM_EPOCH_COLUMNS = ["epoch", "cpu_pct", "machine_cpu_pct", "peak_rss_mb", "cpu_seconds", "seconds", "node",
+                        "cpu_model", "cores"]
+NOT_RECORDED = "not recorded"
+MB = 1e6
 GROUP_COLUMNS = [
     "config", "label", "name", "data_source", "runs", "run_ids", "best_val_accuracy_mean", "best_val_accuracy_std",
     "best_val_accuracy_min", "best_val_accuracy_max", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_min",
@@ -39,6 +45,7 @@ class RunDetail:
     stop_reason: str | None
     train_seconds: float | None
     history: pd.DataFrame  # one row per finished epoch
+    system: pd.DataFrame | None = None  # per finished epoch, what the training process used (SYSTEM_EPOCH_COLUMNS)
     diagnosis: object | None = None  # analysis.diagnosis.Diagnosis, filled in by the Lab
 
     @property
@@ -51,6 +58,11 @@ class RunDetail:
     def best_val_accuracy(self) -> float | None:
         best = self.best_epoch
         return None if best is None else float(self.history.loc[self.history["epoch"] == best, "val_accuracy"].iloc[0])
+
+    @property
+    def system_summary(self) -> dict:
+        """What its training process used over the epochs that recorded it (`system_usage`)."""
+        return system_usage(self.system if self.system is not None else pd.DataFrame(columns=SYSTEM_EPOCH_COLUMNS))
 
     @property
     def files(self) -> list[Path]:
@@ -67,13 +79,82 @@ class RunDetail:
             "best_epoch": self.best_epoch, "best_val_accuracy": self.best_val_accuracy,
             "diagnosis": None if self.diagnosis is None else self.diagnosis.to_dict(),
             "spec": self.job.spec, "history": self.history.to_dict(orient="records"),
+            "system": {**self.system_summary, "epochs": _records(self.system)},
         }
+
+
+def _records(frame: pd.DataFrame | None) -> list[dict]:
+    """Rows as dicts, a missing value as None (JSON null), never NaN."""
+    if frame is None:
+        return []
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
 
 def run_history(conn: sqlite3.Connection, run_id: int) -> pd.DataFrame:
     """Per-epoch metrics of one run, epoch ascending (empty frame with the columns if none yet)."""
     rows = store.metric_rows(conn, [run_id], METRICS)
     return pd.DataFrame([dict(r) for r in rows], columns=["run", "epoch", *METRICS]).drop(columns="run")
+
+
+def system_history(conn: sqlite3.Connection, run_id: int) -> pd.DataFrame:
+    """Per finished epoch of one run, what its training process used (SYSTEM_EPOCH_COLUMNS): CPU
+    use in % of one core and of the machine's cores, peak RSS in MB; NaN/None where not recorded."""
+    rows = store.metric_rows(conn, [run_id], ("seconds", *SYSTEM_METRICS))
+    frame = pd.DataFrame([dict(r) for r in rows], columns=["run", "epoch", "seconds", *SYSTEM_METRICS])
+    return _with_use(frame)[SYSTEM_EPOCH_COLUMNS]
+
+
+def _with_use(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Epoch rows (seconds, SYSTEM_METRICS) with their CPU use and peak RSS in readable units."""
+    cpu, seconds = metrics["cpu_seconds"].astype(float), metrics["seconds"].astype(float)
+    return metrics.assign(cpu_pct=100 * cpu / seconds, machine_cpu_pct=100 * cpu / (seconds * metrics["cores"].astype(float)),
+                          peak_rss_mb=metrics["peak_rss_bytes"].astype(float) / MB)
+
+
+def _use_by_run(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per run (its index), from its epoch rows with their use (`_with_use`), over its epochs that recorded them: CPU seconds / wall seconds as % of
+    one core and of its machine's cores, peak RSS (MB), the nodes and CPU models (in the order they
+    trained), the cores of the last, and how many epochs recorded them."""
+    kept = metrics[metrics["cpu_seconds"].notna()]
+    if kept.empty:
+        return pd.DataFrame(columns=["recorded_epochs", *SYSTEM_COLUMNS, "nodes"], index=pd.Index([], name="run"))
+    grouped = kept.groupby("run")
+    cpu, seconds = grouped["cpu_seconds"].sum(), grouped["seconds"].sum()
+    core_seconds = (kept["seconds"] * kept["cores"]).groupby(kept["run"]).sum(min_count=1)
+    return pd.DataFrame({
+        "recorded_epochs": grouped["epoch"].count(),
+        "cpu_pct": 100 * cpu / seconds, "machine_cpu_pct": 100 * cpu / core_seconds,
+        "peak_rss_mb": grouped["peak_rss_mb"].max(),
+        "cpu_model": grouped["cpu_model"].agg(_distinct), "cores": grouped["cores"].last(),
+        "nodes": grouped["node"].agg(_distinct),
+    })
+
+
+def _distinct(values: pd.Series) -> str | None:
+    """The distinct values in their order, joined ("a, b"); None when there is none."""
+    return ", ".join(dict.fromkeys(values.dropna())) or None
+
+
+def system_usage(epochs: pd.DataFrame) -> dict:
+    """The summary of one run's SYSTEM_EPOCH_COLUMNS frame: recorded_epochs (0: not recorded),
+    cpu_pct, machine_cpu_pct, peak_rss_mb, cpu_model, cores, nodes; None where not recorded."""
+    by_run = _use_by_run(epochs.assign(run=0))
+    if by_run.empty:
+        return {"recorded_epochs": 0, **dict.fromkeys([*SYSTEM_COLUMNS, "nodes"])}
+    row = by_run.iloc[0]
+    return {k: (None if pd.isna(v) else v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+
+
+def system_line(usage: dict, epochs: int) -> str:
+    """One line for a person: "CPU 183% of one core (92% of 2 cores), peak RSS 612 MB, on host
+    (Intel Xeon), 3 epochs", or "not recorded"."""
+    if not usage["recorded_epochs"]:
+        return f"System metrics: {NOT_RECORDED} (this run trained before the lab recorded them)"
+    over = f"{usage['recorded_epochs']} of {epochs} epochs" if usage["recorded_epochs"] < epochs else f"{epochs} epochs"
+    machine = "" if usage["machine_cpu_pct"] is None else f" ({usage['machine_cpu_pct']:.0f}% of {usage['cores']} cores)"
+    rss = NOT_RECORDED if usage["peak_rss_mb"] is None else f"{usage['peak_rss_mb']:,.0f} MB"
+    return (f"CPU {usage['cpu_pct']:.0f}% of one core{machine}, peak RSS {rss}, on {usage['nodes'] or NOT_RECORDED}"
+            f" ({usage['cpu_model'] or 'CPU model ' + NOT_RECORDED}), over {over}")
 
 
 def histories(conn: sqlite3.Connection, run_ids: list[int]) -> pd.DataFrame:
@@ -103,6 +184,7 @@ def run_detail(conn: sqlite3.Connection, run_id: int) -> RunDetail:
         job=job, params=row["params"], seed=row["seed"], artifacts_dir=Path(row["artifacts_dir"]),
         test_loss=row["test_loss"], test_accuracy=row["test_accuracy"], stopped_epoch=row["stopped_epoch"],
         stop_reason=row["stop_reason"], train_seconds=row["train_seconds"], history=run_history(conn, run_id),
+        system=system_history(conn, run_id),
     )
 
 
@@ -132,11 +214,10 @@ def _board(conn: sqlite3.Connection, run_ids: list[int] | None) -> pd.DataFrame:
     )
     if runs.empty:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
-    metrics = pd.DataFrame(
-        [dict(r) for r in store.metric_rows(conn, run_ids, ("accuracy", "val_accuracy", "seconds"))],
-        columns=["run", "epoch", "accuracy", "val_accuracy", "seconds"],
-    )
-    board = runs.merge(_epoch_summary(metrics), on="run", how="left")
+    fields = ("accuracy", "val_accuracy", "seconds", *SYSTEM_METRICS)
+    metrics = pd.DataFrame([dict(r) for r in store.metric_rows(conn, run_ids, fields)], columns=["run", "epoch", *fields])
+    use = _use_by_run(_with_use(metrics))[SYSTEM_COLUMNS].reset_index()
+    board = runs.merge(_epoch_summary(metrics), on="run", how="left").merge(use, on="run", how="left")
     specs = board.pop("spec_json").map(json.loads)
     board["config"] = [identity.config_key(s, src) for s, src in zip(specs, board["data_source"])]
     board["data_source"] = board["data_source"].map(identity.source_name)
@@ -148,6 +229,7 @@ def _board(conn: sqlite3.Connection, run_ids: list[int] | None) -> pd.DataFrame:
     board["group"] = board.pop("grp").astype("Int64")
     board["epochs"] = board["epochs"].fillna(0).astype(int)
     board["worker_pid"] = board["worker_pid"].astype("Int64")
+    board["cores"] = board["cores"].astype("Int64")
     return board[LEADERBOARD_COLUMNS]
 
 

@@ -21,7 +21,7 @@ from typing import Iterator
 from cifar_core import config
 from cifar_core.errors import StoreError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 BACKUPS_KEPT = 5  # rolling online backups of the store under <home>/backups
 BUSY_TIMEOUT_MS = 30_000
 
@@ -116,6 +116,11 @@ CREATE TABLE IF NOT EXISTS metrics (
     seconds REAL, learning_rate REAL,
     recorded_at REAL NOT NULL,
     val_seconds REAL,                     -- the validation part of `seconds`
+    cpu_seconds REAL,                     -- CPU time of the training process over `seconds` (every thread)
+    peak_rss_bytes INTEGER,               -- its peak resident memory since its training began
+    node TEXT,                            -- the host (or cluster node) that trained the epoch
+    cpu_model TEXT,                       -- that machine's CPU
+    cores INTEGER,                        -- and its logical CPUs (NULL in all five: not recorded)
     PRIMARY KEY (run_id, epoch)
 );
 CREATE TABLE IF NOT EXISTS batch_points (   -- running training loss and accuracy inside epochs
@@ -287,6 +292,7 @@ _ADDED_IN_3 = {
 _ADDED_IN_4 = ("macs INTEGER", "latency_spread_pct REAL", "measured_load REAL", "latency_session INTEGER")  # runs; and the latency_measurements table
 _ADDED_IN_5 = ("attempt_at REAL",)  # jobs
 _ADDED_IN_6 = ("stop_decision TEXT",)  # jobs
+_ADDED_IN_7 = ("cpu_seconds REAL", "peak_rss_bytes INTEGER", "node TEXT", "cpu_model TEXT", "cores INTEGER")  # metrics
 
 
 def _upgrade(conn: sqlite3.Connection, version: int) -> None:
@@ -302,6 +308,8 @@ def _upgrade(conn: sqlite3.Connection, version: int) -> None:
         _add_columns(conn, "jobs", _ADDED_IN_5)
     if version < 6:
         _add_columns(conn, "jobs", _ADDED_IN_6)
+    if version < 7:
+        _add_columns(conn, "metrics", _ADDED_IN_7)
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
 

@@ -19,12 +19,15 @@ import numpy as np
 
 from cifar_core.train.atomic import write_json
 from cifar_core.train.phases import TRAINING, VALIDATING
+from cifar_core.train.sysmetrics import EpochMeter
 
 
 class Reporter(Protocol):
     def epoch_end(self, record: dict) -> bool | None:
         """One finished epoch: epoch (1-based), loss, accuracy, val_loss, val_accuracy, seconds
-        (training and validation), val_seconds (validation alone), learning_rate. Returning False
+        (training and validation), val_seconds (validation alone), learning_rate, and what the
+        training process used meanwhile (train/sysmetrics.py): cpu_seconds (over `seconds`),
+        peak_rss_bytes (since training began), cpu_model, cores. Returning False
         says it could not be kept (the job was lost): the run then stops without checkpointing
         that epoch."""
 
@@ -62,12 +65,14 @@ class ReporterRelay(keras.callbacks.Callback):
         self._t0 = 0.0
         self._val_t0: float | None = None
         self._val_seconds: float | None = None
+        self._meter = EpochMeter()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
         self._val_t0 = self._val_seconds = None
         self.reporter.phase(TRAINING)
         self.reporter.progress(epoch, 0, self.steps)
+        self._meter.begin()
         self._t0 = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -104,6 +109,7 @@ class ReporterRelay(keras.callbacks.Callback):
             "seconds": time.perf_counter() - self._t0,  # training and validation
             "val_seconds": self._val_seconds,  # the validation part of it
             "learning_rate": _f(self.model.optimizer.learning_rate),
+            **self._meter.end(),
         }
         self.history = [h for h in self.history if h["epoch"] < record["epoch"]] + [record]
         write_json(self.history_path, self.history)
