@@ -336,6 +336,8 @@ def _leaderboard(args) -> None:
 
 
 def _show(args) -> None:
+    from cifar_core.jobs.results import system_line
+
     detail = _lab().run(args.run_id)
     if args.json:
         print(json.dumps(detail.to_dict(), indent=2, default=str))
@@ -350,6 +352,7 @@ def _show(args) -> None:
         print("no finished epoch yet")
     else:
         print(detail.history.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print(system_line(detail.system_summary, len(detail.history)))
 
 
 def _cancel(args) -> None:

@@ -10,7 +10,7 @@ import streamlit as st
 from cifar_core.analysis import notebook
 from cifar_core.analysis import curves as run_curves
 from cifar_core.charts import curves as charts
-from cifar_core.jobs import queue, results
+from cifar_core.jobs import queue
 from cifar_core.spec import diff as compare
 from cifar_core.views import leaderboard as board_view
 from pages import common
@@ -31,6 +31,12 @@ COLUMNS = {
     "label": st.column_config.TextColumn("configuration", help="The runs' names and main settings"),
     "runs": st.column_config.NumberColumn("n", format="%d", help="Succeeded runs (seeds) of this configuration"),
     "run_ids": st.column_config.TextColumn("runs"),
+    "cpu_pct": st.column_config.NumberColumn("CPU %", format="%.0f%%", help="CPU seconds of its training process / wall "
+                                             "seconds, % of one core (– : not recorded, a run from before they were)"),
+    "machine_cpu_pct": st.column_config.NumberColumn("CPU % machine", format="%.0f%%", help="the same, % of its machine's cores"),
+    "peak_rss_mb": st.column_config.NumberColumn("peak RSS (MB)", format="%.0f", help="peak resident memory of its training process"),
+    "cpu_model": st.column_config.TextColumn("CPU model", help="the CPU of the node(s) that trained it"),
+    "cores": st.column_config.NumberColumn("cores", format="%d"),
     "best_val_accuracy_mean": common.percent_column("best val (mean)"),
     "best_val_accuracy_std": common.percent_column("± std"),
     "best_val_accuracy_min": common.percent_column("min"),
@@ -82,7 +88,7 @@ def render() -> None:
         st.info("No runs yet.")
         st.page_link("pages/builder.py", label="Build and submit an experiment", icon=":material/construction:")
         return
-    a, b, d, w, c = st.columns([2, 2, 2, 2, 1.4], vertical_alignment="bottom")
+    a, b, d, w, c, y = st.columns([2, 2, 2, 2, 1.4, 1.4], vertical_alignment="bottom")
     name = a.text_input("Name contains", key="lb_name")
     statuses = b.multiselect("Status", queue.STATES, key="lb_status", placeholder="any status")
     sources = d.multiselect("Data source", sorted(board["data_source"].unique()), key="lb_source", placeholder="any data")
@@ -90,10 +96,12 @@ def render() -> None:
     grouped = c.toggle("Group seeds", key="lb_group",
                        help="One row per configuration (every setting but the seed and the name, on one data source): "
                             "n, mean, std and min–max of its succeeded runs")
+    system = y.toggle("System", key="lb_system", help="Columns of what each run's training process used: CPU %, "
+                      "peak RSS, CPU model, cores")
     shown = board_view.filter_board(board, name, statuses, sweep, sources).assign(open=lambda d: "run?run=" + d["run"].astype(str))
     table = common.lab().group_seeds(shown) if grouped else shown
     common.table(table, hide_index=True, column_config=COLUMNS, key="lb_table",
-                 column_order=GROUP_ORDER if grouped else ["run", "open", *[k for k in results.LEADERBOARD_COLUMNS if k != "run"], "diagnosis"])
+                 column_order=GROUP_ORDER if grouped else board_view.column_order(system))
     st.download_button("Export CSV", table.drop(columns="open", errors="ignore").to_csv(index=False),
                        file_name="leaderboard.csv", mime="text/csv", icon=":material/download:", key="lb_csv")
     pooled = f" pooled into {len(table)} configurations (succeeded runs only)" if grouped else ""

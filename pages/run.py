@@ -1,6 +1,6 @@
 """Run page: one run (chosen by ?run=ID or the select box) with its status and errors, curves
-(with the notebook's recorded curve of its preset, or any other picked), per-epoch table, spec and
-summary, and files. Refreshes while the run is queued or running."""
+(with the notebook's recorded curve of its preset, or any other picked), per-epoch table, what its
+training process used of its machine (per epoch and in summary), spec and summary, and files. Refreshes while the run is queued or running."""
 
 from __future__ import annotations
 
@@ -47,6 +47,23 @@ def _files(detail: results.RunDetail) -> None:
                       mime="text/csv", icon=":material/download:", key="run_history_download")
 
 
+SYSTEM_COLUMNS = {
+    "cpu_pct": st.column_config.NumberColumn("CPU % of one core", format="%.0f%%",
+                                             help="CPU seconds of the training process (every thread) / wall seconds"),
+    "machine_cpu_pct": st.column_config.NumberColumn("CPU % of machine", format="%.0f%%", help="the same / its cores"),
+    "peak_rss_mb": st.column_config.NumberColumn("peak RSS (MB)", format="%.0f", help="since its training began"),
+    "cpu_seconds": st.column_config.NumberColumn("CPU s", format="%.2f"),
+    "seconds": st.column_config.NumberColumn("wall s", format="%.2f"),
+}
+
+
+def _system(detail: results.RunDetail) -> None:
+    st.markdown(common.md(results.system_line(detail.system_summary, len(detail.history))))
+    if detail.system_summary["recorded_epochs"]:
+        st.dataframe(detail.system, hide_index=True, column_config=SYSTEM_COLUMNS, key="run_system",
+                     placeholder=results.NOT_RECORDED)
+
+
 def _diagnosis(run_id: int, detail: results.RunDetail) -> None:
     d = detail.diagnosis
     if d is None:
@@ -80,7 +97,7 @@ def _body(run_id: int, polling: bool) -> None:
         st.rerun()  # it just ended: redraw once without the timer
     _status(detail)
     _diagnosis(run_id, detail)
-    curves, epochs, spec, files = st.tabs(["Curves", "Epochs", "Spec", "Files"])
+    curves, epochs, system, spec, files = st.tabs(["Curves", "Epochs", "System", "Spec", "Files"])
     with curves:
         if detail.history.empty:
             st.caption("No finished epoch yet.")
@@ -88,6 +105,8 @@ def _body(run_id: int, polling: bool) -> None:
             ref = _reference(run_id, detail)
             st.plotly_chart(notebook_charts.history_figure(detail.history, ref), key="run_curves")
     epochs.dataframe(detail.history, hide_index=True)
+    with system:
+        _system(detail)
     with spec:
         try:
             spec.code(summarize(detail.job.spec).to_text(), language=None)

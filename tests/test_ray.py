@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 from jobtools import SLOW, _epochs, _job, _submit
 
-from cifar_core.jobs import queue, store
+from cifar_core.jobs import queue, results, store
 from cifar_core.testing.procs import ROOT, cli, paced, wait_for
 from cifar_core.testing.raycluster import Cluster, cluster_env
 
@@ -151,6 +152,14 @@ def test_jobs_reuse_warm_trainers_one_per_node_slot(lab_home, small_data, tmp_pa
     assert all(j.state == queue.SUCCEEDED for j in jobs), [j.error for j in jobs]
     pids = [j.worker_pid for j in jobs]
     assert len(set(pids)) <= 2 and all(pids), pids  # four jobs, at most one process per node slot
+    # Each task measured its own process through the relay; the dispatcher stored it with the epoch
+    # by the protocol a local worker uses (attempt.record_epoch), naming the Ray node.
+    conn = store.connect()
+    for j in jobs:
+        [epoch] = results.system_history(conn, j.id).to_dict(orient="records")
+        assert epoch["node"] == j.node and epoch["node"].startswith(socket.gethostname() + "/")
+        assert epoch["cpu_pct"] > 0 and epoch["peak_rss_mb"] > 50 and epoch["cores"] == os.cpu_count(), epoch
+    conn.close()
 
 
 def _memory(pid: int) -> dict:

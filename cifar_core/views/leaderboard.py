@@ -6,6 +6,8 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from cifar_core.jobs.results import LEADERBOARD_COLUMNS, SYSTEM_COLUMNS
+
 
 def filter_board(board: pd.DataFrame, name: str = "", statuses: Iterable[str] = (), group: int | None = None,
                  sources: Iterable[str] = ()) -> pd.DataFrame:
@@ -24,3 +26,10 @@ def filter_board(board: pd.DataFrame, name: str = "", statuses: Iterable[str] = 
     if statuses:
         keep &= board["status"].isin(statuses)
     return board[keep]
+
+
+def column_order(system: bool = False) -> list[str]:
+    """The table's columns: the run and its page's link first, the diagnosis last, and what its
+    training process used (SYSTEM_COLUMNS) only when asked for."""
+    hidden = {"run", *([] if system else SYSTEM_COLUMNS)}
+    return ["run", "open", *[k for k in LEADERBOARD_COLUMNS if k not in hidden], "diagnosis"]
