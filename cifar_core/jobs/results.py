@@ -112,9 +112,10 @@ def _with_use(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def _use_by_run(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Per run (its index), from its epoch rows with their use (`_with_use`), over its epochs that recorded them: CPU seconds / wall seconds as % of
-    one core and of its machine's cores, peak RSS (MB), the nodes and CPU models (in the order they
-    trained), the cores of the last, and how many epochs recorded them."""
+    """Per run (its index), from its epoch rows with their use (`_with_use`), over the epochs that
+    recorded them: CPU seconds / wall seconds as % of one core and of its machine's cores, peak RSS
+    (MB), the nodes and CPU models (in the order they trained), the cores of the last, and how many
+    epochs recorded them."""
     kept = metrics[metrics["cpu_seconds"].notna()]
     if kept.empty:
         return pd.DataFrame(columns=["recorded_epochs", *SYSTEM_COLUMNS, "nodes"], index=pd.Index([], name="run"))
@@ -125,14 +126,20 @@ def _use_by_run(metrics: pd.DataFrame) -> pd.DataFrame:
         "recorded_epochs": grouped["epoch"].count(),
         "cpu_pct": 100 * cpu / seconds, "machine_cpu_pct": 100 * cpu / core_seconds,
         "peak_rss_mb": grouped["peak_rss_mb"].max(),
-        "cpu_model": grouped["cpu_model"].agg(_distinct), "cores": grouped["cores"].last(),
-        "nodes": grouped["node"].agg(_distinct),
-    })
+        "cpu_model": _distinct(kept, "cpu_model"), "cores": grouped["cores"].last(),
+        "nodes": _distinct(kept, "node"),
+    }).rename_axis("run")
 
 
-def _distinct(values: pd.Series) -> str | None:
-    """The distinct values in their order, joined ("a, b"); None when there is none."""
-    return ", ".join(dict.fromkeys(values.dropna())) or None
+def _distinct(rows: pd.DataFrame, column: str) -> pd.Series:
+    """Per run, the distinct values of `column` in the order they came, joined ("a, b"); runs
+    without any are left out. A loop over the distinct pairs: a pandas agg per group took seconds
+    over a thousand runs."""
+    pairs = rows[["run", column]].dropna().drop_duplicates()
+    joined: dict = {}
+    for run, value in zip(pairs["run"], pairs[column]):
+        joined[run] = f"{joined[run]}, {value}" if run in joined else value
+    return pd.Series(joined, dtype=object)
 
 
 def system_usage(epochs: pd.DataFrame) -> dict:
@@ -215,7 +222,8 @@ def _board(conn: sqlite3.Connection, run_ids: list[int] | None) -> pd.DataFrame:
     if runs.empty:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
     fields = ("accuracy", "val_accuracy", "seconds", *SYSTEM_METRICS)
-    metrics = pd.DataFrame([dict(r) for r in store.metric_rows(conn, run_ids, fields)], columns=["run", "epoch", *fields])
+    rows = store.metric_rows(conn, run_ids, fields)  # as tuples: half the time of dicts over 20,000 epochs
+    metrics = pd.DataFrame([tuple(r) for r in rows], columns=["run", "epoch", *fields])
     use = _use_by_run(_with_use(metrics))[SYSTEM_COLUMNS].reset_index()
     board = runs.merge(_epoch_summary(metrics), on="run", how="left").merge(use, on="run", how="left")
     specs = board.pop("spec_json").map(json.loads)
@@ -230,6 +238,7 @@ def _board(conn: sqlite3.Connection, run_ids: list[int] | None) -> pd.DataFrame:
     board["epochs"] = board["epochs"].fillna(0).astype(int)
     board["worker_pid"] = board["worker_pid"].astype("Int64")
     board["cores"] = board["cores"].astype("Int64")
+    board[["cpu_pct", "machine_cpu_pct", "peak_rss_mb"]] = board[["cpu_pct", "machine_cpu_pct", "peak_rss_mb"]].astype(float)
     return board[LEADERBOARD_COLUMNS]
 
 
