@@ -337,6 +337,17 @@ class Lab:
 
     # ------------------------------------------------------------ choosing a model
 
+    def refit(self, run_id: int) -> Submitted:
+        """Queue run `run_id`'s configuration trained on train + holdout (no validation), its test
+        set scored once at the end, as a refit grouped apart from the holdout runs
+        (analysis/refit.py). LabError, saying what to do, for a run that is not finished, is a
+        refit already, or validated on the test set."""
+        from cifar_core.analysis import refit
+
+        with self._store() as conn:
+            doc, source, group = refit.refit_request(conn, int(run_id))
+        return self.enqueue([doc], group, source)
+
     def sources(self) -> list[str]:
         """Data sources of the succeeded runs, most recently used first."""
         from cifar_core.analysis import choice

@@ -45,6 +45,7 @@ PRUNE, PAUSE = "prune", "pause"  # a stop decision's action
 
 # Kinds of job group.
 GROUP_REPEATS, GROUP_SWEEP, GROUP_REPRODUCE = "repeats", "sweep", "reproduce"
+GROUP_REFIT = "refit"  # a run trained again on train + holdout; its detail names the source run
 
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds", "learning_rate", "val_seconds")  # per epoch
 
