@@ -66,6 +66,21 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="the shuffles' seed")
     s.add_argument("--json", action="store_true")
 
+    s = sub.add_parser("sweep-stop", help="stop a sweep: its queued trials are cancelled, running ones stop after "
+                       "their epoch; paused ones stay paused")
+    s.add_argument("sweep", type=int, help="the sweep's number, as `sweep` printed it")
+
+    s = sub.add_parser("sweep-resume", help="resume a stopped sweep (or one whose budget is spent), with a larger "
+                       "budget: its stopped trials go on from their checkpoints, and its sampler asks for more")
+    s.add_argument("sweep", type=int, help="the sweep's number, as `sweep` printed it")
+    s.add_argument("--max-trials", type=int, help="the sweep's new trial budget (default: unchanged)")
+    s.add_argument("--max-epochs", type=int, help="the sweep's new epoch budget (default: unchanged)")
+    s.add_argument("--max-minutes", type=float, help="the sweep's new budget in minutes of training (default: unchanged)")
+
+    s = sub.add_parser("refit", help="queue a finished holdout run's configuration trained on train + holdout, the "
+                       "test set scored once at the end, as a refit; prints the job id")
+    s.add_argument("run_id", type=_id)
+
     s = sub.add_parser("worker", help="run a worker in the foreground")
     s.add_argument("--exit-when-idle", action="store_true", help="stop when nothing is queued or running (it stays to take back an orphaned job)")
     s.add_argument("--threads", type=int, help="TensorFlow threads (default: cores / live workers)")
@@ -249,6 +264,22 @@ def _sweep_replay(args) -> None:
     if len(result.runs) > 1:
         print(f"over {len(result.runs)} orders: {100 * result.saved_share:.1f}% of the epochs saved on average; "
               f"the best survived in {100 * result.best_survived_share:.0f}% of them")
+
+
+def _sweep_stop(args) -> None:
+    lab = _lab()
+    print(lab.stop_sweep(lab.sweep_group(args.sweep)))
+
+
+def _sweep_resume(args) -> None:
+    lab = _lab()
+    print(lab.resume_sweep(lab.sweep_group(args.sweep), max_trials=args.max_trials, max_epochs=args.max_epochs,
+                           max_minutes=args.max_minutes))
+
+
+def _refit(args) -> None:
+    submitted = _lab().refit(args.run_id)
+    print(f"refit of run {args.run_id}: job {submitted.job_ids[0]} (group {submitted.group_id})")
 
 
 def _worker(args) -> None:
@@ -456,6 +487,7 @@ def _report(args) -> None:
 
 COMMANDS = {
     "presets": _presets, "summary": _summary, "submit": _submit, "sweep": _sweep, "sweep-replay": _sweep_replay,
+    "sweep-stop": _sweep_stop, "sweep-resume": _sweep_resume, "refit": _refit,
     "worker": _worker, "runs": _runs,
     "leaderboard": _leaderboard, "show": _show, "cancel": _cancel, "retry": _retry, "backup": _backup, "restore": _restore, "data-info": _data_info,
     "measure": _measure, "export": _export,

@@ -316,6 +316,42 @@ class Lab:
         with self._store() as conn:
             return sweeps.search_figures(conn, group_id)
 
+    def stop_sweep(self, group_id: int) -> str:
+        """Stop a sweep: its queued trials are cancelled, its running ones stop after their current
+        epoch (keeping it and their checkpoint), paused ones stay paused; `resume_sweep` goes on.
+        What it did, in words."""
+        from cifar_core.jobs import sweeping
+
+        number = self.sweep_number(group_id)
+        with self._store() as conn:
+            try:
+                halted = sweeping.stop(conn, group_id, f"sweep {number} stopped by hand")
+            except LabError as exc:
+                raise LabError(f"sweep {number}: {exc}") from None
+            running = sum(1 for j in store.group_trials(conn, group_id)[0] if j["state"] == queue.RUNNING)
+        return (f"sweep {number} stopped: {len(halted)} queued trial(s) cancelled, {running} running one(s) stop after "
+                f"their current epoch; `sweep-resume {number}` goes on")
+
+    def resume_sweep(self, group_id: int, max_trials: int | None = None, max_epochs: int | None = None,
+                     max_minutes: float | None = None) -> str:
+        """Resume a stopped sweep, or one whose budget is spent, with its budget raised to these
+        (None: unchanged): the trials the stop cancelled go on from their checkpoints, and its
+        sampler asks for more trials in the new room. What it did, in words."""
+        from cifar_core.analysis import sweeps
+        from cifar_core.jobs import sweeping
+
+        number = self.sweep_number(group_id)
+        with self._store() as conn:
+            try:
+                done = sweeping.resume(conn, group_id, max_trials=max_trials, max_epochs=max_epochs,
+                                       max_minutes=max_minutes)
+            except LabError as exc:
+                raise LabError(f"sweep {number}: {exc}") from None
+            status = sweeps.search_status(conn, group_id)
+        budget = f"; budget: {', '.join(status.budget)}" if status is not None else ""
+        return (f"sweep {number} resumed: {len(done.requeued)} stopped trial(s) queued again, {len(done.added)} new "
+                f"trial(s){budget}")
+
     def run_seeds_of_best(self, group_id: int, seeds: int = 3) -> Submitted:
         """Queue `seeds` repeats of the best trial so far of a searching sweep, with new seeds (the
         trial's own + 1 onwards), grouped as repeats: the leaderboard then pools them with the trial
@@ -336,6 +372,17 @@ class Lab:
             return sweeps.sweep_results(conn, group_id)
 
     # ------------------------------------------------------------ choosing a model
+
+    def refit(self, run_id: int) -> Submitted:
+        """Queue run `run_id`'s configuration trained on train + holdout (no validation), its test
+        set scored once at the end, as a refit grouped apart from the holdout runs
+        (analysis/refit.py). LabError, saying what to do, for a run that is not finished, is a
+        refit already, or validated on the test set."""
+        from cifar_core.analysis import refit
+
+        with self._store() as conn:
+            doc, source, group = refit.refit_request(conn, int(run_id))
+        return self.enqueue([doc], group, source)
 
     def sources(self) -> list[str]:
         """Data sources of the succeeded runs, most recently used first."""

@@ -118,14 +118,42 @@ def _measure(made: choice.Choice) -> None:
                    "quiet machine; measure again when it is idle.", icon=":material/warning:")
 
 
+def _pick_run(made: choice.Choice, where, key: str) -> tuple[int, dict[int, str]]:
+    """A run of the scorecard, the recommended one first; the run and every run's label."""
+    labels = dict(zip(made.scorecard["run"].astype(int), made.scorecard["label"]))
+    runs = [made.recommendation.run] + [r for r in labels if r != made.recommendation.run]
+    run = where.selectbox("Run", runs, format_func=lambda r: f"#{r} {labels[r]}" + (" (recommended)" if r == runs[0] else ""),
+                          key=key)
+    return run, labels
+
+
+def _do_refit(run: int) -> None:
+    st.session_state.pop("choice_refit_error", None)
+    try:
+        st.session_state.choice_refit_queued = (run, common.lab().refit(run).job_ids[0])
+    except LabError as exc:
+        st.session_state.choice_refit_error = str(exc)
+
+
+def _refit(made: choice.Choice) -> None:
+    st.subheader("Refit on train + holdout")
+    a, b = st.columns([4, 1], vertical_alignment="bottom")
+    run, _ = _pick_run(made, a, "choice_refit_run")
+    b.button("Refit on train + holdout", icon=":material/replay:", key="choice_refit", on_click=_do_refit, args=(run,),
+             help="Train this run's configuration again on every training image (its holdout too), with no "
+                  "validation, and score the test set once at the end: a refit, grouped apart from the holdout runs.")
+    if st.session_state.get("choice_refit_error"):
+        st.error(common.md(st.session_state.pop("choice_refit_error")), icon=":material/error:")
+    if st.session_state.get("choice_refit_queued"):
+        source, job = st.session_state.choice_refit_queued
+        st.success(f"Queued the refit of run #{source} as job #{job}; the Training page shows it.",
+                   icon=":material/check_circle:")
+
+
 def _export(made: choice.Choice) -> None:
     st.subheader("Export for serving")
-    card = made.scorecard
-    labels = dict(zip(card["run"].astype(int), card["label"]))
-    runs = [made.recommendation.run] + [r for r in labels if r != made.recommendation.run]
     a, b, c = st.columns([2, 2, 1], vertical_alignment="bottom")
-    run = a.selectbox("Run", runs, format_func=lambda r: f"#{r} {labels[r]}" + (" (recommended)" if r == runs[0] else ""),
-                      key="choice_export_run")
+    run, labels = _pick_run(made, a, "choice_export_run")
     name = b.text_input("Serving name", value=deploy.export_name(labels[run], run), key=f"choice_export_name_{run}")
     version_key = f"choice_export_version_{run}_{name}"
     if version_key not in st.session_state:
@@ -195,6 +223,7 @@ def render() -> None:
     with st.expander("How candidates are ranked"):
         st.markdown(choice.RANKING_RULE)
     _measure(made)
+    _refit(made)
     _export(made)
 
 

@@ -24,6 +24,9 @@ def _status(detail: results.RunDetail) -> None:
     st.markdown(f"### #{job.id} {common.md(job.name)} · {job.state}")
     if job.error:
         (st.error if job.state == queue.FAILED else st.info)(common.md(job.error))
+    if job.spec.get("refit_of"):
+        st.info(f"Refit of run #{job.spec['refit_of']} on train + holdout: no validation set, the test set scored "
+                "once at the end.", icon=":material/replay:")
     cols = st.columns(6)
     cols[0].metric("Best val accuracy" + ("" if detail.best_epoch is None else f" (epoch {detail.best_epoch})"),
                    common.percent(detail.best_val_accuracy))

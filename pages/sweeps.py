@@ -203,6 +203,41 @@ def _run_seeds(group_id: int) -> None:
                                             f"#{ids[-1]}. The Leaderboard pools them with it once they finish.")
 
 
+def _do(action, *args) -> None:
+    """Button callback: run a Lab action, keep what it said (or its error) for the next draw."""
+    try:
+        said = action(*args)
+    except LabError as exc:
+        st.session_state.sweeps_action_result = ("error", str(exc))
+        return
+    st.session_state.sweeps_action_result = ("success", said)
+
+
+def _resume(group_id: int) -> str:
+    budget = {k: st.session_state.get(f"sweeps_resume_{k}_{group_id}") for k in ("max_trials", "max_epochs", "max_minutes")}
+    return common.lab().resume_sweep(group_id, **budget)
+
+
+def _stop_or_resume(group_id: int, status) -> None:
+    """Stop a sweep that goes on; resume a stopped one with a larger budget."""
+    if status.stopped is None:
+        st.button("Stop sweep", icon=":material/stop:", key="sweeps_stop", on_click=_do,
+                  args=(common.lab().stop_sweep, group_id),
+                  help="Cancel its queued trials; running ones stop after their current epoch, paused ones stay "
+                       "paused. Resume it later, with a larger budget.")
+    else:
+        st.warning(f"Stopped: {status.stopped}.", icon=":material/stop_circle:")
+        a, b, c, d = st.columns(4, vertical_alignment="bottom")
+        a.number_input("Max trials", min_value=1, value=status.max_trials, step=1, key=f"sweeps_resume_max_trials_{group_id}")
+        b.number_input("Max epochs", min_value=1, value=status.max_epochs, step=1, key=f"sweeps_resume_max_epochs_{group_id}")
+        c.number_input("Max minutes", min_value=0.1, value=status.max_minutes, key=f"sweeps_resume_max_minutes_{group_id}")
+        d.button("Resume sweep", icon=":material/play_arrow:", key="sweeps_resume", on_click=_do, args=(_resume, group_id),
+                 help="Its stopped trials go on from their checkpoints; its sampler asks for more within the new budget.")
+    kind, message = st.session_state.pop("sweeps_action_result", None) or (None, "")
+    if kind:
+        getattr(st, kind)(message)
+
+
 def _search_status(group_id: int, status) -> None:
     """A searching sweep: how it searches, its budget, its trials by state, the best so far."""
     st.markdown(f"**Search:** {status.settings}")
@@ -219,6 +254,7 @@ def _search_status(group_id: int, status) -> None:
     kind, message = st.session_state.pop("sweeps_seeds_result", None) or (None, "")
     if kind:
         getattr(st, kind)(message)
+    _stop_or_resume(group_id, status)
     search = common.lab().sweep_search_figures(group_id)
     if not search.curves.empty:
         st.markdown("**Validation accuracy by epoch** (X: pruned, ‖: paused; hover for why)")

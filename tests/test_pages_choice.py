@@ -57,7 +57,7 @@ def test_choice_page_shows_scorecard_front_and_recommendation(lab):
     conn = store.connect()
     expected = choice.choose(conn).recommendation
     assert [s.value for s in at.subheader] == ["Candidates", "Recommendation", "Measure candidates together",
-                                               "Export for serving"]
+                                               "Refit on train + holdout", "Export for serving"]
     shown = at.dataframe[0].value
     assert sorted(shown["label"]) == ["dense", "tiny"] and shown["rank"].tolist() == [1, 2]
     assert shown["run"].iloc[0] == expected.run

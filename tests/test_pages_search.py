@@ -37,7 +37,8 @@ def _median_sweep(conn, source) -> tuple[int, list[queue.Job]]:
 def test_search_status_counts_the_budget_the_trials_and_the_best(conn, app_env):
     group_id, done = _median_sweep(conn, app_env)
     status = sweeps.search_status(conn, group_id)
-    assert status.counts == {"running": 0, "queued": 0, "paused": 0, "pruned": 1, "complete": 2, "failed": 0}
+    assert status.counts == {"running": 0, "queued": 0, "paused": 0, "pruned": 1, "complete": 2, "cancelled": 0,
+                             "failed": 0}
     assert (status.trials, status.max_trials, status.epochs) == (3, 3, 10)  # 4 + 4 + 2 epochs
     assert status.budget[:2] == ["3 of 3 trials started", "10 epochs trained"]
     assert status.best_run == done[1].id and status.best_value == pytest.approx(0.62)
@@ -54,7 +55,7 @@ def test_the_page_shows_where_a_search_stands_and_runs_three_seeds_of_the_best(c
     shown = _texts(at.markdown)
     assert "**Search:** Optuna's grid (each combination once), seed 0; median pruner" in shown
     assert "**Budget used:** 3 of 3 trials started · 10 epochs trained · 0.0 minutes of training" in shown
-    assert "**Trials:** 0 running · 0 queued · 0 paused · 1 pruned · 2 complete · 0 failed" in shown
+    assert "**Trials:** 0 running · 0 queued · 0 paused · 1 pruned · 2 complete · 0 cancelled · 0 failed" in shown
     assert (f"**Best so far:** [run #{done[1].id}](run?run={done[1].id}), 62.0% best validation accuracy; "
             "one seed: its seed noise is unknown") in shown
 
@@ -116,7 +117,7 @@ def test_successive_halving_on_the_page_its_curves_rungs_and_why_no_importance_y
 
     at = _open(group_id)
     shown = _texts(at.markdown)
-    assert "**Trials:** 0 running · 0 queued · 2 paused · 0 pruned · 2 complete · 0 failed" in shown
+    assert "**Trials:** 0 running · 0 queued · 2 paused · 0 pruned · 2 complete · 0 cancelled · 0 failed" in shown
     assert "successive halving, rungs at epoch 1: the top 1/2 at a rung go on" in shown
     assert next(d.value for d in at.dataframe if "outcome" in d.value.columns)["outcome"].tolist() == rungs[
         "outcome"].tolist()
@@ -139,3 +140,21 @@ def test_the_page_ranks_settings_by_fanova_once_three_trials_complete(conn, app_
     [bars] = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if json.loads(c.proto.spec)["data"][0]["type"] == "bar"]
     assert bars["layout"]["xaxis"]["title"]["text"].startswith("fANOVA importance (Optuna): share of the variance")
     assert sweeps.rung_table(conn, group_id) is None
+
+
+def test_the_page_stops_a_sweep_and_resumes_it_with_a_larger_budget(conn, app_env):
+    group_id, _ = searching_sweep(app_env, MEDIAN, trials=3)
+    at = _open(group_id)
+    at = _run(at.button(key="sweeps_stop").click())
+    assert not at.error, _texts(at.error)
+    assert "sweep 1 stopped: 3 queued trial(s) cancelled" in _texts(at.success)
+    assert "Stopped: sweep 1 stopped by hand." in _texts(at.warning)
+    at = _run(at.number_input(key=f"sweeps_resume_max_trials_{group_id}").set_value(2))
+    at = _run(at.button(key="sweeps_resume").click())
+    assert "max_trials=2 is below the 3 trials it started" in _texts(at.error)
+    at = _run(at.number_input(key=f"sweeps_resume_max_trials_{group_id}").set_value(5))
+    at = _run(at.button(key="sweeps_resume").click())
+    assert not at.error, _texts(at.error)
+    assert "sweep 1 resumed: 3 stopped trial(s) queued again, 2 new trial(s)" in _texts(at.success)
+    assert "**Budget used:** 5 of 5 trials started" in _texts(at.markdown)
+    assert not at.warning and at.button(key="sweeps_stop")

@@ -393,9 +393,9 @@ def _round(value: float) -> float:
 
 # ------------------------------------------------------------------ a sweep that searches: where it stands
 
-STATUS_STATES = ("running", "queued", "paused", "pruned", "complete", "failed")
+STATUS_STATES = ("running", "queued", "paused", "pruned", "complete", "cancelled", "failed")
 _STATE_OF = {queue.RUNNING: "running", queue.QUEUED: "queued", queue.PAUSED: "paused", queue.PRUNED: "pruned",
-             queue.SUCCEEDED: "complete", queue.FAILED: "failed", queue.CANCELLED: "failed"}
+             queue.SUCCEEDED: "complete", queue.FAILED: "failed", queue.CANCELLED: "cancelled"}
 SAMPLER_WORDS = {"grid": "Optuna's grid (each combination once)", "random": "Optuna's random draws",
                  "tpe": "TPE (learns from the ended trials, two at a time)"}
 
@@ -439,6 +439,7 @@ class SearchStatus:
     best_value: float | None
     seed_runs: int = 0  # succeeded runs of the best's configuration (any seed), in the whole lab
     seed_std: float | None = None  # their best validation accuracy's standard deviation (2 or more)
+    stopped: str | None = None  # why the sweep is stopped (by hand, or its budget spent); None: it goes on
 
     @property
     def budget(self) -> list[str]:
@@ -473,6 +474,7 @@ def search_status(conn: sqlite3.Connection, group_id: int) -> SearchStatus | Non
         max_epochs=search.max_epochs, minutes=sum(j["train_seconds"] or 0.0 for j in jobs) / 60,
         max_minutes=search.max_minutes, counts=counts, best_run=None if best is None else int(best["run_id"]),
         best_value=None if best is None else float(best["val_accuracy"]),
+        stopped=(store.group_detail(conn, group_id) or {}).get("stopped"),
     )
     return status if best is None else replace(status, **_seed_spread(conn, status.best_run))
 

@@ -10,7 +10,8 @@ one way, decided here by `close_attempt`:
 - it was stopped by a shutdown: the job is handed back to the queue (not a crash);
 - it was stopped by its sweep's pruner (`record_epoch` asks it after every stored epoch): the job
   ends PRUNED, or PAUSED at a rung for a later promotion, saying why in words; never a failure,
-  never retried;
+  never retried; or its sweep was stopped or spent its budget: the job ends CANCELLED after that
+  epoch, saying why, and resuming the sweep queues it again;
 - it lost its lease: nothing more is written, another attempt owns the job;
 - its training process died without closing it (a kill, a crash, a lost node): by the rule for
   a dead worker (`queue.expire`), a crash unless the attempt finished an epoch, and the job
@@ -126,13 +127,15 @@ def close_attempt(conn, lease: queue.Lease, ending: Ending, lease_seconds: float
     if job is None or job.state != queue.RUNNING or job.lease != lease:
         log.info("job %s: attempt %s no longer holds it; nothing more is written", lease.job_id, lease.attempt)
         return
+    halted = (job.stop_decision or {}).get("action") == queue.HALT and not job.cancel_requested  # by its sweep
     if ending.completed:
         if finish(conn, lease, queue.SUCCEEDED, lease_seconds, results=ending.results or {}):
             log.info("job %s succeeded: test accuracy %.4f", job.id, (ending.results or {}).get("test_accuracy", 0.0))
-    elif ending.stop_reason == queue.STOP_CANCEL or (ending.died and job.cancel_requested):
+    elif (ending.stop_reason == queue.STOP_CANCEL and not halted) or (ending.died and job.cancel_requested):
         if finish(conn, lease, queue.CANCELLED, lease_seconds, error=cancelled_after(job.epoch)):
             log.info("job %s cancelled after epoch %s; its checkpoint stays for a retry", job.id, job.epoch)
-    elif ending.stop_reason in (queue.STOP_PRUNED, queue.STOP_PAUSED) or (ending.died and job.stop_decision):
+    elif ending.stop_reason in (queue.STOP_PRUNED, queue.STOP_PAUSED, queue.STOP_CANCEL) or \
+            (ending.died and job.stop_decision):
         state = retry_while_locked(lambda: queue.end_stopped(conn, lease), until)
         if state:
             log.info("job %s %s: %s", job.id, state, (job.stop_decision or {}).get("reason", ""))

@@ -42,9 +42,11 @@ TERMINAL = frozenset({SUCCEEDED, PRUNED, FAILED, CANCELLED})
 KEEP_GOING, STOP_CANCEL, STOP_LOST, STOP_SHUTDOWN = "keep-going", "stop-cancel", "stop-lost", "shutdown"
 STOP_PRUNED, STOP_PAUSED = "stop-pruned", "stop-paused"  # a sweep's pruner decided at a recorded epoch
 PRUNE, PAUSE = "prune", "pause"  # a stop decision's action
+HALT = "halt"  # its sweep was stopped, or spent its budget: the job ends cancelled, and resuming the sweep queues it again
 
 # Kinds of job group.
 GROUP_REPEATS, GROUP_SWEEP, GROUP_REPRODUCE = "repeats", "sweep", "reproduce"
+GROUP_REFIT = "refit"  # a run trained again on train + holdout; its detail names the source run
 
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds", "learning_rate", "val_seconds")  # per epoch
 SYSTEM_METRICS = ("cpu_seconds", "peak_rss_bytes", "node", "cpu_model", "cores")  # per epoch: train/sysmetrics.py
@@ -259,7 +261,9 @@ def _reap(conn: sqlite3.Connection, t: float, causes: dict[int, str] | None = No
 
 
 def _end_stopped(conn: sqlite3.Connection, job_id: int, decided: dict, t: float) -> None:
-    if decided["action"] == PAUSE:
+    if decided["action"] == HALT:
+        _set_final(conn, job_id, CANCELLED, decided["reason"], t)
+    elif decided["action"] == PAUSE:
         store.update_job(conn, job_id, state=PAUSED, worker_id=None, lease_expires_at=None, error=decided["reason"],
                          note=None)
     else:
@@ -267,20 +271,20 @@ def _end_stopped(conn: sqlite3.Connection, job_id: int, decided: dict, t: float)
 
 
 def decide_stop(conn: sqlite3.Connection, lease: Lease, action: str, reason: str) -> bool:
-    """A sweep's pruner stops the attempt `lease` holds (PRUNE or PAUSE, with why in words): its
-    heartbeat then answers STOP_PRUNED or STOP_PAUSED, and however the attempt ends, the job ends
-    so. False, and nothing written, if the lease was lost."""
-    if action not in (PRUNE, PAUSE):
-        raise LabError(f"a stop decision is {PRUNE!r} or {PAUSE!r}, got {action!r}")
+    """A sweep's pruner stops the attempt `lease` holds (PRUNE or PAUSE, with why in words), or its
+    sweep halts it (HALT): its heartbeat then answers STOP_PRUNED, STOP_PAUSED or STOP_CANCEL, and
+    however the attempt ends, the job ends so. False, and nothing written, if the lease was lost."""
+    if action not in (PRUNE, PAUSE, HALT):
+        raise LabError(f"a stop decision is {PRUNE!r}, {PAUSE!r} or {HALT!r}, got {action!r}")
     with store.transaction(conn):
         return bool(store.update_job(conn, lease.job_id, _held(lease),
                                      stop_decision=json.dumps({"action": action, "reason": reason})))
 
 
 def end_stopped(conn: sqlite3.Connection, lease: Lease) -> str | None:
-    """Close the attempt `lease` holds as its stop decision says: PRUNED (final, with the reason)
-    or PAUSED (back in the queue's keeping, claimable only once promoted). The state, or None if
-    the lease was lost or nothing was decided."""
+    """Close the attempt `lease` holds as its stop decision says: PRUNED (final, with the reason),
+    PAUSED (back in the queue's keeping, claimable only once promoted) or CANCELLED (halted by its
+    sweep). The state, or None if the lease was lost or nothing was decided."""
     t = store.now()
     with store.transaction(conn):
         row = store.job_row(conn, lease.job_id)
@@ -290,7 +294,32 @@ def end_stopped(conn: sqlite3.Connection, lease: Lease) -> str | None:
         decided = json.loads(row["stop_decision"])
         _end_stopped(conn, lease.job_id, decided, t)
         store.end_attempt(conn, lease.job_id, t)
-    return PAUSED if decided["action"] == PAUSE else PRUNED
+    return {PAUSE: PAUSED, HALT: CANCELLED}.get(decided["action"], PRUNED)
+
+
+def halt_queued(conn: sqlite3.Connection, job_ids: list[int], reason: str) -> list[int]:
+    """Cancel those of `job_ids` still queued, as halted by their sweep (`requeue_halted` queues
+    them again); the ids cancelled."""
+    t = store.now()
+    decided = json.dumps({"action": HALT, "reason": reason})
+    with store.transaction(conn):
+        return [i for i in job_ids if store.update_job(conn, i, {"state": QUEUED}, state=CANCELLED, error=reason,
+                                                         ended_at=t, stop_decision=decided)]
+
+
+def requeue_halted(conn: sqlite3.Connection, job_ids: list[int], reason: str) -> list[int]:
+    """Queue again those of `job_ids` that their sweep halted (cancelled with a HALT decision); a
+    trial that had run resumes from its checkpoint. The ids queued."""
+    queued = []
+    with store.transaction(conn):
+        for i in job_ids:
+            row = store.job_row(conn, i)
+            decided = json.loads(row["stop_decision"]) if row is not None and row["stop_decision"] else {}
+            if row["state"] == CANCELLED and decided.get("action") == HALT and store.update_job(
+                    conn, i, {"state": CANCELLED}, state=QUEUED, stop_decision=None, ended_at=None, crashes=0,
+                    cancel_requested=0, error=reason):
+                queued.append(i)
+    return queued
 
 
 def promote(conn: sqlite3.Connection, job_id: int, reason: str) -> bool:
@@ -344,7 +373,7 @@ def _renew(conn: sqlite3.Connection, lease: Lease, lease_seconds: float, point: 
         if row["cancel_requested"]:
             return STOP_CANCEL
         if row["stop_decision"]:
-            return STOP_PAUSED if json.loads(row["stop_decision"])["action"] == PAUSE else STOP_PRUNED
+            return {PAUSE: STOP_PAUSED, HALT: STOP_CANCEL}.get(json.loads(row["stop_decision"])["action"], STOP_PRUNED)
         return KEEP_GOING
 
 

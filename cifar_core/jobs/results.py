@@ -19,6 +19,7 @@ LEADERBOARD_COLUMNS = [
     "best_epoch", "final_val_accuracy", "final_accuracy", "test_accuracy", "gap", "seconds_per_epoch",
     "validation", "optimizer", "learning_rate", "batch_size", "data_source", "config", "created",
     "node", "worker_pid",  # where its last epoch trained: host (or Ray node), and process
+    "refit_of",  # a refit on train + holdout: the run it refits (analysis/refit.py); <NA> otherwise
 ]
 SYSTEM_COLUMNS = ["cpu_pct", "machine_cpu_pct", "peak_rss_mb", "cpu_model", "cores"]  # what its training process used
 LEADERBOARD_COLUMNS += SYSTEM_COLUMNS
@@ -75,7 +76,7 @@ class RunDetail:
             "test_loss": self.test_loss, "test_accuracy": self.test_accuracy,
             "stopped_epoch": self.stopped_epoch, "stop_reason": self.stop_reason,
             "train_seconds": self.train_seconds, "artifacts_dir": str(self.artifacts_dir),
-            "node": self.job.node, "worker_pid": self.job.worker_pid,
+            "node": self.job.node, "worker_pid": self.job.worker_pid, "refit_of": self.job.spec.get("refit_of") or None,
             "best_epoch": self.best_epoch, "best_val_accuracy": self.best_val_accuracy,
             "diagnosis": None if self.diagnosis is None else self.diagnosis.to_dict(),
             "spec": self.job.spec, "history": self.history.to_dict(orient="records"),
@@ -233,6 +234,7 @@ def _board(conn: sqlite3.Connection, run_ids: list[int] | None) -> pd.DataFrame:
     board["optimizer"] = specs.map(lambda s: s.get("optimizer", "adam"))
     board["learning_rate"] = specs.map(lambda s: s.get("learning_rate"))
     board["batch_size"] = specs.map(lambda s: s.get("batch_size"))
+    board["refit_of"] = specs.map(lambda s: s.get("refit_of") or None).astype("Int64")
     board["created"] = pd.to_datetime(board.pop("created_at"), unit="s").dt.floor("s")
     board["group"] = board.pop("grp").astype("Int64")
     board["epochs"] = board["epochs"].fillna(0).astype(int)

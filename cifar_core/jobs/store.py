@@ -527,10 +527,11 @@ def group_job_ids(conn: sqlite3.Connection, group_id: int) -> list[int]:
 
 def group_trials(conn: sqlite3.Connection, group_id: int) -> tuple[list[sqlite3.Row], list[sqlite3.Row]]:
     """A group's jobs in the order they were submitted (id, name, state, spec_json, epoch, created_at,
-    error, data_source, train_seconds) and their epochs' validation accuracy (run_id, epoch,
+    error, data_source, train_seconds, attempt_at, stop_decision) and their epochs' validation accuracy (run_id, epoch,
     val_accuracy, recorded_at)."""
     jobs = conn.execute(
-        "SELECT j.id, j.name, j.state, j.spec_json, j.epoch, j.created_at, j.error, j.data_source, r.train_seconds"
+        "SELECT j.id, j.name, j.state, j.spec_json, j.epoch, j.created_at, j.error, j.data_source, r.train_seconds,"
+        " j.attempt_at, j.stop_decision"
         " FROM jobs j"
         " LEFT JOIN runs r ON r.id = j.id WHERE j.group_id = ? ORDER BY j.id", (group_id,)).fetchall()
     curves = conn.execute(
@@ -543,6 +544,11 @@ def group_detail(conn: sqlite3.Connection, group_id: int) -> dict | None:
     """The detail a group was submitted with (a sweep: its space, base, search), or None."""
     row = conn.execute("SELECT detail_json FROM groups WHERE id = ?", (group_id,)).fetchone()
     return None if row is None else json.loads(row["detail_json"])
+
+
+def set_group_detail(conn: sqlite3.Connection, group_id: int, detail: dict) -> None:
+    """Replace a group's detail (a sweep resumed with a new budget, or stopped)."""
+    conn.execute("UPDATE groups SET detail_json = ? WHERE id = ?", (json.dumps(detail), group_id))
 
 
 def group_row(conn: sqlite3.Connection, group_id: int, kind: str) -> sqlite3.Row | None:

@@ -18,7 +18,8 @@ from cifar_core import config
 from cifar_core.spec.layers import LAYER_ARGS, REQUIRED
 from cifar_core.spec.schema import SPEC_DEFAULTS
 
-IGNORED = ("seed", "name", "description", "sweep_params")  # not part of a configuration
+IGNORED = ("seed", "name", "description", "sweep_params", "refit_of")  # not part of a configuration
+VALIDATION_WORDS = {"none": "refit on train + holdout"}  # how describe() shows a validation setting
 
 
 def settings(spec: dict) -> dict:
@@ -65,7 +66,7 @@ def describe(spec: dict) -> str:
     parts = [f"{spec.get('optimizer', 'adam')} lr {spec.get('learning_rate', '?'):g}"
              if isinstance(spec.get("learning_rate"), (int, float)) else str(spec.get("optimizer", "adam")),
              f"batch {spec.get('batch_size', '?')}", f"{spec.get('epochs', '?')} epoch{'' if spec.get('epochs') == 1 else 's'}",
-             f"{spec.get('validation', 'holdout')}"]
+             VALIDATION_WORDS.get(spec.get("validation", "holdout"), str(spec.get("validation", "holdout")))]
     if isinstance(spec.get("muon_learning_rate"), (int, float)) and spec["muon_learning_rate"] > 0:
         parts[0] += f" + muon {spec['muon_learning_rate']:g}"  # the kernels' rate
     schedule = (spec.get("schedule") or {}).get("type", "constant")

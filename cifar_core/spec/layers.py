@@ -18,7 +18,7 @@ MAX_DESCRIPTION = 2000  # characters
 NAME_PATTERN = re.compile(r"[A-Za-z0-9 _.\-]{1,64}")
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-VALIDATIONS = ("holdout", "test")
+VALIDATIONS = ("holdout", "test", "none")  # none: every training image trains (a refit), no validation
 ACTIVATIONS = ("relu", "softmax", "sigmoid", "tanh", "elu", "selu", "gelu", "swish", "linear", "leaky_relu")
 PADDINGS = ("valid", "same")
 FILL_MODES = ("reflect", "wrap", "constant", "nearest")
@@ -134,6 +134,7 @@ TOP_ARGS: dict[str, Arg] = {
     "bn_bias_lr_multiplier": Arg("float", 1.0, 0, 256, open_low=True, fix="1 trains them like the rest; airbench uses 64"),
     "muon_learning_rate": Arg("float", 0.0, 0, 10, fix="0 turns it off; airbench94_muon uses 0.24"),
     "muon_momentum": Arg("float", 0.6, 0, 1, open_high=True, fix="airbench94_muon uses 0.6"),
+    "refit_of": Arg("int", 0, 0, 2**31 - 1, fix="the id of the run this one refits on train + holdout; 0: not a refit"),
 }
 EARLY_STOPPING_ARGS: dict[str, Arg] = {
     "patience": Arg("int", REQUIRED, 1, 1000, fix="5 to 10 epochs is usual"),

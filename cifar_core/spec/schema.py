@@ -33,7 +33,8 @@ class ExperimentSpec:
     batch_size: int = 32  # images per step, 1..8192
     seed: int = 0  # 0..2**31-1
     validation: str = "holdout"  # "holdout": 5,000 train images held out, test scored once at the end;
-    # "test": validate on the test set each epoch (notebook style)
+    # "test": validate on the test set each epoch (notebook style); "none": train on every training
+    # image, no validation, test scored once at the end (a refit)
     schedule: dict = field(default_factory=lambda: {"type": "constant"})  # see cifar_core.schedules
     label_smoothing: float = 0.0  # [0, 0.5]
     augment: dict = field(default_factory=dict)  # see cifar_core.augment
@@ -53,6 +54,7 @@ class ExperimentSpec:
     early_stopping: dict | None = None  # {"patience", "monitor", "min_delta"}
     description: str = ""
     sweep_params: dict = field(default_factory=dict)  # {path: value} this run of a sweep was given
+    refit_of: int = 0  # the run this one refits on train + holdout (`Lab.refit`); 0: not a refit
 
     def to_dict(self) -> dict:
         """A JSON-ready dict that `parse_spec` turns back into an equal spec."""

@@ -169,6 +169,7 @@ def _check_top(doc: dict, errors: list[SpecError]) -> dict:
             "set muon_learning_rate (airbench94_muon: 0.24) or remove muon_momentum",
             field="muon_momentum",
         ))
+    errors.extend(_check_no_validation(values))
     if values.get("ema_momentum", 0.0) > 0 and values.get("early_stopping"):
         errors.append(SpecError(
             f"ema_momentum={values['ema_momentum']} does not combine with early_stopping: early stopping would "
@@ -196,6 +197,20 @@ def _check_description(value) -> str:
         shown = f"{len(value)} characters" if isinstance(value, str) else repr(value)
         raise SpecError(f"description must be text of at most {MAX_DESCRIPTION} characters, got {shown}", field="description")
     return value
+
+
+def _check_no_validation(values: dict) -> list[SpecError]:
+    """validation 'none' (a refit) has no validation set to watch, and a refit trains without one."""
+    problems = []
+    if values.get("validation") == "none" and values.get("early_stopping"):
+        problems.append(SpecError(
+            "early_stopping watches the validation set, which validation='none' leaves out; remove early_stopping "
+            "(a refit trains the epochs its holdout run chose) or use validation 'holdout'", field="early_stopping"))
+    if values.get("refit_of", 0) and values.get("validation") != "none":
+        problems.append(SpecError(
+            f"refit_of={values['refit_of']} marks a refit on train + holdout, which validates on nothing: set "
+            "validation to 'none' or remove refit_of", field="refit_of"))
+    return problems
 
 
 def _check_sweep_params(value) -> dict:

@@ -68,9 +68,12 @@ def limit_threads(threads: int) -> None:
 
 
 def make_splits(spec: ExperimentSpec, ds: Dataset) -> Splits:
-    """Notebook style validates on the test set; holdout keeps 5,000 train images aside."""
+    """Notebook style validates on the test set; holdout keeps 5,000 train images aside; none (a
+    refit) trains on every training image and validates on nothing."""
     if spec.validation == "test":
         return Splits(ds.x_train, ds.y_train, ds.x_test, ds.y_test)
+    if spec.validation == "none":
+        return Splits(ds.x_train, ds.y_train, ds.x_train[:0], ds.y_train[:0])
     train_idx, val_idx = holdout_split(ds)
     return Splits(ds.x_train[train_idx], ds.y_train[train_idx], ds.x_train[val_idx], ds.y_train[val_idx])
 
@@ -89,7 +92,8 @@ def train(spec: ExperimentSpec, ds: Dataset, workdir: Path, reporter: Reporter) 
     train_data = augment.train_dataset(splits.x_train, splits.y_train, spec.batch_size, spec.augment, spec.seed,
                                        ds.num_classes, one_hot, epochs=range(min(first_epoch, spec.epochs - 1), spec.epochs))
     val_batch = max(spec.batch_size, 256)
-    val_data = augment.eval_dataset(splits.x_val, splits.y_val, val_batch, ds.num_classes, one_hot)
+    val_data = augment.eval_dataset(splits.x_val, splits.y_val, val_batch, ds.num_classes, one_hot) \
+        if len(splits.x_val) else None
     model = build_model(spec, ds.input_shape, ds.num_classes)
     compile_model(model, spec, steps)
     extras = [*whitening.prepare(model, splits.x_train, spec.seed), *averaging.callbacks(spec)]  # whitening: train split only
