@@ -19,6 +19,7 @@ LEADERBOARD_COLUMNS = [
     "best_epoch", "final_val_accuracy", "final_accuracy", "test_accuracy", "gap", "seconds_per_epoch",
     "validation", "optimizer", "learning_rate", "batch_size", "data_source", "config", "created",
     "node", "worker_pid",  # where its last epoch trained: host (or Ray node), and process
+    "tags", "notes", "archived",  # the run's tags with its seed group's, its Markdown note, archived or not
 ]
 GROUP_COLUMNS = [
     "config", "label", "name", "data_source", "runs", "run_ids", "best_val_accuracy_mean", "best_val_accuracy_std",
@@ -128,7 +129,7 @@ def _board(conn: sqlite3.Connection, run_ids: list[int] | None) -> pd.DataFrame:
     runs = pd.DataFrame(
         [dict(r) for r in store.board_rows(conn, run_ids)],
         columns=["run", "name", "status", "grp", "spec_json", "data_source", "created_at", "seed", "params",
-                 "epochs_planned", "test_accuracy", "node", "worker_pid"],
+                 "epochs_planned", "test_accuracy", "node", "worker_pid", "notes_md", "archived"],
     )
     if runs.empty:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
@@ -148,7 +149,26 @@ def _board(conn: sqlite3.Connection, run_ids: list[int] | None) -> pd.DataFrame:
     board["group"] = board.pop("grp").astype("Int64")
     board["epochs"] = board["epochs"].fillna(0).astype(int)
     board["worker_pid"] = board["worker_pid"].astype("Int64")
+    board["tags"] = _tags(conn, board, run_ids)
+    board["notes"] = board.pop("notes_md").fillna("")
+    board["archived"] = board["archived"].astype(bool)
     return board[LEADERBOARD_COLUMNS]
+
+
+def _tags(conn: sqlite3.Connection, board: pd.DataFrame, run_ids: list[int] | None) -> list[list[str]]:
+    """Each row's tags: its own and its seed group's (configuration's), sorted."""
+    own: dict[int, set[str]] = {}
+    for r in store.run_tag_rows(conn, run_ids):
+        own.setdefault(r["run"], set()).add(r["tag"])
+    by_config: dict[str, set[str]] = {}
+    for r in store.config_label_rows(conn)[0]:
+        by_config.setdefault(r["config"], set()).add(r["tag"])
+    return [sorted(own.get(run, set()) | by_config.get(key, set())) for run, key in zip(board["run"], board["config"])]
+
+
+def config_notes(conn: sqlite3.Connection) -> dict[str, str]:
+    """Each seed group's (configuration's) Markdown note, by config key."""
+    return {r["config"]: r["notes_md"] for r in store.config_label_rows(conn)[1]}
 
 
 def _epoch_summary(metrics: pd.DataFrame) -> pd.DataFrame:
