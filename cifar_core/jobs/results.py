@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -138,8 +139,9 @@ def _board(conn: sqlite3.Connection, run_ids: list[int] | None) -> pd.DataFrame:
         columns=["run", "epoch", "accuracy", "val_accuracy", "seconds"],
     )
     board = runs.merge(_epoch_summary(metrics), on="run", how="left")
-    specs = board.pop("spec_json").map(json.loads)
-    board["config"] = [identity.config_key(s, src) for s, src in zip(specs, board["data_source"])]
+    texts = board.pop("spec_json")
+    specs = texts.map(json.loads)
+    board["config"] = [_config_key(text, src) for text, src in zip(texts, board["data_source"])]
     board["data_source"] = board["data_source"].map(identity.source_name)
     board["validation"] = specs.map(lambda s: s.get("validation", "holdout"))
     board["optimizer"] = specs.map(lambda s: s.get("optimizer", "adam"))
@@ -169,6 +171,13 @@ def _tags(conn: sqlite3.Connection, board: pd.DataFrame, run_ids: list[int] | No
 def config_notes(conn: sqlite3.Connection) -> dict[str, str]:
     """Each seed group's (configuration's) Markdown note, by config key."""
     return {r["config"]: r["notes_md"] for r in store.config_label_rows(conn)[1]}
+
+
+@functools.lru_cache(maxsize=20_000)
+def _config_key(spec_json: str, source: str) -> str:
+    """identity.config_key of a stored spec: a job's spec never changes, so it is worked out once
+    per process (a page redraws the leaderboard on every click)."""
+    return identity.config_key(json.loads(spec_json), source)
 
 
 def _epoch_summary(metrics: pd.DataFrame) -> pd.DataFrame:
