@@ -246,7 +246,7 @@ class Lab:
         with self._queue() as conn:
             board = results.leaderboard(conn) if run_ids is None else results.leaderboard_rows(conn, run_ids)
             if not archived:
-                board = board[~board["archived"]]
+                board = board.loc[~board["archived"].astype(bool)]
             specs = results.run_specs(conn, board["run"].tolist()) if where and filters.needs_specs(where) else {}
             board = filters.apply(board, where, specs)
             titles = diagnosis.verdicts(conn, board["run"].tolist())[["run", "title"]].rename(columns={"title": "diagnosis"})

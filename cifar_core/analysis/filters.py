@@ -116,7 +116,7 @@ def apply(board: pd.DataFrame, text: str, specs: Mapping[int, dict] | None = Non
     keep = pd.Series(True, index=board.index)
     for clause in clauses:
         keep &= _matches(board, clause, specs or {})
-    return board[keep]
+    return board.loc[keep]
 
 
 def needs_specs(text: str) -> bool:

@@ -26,6 +26,7 @@ GROUP_COLUMNS = [
     "config", "label", "name", "data_source", "runs", "run_ids", "best_val_accuracy_mean", "best_val_accuracy_std",
     "best_val_accuracy_min", "best_val_accuracy_max", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_min",
     "test_accuracy_max", "params", "seconds_per_epoch",
+    "tags", "notes",  # the seed group's own (Lab.group_seeds fills them from the store)
 ]
 
 
@@ -221,7 +222,7 @@ def group_summary(board: pd.DataFrame, specs: dict[int, dict] | None = None) -> 
             "run_ids": ", ".join(f"#{r}" for r in part["run"]),
             **_spread(part["best_val_accuracy"], "best_val_accuracy"), **_spread(part["test_accuracy"], "test_accuracy"),
             "params": part["params"].iloc[0], "seconds_per_epoch": part["seconds_per_epoch"].mean(),
-            "_first": first,
+            "tags": [], "notes": "", "_first": first,
         })
     out = pd.DataFrame(rows)
     clash = out["label"].duplicated(keep=False)  # same names and main settings, other layers or options
