@@ -370,22 +370,15 @@ class Lab:
         """Add tags (checked against keeping.TAG_RULE) to runs; the tags as stored."""
         from cifar_core.jobs import keeping
 
-        tags = keeping.clean_tags(tags)
         with self._store() as conn:
-            ids = keeping.known_runs(conn, run_ids)
-            with store.transaction(conn):
-                store.add_run_tags(conn, ids, tags)
-        return tags
+            return keeping.tag_runs(conn, run_ids, tags)
 
     def untag(self, run_ids: list[int], tags) -> list[str]:
+        """Remove tags from runs; the tags as checked."""
         from cifar_core.jobs import keeping
 
-        tags = keeping.clean_tags(tags)
         with self._store() as conn:
-            ids = keeping.known_runs(conn, run_ids)
-            with store.transaction(conn):
-                store.remove_run_tags(conn, ids, tags)
-        return tags
+            return keeping.tag_runs(conn, run_ids, tags, remove=True)
 
     def set_note(self, run_id: int, text: str | None) -> None:
         """A run's Markdown note (empty text removes it)."""

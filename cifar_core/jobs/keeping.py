@@ -43,6 +43,15 @@ def clean_tags(tags) -> list[str]:
     return out
 
 
+def tag_runs(conn: sqlite3.Connection, run_ids, tags, remove: bool = False) -> list[str]:
+    """Add (or remove) checked tags on runs that exist; the tags as stored."""
+    tags = clean_tags(tags)
+    ids = known_runs(conn, run_ids)
+    with store.transaction(conn):
+        (store.remove_run_tags if remove else store.add_run_tags)(conn, ids, tags)
+    return tags
+
+
 def clean_note(text: str | None) -> str | None:
     text = (text or "").strip()
     if len(text) > NOTE_MAX:
