@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int)
     s.add_argument("--repeats", type=int, default=1, help="K runs with seeds seed..seed+K-1, grouped")
     s.add_argument("--data", help="data source (default: $CIFAR_LAB_DATA or keras)")
+    _tag_arg(s)
 
     s = sub.add_parser("sweep", help="enqueue a sweep over a search space; prints the sweep's number (among the sweeps) and the job ids")
     s.add_argument("spec", help="the base experiment: a preset name or a path to a JSON spec")
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-trials", type=int, default=20, help="trials the sweep starts at most (default 20)")
     s.add_argument("--max-epochs", type=int, help="epochs the whole sweep trains at most (default: no cap)")
     s.add_argument("--max-minutes", type=float, help="minutes of training the sweep spends at most (default: no cap)")
+    _tag_arg(s)
 
     s = sub.add_parser("sweep-replay", help="what a pruner would have done to a finished sweep's recorded curves")
     s.add_argument("sweep", type=int, help="the sweep's number, as `sweep` printed it")
@@ -89,14 +91,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--ray", metavar="ADDRESS",
                    help="dispatch the queue to a Ray cluster: host:port, auto, or local (a private Ray on this machine)")
 
-    s = sub.add_parser("runs", help="list runs")
-    s.add_argument("--json", action="store_true")
+    s = sub.add_parser("runs", help="list runs (with their tags and notes)")
+    _list_args(s)
 
     s = sub.add_parser("leaderboard", help="every run with its figures, or pooled over seeds per configuration")
+    _list_args(s)
     s.add_argument("--group-seeds", action="store_true",
                    help="one row per configuration (every setting but the seed and the name, on one data source): "
                         "runs, mean, std and min-max of best validation and test accuracy")
-    s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("show", help="one run and its per-epoch history")
     s.add_argument("run_id", type=_id)
@@ -107,6 +109,8 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("retry", help="queue a failed or cancelled job again; it resumes from its last finished epoch")
     s.add_argument("job_id", type=int)
+
+    _keeping_parsers(sub)
 
     sub.add_parser("backup", help="copy the store to <lab home>/backups now (workers also do it every 10 minutes)")
     s = sub.add_parser("restore", help="put a backup in place of the store (stop the app and workers first)")
@@ -150,6 +154,44 @@ def _parser() -> argparse.ArgumentParser:
                    help="seconds of a reference epoch timed in the same session (scripts/reference_epoch.py): "
                         "epoch times are also shown as multiples of it")
     return p
+
+
+def _tag_arg(s) -> None:
+    s.add_argument("--tag", action="append", default=[], metavar="TAG",
+                   help="tag every run (repeat for more tags); a tag is 1-40 letters, digits, '.', '_' or '-'")
+
+
+def _list_args(s) -> None:
+    from cifar_core.analysis.filters import FILTER_HELP
+
+    s.add_argument("--filter", default="", metavar="EXPR", help=FILTER_HELP.replace("%", "%%"))
+    s.add_argument("--archived", action="store_true", help="include archived runs")
+    s.add_argument("--json", action="store_true")
+
+
+def _keeping_parsers(sub) -> None:
+    for name, what in (("tag", "add tags to a run, or with --seed-group to a configuration"),
+                       ("untag", "remove tags from a run, or with --seed-group from a configuration")):
+        s = sub.add_parser(name, help=what)
+        s.add_argument("items", nargs="+", metavar="RUN TAG", help="the run id, then its tags (with --seed-group: tags only)")
+        s.add_argument("--seed-group", metavar="CONFIG", help="a configuration's key (the leaderboard's `config`)")
+    s = sub.add_parser("note", help="set a run's (or a seed group's) Markdown note; empty text removes it")
+    s.add_argument("items", nargs="+", metavar="RUN TEXT", help="the run id, then the note (with --seed-group: the note only)")
+    s.add_argument("--seed-group", metavar="CONFIG", help="a configuration's key (the leaderboard's `config`)")
+    for name, what in (("archive", "hide runs from every page and list by default"),
+                       ("unarchive", "show archived runs again"),
+                       ("undelete", "bring runs back from the trash, with their files")):
+        s = sub.add_parser(name, help=what)
+        s.add_argument("run_ids", type=_id, nargs="+", metavar="RUN")
+    s = sub.add_parser("delete", help="move finished runs and their files to the trash (undelete brings them back)")
+    s.add_argument("run_ids", type=_id, nargs="+", metavar="RUN")
+    s.add_argument("--force", action="store_true", help="delete even a run an export, the model choice or the baseline "
+                                                          "depends on")
+    sub.add_parser("trash", help="list the runs in the trash")
+    sub.add_parser("empty-trash", help="remove the trashed runs and their files for good")
+    s = sub.add_parser("baseline", help="pin a succeeded run as the leaderboard's baseline; no RUN shows it, --clear unpins")
+    s.add_argument("run_id", type=_id, nargs="?", metavar="RUN")
+    s.add_argument("--clear", action="store_true")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,7 +241,7 @@ def _lab():
 def _submit(args) -> None:
     from cifar_core.spec.validate import load_spec
 
-    submitted = _lab().submit(load_spec(args.spec), args.data, repeats=args.repeats, epochs=args.epochs,
+    submitted = _lab().submit(load_spec(args.spec), args.data, repeats=args.repeats, tags=args.tag, epochs=args.epochs,
                               batch_size=args.batch_size, seed=args.seed)
     print(" ".join(str(i) for i in submitted.job_ids))
 
@@ -235,7 +277,7 @@ def _sweep(args) -> None:
                               pruner=_pruner(args, int(base["epochs"])), seed=args.seed, max_trials=args.max_trials,
                               max_epochs=args.max_epochs, max_minutes=args.max_minutes)
     lab = _lab()
-    group_id, ids = lab.submit_sweep(base, args.space, args.data, search)
+    group_id, ids = lab.submit_sweep(base, args.space, args.data, search, tags=args.tag)
     print(f"sweep {lab.sweep_number(group_id)}: {' '.join(str(i) for i in ids)}")
 
 
@@ -336,26 +378,27 @@ def _dispatcher(args) -> None:
 
 
 def _runs(args) -> None:
-    board = _lab().leaderboard()
+    board = _lab().leaderboard(where=args.filter, archived=args.archived)
     if args.json:
         print(board.to_json(orient="records", date_format="iso"))
         return
     if board.empty:
         print("no runs yet: `python -m cifar_core submit exp5` enqueues one")
         return
-    cols = ["run", "name", "status", "params", "epochs", "best_val_accuracy", "best_epoch", "test_accuracy", "seconds_per_epoch"]
-    print(board[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    cols = ["run", "name", "status", "params", "epochs", "best_val_accuracy", "best_epoch", "test_accuracy",
+            "seconds_per_epoch", "tags"]
+    print(board[cols].assign(tags=board["tags"].map(", ".join)).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
 def _leaderboard(args) -> None:
     lab = _lab()
-    board = lab.leaderboard()
+    board = lab.leaderboard(where=args.filter, archived=args.archived)
     table = lab.group_seeds(board) if args.group_seeds else board
     if args.json:
         print(table.to_json(orient="records", date_format="iso"))
         return
     if table.empty:
-        print("no finished run yet" if args.group_seeds and not board.empty
+        print("no run matches the filter" if args.filter else "no finished run yet" if args.group_seeds and not board.empty
               else "no runs yet: `python -m cifar_core submit exp5` enqueues one")
         return
     if args.group_seeds:
@@ -363,7 +406,9 @@ def _leaderboard(args) -> None:
                 "best_val_accuracy_max", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_min", "test_accuracy_max"]
     else:
         cols = ["run", "name", "status", "data_source", "seed", "epochs", "best_val_accuracy", "test_accuracy", "config"]
-    print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-"))
+        cols += ["vs_baseline", "baseline_verdict"] if "vs_baseline" in table else []
+    shown = table[cols + ["tags"]].assign(tags=table["tags"].map(", ".join))
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-"))
 
 
 def _show(args) -> None:
@@ -394,6 +439,87 @@ def _cancel(args) -> None:
 def _retry(args) -> None:
     _lab().retry(args.job_id)
     print(f"job {args.job_id}: queued again; it resumes from its last finished epoch")
+
+
+def _tag(args, remove: bool = False) -> None:
+    lab = _lab()
+    if args.seed_group:
+        tags = lab.tag_group(args.seed_group, args.items, remove=remove)
+        print(f"seed group {args.seed_group}: {'removed' if remove else 'tagged'} {', '.join(tags)}")
+        return
+    run, tags = _run_then(args.items, "tags")
+    tags = (lab.untag if remove else lab.tag)([run], tags)
+    print(f"run {run}: {'removed' if remove else 'tagged'} {', '.join(tags)}")
+
+
+def _run_then(items: list[str], what: str) -> tuple[int, list[str]]:
+    """The run id first of `items`, then the rest; LabError when the id is not one."""
+    try:
+        run = _id(items[0])
+    except argparse.ArgumentTypeError as exc:
+        raise LabError(f"{exc}: give the run id first, then the {what} (or --seed-group CONFIG)") from None
+    if len(items) < 2 and what == "tags":
+        raise LabError(f"no tag given after run {run}; e.g. `tag {run} muon baseline-candidate`")
+    return run, items[1:]
+
+
+def _note(args) -> None:
+    lab = _lab()
+    if args.seed_group:
+        lab.set_group_note(args.seed_group, " ".join(args.items))
+        print(f"seed group {args.seed_group}: note saved")
+        return
+    run, words = _run_then(args.items, "note")
+    lab.set_note(run, " ".join(words))
+    print(f"run {run}: note {'saved' if words else 'removed'}")
+
+
+def _archive(args) -> None:
+    _lab().archive(args.run_ids)
+    print(f"archived {_ids(args.run_ids)}; `runs --archived` still lists them")
+
+
+def _unarchive(args) -> None:
+    _lab().unarchive(args.run_ids)
+    print(f"shown again: {_ids(args.run_ids)}")
+
+
+def _delete(args) -> None:
+    for warning in _lab().delete(args.run_ids, force=args.force):
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"moved {_ids(args.run_ids)} to the trash; `undelete` brings them back until `empty-trash`")
+
+
+def _undelete(args) -> None:
+    _lab().restore_run(args.run_ids)
+    print(f"restored {_ids(args.run_ids)} from the trash")
+
+
+def _trash(args) -> None:
+    import time
+
+    found = _lab().trash()
+    if not found:
+        print("the trash is empty")
+    for r in found:
+        print(f"run {r.run} {r.name}: deleted {time.strftime('%Y-%m-%d %H:%M', time.localtime(r.trashed_at))}, files in {r.folder}")
+
+
+def _empty_trash(args) -> None:
+    gone = _lab().empty_trash()
+    print(f"removed {_ids(gone)} for good" if gone else "the trash was empty")
+
+
+def _baseline(args) -> None:
+    lab = _lab()
+    if args.clear or args.run_id is not None:
+        lab.set_baseline(None if args.clear else args.run_id)
+    pinned = lab.baseline()
+    print(f"baseline: run {pinned}" if pinned is not None else "no baseline pinned; `baseline RUN` pins one")
+
+
+def _ids(ids) -> str:
+    return "runs " + ", ".join(map(str, ids))
 
 
 def _backup(args) -> None:
@@ -491,5 +617,7 @@ COMMANDS = {
     "worker": _worker, "runs": _runs,
     "leaderboard": _leaderboard, "show": _show, "cancel": _cancel, "retry": _retry, "backup": _backup, "restore": _restore, "data-info": _data_info,
     "measure": _measure, "export": _export,
+    "tag": _tag, "untag": lambda a: _tag(a, remove=True), "note": _note, "archive": _archive, "unarchive": _unarchive,
+    "delete": _delete, "undelete": _undelete, "trash": _trash, "empty-trash": _empty_trash, "baseline": _baseline,
     "choose": _choose, "reproduce": _reproduce, "report": _report,
 }

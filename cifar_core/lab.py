@@ -76,13 +76,13 @@ class Lab:
                 raise NotFound(f"no saved experiment {name!r}; saved ones: {saved}")
         return doc
 
-    def submit(self, doc: dict, source: str | None = None, repeats: int = 1, **overrides) -> Submitted:
+    def submit(self, doc: dict, source: str | None = None, repeats: int = 1, tags=(), **overrides) -> Submitted:
         """Validate `doc` (with overrides such as epochs=, batch_size=, seed= applied) and enqueue it
-        `repeats` times with consecutive seeds, grouped when more than one."""
+        `repeats` times with consecutive seeds, grouped when more than one, each run carrying `tags`."""
         doc = {**doc, **{k: v for k, v in overrides.items() if v is not None}}
         ds = load_dataset(config.resolve_source(source))
         spec = parse_spec(doc, ds.input_shape, ds.num_classes)  # names and seeds the copies
-        return self.enqueue(*queue.repeated(spec.to_dict(), repeats), source=source)
+        return self.enqueue(*queue.repeated(spec.to_dict(), repeats), source=source, tags=tags)
 
     def plan_sweep(self, base_doc: dict, space_doc, input_shape=None, num_classes: int | None = None,
                    search=None) -> SweepPlan:
@@ -96,17 +96,18 @@ class Lab:
         dims = {k: v for k, v in (("input_shape", input_shape), ("num_classes", num_classes)) if v is not None}
         return sweeps.plan_sweep(base_doc, space_doc, first=first, search=search, **dims)
 
-    def submit_sweep(self, base_doc: dict, space_doc, source: str | None = None, search=None) -> Submitted:
+    def submit_sweep(self, base_doc: dict, space_doc, source: str | None = None, search=None, tags=()) -> Submitted:
         """Plan a sweep against the data source's shape and classes and enqueue its runs as one
         group; nothing is enqueued if any run is invalid. With a `search.config.SearchConfig`, its
         sampler draws the trials (a learning one, TPE, as earlier trials end) and its pruner stops
-        the losing ones after each epoch (jobs/sweeping.py)."""
+        the losing ones after each epoch (jobs/sweeping.py). Every trial carries `tags`, the ones a
+        searching sweep adds later too."""
         from cifar_core.analysis import sweeps
 
         source = config.resolve_source(source)
         ds = load_dataset(source)
         plan = self.plan_sweep(base_doc, space_doc, ds.input_shape, ds.num_classes, search)
-        return self.enqueue(list(plan.docs), sweeps.group_of(plan, base_doc), source)
+        return self.enqueue(list(plan.docs), sweeps.group_of(plan, base_doc), source, tags=tags)
 
     def submit_reproduction(self, source: str | None = None, epochs_scale: float = 1.0, epochs: int | None = None,
                             seeds: int = 1) -> Submitted:
@@ -144,8 +145,13 @@ class Lab:
             built = report.build_report(conn, report.group_runs(conn, group_id), reference_epoch=reference_epoch)
             return report.write_report(built, out)
 
-    def enqueue(self, docs: list[dict], group: tuple[str, str, dict] | None, source: str | None = None) -> Submitted:
-        """The one way jobs enter the queue: each doc validated against the data and counted."""
+    def enqueue(self, docs: list[dict], group: tuple[str, str, dict] | None, source: str | None = None,
+                tags=()) -> Submitted:
+        """The one way jobs enter the queue: each doc validated against the data and counted, its
+        tags checked (`keeping.TAG_RULE`) before anything is queued."""
+        from cifar_core.jobs import keeping
+
+        tags = keeping.clean_tags(tags) if tags else []
         source = config.resolve_source(source)
         ds = load_dataset(source)
         checked = []
@@ -153,7 +159,7 @@ class Lab:
             spec = parse_spec(doc, ds.input_shape, ds.num_classes)
             checked.append((spec.to_dict(), summarize(spec, ds.input_shape, ds.num_classes).total_params))
         with self._store() as conn:
-            return queue.submit_many(conn, checked, source, group)
+            return queue.submit_many(conn, checked, source, group, tags)
 
     # ------------------------------------------------------------ the queue
 
@@ -192,10 +198,11 @@ class Lab:
         with self._store() as conn:
             return monitor.cluster_view(conn)
 
-    def jobs(self, limit: int = 10_000) -> list[queue.Job]:
-        """Every job, newest first."""
+    def jobs(self, limit: int = 10_000, archived: bool = False) -> list[queue.Job]:
+        """Every job, newest first: archived ones only when `archived`, those in the trash never."""
         with self._queue() as conn:
-            return queue.list_jobs(conn, limit=limit)
+            hidden = store.hidden_run_ids(conn, archived=not archived)
+            return [j for j in queue.list_jobs(conn, limit=limit + len(hidden)) if j.id not in hidden][:limit]
 
     @contextmanager
     def _queue(self) -> Iterator[sqlite3.Connection]:
@@ -227,25 +234,45 @@ class Lab:
 
     # ------------------------------------------------------------ results
 
-    def leaderboard(self, run_ids: list[int] | None = None) -> pd.DataFrame:
-        """One row per run (newest first) with its summary figures and its diagnosis's title."""
-        from cifar_core.analysis import diagnosis
+    def leaderboard(self, run_ids: list[int] | None = None, where: str = "", archived: bool = False) -> pd.DataFrame:
+        """One row per run (newest first) with its summary figures, its diagnosis's title, tags, note
+        and, with a baseline pinned, how it compares (analysis.baseline). Archived runs only when
+        `archived`; runs in the trash never. `where` is a filter expression (analysis.filters:
+        `learning_rate < 0.01 and tag:muon`); a bad one raises FilterError naming its bad part."""
+        from cifar_core.analysis import baseline, diagnosis, filters
         from cifar_core.jobs import results
 
+        filters.parse(where)  # a bad expression fails before any work
         with self._queue() as conn:
             board = results.leaderboard(conn) if run_ids is None else results.leaderboard_rows(conn, run_ids)
-            titles = diagnosis.verdicts(conn, run_ids)[["run", "title"]].rename(columns={"title": "diagnosis"})
-        return board.merge(titles, on="run", how="left")
+            if not archived:
+                board = board.loc[~board["archived"].astype(bool)]
+            specs = results.run_specs(conn, board["run"].tolist()) if where and filters.needs_specs(where) else {}
+            board = filters.apply(board, where, specs)
+            titles = diagnosis.verdicts(conn, board["run"].tolist())[["run", "title"]].rename(columns={"title": "diagnosis"})
+            board = board.merge(titles, on="run", how="left")
+            pinned = self._baseline(conn)
+            if pinned is not None:
+                board = baseline.against(conn, board, pinned)
+        return board
 
     def group_seeds(self, board: pd.DataFrame | None = None) -> pd.DataFrame:
-        """The succeeded runs of `board` (default: every run) pooled per configuration (every setting
-        but the seed and the name, on one data source): n, mean, std, min–max, a readable label."""
+        """The succeeded runs of `board` (default: every shown run) pooled per configuration (every
+        setting but the seed and the name, on one data source): n, mean, std, min–max, a readable
+        label, and the seed group's own tags and note."""
         from cifar_core.jobs import results
 
         board = self.leaderboard() if board is None else board
         with self._store() as conn:
             specs = results.run_specs(conn, board.loc[board["status"] == queue.SUCCEEDED, "run"].tolist())
-        return results.group_summary(board, specs)
+            tags, notes = store.config_label_rows(conn)
+        pooled = results.group_summary(board, specs)
+        own: dict[str, list[str]] = {}
+        for r in tags:
+            own.setdefault(r["config"], []).append(r["tag"])
+        note_of = {r["config"]: r["notes_md"] for r in notes}
+        return pooled.assign(tags=[own.get(c, []) for c in pooled["config"]],
+                             notes=[note_of.get(c, "") for c in pooled["config"]])
 
     def run(self, run_id: int) -> results.RunDetail:
         """One run with its history, best epoch and diagnosis (which compares it with its siblings:
@@ -371,6 +398,169 @@ class Lab:
         with self._store() as conn:
             return sweeps.sweep_results(conn, group_id)
 
+    # ------------------------------------------------------------ keeping runs in order
+    # One entry point per action (tag, untag, set_note, archive, unarchive, delete, restore_run,
+    # empty_trash, set_baseline), each on run ids, so a layer of who-may-do-what can wrap them.
+
+    def tag(self, run_ids: list[int], tags) -> list[str]:
+        """Add tags (checked against keeping.TAG_RULE) to runs; the tags as stored."""
+        from cifar_core.jobs import keeping
+
+        with self._store() as conn:
+            return keeping.tag_runs(conn, run_ids, tags)
+
+    def untag(self, run_ids: list[int], tags) -> list[str]:
+        """Remove tags from runs; the tags as checked."""
+        from cifar_core.jobs import keeping
+
+        with self._store() as conn:
+            return keeping.tag_runs(conn, run_ids, tags, remove=True)
+
+    def set_note(self, run_id: int, text: str | None) -> None:
+        """A run's Markdown note (empty text removes it)."""
+        from cifar_core.jobs import keeping
+
+        note = keeping.clean_note(text)
+        with self._store() as conn:
+            [run] = keeping.known_runs(conn, [run_id])
+            with store.transaction(conn):
+                store.set_run_note(conn, run, note)
+
+    def tag_group(self, config_key: str, tags, remove: bool = False) -> list[str]:
+        """Tag (or untag) a seed group: the configuration `config_key` (the leaderboard's `config`);
+        every run of it, now and later, shows the tags."""
+        from cifar_core.jobs import keeping
+
+        tags = keeping.clean_tags(tags)
+        with self._store() as conn:
+            with store.transaction(conn):
+                (store.remove_config_tags if remove else store.add_config_tags)(conn, self._config(conn, config_key), tags)
+        return tags
+
+    def set_group_note(self, config_key: str, text: str | None) -> None:
+        from cifar_core.jobs import keeping
+
+        note = keeping.clean_note(text)
+        with self._store() as conn:
+            with store.transaction(conn):
+                store.set_config_note(conn, self._config(conn, config_key), note)
+
+    def _config(self, conn: sqlite3.Connection, config_key: str) -> str:
+        from cifar_core.jobs import results
+
+        known = set(results.leaderboard(conn)["config"])
+        if config_key not in known:
+            raise NotFound(f"no seed group (configuration) {config_key!r}; the leaderboard's `config` column and "
+                           "`python -m cifar_core leaderboard --group-seeds --json` name them")
+        return config_key
+
+    def archive(self, run_ids: list[int], archived: bool = True) -> None:
+        """Hide runs from every page and list by default (`archived=False` shows them again)."""
+        from cifar_core.jobs import keeping
+
+        with self._store() as conn:
+            ids = keeping.known_runs(conn, run_ids)
+            with store.transaction(conn):
+                store.set_archived(conn, ids, store.now() if archived else None)
+
+    def unarchive(self, run_ids: list[int]) -> None:
+        self.archive(run_ids, archived=False)
+
+    def delete_warnings(self, run_ids: list[int]) -> list[str]:
+        """What depends on the runs: an export made from one, the model choice recommending one, the
+        pinned baseline. `delete` refuses while any holds unless forced."""
+        from cifar_core.analysis import choice
+        from cifar_core.jobs import keeping
+
+        with self._store() as conn:
+            ids = keeping.known_runs(conn, run_ids)
+            found = [f"run {r['run_id']} was exported to {r['path']} (the export keeps its own copy of the model)"
+                     for r in store.export_rows(conn, ids)]
+            if store.baseline_run(conn) in ids:
+                found.append(f"run {store.baseline_run(conn)} is the pinned baseline (deleting it unpins it)")
+            for source in {r["data_source"] for r in store.board_rows(conn, ids) if r["status"] == queue.SUCCEEDED}:
+                try:
+                    pick = choice.choose(conn, source).recommendation
+                except LabError:
+                    continue  # no choice can be made on that source (missing predictions): nothing depends on it
+                if pick is not None and pick.run in ids:
+                    found.append(f"run {pick.run} is the model choice's recommendation for production on "
+                                 f"{source}; deleting it changes the recommendation")
+        return found
+
+    def delete(self, run_ids: list[int], force: bool = False) -> list[str]:
+        """Move finished runs, with their files, to the trash (`restore_run` brings them back until
+        `empty_trash`). Refuses a queued, running or paused run (cancel it first) and, unless
+        `force`, a run something depends on (delete_warnings), naming it. The warnings overridden."""
+        from cifar_core.jobs import keeping
+
+        with self._store() as conn:
+            ids = keeping.known_runs(conn, run_ids)
+            keeping.refuse_active(conn, ids)
+        warnings = self.delete_warnings(ids)
+        if warnings and not force:
+            raise LabError("; ".join(warnings) + ". Delete anyway with force (`delete --force`), or keep the run")
+        with self._store() as conn:
+            for run in ids:
+                keeping.move_to_trash(conn, run)
+            if store.baseline_run(conn) in ids:
+                with store.transaction(conn):
+                    store.put_baseline(conn, None)
+        return warnings
+
+    def restore_run(self, run_ids: list[int]) -> None:
+        """Bring runs back from the trash, their files to their run folders."""
+        from cifar_core.jobs import keeping
+
+        with self._store() as conn:
+            for run in keeping.known_runs(conn, run_ids):
+                keeping.restore_from_trash(conn, run)
+
+    def trash(self) -> list:
+        """The runs in the trash (jobs.keeping.TrashedRun), oldest id first."""
+        from cifar_core.jobs import keeping
+
+        with self._store() as conn:
+            return keeping.trashed(conn)
+
+    def empty_trash(self) -> list[int]:
+        """Remove the trashed runs' files and records for good; their ids."""
+        from cifar_core.jobs import keeping
+
+        with self._store() as conn:
+            return keeping.empty_trash(conn)
+
+    def set_baseline(self, run_id: int | None) -> None:
+        """Pin a succeeded run as the baseline every leaderboard row is compared with (None unpins)."""
+        from cifar_core.jobs import keeping
+
+        with self._store() as conn:
+            if run_id is not None:
+                [run] = keeping.known_runs(conn, [run_id])
+                state = queue.get_job(conn, run).state
+                if state != queue.SUCCEEDED:
+                    raise LabError(f"run {run} is {state}; pin a succeeded run as the baseline (it needs a test accuracy)")
+            with store.transaction(conn):
+                store.put_baseline(conn, run_id)
+
+    def baseline(self) -> int | None:
+        """The pinned baseline run, if any (never one in the trash)."""
+        with self._store() as conn:
+            return self._baseline(conn)
+
+    def _baseline(self, conn: sqlite3.Connection) -> int | None:
+        pinned = store.baseline_run(conn)
+        return None if pinned is None or pinned in store.hidden_run_ids(conn, archived=False) else pinned
+
+    def notes(self, run_id: int) -> tuple[list[str], str]:
+        """A run's own tags and its note."""
+        from cifar_core.jobs import keeping
+
+        with self._store() as conn:
+            [run] = keeping.known_runs(conn, [run_id])
+            [row] = store.run_keeping_rows(conn, [run])
+            return [r["tag"] for r in store.run_tag_rows(conn, [run])], row["notes_md"] or ""
+
     # ------------------------------------------------------------ choosing a model
 
     def refit(self, run_id: int) -> Submitted:
@@ -446,7 +636,10 @@ class Lab:
         version = version if version is not None else deploy.next_version(out, name)
         deploy.check_export_target(out, name, version)  # the checks export_model makes, before TensorFlow loads
         sample = deploy.export_sample(load_dataset(model_info.data_source).x_test)
-        return deploy.export_model(model_info.path, out, name, version, sample_x=sample)
+        result = deploy.export_model(model_info.path, out, name, version, sample_x=sample)
+        with self._store() as conn, store.transaction(conn):
+            store.record_export(conn, int(run_id), str(Path(result.serving_base) / str(result.version)), store.now())
+        return result
 
     def stored_predictions(self, run_id: int) -> prediction.StoredPredictions:
         from cifar_core.analysis import prediction

@@ -207,3 +207,89 @@ def sweep_findings(found: SweepResults, key: str) -> None:
     st.markdown(found.sentence)
     if found.ranked:
         st.plotly_chart(charts_sweep.importance(found.ranked), key=f"{key}_importance")
+
+
+TAGS_HELP = "Tags separated by spaces or commas; a tag is 1-40 letters, digits, '.', '_' or '-' (case does not matter)"
+
+
+def words(text: str) -> list[str]:
+    return [w for w in re.split(r"[\s,]+", text or "") if w]
+
+
+def _said(key: str) -> None:
+    said = st.session_state.pop(f"{key}_said", None)
+    if said is not None:
+        (st.success if said[0] == "success" else st.error)(md(said[1]))
+
+
+def _act(key: str, done, action) -> None:
+    """A button's callback: run one Lab action before the page redraws (so the tables above show
+    its effect) and keep what to say, or the Lab's refusal, for the panel to show. The action
+    reads the panel's widgets from the session when it runs, so it acts on what they hold now."""
+    from cifar_core.errors import LabError
+
+    try:
+        result = action()
+        st.session_state[f"{key}_said"] = ("success", done(result) if callable(done) else done)
+    except LabError as exc:
+        st.session_state[f"{key}_said"] = ("error", str(exc))
+
+
+def keeping_panel(run_ids: list[int], key: str, note: str | None = None) -> None:
+    """Tags, archive, delete (to the trash) and the baseline for the runs given, and their note when
+    `note` holds one run's current note (the Run page and the Leaderboard draw the same panel).
+    Each button calls one Lab entry point; a refusal (a running run, a bad tag, something that
+    depends on the run) is shown as the Lab says it, and nothing is lost."""
+    if not run_ids:
+        st.caption("Pick runs above to tag, archive, delete or pin one as the baseline.")
+        return
+    names, lab_, state = ", ".join(f"#{r}" for r in run_ids), lab(), st.session_state
+    tags, add, drop = st.columns([4, 1, 1], vertical_alignment="bottom")
+    tags.text_input(f"Tags for {names}", key=f"{key}_tags", help=TAGS_HELP, placeholder="muon lr-sweep")
+    add.button("Add tags", key=f"{key}_tag", icon=":material/sell:", on_click=_act,
+               args=(key, lambda t: f"Tagged {names}: {', '.join(t)}",
+                     lambda: lab_.tag(run_ids, words(state.get(f"{key}_tags", "")))))
+    drop.button("Remove tags", key=f"{key}_untag", on_click=_act,
+                args=(key, lambda t: f"Removed {', '.join(t)} from {names}",
+                      lambda: lab_.untag(run_ids, words(state.get(f"{key}_tags", "")))))
+    if note is not None:
+        note_key = f"{key}_note_{run_ids[0]}"
+        st.text_area("Note (Markdown)", value=note, key=note_key)
+        st.button("Save note", key=f"{key}_save_note", icon=":material/edit_note:", on_click=_act,
+                  args=(key, "Note saved", lambda: lab_.set_note(run_ids[0], state.get(note_key, ""))))
+    row = st.container(horizontal=True, vertical_alignment="center")
+    row.button("Archive", key=f"{key}_archive", icon=":material/archive:", on_click=_act,
+               args=(key, f"Archived {names}", lambda: lab_.archive(run_ids)),
+               help="Hide from every page by default; the 'Show archived' toggle shows it")
+    row.button("Unarchive", key=f"{key}_unarchive", icon=":material/unarchive:", on_click=_act,
+               args=(key, f"Shown again: {names}", lambda: lab_.unarchive(run_ids)))
+    if len(run_ids) == 1:
+        row.button("Pin as baseline", key=f"{key}_baseline", icon=":material/push_pin:", on_click=_act,
+                   args=(key, f"Run #{run_ids[0]} is the baseline", lambda: lab_.set_baseline(run_ids[0])),
+                   help="Every leaderboard row is compared with it; the compared curves overlay it")
+    row.checkbox("even if something depends on it", key=f"{key}_force",
+                 help="Delete a run that was exported, is the model choice's recommendation or the baseline")
+    row.button("Delete", key=f"{key}_delete", icon=":material/delete:", on_click=_act,
+               args=(key, lambda warned: " ".join([f"Moved {names} to the trash (restorable until it is emptied).",
+                                                   *(f"Note: {w}." for w in warned)]),
+                     lambda: lab_.delete(run_ids, force=bool(state.get(f"{key}_force")))),
+               help="Move to the trash with its files; restorable until the trash is emptied")
+    _said(key)
+
+
+def group_panel(config: str, note: str, key: str) -> None:
+    """A seed group's (configuration's) tags and Markdown note: every run of it shows the tags."""
+    lab_, state = lab(), st.session_state
+    tags, add, drop = st.columns([4, 1, 1], vertical_alignment="bottom")
+    tags.text_input("Seed group tags", key=f"{key}_tags", help=TAGS_HELP)
+    add.button("Tag group", key=f"{key}_tag", on_click=_act,
+               args=(key, lambda t: f"Tagged the seed group: {', '.join(t)}",
+                     lambda: lab_.tag_group(config, words(state.get(f"{key}_tags", "")))))
+    drop.button("Untag group", key=f"{key}_untag", on_click=_act,
+                args=(key, lambda t: f"Removed {', '.join(t)} from the seed group",
+                      lambda: lab_.tag_group(config, words(state.get(f"{key}_tags", "")), remove=True)))
+    note_key = f"{key}_note_{config}"
+    st.text_area("Seed group note (Markdown)", value=note, key=note_key)
+    st.button("Save group note", key=f"{key}_save_note", on_click=_act,
+              args=(key, "Group note saved", lambda: lab_.set_group_note(config, state.get(note_key, ""))))
+    _said(key)

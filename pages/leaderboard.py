@@ -1,5 +1,6 @@
 """Leaderboard page: every run in a sortable, filterable table (or grouped over seeds), exported as
-CSV; one sweep's runs together with its parallel-coordinates chart and the setting that mattered
+CSV; a filter expression kept in the URL (?filter=...), archived runs behind a toggle, every row
+against the pinned baseline, tags, notes, archive and delete for picked runs; one sweep's runs together with its parallel-coordinates chart and the setting that mattered
 most (?sweep=ID preselects it); selected runs overlaid on shared axes, with the notebook's
 recorded curves if picked, and their settings side by side, differences marked."""
 
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cifar_core.analysis import notebook
+from cifar_core.analysis import filters, notebook
 from cifar_core.analysis import curves as run_curves
 from cifar_core.charts import curves as charts
 from cifar_core.jobs import queue
@@ -45,8 +46,16 @@ COLUMNS = {
     "test_accuracy_std": common.percent_column("± std"),
     "test_accuracy_min": common.percent_column("min"),
     "test_accuracy_max": common.percent_column("max"),
+    "tags": st.column_config.ListColumn("tags", help="The run's tags and its seed group's"),
+    "notes": st.column_config.TextColumn("notes", help="The run's Markdown note (the Run page shows it rendered)"),
+    "vs_baseline": common.percent_column("vs baseline", help="Test accuracy minus the baseline run's"),
+    "baseline_p": st.column_config.NumberColumn("p (McNemar)", format="%.3g",
+                                                help="McNemar's paired test against the baseline on the stored test "
+                                                     "predictions"),
+    "baseline_verdict": st.column_config.TextColumn("against baseline", help="At alpha 0.05"),
 }
-GROUP_ORDER = ["label", "data_source", "runs", "best_val_accuracy_mean", "best_val_accuracy_std", "best_val_accuracy_min",
+BASELINE = ["vs_baseline", "baseline_p", "baseline_verdict"]
+GROUP_ORDER = ["label", "tags", "notes", "data_source", "runs", "best_val_accuracy_mean", "best_val_accuracy_std", "best_val_accuracy_min",
                "best_val_accuracy_max", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_min", "test_accuracy_max",
                "params", "seconds_per_epoch", "run_ids", "config"]
 METRIC_NAMES = {"accuracy": "accuracy", "loss": "loss", "learning_rate": "learning rate", "seconds": "seconds per epoch"}
@@ -81,11 +90,52 @@ def _sweep_section(group_id: int) -> None:
               on_click=_compare_sweep, args=(list(found.info.run_ids),))
 
 
+def _expression() -> tuple[str, bool]:
+    """The filter expression and the archived toggle, both kept in the URL (?filter=...&archived=1)
+    so a view can be shared as a link."""
+    if "lb_filter" not in st.session_state:
+        st.session_state.lb_filter = st.query_params.get("filter", "")
+        st.session_state.lb_archived = st.query_params.get("archived", "") == "1"
+    f, t = st.columns([6, 1.4], vertical_alignment="bottom")
+    where = f.text_input("Filter", key="lb_filter", placeholder="learning_rate < 0.01 and tag:muon and test_accuracy > 0.8",
+                         help=filters.FILTER_HELP)
+    archived = t.toggle("Show archived", key="lb_archived", help="Archived runs are hidden from every page by default")
+    for name, value in (("filter", where.strip()), ("archived", "1" if archived else "")):
+        if value:
+            st.query_params[name] = value
+        elif name in st.query_params:
+            del st.query_params[name]
+    return where, archived
+
+
+def _board(where: str, archived: bool):
+    try:
+        return common.lab().leaderboard(where=where, archived=archived)
+    except filters.FilterError as exc:
+        st.error(common.md(f"The filter was not applied: {exc}"), icon=":material/filter_alt_off:")
+        return common.lab().leaderboard(archived=archived)
+
+
+def _keep(board, groups) -> None:
+    """Act on picked runs (one Lab call per button, pages/common.keeping_panel); with seeds grouped,
+    on a seed group's tags and note too."""
+    labels = {int(r.run): f"#{r.run} {r.name}" for r in board.itertuples()}
+    picked = st.multiselect("Runs", list(labels), format_func=labels.get, key="lb_keep_runs", placeholder="pick runs")
+    one = board.set_index("run").loc[picked[0], "notes"] if len(picked) == 1 else None
+    common.keeping_panel(picked, "lb_keep", note=one)
+    if groups is None or groups.empty:
+        return
+    names = dict(zip(groups["config"], groups["label"]))
+    config = st.selectbox("Seed group", list(names), format_func=names.get, key="lb_keep_group")
+    common.group_panel(config, groups.set_index("config").loc[config, "notes"], "lb_keep_group")
+
+
 def render() -> None:
     st.title("Leaderboard")
-    board = common.lab().leaderboard()
+    where, archived = _expression()
+    board = _board(where, archived)
     if board.empty:
-        st.info("No runs yet.")
+        st.info("No run matches the filter." if where.strip() else "No runs yet.")
         st.page_link("pages/builder.py", label="Build and submit an experiment", icon=":material/construction:")
         return
     a, b, d, w, c, y = st.columns([2, 2, 2, 2, 1.4, 1.4], vertical_alignment="bottom")
@@ -101,13 +151,18 @@ def render() -> None:
     shown = board_view.filter_board(board, name, statuses, sweep, sources).assign(open=lambda d: "run?run=" + d["run"].astype(str))
     table = common.lab().group_seeds(shown) if grouped else shown
     common.table(table, hide_index=True, column_config=COLUMNS, key="lb_table",
-                 column_order=GROUP_ORDER if grouped else board_view.column_order(system))
+                 column_order=GROUP_ORDER if grouped else board_view.column_order(system, [b for b in BASELINE if b in shown]))
     st.download_button("Export CSV", table.drop(columns="open", errors="ignore").to_csv(index=False),
                        file_name="leaderboard.csv", mime="text/csv", icon=":material/download:", key="lb_csv")
     pooled = f" pooled into {len(table)} configurations (succeeded runs only)" if grouped else ""
     st.caption(f"{len(shown)} of {len(board)} runs shown{pooled}. Click a column header to sort.")
+    baseline = common.lab().baseline()
+    if baseline is not None:
+        st.caption(f"Baseline: run #{baseline}; every row shows its test accuracy against it and McNemar's paired test.")
     if sweep is not None:
         _sweep_section(sweep)
+    with st.expander("Tags, notes, archive, delete, baseline"):
+        _keep(board, table if grouped else None)
 
     st.subheader("Compare runs")
     labels = {int(r.run): f"#{r.run} {r.name}" for r in board.itertuples()}
@@ -123,7 +178,11 @@ def render() -> None:
     splits = s.segmented_control("Curves", run_curves.SPLITS, selection_mode="multi", default=list(run_curves.SPLITS), key="lb_splits")
     alpha = k.slider("Smoothing (EMA)", 0.0, 0.95, 0.0, 0.05, key="lb_smooth")
     log_y = g.toggle("Log scale", key="lb_log", help="Logarithmic y axis (loss only)", disabled=metric != "loss") and metric == "loss"
-    history, specs = common.lab().histories(picked), common.lab().specs(picked)
+    overlaid = picked + ([baseline] if baseline is not None and baseline not in picked and
+                         st.toggle("Overlay the baseline", value=True, key="lb_overlay_baseline") else [])
+    if baseline is not None:
+        labels.setdefault(baseline, f"#{baseline} (baseline)")
+    history, specs = common.lab().histories(overlaid), common.lab().specs(picked)
     curves = notebook.with_references(run_curves.curves(history, metric, alpha, splits or run_curves.SPLITS, labels),
                                       refs, metric, alpha, splits or run_curves.SPLITS)
     st.plotly_chart(charts.overlay(curves, METRIC_NAMES[metric], log_y), key="lb_overlay")

@@ -1,6 +1,8 @@
 """Run page: one run (chosen by ?run=ID or the select box) with its status and errors, curves
 (with the notebook's recorded curve of its preset, or any other picked), per-epoch table, what its
-training process used of its machine (per epoch and in summary), spec and summary, and files. Refreshes while the run is queued or running."""
+training process used of its machine (per epoch and in summary), spec and summary, and files; its
+tags and Markdown note, with archive, delete and the baseline. Archived runs are listed behind a
+toggle (a link to one opens it). Refreshes while the run is queued or running."""
 
 from __future__ import annotations
 
@@ -90,6 +92,16 @@ def _reference(run_id: int, detail: results.RunDetail) -> str | None:
     return ref
 
 
+def _notes(run_id: int) -> None:
+    tags, note = common.lab().notes(run_id)
+    if tags:
+        st.markdown(" ".join(f":blue-badge[{t}]" for t in tags))
+    if note:
+        st.markdown(note)  # the team's own Markdown, shown as written
+    with st.expander("Tags, note, archive, delete, baseline"):
+        common.keeping_panel([run_id], f"run_keep_{run_id}", note=note)
+
+
 def _body(run_id: int, polling: bool) -> None:
     try:
         detail = common.lab().run(run_id)
@@ -99,6 +111,7 @@ def _body(run_id: int, polling: bool) -> None:
     if polling and detail.job.finished:
         st.rerun()  # it just ended: redraw once without the timer
     _status(detail)
+    _notes(run_id)
     _diagnosis(run_id, detail)
     curves, epochs, system, spec, files = st.tabs(["Curves", "Epochs", "System", "Spec", "Files"])
     with curves:
@@ -122,12 +135,15 @@ def _body(run_id: int, polling: bool) -> None:
 
 def render() -> None:
     st.title("Run")
-    jobs = {j.id: j for j in common.lab().jobs()}
+    every = {j.id: j for j in common.lab().jobs(archived=True)}
+    wanted = st.query_params.get("run", "")
+    shown = st.toggle("Show archived", key="run_archived", help="Archived runs are hidden from every page by default")
+    visible = set(every) if shown else {j.id for j in common.lab().jobs()}
+    jobs = {i: j for i, j in every.items() if i in visible or str(i) == wanted}
     if not jobs:
         st.info("No runs yet.")
         st.page_link("pages/builder.py", label="Build and submit an experiment", icon=":material/construction:")
         return
-    wanted = st.query_params.get("run", "")
     ids = list(jobs)
     index = ids.index(int(wanted)) if wanted.isdigit() and int(wanted) in jobs else 0
     run_id = st.selectbox("Run", ids, index=index, format_func=lambda i: f"#{i} {jobs[i].name} ({jobs[i].state})",

@@ -108,7 +108,8 @@ def _fill_inputs(option: str, doc: dict) -> None:
 
 def _submit(base: dict, space: dict, search) -> None:
     try:
-        group_id, ids = common.lab().submit_sweep(base, space, common.source(), search)
+        group_id, ids = common.lab().submit_sweep(base, space, common.source(), search,
+                                                  tags=common.words(st.session_state.get("sweeps_tags", "")))
     except DataError as exc:
         st.session_state.sweeps_result = ("data", str(exc))
         return
@@ -181,6 +182,7 @@ def _new_sweep() -> None:
     preview = plan.table()
     st.dataframe(preview, hide_index=True, key="sweeps_preview", height=min(38 + 35 * plan.runs, 300),
                  column_config={**_value_columns(preview, plan.space.paths), "params": RUN_COLUMNS["params"]})
+    st.text_input("tags", key="sweeps_tags", placeholder="muon lr-sweep", help=common.TAGS_HELP + "; every trial carries them")
     st.button(f"Submit {plan.runs} runs", type="primary", icon=":material/play_arrow:", key="sweeps_submit",
               on_click=_submit, args=(base, space, search))
     kind, message = st.session_state.pop("sweeps_result", None) or (None, "")

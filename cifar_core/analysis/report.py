@@ -139,6 +139,7 @@ def summary_table(conn: sqlite3.Connection, run_ids: list[int]) -> pd.DataFrame:
             "test_acc": b["test_accuracy"], "seconds_per_epoch": b["seconds_per_epoch"],
             "verdict": verdicts.loc[run, "verdict"] if run in verdicts.index else "–",
             "notebook": _notebook_figure(b["name"]) if b["name"] in NOTEBOOK_PRESETS else "–",
+            "tags": ", ".join(b["tags"]), "notes": b["notes"],
         })
     return pd.DataFrame(rows)
 
@@ -156,6 +157,7 @@ def _display_summary(summary: pd.DataFrame, reference_epoch: float | None = None
         "s/epoch": summary["seconds_per_epoch"].map(_num),
         "verdict": summary["verdict"],
         "notebook (val acc)": summary["notebook"],
+        "tags": summary["tags"].replace("", "–"),
     })
     if reference_epoch is not None:
         shown.insert(shown.columns.get_loc("s/epoch") + 1, "× ref epoch",
@@ -260,6 +262,9 @@ def build_report(conn: sqlite3.Connection, run_ids: list[int], title: str = "CIF
             "",
         ]
     head.append(_md_table(_display_summary(summary, reference_epoch)))
+    noted = summary[summary["notes"] != ""]
+    if len(noted):
+        head += ["", "Notes on the runs:", "", *[f"- **#{r.run}**: {' '.join(r.notes.split())}" for r in noted.itertuples()]]
     blocks: list = [("md", "\n".join(head))]
     by_name: dict[str, list[queue.Job]] = {}
     for job in jobs:

@@ -170,8 +170,10 @@ def submit_many(
     docs: list[tuple[dict, int]],
     data_source: str,
     group: tuple[str, str, dict] | None = None,
+    tags: list[str] = (),
 ) -> Submitted:
-    """Enqueue several (spec doc, parameter count) pairs as one transaction, optionally grouped."""
+    """Enqueue several (spec doc, parameter count) pairs as one transaction, optionally grouped,
+    each run tagged with `tags` (checked already)."""
     created = store.now()
     runs_root = config.runs_dir()
     with store.transaction(conn):
@@ -180,17 +182,21 @@ def submit_many(
             store.insert_job(conn, group_id, doc, data_source, QUEUED, MAX_ATTEMPTS, params, runs_root, created)
             for doc, params in docs
         ]
+        store.add_run_tags(conn, ids, list(tags))
     return Submitted(group_id, ids)
 
 
 def add_to_group(conn: sqlite3.Connection, group_id: int, docs: list[tuple[dict, int]], data_source: str) -> list[int]:
     """Enqueue more (spec doc, parameter count) pairs into an existing group (a sweep whose sampler
-    asks for its next trials); their ids."""
+    asks for its next trials); their ids. They carry the tags every run of the group carries."""
     created = store.now()
     runs_root = config.runs_dir()
     with store.transaction(conn):
-        return [store.insert_job(conn, group_id, doc, data_source, QUEUED, MAX_ATTEMPTS, params, runs_root, created)
-                for doc, params in docs]
+        tags = store.shared_group_tags(conn, group_id)
+        ids = [store.insert_job(conn, group_id, doc, data_source, QUEUED, MAX_ATTEMPTS, params, runs_root, created)
+               for doc, params in docs]
+        store.add_run_tags(conn, ids, tags)
+        return ids
 
 
 def claim(conn: sqlite3.Connection, worker_id: str, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> Job | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ LEADERBOARD_COLUMNS = [
     "validation", "optimizer", "learning_rate", "batch_size", "data_source", "config", "created",
     "node", "worker_pid",  # where its last epoch trained: host (or Ray node), and process
     "refit_of",  # a refit on train + holdout: the run it refits (analysis/refit.py); <NA> otherwise
+    "tags", "notes", "archived",  # the run's tags with its seed group's, its Markdown note, archived or not
 ]
 SYSTEM_COLUMNS = ["cpu_pct", "machine_cpu_pct", "peak_rss_mb", "cpu_model", "cores"]  # what its training process used
 LEADERBOARD_COLUMNS += SYSTEM_COLUMNS
@@ -31,6 +33,7 @@ GROUP_COLUMNS = [
     "config", "label", "name", "data_source", "runs", "run_ids", "best_val_accuracy_mean", "best_val_accuracy_std",
     "best_val_accuracy_min", "best_val_accuracy_max", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_min",
     "test_accuracy_max", "params", "seconds_per_epoch",
+    "tags", "notes",  # the seed group's own (Lab.group_seeds fills them from the store)
 ]
 
 
@@ -218,7 +221,7 @@ def _board(conn: sqlite3.Connection, run_ids: list[int] | None) -> pd.DataFrame:
     runs = pd.DataFrame(
         [dict(r) for r in store.board_rows(conn, run_ids)],
         columns=["run", "name", "status", "grp", "spec_json", "data_source", "created_at", "seed", "params",
-                 "epochs_planned", "test_accuracy", "node", "worker_pid"],
+                 "epochs_planned", "test_accuracy", "node", "worker_pid", "notes_md", "archived"],
     )
     if runs.empty:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
@@ -227,8 +230,9 @@ def _board(conn: sqlite3.Connection, run_ids: list[int] | None) -> pd.DataFrame:
     metrics = pd.DataFrame([tuple(r) for r in rows], columns=["run", "epoch", *fields])
     use = _use_by_run(_with_use(metrics))[SYSTEM_COLUMNS].reset_index()
     board = runs.merge(_epoch_summary(metrics), on="run", how="left").merge(use, on="run", how="left")
-    specs = board.pop("spec_json").map(json.loads)
-    board["config"] = [identity.config_key(s, src) for s, src in zip(specs, board["data_source"])]
+    texts = board.pop("spec_json")
+    specs = texts.map(json.loads)
+    board["config"] = [_config_key(text, src) for text, src in zip(texts, board["data_source"])]
     board["data_source"] = board["data_source"].map(identity.source_name)
     board["validation"] = specs.map(lambda s: s.get("validation", "holdout"))
     board["optimizer"] = specs.map(lambda s: s.get("optimizer", "adam"))
@@ -241,7 +245,33 @@ def _board(conn: sqlite3.Connection, run_ids: list[int] | None) -> pd.DataFrame:
     board["worker_pid"] = board["worker_pid"].astype("Int64")
     board["cores"] = board["cores"].astype("Int64")
     board[["cpu_pct", "machine_cpu_pct", "peak_rss_mb"]] = board[["cpu_pct", "machine_cpu_pct", "peak_rss_mb"]].astype(float)
+    board["tags"] = _tags(conn, board, run_ids)
+    board["notes"] = board.pop("notes_md").fillna("")
+    board["archived"] = board["archived"].astype(bool)
     return board[LEADERBOARD_COLUMNS]
+
+
+def _tags(conn: sqlite3.Connection, board: pd.DataFrame, run_ids: list[int] | None) -> list[list[str]]:
+    """Each row's tags: its own and its seed group's (configuration's), sorted."""
+    own: dict[int, set[str]] = {}
+    for r in store.run_tag_rows(conn, run_ids):
+        own.setdefault(r["run"], set()).add(r["tag"])
+    by_config: dict[str, set[str]] = {}
+    for r in store.config_label_rows(conn)[0]:
+        by_config.setdefault(r["config"], set()).add(r["tag"])
+    return [sorted(own.get(run, set()) | by_config.get(key, set())) for run, key in zip(board["run"], board["config"])]
+
+
+def config_notes(conn: sqlite3.Connection) -> dict[str, str]:
+    """Each seed group's (configuration's) Markdown note, by config key."""
+    return {r["config"]: r["notes_md"] for r in store.config_label_rows(conn)[1]}
+
+
+@functools.lru_cache(maxsize=20_000)
+def _config_key(spec_json: str, source: str) -> str:
+    """identity.config_key of a stored spec: a job's spec never changes, so it is worked out once
+    per process (a page redraws the leaderboard on every click)."""
+    return identity.config_key(json.loads(spec_json), source)
 
 
 def _epoch_summary(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -285,7 +315,7 @@ def group_summary(board: pd.DataFrame, specs: dict[int, dict] | None = None) -> 
             "run_ids": ", ".join(f"#{r}" for r in part["run"]),
             **_spread(part["best_val_accuracy"], "best_val_accuracy"), **_spread(part["test_accuracy"], "test_accuracy"),
             "params": part["params"].iloc[0], "seconds_per_epoch": part["seconds_per_epoch"].mean(),
-            "_first": first,
+            "tags": [], "notes": "", "_first": first,
         })
     out = pd.DataFrame(rows)
     clash = out["label"].duplicated(keep=False)  # same names and main settings, other layers or options

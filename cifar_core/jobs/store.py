@@ -21,7 +21,7 @@ from typing import Iterator
 from cifar_core import config
 from cifar_core.errors import StoreError
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 BACKUPS_KEPT = 5  # rolling online backups of the store under <home>/backups
 BUSY_TIMEOUT_MS = 30_000
 
@@ -93,7 +93,32 @@ CREATE TABLE IF NOT EXISTS runs (
     macs INTEGER,                 -- multiply-adds per image (spec.cost), set with the latency
     latency_spread_pct REAL,      -- p50 spread between the measurement's rounds, % of p50
     measured_load REAL,           -- cores other processes used while it was measured
-    latency_session INTEGER       -- latency_measurements.session of its last joint measurement
+    latency_session INTEGER,      -- latency_measurements.session of its last joint measurement
+    notes_md TEXT,                -- the team's Markdown note on the run
+    archived_at REAL,             -- hidden from the pages by default (NULL: shown)
+    trashed_at REAL,              -- in the trash (NULL: not), its folder moved to trash_dir
+    trash_dir TEXT
+);
+CREATE TABLE IF NOT EXISTS run_tags (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    tag TEXT NOT NULL,
+    PRIMARY KEY (run_id, tag)
+);
+CREATE INDEX IF NOT EXISTS run_tags_by_tag ON run_tags(tag);
+CREATE TABLE IF NOT EXISTS config_tags (     -- tags of a seed group: its spec.identity.config_key
+    config TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    PRIMARY KEY (config, tag)
+);
+CREATE TABLE IF NOT EXISTS config_notes (
+    config TEXT PRIMARY KEY,
+    notes_md TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS exports (         -- which run each export was made from
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    exported_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS latency_measurements (
     id INTEGER PRIMARY KEY,
@@ -293,6 +318,7 @@ _ADDED_IN_4 = ("macs INTEGER", "latency_spread_pct REAL", "measured_load REAL", 
 _ADDED_IN_5 = ("attempt_at REAL",)  # jobs
 _ADDED_IN_6 = ("stop_decision TEXT",)  # jobs
 _ADDED_IN_7 = ("cpu_seconds REAL", "peak_rss_bytes INTEGER", "node TEXT", "cpu_model TEXT", "cores INTEGER")  # metrics
+_ADDED_IN_8 = ("notes_md TEXT", "archived_at REAL", "trashed_at REAL", "trash_dir TEXT")  # runs; and run_tags, config_tags, config_notes, exports
 
 
 def _upgrade(conn: sqlite3.Connection, version: int) -> None:
@@ -310,6 +336,8 @@ def _upgrade(conn: sqlite3.Connection, version: int) -> None:
         _add_columns(conn, "jobs", _ADDED_IN_6)
     if version < 7:
         _add_columns(conn, "metrics", _ADDED_IN_7)
+    if version < 8:
+        _add_columns(conn, "runs", _ADDED_IN_8)
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
 
@@ -611,19 +639,20 @@ def spec_docs(conn: sqlite3.Connection, run_ids: list[int]) -> dict[int, dict]:
 
 
 def board_rows(conn: sqlite3.Connection, run_ids: list[int] | None) -> list[sqlite3.Row]:
-    """Job and run columns the leaderboard needs (all runs when None), newest first."""
+    """Job and run columns the leaderboard needs (all runs when None, never those in the trash), newest first."""
     if run_ids is not None and not run_ids:
         return []
     where, args = _where([], "j.id", run_ids)
     return conn.execute(
         "SELECT j.id AS run, j.name, j.state AS status, j.group_id AS grp, j.spec_json, j.data_source, j.created_at,"
-        " r.seed, r.params, r.epochs_planned, r.test_accuracy, j.node, j.worker_pid FROM jobs j JOIN runs r ON r.id = j.id"
+        " r.seed, r.params, r.epochs_planned, r.test_accuracy, j.node, j.worker_pid, r.notes_md,"
+        " r.archived_at IS NOT NULL AS archived FROM jobs j JOIN runs r ON r.id = j.id AND r.trashed_at IS NULL"
         f"{where} ORDER BY j.id DESC", args
     ).fetchall()
 
 
 def cost_rows(conn: sqlite3.Connection, state: str, source: str | None, run_ids: list[int] | None) -> list[sqlite3.Row]:
-    """Deployment figures of the runs in `state` (of one data source and/or some ids), by id."""
+    """Deployment figures of the runs in `state` (of one data source and/or some ids; none in the trash), by id."""
     if run_ids is not None and not run_ids:
         return []
     where, args = _where([("j.state", state)] + ([("j.data_source", source)] if source is not None else []), "j.id", run_ids)
@@ -631,7 +660,7 @@ def cost_rows(conn: sqlite3.Connection, state: str, source: str | None, run_ids:
         "SELECT j.id AS run, j.spec_json, j.data_source, r.test_loss, r.model_bytes, r.latency_p50_ms,"
         " r.latency_p95_ms, r.throughput_ips, r.measured_while_busy, r.train_seconds, r.macs, r.latency_spread_pct,"
         " r.measured_load, r.latency_session"
-        f" FROM jobs j JOIN runs r ON r.id = j.id{where} ORDER BY j.id",
+        f" FROM jobs j JOIN runs r ON r.id = j.id AND r.trashed_at IS NULL{where} ORDER BY j.id",
         args,
     ).fetchall()
 
@@ -707,3 +736,120 @@ def put_cluster(conn: sqlite3.Connection, doc: dict | None) -> None:
 def cluster_doc(conn: sqlite3.Connection) -> dict | None:
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (CLUSTER_KEY,)).fetchone()
     return None if row is None else json.loads(row["value"])
+
+
+# ---------------------------------------------------------------- keeping runs in order: tags, notes, archive, trash
+
+
+def run_ids_present(conn: sqlite3.Connection, run_ids: list[int]) -> list[int]:
+    """Those of `run_ids` that name a run, in the order given."""
+    if not run_ids:
+        return []
+    found = {r[0] for r in conn.execute(f"SELECT id FROM runs WHERE id IN ({_marks(run_ids)})", [int(i) for i in run_ids])}
+    return [int(i) for i in run_ids if int(i) in found]
+
+
+def add_run_tags(conn: sqlite3.Connection, run_ids: list[int], tags: list[str]) -> None:
+    """Inside a transaction: tag each run with each tag (a tag it has already stays once)."""
+    conn.executemany("INSERT OR IGNORE INTO run_tags (run_id, tag) VALUES (?, ?)",
+                     [(int(r), t) for r in run_ids for t in tags])
+
+
+def remove_run_tags(conn: sqlite3.Connection, run_ids: list[int], tags: list[str]) -> None:
+    conn.executemany("DELETE FROM run_tags WHERE run_id = ? AND tag = ?", [(int(r), t) for r in run_ids for t in tags])
+
+
+def shared_group_tags(conn: sqlite3.Connection, group_id: int) -> list[str]:
+    """The tags every run of a group carries (a searching sweep's later trials get them too)."""
+    rows = conn.execute(
+        "SELECT t.tag FROM run_tags t JOIN jobs j ON j.id = t.run_id WHERE j.group_id = ? GROUP BY t.tag"
+        " HAVING COUNT(*) = (SELECT COUNT(*) FROM jobs WHERE group_id = ?) ORDER BY t.tag", (group_id, group_id))
+    return [r[0] for r in rows]
+
+
+def run_tag_rows(conn: sqlite3.Connection, run_ids: list[int] | None = None) -> list[sqlite3.Row]:
+    """(run, tag) of the runs (all when None), by run then tag."""
+    where, args = _where([], "run_id", run_ids)
+    return conn.execute(f"SELECT run_id AS run, tag FROM run_tags{where} ORDER BY run_id, tag", args).fetchall()
+
+
+def set_run_note(conn: sqlite3.Connection, run_id: int, text: str | None) -> None:
+    conn.execute("UPDATE runs SET notes_md = ? WHERE id = ?", (text, int(run_id)))
+
+
+def add_config_tags(conn: sqlite3.Connection, config: str, tags: list[str]) -> None:
+    conn.executemany("INSERT OR IGNORE INTO config_tags (config, tag) VALUES (?, ?)", [(config, t) for t in tags])
+
+
+def remove_config_tags(conn: sqlite3.Connection, config: str, tags: list[str]) -> None:
+    conn.executemany("DELETE FROM config_tags WHERE config = ? AND tag = ?", [(config, t) for t in tags])
+
+
+def set_config_note(conn: sqlite3.Connection, config: str, text: str | None) -> None:
+    if text:
+        conn.execute("INSERT OR REPLACE INTO config_notes (config, notes_md) VALUES (?, ?)", (config, text))
+    else:
+        conn.execute("DELETE FROM config_notes WHERE config = ?", (config,))
+
+
+def config_label_rows(conn: sqlite3.Connection) -> tuple[list[sqlite3.Row], list[sqlite3.Row]]:
+    """Every seed group's tags (config, tag) and notes (config, notes_md)."""
+    return (conn.execute("SELECT config, tag FROM config_tags ORDER BY config, tag").fetchall(),
+            conn.execute("SELECT config, notes_md FROM config_notes").fetchall())
+
+
+def run_keeping_rows(conn: sqlite3.Connection, run_ids: list[int] | None = None) -> list[sqlite3.Row]:
+    """(run, state, notes_md, archived_at, trashed_at, artifacts_dir, trash_dir) of the runs (all when None)."""
+    where, args = _where([], "r.id", run_ids)
+    return conn.execute(
+        "SELECT r.id AS run, j.state, r.notes_md, r.archived_at, r.trashed_at, r.artifacts_dir, r.trash_dir"
+        f" FROM runs r JOIN jobs j ON j.id = r.id{where} ORDER BY r.id", args).fetchall()
+
+
+def hidden_run_ids(conn: sqlite3.Connection, archived: bool) -> set[int]:
+    """Runs in the trash and, when `archived`, the archived ones too."""
+    also = " OR archived_at IS NOT NULL" if archived else ""
+    return {r[0] for r in conn.execute(f"SELECT id FROM runs WHERE trashed_at IS NOT NULL{also}")}
+
+
+def set_archived(conn: sqlite3.Connection, run_ids: list[int], at: float | None) -> None:
+    conn.executemany("UPDATE runs SET archived_at = ? WHERE id = ?", [(at, int(r)) for r in run_ids])
+
+
+def set_trashed(conn: sqlite3.Connection, run_id: int, at: float | None, trash_dir: str | None) -> None:
+    conn.execute("UPDATE runs SET trashed_at = ?, trash_dir = ? WHERE id = ?", (at, trash_dir, int(run_id)))
+
+
+def forget_runs(conn: sqlite3.Connection, run_ids: list[int]) -> None:
+    """Inside a transaction: remove the runs and everything stored of them (emptying the trash)."""
+    if not run_ids:
+        return
+    ids = [int(i) for i in run_ids]
+    for table, column in (("run_tags", "run_id"), ("metrics", "run_id"), ("latency_measurements", "run_id"),
+                          ("exports", "run_id"), ("batch_points", "job_id"), ("runs", "id"), ("jobs", "id")):
+        conn.execute(f"DELETE FROM {_column(table)} WHERE {_column(column)} IN ({_marks(ids)})", ids)
+
+
+def record_export(conn: sqlite3.Connection, run_id: int, path: str, t: float) -> None:
+    conn.execute("INSERT INTO exports (run_id, path, exported_at) VALUES (?, ?, ?)", (int(run_id), path, t))
+
+
+def export_rows(conn: sqlite3.Connection, run_ids: list[int]) -> list[sqlite3.Row]:
+    """(run_id, path, exported_at) of the exports made from the runs, oldest first."""
+    where, args = _where([], "run_id", run_ids)
+    return conn.execute(f"SELECT run_id, path, exported_at FROM exports{where} ORDER BY id", args).fetchall()
+
+
+BASELINE_KEY = "baseline_run"
+
+
+def put_baseline(conn: sqlite3.Connection, run_id: int | None) -> None:
+    if run_id is None:
+        conn.execute("DELETE FROM meta WHERE key = ?", (BASELINE_KEY,))
+    else:
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (BASELINE_KEY, str(int(run_id))))
+
+
+def baseline_run(conn: sqlite3.Connection) -> int | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (BASELINE_KEY,)).fetchone()
+    return None if row is None else int(row["value"])

@@ -42,8 +42,14 @@ def _layer_settings(layer) -> object:
             if not (k in schema and schema[k].default is not REQUIRED and _same(v, schema[k].default))}
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def _same(a: object, b: object) -> bool:
-    """Equal as JSON (so 1 and true differ, and a list and a tuple do not)."""
+    """Equal as JSON (so 1 and true differ, and a list and a tuple do not). Two scalars of one type
+    compare directly: the leaderboard asks this of every setting of every run."""
+    if type(a) is type(b) and isinstance(a, _SCALARS):
+        return a == b or a != a and b != b  # NaN is NaN, as in JSON's text
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 

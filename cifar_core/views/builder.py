@@ -547,10 +547,11 @@ def save(editor: dict, lab: Lab) -> dict:
     return {**editor, "result": ("success", f"Saved {name!r}; it is listed under Start from."), "queued": []}
 
 
-def submit(editor: dict, lab: Lab, source: str, repeats: int = 1) -> dict:
-    """The spec queued `repeats` times (seeds seed, seed+1, ...); "queued" holds the job ids."""
+def submit(editor: dict, lab: Lab, source: str, repeats: int = 1, tags=()) -> dict:
+    """The spec queued `repeats` times (seeds seed, seed+1, ...), each run carrying `tags`; "queued"
+    holds the job ids."""
     try:
-        ids = lab.submit(editor["doc"], source, repeats=int(repeats)).job_ids
+        ids = lab.submit(editor["doc"], source, repeats=int(repeats), tags=tags).job_ids
     except DataError as exc:
         return {**editor, "result": ("data", str(exc)), "queued": []}
     except LabError as exc:

@@ -28,8 +28,9 @@ def filter_board(board: pd.DataFrame, name: str = "", statuses: Iterable[str] = 
     return board[keep]
 
 
-def column_order(system: bool = False) -> list[str]:
-    """The table's columns: the run and its page's link first, the diagnosis last, and what its
-    training process used (SYSTEM_COLUMNS) only when asked for."""
-    hidden = {"run", *([] if system else SYSTEM_COLUMNS)}
-    return ["run", "open", *[k for k in LEADERBOARD_COLUMNS if k not in hidden], "diagnosis"]
+def column_order(system: bool = False, leading: list[str] | tuple = ()) -> list[str]:
+    """The table's columns: the run and its page's link first (then `leading`, e.g. the columns
+    against the baseline), the diagnosis last, and what its training process used
+    (SYSTEM_COLUMNS) only when asked for."""
+    hidden = {"run", *leading, *([] if system else SYSTEM_COLUMNS)}
+    return ["run", "open", *leading, *[k for k in LEADERBOARD_COLUMNS if k not in hidden], "diagnosis"]
