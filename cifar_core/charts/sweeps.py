@@ -130,3 +130,25 @@ def intermediate(curves: pd.DataFrame, height: int = 420) -> go.Figure:
     fig.update_yaxes(title_text="validation accuracy", tickformat=".0%")
     fig.update_layout(height=height, margin=dict(l=60, r=20, t=20, b=40), hovermode="closest")
     return fig
+
+
+FRONT_COLOR, OTHER_COLOR = "#d62728", "#9aa5b1"
+
+
+def pareto(table: pd.DataFrame, cost_label: str, height: int = 420) -> go.Figure:
+    """A two-objective sweep's complete trials (`analysis.sweeps.SweepFront.table`): the second
+    objective across, validation accuracy up; the Pareto front's trials highlighted and joined,
+    cheapest first (up and to the left is better)."""
+    fig = go.Figure()
+    for on, name, color in ((False, "dominated trials", OTHER_COLOR), (True, "Pareto front", FRONT_COLOR)):
+        part = table[table["front"] == on].sort_values("cost")
+        fig.add_trace(go.Scatter(
+            x=part["cost"].tolist(), y=part["val_accuracy"].tolist(), mode="lines+markers" if on else "markers",
+            name=name, meta="front" if on else "dominated", line=dict(color=color, shape="hv"),
+            marker=dict(color=color, size=11 if on else 8),
+            text=[f"#{r} {n}" for r, n in zip(part["run"], part["name"])],
+            hovertemplate=f"%{{text}}<br>{cost_label}: %{{x:,.4g}}<br>validation accuracy: %{{y:.1%}}<extra></extra>"))
+    fig.update_xaxes(title_text=f"{cost_label} (lower is better)")
+    fig.update_yaxes(title_text="validation accuracy (last epoch)", tickformat=".0%")
+    fig.update_layout(height=height, margin=dict(l=60, r=20, t=20, b=40), hovermode="closest")
+    return fig
