@@ -103,12 +103,12 @@ class SearchConfig:
 
     sampler: str = "random"  # grid | random | tpe | nsga2
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
-    objective2: str | None = None  # nsga2 only: latency | macs, minimised beside validation accuracy (maximised)
-    population: int = 8  # nsga2 only: trials per generation (Optuna's default, 50, outlasts the lab's budgets)
     seed: int = 0  # the same seed, space and trials give the same proposals
     max_trials: int = 20  # trials the sweep starts at most
     max_epochs: int | None = None  # epochs the whole sweep trains at most, summed over trials; None: no cap
     max_minutes: float | None = None  # wall-clock minutes the sweep may take; None: no cap
+    objective2: str | None = None  # nsga2 only: latency | macs, minimised beside validation accuracy (maximised)
+    population: int = 8  # nsga2 only: trials per generation (Optuna's default, 50, outlasts the lab's budgets)
 
     def __post_init__(self):
         if isinstance(self.pruner, dict):  # allow SearchConfig(pruner={...})
