@@ -59,7 +59,7 @@ def trials(conn: sqlite3.Connection, group_id: int, objective2: str | None = Non
     for j in jobs:
         if j["state"] not in states:
             continue
-        params = json.loads(j["spec_json"]).get("sweep_params", {})
+        params = json.loads(j["sweep_params"]) if j["sweep_params"] else {}
         value2 = j[column] if column and j["state"] == queue.SUCCEEDED else None
         out.append(search.TrialCurve(j["id"], params, curves.get(j["id"], {}), states[j["state"]],
                                      value2=None if value2 is None else float(value2)))
@@ -71,7 +71,7 @@ def after_epoch(conn: sqlite3.Connection, lease: queue.Lease, epoch: int) -> str
     or STOP_PRUNED / STOP_PAUSED (recorded in the store with the reason in words, so that the job
     ends so however its attempt ends), or STOP_CANCEL when its sweep was stopped or has just spent
     its budget (the trial ends cancelled after this epoch; resuming the sweep queues it again).
-    Paused trials that now rank high enough are promoted."""
+    When the epoch was judged at a rung, the paused trials that now rank high enough are promoted."""
     job = queue.get_job(conn, lease.job_id)
     if job.group_id is None:
         return queue.KEEP_GOING
@@ -88,7 +88,8 @@ def after_epoch(conn: sqlite3.Connection, lease: queue.Lease, epoch: int) -> str
 
     known = trials(conn, job.group_id)
     decision = decide(search.pruner, known, job.id, epoch)
-    _promote(conn, search, known)
+    if decision.rung is not None:  # a value recorded at a rung may make room there; other epochs change no rank
+        _promote(conn, search, known)
     if not decision.stops:
         return queue.KEEP_GOING
     action = queue.PAUSE if decision.action == PAUSE else queue.PRUNE
@@ -226,7 +227,7 @@ def _top_up(conn: sqlite3.Connection, group_id: int, search, known: list, read: 
         room = min(room, ACTIVE_TRIALS - active)
     else:  # every trial it ever queued counts, failed and cancelled ones too: no combination twice
         seen = {t.trial_id for t in known}
-        known = known + [search_config.TrialCurve(j["id"], json.loads(j["spec_json"]).get("sweep_params", {}), {})
+        known = known + [search_config.TrialCurve(j["id"], json.loads(j["sweep_params"] or "{}"), {})
                          for j in jobs if j["id"] not in seen]
     if room <= 0 or spent_why(search, jobs, epochs, store.now()) is not None:
         return []

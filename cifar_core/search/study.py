@@ -28,6 +28,27 @@ OPTUNA_STATE = {
 TWO_DIRECTIONS = ["maximize", "minimize"]  # validation accuracy up, latency or multiply-adds down
 
 
+class _OwnedTrials(optuna.storages.InMemoryStorage):
+    """Optuna's in-memory storage, keeping the trial `add` hands it instead of a deep copy of it:
+    `add` builds each trial afresh for one study, so nothing else holds it, and the copy was most
+    of a decision's cost (scripts/bench_search_decision.py: 200 trials, two studies per decision).
+    The body is Optuna 5.0's `InMemoryStorage.create_new_trial` without the copy."""
+
+    def create_new_trial(self, study_id: int, template_trial: optuna.trial.FrozenTrial | None = None) -> int:
+        if template_trial is None:
+            return super().create_new_trial(study_id)
+        with self._lock:
+            self._check_study_id(study_id)
+            trial = template_trial
+            self._max_trial_id += 1
+            trial.number = len(self._studies[study_id].trials)
+            trial._trial_id = self._max_trial_id
+            self._trial_id_to_study_id_and_number[trial._trial_id] = (study_id, trial.number)
+            self._studies[study_id].trials.append(trial)
+            self._update_cache(trial._trial_id, study_id)
+            return trial._trial_id
+
+
 def new_study(sampler: optuna.samplers.BaseSampler | None = None, objectives: int = 1) -> optuna.Study:
     """An empty in-memory study, maximizing (two objectives: accuracy up, `value2` down); Optuna's
     per-study INFO lines silenced."""
@@ -35,7 +56,7 @@ def new_study(sampler: optuna.samplers.BaseSampler | None = None, objectives: in
     if sampler is None:
         sampler = optuna.samplers.RandomSampler(seed=0)  # never asked: pruning studies only
     directions = TWO_DIRECTIONS if objectives == 2 else ["maximize"]
-    return optuna.create_study(study_name=STUDY_NAME, directions=directions, sampler=sampler)
+    return optuna.create_study(storage=_OwnedTrials(), study_name=STUDY_NAME, directions=directions, sampler=sampler)
 
 
 def add(
