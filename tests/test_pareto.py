@@ -23,6 +23,7 @@ from cifar_core.search.config import COMPLETE, RUNNING, PrunerConfig, SearchConf
 from cifar_core.spec.space import load_space
 from cifar_core.testing.datagen import tiny_spec
 from cifar_core.testing.procs import cli
+from cifar_core.testing.sweepstore import fill_sweep
 
 RATES = [0.001, 0.002, 0.003, 0.004, 0.005, 0.006]
 SPACE = {"method": "random", "params": {"learning_rate": {"values": RATES}}}
@@ -180,3 +181,23 @@ def test_a_real_nsga2_sweep_through_a_worker_and_its_front_on_the_model_choice_p
     assert set(candidates["run"]) == set(front.runs)
     at = _run(at.selectbox(key="choice_front").set_value(0))  # every finished run again
     assert "3 finished run(s) on" in _texts(at.caption)
+
+
+# ------------------------------------------------------------------ the performance scripts run (not timed here)
+
+
+def test_the_decision_benchmark_judges_a_trial_through_the_store(script, lab_home, capsys):
+    script("bench_search_decision").through_store(trials=12, epochs=4, repeats=2)
+    said = capsys.readouterr().out
+    assert "through the store (jobs/sweeping.after_epoch, SQLite in " in said
+    for kind in ("median", "percentile", "successive_halving", "hyperband"):
+        assert any(line.startswith(kind) for line in said.splitlines()), said
+
+
+def test_a_filled_sweep_holds_its_trials_and_leaves_the_last_running(conn):
+    search = SearchConfig("random", PrunerConfig("hyperband", max_epochs=10), max_trials=9)
+    group_id, lease = fill_sweep(conn, search, epochs=10)
+    known = sweeping.trials(conn, group_id)
+    assert len(known) == 9 and known[-1].state == RUNNING and known[-1].last_epoch == 3
+    assert {t.state for t in known[:-1]} <= {COMPLETE, "pruned", "paused"} and known[1].last_epoch == 10
+    assert sweeping.after_epoch(conn, lease, 3) in (queue.KEEP_GOING, queue.STOP_PAUSED)
