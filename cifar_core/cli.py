@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from cifar_core.errors import LabError
-from cifar_core.search.config import PRUNERS, SAMPLERS
+from cifar_core.search.config import OBJECTIVE2_COLUMNS, PRUNERS, SAMPLERS
 
 
 MAX_ID = 2**63 - 1  # the largest integer SQLite stores
@@ -52,9 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--space", required=True, help="search space: a JSON file (or JSON text), see cifar_core/spec/space.py")
     s.add_argument("--epochs", type=int, help="epochs of every run (default: the base experiment's)")
     s.add_argument("--data", help="data source (default: $CIFAR_LAB_DATA or keras)")
-    s.add_argument("--sampler", choices=SAMPLERS, help="Optuna's sampler draws the trials (tpe learns from the ended "
+    s.add_argument("--sampler", choices=SAMPLERS, help="Optuna's sampler draws the trials (tpe and nsga2 learn from the ended "
                    "ones); default: the space's own method, every trial queued at once")
-    _pruner_args(s, "stops losing trials after each epoch (default none)")
+    s.add_argument("--objective2", choices=OBJECTIVE2_COLUMNS, help="with --sampler nsga2: the second objective, "
+                   "minimised beside validation accuracy (latency: batch-1 p50 ms; macs: multiply-adds per image)")
+    s.add_argument("--population", type=int, default=8, help="with --sampler nsga2: trials per generation (default 8)")
+    _pruner_args(s, "stops losing trials after each epoch (default none; none with nsga2)")
     s.add_argument("--seed", type=int, default=0, help="the sampler's seed: the same seed gives the same trials")
     s.add_argument("--max-trials", type=int, default=20, help="trials the sweep starts at most (default 20)")
     s.add_argument("--max-epochs", type=int, help="epochs the whole sweep trains at most (default: no cap)")
@@ -272,10 +275,11 @@ def _sweep(args) -> None:
     if args.epochs is not None:
         base["epochs"] = args.epochs
     search = None
-    if args.sampler or args.pruner:
+    if args.sampler or args.pruner or args.objective2:
         search = SearchConfig(sampler=args.sampler or json.loads(_read_space(args.space)).get("method", "random"),
                               pruner=_pruner(args, int(base["epochs"])), seed=args.seed, max_trials=args.max_trials,
-                              max_epochs=args.max_epochs, max_minutes=args.max_minutes)
+                              max_epochs=args.max_epochs, max_minutes=args.max_minutes, objective2=args.objective2,
+                              population=args.population)
     lab = _lab()
     group_id, ids = lab.submit_sweep(base, args.space, args.data, search, tags=args.tag)
     print(f"sweep {lab.sweep_number(group_id)}: {' '.join(str(i) for i in ids)}")

@@ -337,7 +337,7 @@ class Lab:
             return sweeps.search_status(conn, group_id)
 
     def sweep_search_figures(self, group_id: int):
-        """A searching sweep's trial curves and rung table (analysis.sweeps.SearchFigures)."""
+        """A searching sweep's trial curves, rung table and Pareto front (analysis.sweeps.SearchFigures)."""
         from cifar_core.analysis import sweeps
 
         with self._store() as conn:
@@ -378,6 +378,20 @@ class Lab:
         budget = f"; budget: {', '.join(status.budget)}" if status is not None else ""
         return (f"sweep {number} resumed: {len(done.requeued)} stopped trial(s) queued again, {len(done.added)} new "
                 f"trial(s){budget}")
+
+    def front_sweeps(self) -> list[tuple[int, str]]:
+        """The two-objective sweeps, newest first: (group id, what to call it)."""
+        from cifar_core.analysis import sweeps
+
+        with self._store() as conn:
+            return sweeps.front_sweeps(conn)
+
+    def sweep_front(self, group_id: int):
+        """A two-objective sweep's Pareto front (analysis.sweeps.SweepFront); None for one objective."""
+        from cifar_core.analysis import sweeps
+
+        with self._store() as conn:
+            return sweeps.sweep_front(conn, group_id)
 
     def run_seeds_of_best(self, group_id: int, seeds: int = 3) -> Submitted:
         """Queue `seeds` repeats of the best trial so far of a searching sweep, with new seeds (the

@@ -1,7 +1,8 @@
 """Model choice page: the deployment scorecard of the finished runs (seeds pooled), accuracy
 against batch-1 latency with the Pareto front, the recommendation in words (to paste into a
 report), measuring candidates' latency together (in a child process) and exporting a run for
-serving."""
+serving. The candidates are every finished run of the data source, or the runs on a two-objective
+sweep's Pareto front (?front=GROUP preselects one, as the Sweeps page links it)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,24 @@ def _source(known: list[str]) -> str:
     index = known.index(current) if current in known else 0
     return st.selectbox("Test set (data source)", known, index=index, key="choice_source", format_func=identity.source_name,
                         help="Runs are only compared on the same test images.")
+
+
+ALL_RUNS = 0  # the "Candidates from" choice that is not a sweep
+
+
+def _front_runs() -> list[int] | None:
+    """The runs of the Pareto front the user chose to choose among, or None: every finished run."""
+    fronts = dict(common.lab().front_sweeps())
+    if not fronts:
+        return None
+    wanted = st.query_params.get("front", "")
+    if "choice_front" not in st.session_state and wanted.isdigit() and int(wanted) in fronts:
+        st.session_state.choice_front = int(wanted)
+    labels = {ALL_RUNS: "every finished run", **{g: f"the Pareto front of {name}" for g, name in fronts.items()}}
+    group = st.selectbox("Candidates from", list(labels), format_func=labels.get, key="choice_front",
+                         help="A two-objective (NSGA-II) sweep's front: its runs that no other of the sweep beats "
+                              "on both validation accuracy and cost")
+    return None if group == ALL_RUNS else common.lab().sweep_front(group).runs
 
 
 def _do_export(run: int, name: str, version_key: str) -> None:
@@ -196,12 +215,20 @@ def render() -> None:
         st.info("No run has finished yet. Submit a few experiments (Builder page), then come back to choose one.")
         return
     source = _source(known)
+    front = _front_runs()
+    if front is not None and not front:
+        st.info("No run of this sweep's front has finished yet: its runs appear here as the sweep's trials complete.")
+        return
     try:
-        made = common.lab().choose(source)
+        made = common.lab().choose(source, front)
     except LabError as exc:
         st.error(str(exc), icon=":material/error:")
         return
-    st.caption(f"{len(made.scorecard)} finished run(s) on `{identity.source_name(made.source)}`, scored on the same "
+    if front is not None and made.scorecard.empty:
+        st.info(f"The front's runs are not on `{identity.source_name(source)}`: choose their data source above.")
+        return
+    among = "" if front is None else " on the sweep's Pareto front"
+    st.caption(f"{len(made.scorecard)} finished run(s){among} on `{identity.source_name(made.source)}`, scored on the same "
                f"{made.test_images:,} test images.")
     for note in made.notes:
         st.caption(f"Note: {note}.")

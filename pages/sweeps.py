@@ -154,8 +154,13 @@ def _new_sweep() -> None:
         st.warning("The runs will validate on the test set: the best setting found is then chosen on the test set.")
     e, f, g = st.columns(3)
     sampler = e.selectbox("Sampler", list(sweeps.SAMPLER_LABELS), format_func=sweeps.SAMPLER_LABELS.get,
-                          key="sweeps_sampler", help="Optuna's samplers, seeded; TPE queues two trials and asks for "
-                          "the next as each ends, learning from the ended ones. The budget caps the trials")
+                          key="sweeps_sampler", help="Optuna's samplers, seeded; TPE and NSGA-II queue two trials and "
+                          "ask for the next as each ends, learning from the ended ones. The budget caps the trials")
+    objective2 = None
+    if sampler == "nsga2":
+        objective2 = e.selectbox("Second objective (lower is better)", list(sweeps.OBJECTIVE2_LABELS),
+                                 format_func=sweeps.OBJECTIVE2_LABELS.get, key="sweeps_objective2",
+                                 help="NSGA-II searches validation accuracy against this; no pruner with two objectives")
     pruner = f.selectbox("Pruner", list(sweeps.PRUNER_LABELS), format_func=sweeps.PRUNER_LABELS.get,
                          key="sweeps_pruner", help="Judges each trial's validation accuracy after every epoch and "
                          "stops the losing ones (their curve and checkpoint stay); successive halving and Hyperband "
@@ -171,7 +176,8 @@ def _new_sweep() -> None:
         common.data_warning(problem)
     try:
         space = sweeps.space_from_inputs(text, method, int(budget), int(seed))
-        search = sweeps.search_from_inputs(sampler, pruner, method, int(budget), int(seed), int(epochs), int(min_epochs))
+        search = sweeps.search_from_inputs(sampler, pruner, method, int(budget), int(seed), int(epochs), int(min_epochs),
+                                           objective2=objective2)
         plan = common.lab().plan_sweep(base, space, shape, classes, search)
     except SpecError as exc:
         st.error(str(exc), icon=":material/error:")
@@ -265,6 +271,22 @@ def _search_status(group_id: int, status) -> None:
         st.markdown("**Rungs**: which trials reached which rung, their validation accuracy there, and what came next")
         common.table(search.rungs, hide_index=True, key="sweeps_rungs",
                      column_config={"val_accuracy": common.percent_column("val acc at the rung")})
+    if search.front is not None:
+        _front(group_id, search.front)
+
+
+def _front(group_id: int, front) -> None:
+    """A two-objective sweep: its complete trials with the Pareto front joined, and the front's runs."""
+    st.markdown(f"**Pareto front**: validation accuracy against {front.label}; "
+                f"{len(front.runs)} of {len(front.table)} complete trials are on it")
+    if front.table.empty:
+        st.info("No trial has completed with both objectives yet: the front appears as trials finish.")
+        return
+    st.plotly_chart(charts_sweep.pareto(front.table, front.label), key="sweeps_pareto")
+    on = front.table[front.table["front"]].drop(columns="front").rename(columns={"cost": front.objective2})
+    common.table(on, hide_index=True, key="sweeps_front",
+                 column_config={"val_accuracy": common.percent_column("val acc (last epoch)")})
+    st.markdown(f":material/balance: [Choose among the front's runs on the Model choice page](choice?front={group_id})")
 
 
 def _sweep_detail(group_id: int) -> None:

@@ -1,12 +1,17 @@
-"""Time the heaviest pages under AppTest: the leaderboard over many runs, and the dataset gallery
-once the dataset is cached in the process.
+"""Time the heaviest pages under AppTest: the leaderboard over many runs, the dataset gallery
+once the dataset is cached in the process, and the Sweeps page showing a searching sweep of many
+trials.
 
     .venv/bin/python scripts/bench_pages.py [--runs 500] [--epochs 20] [--data SOURCE] [--data-cache DIR]
+                                            [--only leaderboard,gallery,sweeps] [--trials 200]
 
 The store is filled through the real queue (submit, claim, record each epoch, finish) in a new
 temp home; --data-cache keeps the decoded dataset in DIR between benchmark runs. The gallery uses /work/shared/datasets/cifar10-jpeg.tar.gz if present, else generated data.
 AppTest gives every run a fresh st.cache_data, so the gallery's grid is composed on every timed
-run: the browser sees the same or better. Targets: leaderboard < 1 s, gallery < 1.5 s.
+run: the browser sees the same or better. The sweep (cifar_core.testing.sweepstore: `--trials`
+trials of 10 epochs under Hyperband, curves made up, most complete, some pruned or paused) is shown
+with every figure: its status, curves, rung table, parallel coordinates and fANOVA importance.
+Targets: leaderboard < 1 s, gallery < 1.5 s, sweeps < 1.5 s.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from pathlib import Path
 from _bootstrap import ROOT  # the checkout, put on sys.path
 
 REAL_DATA = Path("/work/shared/datasets/cifar10-jpeg.tar.gz")
-TARGETS = {"leaderboard": 1.0, "gallery": 1.5}
+TARGETS = {"leaderboard": 1.0, "gallery": 1.5, "sweeps": 1.5}
 
 
 def fill_store(runs: int, epochs: int) -> float:
@@ -96,7 +101,10 @@ def bench(home: Path) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--data", help="data source for the gallery (default: the real tarball if present)")
     p.add_argument("--data-cache", help="folder keeping the decoded dataset between runs (default: none, decode afresh)")
+    p.add_argument("--only", default="leaderboard,gallery,sweeps", help="the pages to time, comma-separated")
+    p.add_argument("--trials", type=int, default=200, help="trials of the sweep the Sweeps page shows (at most 200)")
     args = p.parse_args()
+    pages = set(args.only.split(","))
 
     if args.data_cache:
         Path(args.data_cache).mkdir(parents=True, exist_ok=True)
@@ -110,23 +118,50 @@ def bench(home: Path) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     print(f"home {home}\ndata {data}")
 
-    seconds = fill_store(args.runs, args.epochs)
-    print(f"filled the store with {args.runs} runs x {args.epochs} epochs through the queue in {seconds:.1f} s")
+    if "sweeps" in pages:
+        bench_sweeps(args.trials, args.repeats)
+    if "leaderboard" in pages:
+        bench_leaderboard(args.runs, args.epochs, args.repeats)
+    if "gallery" in pages:
+        bench_gallery(args.repeats)
+    return 0
 
+
+def bench_sweeps(trials: int, repeats: int) -> None:
+    from cifar_core.jobs import store
+    from cifar_core.search.config import PrunerConfig, SearchConfig
+    from cifar_core.testing.sweepstore import fill_sweep
+
+    started = time.perf_counter()
+    conn = store.connect()
+    search = SearchConfig("random", PrunerConfig("hyperband", max_epochs=10), max_trials=trials)
+    group_id, _ = fill_sweep(conn, search, epochs=10)
+    conn.close()
+    print(f"put a {trials}-trial Hyperband sweep of 10 epochs in the store in {time.perf_counter() - started:.1f} s")
+    at = app("pages/sweeps.py")
+    at.query_params["sweep"] = str(group_id)
+    report("sweeps, first run (imports)", time_runs(at, 1))
+    report(f"sweeps, a {trials}-trial sweep with its figures", time_runs(at, repeats), TARGETS["sweeps"])
+
+
+def bench_leaderboard(runs: int, epochs: int, repeats: int) -> None:
+    seconds = fill_store(runs, epochs)
+    print(f"filled the store with {runs} runs x {epochs} epochs through the queue in {seconds:.1f} s")
     at = app("pages/leaderboard.py")
     report("leaderboard, first run (imports)", time_runs(at, 1))
-    report("leaderboard", time_runs(at, args.repeats), TARGETS["leaderboard"])
+    report("leaderboard", time_runs(at, repeats), TARGETS["leaderboard"])
     at.multiselect(key="lb_runs").set_value([1, 2, 3, 4, 5]).run()
-    report("leaderboard comparing 5 runs", time_runs(at, args.repeats), TARGETS["leaderboard"])
+    report("leaderboard comparing 5 runs", time_runs(at, repeats), TARGETS["leaderboard"])
 
+
+def bench_gallery(repeats: int) -> None:
     at = app("pages/gallery.py")
     started = time.perf_counter()
     at.run()
     print(f"gallery first run (loads and caches the dataset): {time.perf_counter() - started:.1f} s")
-    report("gallery (dataset cached)", time_runs(at, args.repeats), TARGETS["gallery"])
-    report("gallery reshuffle", time_runs(at, args.repeats, lambda a: a.button(key="gallery_reshuffle").click()),
+    report("gallery (dataset cached)", time_runs(at, repeats), TARGETS["gallery"])
+    report("gallery reshuffle", time_runs(at, repeats, lambda a: a.button(key="gallery_reshuffle").click()),
            TARGETS["gallery"])
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,18 +1,25 @@
-"""Benchmark: what one pruning decision costs (cifar_core.search.pruners.decide), which the job
-protocol pays after every epoch of a sweep's trial. Budget: under 50 ms.
+"""Benchmark: what one pruning decision costs, which the job protocol pays after every epoch of a
+sweep's trial. Budget: under 50 ms.
 
     .venv/bin/python scripts/bench_search_decision.py [--trials 200] [--epochs 10] [--repeats 20]
 
 Made-up curves, no training: `--trials` trials of `--epochs` epochs (two thirds complete, the rest
 pruned or paused part-way), then one running trial judged after its 3rd epoch. Prints, per pruner,
-the median and the worst time of one decision over the repeats, and the time of `promotions`.
+the median and the worst time of one decision over the repeats, and the time of `promotions`:
+first of the search core alone (cifar_core.search.pruners.decide over TrialCurves), then through
+the real path the attempt protocol takes (cifar_core.jobs.sweeping.after_epoch: read the sweep and
+its trials from a real SQLite store in a temp home, decide, promote, record the stop), on a sweep
+of `--trials` trials put in the store by cifar_core.testing.sweepstore.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import shutil
 import statistics
+import tempfile
 import time
 
 from _bootstrap import ROOT  # noqa: F401  (the checkout, put on sys.path)
@@ -63,6 +70,31 @@ def main() -> None:
         config = PrunerConfig(kind, max_epochs=args.epochs)
         times = timed(lambda: promotions(config, trials), args.repeats)
         print(f"{'promotions, ' + short:<20} {statistics.median(times):>10.1f} {max(times):>10.1f}")
+    through_store(args.trials, args.epochs, args.repeats)
+
+
+def through_store(trials: int, epochs: int, repeats: int) -> None:
+    """The decision through jobs/sweeping.after_epoch against a real SQLite store, per pruner."""
+    home = tempfile.mkdtemp(prefix="cifar-bench-decision-")
+    os.environ["CIFAR_LAB_HOME"] = home
+    try:
+        from cifar_core.jobs import store, sweeping
+        from cifar_core.search.config import SearchConfig
+        from cifar_core.testing.sweepstore import fill_sweep
+
+        print(f"\nthrough the store (jobs/sweeping.after_epoch, SQLite in {home}): {trials} trials of {epochs} epochs, "
+              f"the last judged after epoch 3, {repeats} repeats")
+        print(f"{'pruner':<20} {'median ms':>10} {'worst ms':>10}  first verdict")
+        for kind in ("median", "percentile", "successive_halving", "hyperband"):
+            conn = store.connect()
+            search = SearchConfig("random", PrunerConfig(kind, max_epochs=epochs), max_trials=trials)
+            _, lease = fill_sweep(conn, search, epochs)
+            verdict = sweeping.after_epoch(conn, lease, 3)  # the first call may promote or stop: the store changes
+            times = timed(lambda: sweeping.after_epoch(conn, lease, 3), repeats)
+            print(f"{kind:<20} {statistics.median(times):>10.1f} {max(times):>10.1f}  {verdict}")
+            conn.close()
+    finally:
+        shutil.rmtree(home)
 
 
 if __name__ == "__main__":

@@ -23,9 +23,10 @@ def searching_sweep(source, pruner: PrunerConfig, trials: int = 6, epochs: int =
     return Lab().submit_sweep(base, SPACE, str(source), search)
 
 
-def train(conn, curve: list[float], seconds: float = 1.0) -> tuple[queue.Job, list[str]]:
+def train(conn, curve: list[float], seconds: float = 1.0, cost: dict | None = None) -> tuple[queue.Job, list[str]]:
     """Claim the oldest queued job and record `curve` as its epochs' validation accuracy through the
-    attempt protocol, stopping where the verdict says; close the attempt as a consumer would."""
+    attempt protocol, stopping where the verdict says; close the attempt as a consumer would (a
+    completed run with `cost`'s figures too, e.g. latency_p50_ms and macs)."""
     job = queue.claim(conn, "test-worker", LEASE)
     verdicts = []
     for epoch, acc in enumerate(curve, start=job.epoch + 1):
@@ -36,5 +37,6 @@ def train(conn, curve: list[float], seconds: float = 1.0) -> tuple[queue.Job, li
         if verdict != queue.KEEP_GOING:
             close_attempt(conn, job.lease, Ending(stop_reason=verdict), LEASE)
             return queue.get_job(conn, job.id), verdicts
-    close_attempt(conn, job.lease, Ending(completed=True, results={"test_accuracy": curve[-1], "test_loss": 1.0}), LEASE)
+    results = {"test_accuracy": curve[-1], "test_loss": 1.0, **(cost or {})}
+    close_attempt(conn, job.lease, Ending(completed=True, results=results), LEASE)
     return queue.get_job(conn, job.id), verdicts

@@ -9,6 +9,7 @@ shape and class count.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sqlite3
@@ -111,22 +112,25 @@ def space_from_inputs(params_text: str, method: str, budget: int | None = None, 
 
 
 SAMPLER_LABELS = {"": "all at once (the method above)", "grid": "Optuna grid", "random": "Optuna random",
-                  "tpe": "TPE (learns from ended trials)"}
+                  "tpe": "TPE (learns from ended trials)", "nsga2": "NSGA-II (two objectives, learns from ended trials)"}
+OBJECTIVE2_LABELS = {"latency": "batch-1 p50 latency (ms)", "macs": "multiply-adds per image"}
 PRUNER_LABELS = {"none": "none: every trial to its end", "median": "median", "percentile": "percentile (bottom 75% stop)",
                  "successive_halving": "successive halving (pause, promote)", "hyperband": "Hyperband (pause, promote)"}
 
 
 def search_from_inputs(sampler: str, pruner: str, method: str, budget: int, seed: int, epochs: int,
-                       min_epochs: int = 1, eta: int = 3) -> SearchConfig | None:
+                       min_epochs: int = 1, eta: int = 3, objective2: str | None = None) -> SearchConfig | None:
     """A sweep's search from a page's inputs; None when neither a sampler nor a pruner is chosen
     (the classic sweep: every run of the space queued at once, each to its end). Without a
-    sampler of its own, the search draws as the space's method says."""
+    sampler of its own, the search draws as the space's method says. `objective2` (latency |
+    macs) is taken with the nsga2 sampler only."""
     if not sampler and pruner == "none":
         return None
     chosen = sampler or method
     trials = MAX_RUNS if chosen == "grid" else int(budget)  # a grid runs every combination
     judged = PrunerConfig(kind=pruner, min_epochs=min(int(min_epochs), int(epochs)), eta=int(eta), max_epochs=int(epochs))
-    return SearchConfig(sampler=chosen, pruner=judged, seed=int(seed), max_trials=trials)
+    return SearchConfig(sampler=chosen, pruner=judged, seed=int(seed), max_trials=trials,
+                        objective2=objective2 if chosen == "nsga2" else None)
 
 
 def plan_sweep(
@@ -164,13 +168,15 @@ def plan_sweep(
 
 def first_trials(base: dict, space: SweepSpace, search: SearchConfig) -> list[dict]:
     """The swept values of the trials a searching sweep queues at once: every trial (up to
-    max_trials) for grid and random; for TPE, which learns from the trials that ended, the first
-    few, then one more as each ends (jobs/sweeping.py)."""
+    max_trials) for grid and random; for TPE and NSGA-II, which learn from the trials that ended,
+    the first few, then one more as each ends (jobs/sweeping.py)."""
     from cifar_core.jobs.sweeping import ACTIVE_TRIALS
     from cifar_core.search import samplers
+    from cifar_core.search.config import LEARNING_SAMPLERS
 
-    n = min(search.max_trials, ACTIVE_TRIALS) if search.sampler == "tpe" else search.max_trials
-    return samplers.next_params(space, search.sampler, search.seed, [], n, samplers.whole_paths(base, space))
+    n = min(search.max_trials, ACTIVE_TRIALS) if search.sampler in LEARNING_SAMPLERS else search.max_trials
+    return samplers.next_params(space, search.sampler, search.seed, [], n, samplers.whole_paths(base, space),
+                                search.population)
 
 
 def _with_epochs(search: SearchConfig, base: dict) -> SearchConfig:
@@ -301,13 +307,29 @@ def sweep_table(conn: sqlite3.Connection, group_id: int) -> pd.DataFrame:
 
 def sweep_importance(conn: sqlite3.Connection, group_id: int) -> Importance:
     """Each swept path's fANOVA importance (Optuna) over the sweep's complete trials, most important
-    first, or why it cannot be told yet (`search.importance.fanova`)."""
+    first, or why it cannot be told yet (`search.importance.fanova`). Kept per sweep state: the
+    forest is fitted again only when the sweep's complete trials change (seconds for 200 trials,
+    where a page refreshes every 2 s while trials run)."""
     from cifar_core.jobs import sweeping
-    from cifar_core.search import importance, samplers
+    from cifar_core.search.config import COMPLETE
 
     detail = store.group_detail(conn, int(group_id)) or {}
+    done = tuple((t.trial_id, json.dumps(t.params, sort_keys=True), tuple(sorted(t.curve.items())))
+                 for t in sweeping.trials(conn, group_id) if t.state == COMPLETE)
+    return _importance(json.dumps({"space": detail["space"], "base": detail["base"]}, sort_keys=True), done)
+
+
+@functools.lru_cache(maxsize=32)
+def _importance(setting: str, done: tuple) -> Importance:
+    """fANOVA over the complete trials `done` ((id, params as JSON, curve items)) of a sweep whose
+    space and base experiment `setting` holds (JSON): pure in its arguments, so cached."""
+    from cifar_core.search import importance, samplers
+    from cifar_core.search.config import COMPLETE, TrialCurve
+
+    detail = json.loads(setting)
     space = load_space(detail["space"])
-    return importance.fanova(space, sweeping.trials(conn, group_id), samplers.whole_paths(detail["base"], space))
+    trials = [TrialCurve(i, json.loads(params), dict(curve), COMPLETE) for i, params, curve in done]
+    return importance.fanova(space, trials, samplers.whole_paths(detail["base"], space))
 
 
 @dataclass(frozen=True)
@@ -397,7 +419,8 @@ STATUS_STATES = ("running", "queued", "paused", "pruned", "complete", "cancelled
 _STATE_OF = {queue.RUNNING: "running", queue.QUEUED: "queued", queue.PAUSED: "paused", queue.PRUNED: "pruned",
              queue.SUCCEEDED: "complete", queue.FAILED: "failed", queue.CANCELLED: "cancelled"}
 SAMPLER_WORDS = {"grid": "Optuna's grid (each combination once)", "random": "Optuna's random draws",
-                 "tpe": "TPE (learns from the ended trials, two at a time)"}
+                 "tpe": "TPE (learns from the ended trials, two at a time)",
+                 "nsga2": "NSGA-II (two objectives; learns from the ended trials, two at a time)"}
 
 
 def search_words(search: SearchConfig) -> str:
@@ -419,6 +442,9 @@ def search_words(search: SearchConfig) -> str:
             f"first rungs from epoch {p.min_epochs} to {last}"
         pruner = (f"{kind}, {where}: the top 1/{p.eta} at a rung go on, the others pause and are promoted if "
                   "they later rank there")
+    if search.objective2:
+        return (f"{SAMPLER_WORDS[search.sampler]}, seed {search.seed}: validation accuracy (higher) against "
+                f"{OBJECTIVE2_LABELS[search.objective2]} (lower), generations of {search.population} trials; {pruner}")
     return f"{SAMPLER_WORDS[search.sampler]}, seed {search.seed}; {pruner}"
 
 
@@ -516,17 +542,70 @@ def trial_curves(conn: sqlite3.Connection, group_id: int) -> pd.DataFrame:
     return pd.DataFrame(out, columns=CURVE_COLUMNS)
 
 
+FRONT_COLUMNS = ["run", "name", "val_accuracy", "cost", "front"]
+
+
+@dataclass(frozen=True)
+class SweepFront:
+    """A two-objective sweep's complete trials (`table`: run, name, val_accuracy (its last
+    epoch's, the objective NSGA-II maximises), cost (latency in ms or multiply-adds, minimised),
+    front: on the Pareto front), cheapest first."""
+
+    objective2: str  # latency | macs
+    table: pd.DataFrame
+
+    @property
+    def label(self) -> str:
+        return OBJECTIVE2_LABELS[self.objective2]
+
+    @property
+    def runs(self) -> list[int]:
+        """The front's runs, cheapest first."""
+        return [int(r) for r in self.table.loc[self.table["front"], "run"]]
+
+
+def sweep_front(conn: sqlite3.Connection, group_id: int) -> SweepFront | None:
+    """The Pareto front of a two-objective (NSGA-II) sweep, from what the store holds; None for a
+    sweep with one objective."""
+    from cifar_core.jobs import sweeping
+    from cifar_core.search import pareto
+
+    search = sweeping.search_of(conn, group_id)
+    if search is None or not search.objective2:
+        return None
+    read = store.group_trials(conn, group_id)
+    names = {j["id"]: j["name"] for j in read[0]}
+    both = pareto.scored(sweeping.trials(conn, group_id, search.objective2, read))
+    on = set(pareto.front(both))
+    table = pd.DataFrame([{"run": t.trial_id, "name": names[t.trial_id], "val_accuracy": t.objective,
+                           "cost": t.value2, "front": t.trial_id in on} for t in both], columns=FRONT_COLUMNS)
+    return SweepFront(search.objective2, table.sort_values(["cost", "run"], ignore_index=True))
+
+
+def front_sweeps(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+    """The two-objective sweeps, newest first: (group id, "sweep #N name: accuracy vs latency")."""
+    out = []
+    for row in store.group_rows(conn, queue.GROUP_SWEEP):
+        search = (json.loads(row["detail_json"]) or {}).get("search") or {}
+        if search.get("objective2") in OBJECTIVE2_LABELS:
+            number = store.group_number(conn, row["id"], queue.GROUP_SWEEP)
+            out.append((int(row["id"]), f"sweep #{number} {row['name']}: accuracy against "
+                                         f"{OBJECTIVE2_LABELS[search['objective2']]}"))
+    return out
+
+
 @dataclass(frozen=True)
 class SearchFigures:
-    """What a searching sweep's figures draw: its trials' curves and, under successive halving or
-    Hyperband, its rung table (else None)."""
+    """What a searching sweep's figures draw: its trials' curves, under successive halving or
+    Hyperband its rung table, and with two objectives its Pareto front (else None)."""
 
     curves: pd.DataFrame
     rungs: pd.DataFrame | None
+    front: SweepFront | None = None
 
 
 def search_figures(conn: sqlite3.Connection, group_id: int) -> SearchFigures:
-    return SearchFigures(trial_curves(conn, group_id), rung_table(conn, group_id))
+    return SearchFigures(trial_curves(conn, group_id), rung_table(conn, group_id), sweep_front(conn, group_id))
 
 
 def rung_table(conn: sqlite3.Connection, group_id: int) -> pd.DataFrame | None:

@@ -109,24 +109,51 @@ PAUSE_OFFSET = 0.06  # epochs between the two bars of a pause mark
 
 def intermediate(curves: pd.DataFrame, height: int = 420) -> go.Figure:
     """Every trial's validation accuracy by epoch, one line each (`analysis.sweeps.trial_curves`);
-    a pruned trial ends in an X, a paused one in a pause mark (two bars), the reason in the hover."""
-    fig = go.Figure()
-    for run, part in curves.groupby("run", sort=False):
-        part = part.sort_values("epoch")
-        name, state, reason = part["name"].iloc[0], part["state"].iloc[0], part["reason"].iloc[0]
+    a pruned trial ends in an X, a paused one in a pause mark (two bars), the reason in the hover.
+    Traces are given to the figure as dicts, validated once: adding hundreds one by one took most
+    of a 200-trial Sweeps page's time."""
+    points: dict = {}  # run -> (name, state, reason, [(epoch, val_accuracy)]), runs in their first row's order
+    for r in curves.itertuples(index=False):
+        points.setdefault(r.run, (r.name, r.state, r.reason, []))[3].append((r.epoch, r.val_accuracy))
+    traces = []
+    for run, (name, state, reason, xy) in points.items():
+        xy.sort()
         said = f"<br>{reason}" if state in STOP_MARKS and reason else ""
-        fig.add_trace(go.Scatter(
-            x=part["epoch"].tolist(), y=part["val_accuracy"].tolist(), mode="lines+markers", name=f"#{run} {name}",
-            legendgroup=str(run), marker=dict(size=5), meta=state,
+        traces.append(dict(
+            type="scatter", x=[e for e, _ in xy], y=[v for _, v in xy], mode="lines+markers",
+            name=f"#{run} {name}", legendgroup=str(run), marker=dict(size=5), meta=state,
             hovertemplate=f"#{run} {name} ({state})<br>epoch %{{x}}: %{{y:.1%}}{said}<extra></extra>"))
         if state in STOP_MARKS:
-            x, y = float(part["epoch"].iloc[-1]), float(part["val_accuracy"].iloc[-1])
+            x, y = float(xy[-1][0]), float(xy[-1][1])
             xs = [x - PAUSE_OFFSET, x + PAUSE_OFFSET] if state == "paused" else [x]
-            fig.add_trace(go.Scatter(
-                x=xs, y=[y] * len(xs), mode="markers", marker=STOP_MARKS[state], name=f"#{run} {state}",
-                legendgroup=str(run), showlegend=False, meta=state, hovertext=[f"#{run} {name}: {reason}"] * len(xs),
-                hoverinfo="text"))
+            traces.append(dict(
+                type="scatter", x=xs, y=[y] * len(xs), mode="markers", marker=STOP_MARKS[state],
+                name=f"#{run} {state}", legendgroup=str(run), showlegend=False, meta=state,
+                hovertext=[f"#{run} {name}: {reason}"] * len(xs), hoverinfo="text"))
+    fig = go.Figure(traces)
     fig.update_xaxes(title_text="epoch", dtick=1)
     fig.update_yaxes(title_text="validation accuracy", tickformat=".0%")
+    fig.update_layout(height=height, margin=dict(l=60, r=20, t=20, b=40), hovermode="closest")
+    return fig
+
+
+FRONT_COLOR, OTHER_COLOR = "#d62728", "#9aa5b1"
+
+
+def pareto(table: pd.DataFrame, cost_label: str, height: int = 420) -> go.Figure:
+    """A two-objective sweep's complete trials (`analysis.sweeps.SweepFront.table`): the second
+    objective across, validation accuracy up; the Pareto front's trials highlighted and joined,
+    cheapest first (up and to the left is better)."""
+    fig = go.Figure()
+    for on, name, color in ((False, "dominated trials", OTHER_COLOR), (True, "Pareto front", FRONT_COLOR)):
+        part = table[table["front"] == on].sort_values("cost")
+        fig.add_trace(go.Scatter(
+            x=part["cost"].tolist(), y=part["val_accuracy"].tolist(), mode="lines+markers" if on else "markers",
+            name=name, meta="front" if on else "dominated", line=dict(color=color, shape="hv"),
+            marker=dict(color=color, size=11 if on else 8),
+            text=[f"#{r} {n}" for r, n in zip(part["run"], part["name"])],
+            hovertemplate=f"%{{text}}<br>{cost_label}: %{{x:,.4g}}<br>validation accuracy: %{{y:.1%}}<extra></extra>"))
+    fig.update_xaxes(title_text=f"{cost_label} (lower is better)")
+    fig.update_yaxes(title_text="validation accuracy (last epoch)", tickformat=".0%")
     fig.update_layout(height=height, margin=dict(l=60, r=20, t=20, b=40), hovermode="closest")
     return fig

@@ -555,11 +555,14 @@ def group_job_ids(conn: sqlite3.Connection, group_id: int) -> list[int]:
 
 def group_trials(conn: sqlite3.Connection, group_id: int) -> tuple[list[sqlite3.Row], list[sqlite3.Row]]:
     """A group's jobs in the order they were submitted (id, name, state, spec_json, epoch, created_at,
-    error, data_source, train_seconds, attempt_at, stop_decision) and their epochs' validation accuracy (run_id, epoch,
-    val_accuracy, recorded_at)."""
+    error, data_source, train_seconds, attempt_at, stop_decision, latency_p50_ms, macs, and
+    sweep_params: the spec's, as JSON text, cut out by SQLite: parsing 200 whole specs was most of a
+    stop decision's read) and their epochs' validation accuracy (run_id, epoch, val_accuracy,
+    recorded_at)."""
     jobs = conn.execute(
         "SELECT j.id, j.name, j.state, j.spec_json, j.epoch, j.created_at, j.error, j.data_source, r.train_seconds,"
-        " j.attempt_at, j.stop_decision"
+        " j.attempt_at, j.stop_decision, r.latency_p50_ms, r.macs,"
+        " json_extract(j.spec_json, '$.sweep_params') AS sweep_params"
         " FROM jobs j"
         " LEFT JOIN runs r ON r.id = j.id WHERE j.group_id = ? ORDER BY j.id", (group_id,)).fetchall()
     curves = conn.execute(

@@ -40,14 +40,17 @@ def _search(detail: dict):
     return SearchConfig.from_dict(detail["search"])
 
 
-def trials(conn: sqlite3.Connection, group_id: int) -> list:
+def trials(conn: sqlite3.Connection, group_id: int, objective2: str | None = None, read=None) -> list:
     """The sweep's trials in the order they were submitted, as the search core reads them: a
-    failed or cancelled trial is left out (Optuna ignores failed trials)."""
+    failed or cancelled trial is left out (Optuna ignores failed trials). With `objective2`
+    (latency | macs) a complete trial's `value2` is its run's figure. `read`: the sweep's
+    `store.group_trials`, when the caller has it already."""
     from cifar_core.search import config as search
 
     states = {queue.QUEUED: search.RUNNING, queue.RUNNING: search.RUNNING, queue.SUCCEEDED: search.COMPLETE,
               queue.PRUNED: search.PRUNED, queue.PAUSED: search.PAUSED}
-    jobs, rows = store.group_trials(conn, group_id)
+    jobs, rows = read or store.group_trials(conn, group_id)
+    column = search.OBJECTIVE2_COLUMNS.get(objective2)
     curves: dict[int, dict[int, float]] = {}
     for r in rows:
         if r["val_accuracy"] is not None:
@@ -56,8 +59,10 @@ def trials(conn: sqlite3.Connection, group_id: int) -> list:
     for j in jobs:
         if j["state"] not in states:
             continue
-        params = json.loads(j["spec_json"]).get("sweep_params", {})
-        out.append(search.TrialCurve(j["id"], params, curves.get(j["id"], {}), states[j["state"]]))
+        params = json.loads(j["sweep_params"]) if j["sweep_params"] else {}
+        value2 = j[column] if column and j["state"] == queue.SUCCEEDED else None
+        out.append(search.TrialCurve(j["id"], params, curves.get(j["id"], {}), states[j["state"]],
+                                     value2=None if value2 is None else float(value2)))
     return out
 
 
@@ -66,7 +71,7 @@ def after_epoch(conn: sqlite3.Connection, lease: queue.Lease, epoch: int) -> str
     or STOP_PRUNED / STOP_PAUSED (recorded in the store with the reason in words, so that the job
     ends so however its attempt ends), or STOP_CANCEL when its sweep was stopped or has just spent
     its budget (the trial ends cancelled after this epoch; resuming the sweep queues it again).
-    Paused trials that now rank high enough are promoted."""
+    When the epoch was judged at a rung, the paused trials that now rank high enough are promoted."""
     job = queue.get_job(conn, lease.job_id)
     if job.group_id is None:
         return queue.KEEP_GOING
@@ -83,7 +88,8 @@ def after_epoch(conn: sqlite3.Connection, lease: queue.Lease, epoch: int) -> str
 
     known = trials(conn, job.group_id)
     decision = decide(search.pruner, known, job.id, epoch)
-    _promote(conn, search, known)
+    if decision.rung is not None:  # a value recorded at a rung may make room there; other epochs change no rank
+        _promote(conn, search, known)
     if not decision.stops:
         return queue.KEEP_GOING
     action = queue.PAUSE if decision.action == PAUSE else queue.PRUNE
@@ -98,6 +104,8 @@ def after_trial(conn: sqlite3.Connection, job_id: int) -> None:
     their rung, and let a sampler that learns ask for the next trial; nothing while the sweep is
     stopped or once it spent its budget (which stops it). A trial its sweep halted goes back to
     the queue if the sweep was resumed meanwhile."""
+    from cifar_core.search.config import LEARNING_SAMPLERS
+
     job = queue.get_job(conn, job_id)
     if job.group_id is None:
         return
@@ -109,10 +117,11 @@ def after_trial(conn: sqlite3.Connection, job_id: int) -> None:
         queue.requeue_halted(conn, [job.id], "its sweep was resumed while it stopped; it goes on from its checkpoint")
     if search is None:
         return
-    known = trials(conn, job.group_id)
+    read = store.group_trials(conn, job.group_id)
+    known = trials(conn, job.group_id, search.objective2, read)
     _promote(conn, search, known)
-    if search.sampler == "tpe":
-        _top_up(conn, job.group_id, search, known)
+    if search.sampler in LEARNING_SAMPLERS:
+        _top_up(conn, job.group_id, search, known, read)
 
 
 def _halted(conn: sqlite3.Connection, group_id: int, detail: dict, search) -> str | None:
@@ -188,7 +197,7 @@ def resume(conn: sqlite3.Connection, group_id: int, **budget) -> Resumed:
     requeued = queue.requeue_halted(conn, halted, "its sweep was resumed; it goes on from its checkpoint")
     added = []
     if search is not None:
-        known = trials(conn, group_id)
+        known = trials(conn, group_id, search.objective2)
         _promote(conn, search, known)
         added = _top_up(conn, group_id, search, known)
     log.info("sweep %s resumed: %s trial(s) queued again, %s new", group_id, len(requeued), len(added))
@@ -203,29 +212,29 @@ def _promote(conn: sqlite3.Connection, search, known: list) -> None:
             log.info("job %s %s", p.trial_id, p.reason)
 
 
-def _top_up(conn: sqlite3.Connection, group_id: int, search, known: list) -> list[int]:
-    """Ask the sweep's sampler for as many trials as keep ACTIVE_TRIALS going (TPE) or fill
+def _top_up(conn: sqlite3.Connection, group_id: int, search, known: list, read: tuple | None = None) -> list[int]:
+    """Ask the sweep's sampler for as many trials as keep ACTIVE_TRIALS going (TPE, NSGA-II) or fill
     max_trials (grid, random: a resumed sweep with a larger budget), within its budget, and queue
-    them in the sweep's group; their ids."""
+    them in the sweep's group; their ids. `read`: the sweep's `store.group_trials`, if at hand."""
     from cifar_core.search import config as search_config
     from cifar_core.search import samplers
     from cifar_core.spec.space import documents, load_space
 
-    jobs, epochs = store.group_trials(conn, group_id)
+    jobs, epochs = read or store.group_trials(conn, group_id)
     active = sum(1 for j in jobs if j["state"] in (queue.QUEUED, queue.RUNNING))
     room = search.max_trials - len(jobs)
-    if search.sampler == "tpe":
+    if search.sampler in search_config.LEARNING_SAMPLERS:
         room = min(room, ACTIVE_TRIALS - active)
     else:  # every trial it ever queued counts, failed and cancelled ones too: no combination twice
         seen = {t.trial_id for t in known}
-        known = known + [search_config.TrialCurve(j["id"], json.loads(j["spec_json"]).get("sweep_params", {}), {})
+        known = known + [search_config.TrialCurve(j["id"], json.loads(j["sweep_params"] or "{}"), {})
                          for j in jobs if j["id"] not in seen]
     if room <= 0 or spent_why(search, jobs, epochs, store.now()) is not None:
         return []
     detail = store.group_detail(conn, group_id)
     space = load_space(detail["space"])
     whole = samplers.whole_paths(detail["base"], space)
-    chosen = samplers.next_params(space, search.sampler, search.seed, known, room, whole)
+    chosen = samplers.next_params(space, search.sampler, search.seed, known, room, whole, search.population)
     if not chosen:
         return []
     docs = documents(detail["base"], chosen, first=len(jobs) + detail.get("first", 1))

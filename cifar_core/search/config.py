@@ -16,7 +16,11 @@ from dataclasses import asdict, dataclass, field
 from cifar_core.errors import SpecError
 from cifar_core.spec.space import MAX_RUNS
 
-SAMPLERS = ("grid", "random", "tpe")
+SAMPLERS = ("grid", "random", "tpe", "nsga2")
+LEARNING_SAMPLERS = ("tpe", "nsga2")  # learn from the ended trials: a sweep asks for the next as each ends
+# The second objective of a two-objective sweep (NSGA-II), minimised, and the runs column that holds it.
+OBJECTIVE2_COLUMNS = {"latency": "latency_p50_ms", "macs": "macs"}
+OBJECTIVE2_WORDS = {"latency": "batch-1 p50 latency (ms)", "macs": "multiply-adds per image"}
 PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband")
 RUNG_PRUNERS = ("successive_halving", "hyperband")  # the ones that pause at rungs and promote
 
@@ -97,12 +101,14 @@ class PrunerConfig:
 class SearchConfig:
     """How a sweep searches: the sampler, the pruner, the seed and the budgets."""
 
-    sampler: str = "random"  # grid | random | tpe
+    sampler: str = "random"  # grid | random | tpe | nsga2
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
     seed: int = 0  # the same seed, space and trials give the same proposals
     max_trials: int = 20  # trials the sweep starts at most
     max_epochs: int | None = None  # epochs the whole sweep trains at most, summed over trials; None: no cap
     max_minutes: float | None = None  # wall-clock minutes the sweep may take; None: no cap
+    objective2: str | None = None  # nsga2 only: latency | macs, minimised beside validation accuracy (maximised)
+    population: int = 8  # nsga2 only: trials per generation (Optuna's default, 50, outlasts the lab's budgets)
 
     def __post_init__(self):
         if isinstance(self.pruner, dict):  # allow SearchConfig(pruner={...})
@@ -111,12 +117,32 @@ class SearchConfig:
             raise _error(f"sampler {self.sampler!r} is unknown: use one of {', '.join(SAMPLERS)}")
         if not isinstance(self.pruner, PrunerConfig):
             raise _error(f"pruner must be a PrunerConfig or an object like {PrunerConfig().to_dict()!r}")
+        self._check_objectives()
         _whole("seed", self.seed, 0, 2**31 - 1)
         _whole("max_trials", self.max_trials, 1, MAX_RUNS)
         if self.max_epochs is not None:
             _whole("max_epochs", self.max_epochs, 1)
         if self.max_minutes is not None:
             _number("max_minutes", self.max_minutes, 0.0, math.inf)
+
+    def _check_objectives(self) -> None:
+        _whole("population", self.population, 2, MAX_RUNS)
+        if self.sampler != "nsga2":
+            if self.objective2 is not None:
+                raise _error(f"objective2={self.objective2!r} needs sampler nsga2 (the one that searches two "
+                             "objectives): set sampler nsga2, or leave objective2 out")
+            return
+        if self.objective2 not in OBJECTIVE2_COLUMNS:
+            raise _error(f"sampler nsga2 searches validation accuracy and a second objective, got objective2="
+                         f"{self.objective2!r}: set objective2 to one of {', '.join(OBJECTIVE2_COLUMNS)}")
+        if self.pruner.kind != "none":
+            raise _error(f"pruner {self.pruner.kind!r} cannot judge a two-objective sweep (no trial is worse on both "
+                         "objectives part-way, and Optuna's pruners judge one): use pruner none with sampler nsga2, "
+                         "or sampler tpe to prune")
+
+    @property
+    def objectives(self) -> int:
+        return 2 if self.objective2 else 1
 
     def to_dict(self) -> dict:
         return {**asdict(self), "pruner": self.pruner.to_dict()}
@@ -130,13 +156,15 @@ class SearchConfig:
 class TrialCurve:
     """One trial of a sweep as the store holds it: its params, its validation accuracy after each
     epoch so far ({1: 0.41, 2: 0.55, ...}), and what it is doing. `value` is its final objective
-    (None: the last epoch's validation accuracy)."""
+    (None: the last epoch's validation accuracy); `value2`, a two-objective sweep's second one
+    (latency in ms or multiply-adds, as its run recorded them; None until it completes)."""
 
     trial_id: int
     params: dict
     curve: dict[int, float]
     state: str = RUNNING  # running | complete | pruned | paused
     value: float | None = None
+    value2: float | None = None
 
     def __post_init__(self):
         if self.state not in STATES:
@@ -156,4 +184,6 @@ class TrialCurve:
         """The same trial as it stood after `epoch` (its later epochs left out)."""
         curve = {e: v for e, v in self.curve.items() if e <= epoch}
         state = state or self.state
-        return TrialCurve(self.trial_id, self.params, curve, state, self.value if state == COMPLETE else None)
+        done = state == COMPLETE
+        return TrialCurve(self.trial_id, self.params, curve, state, self.value if done else None,
+                          self.value2 if done else None)

@@ -29,6 +29,7 @@ def promotions(pruner: PrunerConfig, trials: Sequence[TrialCurve]) -> list[Promo
     if pruner.kind not in RUNG_PRUNERS:
         return []
     rs = RungStudy(pruner, trials)
+    at_rung: dict[tuple[int, int], list[float]] = {}  # (bracket, rung) -> the values recorded there
     found = []
     for i, t in enumerate(trials):
         if t.state != PAUSED:
@@ -38,7 +39,9 @@ def promotions(pruner: PrunerConfig, trials: Sequence[TrialCurve]) -> list[Promo
         if rung < 0:
             continue  # paused before its first rung: nothing to rank it by
         value, bracket = attrs[rung_key(rung)], rs.brackets[i]
-        s = standing(value, rs.rung_values(bracket, rung), pruner.eta)
+        if (bracket, rung) not in at_rung:
+            at_rung[bracket, rung] = rs.rung_values(bracket, rung)
+        s = standing(value, at_rung[bracket, rung], pruner.eta)
         if not s.goes_on:
             continue
         to_epoch = rung_epoch(pruner, bracket, rung + 1)

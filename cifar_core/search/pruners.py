@@ -183,12 +183,15 @@ class RungStudy:
         return [self.pruner._get_bracket_id(self.study, types.SimpleNamespace(number=i)) for i in range(n)]
 
     def _rung_values(self, trial: TrialCurve, bracket: int, before: int) -> dict:
-        attrs, rung = {}, 0
-        while True:
-            at = min((e for e in trial.curve if e >= rung_epoch(self.config, bracket, rung)), default=None)
-            if at is None or at >= before:
+        attrs, rung, i = {}, 0, 0
+        epochs = sorted(trial.curve)
+        while True:  # each rung's value: the first epoch at or past it (rungs rise, so one pass)
+            target = rung_epoch(self.config, bracket, rung)
+            while i < len(epochs) and epochs[i] < target:
+                i += 1
+            if i == len(epochs) or epochs[i] >= before:
                 return attrs
-            attrs[rung_key(rung)] = trial.curve[at]
+            attrs[rung_key(rung)] = trial.curve[epochs[i]]
             rung += 1
 
     def frozen(self, index: int) -> optuna.trial.FrozenTrial:

@@ -19,6 +19,12 @@ How this differs from `cifar_core.spec.space.expand` (which stays, unchanged, fo
 - tpe: new (a space's "method" still says grid or random; the sweep's SearchConfig.sampler picks).
   TPE draws its first TPE_STARTUP trials at random, then models the completed and pruned trials
   (running ones count as the worst value so far, constant liar, so parallel proposals spread out).
+- nsga2: new, two objectives (validation accuracy up, the trial's `value2`, latency or
+  multiply-adds, down): Optuna's NSGAIISampler. Its generations are tied to the start order
+  (trial k is in generation k // population): Optuna keeps a trial's generation in the study's own
+  storage, which is thrown away, so the rule rebuilds it from the store alone. Generation 0 is
+  drawn at random; each later one is bred from the best (non-dominated, then crowding distance)
+  of the generations before it that completed.
 Param dicts hold the lab's values (a `values` entry as written, a whole number or a rounded float)
 keyed by the space's paths, the same as expand's "sweep_params". A known trial whose params do not
 fit the space (another space, a value no longer listed) is left out of the study.
@@ -81,9 +87,11 @@ def next_params(
     known: Sequence[TrialCurve],
     n: int,
     whole: Collection[str] = (),
+    population: int = 8,
 ) -> list[dict]:
     """The next `n` param dicts ({path: value}) of a sweep over `space`, given the trials already
-    known (in the order they started). Fewer than `n` only when a grid runs out."""
+    known (in the order they started). Fewer than `n` only when a grid runs out. `population`:
+    NSGA-II's trials per generation."""
     if sampler not in SAMPLERS:
         raise SpecError(f"sampler {sampler!r} is unknown: use one of {', '.join(SAMPLERS)}", field="search")
     if sampler == "grid":
@@ -96,20 +104,22 @@ def next_params(
                 )
     dists = distributions(space, whole)
     grid = _grid_sampler(space, seed) if sampler == "grid" else None
-    study = studies.new_study(grid)
+    study = studies.new_study(grid, objectives=2 if sampler == "nsga2" else 1)
     seen = set()
     for trial in known:
         internal = to_optuna(space, trial.params, dists)
         if internal is None:
             continue
         attrs = _grid_attrs(grid, space, internal) if grid else None
+        if sampler == "nsga2":
+            attrs = {StartOrderNSGAII.generation_key(): len(study.trials) // population}
         studies.add(study, trial, internal, {k: dists[k] for k in internal}, attrs)
         seen.add(_key(internal, space))
     if grid is not None:
         return _ask_grid(study, space, dists, seen, n)
     out = []
     for _ in range(n):
-        study.sampler = _seeded(sampler, seed, len(study.trials))
+        study.sampler = _seeded(sampler, seed, len(study.trials), population)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             trial = study.ask(dists)
@@ -117,11 +127,36 @@ def next_params(
     return out
 
 
-def _seeded(sampler: str, seed: int, number: int) -> optuna.samplers.BaseSampler:
+class StartOrderNSGAII(optuna.samplers.NSGAIISampler):
+    """Optuna's NSGA-II, with a trial's generation read from its start order (number // population)
+    instead of from the completed trials at the time it was asked, which a study rebuilt from the
+    store no longer knows. Sampling, selection and crossover are Optuna's. Trials of a generation
+    start while the one before it still runs (a sweep keeps two going), so a generation may have
+    fewer complete parents than a crossover takes: it is then drawn at random, as generation 0 is."""
+
+    @classmethod
+    def generation_key(cls) -> str:
+        return cls._get_generation_key()
+
+    def get_trial_generation(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> int:
+        generation = trial.number // self.population_size
+        study._storage.set_trial_system_attr(trial._trial_id, self.generation_key(), generation)
+        return generation
+
+    def sample_relative(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, search_space: dict) -> dict:
+        parents = self.get_parent_population(study, self.get_trial_generation(study, trial))
+        if len(parents) < self._child_generation_strategy._crossover.n_parents:
+            return {}
+        return super().sample_relative(study, trial, search_space)
+
+
+def _seeded(sampler: str, seed: int, number: int, population: int = 8) -> optuna.samplers.BaseSampler:
     """The sampler that draws trial `number` of a sweep seeded `seed`."""
     derived = int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
     if sampler == "random":
         return optuna.samplers.RandomSampler(seed=derived)
+    if sampler == "nsga2":
+        return StartOrderNSGAII(population_size=population, seed=derived)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(seed=derived, n_startup_trials=TPE_STARTUP, constant_liar=True)
