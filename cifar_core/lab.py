@@ -5,10 +5,18 @@ connections must stay in the thread that opened them, and Streamlit runs every s
 own thread), so one `Lab` can serve a whole session. Every submit goes through one path: validate
 each spec against the data source's image shape and class count, count its parameters, enqueue
 them in one transaction, and return the group id with the job ids.
+
+`Lab(actor)` acts for someone: in a lab with a login, the signed-in user (the pages) or `--as
+EMAIL` (the command line), with their role (`team.py`). Every method that changes the lab is
+marked `@acts(ACTION)`: the actor's role is checked before it runs (team.Forbidden names the role
+and what it may not do) and what it did is recorded in the audit after. `Lab()` (no actor: a lab
+without a login) checks and records nothing, as before logins.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +26,7 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from cifar_core import config
+from cifar_core import config, team
 from cifar_core.data.sources import load_dataset
 from cifar_core.errors import LabError, NotFound, StoreError
 from cifar_core.jobs import queue, store, worker
@@ -44,8 +52,81 @@ PREDICT_TIMEOUT = 300.0  # seconds for the model helper's answer (a cold one imp
 EXPORT_TIMEOUT = 900.0
 
 
+def _ids(value) -> list[int]:
+    """A run id argument, or a list of them, as a list of ints."""
+    if value is None:
+        return []
+    return [int(v) for v in value] if isinstance(value, (list, tuple, set)) else [int(value)]
+
+
+def acts(action: str, run: str | None = None, made: Callable | None = None, detail: Callable | None = None):
+    """Mark a Lab method that changes the lab by doing `action` (a team.NEEDS key). With an actor,
+    the role is checked first (an OWN action against whoever submitted the run or runs the method's
+    parameter `run` names), and once the method has returned it is recorded in the audit: one row per
+    run (`run`'s, or `made(result)` for runs it created), or one row with no run; `detail(result)`
+    adds a line. Without an actor the method runs alone. New methods that change runs (tag,
+    archive, delete...) take it too: `@acts("tag", run="run_id")`."""
+
+    def wrap(method):
+        signature = inspect.signature(method)
+
+        @functools.wraps(method)
+        def acting(self, *args, **kwargs):
+            if self.actor is None:
+                return method(self, *args, **kwargs)
+            runs = _ids(signature.bind(self, *args, **kwargs).arguments.get(run)) if run else []
+            self.check(action, runs)
+            result = method(self, *args, **kwargs)
+            self._record(action, _ids(made(result)) if made else runs, detail(result) if detail else "")
+            return result
+
+        return acting
+
+    return wrap
+
+
 class Lab:
-    """The use cases over the lab's store, run folders and data sources."""
+    """The use cases over the lab's store, run folders and data sources, for one actor."""
+
+    def __init__(self, actor: team.Actor | None = None):
+        self.actor = actor  # who acts (team.Actor); None: a lab without a login, its one local user
+
+    # ------------------------------------------------------------ who may do what
+
+    def may(self, action: str, owners: tuple[str | None, ...] = ()) -> str | None:
+        """Why the actor may not do `action` (to runs submitted by `owners`), None if they may: what
+        a page shows beside a disabled button. Reads nothing."""
+        return team.refusal(self.actor, action, tuple(owners))
+
+    def check(self, action: str, run_ids: list[int] = ()) -> None:
+        """Raise team.Forbidden if the actor may not do `action` to these runs (their submitters read
+        from the store)."""
+        if self.actor is None:
+            return
+        owners = ()
+        if run_ids and team.NEEDS.get(action) == team.OWN and self.actor.role != team.ADMIN:
+            with self._store() as conn:
+                owners = tuple(store.submitters(conn, list(run_ids)).values())
+        team.check(self.actor, action, owners)
+
+    def _record(self, action: str, run_ids: list[int], detail: str) -> None:
+        rows = [(self.actor.user, self.actor.role, action, r, detail) for r in run_ids or [None]]
+        with self._store() as conn:
+            store.insert_audit(conn, rows, store.now())
+
+    def audit(self, user: str | None = None, limit: int = 100) -> pd.DataFrame:
+        """Who did what, newest first (of `user` alone unless None): when, user, role, action, run,
+        run name, detail. Empty in a lab without a login, which records nothing."""
+        import pandas as pd
+
+        if limit < 1:
+            raise LabError(f"--limit {limit}: give a number of records of at least 1")
+        with self._store() as conn:
+            rows = [dict(r) for r in store.audit_rows(conn, user, limit)]
+        columns = ["id", "at", "user", "role", "action", "run_id", "run_name", "detail"]
+        frame = pd.DataFrame(rows, columns=columns)
+        frame["at"] = pd.to_datetime(frame["at"], unit="s", utc=True)
+        return frame
 
     @contextmanager
     def _store(self) -> Iterator[sqlite3.Connection]:
@@ -57,6 +138,7 @@ class Lab:
 
     # ------------------------------------------------------------ experiments and submitting
 
+    @acts("save", detail=lambda spec: spec.name)
     def save_experiment(self, doc: dict) -> ExperimentSpec:
         """Save (or replace) an experiment under its name, after validating it."""
         spec = parse_spec(doc)
@@ -144,8 +226,10 @@ class Lab:
             built = report.build_report(conn, report.group_runs(conn, group_id), reference_epoch=reference_epoch)
             return report.write_report(built, out)
 
+    @acts("submit", made=lambda submitted: submitted.job_ids)
     def enqueue(self, docs: list[dict], group: tuple[str, str, dict] | None, source: str | None = None) -> Submitted:
-        """The one way jobs enter the queue: each doc validated against the data and counted."""
+        """The one way jobs enter the queue: each doc validated against the data and counted; the
+        jobs belong to the actor."""
         source = config.resolve_source(source)
         ds = load_dataset(source)
         checked = []
@@ -153,14 +237,16 @@ class Lab:
             spec = parse_spec(doc, ds.input_shape, ds.num_classes)
             checked.append((spec.to_dict(), summarize(spec, ds.input_shape, ds.num_classes).total_params))
         with self._store() as conn:
-            return queue.submit_many(conn, checked, source, group)
+            return queue.submit_many(conn, checked, source, group, self.actor.user if self.actor else None)
 
     # ------------------------------------------------------------ the queue
 
+    @acts("cancel", run="job_id")
     def cancel(self, job_id: int) -> str:
         with self._store() as conn:
             return queue.cancel(conn, int(job_id))
 
+    @acts("retry", run="job_id")
     def retry(self, job_id: int) -> str:
         """Queue a failed or cancelled job again; it resumes from its last checkpoint."""
         with self._store() as conn:
@@ -212,6 +298,7 @@ class Lab:
         with self._store() as conn:
             return store.backup(conn)
 
+    @acts("restore", detail=lambda restored: f"from {restored[0]}")
     def restore(self, backup: Path | None = None) -> tuple[Path, Path | None]:
         """Put a backup (default: the newest) in place of the store; refused while a worker runs,
         since it would go on writing to the store being replaced."""
@@ -377,6 +464,7 @@ class Lab:
         with self._store() as conn:
             return choice.measure_runs(conn, run_ids, rounds, repeats)
 
+    @acts("export", run="run_id", detail=lambda result: f"{result.name} version {result.version}")
     def export(self, run_id: int, out_dir=None, name: str | None = None, version: int | None = None):
         """Export a succeeded run's model as .keras, a TF Serving SavedModel and .tflite, all in a new
         folder <out>/<name>/<version>/, each loaded back and checked on test images. Default
@@ -387,6 +475,7 @@ class Lab:
 
         return helper.call("export", run_id, out_dir, name, version, timeout=EXPORT_TIMEOUT)
 
+    @acts("export", run="run_id", detail=lambda result: f"{result.name} version {result.version}")
     def export_here(self, run_id: int, out_dir=None, name: str | None = None, version: int | None = None):
         """`export` in this process (it loads TensorFlow): what the helper and the CLI's `export` run."""
         from cifar_core.analysis import deploy
