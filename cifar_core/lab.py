@@ -128,6 +128,11 @@ class Lab:
         frame["at"] = pd.to_datetime(frame["at"], unit="s", utc=True)
         return frame
 
+    def audit_users(self) -> list[str]:
+        """Everyone the audit names, sorted."""
+        with self._store() as conn:
+            return store.audit_users(conn)
+
     @contextmanager
     def _store(self) -> Iterator[sqlite3.Connection]:
         conn = store.connect()

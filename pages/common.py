@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from cifar_core import config, numbers
+from cifar_core import config, numbers, team
 from cifar_core.charts import sweeps as charts_sweep
 from cifar_core.lab import Lab
 from cifar_core.data.dataset import Dataset, DatasetInfo
@@ -51,10 +51,30 @@ def source() -> str:
     return config.default_source()
 
 
-@st.cache_resource
+def secrets_team() -> team.Team:
+    """Who may sign in and their roles, from Streamlit's secrets ([auth], [roles]); LabError for a
+    malformed [roles] (app.py shows it and nothing else)."""
+    return team.from_secrets(st.secrets.to_dict() if st.secrets.load_if_toml_exists() else None)
+
+
+def actor() -> team.Actor | None:
+    """Who uses this session: None without a login, else the signed-in user (e-mail, else subject)
+    with their role."""
+    found = secrets_team()
+    user = st.user.get("email") or st.user.get("sub") if found.login and st.user.is_logged_in else None
+    return found.actor(user)
+
+
 def lab() -> Lab:
-    """The lab's use cases; each call opens its own store connection, so one serves every session."""
-    return Lab()
+    """The lab's use cases acting for this session's user (team.py): the same rule as the CLI's."""
+    who = actor()
+    return _lab(who.user, who.role) if who else _lab(None, None)
+
+
+@st.cache_resource
+def _lab(user: str | None, role: str | None) -> Lab:
+    """Each call of a Lab opens its own store connection, so one serves every session of one user."""
+    return Lab(team.Actor(user, role) if role else None)
 
 
 @st.cache_resource(max_entries=2, show_spinner="Opening the dataset…")

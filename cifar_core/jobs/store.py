@@ -738,3 +738,7 @@ def audit_rows(conn: sqlite3.Connection, user: str | None, limit: int) -> list[s
     return conn.execute(
         f"SELECT a.id, a.at, a.user, a.role, a.action, a.run_id, j.name AS run_name, a.detail FROM audit a"
         f" LEFT JOIN jobs j ON j.id = a.run_id {where} ORDER BY a.id DESC LIMIT ?", [*args, int(limit)]).fetchall()
+
+
+def audit_users(conn: sqlite3.Connection) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT DISTINCT user FROM audit ORDER BY user")]
