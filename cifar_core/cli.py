@@ -326,13 +326,18 @@ def _dispatcher(args) -> None:
     logging.getLogger("cifar_lab.ray").info("dispatcher %s stopped after %d job(s)", dispatcher.id, ended)
 
 
+def _printed(table, as_json: bool, empty: str) -> bool:
+    """Print `table` as JSON records, or `empty` when it has no row; False when neither (print it as text)."""
+    if as_json:
+        print(table.to_json(orient="records", date_format="iso"))
+    elif table.empty:
+        print(empty)
+    return as_json or table.empty
+
+
 def _runs(args) -> None:
     board = _lab().leaderboard()
-    if args.json:
-        print(board.to_json(orient="records", date_format="iso"))
-        return
-    if board.empty:
-        print("no runs yet: `python -m cifar_core submit exp5` enqueues one")
+    if _printed(board, args.json, "no runs yet: `python -m cifar_core submit exp5` enqueues one"):
         return
     cols = ["run", "name", "status", "params", "epochs", "best_val_accuracy", "best_epoch", "test_accuracy", "seconds_per_epoch"]
     print(board[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
@@ -470,11 +475,8 @@ def _reproduce(args) -> int:
 
 def _audit(args) -> None:
     table = _lab().audit(args.user, args.limit)
-    if args.json:
-        print(table.to_json(orient="records", date_format="iso"))
-        return
-    if table.empty:
-        print("no record yet: a lab records who did what only while a login is configured (README, Sharing the dashboard)")
+    if _printed(table, args.json, "no record yet: a lab records who did what only while a login is configured "
+                "(README, Sharing the dashboard)"):
         return
     table["at"] = table["at"].dt.strftime("%Y-%m-%d %H:%M:%S")
     table["run_id"] = table["run_id"].map(lambda r: "-" if r != r or r is None else str(int(r)))

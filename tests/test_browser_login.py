@@ -10,7 +10,6 @@ import re
 import secrets
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 from browser_helpers import grid_rows, poll
