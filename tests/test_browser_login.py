@@ -14,6 +14,7 @@ import subprocess
 import pytest
 from browser_helpers import grid_rows, poll
 from browserpage import _fresh, _idle, _key, _nav
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from cifar_core.lab import Lab
 from cifar_core.testing.appserver import CHROMIUM, CHROMIUM_ARGS, start_server, stop_app, tail, terminate
@@ -105,16 +106,33 @@ def sign_in(browser, url: str, email: str):
     return page
 
 
+def shown_help(page, key: str) -> str:
+    """The help a widget shows on hover (a disabled button's: its wrapper takes the hover). A hover
+    that lands while the page redraws shows nothing, so the mouse leaves and hovers again."""
+    widget = _key(page, key)
+    widget.scroll_into_view_if_needed()
+
+    def hovered() -> str:
+        page.mouse.move(0, 0)
+        widget.hover()
+        tip = page.get_by_test_id("stTooltipContent")
+        try:
+            tip.first.wait_for(timeout=5 * MS)
+        except PlaywrightTimeout:
+            return ""
+        return tip.first.inner_text().strip()
+
+    return poll(hovered, timeout=60, interval=0, what=f"the help of {key}")
+
+
 def test_a_viewer_and_a_runner_sign_in_through_a_real_provider(app, browser, lab_home):
     viewer = sign_in(browser, app, VIEWER)
     assert viewer.get_by_test_id("stSidebar").get_by_text(f"Signed in as {VIEWER} (viewer)").is_visible()
     _nav(viewer, "Builder")
     submit = _key(viewer, "builder_submit").get_by_role("button")
     assert submit.is_disabled()
-    _key(viewer, "builder_submit").scroll_into_view_if_needed()
-    _key(viewer, "builder_submit").hover()  # the button is disabled: its wrapper shows the help
-    viewer.get_by_test_id("stTooltipContent").filter(
-        has_text=f"{VIEWER} is a viewer: a viewer may not queue runs (only runners and admins may)").wait_for()
+    assert shown_help(viewer, "builder_submit") == (f"{VIEWER} is a viewer: a viewer may not queue runs "
+                                                  "(only runners and admins may)")
 
     runner = sign_in(browser, app, RUNNER)
     _nav(runner, "Builder")

@@ -131,3 +131,15 @@ def test_the_audit_table_is_plain_sqlite(lab_home):
     store.insert_audit(conn, [("u@x", "runner", "submit", 3, "")], 1.0)
     assert isinstance(conn, sqlite3.Connection) and store.audit_rows(conn, "U@X", 5)[0]["run_name"] is None
     conn.close()
+
+
+def test_a_sweeps_later_trials_belong_to_whoever_started_it(data):
+    group, ids = RUTH.submit_sweep(tiny_spec(epochs=1, learning_rate=0.001), {"method": "grid", "params": {"learning_rate": {"values": [0.01, 0.001]}}})
+    conn = store.connect()
+    try:
+        [later] = queue.add_to_group(conn, group, [({**tiny_spec(epochs=1), "name": "tiny-s03"}, 10)], str(data))
+        assert set(store.submitters(conn, [*ids, later]).values()) == {"ruth@lab.org"}
+    finally:
+        conn.close()
+    with pytest.raises(team.Forbidden, match="submitted by ruth@lab.org"):
+        ROB.cancel(later)
