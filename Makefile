@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run    installs into .venv if needed, then starts the dashboard (it starts a worker)
-#   make test   installs into .venv (and Debian's chromium) if needed, then runs the tests
+#   make test   installs into .venv (and Debian's chromium, and tests/oidc's OpenID Connect provider) if needed,
+#               then runs the tests
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -22,4 +23,5 @@ worker: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	bash scripts/install-chromium.sh
+	bash scripts/install-oidc-provider.sh
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q

@@ -12,7 +12,7 @@ import os
 
 import streamlit as st
 
-from cifar_core import access
+from cifar_core import access, team
 from cifar_core.jobs import launcher
 from cifar_core.errors import LabError
 
@@ -22,6 +22,7 @@ PAGES = {
         st.Page("pages/builder.py", title="Builder", icon=":material/construction:"),
         st.Page("pages/training.py", title="Training", icon=":material/model_training:"),
         st.Page("pages/sweeps.py", title="Sweeps", icon=":material/tune:"),
+        st.Page("pages/audit.py", title="Activity", icon=":material/history:"),
     ],
     "Results": [
         st.Page("pages/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:"),
@@ -35,9 +36,9 @@ PAGES = {
 }
 
 
-def _auth_section() -> dict | None:
-    """The `[auth]` section of Streamlit's secrets (.streamlit/secrets.toml), None if there is none."""
-    return st.secrets.to_dict().get("auth") if st.secrets.load_if_toml_exists() else None
+def _secrets() -> dict:
+    """Streamlit's secrets (.streamlit/secrets.toml) as sections, empty if there are none."""
+    return st.secrets.to_dict() if st.secrets.load_if_toml_exists() else {}
 
 
 def _only(page, title: str) -> None:
@@ -47,7 +48,11 @@ def _only(page, title: str) -> None:
 
 def run() -> None:
     st.set_page_config(page_title="CIFAR Lab", page_icon=":material/science:", layout="wide")
-    allowed = access.decide(st.get_option("server.address"), _auth_section(), os.environ)
+    allowed = access.decide(st.get_option("server.address"), _secrets().get("auth"), os.environ)
+    try:
+        roles = team.from_secrets(_secrets())
+    except LabError as exc:  # a malformed [roles]: nobody's role is known, so nothing is shown
+        allowed = access.Access(False, (), allowed.address, f"**CIFAR Lab refuses to start:** {exc}")
     if not allowed.allowed:  # before the worker: a refused app starts nothing and shows only why
 
         def refused() -> None:
@@ -64,6 +69,8 @@ def run() -> None:
 
         return _only(log_in, "Log in")
     if allowed.login_required:
+        who = roles.actor(st.user.get("email") or st.user.get("sub"))
+        st.sidebar.text(f"Signed in as {who.user} ({who.role})")
         st.sidebar.button("Log out", on_click=st.logout, icon=":material/logout:", key="logout")
     if allowed.message:
         st.sidebar.warning(allowed.message, icon=":material/warning:")

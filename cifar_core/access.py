@@ -23,7 +23,7 @@ HOW_TO_SHARE = (
     "To share the dashboard, either keep `server.address = \"localhost\"` and put a reverse proxy that "
     "authenticates (nginx, Caddy, oauth2-proxy...) in front of it, or configure Streamlit's login: an `[auth]` "
     "section in `.streamlit/secrets.toml` with `redirect_uri`, `cookie_secret`, `client_id`, `client_secret` "
-    "and `server_metadata_url` (needs `pip install Authlib`). To serve it on this address without any login "
+    "and `server_metadata_url` (roles in `[roles]`). To serve it on this address without any login "
     f"anyway, start it with `{ALLOW_ENV}=1`. See the README, \"Sharing the dashboard\"."
 )
 

@@ -156,6 +156,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--reference-epoch", type=float, metavar="SECONDS",
                    help="seconds of a reference epoch timed in the same session (scripts/reference_epoch.py): "
                         "epoch times are also shown as multiples of it")
+
+    s = sub.add_parser("audit", help="who did what (a lab with a login records every submit, cancel, retry, export...)")
+    s.add_argument("--user", help="only this user's actions (their e-mail)")
+    s.add_argument("--limit", type=int, default=50, help="the newest N records (default 50)")
+    s.add_argument("--json", action="store_true")
+    for command in sub.choices.values():  # every command, so that one added later takes it too
+        command.add_argument("--as", dest="as_user", metavar="EMAIL",
+                             help="who acts, in a lab with a login ([auth] in the secrets): their [roles] apply "
+                                  "and what they do is recorded")
     return p
 
 
@@ -210,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == [latency.COST_COMMAND]:  # the Ray dispatcher's measurement of a finished model, likewise
         _leave(_run_child(latency.cost_main, argv[1:]))
     args = _parser().parse_args(argv)
+    global _as_user
+    _as_user = args.as_user
     try:
         return COMMANDS[args.command](args) or 0
     except LabError as exc:
@@ -235,10 +246,20 @@ def _summary(args) -> None:
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.to_text())
 
 
+_as_user: str | None = None  # the command's --as, set by main
+
+
 def _lab():
+    """The Lab acting for whoever runs the command: nobody in particular in a lab without a login
+    (and --as is refused); the --as user with their role in a lab with one (without --as, only reads)."""
+    from cifar_core import team
     from cifar_core.lab import Lab
 
-    return Lab()
+    found = team.from_files()
+    if _as_user is not None and not found.login:
+        raise LabError(f"--as {_as_user}: this lab has no login configured (no complete [auth] section in "
+                       f"{found.where}), so it has one local user and no roles; leave --as out")
+    return Lab(found.actor(_as_user))
 
 
 def _submit(args) -> None:
@@ -354,8 +375,9 @@ def _run_child(main, argv: list[str]) -> int:
 def _helper() -> int:
     """The model helper's loop: the server's predictions and exports, in this process."""
     from cifar_core.analysis import helper
+    from cifar_core.lab import Lab
 
-    lab = _lab()
+    lab = Lab()  # the server's: it checked and records its user's actions itself
     return helper.serve({"predict_image": lab.predict_image_here, "export": lab.export_here},
                         warm=lambda: __import__("keras"))
 
@@ -381,13 +403,18 @@ def _dispatcher(args) -> None:
     logging.getLogger("cifar_lab.ray").info("dispatcher %s stopped after %d job(s)", dispatcher.id, ended)
 
 
+def _printed(table, as_json: bool, empty: str) -> bool:
+    """Print `table` as JSON records, or `empty` when it has no row; False when neither (print it as text)."""
+    if as_json:
+        print(table.to_json(orient="records", date_format="iso"))
+    elif table.empty:
+        print(empty)
+    return as_json or table.empty
+
+
 def _runs(args) -> None:
     board = _lab().leaderboard(where=args.filter, archived=args.archived)
-    if args.json:
-        print(board.to_json(orient="records", date_format="iso"))
-        return
-    if board.empty:
-        print("no runs yet: `python -m cifar_core submit exp5` enqueues one")
+    if _printed(board, args.json, "no runs yet: `python -m cifar_core submit exp5` enqueues one"):
         return
     cols = ["run", "name", "status", "params", "epochs", "best_val_accuracy", "best_epoch", "test_accuracy",
             "seconds_per_epoch", "tags"]
@@ -610,6 +637,16 @@ def _reproduce(args) -> int:
     return 0
 
 
+def _audit(args) -> None:
+    table = _lab().audit(args.user, args.limit)
+    if _printed(table, args.json, "no record yet: a lab records who did what only while a login is configured "
+                "(README, Sharing the dashboard)"):
+        return
+    table["at"] = table["at"].dt.strftime("%Y-%m-%d %H:%M:%S")
+    table["run_id"] = table["run_id"].map(lambda r: "-" if r != r or r is None else str(int(r)))
+    print(table[["at", "user", "role", "action", "run_id", "run_name", "detail"]].to_string(index=False, na_rep="-"))
+
+
 def _report(args) -> None:
     md_path, html_path = _lab().write_report(args.group, args.out, args.reference_epoch)
     print(f"report: {md_path}\nhtml:   {html_path}")
@@ -623,5 +660,5 @@ COMMANDS = {
     "measure": _measure, "export": _export,
     "tag": _tag, "untag": lambda a: _tag(a, remove=True), "note": _note, "archive": _archive, "unarchive": _unarchive,
     "delete": _delete, "undelete": _undelete, "trash": _trash, "empty-trash": _empty_trash, "baseline": _baseline,
-    "choose": _choose, "reproduce": _reproduce, "report": _report,
+    "choose": _choose, "reproduce": _reproduce, "report": _report, "audit": _audit,
 }

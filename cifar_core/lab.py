@@ -5,10 +5,18 @@ connections must stay in the thread that opened them, and Streamlit runs every s
 own thread), so one `Lab` can serve a whole session. Every submit goes through one path: validate
 each spec against the data source's image shape and class count, count its parameters, enqueue
 them in one transaction, and return the group id with the job ids.
+
+`Lab(actor)` acts for someone: in a lab with a login, the signed-in user (the pages) or `--as
+EMAIL` (the command line), with their role (`team.py`). Every method that changes the lab is
+marked `@acts(ACTION)`: the actor's role is checked before it runs (team.Forbidden names the role
+and what it may not do) and what it did is recorded in the audit after. `Lab()` (no actor: a lab
+without a login) checks and records nothing, as before logins.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +26,7 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from cifar_core import config
+from cifar_core import config, team
 from cifar_core.data.sources import load_dataset
 from cifar_core.errors import LabError, NotFound, StoreError
 from cifar_core.jobs import queue, store, worker
@@ -44,8 +52,92 @@ PREDICT_TIMEOUT = 300.0  # seconds for the model helper's answer (a cold one imp
 EXPORT_TIMEOUT = 900.0
 
 
+def _ids(value) -> list[int]:
+    """A run id argument, or a list of them, as a list of ints."""
+    if value is None:
+        return []
+    return [int(v) for v in value] if isinstance(value, (list, tuple, set)) else [int(value)]
+
+
+def acts(action: str, run: str | None = None, made: Callable | None = None, detail: Callable | None = None):
+    """Mark a Lab method that changes the lab by doing `action` (a team.NEEDS key). With an actor,
+    the role is checked first (an OWN action against whoever submitted the run or runs the method's
+    parameter `run` names), and once the method has returned it is recorded in the audit: one row per
+    run (`run`'s, or `made(result)` for runs it created), or one row with no run; `detail(result)`
+    adds a line. Without an actor the method runs alone. New methods that change runs (tag,
+    archive, delete...) take it too: `@acts("tag", run="run_id")`."""
+
+    def wrap(method):
+        signature = inspect.signature(method)
+
+        @functools.wraps(method)
+        def acting(self, *args, **kwargs):
+            if self.actor is None:
+                return method(self, *args, **kwargs)
+            runs = _ids(signature.bind(self, *args, **kwargs).arguments.get(run)) if run else []
+            self.check(action, runs)
+            result = method(self, *args, **kwargs)
+            self._record(action, _ids(made(result)) if made else runs, detail(result) if detail else "")
+            return result
+
+        return acting
+
+    return wrap
+
+
 class Lab:
-    """The use cases over the lab's store, run folders and data sources."""
+    """The use cases over the lab's store, run folders and data sources, for one actor."""
+
+    def __init__(self, actor: team.Actor | None = None):
+        self.actor = actor  # who acts (team.Actor); None: a lab without a login, its one local user
+
+    # ------------------------------------------------------------ who may do what
+
+    def may(self, action: str, owners: tuple[str | None, ...] = ()) -> str | None:
+        """Why the actor may not do `action` (to runs submitted by `owners`), None if they may: what
+        a page shows beside a disabled button. Reads nothing."""
+        return team.refusal(self.actor, action, tuple(owners))
+
+    def refusal(self, action: str, run_ids: list[int] = ()) -> str | None:
+        """Why the actor may not do `action` to these runs (their submitters read from the store),
+        None if they may: what a page shows beside a disabled button acting on picked runs."""
+        if self.actor is None:
+            return None
+        owners = ()
+        if run_ids and team.NEEDS.get(action) == team.OWN and self.actor.role != team.ADMIN:
+            with self._store() as conn:
+                owners = tuple(store.submitters(conn, list(run_ids)).values())
+        return team.refusal(self.actor, action, owners)
+
+    def check(self, action: str, run_ids: list[int] = ()) -> None:
+        """Raise team.Forbidden if the actor may not do `action` to these runs."""
+        why = self.refusal(action, run_ids)
+        if why:
+            raise team.Forbidden(why)
+
+    def _record(self, action: str, run_ids: list[int], detail: str) -> None:
+        rows = [(self.actor.user, self.actor.role, action, r, detail) for r in run_ids or [None]]
+        with self._store() as conn:
+            store.insert_audit(conn, rows, store.now())
+
+    def audit(self, user: str | None = None, limit: int = 100) -> pd.DataFrame:
+        """Who did what, newest first (of `user` alone unless None): when, user, role, action, run,
+        run name, detail. Empty in a lab without a login, which records nothing."""
+        import pandas as pd
+
+        if limit < 1:
+            raise LabError(f"--limit {limit}: give a number of records of at least 1")
+        with self._store() as conn:
+            rows = [dict(r) for r in store.audit_rows(conn, user, limit)]
+        columns = ["id", "at", "user", "role", "action", "run_id", "run_name", "detail"]
+        frame = pd.DataFrame(rows, columns=columns)
+        frame["at"] = pd.to_datetime(frame["at"], unit="s", utc=True)
+        return frame
+
+    def audit_users(self) -> list[str]:
+        """Everyone the audit names, sorted."""
+        with self._store() as conn:
+            return store.audit_users(conn)
 
     @contextmanager
     def _store(self) -> Iterator[sqlite3.Connection]:
@@ -57,6 +149,7 @@ class Lab:
 
     # ------------------------------------------------------------ experiments and submitting
 
+    @acts("save", detail=lambda spec: spec.name)
     def save_experiment(self, doc: dict) -> ExperimentSpec:
         """Save (or replace) an experiment under its name, after validating it."""
         spec = parse_spec(doc)
@@ -145,10 +238,11 @@ class Lab:
             built = report.build_report(conn, report.group_runs(conn, group_id), reference_epoch=reference_epoch)
             return report.write_report(built, out)
 
+    @acts("submit", made=lambda submitted: submitted.job_ids)
     def enqueue(self, docs: list[dict], group: tuple[str, str, dict] | None, source: str | None = None,
                 tags=()) -> Submitted:
         """The one way jobs enter the queue: each doc validated against the data and counted, its
-        tags checked (`keeping.TAG_RULE`) before anything is queued."""
+        tags checked (`keeping.TAG_RULE`) before anything is queued; the jobs belong to the actor."""
         from cifar_core.jobs import keeping
 
         tags = keeping.clean_tags(tags) if tags else []
@@ -159,14 +253,16 @@ class Lab:
             spec = parse_spec(doc, ds.input_shape, ds.num_classes)
             checked.append((spec.to_dict(), summarize(spec, ds.input_shape, ds.num_classes).total_params))
         with self._store() as conn:
-            return queue.submit_many(conn, checked, source, group, tags)
+            return queue.submit_many(conn, checked, source, group, tags, self.actor.user if self.actor else None)
 
     # ------------------------------------------------------------ the queue
 
+    @acts("cancel", run="job_id")
     def cancel(self, job_id: int) -> str:
         with self._store() as conn:
             return queue.cancel(conn, int(job_id))
 
+    @acts("retry", run="job_id")
     def retry(self, job_id: int) -> str:
         """Queue a failed or cancelled job again; it resumes from its last checkpoint."""
         with self._store() as conn:
@@ -219,6 +315,7 @@ class Lab:
         with self._store() as conn:
             return store.backup(conn)
 
+    @acts("restore", detail=lambda restored: f"from {restored[0]}")
     def restore(self, backup: Path | None = None) -> tuple[Path, Path | None]:
         """Put a backup (default: the newest) in place of the store; refused while a worker runs,
         since it would go on writing to the store being replaced."""
@@ -416,6 +513,7 @@ class Lab:
     # One entry point per action (tag, untag, set_note, archive, unarchive, delete, restore_run,
     # empty_trash, set_baseline), each on run ids, so a layer of who-may-do-what can wrap them.
 
+    @acts("tag", run="run_ids", detail=" ".join)
     def tag(self, run_ids: list[int], tags) -> list[str]:
         """Add tags (checked against keeping.TAG_RULE) to runs; the tags as stored."""
         from cifar_core.jobs import keeping
@@ -423,6 +521,7 @@ class Lab:
         with self._store() as conn:
             return keeping.tag_runs(conn, run_ids, tags)
 
+    @acts("untag", run="run_ids", detail=" ".join)
     def untag(self, run_ids: list[int], tags) -> list[str]:
         """Remove tags from runs; the tags as checked."""
         from cifar_core.jobs import keeping
@@ -430,6 +529,7 @@ class Lab:
         with self._store() as conn:
             return keeping.tag_runs(conn, run_ids, tags, remove=True)
 
+    @acts("note", run="run_id")
     def set_note(self, run_id: int, text: str | None) -> None:
         """A run's Markdown note (empty text removes it)."""
         from cifar_core.jobs import keeping
@@ -440,6 +540,7 @@ class Lab:
             with store.transaction(conn):
                 store.set_run_note(conn, run, note)
 
+    @acts("tag_group", detail=" ".join)
     def tag_group(self, config_key: str, tags, remove: bool = False) -> list[str]:
         """Tag (or untag) a seed group: the configuration `config_key` (the leaderboard's `config`);
         every run of it, now and later, shows the tags."""
@@ -451,6 +552,7 @@ class Lab:
                 (store.remove_config_tags if remove else store.add_config_tags)(conn, self._config(conn, config_key), tags)
         return tags
 
+    @acts("note_group")
     def set_group_note(self, config_key: str, text: str | None) -> None:
         from cifar_core.jobs import keeping
 
@@ -468,17 +570,22 @@ class Lab:
                            "`python -m cifar_core leaderboard --group-seeds --json` name them")
         return config_key
 
-    def archive(self, run_ids: list[int], archived: bool = True) -> None:
-        """Hide runs from every page and list by default (`archived=False` shows them again)."""
+    @acts("archive", run="run_ids")
+    def archive(self, run_ids: list[int]) -> None:
+        """Hide runs from every page and list by default (`unarchive` shows them again)."""
+        self._archive(run_ids, True)
+
+    @acts("unarchive", run="run_ids")
+    def unarchive(self, run_ids: list[int]) -> None:
+        self._archive(run_ids, False)
+
+    def _archive(self, run_ids: list[int], archived: bool) -> None:
         from cifar_core.jobs import keeping
 
         with self._store() as conn:
             ids = keeping.known_runs(conn, run_ids)
             with store.transaction(conn):
                 store.set_archived(conn, ids, store.now() if archived else None)
-
-    def unarchive(self, run_ids: list[int]) -> None:
-        self.archive(run_ids, archived=False)
 
     def delete_warnings(self, run_ids: list[int]) -> list[str]:
         """What depends on the runs: an export made from one, the model choice recommending one, the
@@ -502,6 +609,7 @@ class Lab:
                                  f"{source}; deleting it changes the recommendation")
         return found
 
+    @acts("delete", run="run_ids", detail=lambda warnings: "; ".join(warnings))
     def delete(self, run_ids: list[int], force: bool = False) -> list[str]:
         """Move finished runs, with their files, to the trash (`restore_run` brings them back until
         `empty_trash`). Refuses a queued, running or paused run (cancel it first) and, unless
@@ -522,6 +630,7 @@ class Lab:
                     store.put_baseline(conn, None)
         return warnings
 
+    @acts("restore_run", run="run_ids")
     def restore_run(self, run_ids: list[int]) -> None:
         """Bring runs back from the trash, their files to their run folders."""
         from cifar_core.jobs import keeping
@@ -537,6 +646,7 @@ class Lab:
         with self._store() as conn:
             return keeping.trashed(conn)
 
+    @acts("empty_trash", made=lambda ids: ids)
     def empty_trash(self) -> list[int]:
         """Remove the trashed runs' files and records for good; their ids."""
         from cifar_core.jobs import keeping
@@ -544,6 +654,7 @@ class Lab:
         with self._store() as conn:
             return keeping.empty_trash(conn)
 
+    @acts("baseline", run="run_id")
     def set_baseline(self, run_id: int | None) -> None:
         """Pin a succeeded run as the baseline every leaderboard row is compared with (None unpins)."""
         from cifar_core.jobs import keeping
@@ -628,6 +739,7 @@ class Lab:
         with self._store() as conn:
             return choice.measure_runs(conn, run_ids, rounds, repeats)
 
+    @acts("export", run="run_id", detail=lambda result: f"{result.name} version {result.version}")
     def export(self, run_id: int, out_dir=None, name: str | None = None, version: int | None = None):
         """Export a succeeded run's model as .keras, a TF Serving SavedModel and .tflite, all in a new
         folder <out>/<name>/<version>/, each loaded back and checked on test images. Default
@@ -638,6 +750,7 @@ class Lab:
 
         return helper.call("export", run_id, out_dir, name, version, timeout=EXPORT_TIMEOUT)
 
+    @acts("export", run="run_id", detail=lambda result: f"{result.name} version {result.version}")
     def export_here(self, run_id: int, out_dir=None, name: str | None = None, version: int | None = None):
         """`export` in this process (it loads TensorFlow): what the helper and the CLI's `export` run."""
         from cifar_core.analysis import deploy

@@ -126,15 +126,18 @@ def _actions(doc: dict, valid: bool, problem: str | None) -> None:
     r.number_input("repeats", min_value=1, max_value=100, step=1, key="builder_repeats", width=160,
                    help="Runs with seeds seed, seed+1, ...; the leaderboard groups them to mean and spread")
     t.text_input("tags", key="builder_tags", placeholder="muon lr-sweep", help=common.TAGS_HELP)
+    no_save, no_submit = common.lab().may("save"), common.lab().may("submit")
     with st.container(horizontal=True, wrap=True):
-        st.button("Save", icon=":material/save:", key="builder_save", disabled=not valid, on_click=_stored, args=(core.save,))
+        st.button("Save", icon=":material/save:", key="builder_save", disabled=not valid or bool(no_save),
+                  on_click=_stored, args=(core.save,), help=no_save)
         st.download_button("Download", json.dumps(doc, indent=2), file_name=f"{doc.get('name') or 'experiment'}.json",
                            mime="application/json", icon=":material/download:", key="builder_download")
         st.button("Sweep…", icon=":material/tune:", key="builder_sweep", disabled=not valid, on_click=_sweep,
                   help="Search settings around this experiment on the Sweeps page")
-        st.button("Submit", type="primary", icon=":material/play_arrow:", key="builder_submit", disabled=not valid,
+        st.button("Submit", type="primary", icon=":material/play_arrow:", key="builder_submit",
+                  disabled=not valid or bool(no_submit), help=no_submit,
                   on_click=lambda: _stored(core.submit, common.source(), st.session_state.builder_repeats,
-                                                   common.words(st.session_state.builder_tags)))
+                                           common.words(st.session_state.builder_tags)))
     _say(result := st.session_state.builder.pop("result", None), problem)
     if result and st.session_state.builder.get("queued"):
         st.page_link("pages/training.py", label="Watch them on the Training page", icon=":material/model_training:")

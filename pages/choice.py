@@ -178,8 +178,9 @@ def _export(made: choice.Choice) -> None:
     if version_key not in st.session_state:
         st.session_state[version_key] = deploy.next_version(deploy.exports_dir(), name) if name.strip() else 1
     c.number_input("Version", min_value=1, step=1, key=version_key)
+    refused = common.lab().may("export")
     st.button("Export .keras, SavedModel and .tflite", icon=":material/upload:", key="choice_export",
-              on_click=_do_export, args=(run, name, version_key))
+              on_click=_do_export, args=(run, name, version_key), disabled=bool(refused), help=refused)
     if st.session_state.get("choice_export_error"):
         st.error(st.session_state.pop("choice_export_error"), icon=":material/error:")
     result = st.session_state.get("choice_exported")

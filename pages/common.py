@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from cifar_core import config, numbers
+from cifar_core import config, numbers, team
 from cifar_core.charts import sweeps as charts_sweep
 from cifar_core.lab import Lab
 from cifar_core.data.dataset import Dataset, DatasetInfo
@@ -51,10 +51,30 @@ def source() -> str:
     return config.default_source()
 
 
-@st.cache_resource
+def secrets_team() -> team.Team:
+    """Who may sign in and their roles, from Streamlit's secrets ([auth], [roles]); LabError for a
+    malformed [roles] (app.py shows it and nothing else)."""
+    return team.from_secrets(st.secrets.to_dict() if st.secrets.load_if_toml_exists() else None)
+
+
+def actor() -> team.Actor | None:
+    """Who uses this session: None without a login, else the signed-in user (e-mail, else subject)
+    with their role."""
+    found = secrets_team()
+    user = st.user.get("email") or st.user.get("sub") if found.login and st.user.is_logged_in else None
+    return found.actor(user)
+
+
 def lab() -> Lab:
-    """The lab's use cases; each call opens its own store connection, so one serves every session."""
-    return Lab()
+    """The lab's use cases acting for this session's user (team.py): the same rule as the CLI's."""
+    who = actor()
+    return _lab(who.user, who.role) if who else _lab(None, None)
+
+
+@st.cache_resource
+def _lab(user: str | None, role: str | None) -> Lab:
+    """Each call of a Lab opens its own store connection, so one serves every session of one user."""
+    return Lab(team.Actor(user, role) if role else None)
 
 
 @st.cache_resource(max_entries=2, show_spinner="Opening the dataset…")
@@ -244,52 +264,59 @@ def keeping_panel(run_ids: list[int], key: str, note: str | None = None) -> None
         st.caption("Pick runs above to tag, archive, delete or pin one as the baseline.")
         return
     names, lab_, state = ", ".join(f"#{r}" for r in run_ids), lab(), st.session_state
+
+    def role(action: str, help: str | None = None) -> dict:
+        """A button the actor's role does not allow is drawn disabled, the reason as its help."""
+        why = lab_.refusal(action, run_ids)
+        return {"disabled": bool(why), "help": why or help}
+
     tags, add, drop = st.columns([4, 1, 1], vertical_alignment="bottom")
     tags.text_input(f"Tags for {names}", key=f"{key}_tags", help=TAGS_HELP, placeholder="muon lr-sweep")
-    add.button("Add tags", key=f"{key}_tag", icon=":material/sell:", on_click=_act,
+    add.button("Add tags", key=f"{key}_tag", icon=":material/sell:", on_click=_act, **role("tag"),
                args=(key, lambda t: f"Tagged {names}: {', '.join(t)}",
                      lambda: lab_.tag(run_ids, words(state.get(f"{key}_tags", "")))))
-    drop.button("Remove tags", key=f"{key}_untag", on_click=_act,
+    drop.button("Remove tags", key=f"{key}_untag", on_click=_act, **role("untag"),
                 args=(key, lambda t: f"Removed {', '.join(t)} from {names}",
                       lambda: lab_.untag(run_ids, words(state.get(f"{key}_tags", "")))))
     if note is not None:
         note_key = f"{key}_note_{run_ids[0]}"
         st.text_area("Note (Markdown)", value=note, key=note_key)
-        st.button("Save note", key=f"{key}_save_note", icon=":material/edit_note:", on_click=_act,
+        st.button("Save note", key=f"{key}_save_note", icon=":material/edit_note:", on_click=_act, **role("note"),
                   args=(key, "Note saved", lambda: lab_.set_note(run_ids[0], state.get(note_key, ""))))
     row = st.container(horizontal=True, vertical_alignment="center")
     row.button("Archive", key=f"{key}_archive", icon=":material/archive:", on_click=_act,
                args=(key, f"Archived {names}", lambda: lab_.archive(run_ids)),
-               help="Hide from every page by default; the 'Show archived' toggle shows it")
-    row.button("Unarchive", key=f"{key}_unarchive", icon=":material/unarchive:", on_click=_act,
+               **role("archive", "Hide from every page by default; the 'Show archived' toggle shows it"))
+    row.button("Unarchive", key=f"{key}_unarchive", icon=":material/unarchive:", on_click=_act, **role("unarchive"),
                args=(key, f"Shown again: {names}", lambda: lab_.unarchive(run_ids)))
     if len(run_ids) == 1:
         row.button("Pin as baseline", key=f"{key}_baseline", icon=":material/push_pin:", on_click=_act,
                    args=(key, f"Run #{run_ids[0]} is the baseline", lambda: lab_.set_baseline(run_ids[0])),
-                   help="Every leaderboard row is compared with it; the compared curves overlay it")
+                   **role("baseline", "Every leaderboard row is compared with it; the compared curves overlay it"))
     row.checkbox("even if something depends on it", key=f"{key}_force",
                  help="Delete a run that was exported, is the model choice's recommendation or the baseline")
     row.button("Delete", key=f"{key}_delete", icon=":material/delete:", on_click=_act,
                args=(key, lambda warned: " ".join([f"Moved {names} to the trash (restorable until it is emptied).",
                                                    *(f"Note: {w}." for w in warned)]),
                      lambda: lab_.delete(run_ids, force=bool(state.get(f"{key}_force")))),
-               help="Move to the trash with its files; restorable until the trash is emptied")
+               **role("delete", "Move to the trash with its files; restorable until the trash is emptied"))
     _said(key)
 
 
 def group_panel(config: str, note: str, key: str) -> None:
     """A seed group's (configuration's) tags and Markdown note: every run of it shows the tags."""
     lab_, state = lab(), st.session_state
+    tagging, noting = lab_.may("tag_group"), lab_.may("note_group")  # why the role may not, or None
     tags, add, drop = st.columns([4, 1, 1], vertical_alignment="bottom")
     tags.text_input("Seed group tags", key=f"{key}_tags", help=TAGS_HELP)
-    add.button("Tag group", key=f"{key}_tag", on_click=_act,
+    add.button("Tag group", key=f"{key}_tag", on_click=_act, disabled=bool(tagging), help=tagging,
                args=(key, lambda t: f"Tagged the seed group: {', '.join(t)}",
                      lambda: lab_.tag_group(config, words(state.get(f"{key}_tags", "")))))
-    drop.button("Untag group", key=f"{key}_untag", on_click=_act,
+    drop.button("Untag group", key=f"{key}_untag", on_click=_act, disabled=bool(tagging), help=tagging,
                 args=(key, lambda t: f"Removed {', '.join(t)} from the seed group",
                       lambda: lab_.tag_group(config, words(state.get(f"{key}_tags", "")), remove=True)))
     note_key = f"{key}_note_{config}"
     st.text_area("Seed group note (Markdown)", value=note, key=note_key)
-    st.button("Save group note", key=f"{key}_save_note", on_click=_act,
+    st.button("Save group note", key=f"{key}_save_note", on_click=_act, disabled=bool(noting), help=noting,
               args=(key, "Group note saved", lambda: lab_.set_group_note(config, state.get(note_key, ""))))
     _said(key)

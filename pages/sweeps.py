@@ -189,8 +189,9 @@ def _new_sweep() -> None:
     st.dataframe(preview, hide_index=True, key="sweeps_preview", height=min(38 + 35 * plan.runs, 300),
                  column_config={**_value_columns(preview, plan.space.paths), "params": RUN_COLUMNS["params"]})
     st.text_input("tags", key="sweeps_tags", placeholder="muon lr-sweep", help=common.TAGS_HELP + "; every trial carries them")
+    refused = common.lab().may("submit")
     st.button(f"Submit {plan.runs} runs", type="primary", icon=":material/play_arrow:", key="sweeps_submit",
-              on_click=_submit, args=(base, space, search))
+              on_click=_submit, args=(base, space, search), disabled=bool(refused), help=refused)
     kind, message = st.session_state.pop("sweeps_result", None) or (None, "")
     if kind == "data":
         common.data_refused(message, problem)
@@ -256,9 +257,10 @@ def _search_status(group_id: int, status) -> None:
     else:
         st.markdown(f"**Best so far:** [run #{status.best_run}](run?run={status.best_run}), "
                     f"{100 * status.best_value:.1f}% best validation accuracy; {status.seed_note}")
+    refused = common.lab().may("submit")
     st.button(f"Run {SEEDS_OF_BEST} seeds of the best", icon=":material/replay:", key="sweeps_seeds",
-              disabled=status.best_run is None, on_click=_run_seeds, args=(group_id,),
-              help="Queue the best trial's settings again with new seeds, to see whether its lead is more than noise")
+              disabled=status.best_run is None or bool(refused), on_click=_run_seeds, args=(group_id,),
+              help=refused or "Queue the best trial's settings again with new seeds, to see whether its lead is more than noise")
     kind, message = st.session_state.pop("sweeps_seeds_result", None) or (None, "")
     if kind:
         getattr(st, kind)(message)

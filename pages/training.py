@@ -51,8 +51,9 @@ def _active(p: monitor.JobProgress, history, running) -> None:
         b.metric("Trained", monitor.format_seconds(p.trained), help=TRAINED_HELP)
         c.metric("ETA", ("~" if p.rough else "") + monitor.format_seconds(p.eta),
                  help=ROUGH_HELP if p.rough else "From the finished epochs' mean time, with validation and the end phases")
+        refused = common.lab().may("cancel", (p.submitted_by,))
         d.button("Cancel", key=f"cancel_{p.id}", icon=":material/cancel:", on_click=_cancel, args=(p.id,),
-                 disabled=p.cancel_requested)
+                 disabled=p.cancel_requested or bool(refused), help=refused)
         if p.attempts:
             st.caption(f"Queued {monitor.format_seconds(p.queued)} in all · attempt {p.attempts}")
         if p.node and p.state == queue.RUNNING:
@@ -84,8 +85,9 @@ def _finished(p: monitor.JobProgress, figures: dict) -> None:
     c.caption(f"+ {monitor.format_seconds(p.queued)} queued")
     d.page_link("pages/run.py", label="Open run", icon=":material/query_stats:", query_params={"run": str(p.id)})
     if p.state in (queue.FAILED, queue.CANCELLED):
+        refused = common.lab().may("retry", (p.submitted_by,))
         e.button("Retry", key=f"retry_{p.id}", icon=":material/replay:", on_click=_retry, args=(p.id,),
-                 help="Queue it again; it resumes from its last finished epoch")
+                 disabled=bool(refused), help=refused or "Queue it again; it resumes from its last finished epoch")
     if p.error and p.state == queue.FAILED:
         st.error(common.md(p.error), icon=":material/error:")
     elif p.error and p.state in (queue.PRUNED, queue.PAUSED):  # its sweep's pruner says why, in words

@@ -40,6 +40,7 @@ PAGES = {  # every page of app.py, with the title it must show
     "pages/gallery.py": "Dataset", "pages/builder.py": "Builder", "pages/training.py": "Training",
     "pages/sweeps.py": "Sweeps", "pages/leaderboard.py": "Leaderboard", "pages/run.py": "Run",
     "pages/analysis.py": "Error analysis", "pages/choice.py": "Model choice", "pages/predict.py": "Predict",
+    "pages/audit.py": "Activity",
 }
 TINY = tiny_spec(epochs=1)
 

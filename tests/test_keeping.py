@@ -191,7 +191,7 @@ def test_a_version_7_store_gains_the_keeping_columns(home):
     conn.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
     conn.close()
     conn = store.connect(home / "lab.sqlite3")
-    assert store.schema_version(conn) == store.SCHEMA_VERSION == 8
+    assert store.schema_version(conn) == store.SCHEMA_VERSION == 9
     assert {"notes_md", "archived_at", "trashed_at", "trash_dir"} <= {r["name"] for r in conn.execute("PRAGMA table_info(runs)")}
     with pytest.raises(sqlite3.IntegrityError):  # the table exists, with its foreign key
         conn.execute("INSERT INTO run_tags VALUES (99, 'x')")

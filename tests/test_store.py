@@ -175,12 +175,13 @@ def test_a_version_1_store_is_upgraded_in_place(home):
     )
     old.close()
     conn = store.connect(home / "lab.sqlite3")
-    assert store.schema_version(conn) == store.SCHEMA_VERSION == 8
+    assert store.schema_version(conn) == store.SCHEMA_VERSION == 9
     row = store.job_row(conn, 1)
     assert row["name"] == "old" and row["crashes"] == 0 and row["node"] is None
     assert (row["phase"], row["phase_step"], row["phase_steps"], row["phase_at"]) == (None, 0, 0, None)  # version 3
     assert (row["attempt_at"], row["train_seconds"]) == (None, None)  # version 5; a version-1 store had no runs
     assert row["stop_decision"] is None  # version 6
+    assert row["submitted_by"] is None and store.audit_rows(conn, None, 5) == []  # version 9
     [metric] = store.metric_rows(conn, [1], ("loss", "seconds", "val_seconds"))
     assert (metric["loss"], metric["seconds"], metric["val_seconds"]) == (2.0, 30.0, None)
     [system] = store.metric_rows(conn, [1], ("cpu_seconds", "peak_rss_bytes", "node", "cpu_model", "cores"))
@@ -200,7 +201,7 @@ def test_a_version_2_or_3_store_gains_the_latency_columns_and_table(home, versio
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
     conn.close()
     conn = store.connect(home / "lab.sqlite3")
-    assert store.schema_version(conn) == store.SCHEMA_VERSION == 8
+    assert store.schema_version(conn) == store.SCHEMA_VERSION == 9
     columns = {r["name"] for r in conn.execute("PRAGMA table_info(runs)")}
     assert {"macs", "latency_spread_pct", "measured_load", "latency_session"} <= columns
     with store.transaction(conn):

@@ -85,6 +85,7 @@ class Job:
     attempt_at: float | None = None  # when its current (or last) attempt was claimed
     stop_decision: dict | None = None  # {"action": PRUNE | PAUSE, "reason": ...} once a sweep's pruner stopped it
     train_seconds: float | None = None  # its ended attempts' seconds (see the module docstring)
+    submitted_by: str | None = None  # the signed-in user who queued it (None: a lab without a login)
 
     def trained(self, now: float) -> float | None:
         """Seconds spent training so far, summed over attempts (the running one up to `now`);
@@ -144,7 +145,7 @@ def _job(row: sqlite3.Row) -> Job:
         progress_at=row["progress_at"], epochs=int(spec.get("epochs", 0)), crashes=row["crashes"],
         note=row["note"], node=row["node"], worker_pid=row["worker_pid"],
         phase=None if row["phase"] is None else Phase(row["phase"], row["phase_step"], row["phase_steps"], row["phase_at"]),
-        attempt_at=row["attempt_at"], train_seconds=row["train_seconds"],
+        attempt_at=row["attempt_at"], train_seconds=row["train_seconds"], submitted_by=row["submitted_by"],
         stop_decision=json.loads(row["stop_decision"]) if row["stop_decision"] else None,
     )
 
@@ -171,15 +172,18 @@ def submit_many(
     data_source: str,
     group: tuple[str, str, dict] | None = None,
     tags: list[str] = (),
+    submitted_by: str | None = None,
 ) -> Submitted:
     """Enqueue several (spec doc, parameter count) pairs as one transaction, optionally grouped,
-    each run tagged with `tags` (checked already)."""
+    each run tagged with `tags` (checked already); `submitted_by` is the signed-in user who queues
+    them (None: a lab without a login)."""
     created = store.now()
     runs_root = config.runs_dir()
     with store.transaction(conn):
         group_id = store.insert_group(conn, *group, created) if group is not None else None
         ids = [
-            store.insert_job(conn, group_id, doc, data_source, QUEUED, MAX_ATTEMPTS, params, runs_root, created)
+            store.insert_job(conn, group_id, doc, data_source, QUEUED, MAX_ATTEMPTS, params, runs_root, created,
+                             submitted_by)
             for doc, params in docs
         ]
         store.add_run_tags(conn, ids, list(tags))
@@ -188,12 +192,14 @@ def submit_many(
 
 def add_to_group(conn: sqlite3.Connection, group_id: int, docs: list[tuple[dict, int]], data_source: str) -> list[int]:
     """Enqueue more (spec doc, parameter count) pairs into an existing group (a sweep whose sampler
-    asks for its next trials); their ids. They carry the tags every run of the group carries."""
+    asks for its next trials); their ids. They carry the tags every run of the group carries and
+    belong to whoever queued the group."""
     created = store.now()
     runs_root = config.runs_dir()
     with store.transaction(conn):
         tags = store.shared_group_tags(conn, group_id)
-        ids = [store.insert_job(conn, group_id, doc, data_source, QUEUED, MAX_ATTEMPTS, params, runs_root, created)
+        owner = store.group_submitter(conn, group_id)
+        ids = [store.insert_job(conn, group_id, doc, data_source, QUEUED, MAX_ATTEMPTS, params, runs_root, created, owner)
                for doc, params in docs]
         store.add_run_tags(conn, ids, tags)
         return ids

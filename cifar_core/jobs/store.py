@@ -21,7 +21,7 @@ from typing import Iterator
 from cifar_core import config
 from cifar_core.errors import StoreError
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 BACKUPS_KEPT = 5  # rolling online backups of the store under <home>/backups
 BUSY_TIMEOUT_MS = 30_000
 
@@ -70,7 +70,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     phase_steps INTEGER NOT NULL DEFAULT 0,   -- validating: batches per pass (scoring: test-time views)
     phase_at REAL,                            -- when the phase began
     attempt_at REAL,                          -- when the current (or last) attempt was claimed
-    stop_decision TEXT                        -- a sweep's pruner stopped it: {"action": "prune"|"pause", "reason": ...}
+    stop_decision TEXT,                       -- a sweep's pruner stopped it: {"action": "prune"|"pause", "reason": ...}
+    submitted_by TEXT                         -- the signed-in user who queued it (NULL: a lab without a login)
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, id);
 CREATE INDEX IF NOT EXISTS jobs_by_group ON jobs(group_id);
@@ -157,6 +158,16 @@ CREATE TABLE IF NOT EXISTS batch_points (   -- running training loss and accurac
     t REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS batch_points_by_job ON batch_points(job_id, epoch);
+CREATE TABLE IF NOT EXISTS audit (   -- who did what, in a lab with a login (team.py)
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    user TEXT NOT NULL,
+    role TEXT NOT NULL,
+    action TEXT NOT NULL,                 -- team.NEEDS key: submit, cancel, retry, export, restore...
+    run_id INTEGER,                       -- the run acted on (NULL: none), no foreign key: a deleted run keeps its record
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS audit_by_user ON audit(user, id);
 CREATE TABLE IF NOT EXISTS workers (
     id TEXT PRIMARY KEY,
     pid INTEGER NOT NULL,
@@ -319,6 +330,7 @@ _ADDED_IN_5 = ("attempt_at REAL",)  # jobs
 _ADDED_IN_6 = ("stop_decision TEXT",)  # jobs
 _ADDED_IN_7 = ("cpu_seconds REAL", "peak_rss_bytes INTEGER", "node TEXT", "cpu_model TEXT", "cores INTEGER")  # metrics
 _ADDED_IN_8 = ("notes_md TEXT", "archived_at REAL", "trashed_at REAL", "trash_dir TEXT")  # runs; and run_tags, config_tags, config_notes, exports
+_ADDED_IN_9 = ("submitted_by TEXT",)  # jobs; and the audit table
 
 
 def _upgrade(conn: sqlite3.Connection, version: int) -> None:
@@ -338,6 +350,7 @@ def _upgrade(conn: sqlite3.Connection, version: int) -> None:
         _add_columns(conn, "metrics", _ADDED_IN_7)
     if version < 8:
         _add_columns(conn, "runs", _ADDED_IN_8)
+        _add_columns(conn, "jobs", _ADDED_IN_9)
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
 
@@ -404,13 +417,13 @@ def insert_group(conn: sqlite3.Connection, kind: str, name: str, detail: dict, t
 
 
 def insert_job(conn: sqlite3.Connection, group_id: int | None, doc: dict, data_source: str, state: str,
-               max_attempts: int, params: int, artifacts_root: Path, t: float) -> int:
+               max_attempts: int, params: int, artifacts_root: Path, t: float, submitted_by: str | None = None) -> int:
     """Inside a transaction: a new job and its run row; returns the id both share. An id whose
     run folder already exists is refused: its files belong to a run this store does not know."""
     job_id = conn.execute(
-        "INSERT INTO jobs (group_id, name, spec_json, data_source, state, max_attempts, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (group_id, doc["name"], json.dumps(doc), data_source, state, max_attempts, t),
+        "INSERT INTO jobs (group_id, name, spec_json, data_source, state, max_attempts, created_at, submitted_by)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (group_id, doc["name"], json.dumps(doc), data_source, state, max_attempts, t, submitted_by),
     ).lastrowid
     if (artifacts_root / str(job_id)).exists():
         raise StoreError(f"run folder {artifacts_root / str(job_id)} exists but the store has no run {job_id}: "
@@ -856,3 +869,38 @@ def put_baseline(conn: sqlite3.Connection, run_id: int | None) -> None:
 def baseline_run(conn: sqlite3.Connection) -> int | None:
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (BASELINE_KEY,)).fetchone()
     return None if row is None else int(row["value"])
+
+
+# ---------------------------------------------------------------- who did what (team.py)
+
+
+def submitters(conn: sqlite3.Connection, job_ids: list[int]) -> dict[int, str | None]:
+    """job id -> who queued it (None: a lab without a login), for the jobs that exist."""
+    ids = [int(i) for i in job_ids]
+    rows = conn.execute(f"SELECT id, submitted_by FROM jobs WHERE id IN ({_marks(ids)})", ids) if ids else []
+    return {r["id"]: r["submitted_by"] for r in rows}
+
+
+def group_submitter(conn: sqlite3.Connection, group_id: int) -> str | None:
+    """Who queued a group's first job (a sweep's later trials are theirs too)."""
+    row = conn.execute("SELECT submitted_by FROM jobs WHERE group_id = ? ORDER BY id LIMIT 1", (group_id,)).fetchone()
+    return None if row is None else row["submitted_by"]
+
+
+def insert_audit(conn: sqlite3.Connection, rows: list[tuple[str, str, str, int | None, str]], t: float) -> None:
+    """Record (user, role, action, run id, detail) rows at time t, in one transaction."""
+    with transaction(conn):
+        conn.executemany("INSERT INTO audit (at, user, role, action, run_id, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                         [(t, *row) for row in rows])
+
+
+def audit_rows(conn: sqlite3.Connection, user: str | None, limit: int) -> list[sqlite3.Row]:
+    """The newest `limit` audit records (of `user` alone unless None), with the run's name where it exists."""
+    where, args = ("WHERE a.user = ? COLLATE NOCASE", [user]) if user else ("", [])
+    return conn.execute(
+        f"SELECT a.id, a.at, a.user, a.role, a.action, a.run_id, j.name AS run_name, a.detail FROM audit a"
+        f" LEFT JOIN jobs j ON j.id = a.run_id {where} ORDER BY a.id DESC LIMIT ?", [*args, int(limit)]).fetchall()
+
+
+def audit_users(conn: sqlite3.Connection) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT DISTINCT user FROM audit ORDER BY user")]

@@ -32,15 +32,17 @@ def start_app(root: Path, port: int, env: dict, log: Path) -> subprocess.Popen:
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def start_server(root: Path, lab_home: Path, data, log: Path) -> tuple[subprocess.Popen, int]:
-    """A newly started Streamlit server on app.py, healthy, without a background worker (nothing
-    trains), in its own process group; returns it and its port. Stop it with `stop_app`."""
+def start_server(root: Path, lab_home: Path, data, log: Path, args: tuple[str, ...] = (),
+                 port: int | None = None) -> tuple[subprocess.Popen, int]:
+    """A newly started Streamlit server on app.py (with Streamlit's `args`, e.g. --secrets.files),
+    healthy, without a background worker (nothing trains), in its own process group; returns it and
+    its port (a free one unless given). Stop it with `stop_app`."""
     env = {**os.environ, "CIFAR_LAB_HOME": str(lab_home), "CIFAR_LAB_DATA": str(data), "CIFAR_LAB_NO_WORKER": "1",
            "TF_CPP_MIN_LOG_LEVEL": "2"}
-    port = free_port()
+    port = port or free_port()
     with open(log, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                                 "--server.headless", "true"], cwd=root, env=env, stdout=out,
+                                 "--server.headless", "true", *args], cwd=root, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_healthy(port, proc, log)

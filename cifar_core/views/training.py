@@ -70,6 +70,7 @@ class JobProgress:
     node: str | None = None  # where its last epoch trained (host, or Ray node)
     phase: Phase | None = None  # what a running job does now (None: not said yet)
     rough: bool = False  # the ETA is extrapolated from the first epoch's batches, not from a finished epoch
+    submitted_by: str | None = None  # the signed-in user who queued it (None: a lab without a login)
 
     @property
     def active(self) -> bool:
@@ -145,7 +146,7 @@ def job_progress(job: queue.Job, epoch_seconds: Sequence[float] = (), now: float
         batches=job.batches, fraction=_fraction(job, in_epoch, per_epoch, per_val), trained=trained, queued=_queued(job, trained, now),
         eta=eta, rough=eta is not None and per_epoch is None, seconds_per_epoch=per_epoch,
         cancel_requested=job.cancel_requested, error=job.error, attempts=job.attempts, note=job.note,
-        node=job.node, phase=job.phase if job.state == queue.RUNNING else None,
+        node=job.node, phase=job.phase if job.state == queue.RUNNING else None, submitted_by=job.submitted_by,
     )
 
 
