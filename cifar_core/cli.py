@@ -312,8 +312,9 @@ def _runs(args) -> None:
     if board.empty:
         print("no runs yet: `python -m cifar_core submit exp5` enqueues one")
         return
-    cols = ["run", "name", "status", "params", "epochs", "best_val_accuracy", "best_epoch", "test_accuracy", "seconds_per_epoch"]
-    print(board[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    cols = ["run", "name", "status", "phase", "params", "epochs", "best_val_accuracy", "best_epoch", "test_accuracy",
+            "seconds_per_epoch", "note"]
+    print(board[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-"))
 
 
 def _leaderboard(args) -> None:

@@ -30,6 +30,32 @@ LEASE = "4"  # seconds: a dead dispatcher's jobs go back to the queue quickly
 SLOW = dict(SLOW, epochs=10)  # test_worker's net; tests that act mid-run hold it there with a pace
 
 
+def test_ray_auto_with_no_cluster_on_this_machine_says_so_and_starts_none(lab_home, small_data, tmp_path,
+                                                                          monkeypatch):
+    """First in the module, before its cluster starts: `--ray auto` joins only a cluster that runs
+    here; with none it starts no Ray, says what to do instead (on the Training page too) and
+    loses nothing."""
+    from ray._private.services import find_gcs_addresses
+
+    if find_gcs_addresses():
+        pytest.skip("a Ray cluster runs on this machine: --ray auto would join it")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    [job_id] = _submit(tmp_path, dict(SLOW, epochs=1), small_data)
+    done = subprocess.run([sys.executable, "-m", "cifar_core", "worker", "--ray", "auto", "--exit-when-idle"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: --ray auto found no Ray cluster on this machine ($RAY_ADDRESS unset and no `ray start` running "
+        "here): start one (`ray start --head`, README \"On a cluster\"), give its address (`--ray HOST:PORT`), "
+        "or use `--ray local` for a private Ray on this machine alone")
+    assert not find_gcs_addresses()  # it started no Ray of its own
+    from cifar_core.jobs import launcher
+
+    problem = launcher.start_problem()
+    assert problem.address == "auto" and problem.reason.startswith("--ray auto found no Ray cluster")
+    assert _job(job_id).state == queue.QUEUED and _job(job_id).attempts == 0
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     env = cluster_env()
@@ -214,6 +240,7 @@ def test_a_claimed_job_whose_task_no_node_can_start_shows_waiting_for_a_node(lab
         assert shown.label == "waiting for a node · epoch 1/1"
         [listed] = [r for r in json.loads(cli("runs", "--json").stdout) if r["run"] == job_id]
         assert listed["status"] == queue.RUNNING and listed["node"] is None  # no node has it
+        assert listed["phase"] == WAITING == "waiting for a node"
         cli("cancel", str(job_id))
         assert _finish(disp, 60) == 0
     finally:
@@ -378,6 +405,20 @@ def test_sigterm_hands_the_job_back_and_the_dispatcher_leaves_nothing_registered
 
     assert Lab().cluster() is None
     wait_for(lambda: not _alive(pid), timeout=10, what="the task's process to end")
+
+
+def test_ray_auto_joins_the_cluster_this_machine_runs(lab_home, small_data, tmp_path, cluster):
+    """With no address given ($RAY_ADDRESS unset), `--ray auto` finds the cluster a `ray start`
+    on this machine runs, says which, and trains there."""
+    assert "RAY_ADDRESS" not in os.environ
+    [job_id] = _submit(tmp_path, dict(SLOW, epochs=1), small_data)
+    disp = _dispatcher(tmp_path, "auto", "--exit-when-idle", name="auto")
+    assert _finish(disp, 300) == 0
+    log = (tmp_path / "auto.log").read_text()
+    assert f"--ray auto: joining the Ray cluster at {cluster.address} (the one a `ray start` on this machine runs)" in log
+    job = _job(job_id)
+    assert job.state == queue.SUCCEEDED, job.error
+    assert any(i.startswith(job.node.split("/")[1]) for i in cluster.node_ids()), (job.node, cluster.node_ids())
 
 
 def test_ray_local_starts_a_private_ray_with_its_own_token_beside_a_running_cluster(lab_home, small_data, tmp_path,

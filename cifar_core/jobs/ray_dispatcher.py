@@ -73,9 +73,9 @@ CANCEL_GRACE = 2.0  # seconds a task has to stop by itself before it is killed (
 HUB_TIMEOUT = 20.0  # a task that cannot reach its hub for this long stops: its dispatcher is gone
 CLUSTER_SECONDS = 2.0  # between records of the cluster's state in the store
 JOIN_CHECK_SECONDS = 5.0  # a cluster's address must answer within this
-ROOM_SECONDS = 1.0
+ROOM_SECONDS = 1.0  # the cluster's free resources are read at most this often
 IDLE_SECONDS = 300.0  # a warm Trainer left without a job this long gives its CPUs back
-WAIT_SECONDS = 10.0  # a job waiting this long for a node has the idle Trainers give their CPUs back  # the cluster's free resources are read at most this often
+WAIT_SECONDS = 10.0  # a job waiting this long for a node has the idle Trainers give their CPUs back
 STOP_HUB_GONE = "hub-gone"
 
 
@@ -330,37 +330,64 @@ class DispatcherConfig:
     max_jobs: int | None = None
 
 
-def connect(address: str) -> None:
-    """Join the Ray cluster at `address` (`local` starts a private one on this machine), shipping
-    the lab's code to the nodes with the tasks."""
+def connect(address: str) -> str:
+    """Join the Ray cluster at `address` (`local` starts a private one on this machine, `auto`
+    joins the one this machine runs), shipping the lab's code to the nodes with the tasks.
+    Returns the address joined (`auto` resolved to HOST:PORT)."""
     if address == "local":
         _private_token()  # before Ray is imported: its core reads the token once, when it loads
     import ray
 
     if ray.is_initialized():
-        return
+        return address
     package = Path(__file__).resolve().parents[1]
     env = config.tf_env()
     shipped = [*config.TF_ENV_DEFAULTS, *([PACE_ENV] if os.environ.get(PACE_ENV) else [])]  # the pace: tests only
     runtime_env = {"py_modules": [str(package)], "env_vars": {k: env[k] for k in shipped},
                    "excludes": ["__pycache__", "*.pyc"]}
     kw = dict(namespace="cifar_lab", runtime_env=runtime_env, logging_level=logging.WARNING)
+    joined = address
     try:
-        _reachable(address)  # Ray itself waits minutes on an address where nothing listens
+        if address == "auto":
+            joined = _this_machines_cluster()
+            log.info("--ray auto: joining the Ray cluster at %s (%s)", joined,
+                     "$RAY_ADDRESS" if os.environ.get("RAY_ADDRESS") else "the one a `ray start` on this machine runs")
+        _reachable(joined)  # Ray itself waits minutes on an address where nothing listens
         if address == "local":  # always a new private instance, whatever else runs on this machine
             ray.init(address="local", include_dashboard=False, **kw)
         else:
-            ray.init(address=address, **kw)
+            ray.init(address=joined, **kw)
+    except LabError as error:
+        launcher.record_start_problem(address, str(error))
+        raise
     except (ConnectionError, OSError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         error = LabError(
-            f"cannot join the Ray cluster at {address!r}: {first}. Is `ray start --head` running there, is this "
-            "machine a node of it (`ray start --address=...`), and does it have the cluster's token "
-            "(~/.ray/auth_token, $RAY_AUTH_TOKEN_PATH or $RAY_AUTH_TOKEN) with RAY_AUTH_MODE=token set?"
+            f"cannot join the Ray cluster at {joined!r}{' (--ray auto)' if joined != address else ''}: {first}. "
+            "Is `ray start --head` running there, is this machine a node of it (`ray start --address=...`), and "
+            "does it have the cluster's token (~/.ray/auth_token, $RAY_AUTH_TOKEN_PATH or $RAY_AUTH_TOKEN) with "
+            "RAY_AUTH_MODE=token set?"
         )
         launcher.record_start_problem(address, str(error))  # said once, on the Training page
         raise error from exc
     launcher.clear_start_problem()
+    return joined
+
+
+def _this_machines_cluster() -> str:
+    """What `--ray auto` joins: $RAY_ADDRESS, else the cluster a `ray start` on this machine runs,
+    found as `ray.init("auto")` finds it, but before joining, so that an address left behind by a
+    cluster that is gone fails in seconds (Ray would wait on it for minutes). Never starts a Ray."""
+    from ray._private.services import get_ray_address_from_environment  # Ray's own `auto`, no public API
+
+    try:
+        return get_ray_address_from_environment("auto", None)
+    except ConnectionError:
+        raise LabError(
+            "--ray auto found no Ray cluster on this machine ($RAY_ADDRESS unset and no `ray start` running "
+            "here): start one (`ray start --head`, README \"On a cluster\"), give its address (`--ray HOST:PORT`), "
+            "or use `--ray local` for a private Ray on this machine alone"
+        ) from None
 
 
 def _private_token() -> None:
@@ -389,6 +416,7 @@ def _reachable(address: str) -> None:
 class Dispatcher:
     def __init__(self, cfg: DispatcherConfig):
         self.cfg = cfg
+        self.address = cfg.address  # the address joined, once run() has joined it (`auto` resolved)
         self.job_cpus, self.job_gpus = job_resources()
         self.id = cfg.worker_id or f"{launcher.DISPATCHER_PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.shutdown = threading.Event()
@@ -413,7 +441,7 @@ class Dispatcher:
 
     def run(self) -> int:
         """Dispatch until idle (with exit_when_idle), max_jobs, or a signal. Returns the jobs ended."""
-        connect(self.cfg.address)  # first: it may set Ray's token before Ray is imported
+        self.address = connect(self.cfg.address)  # first: it may set Ray's token before Ray is imported
         import ray
 
         if self._handles_signals:
@@ -426,7 +454,7 @@ class Dispatcher:
         ).remote()
         ray.get(self.hub.ping.remote())
         store.register_worker(self.conn, self.id, os.getpid(), socket.gethostname(), int(self.job_cpus))
-        log.info("dispatcher %s on Ray %s: %s CPU(s) and %s GPU(s) per job", self.id, self.cfg.address,
+        log.info("dispatcher %s on Ray %s: %s CPU(s) and %s GPU(s) per job", self.id, self.address,
                  self.job_cpus, self.job_gpus)
         beat = threading.Thread(target=self._heartbeat, name="leases", daemon=True)
         beat.start()
@@ -798,7 +826,7 @@ class Dispatcher:
             return
         self._last_cluster = t
         try:
-            store.put_cluster(self.conn, cluster_state(self.cfg.address, self.id, self.inflight, self.job_cpus, self.job_gpus))
+            store.put_cluster(self.conn, cluster_state(self.address, self.id, self.inflight, self.job_cpus, self.job_gpus))
         except Exception as exc:  # the picture of the cluster is a nicety; dispatching goes on
             log.warning("could not record the cluster's state: %s", exc)
 

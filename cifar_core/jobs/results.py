@@ -11,7 +11,7 @@ import pandas as pd
 
 from cifar_core.errors import NotFound
 from cifar_core.jobs import store
-from cifar_core.jobs.queue import METRICS, Job, get_job
+from cifar_core.jobs.queue import METRICS, RUNNING, Job, get_job
 from cifar_core.spec import identity
 
 LEADERBOARD_COLUMNS = [
@@ -19,6 +19,8 @@ LEADERBOARD_COLUMNS = [
     "best_epoch", "final_val_accuracy", "final_accuracy", "test_accuracy", "gap", "seconds_per_epoch",
     "validation", "optimizer", "learning_rate", "batch_size", "data_source", "config", "created",
     "node", "worker_pid",  # where its last epoch trained: host (or Ray node), and process
+    "phase",  # what a running job does now (train.phases: "waiting for a node", "training", ...); None otherwise
+    "note",  # what the job says: its consumer's note now (a pause for disk space), else why its last attempt ended
 ]
 GROUP_COLUMNS = [
     "config", "label", "name", "data_source", "runs", "run_ids", "best_val_accuracy_mean", "best_val_accuracy_std",
@@ -128,7 +130,7 @@ def _board(conn: sqlite3.Connection, run_ids: list[int] | None) -> pd.DataFrame:
     runs = pd.DataFrame(
         [dict(r) for r in store.board_rows(conn, run_ids)],
         columns=["run", "name", "status", "grp", "spec_json", "data_source", "created_at", "seed", "params",
-                 "epochs_planned", "test_accuracy", "node", "worker_pid"],
+                 "epochs_planned", "test_accuracy", "node", "worker_pid", "phase", "error", "note"],
     )
     if runs.empty:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
@@ -148,6 +150,8 @@ def _board(conn: sqlite3.Connection, run_ids: list[int] | None) -> pd.DataFrame:
     board["group"] = board.pop("grp").astype("Int64")
     board["epochs"] = board["epochs"].fillna(0).astype(int)
     board["worker_pid"] = board["worker_pid"].astype("Int64")
+    board["phase"] = board["phase"].where(board["status"] == RUNNING, None)
+    board["note"] = board["note"].where(board["note"].notna(), board.pop("error"))
     return board[LEADERBOARD_COLUMNS]
 
 

@@ -603,7 +603,8 @@ def board_rows(conn: sqlite3.Connection, run_ids: list[int] | None) -> list[sqli
     where, args = _where([], "j.id", run_ids)
     return conn.execute(
         "SELECT j.id AS run, j.name, j.state AS status, j.group_id AS grp, j.spec_json, j.data_source, j.created_at,"
-        " r.seed, r.params, r.epochs_planned, r.test_accuracy, j.node, j.worker_pid FROM jobs j JOIN runs r ON r.id = j.id"
+        " r.seed, r.params, r.epochs_planned, r.test_accuracy, j.node, j.worker_pid, j.phase, j.error, j.note"
+        " FROM jobs j JOIN runs r ON r.id = j.id"
         f"{where} ORDER BY j.id DESC", args
     ).fetchall()
 
