@@ -460,6 +460,40 @@ def test_a_ray_task_that_dies_before_an_epoch_counts_a_crash_as_a_local_one_does
     assert "retry" in cli("retry", str(job_id)).stdout or _job(job_id).state == queue.QUEUED  # retried as a local one
 
 
+def test_a_searching_sweep_on_the_cluster_prunes_the_trial_that_cannot_learn(lab_home, small_data, cluster):
+    """A grid sweep with the median pruner through Ray dispatchers: the learner completes (alone,
+    by a dispatcher that takes one job, so the pruner has a completed trial to judge by); then the
+    trial whose rate never learns is pruned where its epoch is stored, stops within an epoch, says
+    why, keeps its curve and checkpoint, and is never retried (nor failed)."""
+    from cifar_core.lab import Lab
+    from cifar_core.search.config import PrunerConfig, SearchConfig
+    from cifar_core.testing.datagen import tiny_spec
+
+    space = {"method": "grid", "params": {"learning_rate": {"values": [0.003, 1e-07]}}}
+    pruner = PrunerConfig(kind="median", startup_trials=1, min_epochs=1)
+    search = SearchConfig(sampler="grid", pruner=pruner, seed=1, max_trials=2)  # seed 1: the learner first
+    lab = Lab()
+    group, ids = lab.submit_sweep(tiny_spec(epochs=4, name="srch", learning_rate=0.003), space, str(small_data), search)
+    first, second = (_job(i) for i in ids)
+    assert (first.spec["learning_rate"], second.spec["learning_rate"]) == (0.003, 1e-07), "Optuna's grid order moved"
+    assert _finish(_dispatcher(lab_home, cluster.address, "--max-jobs", "1", name="learner"), 300) == 0
+    assert _job(first.id).state == queue.SUCCEEDED and _job(second.id).state == queue.QUEUED
+    assert _finish(_dispatcher(lab_home, cluster.address, "--exit-when-idle", name="loser"), 300) == 0
+    first, second = _job(first.id), _job(second.id)
+    assert first.state == queue.SUCCEEDED and first.epoch == 4, first.error
+    assert second.state == queue.PRUNED and 1 <= second.epoch < 4, (second.state, second.error)
+    assert second.error.startswith(f"pruned after epoch {second.epoch}: ") and "median" in second.error, second.error
+    assert second.attempts == 1 and second.crashes == 0  # stopped once, never claimed again
+    assert _metric_rows(second.id) == list(range(1, second.epoch + 1))  # its curve, each epoch once
+    assert (lab_home / "runs" / str(second.id) / "backup" / "checkpoint.json").exists()  # and its checkpoint
+    refused = cli("retry", str(second.id), check=False)
+    assert refused.returncode == 2 and "only a failed or cancelled job can be retried" in refused.stderr
+    [listed] = [r for r in json.loads(cli("runs", "--json").stdout) if r["run"] == second.id]
+    assert listed["status"] == queue.PRUNED and listed["note"] == second.error and listed["phase"] is None
+    replayed = lab.replay_sweep(group, pruner).runs[0]
+    assert replayed.stopped == {second.id: ("prune", second.epoch)} and replayed.best_survived
+
+
 def test_killed_ray_worker_and_lost_node_cost_no_epoch(lab_home, small_data, tmp_path, cluster):
     """Last in the module: it stops the second node. The pace holds both jobs at the start of
     epochs 3 and 9 until the test releases them, so every kill lands mid-run on any machine."""

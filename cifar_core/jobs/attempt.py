@@ -126,13 +126,14 @@ def close_attempt(conn, lease: queue.Lease, ending: Ending, lease_seconds: float
     if job is None or job.state != queue.RUNNING or job.lease != lease:
         log.info("job %s: attempt %s no longer holds it; nothing more is written", lease.job_id, lease.attempt)
         return
-    if ending.completed:
+    if ending.completed and not job.stop_decision:  # a pruner's decision stands, whatever finished after it
         if finish(conn, lease, queue.SUCCEEDED, lease_seconds, results=ending.results or {}):
             log.info("job %s succeeded: test accuracy %.4f", job.id, (ending.results or {}).get("test_accuracy", 0.0))
     elif ending.stop_reason == queue.STOP_CANCEL or (ending.died and job.cancel_requested):
         if finish(conn, lease, queue.CANCELLED, lease_seconds, error=cancelled_after(job.epoch)):
             log.info("job %s cancelled after epoch %s; its checkpoint stays for a retry", job.id, job.epoch)
-    elif ending.stop_reason in (queue.STOP_PRUNED, queue.STOP_PAUSED) or (ending.died and job.stop_decision):
+    elif ending.stop_reason in (queue.STOP_PRUNED, queue.STOP_PAUSED) or ((ending.died or ending.completed)
+                                                                        and job.stop_decision):
         state = retry_while_locked(lambda: queue.end_stopped(conn, lease), until)
         if state:
             log.info("job %s %s: %s", job.id, state, (job.stop_decision or {}).get("reason", ""))

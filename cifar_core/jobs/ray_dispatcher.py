@@ -77,6 +77,7 @@ ROOM_SECONDS = 1.0  # the cluster's free resources are read at most this often
 IDLE_SECONDS = 300.0  # a warm Trainer left without a job this long gives its CPUs back
 WAIT_SECONDS = 10.0  # a job waiting this long for a node has the idle Trainers give their CPUs back
 STOP_HUB_GONE = "hub-gone"
+DECIDED = (queue.STOP_LOST, queue.STOP_PRUNED, queue.STOP_PAUSED)  # an attempt stopped so stores no more epochs
 
 
 def job_resources() -> tuple[float, float]:
@@ -609,8 +610,10 @@ class Dispatcher:
         inbox, progress = ray.get(self.hub.take.remote())
         for message in inbox:
             f = self.inflight.get(message["job"])
-            if f is None or message["attempt"] != f.job.attempts or f.stop_reason == queue.STOP_LOST:
-                continue  # from an attempt that is over: refused, as a local worker's writes would be
+            if f is None or message["attempt"] != f.job.attempts or f.stop_reason in DECIDED:
+                # From an attempt that is over, or one its sweep's pruner has stopped (a task
+                # trains on while the stop travels to it; a local one stops at the epoch): refused.
+                continue
             self._store_epoch(f, message)
         for job_id, p in progress.items():
             f = self.inflight.get(job_id)
@@ -685,7 +688,7 @@ class Dispatcher:
             ending = Ending(stop_reason=f.stop_reason, died=f"its Ray task on {node} {how}")
         else:
             self._release(f.trainer)
-            if result["status"] == "completed":
+            if result["status"] == "completed" and f.stop_reason not in DECIDED:
                 ending = Ending(completed=True, results=self._succeed(f, result, conn))
             else:
                 ending = Ending(stop_reason=f.stop_reason or result.get("stop_reason"))
