@@ -35,9 +35,9 @@ def test_ray_auto_with_no_cluster_on_this_machine_says_so_and_starts_none(lab_ho
     """First in the module, before its cluster starts: `--ray auto` joins only a cluster that runs
     here; with none it starts no Ray, says what to do instead (on the Training page too) and
     loses nothing."""
-    from ray._private.services import find_gcs_addresses
+    from cifar_core.jobs.ray_dispatcher import local_clusters
 
-    if find_gcs_addresses():
+    if local_clusters():
         pytest.skip("a Ray cluster runs on this machine: --ray auto would join it")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     [job_id] = _submit(tmp_path, dict(SLOW, epochs=1), small_data)
@@ -48,7 +48,7 @@ def test_ray_auto_with_no_cluster_on_this_machine_says_so_and_starts_none(lab_ho
         "error: --ray auto found no Ray cluster on this machine ($RAY_ADDRESS unset and no `ray start` running "
         "here): start one (`ray start --head`, README \"On a cluster\"), give its address (`--ray HOST:PORT`), "
         "or use `--ray local` for a private Ray on this machine alone")
-    assert not find_gcs_addresses()  # it started no Ray of its own
+    assert not local_clusters()  # it started no Ray of its own
     from cifar_core.jobs import launcher
 
     problem = launcher.start_problem()
@@ -410,7 +410,9 @@ def test_sigterm_hands_the_job_back_and_the_dispatcher_leaves_nothing_registered
 def test_ray_auto_joins_the_cluster_this_machine_runs(lab_home, small_data, tmp_path, cluster):
     """With no address given ($RAY_ADDRESS unset), `--ray auto` finds the cluster a `ray start`
     on this machine runs, says which, and trains there."""
-    assert "RAY_ADDRESS" not in os.environ
+    from cifar_core.jobs.ray_dispatcher import local_clusters
+
+    assert "RAY_ADDRESS" not in os.environ and local_clusters() == [cluster.address]
     [job_id] = _submit(tmp_path, dict(SLOW, epochs=1), small_data)
     disp = _dispatcher(tmp_path, "auto", "--exit-when-idle", name="auto")
     assert _finish(disp, 300) == 0

@@ -70,6 +70,7 @@ JOB_GPUS_ENV = "CIFAR_LAB_JOB_GPUS"  # GPUs each job asks of the cluster (defaul
 HEARTBEAT_SECONDS = 0.5  # lease renewal and cancel checks, dispatcher side; progress and stop checks, task side
 POLL_SECONDS = 0.25  # between passes of the dispatcher's loop
 CANCEL_GRACE = 2.0  # seconds a task has to stop by itself before it is killed (cancel within 5 s in all)
+KILL_GRACE = 5.0  # seconds a killed Trainer's call has to end before it counts as ended anyway
 HUB_TIMEOUT = 20.0  # a task that cannot reach its hub for this long stops: its dispatcher is gone
 CLUSTER_SECONDS = 2.0  # between records of the cluster's state in the store
 JOIN_CHECK_SECONDS = 5.0  # a cluster's address must answer within this
@@ -316,6 +317,7 @@ class InFlight:
     stop_reason: str | None = None  # why this dispatcher stops it
     stop_sent_at: float | None = None
     force_cancelled: bool = False
+    killed_at: float | None = None  # monotonic: when its Trainer was killed
     closing: bool = False  # its task ended; the closer thread is storing its outcome
     epochs: int = 0  # epochs stored by this attempt
     points: PointClock = field(default_factory=PointClock)  # when its running points are stored
@@ -376,19 +378,36 @@ def connect(address: str) -> str:
 
 
 def _this_machines_cluster() -> str:
-    """What `--ray auto` joins: $RAY_ADDRESS, else the cluster a `ray start` on this machine runs,
-    found as `ray.init("auto")` finds it, but before joining, so that an address left behind by a
-    cluster that is gone fails in seconds (Ray would wait on it for minutes). Never starts a Ray."""
-    from ray._private.services import get_ray_address_from_environment  # Ray's own `auto`, no public API
+    """What `--ray auto` joins: $RAY_ADDRESS, else the one cluster whose node runs on this machine
+    (`local_clusters`). Only a live node counts: an address a stopped cluster left behind (Ray's
+    own `auto` trusts its "current cluster" file, and waits minutes on it) never does. Never starts a Ray."""
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"]
+    found = local_clusters()
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise LabError(f"--ray auto found {len(found)} Ray clusters on this machine ({', '.join(found)}): give the one "
+                       "to join (`--ray HOST:PORT`, or $RAY_ADDRESS)")
+    raise LabError(
+        "--ray auto found no Ray cluster on this machine ($RAY_ADDRESS unset and no `ray start` running "
+        "here): start one (`ray start --head`, README \"On a cluster\"), give its address (`--ray HOST:PORT`), "
+        "or use `--ray local` for a private Ray on this machine alone"
+    )
 
-    try:
-        return get_ray_address_from_environment("auto", None)
-    except ConnectionError:
-        raise LabError(
-            "--ray auto found no Ray cluster on this machine ($RAY_ADDRESS unset and no `ray start` running "
-            "here): start one (`ray start --head`, README \"On a cluster\"), give its address (`--ray HOST:PORT`), "
-            "or use `--ray local` for a private Ray on this machine alone"
-        ) from None
+
+def local_clusters() -> list[str]:
+    """The addresses (HOST:PORT) of the Ray clusters with a node on this machine: the
+    `--gcs-address` its raylet runs with (read from /proc; Ray has no public call for it)."""
+    found = set()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args and args[0].endswith(b"/raylet"):
+            found.update(a.split(b"=", 1)[1].decode() for a in args if a.startswith(b"--gcs-address="))
+    return sorted(found)
 
 
 def _private_token() -> None:
@@ -641,10 +660,14 @@ class Dispatcher:
         """Hand the jobs whose tasks ended to the closer thread."""
         import ray
 
-        refs = [f.ref for f in list(self.inflight.values()) if not f.closing]
-        if not refs:
+        open_ = [f for f in list(self.inflight.values()) if not f.closing]
+        if not open_:
             return
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        ready, _ = ray.wait([f.ref for f in open_], num_returns=len(open_), timeout=0)
+        # A Trainer killed before Ray had placed it (its node lost meanwhile) may leave its call
+        # pending for good: past KILL_GRACE it counts as ended (`_close` finds it died).
+        t = time.monotonic()
+        ready += [f.ref for f in open_ if f.killed_at is not None and t - f.killed_at > KILL_GRACE and f.ref not in ready]
         if not ready:
             return
         self._drain()  # what a task posted before it returned comes first
@@ -676,7 +699,7 @@ class Dispatcher:
         lease = f.job.lease
         node = f.progress.get("node") or "its node"
         try:
-            result = ray.get(f.ref)
+            result = ray.get(f.ref, timeout=None if f.killed_at is None else KILL_GRACE)
         except ray.exceptions.RayTaskError as exc:  # the training raised: the job fails with its reason
             self._release(f.trainer)
             fail_attempt(conn, lease, exc.cause if getattr(exc, "cause", None) is not None else exc, f.workdir,
@@ -741,7 +764,7 @@ class Dispatcher:
             elif not f.force_cancelled and t - f.stop_sent_at > CANCEL_GRACE:
                 log.warning("job %s did not stop within %.0f s; killing its trainer", f.job.id, CANCEL_GRACE)
                 ray.kill(f.trainer, no_restart=True)
-                f.force_cancelled = True
+                f.force_cancelled, f.killed_at = True, t
 
     def _stop_everything(self) -> None:
         """On the way out: stop what still runs and hand its jobs back (the heartbeat renews their
