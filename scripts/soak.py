@@ -196,7 +196,8 @@ class LocalChaos:
 
 class RayChaos(LocalChaos):
     """One dispatcher on a two-node cluster; each strike SIGKILLs a training process (a running
-    job's Trainer), the dispatcher, or the second node (restarted NODE_DOWN_SECONDS later)."""
+    job's Trainer), the dispatcher, or the second node (restarted NODE_DOWN_SECONDS later): the
+    kind struck least so far (a trainer only while one trains, the node only while it is up)."""
 
     def start(self) -> None:
         from cifar_core.testing.procs import wait_for
@@ -206,6 +207,7 @@ class RayChaos(LocalChaos):
         self.cluster = Cluster(Path(tempfile.mkdtemp(prefix="soak-ray-")), self.env)
         wait_for(lambda: self.cluster.alive_nodes() == 2, timeout=180, interval=2, what="two Ray nodes")
         self.node_back_at: float | None = None
+        self.struck: Counter = Counter()
         self.workers = [self.dispatcher()]
 
     def dispatcher(self) -> subprocess.Popen:
@@ -216,8 +218,9 @@ class RayChaos(LocalChaos):
 
         running = [j for j in queue.list_jobs(conn, (queue.RUNNING,)) if j.worker_pid and j.batch
                    and j.worker_pid in self.cluster.trainer_pids()]
-        kinds = ["dispatcher"] + (["node"] if self.node_back_at is None else []) + (["trainer"] * 2 if running else [])
-        kind = self.rng.choice(kinds)
+        kinds = ["dispatcher"] + (["node"] if self.node_back_at is None else []) + (["trainer"] if running else [])
+        kind = min(kinds, key=lambda k: (self.struck[k], self.rng.random()))  # each kind in turn, in random order
+        self.struck[kind] += 1
         if kind == "trainer":
             os.kill(self.rng.choice(running).worker_pid, signal.SIGKILL)
             self.kills["training processes SIGKILLed"] += 1

@@ -118,9 +118,12 @@ def handed_back(who: str) -> str:
     return f"{who} shut down; resumes from its last finished epoch"
 
 
-def close_attempt(conn, lease: queue.Lease, ending: Ending, lease_seconds: float, who: str = "worker") -> None:
+def close_attempt(conn, lease: queue.Lease, ending: Ending, lease_seconds: float, who: str = "worker",
+                  workdir: Path | None = None) -> None:
     """End the attempt `lease` holds the one way `ending` says (the module's docstring lists
-    them). Writes nothing once the lease is lost."""
+    them). Writes nothing once the lease is lost. A succeeded job's checkpoint (in its run
+    folder `workdir`) goes only once the store says succeeded: a consumer killed before that
+    (measuring the model takes seconds) leaves a job that resumes from it, not from epoch 0."""
     until = time.monotonic() + lease_seconds
     job = retry_while_locked(lambda: queue.get_job(conn, lease.job_id), until)
     if job is None or job.state != queue.RUNNING or job.lease != lease:
@@ -128,6 +131,10 @@ def close_attempt(conn, lease: queue.Lease, ending: Ending, lease_seconds: float
         return
     if ending.completed and not job.stop_decision:  # a pruner's decision stands, whatever finished after it
         if finish(conn, lease, queue.SUCCEEDED, lease_seconds, results=ending.results or {}):
+            if workdir is not None:
+                from cifar_core.train.checkpoint import discard_checkpoint
+
+                discard_checkpoint(workdir)
             log.info("job %s succeeded: test accuracy %.4f", job.id, (ending.results or {}).get("test_accuracy", 0.0))
     elif ending.stop_reason == queue.STOP_CANCEL or (ending.died and job.cancel_requested):
         if finish(conn, lease, queue.CANCELLED, lease_seconds, error=cancelled_after(job.epoch)):

@@ -715,18 +715,16 @@ class Dispatcher:
                 ending = Ending(completed=True, results=self._succeed(f, result, conn))
             else:
                 ending = Ending(stop_reason=f.stop_reason or result.get("stop_reason"))
-        close_attempt(conn, lease, ending, self.cfg.lease_seconds, who="dispatcher")
+        close_attempt(conn, lease, ending, self.cfg.lease_seconds, who="dispatcher", workdir=f.workdir)
 
     def _succeed(self, f: InFlight, result: dict, conn) -> dict:
         """Write the final files into the run folder and measure the model here: its results."""
         from cifar_core.train.atomic import write_bytes
-        from cifar_core.train.checkpoint import discard_checkpoint
         from cifar_core.train.latency import measure_cost_apart
 
         f.workdir.mkdir(parents=True, exist_ok=True)
         for name, data in result["files"].items():
             write_bytes(f.workdir / name, data)
-        discard_checkpoint(f.workdir)
         _, shape, _ = self._dataset(f.job.data_source)
         # Written here, not left to the heartbeat (which only renews the lease of a closing job):
         # the task may have ended before its last phases reached the hub.
