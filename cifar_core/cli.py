@@ -416,9 +416,10 @@ def _runs(args) -> None:
     board = _lab().leaderboard(where=args.filter, archived=args.archived)
     if _printed(board, args.json, "no runs yet: `python -m cifar_core submit exp5` enqueues one"):
         return
-    cols = ["run", "name", "status", "params", "epochs", "best_val_accuracy", "best_epoch", "test_accuracy",
-            "seconds_per_epoch", "tags"]
-    print(board[cols].assign(tags=board["tags"].map(", ".join)).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    cols = ["run", "name", "status", "phase", "params", "epochs", "best_val_accuracy", "best_epoch", "test_accuracy",
+            "seconds_per_epoch", "tags", "status_note"]
+    print(board[cols].assign(tags=board["tags"].map(", ".join)).to_string(index=False, float_format=lambda v: f"{v:.4f}",
+                                                                          na_rep="-"))
 
 
 def _leaderboard(args) -> None:

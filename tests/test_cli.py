@@ -90,3 +90,32 @@ def test_a_hostile_spec_file_exits_2_with_one_line(lab_home, tmp_path, text, mes
     proc = cli("summary", str(path), timeout=60, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"error: spec file {path} {message}") and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_runs_shows_each_jobs_phase_and_note(spec_file, small_data, tmp_path):
+    """`runs` names what a running job does now (its phase) and what a job says (why its last
+    attempt ended); a job that is not running has no phase."""
+    from jobtools import SLOW, _job, _submit
+
+    from cifar_core.jobs import queue
+    from cifar_core.testing.procs import paced, start_worker, wait_for
+
+    [job_id] = _submit(tmp_path, dict(SLOW, epochs=3), small_data)
+    [queued] = [int(i) for i in cli("submit", str(spec_file)).stdout.split()]
+    worker = start_worker("--max-jobs", "1", "--threads", "1", env=paced("hold=training:2:1"))
+    try:
+        wait_for(lambda: (j := _job(job_id)).epoch == 1 and j.batch == 1, what="the job held in epoch 2", timeout=180)
+        listed = {r["run"]: r for r in json.loads(cli("runs", "--json").stdout)}
+        assert listed[job_id]["status"] == queue.RUNNING and listed[job_id]["phase"] == "training"
+        assert listed[queued]["phase"] is None and listed[queued]["status_note"] is None
+        assert "training" in cli("runs").stdout
+        cli("cancel", str(job_id))
+        assert worker.wait(timeout=120) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    listed = {r["run"]: r for r in json.loads(cli("runs", "--json").stdout)}
+    assert listed[job_id]["status"] == queue.CANCELLED and listed[job_id]["phase"] is None
+    assert listed[job_id]["status_note"] == "cancelled after epoch 1"
+    assert "cancelled after epoch 1" in cli("runs").stdout

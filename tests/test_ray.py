@@ -31,6 +31,32 @@ LEASE = "4"  # seconds: a dead dispatcher's jobs go back to the queue quickly
 SLOW = dict(SLOW, epochs=10)  # test_worker's net; tests that act mid-run hold it there with a pace
 
 
+def test_ray_auto_with_no_cluster_on_this_machine_says_so_and_starts_none(lab_home, small_data, tmp_path,
+                                                                          monkeypatch):
+    """First in the module, before its cluster starts: `--ray auto` joins only a cluster that runs
+    here; with none it starts no Ray, says what to do instead (on the Training page too) and
+    loses nothing."""
+    from cifar_core.jobs.ray_dispatcher import local_clusters
+
+    if local_clusters():
+        pytest.skip("a Ray cluster runs on this machine: --ray auto would join it")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    [job_id] = _submit(tmp_path, dict(SLOW, epochs=1), small_data)
+    done = subprocess.run([sys.executable, "-m", "cifar_core", "worker", "--ray", "auto", "--exit-when-idle"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: --ray auto found no Ray cluster on this machine ($RAY_ADDRESS unset and no `ray start` running "
+        "here): start one (`ray start --head`, README \"On a cluster\"), give its address (`--ray HOST:PORT`), "
+        "or use `--ray local` for a private Ray on this machine alone")
+    assert not local_clusters()  # it started no Ray of its own
+    from cifar_core.jobs import launcher
+
+    problem = launcher.start_problem()
+    assert problem.address == "auto" and problem.reason.startswith("--ray auto found no Ray cluster")
+    assert _job(job_id).state == queue.QUEUED and _job(job_id).attempts == 0
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     env = cluster_env()
@@ -223,6 +249,7 @@ def test_a_claimed_job_whose_task_no_node_can_start_shows_waiting_for_a_node(lab
         assert shown.label == "waiting for a node · epoch 1/1"
         [listed] = [r for r in json.loads(cli("runs", "--json").stdout) if r["run"] == job_id]
         assert listed["status"] == queue.RUNNING and listed["node"] is None  # no node has it
+        assert listed["phase"] == WAITING == "waiting for a node"
         cli("cancel", str(job_id))
         assert _finish(disp, 60) == 0
     finally:
@@ -389,6 +416,22 @@ def test_sigterm_hands_the_job_back_and_the_dispatcher_leaves_nothing_registered
     wait_for(lambda: not _alive(pid), timeout=10, what="the task's process to end")
 
 
+def test_ray_auto_joins_the_cluster_this_machine_runs(lab_home, small_data, tmp_path, cluster):
+    """With no address given ($RAY_ADDRESS unset), `--ray auto` finds the cluster a `ray start`
+    on this machine runs, says which, and trains there."""
+    from cifar_core.jobs.ray_dispatcher import local_clusters
+
+    assert "RAY_ADDRESS" not in os.environ and local_clusters() == [cluster.address]
+    [job_id] = _submit(tmp_path, dict(SLOW, epochs=1), small_data)
+    disp = _dispatcher(tmp_path, "auto", "--exit-when-idle", name="auto")
+    assert _finish(disp, 300) == 0
+    log = (tmp_path / "auto.log").read_text()
+    assert f"--ray auto: joining the Ray cluster at {cluster.address} (the one a `ray start` on this machine runs)" in log
+    job = _job(job_id)
+    assert job.state == queue.SUCCEEDED, job.error
+    assert any(i.startswith(job.node.split("/")[1]) for i in cluster.node_ids()), (job.node, cluster.node_ids())
+
+
 def test_ray_local_starts_a_private_ray_with_its_own_token_beside_a_running_cluster(lab_home, small_data, tmp_path,
                                                                                    cluster, monkeypatch):
     """`--ray local` never joins the cluster running on this machine, and with no token anywhere
@@ -426,6 +469,40 @@ def test_a_ray_task_that_dies_before_an_epoch_counts_a_crash_as_a_local_one_does
     assert job.state == queue.FAILED and job.attempts == job.crashes == queue.MAX_ATTEMPTS, job.error
     assert job.error.startswith("gave up after 3 attempts in a row that finished no epoch: its Ray task on ")
     assert "retry" in cli("retry", str(job_id)).stdout or _job(job_id).state == queue.QUEUED  # retried as a local one
+
+
+def test_a_searching_sweep_on_the_cluster_prunes_the_trial_that_cannot_learn(lab_home, small_data, cluster):
+    """A grid sweep with the median pruner through Ray dispatchers: the learner completes (alone,
+    by a dispatcher that takes one job, so the pruner has a completed trial to judge by); then the
+    trial whose rate never learns is pruned where its epoch is stored, stops within an epoch, says
+    why, keeps its curve and checkpoint, and is never retried (nor failed)."""
+    from cifar_core.lab import Lab
+    from cifar_core.search.config import PrunerConfig, SearchConfig
+    from cifar_core.testing.datagen import tiny_spec
+
+    space = {"method": "grid", "params": {"learning_rate": {"values": [0.003, 1e-07]}}}
+    pruner = PrunerConfig(kind="median", startup_trials=1, min_epochs=1)
+    search = SearchConfig(sampler="grid", pruner=pruner, seed=1, max_trials=2)  # seed 1: the learner first
+    lab = Lab()
+    group, ids = lab.submit_sweep(tiny_spec(epochs=4, name="srch", learning_rate=0.003), space, str(small_data), search)
+    first, second = (_job(i) for i in ids)
+    assert (first.spec["learning_rate"], second.spec["learning_rate"]) == (0.003, 1e-07), "Optuna's grid order moved"
+    assert _finish(_dispatcher(lab_home, cluster.address, "--max-jobs", "1", name="learner"), 300) == 0
+    assert _job(first.id).state == queue.SUCCEEDED and _job(second.id).state == queue.QUEUED
+    assert _finish(_dispatcher(lab_home, cluster.address, "--exit-when-idle", name="loser"), 300) == 0
+    first, second = _job(first.id), _job(second.id)
+    assert first.state == queue.SUCCEEDED and first.epoch == 4, first.error
+    assert second.state == queue.PRUNED and 1 <= second.epoch < 4, (second.state, second.error)
+    assert second.error.startswith(f"pruned after epoch {second.epoch}: ") and "median" in second.error, second.error
+    assert second.attempts == 1 and second.crashes == 0  # stopped once, never claimed again
+    assert _metric_rows(second.id) == list(range(1, second.epoch + 1))  # its curve, each epoch once
+    assert (lab_home / "runs" / str(second.id) / "backup" / "checkpoint.json").exists()  # and its checkpoint
+    refused = cli("retry", str(second.id), check=False)
+    assert refused.returncode == 2 and "only a failed or cancelled job can be retried" in refused.stderr
+    [listed] = [r for r in json.loads(cli("runs", "--json").stdout) if r["run"] == second.id]
+    assert listed["status"] == queue.PRUNED and listed["status_note"] == second.error and listed["phase"] is None
+    replayed = lab.replay_sweep(group, pruner).runs[0]
+    assert replayed.stopped == {second.id: ("prune", second.epoch)} and replayed.best_survived
 
 
 def test_killed_ray_worker_and_lost_node_cost_no_epoch(lab_home, small_data, tmp_path, cluster):

@@ -36,7 +36,7 @@ def test_reports_every_epoch_and_scores_the_test_set_once(ds, tmp_path):
     assert not hasattr(outcome, "cost")  # training measures nothing about serving; the caller does
     cost = measure_cost(outcome.files["model"], ds.input_shape)
     assert cost["latency_p50_ms"] > 0 and cost["model_bytes"] > 0
-    assert not (tmp_path / "run" / "backup").exists()
+    assert (tmp_path / "run" / "backup").exists()  # the consumer drops it once the store says succeeded
 
 
 def test_reports_each_phase_and_the_running_figures_of_each_batch(ds, tmp_path):

@@ -119,23 +119,31 @@ def handed_back(who: str) -> str:
     return f"{who} shut down; resumes from its last finished epoch"
 
 
-def close_attempt(conn, lease: queue.Lease, ending: Ending, lease_seconds: float, who: str = "worker") -> None:
+def close_attempt(conn, lease: queue.Lease, ending: Ending, lease_seconds: float, who: str = "worker",
+                  workdir: Path | None = None) -> None:
     """End the attempt `lease` holds the one way `ending` says (the module's docstring lists
-    them). Writes nothing once the lease is lost."""
+    them). Writes nothing once the lease is lost. A succeeded job's checkpoint (in its run
+    folder `workdir`) goes only once the store says succeeded: a consumer killed before that
+    (measuring the model takes seconds) leaves a job that resumes from it, not from epoch 0."""
     until = time.monotonic() + lease_seconds
     job = retry_while_locked(lambda: queue.get_job(conn, lease.job_id), until)
     if job is None or job.state != queue.RUNNING or job.lease != lease:
         log.info("job %s: attempt %s no longer holds it; nothing more is written", lease.job_id, lease.attempt)
         return
     halted = (job.stop_decision or {}).get("action") == queue.HALT and not job.cancel_requested  # by its sweep
-    if ending.completed:
+    stands = bool(job.stop_decision) and not halted  # a pruner's prune or pause stands, whatever finished after it
+    if ending.completed and not stands:
         if finish(conn, lease, queue.SUCCEEDED, lease_seconds, results=ending.results or {}):
+            if workdir is not None:
+                from cifar_core.train.checkpoint import discard_checkpoint
+
+                discard_checkpoint(workdir)
             log.info("job %s succeeded: test accuracy %.4f", job.id, (ending.results or {}).get("test_accuracy", 0.0))
     elif (ending.stop_reason == queue.STOP_CANCEL and not halted) or (ending.died and job.cancel_requested):
         if finish(conn, lease, queue.CANCELLED, lease_seconds, error=cancelled_after(job.epoch)):
             log.info("job %s cancelled after epoch %s; its checkpoint stays for a retry", job.id, job.epoch)
     elif ending.stop_reason in (queue.STOP_PRUNED, queue.STOP_PAUSED, queue.STOP_CANCEL) or \
-            (ending.died and job.stop_decision):
+            ((ending.died or ending.completed) and job.stop_decision):
         state = retry_while_locked(lambda: queue.end_stopped(conn, lease), until)
         if state:
             log.info("job %s %s: %s", job.id, state, (job.stop_decision or {}).get("reason", ""))

@@ -122,7 +122,7 @@ def train_job(conn, job: queue.Job, cfg: ChildConfig, shutdown: threading.Event)
                              test_accuracy=outcome.test_accuracy, stopped_epoch=outcome.stopped_epoch,
                              stop_reason=outcome.stop_reason) if completed else None
     close_attempt(conn, lease, Ending(completed=completed, stop_reason=reporter.stop_reason, results=results),
-                  cfg.lease_seconds)
+                  cfg.lease_seconds, workdir=workdir)
 
 
 def _train_job(job: queue.Job, workdir: Path, reporter: "StoreReporter"):

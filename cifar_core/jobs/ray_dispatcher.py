@@ -70,13 +70,15 @@ JOB_GPUS_ENV = "CIFAR_LAB_JOB_GPUS"  # GPUs each job asks of the cluster (defaul
 HEARTBEAT_SECONDS = 0.5  # lease renewal and cancel checks, dispatcher side; progress and stop checks, task side
 POLL_SECONDS = 0.25  # between passes of the dispatcher's loop
 CANCEL_GRACE = 2.0  # seconds a task has to stop by itself before it is killed (cancel within 5 s in all)
+KILL_GRACE = 5.0  # seconds a killed Trainer's call has to end before it counts as ended anyway
 HUB_TIMEOUT = 20.0  # a task that cannot reach its hub for this long stops: its dispatcher is gone
 CLUSTER_SECONDS = 2.0  # between records of the cluster's state in the store
 JOIN_CHECK_SECONDS = 5.0  # a cluster's address must answer within this
-ROOM_SECONDS = 1.0
+ROOM_SECONDS = 1.0  # the cluster's free resources are read at most this often
 IDLE_SECONDS = 300.0  # a warm Trainer left without a job this long gives its CPUs back
-WAIT_SECONDS = 10.0  # a job waiting this long for a node has the idle Trainers give their CPUs back  # the cluster's free resources are read at most this often
+WAIT_SECONDS = 10.0  # a job waiting this long for a node has the idle Trainers give their CPUs back
 STOP_HUB_GONE = "hub-gone"
+DECIDED = (queue.STOP_LOST, queue.STOP_PRUNED, queue.STOP_PAUSED)  # an attempt stopped so stores no more epochs
 
 
 def job_resources() -> tuple[float, float]:
@@ -315,6 +317,7 @@ class InFlight:
     stop_reason: str | None = None  # why this dispatcher stops it
     stop_sent_at: float | None = None
     force_cancelled: bool = False
+    killed_at: float | None = None  # monotonic: when its Trainer was killed
     closing: bool = False  # its task ended; the closer thread is storing its outcome
     epochs: int = 0  # epochs stored by this attempt
     points: PointClock = field(default_factory=PointClock)  # when its running points are stored
@@ -330,37 +333,81 @@ class DispatcherConfig:
     max_jobs: int | None = None
 
 
-def connect(address: str) -> None:
-    """Join the Ray cluster at `address` (`local` starts a private one on this machine), shipping
-    the lab's code to the nodes with the tasks."""
+def connect(address: str) -> str:
+    """Join the Ray cluster at `address` (`local` starts a private one on this machine, `auto`
+    joins the one this machine runs), shipping the lab's code to the nodes with the tasks.
+    Returns the address joined (`auto` resolved to HOST:PORT)."""
     if address == "local":
         _private_token()  # before Ray is imported: its core reads the token once, when it loads
     import ray
 
     if ray.is_initialized():
-        return
+        return address
     package = Path(__file__).resolve().parents[1]
     env = config.tf_env()
     shipped = [*config.TF_ENV_DEFAULTS, *([PACE_ENV] if os.environ.get(PACE_ENV) else [])]  # the pace: tests only
     runtime_env = {"py_modules": [str(package)], "env_vars": {k: env[k] for k in shipped},
                    "excludes": ["__pycache__", "*.pyc"]}
     kw = dict(namespace="cifar_lab", runtime_env=runtime_env, logging_level=logging.WARNING)
+    joined = address
     try:
-        _reachable(address)  # Ray itself waits minutes on an address where nothing listens
+        if address == "auto":
+            joined = _this_machines_cluster()
+            log.info("--ray auto: joining the Ray cluster at %s (%s)", joined,
+                     "$RAY_ADDRESS" if os.environ.get("RAY_ADDRESS") else "the one a `ray start` on this machine runs")
+        _reachable(joined)  # Ray itself waits minutes on an address where nothing listens
         if address == "local":  # always a new private instance, whatever else runs on this machine
             ray.init(address="local", include_dashboard=False, **kw)
         else:
-            ray.init(address=address, **kw)
+            ray.init(address=joined, **kw)
+    except LabError as error:
+        launcher.record_start_problem(address, str(error))
+        raise
     except (ConnectionError, OSError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         error = LabError(
-            f"cannot join the Ray cluster at {address!r}: {first}. Is `ray start --head` running there, is this "
-            "machine a node of it (`ray start --address=...`), and does it have the cluster's token "
-            "(~/.ray/auth_token, $RAY_AUTH_TOKEN_PATH or $RAY_AUTH_TOKEN) with RAY_AUTH_MODE=token set?"
+            f"cannot join the Ray cluster at {joined!r}{' (--ray auto)' if joined != address else ''}: {first}. "
+            "Is `ray start --head` running there, is this machine a node of it (`ray start --address=...`), and "
+            "does it have the cluster's token (~/.ray/auth_token, $RAY_AUTH_TOKEN_PATH or $RAY_AUTH_TOKEN) with "
+            "RAY_AUTH_MODE=token set?"
         )
         launcher.record_start_problem(address, str(error))  # said once, on the Training page
         raise error from exc
     launcher.clear_start_problem()
+    return joined
+
+
+def _this_machines_cluster() -> str:
+    """What `--ray auto` joins: $RAY_ADDRESS, else the one cluster whose node runs on this machine
+    (`local_clusters`). Only a live node counts: an address a stopped cluster left behind (Ray's
+    own `auto` trusts its "current cluster" file, and waits minutes on it) never does. Never starts a Ray."""
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"]
+    found = local_clusters()
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise LabError(f"--ray auto found {len(found)} Ray clusters on this machine ({', '.join(found)}): give the one "
+                       "to join (`--ray HOST:PORT`, or $RAY_ADDRESS)")
+    raise LabError(
+        "--ray auto found no Ray cluster on this machine ($RAY_ADDRESS unset and no `ray start` running "
+        "here): start one (`ray start --head`, README \"On a cluster\"), give its address (`--ray HOST:PORT`), "
+        "or use `--ray local` for a private Ray on this machine alone"
+    )
+
+
+def local_clusters() -> list[str]:
+    """The addresses (HOST:PORT) of the Ray clusters with a node on this machine: the
+    `--gcs-address` its raylet runs with (read from /proc; Ray has no public call for it)."""
+    found = set()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args and args[0].endswith(b"/raylet"):
+            found.update(a.split(b"=", 1)[1].decode() for a in args if a.startswith(b"--gcs-address="))
+    return sorted(found)
 
 
 def _private_token() -> None:
@@ -389,6 +436,7 @@ def _reachable(address: str) -> None:
 class Dispatcher:
     def __init__(self, cfg: DispatcherConfig):
         self.cfg = cfg
+        self.address = cfg.address  # the address joined, once run() has joined it (`auto` resolved)
         self.job_cpus, self.job_gpus = job_resources()
         self.id = cfg.worker_id or f"{launcher.DISPATCHER_PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.shutdown = threading.Event()
@@ -413,7 +461,7 @@ class Dispatcher:
 
     def run(self) -> int:
         """Dispatch until idle (with exit_when_idle), max_jobs, or a signal. Returns the jobs ended."""
-        connect(self.cfg.address)  # first: it may set Ray's token before Ray is imported
+        self.address = connect(self.cfg.address)  # first: it may set Ray's token before Ray is imported
         import ray
 
         if self._handles_signals:
@@ -426,7 +474,7 @@ class Dispatcher:
         ).remote()
         ray.get(self.hub.ping.remote())
         store.register_worker(self.conn, self.id, os.getpid(), socket.gethostname(), int(self.job_cpus))
-        log.info("dispatcher %s on Ray %s: %s CPU(s) and %s GPU(s) per job", self.id, self.cfg.address,
+        log.info("dispatcher %s on Ray %s: %s CPU(s) and %s GPU(s) per job", self.id, self.address,
                  self.job_cpus, self.job_gpus)
         beat = threading.Thread(target=self._heartbeat, name="leases", daemon=True)
         beat.start()
@@ -581,8 +629,10 @@ class Dispatcher:
         inbox, progress = ray.get(self.hub.take.remote())
         for message in inbox:
             f = self.inflight.get(message["job"])
-            if f is None or message["attempt"] != f.job.attempts or f.stop_reason == queue.STOP_LOST:
-                continue  # from an attempt that is over: refused, as a local worker's writes would be
+            if f is None or message["attempt"] != f.job.attempts or f.stop_reason in DECIDED:
+                # From an attempt that is over, or one its sweep's pruner has stopped (a task
+                # trains on while the stop travels to it; a local one stops at the epoch): refused.
+                continue
             self._store_epoch(f, message)
         for job_id, p in progress.items():
             f = self.inflight.get(job_id)
@@ -610,10 +660,14 @@ class Dispatcher:
         """Hand the jobs whose tasks ended to the closer thread."""
         import ray
 
-        refs = [f.ref for f in list(self.inflight.values()) if not f.closing]
-        if not refs:
+        open_ = [f for f in list(self.inflight.values()) if not f.closing]
+        if not open_:
             return
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        ready, _ = ray.wait([f.ref for f in open_], num_returns=len(open_), timeout=0)
+        # A Trainer killed before Ray had placed it (its node lost meanwhile) may leave its call
+        # pending for good: past KILL_GRACE it counts as ended (`_close` finds it died).
+        t = time.monotonic()
+        ready += [f.ref for f in open_ if f.killed_at is not None and t - f.killed_at > KILL_GRACE and f.ref not in ready]
         if not ready:
             return
         self._drain()  # what a task posted before it returned comes first
@@ -645,7 +699,7 @@ class Dispatcher:
         lease = f.job.lease
         node = f.progress.get("node") or "its node"
         try:
-            result = ray.get(f.ref)
+            result = ray.get(f.ref, timeout=None if f.killed_at is None else KILL_GRACE)
         except ray.exceptions.RayTaskError as exc:  # the training raised: the job fails with its reason
             self._release(f.trainer)
             fail_attempt(conn, lease, exc.cause if getattr(exc, "cause", None) is not None else exc, f.workdir,
@@ -657,22 +711,20 @@ class Dispatcher:
             ending = Ending(stop_reason=f.stop_reason, died=f"its Ray task on {node} {how}")
         else:
             self._release(f.trainer)
-            if result["status"] == "completed":
+            if result["status"] == "completed" and f.stop_reason not in DECIDED:
                 ending = Ending(completed=True, results=self._succeed(f, result, conn))
             else:
                 ending = Ending(stop_reason=f.stop_reason or result.get("stop_reason"))
-        close_attempt(conn, lease, ending, self.cfg.lease_seconds, who="dispatcher")
+        close_attempt(conn, lease, ending, self.cfg.lease_seconds, who="dispatcher", workdir=f.workdir)
 
     def _succeed(self, f: InFlight, result: dict, conn) -> dict:
         """Write the final files into the run folder and measure the model here: its results."""
         from cifar_core.train.atomic import write_bytes
-        from cifar_core.train.checkpoint import discard_checkpoint
         from cifar_core.train.latency import measure_cost_apart
 
         f.workdir.mkdir(parents=True, exist_ok=True)
         for name, data in result["files"].items():
             write_bytes(f.workdir / name, data)
-        discard_checkpoint(f.workdir)
         _, shape, _ = self._dataset(f.job.data_source)
         # Written here, not left to the heartbeat (which only renews the lease of a closing job):
         # the task may have ended before its last phases reached the hub.
@@ -710,7 +762,7 @@ class Dispatcher:
             elif not f.force_cancelled and t - f.stop_sent_at > CANCEL_GRACE:
                 log.warning("job %s did not stop within %.0f s; killing its trainer", f.job.id, CANCEL_GRACE)
                 ray.kill(f.trainer, no_restart=True)
-                f.force_cancelled = True
+                f.force_cancelled, f.killed_at = True, t
 
     def _stop_everything(self) -> None:
         """On the way out: stop what still runs and hand its jobs back (the heartbeat renews their
@@ -798,7 +850,7 @@ class Dispatcher:
             return
         self._last_cluster = t
         try:
-            store.put_cluster(self.conn, cluster_state(self.cfg.address, self.id, self.inflight, self.job_cpus, self.job_gpus))
+            store.put_cluster(self.conn, cluster_state(self.address, self.id, self.inflight, self.job_cpus, self.job_gpus))
         except Exception as exc:  # the picture of the cluster is a nicety; dispatching goes on
             log.warning("could not record the cluster's state: %s", exc)
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from cifar_core.errors import NotFound
 from cifar_core.jobs import store
-from cifar_core.jobs.queue import METRICS, SYSTEM_METRICS, Job, get_job
+from cifar_core.jobs.queue import METRICS, RUNNING, SYSTEM_METRICS, Job, get_job
 from cifar_core.spec import identity
 
 LEADERBOARD_COLUMNS = [
@@ -22,6 +22,8 @@ LEADERBOARD_COLUMNS = [
     "node", "worker_pid",  # where its last epoch trained: host (or Ray node), and process
     "refit_of",  # a refit on train + holdout: the run it refits (analysis/refit.py); <NA> otherwise
     "tags", "notes", "archived",  # the run's tags with its seed group's, its Markdown note, archived or not
+    "phase",  # what a running job does now (train.phases: "waiting for a node", "training", ...); None otherwise
+    "status_note",  # what the job says: its consumer's note now (a pause for disk space), else why its last attempt ended
 ]
 SYSTEM_COLUMNS = ["cpu_pct", "machine_cpu_pct", "peak_rss_mb", "cpu_model", "cores"]  # what its training process used
 LEADERBOARD_COLUMNS += SYSTEM_COLUMNS
@@ -221,7 +223,8 @@ def _board(conn: sqlite3.Connection, run_ids: list[int] | None) -> pd.DataFrame:
     runs = pd.DataFrame(
         [dict(r) for r in store.board_rows(conn, run_ids)],
         columns=["run", "name", "status", "grp", "spec_json", "data_source", "created_at", "seed", "params",
-                 "epochs_planned", "test_accuracy", "node", "worker_pid", "notes_md", "archived"],
+                 "epochs_planned", "test_accuracy", "node", "worker_pid", "notes_md", "archived", "phase", "error",
+                 "note"],
     )
     if runs.empty:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
@@ -248,6 +251,9 @@ def _board(conn: sqlite3.Connection, run_ids: list[int] | None) -> pd.DataFrame:
     board["tags"] = _tags(conn, board, run_ids)
     board["notes"] = board.pop("notes_md").fillna("")
     board["archived"] = board["archived"].astype(bool)
+    board["phase"] = board["phase"].where(board["status"] == RUNNING, None)
+    note = board.pop("note")
+    board["status_note"] = note.where(note.notna(), board.pop("error"))
     return board[LEADERBOARD_COLUMNS]
 
 

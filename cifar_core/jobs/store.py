@@ -662,7 +662,8 @@ def board_rows(conn: sqlite3.Connection, run_ids: list[int] | None) -> list[sqli
     return conn.execute(
         "SELECT j.id AS run, j.name, j.state AS status, j.group_id AS grp, j.spec_json, j.data_source, j.created_at,"
         " r.seed, r.params, r.epochs_planned, r.test_accuracy, j.node, j.worker_pid, r.notes_md,"
-        " r.archived_at IS NOT NULL AS archived FROM jobs j JOIN runs r ON r.id = j.id AND r.trashed_at IS NULL"
+        " r.archived_at IS NOT NULL AS archived, j.phase, j.error, j.note"
+        " FROM jobs j JOIN runs r ON r.id = j.id AND r.trashed_at IS NULL"
         f"{where} ORDER BY j.id DESC", args
     ).fetchall()
 

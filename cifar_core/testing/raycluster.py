@@ -74,6 +74,26 @@ class Cluster:
             pass
         self.node.wait(timeout=30)
 
+    def restart_node(self) -> None:
+        """Start the second node again after `stop_node` (a new node to Ray, in a new temp dir)."""
+        self._restarts = getattr(self, "_restarts", 0) + 1
+        self.nodes[0] = self.node = self._start(f"node1-{self._restarts}", f"--address={self.address}")
+
+    def trainer_pids(self) -> list[int]:
+        """The live warm Trainer processes on this cluster's nodes (Ray names them `ray::Trainer`)."""
+        ours = set(self.pids())
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                cmdline = (stat.parent / "cmdline").read_bytes()
+            except (OSError, IndexError):
+                continue
+            # a Ray worker runs in its node's `ray start` session: its session id is that pid
+            if cmdline.startswith(b"ray::Trainer") and fields[0] != "Z" and int(fields[3]) in ours:
+                found.append(int(stat.parent.name))
+        return sorted(found)
+
     def stop(self) -> None:
         for proc in (*self.nodes, self.head):
             stop(proc)

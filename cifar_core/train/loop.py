@@ -26,7 +26,7 @@ from cifar_core.data.dataset import Dataset, holdout_split
 from cifar_core.spec.schema import ExperimentSpec
 from cifar_core.train import augment, averaging, whitening
 from cifar_core.train.atomic import write_json
-from cifar_core.train.checkpoint import check_same_spec, discard_checkpoint, read_checkpoint
+from cifar_core.train.checkpoint import check_same_spec, read_checkpoint
 from cifar_core.train.models import build_model, compile_model, uses_one_hot
 from cifar_core.train.phases import SAVING, SCORING
 from cifar_core.train.relay import Reporter, ReporterRelay
@@ -123,7 +123,7 @@ def train(spec: ExperimentSpec, ds: Dataset, workdir: Path, reporter: Reporter) 
 
 
 def _finish(spec, ds, model, workdir: Path, history, early, seconds: float, reporter: Reporter) -> TrainOutcome:
-    """Score the test set once, save the model, predictions and history, drop the checkpoint."""
+    """Score the test set once, save the model, predictions and history."""
     reporter.phase(SCORING, 0, len(augment.tta_views(spec.tta_flip, spec.tta_shift)))
     probs = augment.predict_probs(model, ds.x_test, tta_flip=spec.tta_flip, tta_shift=spec.tta_shift)
     test_loss, test_accuracy = _scores(probs, ds.y_test)
@@ -137,7 +137,7 @@ def _finish(spec, ds, model, workdir: Path, history, early, seconds: float, repo
     model.save(files["model"])
     np.savez(files["predictions"], probs=probs.astype(np.float16), y_true=ds.y_test)
     write_json(workdir / "spec.json", spec.to_dict())
-    discard_checkpoint(workdir)
+    # The checkpoint stays: the consumer drops it once the store says succeeded (jobs/attempt.py).
     stopped_epoch = stop_reason = None
     if early is not None and early.stopped_epoch > 0:
         stopped_epoch = early.stopped_epoch + 1
