@@ -103,6 +103,20 @@ def test_prediction_matches_what_the_run_stored_and_models_are_cached(conn, ds):
         prediction.predict_run(conn, 3, np.zeros((1, 32, 32, 3), np.float32))
 
 
+def test_the_stored_classes_are_the_ones_scored_not_the_float16_argmax(conn):
+    """The file keeps the classes as scored (from float32) beside float16 probabilities: float16 can
+    tie a close call (0.49999 vs 0.50001 both read 0.5) and a page then showed 85.93% for a run whose
+    test accuracy was 85.92%."""
+    for run in (1, 3):
+        stored = prediction.stored_predictions(conn, run)
+        assert stored.y_pred is not None
+        assert stored.accuracy == pytest.approx(store.run_row(conn, run)["test_accuracy"], abs=1e-9)
+    close = np.array([[0.49999, 0.50001]], dtype=np.float32)
+    tied = prediction.StoredPredictions(9, close.astype(np.float16).astype(np.float32), np.array([1]),
+                                        close.argmax(axis=1))
+    assert tied.probs.argmax(axis=1)[0] == 0 and tied.pred[0] == 1 and tied.accuracy == 1.0
+
+
 def test_predict_an_uploaded_image_with_several_models(conn, ds):
     buf = io.BytesIO()
     Image.fromarray(np.kron(ds.x_test[0], np.ones((3, 3, 1), np.uint8))).save(buf, "PNG")  # 96x96

@@ -153,10 +153,11 @@ class StoredPredictions:
     run: int
     probs: np.ndarray  # float32 (N, classes); with the run's test-time augmentation already applied
     y_true: np.ndarray  # int64 (N,)
+    y_pred: np.ndarray | None = None  # the classes as scored (runs before it was stored: None, from probs)
 
     @property
     def pred(self) -> np.ndarray:
-        return self.probs.argmax(axis=1)
+        return self.y_pred if self.y_pred is not None else self.probs.argmax(axis=1)
 
     @property
     def confidence(self) -> np.ndarray:
@@ -195,11 +196,12 @@ def stored_predictions(conn: sqlite3.Connection, run_id: int) -> StoredPredictio
     try:
         with np.load(path, allow_pickle=False) as z:
             probs, y = z["probs"].astype(np.float32), z["y_true"].astype(np.int64).reshape(-1)
+            pred = z["y_pred"].astype(np.int64).reshape(-1) if "y_pred" in z.files else None
     except (OSError, ValueError, KeyError) as exc:
         raise DataError(f"run {run_id}'s {PREDICTIONS_FILE} is unreadable ({exc}); train it again") from exc
-    if probs.ndim != 2 or len(probs) != len(y):
+    if probs.ndim != 2 or len(probs) != len(y) or (pred is not None and len(pred) != len(y)):
         raise DataError(f"run {run_id}'s {PREDICTIONS_FILE} holds probs {probs.shape} for {len(y)} labels")
-    stored = StoredPredictions(job.id, probs, y)
+    stored = StoredPredictions(job.id, probs, y, pred)
     with _lock:
         _stored[key] = stored
         while len(_stored) > 32:
