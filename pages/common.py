@@ -209,6 +209,18 @@ def sweep_findings(found: SweepResults, key: str) -> None:
         st.plotly_chart(charts_sweep.importance(found.ranked), key=f"{key}_importance")
 
 
+ARCHIVED_HELP = "Archived runs are hidden from every page by default; unarchive one to show it for good"
+
+
+def show_archived(key: str) -> bool:
+    """A page's toggle that shows the archived runs its lists hide (jobs.keeping.Hidden), labelled
+    with how many the lab holds; none when there are none."""
+    count = len(lab().hidden().archived)
+    if not count:
+        return False
+    return st.toggle(f"Show {count} archived run{'s' * (count != 1)}", key=key, help=ARCHIVED_HELP)
+
+
 TAGS_HELP = "Tags separated by spaces or commas; a tag is 1-40 letters, digits, '.', '_' or '-' (case does not matter)"
 
 
@@ -242,6 +254,7 @@ def keeping_panel(run_ids: list[int], key: str, note: str | None = None) -> None
     depends on the run) is shown as the Lab says it, and nothing is lost."""
     if not run_ids:
         st.caption("Pick runs above to tag, archive, delete or pin one as the baseline.")
+        _said(key)  # what the last action said, when it took its runs off the list (a delete)
         return
     names, lab_, state = ", ".join(f"#{r}" for r in run_ids), lab(), st.session_state
     tags, add, drop = st.columns([4, 1, 1], vertical_alignment="bottom")
@@ -260,7 +273,7 @@ def keeping_panel(run_ids: list[int], key: str, note: str | None = None) -> None
     row = st.container(horizontal=True, vertical_alignment="center")
     row.button("Archive", key=f"{key}_archive", icon=":material/archive:", on_click=_act,
                args=(key, f"Archived {names}", lambda: lab_.archive(run_ids)),
-               help="Hide from every page by default; the 'Show archived' toggle shows it")
+               help="Hide from every page by default; each page's 'Show archived' toggle shows it")
     row.button("Unarchive", key=f"{key}_unarchive", icon=":material/unarchive:", on_click=_act,
                args=(key, f"Shown again: {names}", lambda: lab_.unarchive(run_ids)))
     if len(run_ids) == 1:
