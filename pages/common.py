@@ -273,7 +273,7 @@ def keeping_panel(run_ids: list[int], key: str, note: str | None = None) -> None
     row = st.container(horizontal=True, vertical_alignment="center")
     row.button("Archive", key=f"{key}_archive", icon=":material/archive:", on_click=_act,
                args=(key, f"Archived {names}", lambda: lab_.archive(run_ids)),
-               help="Hide from every page by default; each page's 'Show archived' toggle shows it")
+               help="Hide from every page by default; the 'Show archived' toggle shows it")
     row.button("Unarchive", key=f"{key}_unarchive", icon=":material/unarchive:", on_click=_act,
                args=(key, f"Shown again: {names}", lambda: lab_.unarchive(run_ids)))
     if len(run_ids) == 1:
