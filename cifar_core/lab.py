@@ -268,11 +268,14 @@ class Lab:
         with self._store() as conn:
             return queue.retry(conn, int(job_id))
 
-    def queue_view(self, recent: int = 10) -> monitor.QueueView:
+    def queue_view(self, recent: int = 10, archived: bool = False) -> monitor.QueueView:
+        """The Training page's view: every queued and running job (each holds a place in the queue,
+        archived or not), and the recent finished ones but those keeping.Hidden leaves out."""
+        from cifar_core.jobs import keeping
         from cifar_core.views import training as monitor
 
         with self._queue() as conn:
-            return monitor.queue_view(conn, recent)
+            return monitor.queue_view(conn, recent, hide=keeping.hidden(conn, archived).runs)
 
     def try_worker_again(self) -> int | None:
         """Forget why the wanted Ray dispatcher could not start and start it again; its pid, or
@@ -296,9 +299,19 @@ class Lab:
 
     def jobs(self, limit: int = 10_000, archived: bool = False) -> list[queue.Job]:
         """Every job, newest first: archived ones only when `archived`, those in the trash never."""
+        from cifar_core.jobs import keeping
+
         with self._queue() as conn:
-            hidden = store.hidden_run_ids(conn, archived=not archived)
+            hidden = keeping.hidden(conn, archived).runs
             return [j for j in queue.list_jobs(conn, limit=limit + len(hidden)) if j.id not in hidden][:limit]
+
+    def hidden(self, archived: bool = False):
+        """What every list of runs leaves out (jobs.keeping.Hidden): the trash, and archived runs
+        unless `archived`; its `archived` set counts them for a page's "show archived" toggle."""
+        from cifar_core.jobs import keeping
+
+        with self._store() as conn:
+            return keeping.hidden(conn, archived)
 
     @contextmanager
     def _queue(self) -> Iterator[sqlite3.Connection]:
@@ -337,13 +350,12 @@ class Lab:
         `archived`; runs in the trash never. `where` is a filter expression (analysis.filters:
         `learning_rate < 0.01 and tag:muon`); a bad one raises FilterError naming its bad part."""
         from cifar_core.analysis import baseline, diagnosis, filters
-        from cifar_core.jobs import results
+        from cifar_core.jobs import keeping, results
 
         filters.parse(where)  # a bad expression fails before any work
         with self._queue() as conn:
             board = results.leaderboard(conn) if run_ids is None else results.leaderboard_rows(conn, run_ids)
-            if not archived:
-                board = board.loc[~board["archived"].astype(bool)]
+            board = keeping.hidden(conn, archived).rows(board)
             specs = results.run_specs(conn, board["run"].tolist()) if where and filters.needs_specs(where) else {}
             board = filters.apply(board, where, specs)
             titles = diagnosis.verdicts(conn, board["run"].tolist())[["run", "title"]].rename(columns={"title": "diagnosis"})
@@ -433,12 +445,14 @@ class Lab:
         with self._store() as conn:
             return sweeps.search_status(conn, group_id)
 
-    def sweep_search_figures(self, group_id: int):
-        """A searching sweep's trial curves, rung table and Pareto front (analysis.sweeps.SearchFigures)."""
+    def sweep_search_figures(self, group_id: int, archived: bool = False):
+        """A searching sweep's trial curves, rung table and Pareto front (analysis.sweeps.SearchFigures),
+        the curves and rungs without the trials keeping.Hidden leaves out."""
         from cifar_core.analysis import sweeps
+        from cifar_core.jobs import keeping
 
         with self._store() as conn:
-            return sweeps.search_figures(conn, group_id)
+            return sweeps.search_figures(conn, group_id, keeping.hidden(conn, archived).runs)
 
     def stop_sweep(self, group_id: int) -> str:
         """Stop a sweep: its queued trials are cancelled, its running ones stop after their current
@@ -503,11 +517,14 @@ class Lab:
             doc, source, seed = sweeps.seeds_of(conn, status.best_run)
         return self.submit(doc, source, repeats=seeds, seed=seed)
 
-    def sweep(self, group_id: int) -> SweepResults:
+    def sweep(self, group_id: int, archived: bool = False) -> SweepResults:
+        """A sweep's description, its trials' table (without the ones keeping.Hidden leaves out, said
+        in `left_out`) and which setting mattered."""
         from cifar_core.analysis import sweeps
+        from cifar_core.jobs import keeping
 
         with self._store() as conn:
-            return sweeps.sweep_results(conn, group_id)
+            return sweeps.sweep_results(conn, group_id, keeping.hidden(conn, archived))
 
     # ------------------------------------------------------------ keeping runs in order
     # One entry point per action (tag, untag, set_note, archive, unarchive, delete, restore_run,
@@ -600,8 +617,8 @@ class Lab:
             if store.baseline_run(conn) in ids:
                 found.append(f"run {store.baseline_run(conn)} is the pinned baseline (deleting it unpins it)")
             for source in {r["data_source"] for r in store.board_rows(conn, ids) if r["status"] == queue.SUCCEEDED}:
-                try:
-                    pick = choice.choose(conn, source).recommendation
+                try:  # the recommendation the Model choice page shows by default
+                    pick = choice.choose(conn, source, hide=keeping.hidden(conn).runs).recommendation
                 except LabError:
                     continue  # no choice can be made on that source (missing predictions): nothing depends on it
                 if pick is not None and pick.run in ids:
@@ -699,24 +716,29 @@ class Lab:
             doc, source, group = refit.refit_request(conn, int(run_id))
         return self.enqueue([doc], group, source)
 
-    def sources(self) -> list[str]:
-        """Data sources of the succeeded runs, most recently used first."""
+    def sources(self, archived: bool = False) -> list[str]:
+        """Data sources of the succeeded runs shown (keeping.Hidden), most recently used first."""
         from cifar_core.analysis import choice
+        from cifar_core.jobs import keeping
 
         with self._store() as conn:
-            return choice.sources(conn)
+            return choice.sources(conn, keeping.hidden(conn, archived).runs)
 
-    def scorecard(self, source: str | None = None) -> pd.DataFrame:
+    def scorecard(self, source: str | None = None, archived: bool = False) -> pd.DataFrame:
+        """The succeeded runs' deployment scorecard (archived ones only when `archived`)."""
         from cifar_core.analysis import choice
+        from cifar_core.jobs import keeping
 
         with self._store() as conn:
-            return choice.scorecard(conn, source)
+            return choice.scorecard(conn, source, hide=keeping.hidden(conn, archived).runs)
 
-    def choose(self, source: str | None = None, run_ids: list[int] | None = None) -> choice.Choice:
+    def choose(self, source: str | None = None, run_ids: list[int] | None = None, archived: bool = False) -> choice.Choice:
+        """The model choice among the succeeded runs shown (archived ones only when `archived`)."""
         from cifar_core.analysis import choice
+        from cifar_core.jobs import keeping
 
         with self._store() as conn:
-            return choice.choose(conn, source, run_ids)
+            return choice.choose(conn, source, run_ids, hide=keeping.hidden(conn, archived).runs)
 
     def measure(self, run_ids: list[int], rounds: int = 5, repeats: int = 50, timeout: float = 600) -> choice.Measurement:
         """Measure the runs' models together (interleaved rounds, see `choice.measure_runs`) in a

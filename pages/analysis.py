@@ -22,7 +22,7 @@ NONE = 0
 
 
 def _runs() -> tuple[list[int], dict[int, str], dict[int, str]]:
-    card = common.lab().scorecard()
+    card = common.lab().scorecard(archived=common.show_archived("analysis_archived"))
     card = card.sort_values("run", ascending=False)
     labels = {int(r.run): f"#{int(r.run)} {r.label} ({common.percent(r.test_accuracy)})" for r in card.itertuples()}
     return list(labels), labels, dict(zip(card["run"].astype(int), card["data_source"]))

@@ -211,7 +211,8 @@ def _exported(result) -> None:
 
 def render() -> None:
     st.title("Model choice")
-    known = common.lab().sources()
+    archived = common.show_archived("choice_archived")
+    known = common.lab().sources(archived)
     if not known:
         st.info("No run has finished yet. Submit a few experiments (Builder page), then come back to choose one.")
         return
@@ -221,7 +222,7 @@ def render() -> None:
         st.info("No run of this sweep's front has finished yet: its runs appear here as the sweep's trials complete.")
         return
     try:
-        made = common.lab().choose(source, front)
+        made = common.lab().choose(source, front, archived)
     except LabError as exc:
         st.error(str(exc), icon=":material/error:")
         return

@@ -229,6 +229,18 @@ def sweep_findings(found: SweepResults, key: str) -> None:
         st.plotly_chart(charts_sweep.importance(found.ranked), key=f"{key}_importance")
 
 
+ARCHIVED_HELP = "Archived runs are hidden from every page by default; unarchive one to show it for good"
+
+
+def show_archived(key: str) -> bool:
+    """A page's toggle that shows the archived runs its lists hide (jobs.keeping.Hidden), labelled
+    with how many the lab holds; none when there are none."""
+    count = len(lab().hidden().archived)
+    if not count:
+        return False
+    return st.toggle(f"Show {count} archived run{'s' * (count != 1)}", key=key, help=ARCHIVED_HELP)
+
+
 TAGS_HELP = "Tags separated by spaces or commas; a tag is 1-40 letters, digits, '.', '_' or '-' (case does not matter)"
 
 
@@ -262,6 +274,7 @@ def keeping_panel(run_ids: list[int], key: str, note: str | None = None) -> None
     depends on the run) is shown as the Lab says it, and nothing is lost."""
     if not run_ids:
         st.caption("Pick runs above to tag, archive, delete or pin one as the baseline.")
+        _said(key)  # what the last action said, when it took its runs off the list (a delete)
         return
     names, lab_, state = ", ".join(f"#{r}" for r in run_ids), lab(), st.session_state
 

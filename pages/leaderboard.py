@@ -81,8 +81,8 @@ def _compare_sweep(run_ids: list[int]) -> None:
     st.session_state.lb_runs = run_ids
 
 
-def _sweep_section(group_id: int) -> None:
-    found = common.lab().sweep(group_id)
+def _sweep_section(group_id: int, archived: bool) -> None:
+    found = common.lab().sweep(group_id, archived)
     st.subheader(f"Sweep #{found.info.number}: {found.info.name}")
     st.caption(f"{found.info.method} sweep over {', '.join(found.info.paths)}; {len(found.info.run_ids)} runs, {found.finished} finished")
     common.sweep_findings(found, key="lb_sweep")
@@ -130,10 +130,25 @@ def _keep(board, groups) -> None:
     common.group_panel(config, groups.set_index("config").loc[config, "notes"], "lb_keep_group")
 
 
+def _picks_left(board, archived: bool) -> list[str]:
+    """Drop picked runs the board no longer shows (one deleted or archived from the panel below, or
+    filtered out) from the run pickers, before they are drawn; why each left the comparison."""
+    hidden = common.lab().hidden(archived)
+    said = []
+    for key in ("lb_runs", "lb_keep_runs"):
+        picked = st.session_state.get(key) or []
+        kept, why = board_view.still_shown(picked, board["run"], hidden)
+        if kept != list(picked):
+            st.session_state[key] = kept
+        said += why if key == "lb_runs" else []
+    return said
+
+
 def render() -> None:
     st.title("Leaderboard")
     where, archived = _expression()
     board = _board(where, archived)
+    left = _picks_left(board, archived)
     if board.empty:
         st.info("No run matches the filter." if where.strip() else "No runs yet.")
         st.page_link("pages/builder.py", label="Build and submit an experiment", icon=":material/construction:")
@@ -160,11 +175,13 @@ def render() -> None:
     if baseline is not None:
         st.caption(f"Baseline: run #{baseline}; every row shows its test accuracy against it and McNemar's paired test.")
     if sweep is not None:
-        _sweep_section(sweep)
+        _sweep_section(sweep, archived)
     with st.expander("Tags, notes, archive, delete, baseline"):
         _keep(board, table if grouped else None)
 
     st.subheader("Compare runs")
+    for said in left:
+        st.warning(said, icon=":material/compare_arrows:")
     labels = {int(r.run): f"#{r.run} {r.name}" for r in board.itertuples()}
     r, n = st.columns([3, 2], vertical_alignment="bottom")
     picked = r.multiselect("Runs", list(labels), format_func=labels.get, key="lb_runs", placeholder="pick runs to compare")

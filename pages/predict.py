@@ -23,7 +23,7 @@ SHOWN_SIDE = 256  # pixels the original is shown at (at least)
 
 def _run_options() -> tuple[list[int], dict[int, str], dict[int, str]]:
     """Succeeded runs, most accurate first, with labels and data sources."""
-    card = common.lab().scorecard()
+    card = common.lab().scorecard(archived=common.show_archived("predict_archived"))
     card = card.sort_values(["test_accuracy", "run"], ascending=[False, False])
     labels = {int(r.run): f"#{int(r.run)} {r.label} ({common.percent(r.test_accuracy)})" for r in card.itertuples()}
     return list(labels), labels, dict(zip(card["run"].astype(int), card["data_source"]))

@@ -92,6 +92,18 @@ def _reference(run_id: int, detail: results.RunDetail) -> str | None:
     return ref
 
 
+def _baseline(run_id: int):
+    """The pinned baseline's history to overlay (on by default, a toggle turns it off) and its label;
+    (None, "") when no baseline is pinned, this run is it, or the toggle is off."""
+    baseline = common.lab().baseline()
+    if baseline is None or baseline == run_id:
+        return None, ""
+    if not st.toggle(f"Overlay the baseline (run #{baseline})", value=True, key="run_overlay_baseline",
+                     help="The pinned baseline's curves in grey; the Leaderboard pins it"):
+        return None, ""
+    return common.lab().histories([baseline]), f"baseline #{baseline}"
+
+
 def _notes(run_id: int) -> None:
     tags, note = common.lab().notes(run_id)
     if tags:
@@ -119,7 +131,9 @@ def _body(run_id: int, polling: bool) -> None:
             st.caption("No finished epoch yet.")
         else:
             ref = _reference(run_id, detail)
-            st.plotly_chart(notebook_charts.history_figure(detail.history, ref), key="run_curves")
+            base, label = _baseline(run_id)
+            st.plotly_chart(notebook_charts.history_figure(detail.history, ref, baseline=base, baseline_label=label),
+                            key="run_curves")
     epochs.dataframe(detail.history, hide_index=True)
     with system:
         _system(detail)
@@ -137,7 +151,7 @@ def render() -> None:
     st.title("Run")
     every = {j.id: j for j in common.lab().jobs(archived=True)}
     wanted = st.query_params.get("run", "")
-    shown = st.toggle("Show archived", key="run_archived", help="Archived runs are hidden from every page by default")
+    shown = common.show_archived("run_archived")
     visible = set(every) if shown else {j.id for j in common.lab().jobs()}
     jobs = {i: j for i, j in every.items() if i in visible or str(i) == wanted}
     if not jobs:

@@ -247,11 +247,14 @@ def _stop_or_resume(group_id: int, status) -> None:
         getattr(st, kind)(message)
 
 
-def _search_status(group_id: int, status) -> None:
+def _search_status(group_id: int, status, archived: bool) -> None:
     """A searching sweep: how it searches, its budget, its trials by state, the best so far."""
     st.markdown(f"**Search:** {status.settings}")
     st.markdown("**Budget used:** " + " · ".join(status.budget))
     st.markdown("**Trials:** " + " · ".join(f"{n} {state}" for state, n in status.counts.items()))
+    if status.in_trash:
+        st.caption(f"Counted with them: {', '.join(f'#{r}' for r in status.in_trash)} in the trash (the search judged "
+                   "its trials with them; `undelete` brings them back).")
     if status.best_run is None:
         st.markdown("**Best so far:** none yet (no trial has finished an epoch)")
     else:
@@ -265,7 +268,7 @@ def _search_status(group_id: int, status) -> None:
     if kind:
         getattr(st, kind)(message)
     _stop_or_resume(group_id, status)
-    search = common.lab().sweep_search_figures(group_id)
+    search = common.lab().sweep_search_figures(group_id, archived)
     if not search.curves.empty:
         st.markdown("**Validation accuracy by epoch** (X: pruned, ‖: paused; hover for why)")
         st.plotly_chart(charts_sweep.intermediate(search.curves), key="sweeps_intermediate")
@@ -292,13 +295,16 @@ def _front(group_id: int, front) -> None:
 
 
 def _sweep_detail(group_id: int) -> None:
-    found = common.lab().sweep(group_id)
+    archived = common.show_archived("sweeps_archived")
+    found = common.lab().sweep(group_id, archived)
     info, table = found.info, found.table
     st.caption(f"{info.method} sweep of {info.base.get('name', info.name)} over {', '.join(info.paths)}; "
                f"{len(info.run_ids)} runs, created {info.created}")
     status = common.lab().sweep_status(group_id)
     if status is not None:
-        _search_status(group_id, status)
+        _search_status(group_id, status, archived)
+    if found.left_out:
+        st.caption(common.md(found.left_out))
     common.table(table.assign(open="run?run=" + table["run"].astype(str)), hide_index=True, key="sweeps_runs",
                  column_config={**_value_columns(table, info.paths), **RUN_COLUMNS}, column_order=["run", "open", *[c for c in table.columns if c != "run"]])
     st.markdown(f":material/leaderboard: [Compare this sweep's runs on the Leaderboard](leaderboard?sweep={group_id})")

@@ -95,7 +95,7 @@ def _finished(p: monitor.JobProgress, figures: dict) -> None:
 
 
 def _queue(polling: bool) -> None:
-    view = common.lab().queue_view(recent=RECENT)
+    view = common.lab().queue_view(recent=RECENT, archived=bool(st.session_state.get("training_archived")))
     if polling and not view.refresh:
         st.rerun()  # nothing left to watch: a full run redraws the page without the timer
     if st.session_state.get("training_notice"):
@@ -119,6 +119,7 @@ def _queue(polling: bool) -> None:
     for p in view.active:
         _active(p, view.history[view.history["run"] == p.id], view.running[view.running["run"] == p.id])
     st.subheader("Recently finished")
+    common.show_archived("training_archived")
     if not view.recent:
         st.caption("No finished jobs yet.")
     figures = view.finished.set_index("run").to_dict("index") if not view.finished.empty else {}

@@ -10,6 +10,14 @@ raycluster.py, 1 CPU per node, one job per node), and the chaos picks among: SIG
 training process (its warm Trainer), stop the second node (SIGKILL to all of it; started again
 a few seconds later), SIGKILL the dispatcher (a new one is started at once).
 
+The soak tests that nothing is lost or done twice, not that enough kills fail a job: a job fails,
+by design, after `max_attempts` (3) attempts in a row that finished no epoch, and an attempt after
+a job's last epoch (scoring, measuring) can finish none, so kills there could fail a healthy job.
+So no strike ever ends the attempt of a job that already has 2 such crashes in a row (`fragile`,
+read from the store's jobs.crashes): a worker or trainer is picked among the others, and the
+dispatcher and the node are struck only while no unfinished job is fragile; a strike with no
+such victim is held back (and counted).
+
     .venv/bin/python scripts/soak.py --jobs 20 --minutes 3 --workers 2
     .venv/bin/python scripts/soak.py --ray --jobs 12 --epochs 3 --minutes 4
 """
@@ -76,6 +84,39 @@ def _history(run_dir: Path) -> list[int]:
         return []
 
 
+def fragile(conn) -> set[int]:
+    """The queued or running jobs that one more attempt without a finished epoch would fail."""
+    from cifar_core.jobs import queue
+
+    return {j.id for j in queue.list_jobs(conn, (queue.QUEUED, queue.RUNNING), limit=1_000_000)
+            if j.crashes >= j.max_attempts - 1}
+
+
+def local_victims(conn, pids: list[int]) -> list[int]:
+    """The worker pids a strike may SIGKILL: those whose job is not fragile; an idle one only while
+    no fragile job waits in the queue (it could claim one at any moment)."""
+    from cifar_core.jobs import queue, store
+
+    pid_of = {w["id"]: w["pid"] for w in store.worker_rows(conn)}
+    held = {pid_of.get(j.worker_id): j.id for j in queue.list_jobs(conn, (queue.RUNNING,), limit=1_000_000)}
+    spared = fragile(conn)
+    queued_spared = spared - set(held.values())
+    return [pid for pid in pids if (held[pid] not in spared if pid in held else not queued_spared)]
+
+
+def ray_targets(conn, trainer_pids: list[int], node_up: bool) -> tuple[list[str], list]:
+    """What a Ray strike may hit: the kinds ("dispatcher", "node", "trainer") and the running jobs
+    whose trainer may be SIGKILLed (training now, not fragile). The dispatcher and the node end
+    every attempt they hold (or are about to claim), so neither while any job is fragile."""
+    from cifar_core.jobs import queue
+
+    spared = fragile(conn)
+    running = [j for j in queue.list_jobs(conn, (queue.RUNNING,), limit=1_000_000)
+               if j.worker_pid and j.batch and j.worker_pid in trainer_pids and j.id not in spared]
+    kinds = [] if spared else ["dispatcher"] + (["node"] if node_up else [])
+    return kinds + (["trainer"] if running else []), running
+
+
 def alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -140,7 +181,8 @@ def main() -> int:
     states = {s: sum(j.state == s for j in jobs) for s in queue.STATES}
     attempts = sum(j.attempts for j in jobs)
     kills = ", ".join(f"{n} {what}" for what, n in chaos.kills.items()) or "none"
-    print(f"wall {wall:.0f} s; chaos {args.minutes:g} min; kills: {kills}; {chaos.started} consumers started in all")
+    print(f"wall {wall:.0f} s; chaos {args.minutes:g} min; kills: {kills}; {chaos.held_back} strikes held back "
+          f"(every victim had a job with {queue.MAX_ATTEMPTS - 1} crashes in a row); {chaos.started} consumers started in all")
     print(f"jobs by state: {states}; attempts {attempts} for {len(ids)} jobs (retaken {attempts - len(ids)} times); "
           f"most attempts of one job {max(j.attempts for j in jobs)}")
     print(f"epochs stored {len(seen.first)} of {len(ids) * args.epochs}; retrained after being stored "
@@ -158,6 +200,7 @@ class LocalChaos:
     def __init__(self, args, home: Path, logs: Path, rng: random.Random) -> None:
         self.args, self.home, self.logs, self.rng = args, home, logs, rng
         self.kills: Counter = Counter()
+        self.held_back = 0  # strikes not made: each would have ended a fragile job's attempt
         self.started = 0
         self.workers: list[subprocess.Popen] = []
 
@@ -171,7 +214,11 @@ class LocalChaos:
         self.workers = [self.spawn("--threads", "1") for _ in range(self.args.workers)]
 
     def strike(self, conn) -> None:
-        victim = self.rng.randrange(len(self.workers))
+        pids = local_victims(conn, [w.pid for w in self.workers])
+        if not pids:
+            self.held_back += 1
+            return
+        victim = [w.pid for w in self.workers].index(self.rng.choice(pids))
         self.workers[victim].send_signal(signal.SIGKILL)
         self.workers[victim].wait()
         self.workers[victim] = self.spawn("--threads", "1")
@@ -197,7 +244,8 @@ class LocalChaos:
 class RayChaos(LocalChaos):
     """One dispatcher on a two-node cluster; each strike SIGKILLs a training process (a running
     job's Trainer), the dispatcher, or the second node (restarted NODE_DOWN_SECONDS later): the
-    kind struck least so far (a trainer only while one trains, the node only while it is up)."""
+    kind struck least so far (a trainer only while one trains, the node only while it is up), and
+    never one that would end a fragile job's attempt (see the module docstring)."""
 
     def start(self) -> None:
         from cifar_core.testing.procs import wait_for
@@ -214,11 +262,10 @@ class RayChaos(LocalChaos):
         return self.spawn("--ray", self.cluster.address, env=self.env)
 
     def strike(self, conn) -> None:
-        from cifar_core.jobs import queue
-
-        running = [j for j in queue.list_jobs(conn, (queue.RUNNING,)) if j.worker_pid and j.batch
-                   and j.worker_pid in self.cluster.trainer_pids()]
-        kinds = ["dispatcher"] + (["node"] if self.node_back_at is None else []) + (["trainer"] if running else [])
+        kinds, running = ray_targets(conn, self.cluster.trainer_pids(), self.node_back_at is None)
+        if not kinds:
+            self.held_back += 1
+            return
         kind = min(kinds, key=lambda k: (self.struck[k], self.rng.random()))  # each kind in turn, in random order
         self.struck[kind] += 1
         if kind == "trainer":

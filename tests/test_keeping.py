@@ -41,6 +41,9 @@ SPECS = {1: {"learning_rate": 0.005, "augment": {"flip": True}, "optimizer": "mu
     ("augment.flip = true", [1]),
     ("optimizer != adam", [1]),  # run 3 has no optimizer setting: a missing key never matches
     ('name:"ADAM"', [2, 3]),
+    ('name:"muon and adam"', []),  # `and` inside quotes is text, not a second clause
+    ('name:"b" and tag:v2', []),
+    ('name:"-a" and tag:muon', [1]),
     ("learning_rate == 0.001", [3]),
 ])
 def test_filter_expressions_select_the_runs_they_say(expr, runs):
@@ -57,6 +60,7 @@ def test_filter_expressions_select_the_runs_they_say(expr, runs):
     ("test_accuracy > high", "> needs a number, not 'high'"),
     ("learning_rate ~ 3", "cannot read 'learning_rate ~ 3'"),
     ("momentum > 0.5", "no run has a setting or column 'momentum'"),
+    ('name:"a and b', "a quote that is not closed"),
 ])
 def test_a_bad_filter_names_its_bad_part_and_what_is_allowed(expr, said):
     with pytest.raises(FilterError) as err:
@@ -161,16 +165,20 @@ def _spec() -> dict:
     return parse_spec({**TINY, "name": "waiting"}).to_dict()
 
 
-def test_the_baseline_compares_every_row_with_mcnemar(conn, three, home):
+def _predictions(home, run: int, right: int) -> None:
+    """Stored test predictions of a run: the first `right` of 200 test images right."""
     import numpy as np
 
-    a, b, c = three
     y = np.arange(200) % 10
+    pred = y.copy()
+    pred[right:] = (pred[right:] + 1) % 10
+    np.savez(home / "runs" / str(run) / "predictions.npz", probs=np.eye(10, dtype=np.float32)[pred], y_true=y)
+
+
+def test_the_baseline_compares_every_row_with_mcnemar(conn, three, home):
+    a, b, c = three
     for run, right in ((a, 150), (b, 190)):  # b gets 40 more images right: significant
-        pred = y.copy()
-        pred[right:] = (pred[right:] + 1) % 10
-        probs = np.eye(10, dtype=np.float32)[pred]
-        np.savez(home / "runs" / str(run) / "predictions.npz", probs=probs, y_true=y)
+        _predictions(home, run, right)
     lab = Lab()
     with pytest.raises(LabError, match=f"run {c} is failed; pin a succeeded run"):
         lab.set_baseline(c)
@@ -277,3 +285,124 @@ def test_run_page_shows_tags_and_note_and_saves_a_note(app_env, conn, three):
     assert "Note saved" in texts(at.success)
     at = rerun(at)
     assert "*first* try" in [m.value for m in at.markdown] and any("muon" in m.value for m in at.markdown)
+
+
+def test_a_quoted_value_keeps_and_and_or_inside_it():
+    assert filters.parse('name:"a and b" and tag:x') == (filters.Clause("name", ":", "a and b"), filters.Clause("tag", ":", "x"))
+    assert filters.parse('optimizer = "this or that"') == (filters.Clause("optimizer", "=", "this or that"),)
+    named = pd.DataFrame({"run": [1, 2], "name": ["lr and wd", "lr"], "status": ["succeeded"] * 2, "tags": [[], []]})
+    assert filters.apply(named, 'name:"lr and wd"')["run"].tolist() == [1]
+
+
+# ---------------------------------------------------------------- archived and trashed runs on every page
+
+
+def _frame_with(at, column: str) -> pd.DataFrame:
+    """The page's one table with `column` (AppTest does not keep a dataframe's key)."""
+    [frame] = [d.value for d in at.dataframe if column in d.value.columns]
+    return frame
+
+
+def test_archived_runs_leave_every_list_until_a_toggle_shows_them(app_env, conn, three, home):
+    a, b, _ = three
+    for run, right in ((a, 150), (b, 190)):
+        _predictions(home, run, right)
+    lab = Lab()
+    lab.archive([b])
+    assert lab.scorecard()["run"].tolist() == [a] and lab.scorecard(archived=True)["run"].tolist() == [a, b]
+    assert lab.choose().recommendation.run == a and lab.choose(archived=True).recommendation.run == b
+    assert b not in [p.id for p in lab.queue_view().recent] and b in [p.id for p in lab.queue_view(archived=True).recent]
+    assert len(lab.hidden().archived) == 1 and lab.hidden().runs == {b} and lab.hidden(archived=True).runs == set()
+    for page, widget, key in (("pages/analysis.py", "selectbox", "analysis_run"), ("pages/predict.py", "multiselect", "predict_runs")):
+        at = open_page(page)
+        options = " ".join(getattr(at, widget)(key=key).options)
+        assert f"#{a} " in options and f"#{b} " not in options, page
+        at = rerun(at.toggle(key=key.split("_")[0] + "_archived").set_value(True))
+        assert f"#{b} " in " ".join(getattr(at, widget)(key=key).options), page
+    at = open_page("pages/choice.py")
+    assert at.toggle(key="choice_archived").label == "Show 1 archived run"
+    assert _frame_with(at, "seed")["run"].tolist() == [a]
+    at = rerun(at.toggle(key="choice_archived").set_value(True))
+    assert _frame_with(at, "seed")["run"].tolist() == [a, b]
+    at = open_page("pages/training.py")
+    assert f"#{a} a" in texts(at.markdown) and f"#{b} b" not in texts(at.markdown)
+    at = rerun(at.toggle(key="training_archived").set_value(True))
+    assert f"#{b} b" in texts(at.markdown)
+
+
+def test_a_sweep_leaves_archived_and_trashed_trials_out_of_its_tables_but_the_search_counts_them(app_env, conn):
+    from cifar_core.analysis import sweeps
+    from cifar_core.jobs import sweeping
+    from cifar_core.search.config import PrunerConfig, SearchConfig
+    from cifar_core.testing.sweepstore import fill_sweep
+
+    group, lease = fill_sweep(conn, SearchConfig(sampler="random", pruner=PrunerConfig("median"), max_trials=6), epochs=3)
+    queue.finish(conn, lease, queue.SUCCEEDED, results={"test_accuracy": 0.5})
+    trials = store.group_job_ids(conn, group)
+    archived, trashed = trials[3], trials[5]
+    lab = Lab()
+    lab.archive([archived])
+    lab.delete([trashed])
+    assert [t.trial_id for t in sweeping.trials(conn, group)] == trials  # the pruner's history: every trial
+    found = lab.sweep(group)
+    assert archived not in found.table["run"].tolist() and trashed not in found.table["run"].tolist()
+    assert found.left_out == (f"Left out: trial #{trashed} in the trash (restorable: `undelete`; the search still "
+                              f"counts it); trial #{archived} archived (the 'Show archived' toggle shows it).")
+    assert archived in lab.sweep(group, archived=True).table["run"].tolist()
+    status = lab.sweep_status(group)
+    assert status.trials == 6 and status.in_trash == (trashed,)
+    assert trashed not in lab.sweep_search_figures(group).curves["run"].tolist()
+    assert len(sweeps.trial_curves(conn, group)["run"].unique()) == 6
+    at = open_page("pages/sweeps.py", sweep=str(group))
+    assert _frame_with(at, "open")["run"].tolist() == [t for t in trials if t not in (archived, trashed)]
+    assert f"trial #{trashed} in the trash" in texts(at.caption) and f"#{trashed} in the trash (the search" in texts(at.caption)
+    at = rerun(at.toggle(key="sweeps_archived").set_value(True))
+    assert archived in _frame_with(at, "open")["run"].tolist()
+
+
+def test_a_report_of_a_group_with_a_trashed_run_says_it_is_in_the_trash(conn, three, home):
+    from cifar_core.analysis import report
+
+    a, b, c = three
+    _predictions(home, a, 150)
+    lab = Lab()
+    lab.delete([b])
+    md = report.render_markdown(report.build_report(conn, [a, b, c]))
+    assert f"**Run #{b} is in the trash** and left out of this report" in md and f"undelete {b}`" in md
+    assert f"| #{a} |" in md and f"| #{b} |" not in md
+    lab.delete([a, c], force=True)
+    with pytest.raises(LabError, match=rf"Runs #{a}, #{b}, #{c} are in the trash, so there is nothing to report on; "
+                                       rf"bring them back with `python -m cifar_core undelete {a} {b} {c}`"):
+        report.build_report(conn, [a, b, c])
+
+
+# ---------------------------------------------------------------- the baseline on the Run page, a comparison's runs
+
+
+def _trace_names(at) -> list[str]:
+    [chart] = [c for c in at.get("plotly_chart") if c.key == "run_curves"]
+    return [t.get("name") for t in json.loads(chart.proto.spec)["data"]]
+
+
+def test_the_run_page_overlays_the_baseline_by_default_with_a_toggle(app_env, three):
+    a, b, _ = three
+    Lab().set_baseline(a)
+    at = open_page("pages/run.py", run=str(b))
+    assert f"baseline #{a} val" in _trace_names(at)
+    at = rerun(at.toggle(key="run_overlay_baseline").set_value(False))
+    assert not any("baseline" in n for n in _trace_names(at))
+    at = open_page("pages/run.py", run=str(a))  # the baseline itself: nothing to overlay
+    assert "run_overlay_baseline" not in [t.key for t in at.toggle] and not any("baseline" in n for n in _trace_names(at))
+
+
+def test_deleting_a_compared_run_says_it_left_the_comparison(app_env, three):
+    a, b, _ = three
+    at = open_page("pages/leaderboard.py")
+    at = rerun(at.multiselect(key="lb_runs").set_value([a, b]))
+    at = rerun(at.multiselect(key="lb_keep_runs").set_value([b]))
+    at = rerun(at.button(key="lb_keep_delete").click())
+    assert f"Moved #{b} to the trash" in texts(at.success)
+    assert f"Run #{b} left the comparison: it is in the trash" in texts(at.warning)
+    assert at.multiselect(key="lb_runs").value == [a] and at.multiselect(key="lb_keep_runs").value == []
+    at = rerun(at)  # said once
+    assert "left the comparison" not in texts(at.warning)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -76,17 +77,23 @@ def _key(spec: dict, source: str) -> str:
     return identity.config_key(spec, source)
 
 
-def sources(conn: sqlite3.Connection) -> list[str]:
-    """Data sources of the succeeded runs, most recently used first."""
-    return store.data_sources(conn, queue.SUCCEEDED)
+def sources(conn: sqlite3.Connection, hide: Collection[int] = ()) -> list[str]:
+    """Data sources of the succeeded runs (but those in `hide`), most recently used first."""
+    known = store.data_sources(conn, queue.SUCCEEDED)
+    if not hide:
+        return known
+    shown = {r["data_source"] for r in store.cost_rows(conn, queue.SUCCEEDED, None, None) if r["run"] not in hide}
+    return [s for s in known if s in shown]
 
 
-def scorecard(conn: sqlite3.Connection, source: str | None = None, run_ids: list[int] | None = None) -> pd.DataFrame:
-    """Every succeeded run (of one data source, or of `run_ids`) with what it costs to deploy:
-    test accuracy, parameters, model file bytes, batch-1 latency p50/p95, batch-256 throughput,
-    training time, overfitting gap (final train - validation accuracy) and diagnosis."""
+def scorecard(conn: sqlite3.Connection, source: str | None = None, run_ids: list[int] | None = None,
+              hide: Collection[int] = ()) -> pd.DataFrame:
+    """Every succeeded run (of one data source, or of `run_ids`; none in `hide`: keeping.Hidden.runs)
+    with what it costs to deploy: test accuracy, parameters, model file bytes, batch-1 latency
+    p50/p95, batch-256 throughput, training time, overfitting gap (final train - validation
+    accuracy) and diagnosis."""
     ids = None if run_ids is None else [int(i) for i in run_ids]
-    rows = store.cost_rows(conn, queue.SUCCEEDED, source, ids)
+    rows = [r for r in store.cost_rows(conn, queue.SUCCEEDED, source, ids) if r["run"] not in hide]
     if not rows:
         return pd.DataFrame(columns=SCORECARD_COLUMNS)
     cost = pd.DataFrame([dict(r) for r in rows])
@@ -352,13 +359,14 @@ class Choice:
 
 
 def choose(conn: sqlite3.Connection, source: str | None = None, run_ids: list[int] | None = None,
-           alpha: float = ALPHA, tolerance: float = TOLERANCE) -> Choice:
+           alpha: float = ALPHA, tolerance: float = TOLERANCE, hide: Collection[int] = ()) -> Choice:
     """Scorecard, ranked candidates and the recommendation for the succeeded runs of one data
-    source (default: the most recently used one) or of `run_ids` (which must share one source)."""
+    source (default: the most recently used one) or of `run_ids` (which must share one source),
+    leaving out those in `hide`."""
     if run_ids is None:
-        known = sources(conn)
+        known = sources(conn, hide)
         source = source if source is not None else (known[0] if known else None)
-    card = scorecard(conn, source, run_ids)
+    card = scorecard(conn, source, run_ids, hide)
     used = sorted(set(card["data_source"]))
     if len(used) > 1:
         raise LabError(f"runs {', '.join(map(str, card['run']))} come from {len(used)} data sources; choose among one")

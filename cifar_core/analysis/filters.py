@@ -41,6 +41,9 @@ FILTER_HELP = (
 _CLAUSE = re.compile(r'^(?:(?P<prefix>[A-Za-z]+):(?P<word>"[^"]*"|\S+)'
                      r'|(?P<key>[A-Za-z_][\w.]*)\s*(?P<op><=|>=|!=|==|<|>|=)\s*(?P<value>"[^"]*"|\S+))$')
 _AND = re.compile(r"(?:^|\s+)and(?:\s+|$)", re.IGNORECASE)
+_OR = re.compile(r"(^|\s)or(\s|$)", re.IGNORECASE)
+_QUOTED = re.compile(r'"[^"]*"')
+_HELD = re.compile(r"\x00(\d+)\x00")  # a quoted value held aside while the expression is split
 _HALF = re.compile(r"^(?P<key>[A-Za-z_][\w.]*)\s*(?P<op><=|>=|!=|==|<|>|=)\s*$|^(?P<prefix>[A-Za-z]+):$")
 
 
@@ -63,14 +66,30 @@ def parse(text: str) -> tuple[Clause, ...]:
     text = (text or "").strip()
     if not text:
         return ()
-    return tuple(_clause(part.strip(), text) for part in _AND.split(text))
+    if text.count('"') % 2:
+        raise FilterError(f"{text!r} has a quote that is not closed; quote text as \"two words\"")
+    quoted: list[str] = []
+
+    def hold(m: re.Match) -> str:
+        quoted.append(m.group(0))
+        return f"\x00{len(quoted) - 1}\x00"
+
+    clauses = []
+    for part in _AND.split(_QUOTED.sub(hold, text)):  # `and` and `or` inside quotes are text
+        if _OR.search(part):
+            raise FilterError(f"{_unhold(part, quoted).strip()!r}: `or` is not supported, only `and`; run one filter "
+                              f"per alternative. {FILTER_HELP}")
+        clauses.append(_clause(_unhold(part, quoted).strip(), text))
+    return tuple(clauses)
+
+
+def _unhold(part: str, quoted: list[str]) -> str:
+    return _HELD.sub(lambda m: quoted[int(m.group(1))], part)
 
 
 def _clause(part: str, whole: str) -> Clause:
     if not part:
         raise FilterError(f"{whole!r} has an `and` with nothing on one side; put a clause on each side, e.g. `tag:muon and status:failed`")
-    if re.search(r"(^|\s)or(\s|$)", part, re.IGNORECASE):
-        raise FilterError(f"{part!r}: `or` is not supported, only `and`; run one filter per alternative. {FILTER_HELP}")
     m = _CLAUSE.match(part)
     if m is None:
         half = _HALF.match(part)

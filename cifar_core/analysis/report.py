@@ -28,7 +28,7 @@ from cifar_core.analysis import choice, diagnosis, notebook
 from cifar_core.charts import choice as choice_charts
 from cifar_core.charts import notebook as notebook_charts
 from cifar_core.errors import LabError
-from cifar_core.jobs import queue, results, store
+from cifar_core.jobs import keeping, queue, results, store
 from cifar_core.spec import identity
 from cifar_core.spec.presets import NOTEBOOK_PRESETS, PRESET_TITLES, get_preset
 
@@ -218,6 +218,7 @@ def build_report(conn: sqlite3.Connection, run_ids: list[int], title: str = "CIF
 
     if not run_ids:
         raise LabError("no runs to report on; submit the experiments first")
+    run_ids, trashed = _out_of_trash(conn, run_ids)
     jobs = [queue.get_job(conn, r) for r in run_ids]
     sources = sorted({source_name(j.data_source) for j in jobs})
     summary = summary_table(conn, run_ids)
@@ -239,6 +240,10 @@ def build_report(conn: sqlite3.Connection, run_ids: list[int], title: str = "CIF
                      f"original exp4 net, 122,570 parameters; `scripts/reference_epoch.py`) took {reference_epoch:.1f} s "
                      "on this machine in the same session; *× ref epoch* is each run's epoch (with validation) in "
                      "that unit."]
+    if trashed:
+        head += ["", f"**{_runs_text(trashed).capitalize()} in the trash** and left out of this report (restorable until the "
+                     f"trash is emptied: `python -m cifar_core undelete {' '.join(map(str, trashed))}`, then write the "
+                     "report again)."]
     unfinished = [j for j in jobs if j.state != queue.SUCCEEDED]
     if unfinished:
         states = ", ".join(f"#{j.id} {j.state}" for j in unfinished)
@@ -273,6 +278,22 @@ def build_report(conn: sqlite3.Connection, run_ids: list[int], title: str = "CIF
         blocks += _experiment_blocks(conn, name, mine, summarize)
     chosen, rec = _choice_blocks(conn, [j.id for j in jobs if j.state == queue.SUCCEEDED])
     return Report(title, blocks + chosen, tuple(run_ids), rec, summary)
+
+
+def _out_of_trash(conn: sqlite3.Connection, run_ids: list[int]) -> tuple[list[int], list[int]]:
+    """The runs a report covers and those it leaves out, being in the trash (their files are
+    there, their rows hidden); LabError when every run is in the trash."""
+    trash = keeping.hidden(conn, show_archived=True).trashed  # an archived run is still reported: it was asked for
+    kept, trashed = [r for r in run_ids if r not in trash], [r for r in run_ids if r in trash]
+    if not kept:
+        ids = " ".join(map(str, trashed))
+        raise LabError(f"{_runs_text(trashed).capitalize()} in the trash, so there is nothing to report on; bring them back with "
+                       f"`python -m cifar_core undelete {ids}` (or the Leaderboard), then write the report again")
+    return kept, trashed
+
+
+def _runs_text(run_ids: list[int]) -> str:
+    return f"run #{run_ids[0]} is" if len(run_ids) == 1 else f"runs {', '.join(f'#{r}' for r in run_ids)} are"
 
 
 def _experiment_blocks(conn, name: str, jobs: list[queue.Job], summarize) -> list:
@@ -362,7 +383,7 @@ def _choice_blocks(conn, run_ids: list[int]) -> tuple[list, choice.Recommendatio
     table = pd.DataFrame({
         "rank": ranked["rank"], "experiment": ranked["label"], "run": [f"#{r}" for r in ranked["run"]],
         "test acc": ranked["test_accuracy"].map(_pct), "params": [f"{p:,}" for p in ranked["params"]],
-        "model file": ranked["model_bytes"].map(lambda b: _num(b / 1e3 if b == b else b, "{:,.0f} KB")),
+        "model file": ranked["model_bytes"].map(lambda b: _num(None if b is None else b / 1e3, "{:,.0f} KB")),
         "p50 ms": ranked["latency_p50_ms"].map(lambda v: _num(v, "{:.2f}")),
         "p95 ms": ranked["latency_p95_ms"].map(lambda v: _num(v, "{:.2f}")),
         "img/s @256": ranked["throughput_ips"].map(lambda v: _num(v, "{:,.0f}")),

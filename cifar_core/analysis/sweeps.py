@@ -13,11 +13,13 @@ import functools
 import json
 import math
 import sqlite3
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from cifar_core.jobs import queue, results, store
+from cifar_core.jobs import keeping, queue, results, store
+from cifar_core.jobs.keeping import Hidden
 from cifar_core.errors import NotFound, SpecError, SpecErrors
 from cifar_core.spec import jsonread
 from cifar_core.spec.layers import INPUT_SHAPE, NUM_CLASSES
@@ -287,14 +289,15 @@ def _sweep_row(info: SweepInfo, board: pd.DataFrame) -> dict:
     }
 
 
-def sweep_table(conn: sqlite3.Connection, group_id: int) -> pd.DataFrame:
-    """One row per run of the sweep (in run order): run, name, status, each swept path's value,
-    then best_val_accuracy, best_epoch, test_accuracy, params, seconds_per_epoch."""
+def sweep_table(conn: sqlite3.Connection, group_id: int, hide: Collection[int] = ()) -> pd.DataFrame:
+    """One row per run of the sweep (in run order) but those in `hide` and in the trash: run, name,
+    status, each swept path's value, then best_val_accuracy, best_epoch, test_accuracy, params,
+    seconds_per_epoch."""
     info = get_sweep(conn, group_id)
-    board = results.leaderboard_rows(conn, list(info.run_ids)).set_index("run")
+    board = results.leaderboard_rows(conn, list(info.run_ids)).set_index("run")  # never a run in the trash
     specs = results.run_specs(conn, list(info.run_ids))
     rows = []
-    for run_id in info.run_ids:
+    for run_id in (r for r in info.run_ids if r in board.index and r not in hide):
         chosen = specs[run_id].get("sweep_params") or {}
         b = board.loc[run_id]
         rows.append({"run": run_id, "name": b["name"], "status": b["status"], **{p: chosen.get(p) for p in info.paths},
@@ -341,6 +344,7 @@ class SweepResults:
     table: pd.DataFrame
     importance: Importance
     sentence: str
+    left_out: str = ""  # which trials the table leaves out and why ("" when none)
 
     @property
     def ranked(self) -> list[tuple[str, float]]:
@@ -352,12 +356,32 @@ class SweepResults:
         return int(((self.table["status"] == queue.SUCCEEDED) & self.table[TARGET].notna()).sum())
 
 
-def sweep_results(conn: sqlite3.Connection, group_id: int) -> SweepResults:
-    """Everything the sweep views show for sweep `group_id` (NotFound if there is no such sweep)."""
+def sweep_results(conn: sqlite3.Connection, group_id: int, hidden: Hidden | None = None) -> SweepResults:
+    """Everything the sweep views show for sweep `group_id` (NotFound if there is no such sweep);
+    its table leaves out the trials `hidden` hides (the trash always). The importance is the
+    search's, over every complete trial the store holds."""
     info = get_sweep(conn, group_id)
-    table = sweep_table(conn, group_id)
+    hidden = hidden or keeping.hidden(conn, show_archived=True)
+    table = sweep_table(conn, group_id, hidden.runs)
     found = sweep_importance(conn, group_id)
-    return SweepResults(info, table, found, importance_sentence(found))
+    return SweepResults(info, table, found, importance_sentence(found), left_out_text(info.run_ids, hidden))
+
+
+def left_out_text(run_ids, hidden: Hidden) -> str:
+    """"Left out: #5 in the trash (...); #7 archived (...)", for the trials a view leaves out."""
+    trashed = [r for r in run_ids if r in hidden.trashed]
+    archived = [r for r in run_ids if r in hidden.runs and r in hidden.archived]
+    said = []
+    if trashed:
+        said.append(f"{_ids(trashed)} in the trash (restorable: `undelete`; the search still counts "
+                    f"{'them' if len(trashed) > 1 else 'it'})")
+    if archived:
+        said.append(f"{_ids(archived)} archived (the 'Show archived' toggle shows {'them' if len(archived) > 1 else 'it'})")
+    return f"Left out: {'; '.join(said)}." if said else ""
+
+
+def _ids(run_ids) -> str:
+    return ("trial " if len(run_ids) == 1 else "trials ") + ", ".join(f"#{r}" for r in run_ids)
 
 
 FEW_TRIALS = 5  # at most this many complete trials: the importance is a hint
@@ -466,6 +490,7 @@ class SearchStatus:
     seed_runs: int = 0  # succeeded runs of the best's configuration (any seed), in the whole lab
     seed_std: float | None = None  # their best validation accuracy's standard deviation (2 or more)
     stopped: str | None = None  # why the sweep is stopped (by hand, or its budget spent); None: it goes on
+    in_trash: tuple[int, ...] = ()  # its trials in the trash: still counted above (the store is the search's truth)
 
     @property
     def budget(self) -> list[str]:
@@ -501,6 +526,7 @@ def search_status(conn: sqlite3.Connection, group_id: int) -> SearchStatus | Non
         max_minutes=search.max_minutes, counts=counts, best_run=None if best is None else int(best["run_id"]),
         best_value=None if best is None else float(best["val_accuracy"]),
         stopped=(store.group_detail(conn, group_id) or {}).get("stopped"),
+        in_trash=tuple(j["id"] for j in jobs if j["id"] in keeping.hidden(conn).trashed),
     )
     return status if best is None else replace(status, **_seed_spread(conn, status.best_run))
 
@@ -531,14 +557,15 @@ CURVE_COLUMNS = ["run", "name", "state", "epoch", "val_accuracy", "reason"]
 RUNG_COLUMNS = ["run", "name", "bracket", "rung", "epoch", "val_accuracy", "outcome"]
 
 
-def trial_curves(conn: sqlite3.Connection, group_id: int) -> pd.DataFrame:
+def trial_curves(conn: sqlite3.Connection, group_id: int, hide: Collection[int] = ()) -> pd.DataFrame:
     """Every trial's validation accuracy by epoch (one row per recorded epoch, trials in start
-    order), with its state and, for a pruned, paused or promoted trial, the reason in words."""
+    order; none of those in `hide`), with its state and, for a pruned, paused or promoted trial,
+    the reason in words."""
     jobs, rows = store.group_trials(conn, group_id)
     said = {j["id"]: (j["name"], j["state"], j["error"] or "") for j in jobs}
     out = [{"run": r["run_id"], "name": said[r["run_id"]][0], "state": said[r["run_id"]][1], "epoch": int(r["epoch"]),
             "val_accuracy": r["val_accuracy"], "reason": said[r["run_id"]][2]}
-           for r in rows if r["val_accuracy"] is not None]
+           for r in rows if r["val_accuracy"] is not None and r["run_id"] not in hide]
     return pd.DataFrame(out, columns=CURVE_COLUMNS)
 
 
@@ -604,8 +631,12 @@ class SearchFigures:
     front: SweepFront | None = None
 
 
-def search_figures(conn: sqlite3.Connection, group_id: int) -> SearchFigures:
-    return SearchFigures(trial_curves(conn, group_id), rung_table(conn, group_id), sweep_front(conn, group_id))
+def search_figures(conn: sqlite3.Connection, group_id: int, hide: Collection[int] = ()) -> SearchFigures:
+    """The figures of what the search did; the curves and the rung table leave out the trials in
+    `hide` (the rungs were judged with them: the front and the decisions are the search's)."""
+    rungs = rung_table(conn, group_id)
+    return SearchFigures(trial_curves(conn, group_id, hide), None if rungs is None else rungs[~rungs["run"].isin(hide)],
+                         sweep_front(conn, group_id))
 
 
 def rung_table(conn: sqlite3.Connection, group_id: int) -> pd.DataFrame | None:

@@ -70,6 +70,21 @@ def history(history: pd.DataFrame, title: str | None = None, height: int = 300,
     return fig
 
 
+BASELINE_COLOUR = "#7f7f7f"
+
+
+def add_baseline(fig: go.Figure, history: pd.DataFrame, label: str) -> go.Figure:
+    """The pinned baseline run's loss and accuracy (train solid, validation dashed) in grey, in the
+    two panels of a `history` figure."""
+    for col, (train, val) in enumerate((("loss", "val_loss"), ("accuracy", "val_accuracy")), start=1):
+        for column, split in ((train, "train"), (val, "val")):
+            if column in history and history[column].notna().any():
+                fig.add_scatter(x=history["epoch"], y=history[column], name=f"{label} {split}", mode="lines",
+                                line=dict(color=BASELINE_COLOUR, dash=SPLIT_DASH[split], width=1.2), opacity=0.8,
+                                legendgroup=f"{label} {split}", showlegend=col == 1, row=1, col=col)
+    return fig
+
+
 RATE_DIGITS = 6  # a rate recorded as float32 (0.00100000005) is drawn at 6 significant digits (0.001)
 
 

@@ -15,11 +15,16 @@ from cifar_core.charts import curves as charts
 NOTEBOOK_COLOUR = "#222222"
 
 
-def history_figure(history: pd.DataFrame, preset: str | None, title: str | None = None, height: int = 300):
+def history_figure(history: pd.DataFrame, preset: str | None, title: str | None = None, height: int = 300,
+                   baseline: pd.DataFrame | None = None, baseline_label: str = "baseline"):
     """`charts.history` of one run, with the notebook's recorded accuracy of `preset` drawn dotted
     in the accuracy panel (nothing added when `preset` is None); a curve the notebook recorded at a
-    few epochs only (exp1 to exp3's training accuracy) as unconnected markers."""
+    few epochs only (exp1 to exp3's training accuracy) as unconnected markers. With `baseline` (the
+    pinned run's history), its loss and accuracy in grey behind the run's."""
     fig = charts.history(history, title=title, height=height)
+    if baseline is not None and not baseline.empty:
+        charts.add_baseline(fig, baseline, baseline_label)
+        charts.epoch_axis(fig, [*history.get("epoch", []), *baseline["epoch"]])
     if preset is None:
         return fig
     ref = notebook.reference_history(preset)
@@ -31,7 +36,8 @@ def history_figure(history: pd.DataFrame, preset: str | None, title: str | None 
             marker=dict(symbol="x", size=6), legendgroup=f"notebook {split}",
             hovertemplate=f"epoch %{{x}}: %{{y:.4f}} ({notebook.RECORDED})", row=1, col=2,
         )
-    return charts.epoch_axis(fig, [*history.get("epoch", []), *ref["epoch"]])
+    extra = [] if baseline is None else list(baseline["epoch"])
+    return charts.epoch_axis(fig, [*history.get("epoch", []), *ref["epoch"], *extra])
 
 
 def comparison_figure(history: pd.DataFrame, preset: str, labels: Mapping[int, str] | None = None, height: int = 360):

@@ -22,6 +22,34 @@ ACTIVE = (QUEUED, RUNNING, PAUSED)  # states a run cannot be deleted in
 
 
 @dataclass(frozen=True)
+class Hidden:
+    """The one rule of what a list of runs leaves out, which every page and command applies: runs in
+    the trash always, archived ones unless the user asked to see them (`show_archived`). A searching
+    sweep's own decisions never apply it: the store holds every trial it ran."""
+
+    trashed: frozenset[int]
+    archived: frozenset[int]  # every archived run not in the trash, shown or not
+    show_archived: bool = False
+
+    @property
+    def runs(self) -> frozenset[int]:
+        return self.trashed | (frozenset() if self.show_archived else self.archived)
+
+    def keep(self, run_ids) -> list[int]:
+        """The ids a list shows, in their order."""
+        return [int(r) for r in run_ids if int(r) not in self.runs]
+
+    def rows(self, frame, column: str = "run"):
+        """The rows of a frame (one run per row, its id in `column`) that a list shows."""
+        return frame.loc[~frame[column].astype(int).isin(self.runs)] if len(frame) else frame
+
+
+def hidden(conn: sqlite3.Connection, show_archived: bool = False) -> Hidden:
+    trashed = store.hidden_run_ids(conn, archived=False)
+    return Hidden(frozenset(trashed), frozenset(store.hidden_run_ids(conn, archived=True) - trashed), show_archived)
+
+
+@dataclass(frozen=True)
 class TrashedRun:
     run: int
     name: str

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from cifar_core.jobs.keeping import Hidden
 from cifar_core.jobs.results import LEADERBOARD_COLUMNS, SYSTEM_COLUMNS
 
 
@@ -34,3 +35,20 @@ def column_order(system: bool = False, leading: list[str] | tuple = ()) -> list[
     (SYSTEM_COLUMNS) only when asked for."""
     hidden = {"run", *leading, *([] if system else SYSTEM_COLUMNS)}
     return ["run", "open", *leading, *[k for k in LEADERBOARD_COLUMNS if k not in hidden], "diagnosis"]
+
+
+def still_shown(picked: Iterable[int], shown: Iterable[int], hidden: Hidden) -> tuple[list[int], list[str]]:
+    """The picked runs the board still shows, and for each that left it (deleted, archived or
+    filtered out since it was picked) why, in words."""
+    on_board = {int(r) for r in shown}
+    kept, said = [], []
+    for run in (int(r) for r in picked):
+        if run in on_board:
+            kept.append(run)
+        elif run in hidden.trashed:
+            said.append(f"Run #{run} left the comparison: it is in the trash (restorable until the trash is emptied).")
+        elif run in hidden.runs:
+            said.append(f"Run #{run} left the comparison: it is archived ('Show archived' shows it).")
+        else:
+            said.append(f"Run #{run} left the comparison: the filter leaves it out, or it no longer exists.")
+    return kept, said

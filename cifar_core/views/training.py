@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -208,14 +208,16 @@ def _epochs_left(job: queue.Job, in_epoch: float, phase: Phase, per_epoch: float
     return current + (job.epochs - job.epoch - 1) * per_epoch
 
 
-def queue_view(conn: sqlite3.Connection, recent: int = 10, now: float | None = None) -> QueueView:
-    """Everything the Training page draws, read in one go."""
+def queue_view(conn: sqlite3.Connection, recent: int = 10, now: float | None = None,
+               hide: Collection[int] = ()) -> QueueView:
+    """Everything the Training page draws, read in one go; the recent finished jobs leave out
+    those in `hide` (keeping.Hidden.runs)."""
     now = store.now() if now is None else now
     active_jobs = queue.list_jobs(conn, (queue.RUNNING, queue.QUEUED), limit=1000)
     running = sorted((j for j in active_jobs if j.state == queue.RUNNING), key=lambda j: j.id)
     waiting = sorted((j for j in active_jobs if j.state == queue.QUEUED), key=lambda j: j.id)
     ended = (*sorted(queue.TERMINAL), queue.PAUSED)  # a paused trial waits for promotion, not for a worker
-    done = queue.list_jobs(conn, ended, limit=recent) if recent > 0 else []
+    done = [j for j in queue.list_jobs(conn, ended, limit=recent + len(hide)) if j.id not in hide][:recent] if recent > 0 else []
     history = results.histories(conn, [j.id for j in running])
     seconds = history.groupby("run")["seconds"].apply(list).to_dict() if not history.empty else {}
     val_seconds = history.groupby("run")["val_seconds"].apply(list).to_dict() if not history.empty else {}
