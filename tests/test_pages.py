@@ -528,7 +528,11 @@ def test_the_app_starts_one_detached_worker(app_env, conn, monkeypatch):
 
     monkeypatch.delenv("CIFAR_LAB_NO_WORKER")
     at = _open("pages/training.py")
-    at.run()  # a second script run finds the worker alive and starts no other
+    at.run()  # a second script run finds the worker starting (or alive) and starts no other
+    # The app never waits for the worker it starts: it registers when its imports are done, which a
+    # busy host makes take seconds.
+    wait_for(lambda: any(w.alive for w in list_workers(conn)), timeout=120, what="the app's worker to register")
+    at.run()
     workers = [w for w in list_workers(conn) if w.alive]
     assert len(workers) == 1, list_workers(conn)
     pid = workers[0].pid
