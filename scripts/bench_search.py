@@ -2,6 +2,7 @@
 
     CIFAR_LAB_DATA=/path/to/cifar10-jpeg.tar.gz .venv/bin/python scripts/bench_search.py
     .venv/bin/python scripts/bench_search.py --replay-only [--curves docs/search-curves.json]
+    CIFAR_LAB_HOME=<the same home> ... scripts/bench_search.py --group N   # finish an interrupted collection
 
 1. Collect (skipped with --replay-only): an exhaustive grid sweep of 16 configurations around the
    `fast` preset (learning rate x Muon's rate x label smoothing), validated on a holdout, queued
@@ -37,15 +38,18 @@ SPACE = {"method": "grid", "params": {"learning_rate": {"values": [1.0, 1.5, 2.2
                                       "label_smoothing": {"values": [0.1, 0.2]}}}
 
 
-def collect(out: Path, source: str | None) -> None:
-    """Run the exhaustive sweep through the queue and save its curves (metrics only)."""
+def collect(out: Path, source: str | None, group: int | None = None) -> None:
+    """Run the exhaustive sweep through the queue and save its curves (metrics only). With `group`
+    (a sweep group this script queued before, in the same $CIFAR_LAB_HOME), queue nothing: train
+    what is left of it (a worker stopped by a restart or an update resumes it) and save."""
     from cifar_core.jobs import store, sweeping
     from cifar_core.lab import Lab
     from cifar_core.spec.presets import get_preset
 
     base = {**get_preset("fast"), "validation": "holdout"}
-    group, ids = Lab().submit_sweep(base, SPACE, source)
-    print(f"queued sweep group {group}: {len(ids)} trials of {base['epochs']} epochs; training until idle")
+    if group is None:
+        group, ids = Lab().submit_sweep(base, SPACE, source)
+        print(f"queued sweep group {group}: {len(ids)} trials of {base['epochs']} epochs; training until idle")
     subprocess.run([sys.executable, "-m", "cifar_core", "worker", "--exit-when-idle"], cwd=ROOT, check=True)
     conn = store.connect()
     try:
@@ -112,13 +116,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--curves", type=Path, default=CURVES, help="where the curves are saved / read")
     ap.add_argument("--replay-only", action="store_true", help="replay the saved curves; train nothing")
+    ap.add_argument("--group", type=int, help="finish this sweep group (queued by an earlier run of this script "
+                    "in the same $CIFAR_LAB_HOME) instead of queuing a new one")
     ap.add_argument("--data", default=None, help="the data source (default: $CIFAR_LAB_DATA)")
     ap.add_argument("--shuffles", type=int, default=20)
     ap.add_argument("--budget", type=int, default=12, help="trials TPE and random draws each get")
     ap.add_argument("--seeds", type=int, default=20)
     args = ap.parse_args(argv)
     if not args.replay_only:
-        collect(args.curves, args.data)
+        collect(args.curves, args.data, args.group)
     doc, trials = load(args.curves)
     report = replay_report(doc, trials, args.shuffles, args.budget, args.seeds)
     print(say(report))

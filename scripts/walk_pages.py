@@ -69,7 +69,7 @@ def predict_upload(page, image: Path) -> float:
 def export_first(page) -> float:
     started = time.monotonic()
     page.locator(".st-key-choice_export button").click()
-    page.get_by_text(re.compile(r"Download")).first.wait_for(timeout=300 * MS)
+    page.locator(".st-key-choice_download_keras").wait_for(timeout=300 * MS)  # the export's own files
     idle(page)
     return time.monotonic() - started
 
@@ -80,6 +80,9 @@ def main() -> None:
     ap.add_argument("--upload", type=Path, help="an image to upload on Predict")
     ap.add_argument("--export", action="store_true", help="export the first candidate on Model choice")
     ap.add_argument("--prefix", default="", help="screenshot name prefix (several walks into one folder)")
+    ap.add_argument("--release", type=Path, help="with $CIFAR_LAB_PACE holding a job (hold=PHASE:EPOCH:STEP,"
+                    "release=DIR): wait on the Training page until it shows the held phase, then release it (a "
+                    "file DIR/PHASE-EPOCH-STEP) once the page is captured")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -99,6 +102,11 @@ def main() -> None:
             idle(page)
             for i, title in enumerate(PAGES):
                 visit(page, title)
+                if title == "Training" and args.release:
+                    phase = os.environ["CIFAR_LAB_PACE"].split("hold=")[1].split(":")[0]
+                    page.get_by_text(re.compile(phase)).first.wait_for(timeout=1800 * MS)
+                    page.wait_for_timeout(4000)  # the page's own refresh draws the held state
+                    idle(page)
                 if title == "Predict" and args.upload:
                     figures["predict_seconds"] = round(predict_upload(page, args.upload), 2)
                 if title == "Model choice" and args.export:
@@ -108,6 +116,10 @@ def main() -> None:
                 (args.out / f"{stem}.txt").write_text(page.locator("section.main, [data-testid='stMain']").first.inner_text())
                 figures["rss_mb"][title] = round(server_rss_mb(proc.pid) or -1, 1)
                 print(title, figures["rss_mb"][title], "MB", flush=True)
+                if title == "Training" and args.release:
+                    hold = os.environ["CIFAR_LAB_PACE"].split("hold=")[1].split(",")[0].replace(":", "-")
+                    args.release.mkdir(parents=True, exist_ok=True)
+                    (args.release / hold).touch()
             browser.close()
     finally:
         stop_app(proc)

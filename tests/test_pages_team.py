@@ -58,6 +58,20 @@ def test_a_runner_cancels_their_own_job_not_anothers_and_the_activity_page_lists
     assert at.dataframe[0].value["user"].tolist() == ["rob@lab.org"]
 
 
+def test_the_keeping_panel_disables_what_the_role_may_not_do_to_this_run(app_env):
+    job, = Lab(TEAM.actor("rob@lab.org")).submit(tiny_spec(epochs=1)).job_ids
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.secrets.update({"auth": AUTH, "roles": ROLES})
+    at.user.update({"is_logged_in": True, "email": "ruth@lab.org", "sub": "ruth@lab.org"})
+    at.switch_page("pages/run.py")
+    at.query_params["run"] = str(job)
+    at.run()
+    assert not at.exception, at.exception
+    archive, tag = at.button(key=f"run_keep_{job}_archive"), at.button(key=f"run_keep_{job}_tag")
+    assert archive.disabled and tag.disabled
+    assert "a runner may archive only their own runs" in archive.help and "rob@lab.org" in archive.help
+
+
 def test_an_admin_may_cancel_anyones_job(app_env):
     job, = Lab(TEAM.actor("rob@lab.org")).submit(tiny_spec(epochs=1)).job_ids
     at = signed_in("pages/training.py", "ann@lab.org")

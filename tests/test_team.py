@@ -80,6 +80,30 @@ def test_the_lab_checks_the_role_records_who_did_what_and_owns_jobs(data):
     assert Lab().audit(user="RUTH@lab.org", limit=2)["action"].tolist() == ["retry", "cancel"]
 
 
+def test_keeping_runs_in_order_obeys_the_roles_and_is_recorded(data):
+    """Tags, notes, archive, the trash and the baseline go through the same rule and the audit as
+    submit and cancel: a runner keeps their own runs, a viewer none, emptying the trash is an admin's."""
+    ruth_job, = RUTH.submit(tiny_spec(epochs=1)).job_ids
+    rob_job, = ROB.submit(tiny_spec(epochs=1)).job_ids
+    with pytest.raises(team.Forbidden, match="vera@else.org is a viewer: a viewer may not tag runs"):
+        VERA.tag([ruth_job], ["x"])
+    with pytest.raises(team.Forbidden, match="may archive only their own runs, and this one was submitted by rob@lab.org"):
+        RUTH.archive([rob_job])
+    assert RUTH.refusal("archive", [rob_job]) == RUTH.refusal("archive", [ruth_job, rob_job]) != None  # noqa: E711
+    assert RUTH.refusal("note", [ruth_job]) is None and "a viewer may not annotate runs" in VERA.refusal("note", [ruth_job])
+    RUTH.tag([ruth_job], ["Muon"])
+    RUTH.set_note(ruth_job, "**first**")
+    RUTH.archive([ruth_job])
+    RUTH.unarchive([ruth_job])
+    with pytest.raises(team.Forbidden, match="a runner may not empty the trash"):
+        RUTH.empty_trash()
+    assert ANN.empty_trash() == []
+    audit = Lab().audit(user="ruth@lab.org")
+    assert audit[["action", "run_id", "detail"]].values.tolist()[:4] == [
+        ["unarchive", ruth_job, ""], ["archive", ruth_job, ""], ["note", ruth_job, ""], ["tag", ruth_job, "muon"]]
+    assert Lab().notes(ruth_job) == (["muon"], "**first**")
+
+
 def test_without_a_login_nothing_is_checked_or_recorded(data):
     lab = Lab()
     job, = lab.submit(tiny_spec(epochs=1)).job_ids
