@@ -10,7 +10,9 @@
    by epoch (metrics only) is saved to --curves.
 2. Replay, over the saved curves only (no training): successive halving and Hyperband over
    --shuffles shuffled orders (the median epochs they train against the exhaustive sweep's, and in
-   how many orders a configuration within 0.3 points of the best finished); then TPE against
+   how many orders a configuration within 0.3 points of the best finished), for min_epochs 1 and 2
+   and eta 2, 3 and 4 (where the rungs fall matters: `fast`'s curves are noisy until its learning
+   rate has decayed); then TPE against
    random draws at an equal budget of --budget trials, over --seeds seeds (each trial looked up in
    the recorded grid).
 """
@@ -33,6 +35,9 @@ from cifar_core.spec.space import load_space
 
 CURVES = ROOT / "docs" / "search-curves.json"
 NEAR = 0.003  # "found the best": a configuration within 0.3 points of the best finished
+# The pruners replayed: (kind, min_epochs, eta). Rungs fall at min_epochs * eta**k below the 7 epochs,
+# so each setting judges the trials at other epochs (eta 3 from 1: epochs 1 and 3).
+PRUNERS = [(kind, low, eta) for kind in ("successive_halving", "hyperband") for low in (1, 2) for eta in (2, 3, 4)]
 SPACE = {"method": "grid", "params": {"learning_rate": {"values": [1.0, 1.5, 2.25, 3.0]},
                                       "muon_learning_rate": {"values": [0.16, 0.24]},
                                       "label_smoothing": {"values": [0.1, 0.2]}}}
@@ -76,10 +81,10 @@ def replay_report(doc: dict, trials: list[TrialCurve], shuffles: int = 20, budge
     best = max(t.objective for t in done)
     out = {"trials": len(done), "best": best, "exhaustive_epochs": sum(t.last_epoch for t in done), "pruners": {},
            "samplers": {}}
-    for kind in ("successive_halving", "hyperband"):
-        pruner = PrunerConfig(kind=kind, min_epochs=1, eta=3, max_epochs=int(doc["epochs"]))
+    for kind, low, eta in PRUNERS:
+        pruner = PrunerConfig(kind=kind, min_epochs=low, eta=eta, max_epochs=int(doc["epochs"]))
         runs = replay(pruner, done, shuffles=shuffles, seed=0).runs[1:]  # runs[0] is the recorded order
-        out["pruners"][kind] = {
+        out["pruners"][f"{kind} min_epochs={low} eta={eta}"] = {
             "median_epochs": statistics.median(r.epochs_run for r in runs),
             "found_near_best": sum(r.best_kept is not None and r.best_kept >= best - NEAR for r in runs),
             "orders": len(runs),

@@ -23,8 +23,9 @@ def test_the_replay_part_reports_pruners_and_samplers_over_generated_curves(scri
     assert report["trials"] == 16 and report["exhaustive_epochs"] == 16 * 7
     for r in report["pruners"].values():
         assert r["orders"] == 3 and r["median_epochs"] < 16 * 7 and 0 <= r["found_near_best"] <= 3
-    assert report["pruners"]["successive_halving"]["found_near_best"] == 3  # curves never cross: the best survives
+    assert len(report["pruners"]) == 12  # successive halving and Hyperband, min_epochs 1-2, eta 2-4
+    assert report["pruners"]["successive_halving min_epochs=1 eta=3"]["found_near_best"] == 3  # curves never cross
     assert set(report["samplers"]) == {"random", "tpe"}
     assert all(r["budget"] == 4 and r["seeds"] == 2 for r in report["samplers"].values())
     said = capsys.readouterr().out
-    assert said.startswith("16 configurations, best 95.00%, exhaustive sweep 112 epochs\nsuccessive_halving: median ")
+    assert said.startswith("16 configurations, best 95.00%, exhaustive sweep 112 epochs\nsuccessive_halving min_epochs=1 eta=2: median ")
