@@ -412,26 +412,30 @@ def _printed(table, as_json: bool, empty: str) -> bool:
     return as_json or table.empty
 
 
+NO_RUNS = "no runs yet: `python -m cifar_core submit exp5` enqueues one"
+NO_MATCH = "no run matches the filter"
+
+
+def _board_text(table, cols: list[str]) -> None:
+    """A runs table as text: its tags joined, figures to 4 places, a missing value as '-'."""
+    shown = table[cols].assign(tags=table["tags"].map(", ".join))
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-"))
+
+
 def _runs(args) -> None:
     board = _lab().leaderboard(where=args.filter, archived=args.archived)
-    if _printed(board, args.json, "no runs yet: `python -m cifar_core submit exp5` enqueues one"):
+    if _printed(board, args.json, NO_MATCH if args.filter else NO_RUNS):
         return
-    cols = ["run", "name", "status", "phase", "params", "epochs", "best_val_accuracy", "best_epoch", "test_accuracy",
-            "seconds_per_epoch", "tags", "status_note"]
-    print(board[cols].assign(tags=board["tags"].map(", ".join)).to_string(index=False, float_format=lambda v: f"{v:.4f}",
-                                                                          na_rep="-"))
+    _board_text(board, ["run", "name", "status", "phase", "params", "epochs", "best_val_accuracy", "best_epoch",
+                        "test_accuracy", "seconds_per_epoch", "tags", "status_note"])
 
 
 def _leaderboard(args) -> None:
     lab = _lab()
     board = lab.leaderboard(where=args.filter, archived=args.archived)
     table = lab.group_seeds(board) if args.group_seeds else board
-    if args.json:
-        print(table.to_json(orient="records", date_format="iso"))
-        return
-    if table.empty:
-        print("no run matches the filter" if args.filter else "no finished run yet" if args.group_seeds and not board.empty
-              else "no runs yet: `python -m cifar_core submit exp5` enqueues one")
+    empty = NO_MATCH if args.filter else "no finished run yet" if args.group_seeds and not board.empty else NO_RUNS
+    if _printed(table, args.json, empty):
         return
     if args.group_seeds:
         cols = ["label", "data_source", "runs", "best_val_accuracy_mean", "best_val_accuracy_std", "best_val_accuracy_min",
@@ -439,8 +443,7 @@ def _leaderboard(args) -> None:
     else:
         cols = ["run", "name", "status", "data_source", "seed", "epochs", "best_val_accuracy", "test_accuracy", "config"]
         cols += ["vs_baseline", "baseline_verdict"] if "vs_baseline" in table else []
-    shown = table[cols + ["tags"]].assign(tags=table["tags"].map(", ".join))
-    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-"))
+    _board_text(table, [*cols, "tags"])
 
 
 def _show(args) -> None:
