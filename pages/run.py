@@ -15,6 +15,7 @@ from cifar_core.charts import notebook as notebook_charts
 from cifar_core.errors import LabError, NotFound
 from cifar_core.jobs import queue, results
 from cifar_core.spec.summary import summarize
+from cifar_core.views import run as run_view
 from cifar_core.views import training as monitor
 from pages import common
 
@@ -159,11 +160,12 @@ def render() -> None:
         st.page_link("pages/builder.py", label="Build and submit an experiment", icon=":material/construction:")
         return
     ids = list(jobs)
-    index = ids.index(int(wanted)) if wanted.isdigit() and int(wanted) in jobs else 0
+    shown_id = int(wanted) if wanted.isdigit() and int(wanted) in jobs else run_view.default_run(list(jobs.values()))
+    index = ids.index(shown_id)
     run_id = st.selectbox("Run", ids, index=index, format_func=lambda i: f"#{i} {jobs[i].name} ({jobs[i].state})",
                           key="run_pick")
     if wanted and not (wanted.isdigit() and int(wanted) in jobs):
-        st.warning(common.md(f"There is no run {wanted!r}; showing the newest run instead."))
+        st.warning(common.md(f"There is no run {wanted!r}; showing the newest started run instead."))
     st.query_params["run"] = str(run_id)  # the URL names the run shown, so it can be shared or reloaded
     polling = not jobs[run_id].finished
     st.fragment(_body, run_every=REFRESH if polling else None)(run_id, polling)

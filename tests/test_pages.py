@@ -729,3 +729,13 @@ def test_cancelling_a_running_job_says_when_it_stops_and_what_it_keeps(app_env, 
     at = _run(at.button(key=f"cancel_{job_id}").click())
     assert _texts(at.toast) == f"Job #{job_id} stops within 5 s; its finished epochs are kept."
     assert queue.get_job(conn, job_id).cancel_requested
+
+
+def test_run_page_opens_the_newest_started_run_not_one_waiting_in_the_queue(app_env, conn):
+    done = _finished_run(conn, "tiny", seed=0)
+    [waiting] = Lab().submit({**TINY, "name": "later"}, str(app_env)).job_ids
+    at = _open("pages/run.py")
+    assert at.selectbox(key="run_pick").value == done and at.query_params["run"] == str(done)
+    assert at.selectbox(key="run_pick").options[0] == f"#{waiting} later (queued)"  # still listed first
+    at = _open("pages/run.py", run="999")
+    assert at.selectbox(key="run_pick").value == done and "showing the newest started run" in _texts(at.warning)
