@@ -55,7 +55,7 @@ def _active(p: monitor.JobProgress, history, running) -> None:
         d.button("Cancel", key=f"cancel_{p.id}", icon=":material/cancel:", on_click=_cancel, args=(p.id,),
                  disabled=p.cancel_requested or bool(refused), help=refused)
         if p.attempts:
-            st.caption(f"Queued {monitor.format_seconds(p.queued)} in all · attempt {p.attempts}")
+            st.caption(p.attempts_line)
         if p.node and p.state == queue.RUNNING:
             st.caption(f"On {common.md(p.node)}")
         if p.note:

@@ -225,3 +225,14 @@ def test_queue_view_stops_refreshing_when_nothing_is_active(conn):
 )
 def test_format_seconds(seconds, text):
     assert monitor.format_seconds(seconds) == text
+
+
+def test_a_job_queued_again_names_the_attempt_it_waits_for_and_the_ones_that_ended():
+    """The card showed "queued (attempt 2, ...)" above "attempt 1" (issue 31's walk)."""
+    again = monitor.job_progress(_job(state=queue.QUEUED, epoch=2, attempts=1, worker_id=None), now=200.0)
+    assert again.label == "queued (attempt 2, resumes after epoch 2)"
+    assert again.attempts_line.endswith("· 1 attempt so far")
+    twice = monitor.job_progress(_job(state=queue.QUEUED, epoch=2, attempts=2, worker_id=None), now=200.0)
+    assert twice.attempts_line.endswith("· 2 attempts so far")
+    running = monitor.job_progress(_job(epoch=2, attempts=2), now=200.0)
+    assert running.attempts_line.startswith("Queued ") and running.attempts_line.endswith("· attempt 2")

@@ -77,6 +77,14 @@ class JobProgress:
         return self.state in (queue.QUEUED, queue.RUNNING)
 
     @property
+    def attempts_line(self) -> str:
+        """The card's caption under the bar: time queued, and the attempt that runs now or how many
+        ended (a queued job's bar already names the attempt it waits to start)."""
+        ended = f"{self.attempts} attempt{'' if self.attempts == 1 else 's'} so far"
+        now = f"attempt {self.attempts}" if self.state == queue.RUNNING else ended
+        return f"Queued {format_seconds(self.queued)} in all · {now}"
+
+    @property
     def label(self) -> str:
         """One line for a progress bar naming the phase: "training epoch 3/10 · batch 120/1563",
         "validating (4/20) · epoch 3/10", "scoring the test set with 2 views", "saving the model",
