@@ -319,6 +319,8 @@ def test_archived_runs_leave_every_list_until_a_toggle_shows_them(app_env, conn,
         assert f"#{a} " in options and f"#{b} " not in options, page
         at = rerun(at.toggle(key=key.split("_")[0] + "_archived").set_value(True))
         assert f"#{b} " in " ".join(getattr(at, widget)(key=key).options), page
+    at = open_page("pages/analysis.py", run=str(b))  # a link names an archived run: it opens, the others stay hidden
+    assert at.selectbox(key="analysis_run").value == b and at.query_params["run"] == str(b)
     at = open_page("pages/choice.py")
     assert at.toggle(key="choice_archived").label == "Show 1 archived run"
     assert _frame_with(at, "seed")["run"].tolist() == [a]
