@@ -3,6 +3,7 @@
     CIFAR_LAB_DATA=/path/to/cifar10-jpeg.tar.gz .venv/bin/python scripts/bench_search.py
     .venv/bin/python scripts/bench_search.py --replay-only [--curves docs/search-curves.json]
     CIFAR_LAB_HOME=<the same home> ... scripts/bench_search.py --group N   # finish an interrupted collection
+    CIFAR_LAB_HOME=<a live sweep's home> .venv/bin/python scripts/bench_search.py --live N
 
 1. Collect (skipped with --replay-only): an exhaustive grid sweep of 16 configurations around the
    `fast` preset (learning rate x Muon's rate x label smoothing), validated on a holdout, queued
@@ -15,6 +16,10 @@
    rate has decayed); then TPE against
    random draws at an equal budget of --budget trials, over --seeds seeds (each trial looked up in
    the recorded grid).
+3. With --live N: a pruned sweep N run through the queue on the same space (in $CIFAR_LAB_HOME)
+   against what the replay of the saved curves predicts in the order its trials ran: the epochs
+   each trial trained and where it stopped, the best it kept, and how far its curves are from the
+   exhaustive sweep's for the same configuration (nothing trains).
 """
 
 from __future__ import annotations
@@ -105,6 +110,62 @@ def replay_report(doc: dict, trials: list[TrialCurve], shuffles: int = 20, budge
     return out
 
 
+def _key(params: dict) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+def live_report(trials: list[TrialCurve], live: list[TrialCurve], pruner: PrunerConfig) -> dict:
+    """A live pruned sweep (its trials in the order they were submitted) against the replay of
+    the exhaustive curves `trials` in that order under the live sweep's `pruner`."""
+    recorded = {_key(t.params): t for t in trials if t.state == COMPLETE}
+    missing = [t.trial_id for t in live if _key(t.params) not in recorded]
+    if missing:
+        raise SystemExit(f"live trials {missing} have settings the exhaustive sweep did not run: compare a sweep of "
+                         "the same space")
+    twins = [TrialCurve(t.trial_id, recorded[_key(t.params)].params, recorded[_key(t.params)].curve, COMPLETE)
+             for t in live]
+    predicted = replay(pruner, twins).runs[0]
+    per_trial = []
+    for t in live:
+        rec = recorded[_key(t.params)]
+        stop = predicted.stopped.get(t.trial_id)
+        per_trial.append({"trial": t.trial_id, "params": t.params, "state": t.state, "epochs": t.last_epoch,
+                          "predicted_epochs": stop[1] if stop else rec.last_epoch,
+                          "max_curve_gap": max((abs(v - rec.curve[e]) for e, v in t.curve.items() if e in rec.curve),
+                                               default=0.0)})
+    done = [t.objective for t in live if t.state == COMPLETE]
+    return {"pruner": pruner.to_dict(), "trials": len(live), "exhaustive_epochs": predicted.epochs_recorded,
+            "epochs": sum(t.last_epoch for t in live), "predicted_epochs": predicted.epochs_run,
+            "best": max(done, default=None), "predicted_best": predicted.best_kept,
+            "exhaustive_best": max(t.objective for t in recorded.values()),
+            "same_stops": sum(p["epochs"] == p["predicted_epochs"] for p in per_trial), "per_trial": per_trial}
+
+
+def say_live(r: dict) -> str:
+    pct = lambda v: "none" if v is None else f"{100 * v:.2f}%"  # noqa: E731
+    lines = [f"live sweep, {r['trials']} trials: {r['epochs']} epochs trained ({r['epochs'] / r['exhaustive_epochs']:.0%} of "
+             f"the exhaustive {r['exhaustive_epochs']}), best {pct(r['best'])}; the replay in its order predicted "
+             f"{r['predicted_epochs']} epochs, best {pct(r['predicted_best'])} (exhaustive best {pct(r['exhaustive_best'])}); "
+             f"{r['same_stops']} of {r['trials']} trials stopped where predicted"]
+    for p in r["per_trial"]:
+        lines.append(f"  #{p['trial']} {p['state']}: {p['epochs']} epochs (predicted {p['predicted_epochs']}); curve within "
+                     f"{100 * p['max_curve_gap']:.2f} points of the exhaustive run's")
+    return "\n".join(lines)
+
+
+def _live(group: int) -> tuple[list[TrialCurve], PrunerConfig]:
+    from cifar_core.jobs import store, sweeping
+
+    conn = store.connect()
+    try:
+        search = sweeping.search_of(conn, group)
+        if search is None:
+            raise SystemExit(f"sweep {group} does not search: give the number of a sweep run with --pruner")
+        return sweeping.trials(conn, group), search.pruner
+    finally:
+        conn.close()
+
+
 def say(report: dict) -> str:
     lines = [f"{report['trials']} configurations, best {100 * report['best']:.2f}%, exhaustive sweep "
              f"{report['exhaustive_epochs']} epochs"]
@@ -127,7 +188,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--shuffles", type=int, default=20)
     ap.add_argument("--budget", type=int, default=12, help="trials TPE and random draws each get")
     ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--live", type=int, metavar="N", help="compare pruned sweep N (in $CIFAR_LAB_HOME) with the replay "
+                    "of the saved curves in its order; trains nothing")
     args = ap.parse_args(argv)
+    if args.live is not None:
+        _, trials = load(args.curves)
+        live, pruner = _live(args.live)
+        report = live_report(trials, live, pruner)
+        print(say_live(report))
+        return report
     if not args.replay_only:
         collect(args.curves, args.data, args.group)
     doc, trials = load(args.curves)
