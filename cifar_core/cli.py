@@ -274,7 +274,8 @@ def _pruner_args(s, what: str, required: bool = False) -> None:
     s.add_argument("--pruner", choices=PRUNERS, required=required, help=what)
     s.add_argument("--min-epochs", type=int, default=1, help="epochs every trial trains before it may be stopped "
                    "(successive halving, Hyperband: the first rung)")
-    s.add_argument("--eta", type=int, default=3, help="successive halving, Hyperband: the top 1/eta of a rung go on")
+    s.add_argument("--eta", type=int, default=None, help="successive halving, Hyperband: the top 1/eta of a rung go on "
+                   "(default: 4 for successive halving, 3 for Hyperband, as Optuna's)")
     s.add_argument("--percentile", type=float, default=25.0, help="percentile: keep the trials in the top P%%")
     s.add_argument("--startup-trials", type=int, default=5, help="median, percentile: no pruning before this many "
                    "trials completed")

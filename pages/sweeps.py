@@ -20,6 +20,7 @@ from cifar_core.analysis import sweeps
 from cifar_core.charts import sweeps as charts_sweep
 from cifar_core.spec import space as sweep_space
 from cifar_core.errors import DataError, LabError, SpecError
+from cifar_core.search.config import DEFAULT_ETA
 from cifar_core.spec.presets import PRESET_TITLES, get_preset, preset_names
 from pages import common
 
@@ -164,10 +165,15 @@ def _new_sweep() -> None:
     pruner = f.selectbox("Pruner", list(sweeps.PRUNER_LABELS), format_func=sweeps.PRUNER_LABELS.get,
                          key="sweeps_pruner", help="Judges each trial's validation accuracy after every epoch and "
                          "stops the losing ones (their curve and checkpoint stay); successive halving and Hyperband "
-                         "pause them at a rung and resume the ones that later rank in the top third")
+                         "pause them at a rung and resume the ones that later rank in the top 1/eta")
     min_epochs = g.number_input("Epochs before pruning", min_value=1, max_value=1000, value=1, step=1,
                                 key="sweeps_min_epochs", disabled=pruner == "none",
                                 help="Every trial trains this many epochs before it may be stopped (the first rung)")
+    eta = None
+    if pruner in DEFAULT_ETA:
+        eta = g.number_input("Rung factor (eta)", min_value=2, max_value=10, value=DEFAULT_ETA[pruner], step=1,
+                             key=f"sweeps_eta_{pruner}", help="The top 1/eta at a rung go on; rungs at epochs "
+                             "min × eta^k. Optuna's defaults: 4 for successive halving, 3 for Hyperband")
     text = st.text_area("Search space", key="sweeps_space", height=220, help=SPACE_HELP)
 
     base = {**doc, "epochs": int(epochs), **({"validation": "holdout"} if holdout else {})}
@@ -177,7 +183,7 @@ def _new_sweep() -> None:
     try:
         space = sweeps.space_from_inputs(text, method, int(budget), int(seed))
         search = sweeps.search_from_inputs(sampler, pruner, method, int(budget), int(seed), int(epochs), int(min_epochs),
-                                           objective2=objective2)
+                                           eta=eta, objective2=objective2)
         plan = common.lab().plan_sweep(base, space, shape, classes, search)
     except SpecError as exc:
         st.error(str(exc), icon=":material/error:")

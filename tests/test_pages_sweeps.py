@@ -214,4 +214,19 @@ def test_a_sweep_with_a_sampler_and_a_pruner_is_queued_with_its_search(conn, app
     detail = store.group_detail(conn, group_id)
     assert detail["search"]["sampler"] == "tpe" and detail["search"]["max_trials"] == 5
     assert detail["search"]["pruner"]["kind"] == "successive_halving" and detail["search"]["pruner"]["max_epochs"] == 3
+    assert detail["search"]["pruner"]["eta"] == 4  # successive halving's default, as Optuna's
     assert len(sweeps.get_sweep(conn, group_id).run_ids) == 2
+
+
+def test_the_rung_factor_is_asked_for_under_successive_halving_and_hyperband_only(conn, app_env):
+    at = _open()
+    assert not [n for n in at.number_input if n.key.startswith("sweeps_eta")]  # no pruner: nothing to ask
+    at = _run(at.selectbox(key="sweeps_pruner").set_value("hyperband"))
+    assert at.number_input(key="sweeps_eta_hyperband").value == 3
+    at.number_input(key="sweeps_eta_hyperband").set_value(2)
+    at.selectbox(key="sweeps_method").set_value("grid")
+    at = _run(at.text_area(key="sweeps_space").set_value(GRID))
+    at = _run(at.button(key="sweeps_submit").click())
+    group_id = int(sweeps.list_sweeps(conn)["group"][0])
+    assert store.group_detail(conn, group_id)["search"]["pruner"] == {
+        "kind": "hyperband", "min_epochs": 1, "startup_trials": 5, "percentile": 25.0, "eta": 2, "max_epochs": 3}

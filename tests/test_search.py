@@ -276,6 +276,13 @@ def test_a_bad_config_names_the_value_and_the_fix():
         SearchConfig(max_trials=0)
 
 
+def test_eta_defaults_to_optunas_4_for_successive_halving_and_3_for_hyperband_and_a_stored_one_stands():
+    assert PrunerConfig("successive_halving").eta == 4 and PrunerConfig("hyperband", max_epochs=9).eta == 3
+    assert PrunerConfig("successive_halving", eta=3).eta == 3
+    assert PrunerConfig.from_dict({"kind": "successive_halving", "eta": 3}).eta == 3  # a sweep stored before keeps it
+    assert PrunerConfig.from_dict({"kind": "successive_halving"}).eta == 4
+
+
 def test_a_config_round_trips_through_its_dict():
     config = SearchConfig("tpe", PrunerConfig("hyperband", min_epochs=2, eta=3, max_epochs=18), seed=4,
                           max_trials=30, max_epochs=200, max_minutes=90.0)

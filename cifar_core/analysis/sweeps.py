@@ -121,7 +121,7 @@ PRUNER_LABELS = {"none": "none: every trial to its end", "median": "median", "pe
 
 
 def search_from_inputs(sampler: str, pruner: str, method: str, budget: int, seed: int, epochs: int,
-                       min_epochs: int = 1, eta: int = 3, objective2: str | None = None) -> SearchConfig | None:
+                       min_epochs: int = 1, eta: int | None = None, objective2: str | None = None) -> SearchConfig | None:
     """A sweep's search from a page's inputs; None when neither a sampler nor a pruner is chosen
     (the classic sweep: every run of the space queued at once, each to its end). Without a
     sampler of its own, the search draws as the space's method says. `objective2` (latency |
@@ -130,7 +130,8 @@ def search_from_inputs(sampler: str, pruner: str, method: str, budget: int, seed
         return None
     chosen = sampler or method
     trials = MAX_RUNS if chosen == "grid" else int(budget)  # a grid runs every combination
-    judged = PrunerConfig(kind=pruner, min_epochs=min(int(min_epochs), int(epochs)), eta=int(eta), max_epochs=int(epochs))
+    judged = PrunerConfig(kind=pruner, min_epochs=min(int(min_epochs), int(epochs)), eta=eta and int(eta),
+                          max_epochs=int(epochs))
     return SearchConfig(sampler=chosen, pruner=judged, seed=int(seed), max_trials=trials,
                         objective2=objective2 if chosen == "nsga2" else None)
 
