@@ -234,19 +234,23 @@ def _resume(group_id: int) -> str:
 
 
 def _stop_or_resume(group_id: int, status) -> None:
-    """Stop a sweep that goes on; resume a stopped one with a larger budget."""
-    if status.stopped is None:
+    """Stop a sweep that goes on; resume a stopped or idle one with a larger budget."""
+    if status.stopped is None and not status.idle:
         st.button("Stop sweep", icon=":material/stop:", key="sweeps_stop", on_click=_do,
                   args=(common.lab().stop_sweep, group_id),
                   help="Cancel its queued trials; running ones stop after their current epoch, paused ones stay "
                        "paused. Resume it later, with a larger budget.")
     else:
-        st.warning(f"Stopped: {status.stopped}.", icon=":material/stop_circle:")
+        if status.stopped is None:
+            st.info(status.idle_note, icon=":material/pause_circle:")
+        else:
+            st.warning(f"Stopped: {status.stopped}.", icon=":material/stop_circle:")
         a, b, c, d = st.columns(4, vertical_alignment="bottom")
         a.number_input("Max trials", min_value=1, value=status.max_trials, step=1, key=f"sweeps_resume_max_trials_{group_id}")
         b.number_input("Max epochs", min_value=1, value=status.max_epochs, step=1, key=f"sweeps_resume_max_epochs_{group_id}")
         c.number_input("Max minutes", min_value=0.1, value=status.max_minutes, key=f"sweeps_resume_max_minutes_{group_id}")
-        d.button("Resume sweep", icon=":material/play_arrow:", key="sweeps_resume", on_click=_do, args=(_resume, group_id),
+        d.button("Resume sweep" if status.stopped else "Search on", icon=":material/play_arrow:", key="sweeps_resume",
+                 on_click=_do, args=(_resume, group_id),
                  help="Its stopped trials go on from their checkpoints; its sampler asks for more within the new budget.")
     kind, message = st.session_state.pop("sweeps_action_result", None) or (None, "")
     if kind:
@@ -265,7 +269,7 @@ def _search_status(group_id: int, status, archived: bool) -> None:
         st.markdown("**Best so far:** none yet (no trial has finished an epoch)")
     else:
         st.markdown(f"**Best so far:** [run #{status.best_run}](run?run={status.best_run}), "
-                    f"{100 * status.best_value:.1f}% best validation accuracy; {status.seed_note}")
+                    f"{common.percent(status.best_value)} best validation accuracy; {status.seed_note}")
     refused = common.lab().may("submit")
     st.button(f"Run {SEEDS_OF_BEST} seeds of the best", icon=":material/replay:", key="sweeps_seeds",
               disabled=status.best_run is None or bool(refused), on_click=_run_seeds, args=(group_id,),

@@ -56,7 +56,7 @@ def test_the_page_shows_where_a_search_stands_and_runs_three_seeds_of_the_best(c
     assert "**Search:** Optuna's grid (each combination once), seed 0; median pruner" in shown
     assert "**Budget used:** 3 of 3 trials started · 10 epochs trained · 0.0 minutes of training" in shown
     assert "**Trials:** 0 running · 0 queued · 0 paused · 1 pruned · 2 complete · 0 cancelled · 0 failed" in shown
-    assert (f"**Best so far:** [run #{done[1].id}](run?run={done[1].id}), 62.0% best validation accuracy; "
+    assert (f"**Best so far:** [run #{done[1].id}](run?run={done[1].id}), 62.00% best validation accuracy; "
             "one seed: its seed noise is unknown") in shown
 
     at = _run(at.button(key="sweeps_seeds").click())
@@ -73,6 +73,18 @@ def test_the_page_shows_where_a_search_stands_and_runs_three_seeds_of_the_best(c
     assert status.seed_runs == 4 and status.seed_std == pytest.approx(0.0171, abs=1e-4)
     at = _open(group_id)
     assert "seed noise ±1.7 points (standard deviation over 4 seeds)" in _texts(at.markdown)
+
+
+def test_an_idle_sweep_says_so_and_searches_on_with_a_larger_budget(conn, app_env):
+    """A sweep whose trials all ended (or wait paused) offered only "Stop sweep", as if it still ran."""
+    group_id, _ = _median_sweep(conn, app_env)
+    at = _open(group_id)
+    assert "Idle: nothing is queued or running. Raise the budget to search on." in _texts(at.info)
+    assert "sweeps_stop" not in [b.key for b in at.button] and at.button(key="sweeps_resume").label == "Search on"
+    at = _run(at.number_input(key=f"sweeps_resume_max_trials_{group_id}").set_value(4))
+    at = _run(at.button(key="sweeps_resume").click())
+    assert "sweep 1 resumed: 0 stopped trial(s) queued again, 1 new trial(s)" in _texts(at.success)
+    assert not at.info and at.button(key="sweeps_stop")  # a trial is queued: it goes on again
 
 
 def test_a_sweep_with_no_epoch_yet_offers_no_seeds(conn, app_env):
@@ -158,3 +170,14 @@ def test_the_page_stops_a_sweep_and_resumes_it_with_a_larger_budget(conn, app_en
     assert "sweep 1 resumed: 3 stopped trial(s) queued again, 2 new trial(s)" in _texts(at.success)
     assert "**Budget used:** 5 of 5 trials started" in _texts(at.markdown)
     assert not at.warning and at.button(key="sweeps_stop")
+
+
+def test_the_idle_note_counts_the_paused_trials_waiting_at_a_rung():
+    status = sweeps.SearchStatus(settings="", trials=4, max_trials=4, epochs=6, max_epochs=None, minutes=0.0,
+                                 max_minutes=None, counts={**dict.fromkeys(sweeps.STATUS_STATES, 0), "paused": 2},
+                                 best_run=1, best_value=0.5)
+    assert status.idle and status.idle_note == ("Idle: nothing is queued or running; 2 paused trials wait at a rung, "
+                                                "promoted only if later trials do worse there. Raise the budget to "
+                                                "search on.")
+    assert not sweeps.SearchStatus(**{**status.__dict__, "stopped": "stopped by hand"}).idle
+    assert not sweeps.SearchStatus(**{**status.__dict__, "counts": {**status.counts, "queued": 1}}).idle

@@ -502,6 +502,18 @@ class SearchStatus:
         return said
 
     @property
+    def idle(self) -> bool:
+        """Not stopped, yet nothing queued or running: every trial ended or waits paused at a rung."""
+        return self.stopped is None and self.counts["running"] + self.counts["queued"] == 0
+
+    @property
+    def idle_note(self) -> str:
+        paused = self.counts["paused"]
+        waiting = (f"; {paused} paused trial{'s wait' if paused != 1 else ' waits'} at a rung, promoted only if later "
+                   "trials do worse there") if paused else ""
+        return f"Idle: nothing is queued or running{waiting}. Raise the budget to search on."
+
+    @property
     def seed_note(self) -> str:
         if self.seed_std is None or self.seed_runs < 2:
             return "one seed: its seed noise is unknown"
