@@ -487,8 +487,12 @@ class Lab:
                 raise LabError(f"sweep {number}: {exc}") from None
             status = sweeps.search_status(conn, group_id)
         budget = f"; budget: {', '.join(status.budget)}" if status is not None else ""
+        idle = ""
+        if status is not None and status.idle:
+            left = "every combination of its grid has run" if done.search.sampler == "grid" else "its sampler proposed none"
+            idle = f"; nothing new to run: {left}"
         return (f"sweep {number} resumed: {len(done.requeued)} stopped trial(s) queued again, {len(done.added)} new "
-                f"trial(s){budget}")
+                f"trial(s){budget}{idle}")
 
     def front_sweeps(self) -> list[tuple[int, str]]:
         """The two-objective sweeps, newest first: (group id, what to call it)."""

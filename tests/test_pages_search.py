@@ -87,6 +87,16 @@ def test_an_idle_sweep_says_so_and_searches_on_with_a_larger_budget(conn, app_en
     assert not at.info and at.button(key="sweeps_stop")  # a trial is queued: it goes on again
 
 
+def test_searching_on_says_so_when_the_grid_has_no_combination_left(conn, app_env):
+    group_id, _ = _median_sweep(conn, app_env)
+    assert Lab().resume_sweep(group_id, max_trials=6).startswith("sweep 1 resumed: 0 stopped trial(s) queued again, 3 new")
+    for curve in ([0.30, 0.40, 0.50, 0.61], [0.31, 0.41, 0.51, 0.60], [0.33, 0.43, 0.53, 0.63]):
+        train(conn, curve)
+    said = Lab().resume_sweep(group_id, max_trials=8)
+    assert said.startswith("sweep 1 resumed: 0 stopped trial(s) queued again, 0 new trial(s); budget: 6 of 8 trials")
+    assert said.endswith("; nothing new to run: every combination of its grid has run")
+
+
 def test_a_sweep_with_no_epoch_yet_offers_no_seeds(conn, app_env):
     group_id, _ = searching_sweep(app_env, MEDIAN, trials=2)
     at = _open(group_id)
