@@ -82,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-epochs", type=int, help="the sweep's new epoch budget (default: unchanged)")
     s.add_argument("--max-minutes", type=float, help="the sweep's new budget in minutes of training (default: unchanged)")
 
+    s = sub.add_parser("sweep-report", help="write a sweep's report (Markdown and HTML with its figures): how it "
+                       "searched, its trials and why stopped ones stopped, curves, rungs, Pareto front, importance")
+    s.add_argument("sweep", type=int, help="the sweep's number, as `sweep` printed it")
+    s.add_argument("--out", help="report folder, or a .md/.html path (default: <lab home>/reports/sweep-N-<time>)")
+
     s = sub.add_parser("refit", help="queue a finished holdout run's configuration trained on train + holdout, the "
                        "test set scored once at the end, as a refit; prints the job id")
     s.add_argument("run_id", type=_id)
@@ -337,6 +342,12 @@ def _sweep_replay(args) -> None:
 def _sweep_stop(args) -> None:
     lab = _lab()
     print(lab.stop_sweep(lab.sweep_group(args.sweep)))
+
+
+def _sweep_report(args) -> None:
+    lab = _lab()
+    md_path, html_path = lab.write_sweep_report(lab.sweep_group(args.sweep), args.out)
+    print(f"report: {md_path}\nhtml:   {html_path}")
 
 
 def _sweep_resume(args) -> None:
@@ -659,7 +670,7 @@ def _report(args) -> None:
 
 COMMANDS = {
     "presets": _presets, "summary": _summary, "submit": _submit, "sweep": _sweep, "sweep-replay": _sweep_replay,
-    "sweep-stop": _sweep_stop, "sweep-resume": _sweep_resume, "refit": _refit,
+    "sweep-stop": _sweep_stop, "sweep-resume": _sweep_resume, "sweep-report": _sweep_report, "refit": _refit,
     "worker": _worker, "runs": _runs,
     "leaderboard": _leaderboard, "show": _show, "cancel": _cancel, "retry": _retry, "backup": _backup, "restore": _restore, "data-info": _data_info,
     "measure": _measure, "export": _export,

@@ -521,6 +521,25 @@ class Lab:
             doc, source, seed = sweeps.seeds_of(conn, status.best_run)
         return self.submit(doc, source, repeats=seeds, seed=seed)
 
+    def sweep_report(self, group_id: int):
+        """A sweep's report (analysis.report.Report): how it searched, its trials, its figures."""
+        from cifar_core.analysis import sweep_report
+
+        with self._store() as conn:
+            return sweep_report.build(conn, group_id)
+
+    def write_sweep_report(self, group_id: int, out=None) -> tuple[Path, Path]:
+        """Write a sweep's report as Markdown and HTML (default: <lab home>/reports/sweep-N-<time>/)."""
+        from cifar_core.analysis import report
+
+        return report.write_report(self.sweep_report(group_id), out, f"sweep-{self.sweep_number(group_id)}")
+
+    def sweep_report_html(self, group_id: int) -> str:
+        """A sweep's report as one self-contained HTML page (the Sweeps page's download)."""
+        from cifar_core.analysis import report
+
+        return report.render_html(self.sweep_report(group_id))
+
     def sweep(self, group_id: int, archived: bool = False) -> SweepResults:
         """A sweep's description, its trials' table (without the ones keeping.Hidden leaves out, said
         in `left_out`) and which setting mattered."""

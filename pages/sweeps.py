@@ -12,6 +12,7 @@ with ?base=preset:exp4 or ?base=saved:NAME, and a sweep with ?sweep=ID.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 
 import streamlit as st
@@ -319,6 +320,11 @@ def _sweep_detail(group_id: int) -> None:
                  column_config={**_value_columns(table, info.paths), **RUN_COLUMNS}, column_order=["run", "open", *[c for c in table.columns if c != "run"]])
     st.markdown(f":material/leaderboard: [Compare this sweep's runs on the Leaderboard](leaderboard?sweep={group_id})")
     common.sweep_findings(found, key="sweeps")
+    st.download_button("Report (HTML)", functools.partial(common.lab().sweep_report_html, group_id),
+                       file_name=f"sweep-{info.number}-report.html", mime="text/html", on_click="ignore",
+                       icon=":material/download:", key="sweeps_report",
+                       help="This sweep's status, trials and figures in one page that opens offline "
+                            f"(`python -m cifar_core sweep-report {info.number}` writes it with a Markdown copy)")
 
 
 def _sweeps_list() -> None:

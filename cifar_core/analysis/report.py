@@ -108,7 +108,7 @@ def _num(v, fmt: str = "{:.1f}") -> str:
     return "–" if v is None or v != v else fmt.format(v)
 
 
-def _md_table(frame: pd.DataFrame) -> str:
+def md_table(frame: pd.DataFrame) -> str:
     """A GitHub-style Markdown table (cells with '|' escaped)."""
     cols = [str(c) for c in frame.columns]
     cell = lambda v: str(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
@@ -259,14 +259,14 @@ def build_report(conn: sqlite3.Connection, run_ids: list[int], title: str = "CIF
             "The lab's runs over seeds against the notebook (*inside?*: the notebook's figure lies within the lab's "
             "seed range, min to max; std is the spread over seeds, in points):",
             "",
-            _md_table(_seed_table(seeds)),
+            md_table(_seed_table(seeds)),
             "",
             *[f"- **{r.experiment}**: {r.final_sentence} {r.best_sentence}" for r in seeds.itertuples()],
             "",
             "Every run:",
             "",
         ]
-    head.append(_md_table(_display_summary(summary, reference_epoch)))
+    head.append(md_table(_display_summary(summary, reference_epoch)))
     noted = summary[summary["notes"] != ""]
     if len(noted):
         head += ["", "Notes on the runs:", "", *[f"- **#{r.run}**: {' '.join(r.notes.split())}" for r in noted.itertuples()]]
@@ -344,7 +344,7 @@ def _experiment_blocks(conn, name: str, jobs: list[queue.Job], summarize) -> lis
         head += [f"Per epoch, the lab's {len(succeeded)} finished run{'s' * (len(succeeded) != 1)} against the notebook "
                  "(difference: lab mean minus notebook, in points; "
                  "– where a side has no figure, e.g. the training accuracy the notebook did not print):", "",
-                 _md_table(table), ""]
+                 md_table(table), ""]
     elif not histories.empty:
         per_epoch = pd.DataFrame({
             "run": histories["run"].map(lambda r: f"#{r}"), "epoch": histories["epoch"].astype(int),
@@ -352,7 +352,7 @@ def _experiment_blocks(conn, name: str, jobs: list[queue.Job], summarize) -> lis
             "train loss": histories["loss"].map(lambda v: _num(v, "{:.4f}")),
             "val loss": histories["val_loss"].map(lambda v: _num(v, "{:.4f}")), "seconds": histories["seconds"].map(_num),
         })
-        head += ["Per epoch:", "", _md_table(per_epoch), ""]
+        head += ["Per epoch:", "", md_table(per_epoch), ""]
     verdicts = []
     for job, detail in zip(jobs, details):
         if detail.history.empty:
@@ -393,7 +393,7 @@ def _choice_blocks(conn, run_ids: list[int]) -> tuple[list, choice.Recommendatio
     })
     blocks = [
         ("md", "\n".join([head, "", "Deployment scorecard (latency at batch 1 and throughput at batch 256 measured on "
-                          "this machine right after training):", "", _md_table(table)])),
+                          "this machine right after training):", "", md_table(table)])),
         ("figure", choice_charts.pareto_figure(ranked)),
         ("md", made.recommendation.text if made.recommendation else "No recommendation."),
     ]
@@ -439,19 +439,19 @@ def render_html(report: Report) -> str:
             f"</title><style>{HTML_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
-def report_paths(out: Path | str | None) -> tuple[Path, Path]:
+def report_paths(out: Path | str | None, name: str = "reproduce") -> tuple[Path, Path]:
     """(markdown, html) paths: OUT.md and OUT.html for a .md/.html path, else OUT/report.md and
-    OUT/report.html; default <lab home>/reports/reproduce-<timestamp>/."""
+    OUT/report.html; default <lab home>/reports/<name>-<timestamp>/."""
     if out is None:
-        out = config.lab_home() / "reports" / f"reproduce-{datetime.now():%Y%m%d-%H%M%S}"
+        out = config.lab_home() / "reports" / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
     out = Path(out).expanduser()
     if out.suffix.lower() in (".md", ".html", ".htm"):
         return out.with_suffix(".md"), out.with_suffix(".html")
     return out / "report.md", out / "report.html"
 
 
-def write_report(report: Report, out: Path | str | None = None) -> tuple[Path, Path]:
-    md_path, html_path = report_paths(out)
+def write_report(report: Report, out: Path | str | None = None, name: str = "reproduce") -> tuple[Path, Path]:
+    md_path, html_path = report_paths(out, name)
     md_path.parent.mkdir(parents=True, exist_ok=True)
     md_path.write_text(render_markdown(report), encoding="utf-8")
     html_path.write_text(render_html(report), encoding="utf-8")
