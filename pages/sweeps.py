@@ -34,6 +34,7 @@ PERCENT = common.PERCENT
 LIST_COLUMNS = {
     "number": st.column_config.NumberColumn("sweep", format="%d", help="Its number among the sweeps"),
     "params": st.column_config.TextColumn("swept"),
+    "stopped": st.column_config.NumberColumn("stopped", format="%d", help="Trials its pruner pruned or paused at a rung"),
     "best": common.percent_column("best val acc"),
     "best_run": st.column_config.NumberColumn("best run", format="%d"),
     "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),

@@ -51,6 +51,8 @@ def test_the_report_says_how_the_sweep_searched_its_trials_why_they_stopped_and_
         "Validation accuracy by epoch", "Settings against best validation accuracy"]  # fANOVA: 2 complete runs only
     assert "*(Figure: Validation accuracy by epoch; interactive in the HTML version of this report.)*" in text
     assert "## Pareto front" not in text
+    listed = sweeps.list_sweeps(conn)  # the Sweeps page's list counts the paused trials as stopped, not lost
+    assert listed[["runs", "done", "stopped", "failed", "active"]].values.tolist() == [[4, 2, 2, 0, 0]]
 
     page = Lab().sweep_report_html(group_id)
     assert page.startswith("<!DOCTYPE html>") and page.count('class="plotly-graph-div"') == 2

@@ -32,7 +32,8 @@ from cifar_core.spec.space import MAX_RUNS, NAME_PREFIX_KEPT, SweepSpace, docume
 
 TARGET = "best_val_accuracy"
 RESERVED_PATHS = ("name", "sweep_params")  # set per run by the expansion itself
-SWEEP_COLUMNS = ["group", "number", "name", "method", "params", "runs", "done", "failed", "active", "best", "best_run", "created"]
+SWEEP_COLUMNS = ["group", "number", "name", "method", "params", "runs", "done", "stopped", "failed", "active", "best",
+                 "best_run", "created"]
 RESULT_COLUMNS = ["best_val_accuracy", "best_epoch", "test_accuracy", "params", "seconds_per_epoch"]
 
 
@@ -266,8 +267,9 @@ def _info(conn: sqlite3.Connection, row) -> SweepInfo:
 
 
 def list_sweeps(conn: sqlite3.Connection) -> pd.DataFrame:
-    """Every sweep, newest first: its group id, its number among the sweeps (from 1), runs, how many succeeded (done), failed or cancelled, still
-    queued or running (active), and the best validation accuracy with its run."""
+    """Every sweep, newest first: its group id, its number among the sweeps (from 1), runs, how many
+    succeeded (done), were pruned or paused by its pruner (stopped), failed or were cancelled, are
+    still queued or running (active), and the best validation accuracy with its run."""
     rows = store.group_rows(conn, queue.GROUP_SWEEP)
     infos = [_info(conn, r) for r in rows]
     board = results.leaderboard_rows(conn, [i for info in infos for i in info.run_ids])
@@ -282,6 +284,7 @@ def _sweep_row(info: SweepInfo, board: pd.DataFrame) -> dict:
     return {
         "group": info.id, "number": info.number, "name": info.name, "method": info.method, "params": ", ".join(info.paths),
         "runs": len(info.run_ids), "done": int((status == queue.SUCCEEDED).sum()),
+        "stopped": int(status.isin([queue.PRUNED, queue.PAUSED]).sum()),
         "failed": int(status.isin([queue.FAILED, queue.CANCELLED]).sum()),
         "active": int(status.isin([queue.QUEUED, queue.RUNNING]).sum()),
         "best": None if best is None else float(best[TARGET]),
