@@ -489,7 +489,12 @@ class Lab:
         budget = f"; budget: {', '.join(status.budget)}" if status is not None else ""
         idle = ""
         if status is not None and status.idle:
-            left = "every combination of its grid has run" if done.search.sampler == "grid" else "its sampler proposed none"
+            if status.trials >= status.max_trials:
+                left = f"its {status.max_trials} trials have started; raise max trials"
+            elif done.search.sampler == "grid":
+                left = "every combination of its grid has run"
+            else:
+                left = "its sampler proposed none"
             idle = f"; nothing new to run: {left}"
         return (f"sweep {number} resumed: {len(done.requeued)} stopped trial(s) queued again, {len(done.added)} new "
                 f"trial(s){budget}{idle}")

@@ -92,6 +92,7 @@ def test_searching_on_says_so_when_the_grid_has_no_combination_left(conn, app_en
     assert Lab().resume_sweep(group_id, max_trials=6).startswith("sweep 1 resumed: 0 stopped trial(s) queued again, 3 new")
     for curve in ([0.30, 0.40, 0.50, 0.61], [0.31, 0.41, 0.51, 0.60], [0.33, 0.43, 0.53, 0.63]):
         train(conn, curve)
+    assert Lab().resume_sweep(group_id).endswith("; nothing new to run: its 6 trials have started; raise max trials")
     said = Lab().resume_sweep(group_id, max_trials=8)
     assert said.startswith("sweep 1 resumed: 0 stopped trial(s) queued again, 0 new trial(s); budget: 6 of 8 trials")
     assert said.endswith("; nothing new to run: every combination of its grid has run")
