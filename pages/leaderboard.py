@@ -12,16 +12,21 @@ from cifar_core.analysis import filters, notebook
 from cifar_core.analysis import curves as run_curves
 from cifar_core.charts import curves as charts
 from cifar_core.jobs import queue
+from cifar_core.jobs.results import LEADERBOARD_COLUMNS
 from cifar_core.spec import diff as compare
 from cifar_core.views import leaderboard as board_view
 from pages import common
 
-PERCENT = common.PERCENT
 COLUMNS = {
     "run": st.column_config.NumberColumn("run", format="%d"),
     "open": st.column_config.LinkColumn("open", display_text="open", help="The run's page"),
     "params": st.column_config.NumberColumn("params", format="localized"),
-    "best_val_accuracy": PERCENT, "final_val_accuracy": PERCENT, "final_accuracy": PERCENT, "test_accuracy": PERCENT,
+    "best_val_accuracy": common.percent_column(help="The best validation accuracy over its epochs"),
+    "final_val_accuracy": common.percent_column(help="Validation accuracy after its last epoch"),
+    "final_accuracy": common.percent_column(help="Training accuracy in its last epoch"),
+    "test_accuracy": common.percent_column(help="Test accuracy, scored once when it finished (with its test-time views)"),
+    "epochs": st.column_config.NumberColumn(help="Epochs trained"),
+    "best_epoch": st.column_config.NumberColumn(help="The epoch of its best validation accuracy"),
     "gap": common.percent_column("gap", help="train minus validation accuracy, last epoch"),
     "seconds_per_epoch": st.column_config.NumberColumn("s/epoch", format="%.1f"),
     "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
@@ -54,6 +59,27 @@ COLUMNS = {
                                                      "predictions"),
     "baseline_verdict": st.column_config.TextColumn("against baseline", help="At alpha 0.05"),
 }
+HEADERS = {  # readable headers for the columns shown by their key; the help still names the key
+    "epochs_planned": "planned", "best_val_accuracy": "best val", "best_epoch": "best at", "final_val_accuracy": "last val",
+    "final_accuracy": "last train", "test_accuracy": "test acc", "validation": "validated on", "learning_rate": "learning rate",
+    "batch_size": "batch", "worker_pid": "pid", "refit_of": "refit of", "status_note": "status note",
+}
+
+
+def _with_filter_keys(columns: dict) -> dict:
+    """Every run column's config with a readable header and a help that ends in the key the filter
+    box (and the CSV export) use for it: "best val" is `best_val_accuracy`."""
+    out = dict(columns)
+    for key in LEADERBOARD_COLUMNS:
+        config = dict(out.get(key) or st.column_config.Column())
+        config["label"] = config.get("label") or HEADERS.get(key, key)
+        said = (config.get("help") or "").rstrip(". ")
+        config["help"] = (f"{said}. " if said else "") + f"Filter and CSV key: {key}"
+        out[key] = config
+    return out
+
+
+COLUMNS = _with_filter_keys(COLUMNS)
 BASELINE = ["vs_baseline", "baseline_p", "baseline_verdict"]
 GROUP_ORDER = ["label", "tags", "notes", "data_source", "runs", "best_val_accuracy_mean", "best_val_accuracy_std", "best_val_accuracy_min",
                "best_val_accuracy_max", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_min", "test_accuracy_max",
