@@ -392,7 +392,8 @@ class Lab:
         with self._store() as conn:
             detail = results.run_detail(conn, int(run_id))
             siblings = diagnosis.siblings_of(conn, int(run_id)) if not detail.history.empty else []
-        verdict = diagnosis.diagnose_run(detail.history, detail.job.spec, siblings) if not detail.history.empty else None
+        verdict = (diagnosis.diagnose_run(detail.history, detail.job.spec, siblings, detail.job.state)
+                   if not detail.history.empty else None)
         return results.RunDetail(**{**detail.__dict__, "diagnosis": verdict})
 
     def histories(self, run_ids: list[int]) -> pd.DataFrame:

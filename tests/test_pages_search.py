@@ -192,3 +192,19 @@ def test_the_idle_note_counts_the_paused_trials_waiting_at_a_rung():
                                                 "search on.")
     assert not sweeps.SearchStatus(**{**status.__dict__, "stopped": "stopped by hand"}).idle
     assert not sweeps.SearchStatus(**{**status.__dict__, "counts": {**status.counts, "queued": 1}}).idle
+
+
+def test_a_paused_or_pruned_trial_is_told_what_its_stop_means_not_to_train_on(conn, app_env):
+    group_id, done = _median_sweep(conn, app_env)
+    pruned = Lab().run(done[2].id).diagnosis
+    assert pruned.next_step.startswith("Its sweep's pruner stopped it for good")
+    assert not Lab().run(done[0].id).diagnosis.next_step.startswith("Its sweep's pruner")  # complete: its curves' own
+    searching_sweep(app_env, PrunerConfig(kind="successive_halving", min_epochs=1, eta=2), trials=2,
+                                        epochs=2, name="sh")
+    train(conn, [0.50, 0.60])
+    paused, _ = train(conn, [0.30])
+    assert paused.state == queue.PAUSED
+    at = open_page("pages/run.py", run=str(paused.id))
+    shown = "\n".join(_texts(e) for e in (at.markdown, at.warning, at.info, at.success))
+    assert "Next: Its sweep's pruner paused it at a rung: it resumes from its checkpoint" in shown
+

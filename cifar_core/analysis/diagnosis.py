@@ -389,10 +389,20 @@ def _history_records(history: pd.DataFrame) -> list[dict]:
     return records
 
 
-def diagnose_run(history: pd.DataFrame, spec: dict, siblings: Iterable[Sibling] = ()) -> Diagnosis:
+STOPPED_BY_SWEEP = {  # what to do next with a trial its sweep's pruner stopped, whatever its curves say
+    queue.PRUNED: "Its sweep's pruner stopped it for good; its curve stays to compare. To see where it would have ended, "
+              "submit its settings as a run of their own.",
+    queue.PAUSED: "Its sweep's pruner paused it at a rung: it resumes from its checkpoint if later trials do worse there "
+              "(raise the sweep's budget with Search on, on the Sweeps page, to run more trials).",
+}
+
+
+def diagnose_run(history: pd.DataFrame, spec: dict, siblings: Iterable[Sibling] = (), state: str | None = None) -> Diagnosis:
     """The diagnosis of one run from its stored per-epoch history, its spec and its siblings'
-    summaries (`siblings_of`)."""
-    return diagnose(_history_records(history), _num_classes(spec), siblings, is_convolutional(spec))
+    summaries (`siblings_of`); a trial its sweep pruned or paused (`state`) is told what that means
+    instead of to train on."""
+    d = diagnose(_history_records(history), _num_classes(spec), siblings, is_convolutional(spec))
+    return replace(d, next_step=STOPPED_BY_SWEEP[state]) if state in STOPPED_BY_SWEEP else d
 
 
 def siblings_of(conn: sqlite3.Connection, run_id: int) -> list[Sibling]:
