@@ -131,7 +131,7 @@ def test_report_paths(tmp_path):
 
 
 def test_markdown_table_escapes_cells():
-    table = report._md_table(pd.DataFrame({"a": ["x|y"], "b": ["two\nlines"]}))
+    table = report.md_table(pd.DataFrame({"a": ["x|y"], "b": ["two\nlines"]}))
     assert table.splitlines() == ["| a | b |", "| --- | --- |", "| x\\|y | two lines |"]
 
 
