@@ -19,7 +19,7 @@ import functools
 import inspect
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -297,12 +297,13 @@ class Lab:
         with self._store() as conn:
             return monitor.cluster_view(conn)
 
-    def jobs(self, limit: int = 10_000, archived: bool = False) -> list[queue.Job]:
-        """Every job, newest first: archived ones only when `archived`, those in the trash never."""
+    def jobs(self, limit: int = 10_000, archived: bool = False, spare: Collection[int] = ()) -> list[queue.Job]:
+        """Every job, newest first: archived ones only when `archived` (or named in `spare`, as a link
+        names one), those in the trash never."""
         from cifar_core.jobs import keeping
 
         with self._queue() as conn:
-            hidden = keeping.hidden(conn, archived).runs
+            hidden = keeping.hidden(conn, archived).sparing(spare).runs
             return [j for j in queue.list_jobs(conn, limit=limit + len(hidden)) if j.id not in hidden][:limit]
 
     def hidden(self, archived: bool = False):
@@ -753,13 +754,14 @@ class Lab:
         with self._store() as conn:
             return choice.sources(conn, keeping.hidden(conn, archived).runs)
 
-    def scorecard(self, source: str | None = None, archived: bool = False) -> pd.DataFrame:
-        """The succeeded runs' deployment scorecard (archived ones only when `archived`)."""
+    def scorecard(self, source: str | None = None, archived: bool = False, spare: Collection[int] = ()) -> pd.DataFrame:
+        """The succeeded runs' deployment scorecard (archived ones only when `archived`, or named in
+        `spare`)."""
         from cifar_core.analysis import choice
         from cifar_core.jobs import keeping
 
         with self._store() as conn:
-            return choice.scorecard(conn, source, hide=keeping.hidden(conn, archived).runs)
+            return choice.scorecard(conn, source, hide=keeping.hidden(conn, archived).sparing(spare).runs)
 
     def choose(self, source: str | None = None, run_ids: list[int] | None = None, archived: bool = False) -> choice.Choice:
         """The model choice among the succeeded runs shown (archived ones only when `archived`)."""

@@ -24,10 +24,8 @@ NONE = 0
 def _runs() -> tuple[list[int], dict[int, str], dict[int, str]]:
     """The scored runs, newest first: archived ones when the toggle shows them or a link names them
     (?run=ID, ?compare=ID), as the Run page opens an archived run from a link."""
-    card = common.lab().scorecard(archived=True)
-    if not common.show_archived("analysis_archived"):
-        linked = {int(v) for v in (st.query_params.get("run"), st.query_params.get("compare")) if v and v.isdigit()}
-        card = card[~card["run"].isin(common.lab().hidden().runs - linked)]
+    linked = [int(v) for v in (st.query_params.get("run"), st.query_params.get("compare")) if v and v.isdigit()]
+    card = common.lab().scorecard(archived=common.show_archived("analysis_archived"), spare=linked)
     card = card.sort_values("run", ascending=False)
     labels = {int(r.run): f"#{int(r.run)} {r.label} ({common.percent(r.test_accuracy)})" for r in card.itertuples()}
     return list(labels), labels, dict(zip(card["run"].astype(int), card["data_source"]))

@@ -150,11 +150,9 @@ def _body(run_id: int, polling: bool) -> None:
 
 def render() -> None:
     st.title("Run")
-    every = {j.id: j for j in common.lab().jobs(archived=True)}
     wanted = st.query_params.get("run", "")
     shown = common.show_archived("run_archived")
-    visible = set(every) if shown else {j.id for j in common.lab().jobs()}
-    jobs = {i: j for i, j in every.items() if i in visible or str(i) == wanted}
+    jobs = {j.id: j for j in common.lab().jobs(archived=shown, spare=[int(wanted)] if wanted.isdigit() else [])}
     if not jobs:
         st.info("No runs yet.")
         st.page_link("pages/builder.py", label="Build and submit an experiment", icon=":material/construction:")

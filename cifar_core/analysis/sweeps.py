@@ -536,13 +536,14 @@ def search_status(conn: sqlite3.Connection, group_id: int) -> SearchStatus | Non
         counts[_STATE_OF[j["state"]]] += 1
     scored = [r for r in rows if r["val_accuracy"] is not None]
     best = max(scored, key=lambda r: r["val_accuracy"], default=None)
+    trashed = keeping.hidden(conn).trashed
     status = SearchStatus(
         settings=search_words(search), trials=len(jobs), max_trials=search.max_trials, epochs=len(rows),
         max_epochs=search.max_epochs, minutes=sum(j["train_seconds"] or 0.0 for j in jobs) / 60,
         max_minutes=search.max_minutes, counts=counts, best_run=None if best is None else int(best["run_id"]),
         best_value=None if best is None else float(best["val_accuracy"]),
         stopped=(store.group_detail(conn, group_id) or {}).get("stopped"),
-        in_trash=tuple(j["id"] for j in jobs if j["id"] in keeping.hidden(conn).trashed),
+        in_trash=tuple(j["id"] for j in jobs if j["id"] in trashed),
     )
     return status if best is None else replace(status, **_seed_spread(conn, status.best_run))
 

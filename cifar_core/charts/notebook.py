@@ -22,22 +22,23 @@ def history_figure(history: pd.DataFrame, preset: str | None, title: str | None 
     few epochs only (exp1 to exp3's training accuracy) as unconnected markers. With `baseline` (the
     pinned run's history), its loss and accuracy in grey behind the run's."""
     fig = charts.history(history, title=title, height=height)
+    epochs = [*history.get("epoch", [])]
     if baseline is not None and not baseline.empty:
         charts.add_baseline(fig, baseline, baseline_label)
-        charts.epoch_axis(fig, [*history.get("epoch", []), *baseline["epoch"]])
-    if preset is None:
-        return fig
-    ref = notebook.reference_history(preset)
-    for column, split in (("accuracy", "train"), ("val_accuracy", "validation")):
-        known = ref[ref[column].notna()]
-        fig.add_scatter(
-            x=known["epoch"], y=known[column], name=f"{notebook.label(preset)} {split}", mode=charts.recorded_mode(ref[column]),
-            line=dict(color=charts.TRAIN_COLOUR if split == "train" else charts.VAL_COLOUR, dash="dot", width=1.5),
-            marker=dict(symbol="x", size=6), legendgroup=f"notebook {split}",
-            hovertemplate=f"epoch %{{x}}: %{{y:.4f}} ({notebook.RECORDED})", row=1, col=2,
-        )
-    extra = [] if baseline is None else list(baseline["epoch"])
-    return charts.epoch_axis(fig, [*history.get("epoch", []), *ref["epoch"], *extra])
+        epochs += list(baseline["epoch"])
+    if preset is not None:
+        ref = notebook.reference_history(preset)
+        for column, split in (("accuracy", "train"), ("val_accuracy", "validation")):
+            known = ref[ref[column].notna()]
+            fig.add_scatter(
+                x=known["epoch"], y=known[column], name=f"{notebook.label(preset)} {split}",
+                mode=charts.recorded_mode(ref[column]),
+                line=dict(color=charts.TRAIN_COLOUR if split == "train" else charts.VAL_COLOUR, dash="dot", width=1.5),
+                marker=dict(symbol="x", size=6), legendgroup=f"notebook {split}",
+                hovertemplate=f"epoch %{{x}}: %{{y:.4f}} ({notebook.RECORDED})", row=1, col=2,
+            )
+        epochs += list(ref["epoch"])
+    return charts.epoch_axis(fig, epochs)
 
 
 def comparison_figure(history: pd.DataFrame, preset: str, labels: Mapping[int, str] | None = None, height: int = 360):

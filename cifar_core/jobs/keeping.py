@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cifar_core import config
@@ -34,6 +34,10 @@ class Hidden:
     @property
     def runs(self) -> frozenset[int]:
         return self.trashed | (frozenset() if self.show_archived else self.archived)
+
+    def sparing(self, run_ids) -> Hidden:
+        """The same rule showing these archived runs too: a link that names one opens it."""
+        return replace(self, archived=self.archived - {int(r) for r in run_ids})
 
     def keep(self, run_ids) -> list[int]:
         """The ids a list shows, in their order."""
